@@ -1,0 +1,9 @@
+//! The store conformance suite on PostgreSQL: each case in its own database.
+
+use updraft_store_postgres::{PostgresStore, testing};
+
+async fn fresh() -> PostgresStore {
+    PostgresStore::connect(&testing::create_database().await).await.unwrap()
+}
+
+updraft_store::store_conformance_suite!(fresh());

@@ -1,0 +1,10 @@
+//! The store conformance suite on SQLite: each case in its own database file.
+
+use updraft_store_sqlite::SqliteStore;
+
+async fn fresh() -> SqliteStore {
+    let dir = tempfile::tempdir().unwrap().keep();
+    SqliteStore::open(&dir.join("updraft.db")).await.unwrap()
+}
+
+updraft_store::store_conformance_suite!(fresh());

@@ -1,0 +1,353 @@
+//! The conformance suite: the behaviour every [`Store`] implementation must
+//! have. Each backend crate runs it, unchanged, through
+//! [`store_conformance_suite!`](crate::store_conformance_suite).
+//!
+//! Every case gets a fresh, empty store and creates its own tenants.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use updraft_core::{
+    ApiKey, ConnectionStatus, DeviceAttributes, Firmware, FirmwareFile, Group, NewDevice, PageRequest, Product,
+    PropertyValue, Role, SortOrder, Tenant, VersionScheme,
+};
+
+use crate::{DeviceScope, Store, StoreError, sortable};
+
+/// Generates one `#[tokio::test]` per conformance case. `$make` is an async
+/// expression that yields a fresh store (`impl Store`).
+#[macro_export]
+macro_rules! store_conformance_suite {
+    ($make:expr) => {
+        $crate::store_conformance_suite!(@cases $make;
+            tenants_and_keys, products_crud_and_conflicts, product_listing_pages_sorts_and_searches,
+            firmware_crud_and_version_conflict, devices_bulk_create_is_all_or_nothing,
+            device_update_list_and_delete, groups_and_membership, tenants_never_see_each_other,
+            product_in_use_cannot_be_deleted);
+    };
+    (@cases $make:expr; $($case:ident),*) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let store = $make.await;
+                $crate::conformance::$case(&store).await;
+                $crate::Store::close(&store).await;
+            }
+        )*
+    };
+}
+
+fn t(secs: i64) -> Timestamp {
+    Timestamp::from_second(1_700_000_000 + secs).unwrap()
+}
+
+async fn tenant(store: &dyn Store, id: &str) {
+    store.ensure_tenant(&Tenant { id: id.into(), name: id.into(), created_at: t(0) }).await.unwrap();
+}
+
+fn key(id: &str, tenant: &str, role: Role) -> ApiKey {
+    ApiKey { id: id.into(), tenant: tenant.into(), role, name: None, server_admin: false, created_at: t(1) }
+}
+
+fn product(key: &str) -> Product {
+    Product {
+        key: key.into(),
+        name: format!("Product {key}"),
+        description: None,
+        version_scheme: VersionScheme::Semver,
+        created_at: t(2),
+        updated_at: t(2),
+    }
+}
+
+fn firmware(id: &str, product: &str, version: &str) -> Firmware {
+    Firmware {
+        id: id.into(),
+        product: product.into(),
+        version: version.into(),
+        name: Some(format!("fw {version}")),
+        release_notes: Some("fixes".into()),
+        metadata: BTreeMap::from([("campaign".into(), "c1".into())]),
+        needs_verification: true,
+        verified: false,
+        files: vec![FirmwareFile {
+            name: "app.bin".into(),
+            component: "host".into(),
+            version: version.into(),
+            size: 1 << 33,
+            sha256: "a".repeat(64),
+            sha1: "b".repeat(40),
+            md5: "c".repeat(32),
+        }],
+        created_at: t(3),
+    }
+}
+
+fn device(id: &str, product: &str) -> NewDevice {
+    let mut attributes = DeviceAttributes::default();
+    attributes.firmware.insert("host".into(), "1.0.0".into());
+    attributes.properties.insert("region".into(), PropertyValue::String("eu".into()));
+    attributes.properties.insert("temp".into(), PropertyValue::Number(21.5));
+    attributes.properties.insert("beta".into(), PropertyValue::Bool(true));
+    attributes.metadata.insert("owner".into(), "acme".into());
+    attributes.hardware_version = Some("rev-b".into());
+    attributes.activated_at = Some(t(10));
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    NewDevice { id: id.into(), product: product.into(), attributes, token_hash: format!("hash-{id}-{n}") }
+}
+
+fn page(sort: &str, order: SortOrder, limit: u32, offset: u64, search: Option<&str>) -> PageRequest {
+    PageRequest { limit, offset, sort: sort.into(), order, search: search.map(Into::into) }
+}
+
+fn invalid_fields(e: StoreError) -> Vec<String> {
+    match e {
+        StoreError::Invalid(updraft_core::Error::Invalid(errors)) => errors.into_iter().map(|e| e.field).collect(),
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+}
+
+pub async fn tenants_and_keys(store: &dyn Store) {
+    let acme = Tenant { id: "acme".into(), name: "Acme".into(), created_at: t(0) };
+    assert!(store.ensure_tenant(&acme).await.unwrap());
+    assert!(!store.ensure_tenant(&acme).await.unwrap(), "ensure_tenant is idempotent");
+    assert_eq!(store.get_tenant("acme").await.unwrap(), Some(acme.clone()));
+    assert_eq!(store.get_tenant("nope").await.unwrap(), None);
+
+    let first = key("k1", "globex", Role::Admin);
+    let globex = Tenant { id: "globex".into(), name: "Globex".into(), created_at: t(0) };
+    store.create_tenant(&globex, &first, "h1").await.unwrap();
+    let again = store.create_tenant(&globex, &key("k2", "globex", Role::Admin), "h2").await;
+    assert!(matches!(again, Err(StoreError::Conflict { .. })), "{again:?}");
+    assert_eq!(store.key_by_token_hash("h2").await.unwrap(), None, "a failed create_tenant writes no key");
+    assert_eq!(store.list_tenants().await.unwrap().len(), 2);
+
+    assert_eq!(store.key_by_token_hash("h1").await.unwrap(), Some(first.clone()));
+    store.create_key(&key("k3", "acme", Role::Viewer), "h3").await.unwrap();
+    assert!(matches!(store.create_key(&key("k3", "acme", Role::Viewer), "h4").await, Err(StoreError::Conflict { .. })));
+    assert_eq!(store.list_keys("acme").await.unwrap().iter().map(|k| k.id.as_str()).collect::<Vec<_>>(), ["k3"]);
+    assert!(matches!(store.delete_key("globex", "k3").await, Err(StoreError::NotFound { .. })), "keys are per tenant");
+    store.delete_key("acme", "k3").await.unwrap();
+    assert_eq!(store.key_by_token_hash("h3").await.unwrap(), None);
+
+    assert!(!store.has_server_admin_key().await.unwrap());
+    let admin = ApiKey { server_admin: true, ..key("boot1", "acme", Role::Admin) };
+    store.replace_server_admin_key(&admin, "boot-h1").await.unwrap();
+    assert!(store.has_server_admin_key().await.unwrap());
+    let admin2 = ApiKey { server_admin: true, ..key("boot2", "acme", Role::Admin) };
+    store.replace_server_admin_key(&admin2, "boot-h2").await.unwrap();
+    assert_eq!(store.key_by_token_hash("boot-h1").await.unwrap(), None, "the old bootstrap key is gone");
+    assert_eq!(store.key_by_token_hash("boot-h2").await.unwrap(), Some(admin2.clone()));
+    store.replace_server_admin_key(&admin2, "boot-h2").await.unwrap();
+    assert_eq!(store.key_by_token_hash("boot-h2").await.unwrap(), Some(admin2), "replacing with the same key works");
+}
+
+pub async fn products_crud_and_conflicts(store: &dyn Store) {
+    tenant(store, "acme").await;
+    let mut p = product("thermo");
+    p.description = Some("A thermostat".into());
+    store.create_product("acme", &p).await.unwrap();
+    assert!(matches!(store.create_product("acme", &p).await, Err(StoreError::Conflict { .. })));
+    assert_eq!(store.get_product("acme", "thermo").await.unwrap(), Some(p.clone()));
+    p.name = "Thermostat X".into();
+    p.version_scheme = VersionScheme::Free;
+    p.updated_at = t(100);
+    store.update_product("acme", &p).await.unwrap();
+    assert_eq!(store.get_product("acme", "thermo").await.unwrap(), Some(p.clone()));
+    assert!(matches!(store.update_product("acme", &product("ghost")).await, Err(StoreError::NotFound { .. })));
+    store.delete_product("acme", "thermo").await.unwrap();
+    assert_eq!(store.get_product("acme", "thermo").await.unwrap(), None);
+    assert!(matches!(store.delete_product("acme", "thermo").await, Err(StoreError::NotFound { .. })));
+}
+
+pub async fn product_listing_pages_sorts_and_searches(store: &dyn Store) {
+    tenant(store, "acme").await;
+    for (i, k) in ["delta", "alpha", "charlie", "bravo", "echo_1", "echo%2"].iter().enumerate() {
+        let mut p = product(k);
+        p.created_at = t(i as i64);
+        store.create_product("acme", &p).await.unwrap();
+    }
+    let keys = |p: updraft_core::Page<Product>| p.items.into_iter().map(|p| p.key).collect::<Vec<_>>();
+    let all = store.list_products("acme", &page("key", SortOrder::Asc, 50, 0, None)).await.unwrap();
+    assert_eq!(all.total, 6);
+    assert_eq!(keys(all), ["alpha", "bravo", "charlie", "delta", "echo%2", "echo_1"]);
+    let second = store.list_products("acme", &page("key", SortOrder::Desc, 2, 2, None)).await.unwrap();
+    assert_eq!((second.total, keys(second)), (6, vec!["delta".into(), "charlie".into()]));
+    let newest = store.list_products("acme", &page("created_at", SortOrder::Desc, 1, 0, None)).await.unwrap();
+    assert_eq!(keys(newest), ["echo%2"]);
+    let beyond = store.list_products("acme", &page("key", SortOrder::Asc, 10, 100, None)).await.unwrap();
+    assert_eq!((beyond.total, beyond.items.len()), (6, 0));
+    let found = store.list_products("acme", &page("key", SortOrder::Asc, 10, 0, Some("ECHO"))).await.unwrap();
+    assert_eq!(keys(found), ["echo%2", "echo_1"], "search is case-insensitive");
+    let literal = store.list_products("acme", &page("key", SortOrder::Asc, 10, 0, Some("o%"))).await.unwrap();
+    assert_eq!(keys(literal), ["echo%2"], "% in a search is a literal");
+    let literal = store.list_products("acme", &page("key", SortOrder::Asc, 10, 0, Some("o_"))).await.unwrap();
+    assert_eq!(keys(literal), ["echo_1"], "_ in a search is a literal");
+}
+
+pub async fn firmware_crud_and_version_conflict(store: &dyn Store) {
+    tenant(store, "acme").await;
+    store.create_product("acme", &product("thermo")).await.unwrap();
+    let fw = firmware("fw1", "thermo", "1.0.0");
+    store.create_firmware("acme", &fw).await.unwrap();
+    assert_eq!(store.get_firmware("acme", "fw1").await.unwrap(), Some(fw.clone()), "64-bit sizes round-trip");
+    let same_version = store.create_firmware("acme", &firmware("fw2", "thermo", "1.0.0")).await;
+    assert!(matches!(same_version, Err(StoreError::Conflict { .. })), "{same_version:?}");
+    let same_id = store.create_firmware("acme", &firmware("fw1", "thermo", "1.1.0")).await;
+    assert!(matches!(same_id, Err(StoreError::Conflict { .. })), "{same_id:?}");
+    let no_product = store.create_firmware("acme", &firmware("fw3", "ghost", "1.0.0")).await;
+    assert_eq!(invalid_fields(no_product.unwrap_err()), ["product"]);
+    store.create_firmware("acme", &firmware("fw4", "thermo", "1.1.0")).await.unwrap();
+    store.create_product("acme", &product("other")).await.unwrap();
+    store.create_firmware("acme", &firmware("fw5", "other", "1.0.0")).await.unwrap();
+    let list = store.list_firmware("acme", Some("thermo"), &page("created_at", SortOrder::Asc, 10, 0, None)).await.unwrap();
+    assert_eq!(list.total, 2);
+    let list = store.list_firmware("acme", None, &page("id", SortOrder::Desc, 10, 0, Some("1.1"))).await.unwrap();
+    assert_eq!(list.items.iter().map(|f| f.id.as_str()).collect::<Vec<_>>(), ["fw4"]);
+    store.delete_firmware("acme", "fw1").await.unwrap();
+    assert_eq!(store.get_firmware("acme", "fw1").await.unwrap(), None);
+    assert!(matches!(store.delete_firmware("acme", "fw1").await, Err(StoreError::NotFound { .. })));
+}
+
+pub async fn devices_bulk_create_is_all_or_nothing(store: &dyn Store) {
+    tenant(store, "acme").await;
+    store.create_product("acme", &product("thermo")).await.unwrap();
+    store.create_devices("acme", &[device("d0", "thermo")], t(5)).await.unwrap();
+    let batch = vec![device("d1", "thermo"), device("d0", "thermo"), device("d2", "ghost"), device("d1", "thermo")];
+    let err = store.create_devices("acme", &batch, t(6)).await.unwrap_err();
+    assert_eq!(invalid_fields(err), ["1.id", "2.product", "3.id"]);
+    assert_eq!(store.get_device("acme", "d1").await.unwrap(), None, "nothing of a rejected batch is written");
+
+    let many: Vec<NewDevice> = (0..2500).map(|i| device(&format!("dev-{i:05}"), "thermo")).collect();
+    store.create_devices("acme", &many, t(7)).await.unwrap();
+    let all = store.list_devices("acme", &DeviceScope::default(), &page("id", SortOrder::Asc, 10, 0, None)).await.unwrap();
+    assert_eq!(all.total, 2501);
+    let d = store.get_device("acme", "dev-00042").await.unwrap().unwrap();
+    assert_eq!(d.properties["temp"], PropertyValue::Number(21.5));
+    assert_eq!(d.properties["beta"], PropertyValue::Bool(true));
+    assert_eq!(d.firmware["host"], "1.0.0");
+    assert_eq!(d.metadata["owner"], "acme");
+    assert_eq!(d.activated_at, Some(t(10)));
+    assert_eq!(d.connection_status, ConnectionStatus::Offline);
+    assert_eq!((d.created_at, d.last_seen_at), (t(7), None));
+    let (tenant_id, by_token) = store.device_by_token_hash(&many[42].token_hash).await.unwrap().unwrap();
+    assert_eq!((tenant_id.as_str(), by_token), ("acme", d));
+}
+
+pub async fn device_update_list_and_delete(store: &dyn Store) {
+    tenant(store, "acme").await;
+    store.create_product("acme", &product("thermo")).await.unwrap();
+    store.create_product("acme", &product("plug")).await.unwrap();
+    let batch = vec![device("b", "thermo"), device("a", "plug"), device("c", "thermo")];
+    store.create_devices("acme", &batch, t(5)).await.unwrap();
+    let mut d = store.get_device("acme", "b").await.unwrap().unwrap();
+    d.firmware.insert("host".into(), "2.0.0".into());
+    d.properties.insert("region".into(), PropertyValue::String("us".into()));
+    d.metadata.clear();
+    d.module_model = Some("esp32".into());
+    d.last_seen_at = Some(t(50));
+    d.connection_status = ConnectionStatus::Online;
+    d.updated_at = t(50);
+    store.update_device("acme", &d).await.unwrap();
+    assert_eq!(store.get_device("acme", "b").await.unwrap(), Some(d.clone()));
+
+    let scope = DeviceScope { product: Some("thermo".into()), group: None };
+    let list = store.list_devices("acme", &scope, &page("id", SortOrder::Desc, 10, 0, None)).await.unwrap();
+    assert_eq!(list.items.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["c", "b"]);
+    let sorted = store
+        .list_devices("acme", &DeviceScope::default(), &page(sortable::DEVICES[4], SortOrder::Desc, 1, 0, None))
+        .await
+        .unwrap();
+    assert_eq!(sorted.items[0].id, "b", "sort by last_seen_at");
+    store.delete_device("acme", "b").await.unwrap();
+    assert!(matches!(store.delete_device("acme", "b").await, Err(StoreError::NotFound { .. })));
+    assert!(matches!(store.update_device("acme", &d).await, Err(StoreError::NotFound { .. })));
+}
+
+pub async fn groups_and_membership(store: &dyn Store) {
+    tenant(store, "acme").await;
+    store.create_product("acme", &product("thermo")).await.unwrap();
+    store.create_product("acme", &product("plug")).await.unwrap();
+    let devices: Vec<NewDevice> = (0..30).map(|i| device(&format!("t{i:02}"), "thermo")).collect();
+    store.create_devices("acme", &devices, t(5)).await.unwrap();
+    store.create_devices("acme", &[device("p0", "plug")], t(5)).await.unwrap();
+    let g = Group {
+        id: "lab".into(),
+        name: "Lab".into(),
+        description: None,
+        product: Some("thermo".into()),
+        member_count: 0,
+        created_at: t(6),
+        updated_at: t(6),
+    };
+    store.create_group("acme", &g).await.unwrap();
+    assert!(matches!(store.create_group("acme", &g).await, Err(StoreError::Conflict { .. })));
+    let bad_product = Group { id: "x".into(), product: Some("ghost".into()), ..g.clone() };
+    assert_eq!(invalid_fields(store.create_group("acme", &bad_product).await.unwrap_err()), ["product"]);
+
+    let add: Vec<String> = (0..20).map(|i| format!("t{i:02}")).collect();
+    let change = store.change_members("acme", "lab", &add, &[], t(7)).await.unwrap();
+    assert_eq!((change.added, change.removed), (20, 0));
+    let change = store.change_members("acme", "lab", &add[..5], &add[15..], t(8)).await.unwrap();
+    assert_eq!((change.added, change.removed), (0, 5), "re-adding is a no-op");
+    let bad = store.change_members("acme", "lab", &["t25".into(), "ghost".into(), "p0".into()], &[], t(9)).await;
+    assert_eq!(invalid_fields(bad.unwrap_err()), ["add.1", "add.2"]);
+    assert_eq!(store.get_group("acme", "lab").await.unwrap().unwrap().member_count, 15, "a rejected change writes nothing");
+    assert!(matches!(
+        store.change_members("acme", "nope", &[], &[], t(9)).await,
+        Err(StoreError::NotFound { .. })
+    ));
+
+    let scope = DeviceScope { product: None, group: Some("lab".into()) };
+    let members = store.list_devices("acme", &scope, &page("id", SortOrder::Asc, 10, 10, None)).await.unwrap();
+    assert_eq!(members.total, 15);
+    assert_eq!(members.items.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["t10", "t11", "t12", "t13", "t14"]);
+
+    let open = Group { id: "any".into(), name: "Anything".into(), product: None, ..g.clone() };
+    store.create_group("acme", &open).await.unwrap();
+    store.change_members("acme", "any", &["p0".into(), "t00".into()], &[], t(9)).await.unwrap();
+    let groups = store.list_groups("acme", &page("name", SortOrder::Asc, 10, 0, None)).await.unwrap();
+    assert_eq!(groups.items.iter().map(|g| (g.id.as_str(), g.member_count)).collect::<Vec<_>>(), [("any", 2), ("lab", 15)]);
+
+    let mut renamed = store.get_group("acme", "lab").await.unwrap().unwrap();
+    renamed.name = "Laboratory".into();
+    renamed.updated_at = t(20);
+    store.update_group("acme", &renamed).await.unwrap();
+    assert_eq!(store.get_group("acme", "lab").await.unwrap(), Some(renamed));
+    store.delete_device("acme", "t00").await.unwrap();
+    assert_eq!(store.get_group("acme", "any").await.unwrap().unwrap().member_count, 1, "deleted devices leave groups");
+    store.delete_group("acme", "lab").await.unwrap();
+    assert_eq!(store.get_group("acme", "lab").await.unwrap(), None);
+    assert!(matches!(store.delete_group("acme", "lab").await, Err(StoreError::NotFound { .. })));
+}
+
+pub async fn tenants_never_see_each_other(store: &dyn Store) {
+    for t in ["acme", "globex"] {
+        tenant(store, t).await;
+        store.create_product(t, &product("thermo")).await.unwrap();
+    }
+    store.create_firmware("acme", &firmware("fw1", "thermo", "1.0.0")).await.unwrap();
+    store.create_devices("acme", &[device("d1", "thermo")], t(5)).await.unwrap();
+    store.create_devices("globex", &[device("d1", "thermo")], t(5)).await.expect("the same device id may exist in two tenants");
+    assert_eq!(store.get_firmware("globex", "fw1").await.unwrap(), None);
+    let all = PageRequest::all();
+    assert_eq!(store.list_firmware("globex", None, &page("id", SortOrder::Asc, 10, 0, None)).await.unwrap().total, 0);
+    assert_eq!(store.list_devices("globex", &DeviceScope::default(), &PageRequest { sort: "id".into(), ..all }).await.unwrap().total, 1);
+    assert!(matches!(store.delete_firmware("globex", "fw1").await, Err(StoreError::NotFound { .. })));
+    store.delete_device("globex", "d1").await.unwrap();
+    assert!(store.get_device("acme", "d1").await.unwrap().is_some(), "deleting in one tenant leaves the other");
+}
+
+pub async fn product_in_use_cannot_be_deleted(store: &dyn Store) {
+    tenant(store, "acme").await;
+    store.create_product("acme", &product("thermo")).await.unwrap();
+    store.create_devices("acme", &[device("d1", "thermo")], t(5)).await.unwrap();
+    let err = store.delete_product("acme", "thermo").await.unwrap_err();
+    assert!(matches!(err, StoreError::InUse { .. }), "{err:?}");
+    store.delete_device("acme", "d1").await.unwrap();
+    store.create_firmware("acme", &firmware("fw1", "thermo", "1.0.0")).await.unwrap();
+    assert!(matches!(store.delete_product("acme", "thermo").await, Err(StoreError::InUse { .. })));
+    store.delete_firmware("acme", "fw1").await.unwrap();
+    store.delete_product("acme", "thermo").await.unwrap();
+}
