@@ -104,6 +104,8 @@ pub struct FirmwareFile {
     pub sha256: String,
     pub sha1: String,
     pub md5: String,
+    /// Where the blob store keeps the file's bytes.
+    pub blob: String,
 }
 
 /// A firmware image: one or more files for one product, under one version.

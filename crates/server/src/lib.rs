@@ -1,1 +1,145 @@
+//! updraft's server: the management REST API over the store and blob storage.
+//!
+//! [`launch`] is the one entry point: the binary calls it with the listener it
+//! bound, and so do the integration tests (on port 0).
 
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod openapi;
+pub mod settings;
+pub mod state;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use axum::http::{HeaderName, Request};
+use tokio::net::TcpListener;
+use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use updraft_blob::BlobStore;
+use updraft_core::{ApiKey, DEFAULT_TENANT, Role, Tenant};
+use updraft_store::Store;
+use updraft_store_postgres::PostgresStore;
+use updraft_store_sqlite::SqliteStore;
+
+pub use settings::{LogFormat, Settings};
+pub use state::{AppState, Clock, SystemClock};
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Request ids: random per process, then a counter.
+#[derive(Clone)]
+struct RequestIds {
+    prefix: Arc<str>,
+    next: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl MakeRequestId for RequestIds {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("{}-{n:08x}", self.prefix).parse().ok().map(RequestId::new)
+    }
+}
+
+/// Opens the store the settings name: PostgreSQL for a `postgres://` URL,
+/// otherwise SQLite (by default `<data_dir>/updraft.db`).
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+    match settings.database_url.as_deref() {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Ok(Arc::new(PostgresStore::connect(url).await.context("connecting to PostgreSQL")?))
+        }
+        Some(url) if url.starts_with("sqlite:") => {
+            Ok(Arc::new(SqliteStore::open_url(url).await.context("opening the SQLite database")?))
+        }
+        Some(other) => anyhow::bail!("unsupported database URL `{other}`: use postgres://… or sqlite:…"),
+        None => {
+            tokio::fs::create_dir_all(&settings.data_dir).await.context("creating the data directory")?;
+            let path = settings.data_dir.join("updraft.db");
+            Ok(Arc::new(SqliteStore::open(&path).await.context("opening the SQLite database")?))
+        }
+    }
+}
+
+/// Makes sure the `default` tenant and a server administrator key exist.
+/// Returns the administrator token when it was generated now (to be shown once).
+pub async fn bootstrap(store: &dyn Store, settings: &Settings, now: jiff::Timestamp) -> anyhow::Result<Option<String>> {
+    store.ensure_tenant(&Tenant { id: DEFAULT_TENANT.into(), name: DEFAULT_TENANT.into(), created_at: now }).await?;
+    let admin = |now| ApiKey {
+        id: "bootstrap".into(),
+        tenant: DEFAULT_TENANT.into(),
+        role: Role::Admin,
+        name: Some("server administrator".into()),
+        server_admin: true,
+        created_at: now,
+    };
+    if let Some(token) = &settings.bootstrap_token {
+        anyhow::ensure!(token.len() >= 16, "the bootstrap token must be at least 16 characters");
+        store.replace_server_admin_key(&admin(now), &auth::token_hash(token)).await?;
+        return Ok(None);
+    }
+    if store.has_server_admin_key().await? {
+        return Ok(None);
+    }
+    let token = auth::new_token("upd_k_");
+    store.replace_server_admin_key(&admin(now), &auth::token_hash(&token)).await?;
+    Ok(Some(token))
+}
+
+/// The whole HTTP application for a state.
+pub fn router(state: AppState) -> Router {
+    let ids = RequestIds { prefix: auth::new_id("").into(), next: Default::default() };
+    api::routes()
+        .with_state(state)
+        .layer(axum::middleware::from_fn(metrics::track))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+            let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+            tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        }))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, ids))
+}
+
+/// Runs the server on `listener` until `shutdown` completes, then finishes the
+/// requests in flight and closes the store.
+pub async fn launch(
+    settings: Settings,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    launch_with_clock(settings, listener, shutdown, Arc::new(SystemClock)).await
+}
+
+/// [`launch`] with a clock of the caller's choosing (tests drive time with it).
+pub async fn launch_with_clock(
+    settings: Settings,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<()> {
+    let store = open_store(&settings).await?;
+    let blobs = BlobStore::open(&settings.data_dir.join("firmware")).await.context("opening firmware storage")?;
+    if let Some(token) = bootstrap(store.as_ref(), &settings, clock.now()).await? {
+        eprintln!(
+            "\n  updraft generated the server administrator's API key. It is shown only this once:\n\n      {token}\n\n  \
+             Use it as `Authorization: Bearer <key>` (or UPDRAFT_TOKEN for the CLI).\n"
+        );
+    }
+    let state = AppState {
+        store: store.clone(),
+        blobs,
+        settings: Arc::new(settings),
+        clock,
+        metrics: metrics::recorder(),
+    };
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, backend = store.backend(), "updraft listening");
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await.context("serving HTTP")?;
+    tracing::info!("updraft stopping");
+    store.close().await;
+    Ok(())
+}

@@ -78,6 +78,7 @@ fn firmware(id: &str, product: &str, version: &str) -> Firmware {
             sha256: "a".repeat(64),
             sha1: "b".repeat(40),
             md5: "c".repeat(32),
+            blob: format!("acme/{id}/app.bin"),
         }],
         created_at: t(3),
     }

@@ -1,0 +1,514 @@
+//! Devices: registration (one, or a bulk import of NDJSON or CSV), listing,
+//! reading, updating and deleting. A device's token is issued at registration
+//! and shown only in that answer.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use updraft_core::{Access, ConnectionStatus, Device, DeviceAttributes, FieldError, NewDevice, PropertyValue, validate};
+use updraft_store::{DeviceScope, StoreError, sortable};
+use utoipa::ToSchema;
+
+use super::{ListParams, PageOut, non_empty};
+use crate::auth::{Caller, new_token, token_hash};
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::extract::{ApiJson, ApiQuery, double_option};
+use crate::metrics::DEVICES_REGISTERED;
+use crate::state::AppState;
+
+/// The most devices one import may carry.
+pub const MAX_IMPORT: usize = 100_000;
+
+pub fn import_body_limit() -> DefaultBodyLimit {
+    DefaultBodyLimit::max(64 << 20)
+}
+
+/// A device to register.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceIn {
+    /// The device id (DSN, device key, thing name): `[A-Za-z0-9_.:-]{1,128}`.
+    pub id: String,
+    /// The product key.
+    pub product: String,
+    /// Installed firmware version per component.
+    #[serde(default)]
+    pub firmware: BTreeMap<String, String>,
+    pub hardware_version: Option<String>,
+    pub module_model: Option<String>,
+    pub module_version: Option<String>,
+    pub template_id: Option<String>,
+    /// Typed properties: string, number or boolean.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub properties: BTreeMap<String, PropertyValue>,
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub activated_at: Option<Timestamp>,
+    /// `online`, `offline` (default) or `initializing`.
+    #[schema(value_type = Option<String>)]
+    pub connection_status: Option<ConnectionStatus>,
+}
+
+/// Changes to a device: absent fields stay, `null` clears, maps are replaced whole.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DevicePatch {
+    pub firmware: Option<BTreeMap<String, String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub hardware_version: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub module_model: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub module_version: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub template_id: Option<Option<String>>,
+    #[schema(value_type = Option<Object>)]
+    pub properties: Option<BTreeMap<String, PropertyValue>>,
+    pub metadata: Option<BTreeMap<String, String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub activated_at: Option<Option<Timestamp>>,
+    #[schema(value_type = Option<String>)]
+    pub connection_status: Option<ConnectionStatus>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeviceOut {
+    pub id: String,
+    pub product: String,
+    pub firmware: BTreeMap<String, String>,
+    pub hardware_version: Option<String>,
+    pub module_model: Option<String>,
+    pub module_version: Option<String>,
+    pub template_id: Option<String>,
+    #[schema(value_type = Object)]
+    pub properties: BTreeMap<String, PropertyValue>,
+    pub metadata: BTreeMap<String, String>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub activated_at: Option<Timestamp>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub last_seen_at: Option<Timestamp>,
+    #[schema(value_type = String)]
+    pub connection_status: ConnectionStatus,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: Timestamp,
+    /// The device's token for the device API, present only when it was just issued.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+impl DeviceOut {
+    fn new(d: Device, token: Option<String>) -> Self {
+        DeviceOut {
+            id: d.id,
+            product: d.product,
+            firmware: d.firmware,
+            hardware_version: d.hardware_version,
+            module_model: d.module_model,
+            module_version: d.module_version,
+            template_id: d.template_id,
+            properties: d.properties,
+            metadata: d.metadata,
+            activated_at: d.activated_at,
+            last_seen_at: d.last_seen_at,
+            connection_status: d.connection_status,
+            created_at: d.created_at,
+            updated_at: d.updated_at,
+            token,
+        }
+    }
+}
+
+impl From<Device> for DeviceOut {
+    fn from(d: Device) -> Self {
+        DeviceOut::new(d, None)
+    }
+}
+
+/// Converts and validates one device; field errors are prefixed with `prefix`.
+fn new_device(input: DeviceIn, prefix: &str, errors: &mut Vec<FieldError>) -> (NewDevice, String) {
+    let mut own = Vec::new();
+    validate::device_id("id", &input.id, &mut own);
+    validate::key("product", &input.product, &mut own);
+    let attributes = DeviceAttributes {
+        firmware: input.firmware,
+        hardware_version: non_empty(input.hardware_version),
+        module_model: non_empty(input.module_model),
+        module_version: non_empty(input.module_version),
+        template_id: non_empty(input.template_id),
+        properties: input.properties,
+        metadata: input.metadata,
+        activated_at: input.activated_at,
+        connection_status: input.connection_status,
+    };
+    validate::device_attributes(&attributes, &mut own);
+    errors.extend(own.into_iter().map(|e| FieldError::new(format!("{prefix}{}", e.field), e.message)));
+    let token = new_token("upd_d_");
+    (NewDevice { id: input.id, product: input.product, attributes, token_hash: token_hash(&token) }, token)
+}
+
+#[utoipa::path(post, path = "/api/v1/devices", tag = "devices", request_body = DeviceIn,
+    responses((status = 201, body = DeviceOut, description = "the device, with its token shown this once"),
+        (status = 409, description = "the id is taken")))]
+pub async fn create(State(state): State<AppState>, caller: Caller, ApiJson(input): ApiJson<DeviceIn>) -> ApiResult<(StatusCode, Json<DeviceOut>)> {
+    caller.require(Access::WriteFleet)?;
+    let mut errors = Vec::new();
+    let (device, token) = new_device(input, "", &mut errors);
+    if !errors.is_empty() {
+        return Err(ApiError::invalid(errors));
+    }
+    let now = state.now();
+    state.store.create_devices(caller.tenant(), std::slice::from_ref(&device), now).await.map_err(|e| match e {
+        StoreError::Invalid(updraft_core::Error::Invalid(errs)) if errs.iter().any(|e| e.field == "0.id") => {
+            ApiError::new(ErrorCode::Conflict, format!("device `{}` already exists", device.id))
+        }
+        StoreError::Invalid(updraft_core::Error::Invalid(errs)) => ApiError::invalid(
+            errs.into_iter().map(|e| FieldError::new(e.field.trim_start_matches("0."), e.message)).collect(),
+        ),
+        other => other.into(),
+    })?;
+    metrics::counter!(DEVICES_REGISTERED).increment(1);
+    Ok((StatusCode::CREATED, Json(DeviceOut::new(device.into_device(now), Some(token)))))
+}
+
+/// One device's id and token, as answered by an import.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IssuedToken {
+    pub id: String,
+    pub token: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ImportOut {
+    pub created: usize,
+    /// Every imported device's token, shown this once.
+    pub devices: Vec<IssuedToken>,
+}
+
+/// An import problem: the 1-based line of the body (after the CSV header, counting it) and what is wrong.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LineError {
+    pub line: usize,
+    pub field: String,
+    pub message: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/devices/import", tag = "devices",
+    request_body(content_type = "application/x-ndjson", description = "one device object (as for POST /api/v1/devices) per line; or `text/csv` with a header of id, product, hardware_version, module_model, module_version, template_id, activated_at, connection_status, `firmware.<component>`, `prop.<name>` (string), `prop.<name>:number`, `prop.<name>:bool`, `meta.<key>`"),
+    responses((status = 201, body = ImportOut), (status = 422, description = "`import_rejected`: nothing was imported; `details` lists each line's problems")))]
+pub async fn import(State(state): State<AppState>, caller: Caller, headers: HeaderMap, body: Bytes) -> ApiResult<(StatusCode, Json<ImportOut>)> {
+    caller.require(Access::WriteFleet)?;
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let text = std::str::from_utf8(&body).map_err(|_| ApiError::new(ErrorCode::BadRequest, "the body must be UTF-8"))?;
+    let mut line_errors = Vec::new();
+    let parsed: Vec<(usize, DeviceIn)> = match essence.as_str() {
+        "application/x-ndjson" | "application/jsonl" | "application/json-lines" => parse_ndjson(text, &mut line_errors),
+        "text/csv" => parse_csv(text, &mut line_errors)?,
+        _ => {
+            return Err(ApiError::new(
+                ErrorCode::UnsupportedMediaType,
+                "import takes `Content-Type: application/x-ndjson` or `text/csv`",
+            ));
+        }
+    };
+    if parsed.len() + line_errors.len() == 0 {
+        return Err(ApiError::new(ErrorCode::BadRequest, "the import holds no devices"));
+    }
+    if parsed.len() > MAX_IMPORT {
+        return Err(ApiError::new(ErrorCode::PayloadTooLarge, format!("at most {MAX_IMPORT} devices per import")));
+    }
+    let mut lines = Vec::with_capacity(parsed.len());
+    let mut devices = Vec::with_capacity(parsed.len());
+    let mut tokens = Vec::with_capacity(parsed.len());
+    for (line, input) in parsed {
+        let mut errors = Vec::new();
+        let (device, token) = new_device(input, "", &mut errors);
+        line_errors.extend(errors.into_iter().map(|e| LineError { line, field: e.field, message: e.message }));
+        lines.push(line);
+        tokens.push(IssuedToken { id: device.id.clone(), token });
+        devices.push(device);
+    }
+    if line_errors.is_empty() {
+        match state.store.create_devices(caller.tenant(), &devices, state.now()).await {
+            Ok(()) => {}
+            Err(StoreError::Invalid(updraft_core::Error::Invalid(errs))) => {
+                for e in errs {
+                    let (index, field) = e.field.split_once('.').unwrap_or((&e.field, ""));
+                    let line = index.parse::<usize>().ok().and_then(|i| lines.get(i).copied()).unwrap_or(0);
+                    line_errors.push(LineError { line, field: field.to_owned(), message: e.message });
+                }
+            }
+            Err(other) => return Err(other.into()),
+        }
+    }
+    if !line_errors.is_empty() {
+        line_errors.sort_by_key(|e| e.line);
+        return Err(ApiError::new(
+            ErrorCode::ImportRejected,
+            format!("{} problem(s) in the batch; nothing was imported", line_errors.len()),
+        )
+        .with_details(line_errors));
+    }
+    metrics::counter!(DEVICES_REGISTERED).increment(devices.len() as u64);
+    tracing::info!(tenant = caller.tenant(), count = devices.len(), "devices imported");
+    Ok((StatusCode::CREATED, Json(ImportOut { created: devices.len(), devices: tokens })))
+}
+
+fn parse_ndjson(text: &str, errors: &mut Vec<LineError>) -> Vec<(usize, DeviceIn)> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<DeviceIn>(line) {
+            Ok(d) => out.push((i + 1, d)),
+            Err(e) => errors.push(LineError { line: i + 1, field: String::new(), message: e.to_string() }),
+        }
+    }
+    out
+}
+
+/// A CSV column and where its values go.
+enum Column {
+    Id,
+    Product,
+    Text(fn(&mut DeviceIn) -> &mut Option<String>),
+    ActivatedAt,
+    Status,
+    Firmware(String),
+    Prop(String, PropKind),
+    Meta(String),
+}
+
+#[derive(Clone, Copy)]
+enum PropKind {
+    Text,
+    Number,
+    Bool,
+}
+
+fn parse_csv(text: &str, errors: &mut Vec<LineError>) -> ApiResult<Vec<(usize, DeviceIn)>> {
+    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(text.as_bytes());
+    let header = reader.headers().map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("bad CSV header: {e}")))?.clone();
+    let mut columns = Vec::new();
+    for h in header.iter() {
+        let col = match h {
+            "id" => Column::Id,
+            "product" => Column::Product,
+            "hardware_version" => Column::Text(|d| &mut d.hardware_version),
+            "module_model" => Column::Text(|d| &mut d.module_model),
+            "module_version" => Column::Text(|d| &mut d.module_version),
+            "template_id" => Column::Text(|d| &mut d.template_id),
+            "activated_at" => Column::ActivatedAt,
+            "connection_status" => Column::Status,
+            other => {
+                if let Some(c) = other.strip_prefix("firmware.") {
+                    Column::Firmware(c.to_owned())
+                } else if let Some(m) = other.strip_prefix("meta.") {
+                    Column::Meta(m.to_owned())
+                } else if let Some(p) = other.strip_prefix("prop.") {
+                    match p.rsplit_once(':') {
+                        Some((name, "number")) => Column::Prop(name.to_owned(), PropKind::Number),
+                        Some((name, "bool")) => Column::Prop(name.to_owned(), PropKind::Bool),
+                        Some((name, "string")) => Column::Prop(name.to_owned(), PropKind::Text),
+                        None => Column::Prop(p.to_owned(), PropKind::Text),
+                        Some((_, kind)) => {
+                            return Err(ApiError::field("header", format!("column `{other}`: unknown type `{kind}` (string, number, bool)")));
+                        }
+                    }
+                } else {
+                    return Err(ApiError::field(
+                        "header",
+                        format!("unknown column `{other}`; columns: id, product, hardware_version, module_model, module_version, template_id, activated_at, connection_status, firmware.<component>, prop.<name>[:number|:bool], meta.<key>"),
+                    ));
+                }
+            }
+        };
+        columns.push(col);
+    }
+    if !header.iter().any(|h| h == "id") || !header.iter().any(|h| h == "product") {
+        return Err(ApiError::field("header", "the CSV header needs `id` and `product` columns"));
+    }
+    let mut out = Vec::new();
+    for (i, record) in reader.records().enumerate() {
+        let line = i + 2;
+        let record = match record {
+            Ok(r) => r,
+            Err(e) => {
+                errors.push(LineError { line, field: String::new(), message: e.to_string() });
+                continue;
+            }
+        };
+        let mut d = DeviceIn {
+            id: String::new(),
+            product: String::new(),
+            firmware: BTreeMap::new(),
+            hardware_version: None,
+            module_model: None,
+            module_version: None,
+            template_id: None,
+            properties: BTreeMap::new(),
+            metadata: BTreeMap::new(),
+            activated_at: None,
+            connection_status: None,
+        };
+        for (col, value) in columns.iter().zip(record.iter()) {
+            if value.is_empty() {
+                continue;
+            }
+            let mut bad = |field: &str, message: String| errors.push(LineError { line, field: field.to_owned(), message });
+            match col {
+                Column::Id => d.id = value.to_owned(),
+                Column::Product => d.product = value.to_owned(),
+                Column::Text(f) => *f(&mut d) = Some(value.to_owned()),
+                Column::ActivatedAt => match value.parse::<Timestamp>() {
+                    Ok(t) => d.activated_at = Some(t),
+                    Err(e) => bad("activated_at", format!("not an RFC 3339 time: {e}")),
+                },
+                Column::Status => match ConnectionStatus::parse(value) {
+                    Some(s) => d.connection_status = Some(s),
+                    None => bad("connection_status", format!("`{value}` is not online, offline or initializing")),
+                },
+                Column::Firmware(c) => {
+                    d.firmware.insert(c.clone(), value.to_owned());
+                }
+                Column::Meta(k) => {
+                    d.metadata.insert(k.clone(), value.to_owned());
+                }
+                Column::Prop(name, kind) => {
+                    let v = match kind {
+                        PropKind::Text => Some(PropertyValue::String(value.to_owned())),
+                        PropKind::Number => value.parse::<f64>().ok().filter(|n| n.is_finite()).map(PropertyValue::Number),
+                        PropKind::Bool => match value {
+                            "true" => Some(PropertyValue::Bool(true)),
+                            "false" => Some(PropertyValue::Bool(false)),
+                            _ => None,
+                        },
+                    };
+                    match v {
+                        Some(v) => {
+                            d.properties.insert(name.clone(), v);
+                        }
+                        None => bad(&format!("properties.{name}"), format!("`{value}` is not of the column's type")),
+                    }
+                }
+            }
+        }
+        out.push((line, d));
+    }
+    Ok(out)
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceListParams {
+    pub limit: Option<u32>,
+    pub offset: Option<u64>,
+    /// `id` (default), `product`, `created_at`, `updated_at`, `last_seen_at`, `activated_at`; `-` for descending.
+    pub sort: Option<String>,
+    /// Case-insensitive text in the id, hardware version, module model or template id.
+    pub search: Option<String>,
+    /// Only devices of this product.
+    pub product: Option<String>,
+    /// Only members of this group.
+    pub group: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/devices", tag = "devices", params(DeviceListParams),
+    responses((status = 200, body = PageOut<DeviceOut>)))]
+pub async fn list(State(state): State<AppState>, caller: Caller, ApiQuery(p): ApiQuery<DeviceListParams>) -> ApiResult<Json<PageOut<DeviceOut>>> {
+    caller.require(Access::Read)?;
+    let req = ListParams { limit: p.limit, offset: p.offset, sort: p.sort, search: p.search }.page(sortable::DEVICES)?;
+    let scope = DeviceScope { product: p.product, group: p.group };
+    let page = state.store.list_devices(caller.tenant(), &scope, &req).await?;
+    Ok(Json(PageOut::from_page(page, &req, Into::into)))
+}
+
+async fn load(state: &AppState, tenant: &str, id: &str) -> ApiResult<Device> {
+    state.store.get_device(tenant, id).await?.ok_or_else(|| ApiError::not_found("device", id))
+}
+
+#[utoipa::path(get, path = "/api/v1/devices/{id}", tag = "devices", responses((status = 200, body = DeviceOut)))]
+pub async fn get(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<DeviceOut>> {
+    caller.require(Access::Read)?;
+    Ok(Json(load(&state, caller.tenant(), &id).await?.into()))
+}
+
+#[utoipa::path(patch, path = "/api/v1/devices/{id}", tag = "devices", request_body = DevicePatch,
+    responses((status = 200, body = DeviceOut)))]
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(patch): ApiJson<DevicePatch>,
+) -> ApiResult<Json<DeviceOut>> {
+    caller.require(Access::WriteFleet)?;
+    let mut d = load(&state, caller.tenant(), &id).await?;
+    if let Some(v) = patch.firmware {
+        d.firmware = v;
+    }
+    if let Some(v) = patch.hardware_version {
+        d.hardware_version = non_empty(v);
+    }
+    if let Some(v) = patch.module_model {
+        d.module_model = non_empty(v);
+    }
+    if let Some(v) = patch.module_version {
+        d.module_version = non_empty(v);
+    }
+    if let Some(v) = patch.template_id {
+        d.template_id = non_empty(v);
+    }
+    if let Some(v) = patch.properties {
+        d.properties = v;
+    }
+    if let Some(v) = patch.metadata {
+        d.metadata = v;
+    }
+    if let Some(v) = patch.activated_at {
+        d.activated_at = v;
+    }
+    if let Some(v) = patch.connection_status {
+        d.connection_status = v;
+    }
+    let attributes = DeviceAttributes {
+        firmware: d.firmware.clone(),
+        hardware_version: d.hardware_version.clone(),
+        module_model: d.module_model.clone(),
+        module_version: d.module_version.clone(),
+        template_id: d.template_id.clone(),
+        properties: d.properties.clone(),
+        metadata: d.metadata.clone(),
+        activated_at: d.activated_at,
+        connection_status: Some(d.connection_status),
+    };
+    let mut errors = Vec::new();
+    validate::device_attributes(&attributes, &mut errors);
+    if !errors.is_empty() {
+        return Err(ApiError::invalid(errors));
+    }
+    d.updated_at = state.now();
+    state.store.update_device(caller.tenant(), &d).await?;
+    Ok(Json(d.into()))
+}
+
+#[utoipa::path(delete, path = "/api/v1/devices/{id}", tag = "devices", responses((status = 204)))]
+pub async fn delete(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    caller.require(Access::WriteFleet)?;
+    state.store.delete_device(caller.tenant(), &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

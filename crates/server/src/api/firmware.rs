@@ -1,0 +1,398 @@
+//! Firmware images: streamed multipart upload, listing, download, delete.
+//!
+//! An upload is `multipart/form-data` with text fields (`product`, `version`,
+//! and optionally `id`, `name`, `release_notes`, `metadata` as a JSON object,
+//! `needs_verification`, `files` as a JSON array describing each file) and one
+//! or more file parts. Files are hashed and written to disk as they arrive;
+//! nothing is stored unless the whole upload is valid.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::multipart::{MultipartError, MultipartRejection};
+use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use tokio_util::io::ReaderStream;
+use updraft_blob::StagedBlob;
+use updraft_core::{Access, FieldError, Firmware, FirmwareFile, validate, version};
+use updraft_store::sortable;
+use utoipa::ToSchema;
+
+use super::{ListParams, PageOut};
+use crate::auth::{Caller, new_id};
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::extract::ApiQuery;
+use crate::metrics::UPLOAD_BYTES;
+use crate::state::AppState;
+
+/// Uploads enforce their own limit while streaming (`max_upload_bytes`).
+pub fn body_limit() -> DefaultBodyLimit {
+    DefaultBodyLimit::disable()
+}
+
+const MAX_TEXT_FIELD: usize = 256 * 1024;
+const TEXT_FIELDS: &[&str] = &["id", "product", "version", "name", "release_notes", "metadata", "needs_verification", "files"];
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FirmwareFileOut {
+    pub name: String,
+    /// The device component this file installs.
+    pub component: String,
+    pub version: String,
+    pub size: u64,
+    pub sha256: String,
+    pub sha1: String,
+    pub md5: String,
+    /// Where to download it (management API).
+    pub download: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FirmwareOut {
+    pub id: String,
+    pub product: String,
+    pub version: String,
+    pub name: Option<String>,
+    pub release_notes: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    pub needs_verification: bool,
+    pub verified: bool,
+    /// Total size of all files, in bytes.
+    pub size: u64,
+    pub files: Vec<FirmwareFileOut>,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+}
+
+impl From<Firmware> for FirmwareOut {
+    fn from(f: Firmware) -> Self {
+        let size = f.total_size();
+        let files = f
+            .files
+            .into_iter()
+            .map(|x| FirmwareFileOut {
+                download: format!("/api/v1/firmware/{}/files/{}", f.id, x.name),
+                name: x.name,
+                component: x.component,
+                version: x.version,
+                size: x.size,
+                sha256: x.sha256,
+                sha1: x.sha1,
+                md5: x.md5,
+            })
+            .collect();
+        FirmwareOut {
+            id: f.id,
+            product: f.product,
+            version: f.version,
+            name: f.name,
+            release_notes: f.release_notes,
+            metadata: f.metadata,
+            needs_verification: f.needs_verification,
+            verified: f.verified,
+            size,
+            files,
+            created_at: f.created_at,
+        }
+    }
+}
+
+/// How one uploaded file is described in the `files` field.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSpec {
+    name: String,
+    component: Option<String>,
+    version: Option<String>,
+}
+
+fn multipart_error(e: MultipartError) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::of(ErrorCode::PayloadTooLarge)
+    } else {
+        ApiError::new(ErrorCode::BadRequest, format!("malformed multipart body: {}", e.body_text()))
+    }
+}
+
+fn too_large(limit: u64) -> ApiError {
+    ApiError::new(ErrorCode::PayloadTooLarge, format!("the upload is larger than the limit of {limit} bytes"))
+}
+
+/// File names: `[A-Za-z0-9._+-]{1,128}`, not starting with a dot.
+fn check_file_name(field: &str, name: &str, errors: &mut Vec<FieldError>) {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with('.')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+'));
+    if !ok {
+        errors.push(FieldError::new(field, format!("file name `{name}` must be 1 to 128 characters of A-Z, a-z, 0-9, `.`, `_`, `+` or `-`, not starting with `.`")));
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/firmware", tag = "firmware",
+    request_body(content_type = "multipart/form-data", description = "text fields `product`, `version` (required), `id`, `name`, `release_notes`, `metadata` (JSON object), `needs_verification`, `files` (JSON array of {name, component, version}); one or more file parts"),
+    responses((status = 201, body = FirmwareOut), (status = 409, description = "the id or the product's version is taken"), (status = 413, description = "larger than the upload limit")))]
+pub async fn upload(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> ApiResult<(StatusCode, Json<FirmwareOut>)> {
+    caller.require(Access::WriteFleet)?;
+    let limit = state.settings.max_upload_bytes;
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit.saturating_add(1 << 20)) {
+        return Err(too_large(limit));
+    }
+    let mut multipart = multipart.map_err(|e| {
+        ApiError::new(ErrorCode::UnsupportedMediaType, format!("expected a multipart/form-data upload: {}", e.body_text()))
+    })?;
+
+    let mut text: HashMap<String, String> = HashMap::new();
+    let mut staged: Vec<(String, StagedBlob)> = Vec::new();
+    let mut received: u64 = 0;
+    while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
+        let field_name = field.name().unwrap_or_default().to_owned();
+        if let Some(file_name) = field.file_name().map(str::to_owned) {
+            if staged.len() == validate::MAX_FIRMWARE_FILES {
+                return Err(ApiError::field("files", format!("at most {} files per image", validate::MAX_FIRMWARE_FILES)));
+            }
+            let mut writer = state.blobs.writer().await?;
+            while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+                received += chunk.len() as u64;
+                if received > limit {
+                    return Err(too_large(limit));
+                }
+                writer.write(&chunk).await?;
+            }
+            metrics::counter!(UPLOAD_BYTES).increment(writer.size());
+            staged.push((file_name, writer.finish().await?));
+        } else {
+            if !TEXT_FIELDS.contains(&field_name.as_str()) {
+                return Err(ApiError::field(&field_name, format!("unknown field; fields: {}, and file parts", TEXT_FIELDS.join(", "))));
+            }
+            let mut value = Vec::new();
+            while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+                value.extend_from_slice(&chunk);
+                if value.len() > MAX_TEXT_FIELD {
+                    return Err(ApiError::field(&field_name, "too long"));
+                }
+            }
+            let value = String::from_utf8(value).map_err(|_| ApiError::field(&field_name, "must be UTF-8 text"))?;
+            text.insert(field_name, value);
+        }
+    }
+
+    let firmware = describe(&state, &caller, text, &staged).await?;
+    for ((_, blob), file) in staged.into_iter().zip(&firmware.files) {
+        blob.persist(&state.blobs, &file.blob).await?;
+    }
+    if let Err(e) = state.store.create_firmware(caller.tenant(), &firmware).await {
+        state.blobs.delete_prefix(&blob_dir(&firmware.files[0].blob)).await?;
+        return Err(e.into());
+    }
+    tracing::info!(firmware = %firmware.id, product = %firmware.product, version = %firmware.version,
+        files = firmware.files.len(), bytes = firmware.total_size(), "firmware uploaded");
+    Ok((StatusCode::CREATED, Json(firmware.into())))
+}
+
+/// The directory part of a blob key.
+fn blob_dir(key: &str) -> String {
+    key.rsplit_once('/').map(|(d, _)| d.to_owned()).unwrap_or_default()
+}
+
+/// Validates the upload's fields and files and builds the firmware record.
+async fn describe(state: &AppState, caller: &Caller, mut text: HashMap<String, String>, staged: &[(String, StagedBlob)]) -> ApiResult<Firmware> {
+    let mut errors = Vec::new();
+    let mut take = |k: &str| text.remove(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    let product_key = take("product");
+    let version = take("version");
+    let id = take("id");
+    let name = take("name");
+    let release_notes = take("release_notes");
+    let metadata_text = take("metadata");
+    let needs_verification_text = take("needs_verification");
+    let files_text = take("files");
+
+    if product_key.is_none() {
+        errors.push(FieldError::new("product", "required"));
+    }
+    if version.is_none() {
+        errors.push(FieldError::new("version", "required"));
+    }
+    if let Some(id) = &id {
+        validate::key("id", id, &mut errors);
+    }
+    if let Some(n) = &name {
+        validate::text("name", n, 256, &mut errors);
+    }
+    if let Some(r) = &release_notes {
+        validate::long_text("release_notes", r, 65536, &mut errors);
+    }
+    let metadata: BTreeMap<String, String> = match metadata_text.as_deref().map(serde_json::from_str) {
+        None => BTreeMap::new(),
+        Some(Ok(m)) => m,
+        Some(Err(e)) => {
+            errors.push(FieldError::new("metadata", format!("must be a JSON object of strings: {e}")));
+            BTreeMap::new()
+        }
+    };
+    validate::metadata("metadata", metadata.iter(), &mut errors);
+    let needs_verification = match needs_verification_text.as_deref() {
+        None | Some("false") | Some("0") => false,
+        Some("true") | Some("1") => true,
+        Some(other) => {
+            errors.push(FieldError::new("needs_verification", format!("must be true or false, not `{other}`")));
+            false
+        }
+    };
+    let specs: Vec<FileSpec> = match files_text.as_deref().map(serde_json::from_str) {
+        None => Vec::new(),
+        Some(Ok(s)) => s,
+        Some(Err(e)) => {
+            errors.push(FieldError::new("files", format!("must be a JSON array of {{name, component, version}}: {e}")));
+            Vec::new()
+        }
+    };
+    if staged.is_empty() {
+        errors.push(FieldError::new("file", "at least one file part is required"));
+    }
+
+    let product = match &product_key {
+        Some(k) => match state.store.get_product(caller.tenant(), k).await? {
+            Some(p) => Some(p),
+            None => {
+                errors.push(FieldError::new("product", format!("product `{k}` not found")));
+                None
+            }
+        },
+        None => None,
+    };
+    let scheme = product.as_ref().map(|p| p.version_scheme).unwrap_or_default();
+    if let (Some(v), Some(_)) = (&version, &product) {
+        if let Err(m) = version::validate(v, scheme) {
+            errors.push(FieldError::new("version", m));
+        }
+    }
+
+    let id = id.unwrap_or_else(|| new_id("fw_"));
+    let dir = format!("{}/{}-{}", caller.tenant(), id, new_id(""));
+    let mut names = HashSet::new();
+    let mut components = HashSet::new();
+    let mut files = Vec::with_capacity(staged.len());
+    for (i, (file_name, blob)) in staged.iter().enumerate() {
+        let field = format!("file[{i}]");
+        check_file_name(&field, file_name, &mut errors);
+        if !names.insert(file_name.as_str()) {
+            errors.push(FieldError::new(&field, format!("file `{file_name}` is uploaded twice")));
+        }
+        let spec = specs.iter().find(|s| &s.name == file_name);
+        let component = spec.and_then(|s| s.component.clone()).unwrap_or_else(|| {
+            if staged.len() == 1 { "host".into() } else { file_name.split('.').next().unwrap_or(file_name).to_owned() }
+        });
+        validate::attribute_name(&format!("{field}.component"), &component, &mut errors);
+        if !components.insert(component.clone()) {
+            errors.push(FieldError::new(&field, format!("component `{component}` is delivered by two files")));
+        }
+        let file_version = spec.and_then(|s| s.version.clone()).or_else(|| version.clone()).unwrap_or_default();
+        if spec.and_then(|s| s.version.as_ref()).is_some() {
+            if let Err(m) = version::validate(&file_version, scheme) {
+                errors.push(FieldError::new(format!("{field}.version"), m));
+            }
+        }
+        files.push(FirmwareFile {
+            blob: format!("{dir}/{file_name}"),
+            name: file_name.clone(),
+            component,
+            version: file_version,
+            size: blob.size,
+            sha256: blob.sha256.clone(),
+            sha1: blob.sha1.clone(),
+            md5: blob.md5.clone(),
+        });
+    }
+    for (i, spec) in specs.iter().enumerate() {
+        if !names.contains(spec.name.as_str()) {
+            errors.push(FieldError::new(format!("files[{i}].name"), format!("no file part named `{}` was uploaded", spec.name)));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::invalid(errors));
+    }
+    Ok(Firmware {
+        id,
+        product: product_key.unwrap_or_default(),
+        version: version.unwrap_or_default(),
+        name,
+        release_notes,
+        metadata,
+        needs_verification,
+        verified: false,
+        files,
+        created_at: state.now(),
+    })
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct FirmwareListParams {
+    pub limit: Option<u32>,
+    pub offset: Option<u64>,
+    /// `created_at` (default), `version`, `product` or `id`; `-` prefix for descending.
+    pub sort: Option<String>,
+    pub search: Option<String>,
+    /// Only this product's images.
+    pub product: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/firmware", tag = "firmware", params(FirmwareListParams),
+    responses((status = 200, body = PageOut<FirmwareOut>)))]
+pub async fn list(State(state): State<AppState>, caller: Caller, ApiQuery(p): ApiQuery<FirmwareListParams>) -> ApiResult<Json<PageOut<FirmwareOut>>> {
+    caller.require(Access::Read)?;
+    let req = ListParams { limit: p.limit, offset: p.offset, sort: p.sort, search: p.search }.page(sortable::FIRMWARE)?;
+    let page = state.store.list_firmware(caller.tenant(), p.product.as_deref(), &req).await?;
+    Ok(Json(PageOut::from_page(page, &req, Into::into)))
+}
+
+async fn load(state: &AppState, tenant: &str, id: &str) -> ApiResult<Firmware> {
+    state.store.get_firmware(tenant, id).await?.ok_or_else(|| ApiError::not_found("firmware", id))
+}
+
+#[utoipa::path(get, path = "/api/v1/firmware/{id}", tag = "firmware", responses((status = 200, body = FirmwareOut)))]
+pub async fn get(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<FirmwareOut>> {
+    caller.require(Access::Read)?;
+    Ok(Json(load(&state, caller.tenant(), &id).await?.into()))
+}
+
+#[utoipa::path(delete, path = "/api/v1/firmware/{id}", tag = "firmware",
+    responses((status = 204), (status = 409, description = "a running job uses the image")))]
+pub async fn delete(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    caller.require(Access::WriteFleet)?;
+    let firmware = load(&state, caller.tenant(), &id).await?;
+    state.store.delete_firmware(caller.tenant(), &id).await?;
+    if let Some(f) = firmware.files.first() {
+        state.blobs.delete_prefix(&blob_dir(&f.blob)).await?;
+    }
+    tracing::info!(firmware = %id, "firmware deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/api/v1/firmware/{id}/files/{name}", tag = "firmware",
+    responses((status = 200, content_type = "application/octet-stream", description = "the file")))]
+pub async fn download(State(state): State<AppState>, caller: Caller, Path((id, name)): Path<(String, String)>) -> ApiResult<Response> {
+    caller.require(Access::Read)?;
+    let firmware = load(&state, caller.tenant(), &id).await?;
+    let file = firmware.files.iter().find(|f| f.name == name).ok_or_else(|| ApiError::not_found("file", &name))?;
+    let (reader, len) = state.blobs.open_read(&file.blob).await?;
+    let headers = [
+        (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+        (header::CONTENT_LENGTH, len.to_string()),
+        (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{}\"", file.name)),
+        (header::ETAG, format!("\"{}\"", file.sha256)),
+    ];
+    Ok((headers, Body::from_stream(ReaderStream::with_capacity(reader, 256 * 1024))).into_response())
+}

@@ -1,0 +1,86 @@
+//! The management API under `/api/v1`, one module per resource.
+//!
+//! Handlers convert wire types (this module's `*In`/`*Out` structs, with the
+//! JSON field names of the API) to domain types explicitly, check the caller's
+//! role, validate, and call the store.
+
+pub mod devices;
+pub mod firmware;
+pub mod groups;
+pub mod keys;
+pub mod products;
+pub mod system;
+pub mod tenants;
+
+use axum::Router;
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use updraft_core::{Page, PageRequest};
+use utoipa::ToSchema;
+
+use crate::error::{ApiError, ErrorCode};
+use crate::state::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(system::healthz))
+        .route("/metrics", get(system::metrics))
+        .route("/api/v1/openapi.json", get(system::openapi))
+        .route("/api/v1/tenants", get(tenants::list).post(tenants::create))
+        .route("/api/v1/keys", get(keys::list).post(keys::create))
+        .route("/api/v1/keys/{id}", axum::routing::delete(keys::delete))
+        .route("/api/v1/products", get(products::list).post(products::create))
+        .route("/api/v1/products/{key}", get(products::get).patch(products::update).delete(products::delete))
+        .route("/api/v1/firmware", get(firmware::list).post(firmware::upload).layer(firmware::body_limit()))
+        .route("/api/v1/firmware/{id}", get(firmware::get).delete(firmware::delete))
+        .route("/api/v1/firmware/{id}/files/{name}", get(firmware::download))
+        .route("/api/v1/devices", get(devices::list).post(devices::create))
+        .route("/api/v1/devices/import", post(devices::import).layer(devices::import_body_limit()))
+        .route("/api/v1/devices/{id}", get(devices::get).patch(devices::update).delete(devices::delete))
+        .route("/api/v1/groups", get(groups::list).post(groups::create))
+        .route("/api/v1/groups/{id}", get(groups::get).patch(groups::update).delete(groups::delete))
+        .route("/api/v1/groups/{id}/members", get(groups::members).post(groups::change_members))
+        .fallback(|| async { ApiError::of(ErrorCode::RouteNotFound) })
+        .method_not_allowed_fallback(|| async { ApiError::of(ErrorCode::MethodNotAllowed) })
+}
+
+/// Paging and search parameters shared by every list.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Items per page, 1–1000 (default 50).
+    pub limit: Option<u32>,
+    /// Items to skip (default 0).
+    pub offset: Option<u64>,
+    /// Field to sort by; prefix with `-` for descending order.
+    pub sort: Option<String>,
+    /// Case-insensitive text searched in the resource's names and ids.
+    pub search: Option<String>,
+}
+
+impl ListParams {
+    pub fn page(&self, sortable: &[&str]) -> Result<PageRequest, ApiError> {
+        Ok(PageRequest::parse(self.limit, self.offset, self.sort.as_deref(), self.search.as_deref(), sortable)?)
+    }
+}
+
+/// One page of a list.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PageOut<T> {
+    pub items: Vec<T>,
+    /// How many items match in all.
+    pub total: u64,
+    pub limit: u32,
+    pub offset: u64,
+}
+
+impl<T> PageOut<T> {
+    pub fn from_page<D>(page: Page<D>, req: &PageRequest, f: impl FnMut(D) -> T) -> Self {
+        PageOut { items: page.items.into_iter().map(f).collect(), total: page.total, limit: req.limit, offset: req.offset }
+    }
+}
+
+/// Trims an optional text and treats an empty one as absent.
+pub fn non_empty(s: Option<String>) -> Option<String> {
+    s.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
+}

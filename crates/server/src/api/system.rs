@@ -1,0 +1,28 @@
+//! Health, metrics and the OpenAPI document: no API key needed.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use serde_json::json;
+
+use crate::state::AppState;
+
+/// Liveness and readiness: 200 when the store answers.
+pub async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
+    match state.store.get_tenant(updraft_core::DEFAULT_TENANT).await {
+        Ok(_) => (StatusCode::OK, Json(json!({"status": "ok", "store": state.store.backend()}))),
+        Err(e) => {
+            tracing::warn!(error = %e, "health check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "store": state.store.backend()})))
+        }
+    }
+}
+
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+}
+
+pub async fn openapi() -> impl IntoResponse {
+    Json(crate::openapi::document())
+}

@@ -1,0 +1,34 @@
+//! The OpenAPI document, served at `/api/v1/openapi.json`.
+
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+
+use crate::api::{devices, firmware, groups, keys, products, tenants};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "updraft management API", description = "Products, firmware, devices, groups, tenants and API keys. \
+        Every call needs `Authorization: Bearer <api key>`. Errors are `{\"error\": {\"code\", \"message\", \"details\"}}` \
+        with a code from the table in `x-error-codes`."),
+    paths(
+        tenants::create, tenants::list, keys::create, keys::list, keys::delete,
+        products::create, products::list, products::get, products::update, products::delete,
+        firmware::upload, firmware::list, firmware::get, firmware::delete, firmware::download,
+        devices::create, devices::import, devices::list, devices::get, devices::update, devices::delete,
+        groups::create, groups::list, groups::get, groups::update, groups::delete, groups::change_members, groups::members,
+    ),
+    tags((name = "tenants"), (name = "keys"), (name = "products"), (name = "firmware"), (name = "devices"), (name = "groups")),
+    security(("api_key" = []))
+)]
+struct Doc;
+
+pub fn document() -> serde_json::Value {
+    let mut doc = Doc::openapi();
+    doc.components.get_or_insert_with(Default::default).add_security_scheme(
+        "api_key",
+        SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+    );
+    let mut value = serde_json::to_value(&doc).expect("the document serializes");
+    value["x-error-codes"] = crate::error::table();
+    value
+}

@@ -1,0 +1,55 @@
+//! The server's settings: built-in defaults, then a TOML file, then
+//! `UPDRAFT_*` environment variables and flags (the binary layers them).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Address the HTTP server listens on.
+    pub listen: SocketAddr,
+    /// Where the SQLite database and firmware files live.
+    pub data_dir: PathBuf,
+    /// `postgres://…` to use PostgreSQL, `sqlite:…` for another SQLite file; default: `<data_dir>/updraft.db`.
+    pub database_url: Option<String>,
+    /// The largest firmware upload accepted, in bytes.
+    pub max_upload_bytes: u64,
+    /// The largest bulk device import body accepted, in bytes.
+    pub max_import_bytes: usize,
+    /// `text` or `json`.
+    pub log_format: LogFormat,
+    /// When set, this token becomes the server administrator's key (admin of the `default` tenant).
+    pub bootstrap_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".parse().expect("valid address"),
+            data_dir: PathBuf::from("updraft-data"),
+            database_url: None,
+            max_upload_bytes: 4 << 30,
+            max_import_bytes: 64 << 20,
+            log_format: LogFormat::Text,
+            bootstrap_token: None,
+        }
+    }
+}
+
+impl Settings {
+    /// Reads settings from a TOML file; absent keys keep their defaults.
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+}

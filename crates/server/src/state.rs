@@ -1,0 +1,39 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use metrics_exporter_prometheus::PrometheusHandle;
+use updraft_blob::BlobStore;
+use updraft_store::Store;
+
+use crate::Settings;
+
+/// Where handlers and workers read the time from; tests substitute their own.
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> Timestamp;
+}
+
+/// The operating system's clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::now()
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub blobs: BlobStore,
+    pub settings: Arc<Settings>,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: PrometheusHandle,
+}
+
+impl AppState {
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+}
