@@ -1,1 +1,574 @@
+//! The `updraft` client commands: every management call, over HTTP, with
+//! human tables by default and `--json` for scripts.
 
+mod client;
+mod output;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+pub use client::Client;
+use output::{Table, print_json};
+
+/// Where the server is and who is calling.
+#[derive(Args, Debug, Clone)]
+pub struct Conn {
+    /// The server's base URL.
+    #[arg(long, env = "UPDRAFT_SERVER", default_value = "http://127.0.0.1:8080", global = true)]
+    pub server: String,
+    /// An API key.
+    #[arg(long, env = "UPDRAFT_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// Print the server's JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClientCommand {
+    /// Products (device models).
+    Product {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: ProductCmd,
+    },
+    /// Firmware images: upload, list, show, download, delete.
+    Firmware {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: FirmwareCmd,
+    },
+    /// Devices: add, import, list, show, update, delete.
+    Device {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: DeviceCmd,
+    },
+    /// Static device groups and their members.
+    Group {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: GroupCmd,
+    },
+    /// Tenants (server administrator only).
+    Tenant {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: TenantCmd,
+    },
+    /// API keys of your tenant (admin only).
+    Key {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: KeyCmd,
+    },
+}
+
+/// Paging options shared by lists.
+#[derive(Args, Debug, Clone)]
+pub struct Paging {
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+    #[arg(long, default_value_t = 0)]
+    pub offset: u64,
+    /// Sort field; prefix `-` for descending.
+    #[arg(long, allow_hyphen_values = true)]
+    pub sort: Option<String>,
+    /// Case-insensitive text search.
+    #[arg(long)]
+    pub search: Option<String>,
+}
+
+impl Paging {
+    fn query(&self) -> Vec<(&'static str, String)> {
+        let mut q = vec![("limit", self.limit.to_string()), ("offset", self.offset.to_string())];
+        if let Some(s) = &self.sort {
+            q.push(("sort", s.clone()));
+        }
+        if let Some(s) = &self.search {
+            q.push(("search", s.clone()));
+        }
+        q
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ProductCmd {
+    List(Paging),
+    Show { key: String },
+    Create {
+        key: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        /// `semver` (default) or `free`.
+        #[arg(long)]
+        version_scheme: Option<String>,
+    },
+    Update {
+        key: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long)]
+        version_scheme: Option<String>,
+    },
+    Delete { key: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FirmwareCmd {
+    /// Upload one image made of one or more files (components).
+    Upload {
+        /// The files; each becomes a component (one file: component `host`).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[arg(long)]
+        product: String,
+        #[arg(long)]
+        version: String,
+        #[arg(long)]
+        id: Option<String>,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        release_notes: Option<String>,
+        /// Metadata as key=value (repeatable).
+        #[arg(long = "meta", value_parser = parse_kv)]
+        metadata: Vec<(String, String)>,
+        /// Upgrade jobs may use the image only after a verify job succeeded.
+        #[arg(long)]
+        needs_verification: bool,
+        /// Component of a file as FILE_NAME=COMPONENT (repeatable).
+        #[arg(long = "component", value_parser = parse_kv)]
+        components: Vec<(String, String)>,
+    },
+    List {
+        #[command(flatten)]
+        paging: Paging,
+        #[arg(long)]
+        product: Option<String>,
+    },
+    Show { id: String },
+    /// Download a file of an image and check its SHA-256.
+    Download {
+        id: String,
+        /// Which file (default: the image's only or first file).
+        #[arg(long)]
+        file: Option<String>,
+        /// Where to write it (default: the file's name in the current directory).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    Delete { id: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DeviceCmd {
+    /// Register one device; prints its token once.
+    Add {
+        id: String,
+        #[arg(long)]
+        product: String,
+        /// Installed firmware as component=version (repeatable).
+        #[arg(long = "firmware", value_parser = parse_kv)]
+        firmware: Vec<(String, String)>,
+        #[arg(long)]
+        hardware_version: Option<String>,
+        #[arg(long)]
+        module_model: Option<String>,
+        #[arg(long)]
+        module_version: Option<String>,
+        #[arg(long)]
+        template_id: Option<String>,
+        /// Property as name=value; numbers and true/false are typed (repeatable).
+        #[arg(long = "prop", value_parser = parse_kv)]
+        properties: Vec<(String, String)>,
+        /// Metadata as key=value (repeatable).
+        #[arg(long = "meta", value_parser = parse_kv)]
+        metadata: Vec<(String, String)>,
+    },
+    /// Register many devices from an NDJSON (`.ndjson`, `.jsonl`) or CSV (`.csv`) file, all or nothing.
+    Import {
+        file: PathBuf,
+        /// Where to write the issued tokens as CSV (id,token) [default: <file>.tokens.csv].
+        #[arg(long)]
+        tokens_out: Option<PathBuf>,
+    },
+    List {
+        #[command(flatten)]
+        paging: Paging,
+        #[arg(long)]
+        product: Option<String>,
+        #[arg(long)]
+        group: Option<String>,
+    },
+    Show { id: String },
+    /// Change attributes; maps given here replace the device's.
+    Update {
+        id: String,
+        #[arg(long = "firmware", value_parser = parse_kv)]
+        firmware: Vec<(String, String)>,
+        #[arg(long)]
+        hardware_version: Option<String>,
+        #[arg(long = "prop", value_parser = parse_kv)]
+        properties: Vec<(String, String)>,
+        #[arg(long = "meta", value_parser = parse_kv)]
+        metadata: Vec<(String, String)>,
+    },
+    Delete { id: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum GroupCmd {
+    List(Paging),
+    Show { id: String },
+    Create {
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long)]
+        product: Option<String>,
+    },
+    Delete { id: String },
+    /// Add devices (ids as arguments, or one per line with --from FILE).
+    Add {
+        id: String,
+        devices: Vec<String>,
+        #[arg(long)]
+        from: Option<PathBuf>,
+    },
+    /// Remove devices (ids as arguments, or one per line with --from FILE).
+    Remove {
+        id: String,
+        devices: Vec<String>,
+        #[arg(long)]
+        from: Option<PathBuf>,
+    },
+    Members {
+        id: String,
+        #[command(flatten)]
+        paging: Paging,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TenantCmd {
+    List,
+    /// Create a tenant; prints its first admin key once.
+    Create { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCmd {
+    List,
+    /// Create a key; prints its token once.
+    Create {
+        /// admin, operator, viewer or consent.
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        name: Option<String>,
+    },
+    Delete { id: String },
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    s.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())).ok_or_else(|| format!("expected key=value, got `{s}`"))
+}
+
+fn typed(v: &str) -> Value {
+    match v {
+        "true" => Value::Bool(true),
+        "false" => Value::Bool(false),
+        _ => v.parse::<f64>().ok().filter(|n| n.is_finite()).and_then(|n| serde_json::Number::from_f64(n).map(Value::Number)).unwrap_or_else(|| Value::String(v.to_owned())),
+    }
+}
+
+fn map(kv: &[(String, String)]) -> Value {
+    Value::Object(kv.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect())
+}
+
+fn ids(args: Vec<String>, from: Option<PathBuf>) -> anyhow::Result<Vec<String>> {
+    let mut ids = args;
+    if let Some(path) = from {
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        ids.extend(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned));
+    }
+    Ok(ids)
+}
+
+pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
+    match cmd {
+        ClientCommand::Product { conn, cmd } => product(Client::new(&conn)?, conn.json, cmd).await,
+        ClientCommand::Firmware { conn, cmd } => firmware(Client::new(&conn)?, conn.json, cmd).await,
+        ClientCommand::Device { conn, cmd } => device(Client::new(&conn)?, conn.json, cmd).await,
+        ClientCommand::Group { conn, cmd } => group(Client::new(&conn)?, conn.json, cmd).await,
+        ClientCommand::Tenant { conn, cmd } => tenant(Client::new(&conn)?, conn.json, cmd).await,
+        ClientCommand::Key { conn, cmd } => key(Client::new(&conn)?, conn.json, cmd).await,
+    }
+}
+
+const PRODUCT_COLUMNS: &[(&str, &str)] = &[("KEY", "key"), ("NAME", "name"), ("VERSIONS", "version_scheme"), ("CREATED", "created_at")];
+const FIRMWARE_COLUMNS: &[(&str, &str)] =
+    &[("ID", "id"), ("PRODUCT", "product"), ("VERSION", "version"), ("SIZE", "size"), ("FILES", "files"), ("CREATED", "created_at")];
+const DEVICE_COLUMNS: &[(&str, &str)] =
+    &[("ID", "id"), ("PRODUCT", "product"), ("FIRMWARE", "firmware"), ("STATUS", "connection_status"), ("LAST SEEN", "last_seen_at")];
+const GROUP_COLUMNS: &[(&str, &str)] = &[("ID", "id"), ("NAME", "name"), ("PRODUCT", "product"), ("MEMBERS", "member_count")];
+const KEY_COLUMNS: &[(&str, &str)] = &[("ID", "id"), ("ROLE", "role"), ("NAME", "name"), ("CREATED", "created_at")];
+
+fn show(json: bool, v: &Value, columns: &[(&str, &str)]) {
+    if json { print_json(v) } else { Table::new(columns).one(v) }
+}
+
+fn show_list(json: bool, v: &Value, columns: &[(&str, &str)]) {
+    if json { print_json(v) } else { Table::new(columns).page(v) }
+}
+
+async fn product(c: Client, json: bool, cmd: ProductCmd) -> anyhow::Result<()> {
+    match cmd {
+        ProductCmd::List(p) => show_list(json, &c.get("/api/v1/products", &p.query()).await?, PRODUCT_COLUMNS),
+        ProductCmd::Show { key } => show(json, &c.get(&format!("/api/v1/products/{key}"), &[]).await?, PRODUCT_COLUMNS),
+        ProductCmd::Create { key, name, description, version_scheme } => {
+            let body = json!({"key": key, "name": name, "description": description, "version_scheme": version_scheme});
+            show(json, &c.send("POST", "/api/v1/products", &body).await?, PRODUCT_COLUMNS)
+        }
+        ProductCmd::Update { key, name, description, version_scheme } => {
+            let mut body = serde_json::Map::new();
+            if let Some(v) = name {
+                body.insert("name".into(), v.into());
+            }
+            if let Some(v) = description {
+                body.insert("description".into(), v.into());
+            }
+            if let Some(v) = version_scheme {
+                body.insert("version_scheme".into(), v.into());
+            }
+            show(json, &c.send("PATCH", &format!("/api/v1/products/{key}"), &Value::Object(body)).await?, PRODUCT_COLUMNS)
+        }
+        ProductCmd::Delete { key } => {
+            c.delete(&format!("/api/v1/products/{key}")).await?;
+            eprintln!("product {key} deleted");
+        }
+    }
+    Ok(())
+}
+
+async fn firmware(c: Client, json: bool, cmd: FirmwareCmd) -> anyhow::Result<()> {
+    match cmd {
+        FirmwareCmd::Upload { files, product, version, id, name, release_notes, metadata, needs_verification, components } => {
+            let mut fields = vec![("product", product), ("version", version)];
+            for (k, v) in [("id", id), ("name", name), ("release_notes", release_notes)] {
+                if let Some(v) = v {
+                    fields.push((k, v));
+                }
+            }
+            if !metadata.is_empty() {
+                fields.push(("metadata", map(&metadata).to_string()));
+            }
+            if needs_verification {
+                fields.push(("needs_verification", "true".into()));
+            }
+            if !components.is_empty() {
+                let specs: Vec<Value> = components.iter().map(|(n, c)| json!({"name": n, "component": c})).collect();
+                fields.push(("files", Value::Array(specs).to_string()));
+            }
+            let fw = c.upload_firmware(&fields, &files).await?;
+            show(json, &fw, FIRMWARE_COLUMNS);
+        }
+        FirmwareCmd::List { paging, product } => {
+            let mut q = paging.query();
+            if let Some(p) = product {
+                q.push(("product", p));
+            }
+            show_list(json, &c.get("/api/v1/firmware", &q).await?, FIRMWARE_COLUMNS)
+        }
+        FirmwareCmd::Show { id } => {
+            let fw = c.get(&format!("/api/v1/firmware/{id}"), &[]).await?;
+            if json {
+                print_json(&fw)
+            } else {
+                Table::new(FIRMWARE_COLUMNS).one(&fw);
+                println!();
+                Table::new(&[("FILE", "name"), ("COMPONENT", "component"), ("VERSION", "version"), ("SIZE", "size"), ("SHA256", "sha256")])
+                    .rows(fw["files"].as_array().map(Vec::as_slice).unwrap_or_default());
+            }
+        }
+        FirmwareCmd::Download { id, file, output } => {
+            let fw = c.get(&format!("/api/v1/firmware/{id}"), &[]).await?;
+            let files = fw["files"].as_array().cloned().unwrap_or_default();
+            let chosen = match &file {
+                Some(name) => files.iter().find(|f| f["name"] == name.as_str()).with_context(|| format!("image {id} has no file `{name}`"))?,
+                None => files.first().context("the image has no files")?,
+            };
+            let name = chosen["name"].as_str().unwrap_or("firmware.bin");
+            let dest = output.unwrap_or_else(|| PathBuf::from(name));
+            let sha256 = c.download(&format!("/api/v1/firmware/{id}/files/{name}"), &dest).await?;
+            anyhow::ensure!(
+                chosen["sha256"].as_str() == Some(sha256.as_str()),
+                "SHA-256 mismatch: the server says {}, the download is {sha256}",
+                chosen["sha256"]
+            );
+            if json {
+                print_json(&json!({"file": dest, "sha256": sha256}));
+            } else {
+                println!("{}  {}", sha256, dest.display());
+            }
+        }
+        FirmwareCmd::Delete { id } => {
+            c.delete(&format!("/api/v1/firmware/{id}")).await?;
+            eprintln!("firmware {id} deleted");
+        }
+    }
+    Ok(())
+}
+
+async fn device(c: Client, json: bool, cmd: DeviceCmd) -> anyhow::Result<()> {
+    match cmd {
+        DeviceCmd::Add { id, product, firmware, hardware_version, module_model, module_version, template_id, properties, metadata } => {
+            let props: serde_json::Map<String, Value> = properties.iter().map(|(k, v)| (k.clone(), typed(v))).collect();
+            let body = json!({
+                "id": id, "product": product, "firmware": map(&firmware), "hardware_version": hardware_version,
+                "module_model": module_model, "module_version": module_version, "template_id": template_id,
+                "properties": props, "metadata": map(&metadata),
+            });
+            let d = c.send("POST", "/api/v1/devices", &body).await?;
+            if json {
+                print_json(&d);
+            } else {
+                Table::new(DEVICE_COLUMNS).one(&d);
+                println!("\ntoken (shown once): {}", d["token"].as_str().unwrap_or(""));
+            }
+        }
+        DeviceCmd::Import { file, tokens_out } => {
+            let content_type = match file.extension().and_then(|e| e.to_str()) {
+                Some("csv") => "text/csv",
+                _ => "application/x-ndjson",
+            };
+            let body = tokio::fs::read(&file).await.with_context(|| format!("reading {}", file.display()))?;
+            let out = c.post_bytes("/api/v1/devices/import", content_type, body).await?;
+            let dest = tokens_out.unwrap_or_else(|| {
+                let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("devices");
+                PathBuf::from(format!("{stem}.tokens.csv"))
+            });
+            let mut csv = String::from("id,token\n");
+            for d in out["devices"].as_array().map(Vec::as_slice).unwrap_or_default() {
+                csv.push_str(&format!("{},{}\n", d["id"].as_str().unwrap_or(""), d["token"].as_str().unwrap_or("")));
+            }
+            std::fs::write(&dest, csv).with_context(|| format!("writing tokens to {}", dest.display()))?;
+            if json {
+                print_json(&json!({"created": out["created"], "tokens": dest}));
+            } else {
+                println!("{} devices imported; their tokens are in {}", out["created"], dest.display());
+            }
+        }
+        DeviceCmd::List { paging, product, group } => {
+            let mut q = paging.query();
+            if let Some(p) = product {
+                q.push(("product", p));
+            }
+            if let Some(g) = group {
+                q.push(("group", g));
+            }
+            show_list(json, &c.get("/api/v1/devices", &q).await?, DEVICE_COLUMNS)
+        }
+        DeviceCmd::Show { id } => {
+            let d = c.get(&format!("/api/v1/devices/{id}"), &[]).await?;
+            if json { print_json(&d) } else { output::fields(&d) }
+        }
+        DeviceCmd::Update { id, firmware, hardware_version, properties, metadata } => {
+            let mut body = serde_json::Map::new();
+            if !firmware.is_empty() {
+                body.insert("firmware".into(), map(&firmware));
+            }
+            if let Some(h) = hardware_version {
+                body.insert("hardware_version".into(), h.into());
+            }
+            if !properties.is_empty() {
+                body.insert("properties".into(), Value::Object(properties.iter().map(|(k, v)| (k.clone(), typed(v))).collect()));
+            }
+            if !metadata.is_empty() {
+                body.insert("metadata".into(), map(&metadata));
+            }
+            let d = c.send("PATCH", &format!("/api/v1/devices/{id}"), &Value::Object(body)).await?;
+            if json { print_json(&d) } else { output::fields(&d) }
+        }
+        DeviceCmd::Delete { id } => {
+            c.delete(&format!("/api/v1/devices/{id}")).await?;
+            eprintln!("device {id} deleted");
+        }
+    }
+    Ok(())
+}
+
+async fn group(c: Client, json: bool, cmd: GroupCmd) -> anyhow::Result<()> {
+    match cmd {
+        GroupCmd::List(p) => show_list(json, &c.get("/api/v1/groups", &p.query()).await?, GROUP_COLUMNS),
+        GroupCmd::Show { id } => show(json, &c.get(&format!("/api/v1/groups/{id}"), &[]).await?, GROUP_COLUMNS),
+        GroupCmd::Create { id, name, description, product } => {
+            let body = json!({"id": id, "name": name.unwrap_or_else(|| id.clone()), "description": description, "product": product});
+            show(json, &c.send("POST", "/api/v1/groups", &body).await?, GROUP_COLUMNS)
+        }
+        GroupCmd::Delete { id } => {
+            c.delete(&format!("/api/v1/groups/{id}")).await?;
+            eprintln!("group {id} deleted");
+        }
+        GroupCmd::Add { id, devices, from } => {
+            let body = json!({"add": ids(devices, from)?});
+            let out = c.send("POST", &format!("/api/v1/groups/{id}/members"), &body).await?;
+            if json { print_json(&out) } else { println!("{} added; the group has {} members", out["added"], out["member_count"]) }
+        }
+        GroupCmd::Remove { id, devices, from } => {
+            let body = json!({"remove": ids(devices, from)?});
+            let out = c.send("POST", &format!("/api/v1/groups/{id}/members"), &body).await?;
+            if json { print_json(&out) } else { println!("{} removed; the group has {} members", out["removed"], out["member_count"]) }
+        }
+        GroupCmd::Members { id, paging } => {
+            show_list(json, &c.get(&format!("/api/v1/groups/{id}/members"), &paging.query()).await?, DEVICE_COLUMNS)
+        }
+    }
+    Ok(())
+}
+
+async fn tenant(c: Client, json: bool, cmd: TenantCmd) -> anyhow::Result<()> {
+    match cmd {
+        TenantCmd::List => show_list(json, &c.get("/api/v1/tenants", &[]).await?, &[("ID", "id"), ("NAME", "name"), ("CREATED", "created_at")]),
+        TenantCmd::Create { name } => {
+            let out = c.send("POST", "/api/v1/tenants", &json!({"name": name})).await?;
+            if json {
+                print_json(&out)
+            } else {
+                println!("tenant {} created\nits first admin key (shown once): {}", out["tenant"]["id"].as_str().unwrap_or(""), out["token"].as_str().unwrap_or(""));
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn key(c: Client, json: bool, cmd: KeyCmd) -> anyhow::Result<()> {
+    match cmd {
+        KeyCmd::List => show_list(json, &c.get("/api/v1/keys", &[]).await?, KEY_COLUMNS),
+        KeyCmd::Create { role, name } => {
+            let out = c.send("POST", "/api/v1/keys", &json!({"role": role, "name": name})).await?;
+            if json { print_json(&out) } else { println!("key {} ({}) created\ntoken (shown once): {}", out["id"].as_str().unwrap_or(""), out["role"].as_str().unwrap_or(""), out["token"].as_str().unwrap_or("")) }
+        }
+        KeyCmd::Delete { id } => {
+            c.delete(&format!("/api/v1/keys/{id}")).await?;
+            eprintln!("key {id} deleted");
+        }
+    }
+    Ok(())
+}

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod settings;
 pub mod state;
+pub mod testing;
 
 use std::future::Future;
 use std::sync::Arc;

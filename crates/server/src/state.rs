@@ -18,8 +18,9 @@ pub trait Clock: Send + Sync + 'static {
 pub struct SystemClock;
 
 impl Clock for SystemClock {
+    /// Now, to the microsecond (what the stores keep).
     fn now(&self) -> Timestamp {
-        Timestamp::now()
+        Timestamp::from_microsecond(Timestamp::now().as_microsecond()).expect("now is in range")
     }
 }
 

@@ -1,0 +1,149 @@
+//! A small HTTP client for the management API: bearer auth, JSON in and out,
+//! the server's error format turned into a readable error, and streamed
+//! uploads and downloads with progress bars.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use futures_util::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use reqwest::{Method, Response};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use crate::Conn;
+
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+fn bar(len: u64, what: &str) -> ProgressBar {
+    let pb = ProgressBar::new(len);
+    pb.set_style(
+        ProgressStyle::with_template("{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    pb.set_message(what.to_owned());
+    pb
+}
+
+impl Client {
+    pub fn new(conn: &Conn) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder().user_agent(concat!("updraft-cli/", env!("CARGO_PKG_VERSION"))).build()?;
+        Ok(Self { http, base: conn.server.trim_end_matches('/').to_owned(), token: conn.token.clone() })
+    }
+
+    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        let r = self.http.request(method, format!("{}{}", self.base, path));
+        match &self.token {
+            Some(t) => r.bearer_auth(t),
+            None => r,
+        }
+    }
+
+    async fn check(&self, r: reqwest::Result<Response>) -> anyhow::Result<Response> {
+        let r = r.with_context(|| format!("cannot reach the server at {}", self.base))?;
+        if r.status().is_success() {
+            return Ok(r);
+        }
+        let status = r.status();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        let e = &body["error"];
+        let mut msg = format!("{} ({}): {}", e["code"].as_str().unwrap_or("error"), status.as_u16(), e["message"].as_str().unwrap_or(""));
+        if let Some(details) = e["details"].as_array() {
+            for d in details.iter().take(50) {
+                let at = match (d.get("line"), d.get("field")) {
+                    (Some(l), Some(f)) => format!("line {l} {}", f.as_str().unwrap_or("")),
+                    (None, Some(f)) => f.as_str().unwrap_or("").to_owned(),
+                    _ => String::new(),
+                };
+                msg.push_str(&format!("\n  {at}: {}", d["message"].as_str().unwrap_or("")));
+            }
+            if details.len() > 50 {
+                msg.push_str(&format!("\n  … and {} more", details.len() - 50));
+            }
+        }
+        if status == reqwest::StatusCode::UNAUTHORIZED && self.token.is_none() {
+            msg.push_str("\n  (set --token or UPDRAFT_TOKEN)");
+        }
+        bail!(msg)
+    }
+
+    pub async fn get(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
+        Ok(self.check(self.request(Method::GET, path).query(query).send().await).await?.json().await?)
+    }
+
+    pub async fn send(&self, method: &str, path: &str, body: &Value) -> anyhow::Result<Value> {
+        let method = Method::from_bytes(method.as_bytes())?;
+        Ok(self.check(self.request(method, path).json(body).send().await).await?.json().await?)
+    }
+
+    pub async fn delete(&self, path: &str) -> anyhow::Result<()> {
+        self.check(self.request(Method::DELETE, path).send().await).await?;
+        Ok(())
+    }
+
+    pub async fn post_bytes(&self, path: &str, content_type: &str, body: Vec<u8>) -> anyhow::Result<Value> {
+        let r = self.request(Method::POST, path).header(reqwest::header::CONTENT_TYPE, content_type).body(body).send().await;
+        Ok(self.check(r).await?.json().await?)
+    }
+
+    /// Uploads files as one firmware image, streaming each from disk with a progress bar.
+    pub async fn upload_firmware(&self, fields: &[(&str, String)], files: &[PathBuf]) -> anyhow::Result<Value> {
+        let mut form = reqwest::multipart::Form::new();
+        for (k, v) in fields {
+            form = form.text(k.to_string(), v.clone());
+        }
+        let mut total = 0;
+        let mut opened = Vec::new();
+        for path in files {
+            let file = tokio::fs::File::open(path).await.with_context(|| format!("opening {}", path.display()))?;
+            let len = file.metadata().await?.len();
+            total += len;
+            opened.push((path, file, len));
+        }
+        let pb = bar(total, "uploading");
+        for (path, file, len) in opened {
+            let name = path.file_name().and_then(|n| n.to_str()).context("file names must be UTF-8")?.to_owned();
+            let pb = pb.clone();
+            let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024).inspect(move |chunk| {
+                if let Ok(c) = chunk {
+                    pb.inc(c.len() as u64);
+                }
+            });
+            let part = reqwest::multipart::Part::stream_with_length(reqwest::Body::wrap_stream(stream), len)
+                .file_name(name)
+                .mime_str("application/octet-stream")?;
+            form = form.part("file", part);
+        }
+        let r = self.request(Method::POST, "/api/v1/firmware").multipart(form).send().await;
+        let r = self.check(r).await;
+        pb.finish_and_clear();
+        Ok(r?.json().await?)
+    }
+
+    /// Streams a download to `dest` with a progress bar; returns its SHA-256.
+    pub async fn download(&self, path: &str, dest: &Path) -> anyhow::Result<String> {
+        let r = self.check(self.request(Method::GET, path).send().await).await?;
+        let pb = bar(r.content_length().unwrap_or(0), "downloading");
+        let tmp = dest.with_extension("part");
+        let mut out = tokio::fs::File::create(&tmp).await.with_context(|| format!("creating {}", tmp.display()))?;
+        let mut hash = Sha256::new();
+        let mut stream = r.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.context("the download was interrupted")?;
+            hash.update(&chunk);
+            out.write_all(&chunk).await?;
+            pb.inc(chunk.len() as u64);
+        }
+        out.flush().await?;
+        drop(out);
+        tokio::fs::rename(&tmp, dest).await?;
+        pb.finish_and_clear();
+        Ok(hex::encode(hash.finalize()))
+    }
+}

@@ -1,0 +1,114 @@
+//! A real server for integration tests: started with [`launch`](crate::launch)
+//! on port 0 in a temporary data directory, on SQLite or on a fresh
+//! PostgreSQL database, with a known administrator token.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::Settings;
+
+/// The administrator token every test server starts with.
+pub const ADMIN_TOKEN: &str = "upd_k_test_admin_token_0123456789";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub settings: Settings,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestServer {
+    /// Starts a server on a fresh store.
+    pub async fn start(backend: Backend) -> Self {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    /// Starts a server on a fresh store, after `configure` adjusts its settings.
+    pub async fn start_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mut settings = Settings {
+            data_dir: dir.path().to_path_buf(),
+            bootstrap_token: Some(ADMIN_TOKEN.into()),
+            ..Settings::default()
+        };
+        if backend == Backend::Postgres {
+            settings.database_url = Some(updraft_store_postgres::testing::create_database().await);
+        }
+        configure(&mut settings);
+        let mut server = Self::start_settings(settings).await;
+        server._dir = Some(dir);
+        server
+    }
+
+    /// Starts a server with exactly these settings (to restart on the same data).
+    pub async fn start_settings(settings: Settings) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+        let addr = listener.local_addr().expect("local address");
+        let (tx, rx) = oneshot::channel::<()>();
+        let s = settings.clone();
+        let task = tokio::spawn(async move {
+            crate::launch(s, listener, async move {
+                let _ = rx.await;
+            })
+            .await
+        });
+        let server = TestServer { addr, settings, shutdown: Some(tx), task: Some(task), _dir: None };
+        server.wait_ready().await;
+        server
+    }
+
+    async fn wait_ready(&self) {
+        for _ in 0..500 {
+            if tokio::net::TcpStream::connect(self.addr).await.is_ok() && self.task.as_ref().is_some_and(|t| !t.is_finished()) {
+                // The listener accepts before the app is built; the health check proves the app is up.
+                let mut stream = tokio::net::TcpStream::connect(self.addr).await.expect("connect");
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let _ = stream.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await;
+                let mut buf = Vec::new();
+                let _ = stream.read_to_end(&mut buf).await;
+                if buf.starts_with(b"HTTP/1.1 200") {
+                    return;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("the test server did not become ready");
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.settings.data_dir.clone()
+    }
+
+    /// Stops the server gracefully and waits until it has closed its store.
+    pub async fn stop(mut self) -> Option<tempfile::TempDir> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task").expect("server ran cleanly");
+        }
+        self._dir.take()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}

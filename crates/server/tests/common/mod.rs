@@ -1,0 +1,161 @@
+//! Helpers for the HTTP integration tests: a real server and a client for it.
+#![allow(dead_code)]
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+pub use updraft_server::testing::{ADMIN_TOKEN, Backend, TestServer};
+
+/// Runs each listed test body (an `async fn(Backend)`) on SQLite and on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test] async fn $name() { super::$name(super::common::Backend::Sqlite).await })*
+        }
+        mod postgres {
+            $(#[tokio::test] async fn $name() { super::$name(super::common::Backend::Postgres).await })*
+        }
+    };
+}
+
+pub struct Api {
+    pub server: TestServer,
+    pub http: reqwest::Client,
+    pub token: String,
+}
+
+/// An answer: status, headers and the body as JSON (`Null` when empty or not JSON).
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Answer {
+    /// Asserts the status and, for errors, the error code.
+    #[track_caller]
+    pub fn expect(&self, status: u16, code: Option<&str>) -> &Value {
+        assert_eq!(self.status.as_u16(), status, "unexpected status; body: {}", self.body);
+        if let Some(code) = code {
+            assert_eq!(self.body["error"]["code"], code, "unexpected error; body: {}", self.body);
+            assert!(self.body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "errors carry a message");
+        }
+        &self.body
+    }
+
+    #[track_caller]
+    pub fn ok(&self) -> &Value {
+        assert!(self.status.is_success(), "expected success, got {}: {}", self.status, self.body);
+        &self.body
+    }
+}
+
+impl Api {
+    pub async fn start(backend: Backend) -> Self {
+        Self::on(TestServer::start(backend).await)
+    }
+
+    pub fn on(server: TestServer) -> Self {
+        Api { server, http: reqwest::Client::new(), token: ADMIN_TOKEN.into() }
+    }
+
+    /// The same server, as another key.
+    pub fn as_key(&self, token: &str) -> ApiAs<'_> {
+        ApiAs { api: self, token: token.to_owned() }
+    }
+
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
+        self.as_key(&self.token.clone()).call(method, path, body).await
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        self.call(Method::GET, path, None).await
+    }
+    pub async fn post(&self, path: &str, body: Value) -> Answer {
+        self.call(Method::POST, path, Some(body)).await
+    }
+    pub async fn patch(&self, path: &str, body: Value) -> Answer {
+        self.call(Method::PATCH, path, Some(body)).await
+    }
+    pub async fn delete(&self, path: &str) -> Answer {
+        self.call(Method::DELETE, path, None).await
+    }
+
+    /// Sends a raw body with a content type.
+    pub async fn raw(&self, method: Method, path: &str, content_type: &str, body: impl Into<reqwest::Body>) -> Answer {
+        let r = self
+            .http
+            .request(method, self.server.url(path))
+            .bearer_auth(&self.token)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("request");
+        answer(r).await
+    }
+
+    pub async fn multipart(&self, path: &str, form: reqwest::multipart::Form) -> Answer {
+        let r = self.http.post(self.server.url(path)).bearer_auth(&self.token).multipart(form).send().await.expect("request");
+        answer(r).await
+    }
+
+    /// Creates a key of `role` in the caller's tenant and returns its token.
+    pub async fn key(&self, role: &str) -> String {
+        let b = self.post("/api/v1/keys", serde_json::json!({"role": role})).await;
+        b.expect(201, None)["token"].as_str().unwrap().to_owned()
+    }
+}
+
+pub struct ApiAs<'a> {
+    api: &'a Api,
+    token: String,
+}
+
+impl ApiAs<'_> {
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
+        let mut r = self.api.http.request(method, self.api.server.url(path));
+        if !self.token.is_empty() {
+            r = r.bearer_auth(&self.token);
+        }
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        answer(r.send().await.expect("request")).await
+    }
+    pub async fn get(&self, path: &str) -> Answer {
+        self.call(Method::GET, path, None).await
+    }
+    pub async fn post(&self, path: &str, body: Value) -> Answer {
+        self.call(Method::POST, path, Some(body)).await
+    }
+    pub async fn patch(&self, path: &str, body: Value) -> Answer {
+        self.call(Method::PATCH, path, Some(body)).await
+    }
+    pub async fn delete(&self, path: &str) -> Answer {
+        self.call(Method::DELETE, path, None).await
+    }
+}
+
+async fn answer(r: reqwest::Response) -> Answer {
+    let status = r.status();
+    let headers = r.headers().clone();
+    let bytes = r.bytes().await.expect("body");
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Answer { status, headers, body }
+}
+
+/// Files under the data directory's blob store (firmware bytes) and staging area.
+pub fn stored_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    fn walk(p: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        if let Ok(rd) = std::fs::read_dir(p) {
+            for e in rd.flatten() {
+                let path = e.path();
+                if path.is_dir() { walk(&path, out) } else { out.push(path) }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&dir.join("firmware"), &mut out);
+    out
+}

@@ -1,0 +1,98 @@
+//! `updraft serve`: settings from defaults, a TOML file, `UPDRAFT_*`
+//! variables and flags (later ones win), logging, signals, then `launch`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use tracing_subscriber::EnvFilter;
+use updraft_server::{LogFormat, Settings};
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// A TOML file with settings (keys as the flags, with `_`: listen, data_dir, database_url, …).
+    #[arg(long, env = "UPDRAFT_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "UPDRAFT_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Directory for the SQLite database and firmware files [default: ./updraft-data].
+    #[arg(long, env = "UPDRAFT_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// `postgres://user@host/db` for PostgreSQL (or `sqlite:path`); default: SQLite in the data directory.
+    #[arg(long, env = "UPDRAFT_DATABASE_URL")]
+    database_url: Option<String>,
+    /// The largest firmware upload accepted, in bytes [default: 4 GiB].
+    #[arg(long, env = "UPDRAFT_MAX_UPLOAD_BYTES")]
+    max_upload_bytes: Option<u64>,
+    /// Log format: text or json [default: text].
+    #[arg(long, env = "UPDRAFT_LOG_FORMAT", value_parser = ["text", "json"])]
+    log_format: Option<String>,
+    /// Make this token the server administrator's API key (otherwise one is generated on first start).
+    #[arg(long, env = "UPDRAFT_BOOTSTRAP_TOKEN", hide_env_values = true)]
+    bootstrap_token: Option<String>,
+}
+
+impl ServeArgs {
+    fn settings(self) -> anyhow::Result<Settings> {
+        let mut s = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                Settings::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+            }
+            None => Settings::default(),
+        };
+        if let Some(v) = self.listen {
+            s.listen = v;
+        }
+        if let Some(v) = self.data_dir {
+            s.data_dir = v;
+        }
+        if let Some(v) = self.database_url {
+            s.database_url = Some(v);
+        }
+        if let Some(v) = self.max_upload_bytes {
+            s.max_upload_bytes = v;
+        }
+        if let Some(v) = self.log_format {
+            s.log_format = if v == "json" { LogFormat::Json } else { LogFormat::Text };
+        }
+        if let Some(v) = self.bootstrap_token {
+            s.bootstrap_token = Some(v);
+        }
+        Ok(s)
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown requested");
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let settings = args.settings()?;
+    let filter = EnvFilter::try_from_env("UPDRAFT_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    match settings.log_format {
+        LogFormat::Json => tracing_subscriber::fmt().json().with_env_filter(filter).init(),
+        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+    }
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("binding {}", settings.listen))?;
+    updraft_server::launch(settings, listener, shutdown_signal()).await
+}
