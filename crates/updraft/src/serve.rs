@@ -88,8 +88,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let settings = args.settings()?;
     let filter = EnvFilter::try_from_env("UPDRAFT_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     match settings.log_format {
-        LogFormat::Json => tracing_subscriber::fmt().json().with_env_filter(filter).init(),
-        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        LogFormat::Json => tracing_subscriber::fmt().json().with_writer(std::io::stderr).with_env_filter(filter).init(),
+        LogFormat::Text => tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(false).with_env_filter(filter).init(),
     }
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await

@@ -1,0 +1,161 @@
+//! The `updraft` binary as a user runs it: `updraft serve` as a process, and
+//! the client subcommands against a real server.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+use updraft_server::testing::{ADMIN_TOKEN, Backend, TestServer};
+
+fn updraft(server: &TestServer, token: &str, args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_updraft"))
+        .args(args)
+        .env("UPDRAFT_SERVER", format!("http://{}", server.addr))
+        .env("UPDRAFT_TOKEN", token)
+        .current_dir(cwd)
+        .output()
+        .expect("run updraft")
+}
+
+#[track_caller]
+fn ok(out: Output) -> String {
+    assert!(out.status.success(), "failed: {}\n{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn json(out: Output) -> Value {
+    serde_json::from_str(&ok(out)).expect("JSON output")
+}
+
+fn sha256_file(path: &Path) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_commands_end_to_end() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let run = |args: &[&str]| updraft(&server, ADMIN_TOKEN, args, cwd);
+
+    let table = ok(run(&["product", "create", "thermo", "--name", "Thermostat X"]));
+    assert!(table.starts_with("KEY") && table.contains("Thermostat X"), "{table}");
+
+    let image: Vec<u8> = (0..5_000_000u32).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8).collect();
+    std::fs::write(cwd.join("fw-1.1.0.bin"), &image).unwrap();
+    let fw = json(run(&["firmware", "upload", "fw-1.1.0.bin", "--product", "thermo", "--version", "1.1.0", "--meta", "campaign=x", "--json"]));
+    let id = fw["id"].as_str().unwrap().to_owned();
+    assert_eq!(fw["files"][0]["sha256"], sha256_file(&cwd.join("fw-1.1.0.bin")));
+    assert_eq!(fw["metadata"]["campaign"], "x");
+    let listed = ok(run(&["firmware", "list"]));
+    assert!(listed.contains(&id) && listed.contains("1.1.0"), "{listed}");
+    let line = ok(run(&["firmware", "download", &id, "-o", "back.bin"]));
+    assert!(line.starts_with(&sha256_file(&cwd.join("fw-1.1.0.bin"))), "{line}");
+    assert_eq!(std::fs::read(cwd.join("back.bin")).unwrap(), image);
+
+    let added = ok(run(&["device", "add", "dev-1", "--product", "thermo", "--firmware", "host=1.0.0", "--prop", "region=eu", "--prop", "temp=21.5"]));
+    assert!(added.contains("token (shown once): upd_d_"), "{added}");
+    let shown = json(run(&["device", "show", "dev-1", "--json"]));
+    assert_eq!(shown["properties"]["temp"], 21.5);
+
+    let csv: String = std::iter::once("id,product,firmware.host,prop.region\n".to_owned())
+        .chain((0..500).map(|i| format!("sim-{i:04},thermo,1.0.0,{}\n", if i % 2 == 0 { "eu" } else { "us" })))
+        .collect();
+    std::fs::write(cwd.join("fleet.csv"), csv).unwrap();
+    let imported = ok(run(&["device", "import", "fleet.csv"]));
+    assert!(imported.contains("500 devices imported"), "{imported}");
+    let tokens = std::fs::read_to_string(cwd.join("fleet.tokens.csv")).unwrap();
+    assert_eq!(tokens.lines().count(), 501);
+    assert!(tokens.lines().nth(1).unwrap().starts_with("sim-0000,upd_d_"));
+    let again = run(&["device", "import", "fleet.csv"]);
+    assert!(!again.status.success());
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(err.contains("import_rejected") && err.contains("line 2"), "{err}");
+
+    let page = json(run(&["device", "list", "--limit", "10", "--offset", "495", "--sort", "-id", "--json"]));
+    assert_eq!(page["total"], 501);
+    assert_eq!(page["items"].as_array().unwrap().len(), 6);
+
+    ok(run(&["group", "create", "eu", "--product", "thermo"]));
+    let ids: String = (0..500).step_by(2).map(|i| format!("sim-{i:04}\n")).collect();
+    std::fs::write(cwd.join("eu.txt"), ids).unwrap();
+    let added = ok(run(&["group", "add", "eu", "--from", "eu.txt"]));
+    assert!(added.contains("250 added"), "{added}");
+    let members = json(run(&["group", "members", "eu", "--limit", "5", "--json"]));
+    assert_eq!(members["total"], 250);
+
+    let viewer = json(run(&["key", "create", "--role", "viewer", "--json"]));
+    let viewer = viewer["token"].as_str().unwrap();
+    let denied = updraft(&server, viewer, &["product", "create", "other"], cwd);
+    assert!(!denied.status.success());
+    assert!(String::from_utf8_lossy(&denied.stderr).contains("forbidden"));
+    ok(updraft(&server, viewer, &["product", "list"], cwd));
+
+    let created = ok(run(&["tenant", "create", "globex"]));
+    let other = created.lines().find_map(|l| l.split(": ").nth(1).filter(|t| t.starts_with("upd_k_"))).unwrap().to_owned();
+    let theirs = json(updraft(&server, &other, &["device", "list", "--json"], cwd));
+    assert_eq!(theirs["total"], 0, "another tenant sees nothing");
+}
+
+#[test]
+fn serve_starts_on_defaults_prints_the_admin_key_once_and_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let start = || {
+        Command::new(env!("CARGO_BIN_EXE_updraft"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .env_remove("UPDRAFT_BOOTSTRAP_TOKEN")
+            .env_remove("UPDRAFT_DATABASE_URL")
+            .current_dir(dir.path())
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start updraft serve")
+    };
+    let wait_listening = |child: &mut std::process::Child| -> Vec<String> {
+        // If the server never says it listens, kill it so the read below ends and the test fails.
+        let pid = child.id();
+        let watchdog = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_secs(60));
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+        });
+        drop(watchdog);
+        let mut lines = Vec::new();
+        let mut reader = BufReader::new(child.stderr.take().unwrap()).lines();
+        for line in reader.by_ref() {
+            let line = line.unwrap();
+            let done = line.contains("updraft listening");
+            lines.push(line);
+            if done {
+                break;
+            }
+        }
+        // Keep reading the server's log so that it never writes into a closed pipe.
+        std::thread::spawn(move || reader.for_each(drop));
+        assert!(lines.last().is_some_and(|l| l.contains("updraft listening")), "the server did not start: {lines:?}");
+        lines
+    };
+
+    let mut first = start();
+    let lines = wait_listening(&mut first);
+    let token = lines.iter().find_map(|l| l.trim().strip_prefix("upd_k_")).map(|t| format!("upd_k_{t}")).expect("the key is printed");
+    assert!(dir.path().join("updraft-data/updraft.db").exists(), "embedded defaults: SQLite under ./updraft-data");
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::blocking::Client::new();
+    assert_eq!(client.get(format!("{base}/healthz")).send().unwrap().status(), 200);
+    let r = client.post(format!("{base}/api/v1/products")).bearer_auth(&token).json(&serde_json::json!({"key": "thermo"})).send().unwrap();
+    assert_eq!(r.status(), 201);
+    Command::new("kill").args(["-TERM", &first.id().to_string()]).status().unwrap();
+    let status = first.wait().unwrap();
+    assert!(status.success(), "SIGTERM stops the server cleanly: {status:?}");
+
+    let mut second = start();
+    let lines = wait_listening(&mut second);
+    assert!(!lines.iter().any(|l| l.contains("upd_k_")), "the key is printed only on the first start: {lines:?}");
+    let r = client.get(format!("{base}/api/v1/products/thermo")).bearer_auth(&token).send().unwrap();
+    assert_eq!(r.status(), 200, "the product written before the restart is there and the key still works");
+    Command::new("kill").args(["-INT", &second.id().to_string()]).status().unwrap();
+    assert!(second.wait().unwrap().success());
+}
