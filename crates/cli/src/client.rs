@@ -53,7 +53,12 @@ impl Client {
         let status = r.status();
         let body: Value = r.json().await.unwrap_or(Value::Null);
         let e = &body["error"];
-        let mut msg = format!("{} ({}): {}", e["code"].as_str().unwrap_or("error"), status.as_u16(), e["message"].as_str().unwrap_or(""));
+        let mut msg = format!(
+            "{} ({}): {}",
+            e["code"].as_str().unwrap_or("error"),
+            status.as_u16(),
+            e["message"].as_str().unwrap_or("")
+        );
         if let Some(details) = e["details"].as_array() {
             for d in details.iter().take(50) {
                 let at = match (d.get("line"), d.get("field")) {
@@ -88,7 +93,12 @@ impl Client {
     }
 
     pub async fn post_bytes(&self, path: &str, content_type: &str, body: Vec<u8>) -> anyhow::Result<Value> {
-        let r = self.request(Method::POST, path).header(reqwest::header::CONTENT_TYPE, content_type).body(body).send().await;
+        let r = self
+            .request(Method::POST, path)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body)
+            .send()
+            .await;
         Ok(self.check(r).await?.json().await?)
     }
 

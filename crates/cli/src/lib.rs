@@ -104,7 +104,9 @@ impl Paging {
 #[derive(Subcommand, Debug)]
 pub enum ProductCmd {
     List(Paging),
-    Show { key: String },
+    Show {
+        key: String,
+    },
     Create {
         key: String,
         #[arg(long)]
@@ -124,7 +126,9 @@ pub enum ProductCmd {
         #[arg(long)]
         version_scheme: Option<String>,
     },
-    Delete { key: String },
+    Delete {
+        key: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -160,7 +164,9 @@ pub enum FirmwareCmd {
         #[arg(long)]
         product: Option<String>,
     },
-    Show { id: String },
+    Show {
+        id: String,
+    },
     /// Download a file of an image and check its SHA-256.
     Download {
         id: String,
@@ -171,7 +177,9 @@ pub enum FirmwareCmd {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
-    Delete { id: String },
+    Delete {
+        id: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -214,7 +222,9 @@ pub enum DeviceCmd {
         #[arg(long)]
         group: Option<String>,
     },
-    Show { id: String },
+    Show {
+        id: String,
+    },
     /// Change attributes; maps given here replace the device's.
     Update {
         id: String,
@@ -227,13 +237,17 @@ pub enum DeviceCmd {
         #[arg(long = "meta", value_parser = parse_kv)]
         metadata: Vec<(String, String)>,
     },
-    Delete { id: String },
+    Delete {
+        id: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum GroupCmd {
     List(Paging),
-    Show { id: String },
+    Show {
+        id: String,
+    },
     Create {
         id: String,
         #[arg(long)]
@@ -243,7 +257,9 @@ pub enum GroupCmd {
         #[arg(long)]
         product: Option<String>,
     },
-    Delete { id: String },
+    Delete {
+        id: String,
+    },
     /// Add devices (ids as arguments, or one per line with --from FILE).
     Add {
         id: String,
@@ -269,7 +285,9 @@ pub enum GroupCmd {
 pub enum TenantCmd {
     List,
     /// Create a tenant; prints its first admin key once.
-    Create { name: String },
+    Create {
+        name: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -283,7 +301,9 @@ pub enum KeyCmd {
         #[arg(long)]
         name: Option<String>,
     },
-    Delete { id: String },
+    Delete {
+        id: String,
+    },
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
@@ -294,7 +314,12 @@ fn typed(v: &str) -> Value {
     match v {
         "true" => Value::Bool(true),
         "false" => Value::Bool(false),
-        _ => v.parse::<f64>().ok().filter(|n| n.is_finite()).and_then(|n| serde_json::Number::from_f64(n).map(Value::Number)).unwrap_or_else(|| Value::String(v.to_owned())),
+        _ => v
+            .parse::<f64>()
+            .ok()
+            .filter(|n| n.is_finite())
+            .and_then(|n| serde_json::Number::from_f64(n).map(Value::Number))
+            .unwrap_or_else(|| Value::String(v.to_owned())),
     }
 }
 
@@ -322,12 +347,25 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
     }
 }
 
-const PRODUCT_COLUMNS: &[(&str, &str)] = &[("KEY", "key"), ("NAME", "name"), ("VERSIONS", "version_scheme"), ("CREATED", "created_at")];
-const FIRMWARE_COLUMNS: &[(&str, &str)] =
-    &[("ID", "id"), ("PRODUCT", "product"), ("VERSION", "version"), ("SIZE", "size"), ("FILES", "files"), ("CREATED", "created_at")];
-const DEVICE_COLUMNS: &[(&str, &str)] =
-    &[("ID", "id"), ("PRODUCT", "product"), ("FIRMWARE", "firmware"), ("STATUS", "connection_status"), ("LAST SEEN", "last_seen_at")];
-const GROUP_COLUMNS: &[(&str, &str)] = &[("ID", "id"), ("NAME", "name"), ("PRODUCT", "product"), ("MEMBERS", "member_count")];
+const PRODUCT_COLUMNS: &[(&str, &str)] =
+    &[("KEY", "key"), ("NAME", "name"), ("VERSIONS", "version_scheme"), ("CREATED", "created_at")];
+const FIRMWARE_COLUMNS: &[(&str, &str)] = &[
+    ("ID", "id"),
+    ("PRODUCT", "product"),
+    ("VERSION", "version"),
+    ("SIZE", "size"),
+    ("FILES", "files"),
+    ("CREATED", "created_at"),
+];
+const DEVICE_COLUMNS: &[(&str, &str)] = &[
+    ("ID", "id"),
+    ("PRODUCT", "product"),
+    ("FIRMWARE", "firmware"),
+    ("STATUS", "connection_status"),
+    ("LAST SEEN", "last_seen_at"),
+];
+const GROUP_COLUMNS: &[(&str, &str)] =
+    &[("ID", "id"), ("NAME", "name"), ("PRODUCT", "product"), ("MEMBERS", "member_count")];
 const KEY_COLUMNS: &[(&str, &str)] = &[("ID", "id"), ("ROLE", "role"), ("NAME", "name"), ("CREATED", "created_at")];
 
 fn show(json: bool, v: &Value, columns: &[(&str, &str)]) {
@@ -357,7 +395,11 @@ async fn product(c: Client, json: bool, cmd: ProductCmd) -> anyhow::Result<()> {
             if let Some(v) = version_scheme {
                 body.insert("version_scheme".into(), v.into());
             }
-            show(json, &c.send("PATCH", &format!("/api/v1/products/{key}"), &Value::Object(body)).await?, PRODUCT_COLUMNS)
+            show(
+                json,
+                &c.send("PATCH", &format!("/api/v1/products/{key}"), &Value::Object(body)).await?,
+                PRODUCT_COLUMNS,
+            )
         }
         ProductCmd::Delete { key } => {
             c.delete(&format!("/api/v1/products/{key}")).await?;
@@ -369,7 +411,17 @@ async fn product(c: Client, json: bool, cmd: ProductCmd) -> anyhow::Result<()> {
 
 async fn firmware(c: Client, json: bool, cmd: FirmwareCmd) -> anyhow::Result<()> {
     match cmd {
-        FirmwareCmd::Upload { files, product, version, id, name, release_notes, metadata, needs_verification, components } => {
+        FirmwareCmd::Upload {
+            files,
+            product,
+            version,
+            id,
+            name,
+            release_notes,
+            metadata,
+            needs_verification,
+            components,
+        } => {
             let mut fields = vec![("product", product), ("version", version)];
             for (k, v) in [("id", id), ("name", name), ("release_notes", release_notes)] {
                 if let Some(v) = v {
@@ -403,15 +455,24 @@ async fn firmware(c: Client, json: bool, cmd: FirmwareCmd) -> anyhow::Result<()>
             } else {
                 Table::new(FIRMWARE_COLUMNS).one(&fw);
                 println!();
-                Table::new(&[("FILE", "name"), ("COMPONENT", "component"), ("VERSION", "version"), ("SIZE", "size"), ("SHA256", "sha256")])
-                    .rows(fw["files"].as_array().map(Vec::as_slice).unwrap_or_default());
+                Table::new(&[
+                    ("FILE", "name"),
+                    ("COMPONENT", "component"),
+                    ("VERSION", "version"),
+                    ("SIZE", "size"),
+                    ("SHA256", "sha256"),
+                ])
+                .rows(fw["files"].as_array().map(Vec::as_slice).unwrap_or_default());
             }
         }
         FirmwareCmd::Download { id, file, output } => {
             let fw = c.get(&format!("/api/v1/firmware/{id}"), &[]).await?;
             let files = fw["files"].as_array().cloned().unwrap_or_default();
             let chosen = match &file {
-                Some(name) => files.iter().find(|f| f["name"] == name.as_str()).with_context(|| format!("image {id} has no file `{name}`"))?,
+                Some(name) => files
+                    .iter()
+                    .find(|f| f["name"] == name.as_str())
+                    .with_context(|| format!("image {id} has no file `{name}`"))?,
                 None => files.first().context("the image has no files")?,
             };
             let name = chosen["name"].as_str().unwrap_or("firmware.bin");
@@ -438,7 +499,17 @@ async fn firmware(c: Client, json: bool, cmd: FirmwareCmd) -> anyhow::Result<()>
 
 async fn device(c: Client, json: bool, cmd: DeviceCmd) -> anyhow::Result<()> {
     match cmd {
-        DeviceCmd::Add { id, product, firmware, hardware_version, module_model, module_version, template_id, properties, metadata } => {
+        DeviceCmd::Add {
+            id,
+            product,
+            firmware,
+            hardware_version,
+            module_model,
+            module_version,
+            template_id,
+            properties,
+            metadata,
+        } => {
             let props: serde_json::Map<String, Value> = properties.iter().map(|(k, v)| (k.clone(), typed(v))).collect();
             let body = json!({
                 "id": id, "product": product, "firmware": map(&firmware), "hardware_version": hardware_version,
@@ -498,7 +569,10 @@ async fn device(c: Client, json: bool, cmd: DeviceCmd) -> anyhow::Result<()> {
                 body.insert("hardware_version".into(), h.into());
             }
             if !properties.is_empty() {
-                body.insert("properties".into(), Value::Object(properties.iter().map(|(k, v)| (k.clone(), typed(v))).collect()));
+                body.insert(
+                    "properties".into(),
+                    Value::Object(properties.iter().map(|(k, v)| (k.clone(), typed(v))).collect()),
+                );
             }
             if !metadata.is_empty() {
                 body.insert("metadata".into(), map(&metadata));
@@ -529,12 +603,20 @@ async fn group(c: Client, json: bool, cmd: GroupCmd) -> anyhow::Result<()> {
         GroupCmd::Add { id, devices, from } => {
             let body = json!({"add": ids(devices, from)?});
             let out = c.send("POST", &format!("/api/v1/groups/{id}/members"), &body).await?;
-            if json { print_json(&out) } else { println!("{} added; the group has {} members", out["added"], out["member_count"]) }
+            if json {
+                print_json(&out)
+            } else {
+                println!("{} added; the group has {} members", out["added"], out["member_count"])
+            }
         }
         GroupCmd::Remove { id, devices, from } => {
             let body = json!({"remove": ids(devices, from)?});
             let out = c.send("POST", &format!("/api/v1/groups/{id}/members"), &body).await?;
-            if json { print_json(&out) } else { println!("{} removed; the group has {} members", out["removed"], out["member_count"]) }
+            if json {
+                print_json(&out)
+            } else {
+                println!("{} removed; the group has {} members", out["removed"], out["member_count"])
+            }
         }
         GroupCmd::Members { id, paging } => {
             show_list(json, &c.get(&format!("/api/v1/groups/{id}/members"), &paging.query()).await?, DEVICE_COLUMNS)
@@ -545,13 +627,21 @@ async fn group(c: Client, json: bool, cmd: GroupCmd) -> anyhow::Result<()> {
 
 async fn tenant(c: Client, json: bool, cmd: TenantCmd) -> anyhow::Result<()> {
     match cmd {
-        TenantCmd::List => show_list(json, &c.get("/api/v1/tenants", &[]).await?, &[("ID", "id"), ("NAME", "name"), ("CREATED", "created_at")]),
+        TenantCmd::List => show_list(
+            json,
+            &c.get("/api/v1/tenants", &[]).await?,
+            &[("ID", "id"), ("NAME", "name"), ("CREATED", "created_at")],
+        ),
         TenantCmd::Create { name } => {
             let out = c.send("POST", "/api/v1/tenants", &json!({"name": name})).await?;
             if json {
                 print_json(&out)
             } else {
-                println!("tenant {} created\nits first admin key (shown once): {}", out["tenant"]["id"].as_str().unwrap_or(""), out["token"].as_str().unwrap_or(""));
+                println!(
+                    "tenant {} created\nits first admin key (shown once): {}",
+                    out["tenant"]["id"].as_str().unwrap_or(""),
+                    out["token"].as_str().unwrap_or("")
+                );
             }
         }
     }
@@ -563,7 +653,16 @@ async fn key(c: Client, json: bool, cmd: KeyCmd) -> anyhow::Result<()> {
         KeyCmd::List => show_list(json, &c.get("/api/v1/keys", &[]).await?, KEY_COLUMNS),
         KeyCmd::Create { role, name } => {
             let out = c.send("POST", "/api/v1/keys", &json!({"role": role, "name": name})).await?;
-            if json { print_json(&out) } else { println!("key {} ({}) created\ntoken (shown once): {}", out["id"].as_str().unwrap_or(""), out["role"].as_str().unwrap_or(""), out["token"].as_str().unwrap_or("")) }
+            if json {
+                print_json(&out)
+            } else {
+                println!(
+                    "key {} ({}) created\ntoken (shown once): {}",
+                    out["id"].as_str().unwrap_or(""),
+                    out["role"].as_str().unwrap_or(""),
+                    out["token"].as_str().unwrap_or("")
+                )
+            }
         }
         KeyCmd::Delete { id } => {
             c.delete(&format!("/api/v1/keys/{id}")).await?;

@@ -27,7 +27,8 @@ impl<'a> Table<'a> {
     }
 
     pub fn rows(&self, items: &[Value]) {
-        let cells: Vec<Vec<String>> = items.iter().map(|i| self.columns.iter().map(|(_, f)| cell(&i[*f])).collect()).collect();
+        let cells: Vec<Vec<String>> =
+            items.iter().map(|i| self.columns.iter().map(|(_, f)| cell(&i[*f])).collect()).collect();
         let widths: Vec<usize> = self
             .columns
             .iter()

@@ -265,8 +265,7 @@ mod tests {
 
     #[test]
     fn property_values_are_typed_in_json() {
-        let v: BTreeMap<String, PropertyValue> =
-            serde_json::from_str(r#"{"a": true, "b": 2.5, "c": "eu"}"#).unwrap();
+        let v: BTreeMap<String, PropertyValue> = serde_json::from_str(r#"{"a": true, "b": 2.5, "c": "eu"}"#).unwrap();
         assert_eq!(v["a"], PropertyValue::Bool(true));
         assert_eq!(v["b"], PropertyValue::Number(2.5));
         assert_eq!(v["c"], PropertyValue::String("eu".into()));

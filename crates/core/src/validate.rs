@@ -98,7 +98,9 @@ pub fn device_attributes(a: &DeviceAttributes, errors: &mut Vec<FieldError>) {
         attribute_name(&field, name, errors);
         match value {
             PropertyValue::String(s) => long_text(&field, s, MAX_VALUE, errors),
-            PropertyValue::Number(n) if !n.is_finite() => errors.push(FieldError::new(field, "must be a finite number")),
+            PropertyValue::Number(n) if !n.is_finite() => {
+                errors.push(FieldError::new(field, "must be a finite number"))
+            }
             _ => {}
         }
     }

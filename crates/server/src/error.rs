@@ -112,7 +112,9 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound { what, id } => ApiError::not_found(what, &id),
-            StoreError::Conflict { what, id } => ApiError::new(ErrorCode::Conflict, format!("{what} `{id}` already exists")),
+            StoreError::Conflict { what, id } => {
+                ApiError::new(ErrorCode::Conflict, format!("{what} `{id}` already exists"))
+            }
             StoreError::InUse { what, id, by } => {
                 ApiError::new(ErrorCode::InUse, format!("{what} `{id}` is in use by {by}"))
             }
@@ -150,7 +152,8 @@ struct Inner<'a> {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         metrics::counter!(crate::metrics::API_ERRORS, "code" => self.code.code()).increment(1);
-        let body = Body { error: Inner { code: self.code.code(), message: &self.message, details: self.details.as_ref() } };
+        let body =
+            Body { error: Inner { code: self.code.code(), message: &self.message, details: self.details.as_ref() } };
         (self.code.status(), Json(body)).into_response()
     }
 }

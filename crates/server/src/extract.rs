@@ -18,10 +18,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(ApiJson(v)),
-            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::new(
-                ErrorCode::UnsupportedMediaType,
-                "expected `Content-Type: application/json`",
-            )),
+            Err(JsonRejection::MissingJsonContentType(_)) => {
+                Err(ApiError::new(ErrorCode::UnsupportedMediaType, "expected `Content-Type: application/json`"))
+            }
             Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::of(ErrorCode::PayloadTooLarge)),
             Err(e) => Err(ApiError::new(ErrorCode::InvalidJson, e.body_text())),
         }

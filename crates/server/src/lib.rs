@@ -130,13 +130,8 @@ pub async fn launch_with_clock(
              Use it as `Authorization: Bearer <key>` (or UPDRAFT_TOKEN for the CLI).\n"
         );
     }
-    let state = AppState {
-        store: store.clone(),
-        blobs,
-        settings: Arc::new(settings),
-        clock,
-        metrics: metrics::recorder(),
-    };
+    let state =
+        AppState { store: store.clone(), blobs, settings: Arc::new(settings), clock, metrics: metrics::recorder() };
     let addr = listener.local_addr()?;
     tracing::info!(%addr, backend = store.backend(), "updraft listening");
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await.context("serving HTTP")?;

@@ -69,7 +69,9 @@ impl TestServer {
 
     async fn wait_ready(&self) {
         for _ in 0..500 {
-            if tokio::net::TcpStream::connect(self.addr).await.is_ok() && self.task.as_ref().is_some_and(|t| !t.is_finished()) {
+            if tokio::net::TcpStream::connect(self.addr).await.is_ok()
+                && self.task.as_ref().is_some_and(|t| !t.is_finished())
+            {
                 // The listener accepts before the app is built; the health check proves the app is up.
                 let mut stream = tokio::net::TcpStream::connect(self.addr).await.expect("connect");
                 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -29,7 +29,8 @@ async fn system_routes_and_request_ids(b: Backend) {
     let doc = doc.expect(200, None);
     assert!(doc["paths"]["/api/v1/firmware"]["post"].is_object());
     assert!(doc["paths"]["/api/v1/devices/import"]["post"].is_object());
-    let codes: Vec<&str> = doc["x-error-codes"].as_array().unwrap().iter().map(|c| c["code"].as_str().unwrap()).collect();
+    let codes: Vec<&str> =
+        doc["x-error-codes"].as_array().unwrap().iter().map(|c| c["code"].as_str().unwrap()).collect();
     assert!(codes.contains(&"validation_failed") && codes.contains(&"import_rejected"));
     api.get("/api/v1/products").await.ok();
     let metrics = reqwest::get(api.server.url("/metrics")).await.unwrap().text().await.unwrap();
@@ -72,7 +73,10 @@ async fn keys_and_roles(b: Backend) {
     let keys = keys.ok();
     assert_eq!(keys["total"], 4, "bootstrap, viewer, operator, consent: {keys}");
     assert!(keys["items"].as_array().unwrap().iter().all(|k| k.get("token").is_none()), "tokens are never listed");
-    let viewer_id = keys["items"].as_array().unwrap().iter().find(|k| k["role"] == "viewer").unwrap()["id"].as_str().unwrap().to_owned();
+    let viewer_id = keys["items"].as_array().unwrap().iter().find(|k| k["role"] == "viewer").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     api.delete(&format!("/api/v1/keys/{viewer_id}")).await.expect(204, None);
     v.get("/api/v1/products").await.expect(401, Some("unauthorized"));
 }
@@ -125,7 +129,10 @@ async fn products(b: Backend) {
     assert_eq!((u["name"].as_str(), &u["description"]), (Some("Thermostat X"), &Value::Null));
     let list = api.get("/api/v1/products?sort=-key&limit=1").await;
     let list = list.ok();
-    assert_eq!((list["total"].as_u64(), list["items"][0]["key"].as_str(), list["limit"].as_u64()), (Some(2), Some("thermo"), Some(1)));
+    assert_eq!(
+        (list["total"].as_u64(), list["items"][0]["key"].as_str(), list["limit"].as_u64()),
+        (Some(2), Some("thermo"), Some(1))
+    );
     assert_eq!(api.get("/api/v1/products?search=LEG").await.ok()["items"][0]["key"], "legacy");
     api.get("/api/v1/products?sort=password").await.expect(400, Some("validation_failed"));
     api.get("/api/v1/products?limit=0").await.expect(400, Some("validation_failed"));
@@ -141,7 +148,9 @@ async fn bad_requests_are_answered_and_write_nothing(b: Backend) {
     let api = Api::start(b).await;
     let r = api.raw(Method::POST, "/api/v1/products", "application/json", "{\"key\": ").await;
     r.expect(400, Some("invalid_json"));
-    api.raw(Method::POST, "/api/v1/products", "text/plain", "{\"key\": \"x\"}").await.expect(415, Some("unsupported_media_type"));
+    api.raw(Method::POST, "/api/v1/products", "text/plain", "{\"key\": \"x\"}")
+        .await
+        .expect(415, Some("unsupported_media_type"));
     api.post("/api/v1/products", json!({"key": "x", "colour": "red"})).await.expect(400, Some("invalid_json"));
     api.post("/api/v1/products", json!({"key": 5})).await.expect(400, Some("invalid_json"));
     let bad = api.post("/api/v1/products", json!({"key": "has space", "name": "\u{7}"})).await;
@@ -149,21 +158,34 @@ async fn bad_requests_are_answered_and_write_nothing(b: Backend) {
     assert_eq!(bad["error"]["details"].as_array().unwrap().len(), 2, "every problem is listed: {bad}");
     api.post("/api/v1/products", json!({"key": "thermo"})).await.expect(201, None);
     let long = "x".repeat(3000);
-    api.post("/api/v1/products", json!({"key": "p2", "description": long})).await.expect(400, Some("validation_failed"));
+    api.post("/api/v1/products", json!({"key": "p2", "description": long}))
+        .await
+        .expect(400, Some("validation_failed"));
     api.post("/api/v1/devices", json!({"id": "d1", "product": "ghost"})).await.expect(400, Some("validation_failed"));
-    api.post("/api/v1/devices", json!({"id": "d1", "product": "thermo", "properties": {"bad name": 1}})).await.expect(400, Some("validation_failed"));
-    api.post("/api/v1/devices", json!({"id": "d1", "product": "thermo", "properties": {"p": [1, 2]}})).await.expect(400, Some("invalid_json"));
-    api.post("/api/v1/devices", json!({"id": "d1", "product": "thermo", "connection_status": "asleep"})).await.expect(400, Some("invalid_json"));
-    api.post("/api/v1/groups", json!({"id": "g", "name": "G", "product": "ghost"})).await.expect(400, Some("validation_failed"));
+    api.post("/api/v1/devices", json!({"id": "d1", "product": "thermo", "properties": {"bad name": 1}}))
+        .await
+        .expect(400, Some("validation_failed"));
+    api.post("/api/v1/devices", json!({"id": "d1", "product": "thermo", "properties": {"p": [1, 2]}}))
+        .await
+        .expect(400, Some("invalid_json"));
+    api.post("/api/v1/devices", json!({"id": "d1", "product": "thermo", "connection_status": "asleep"}))
+        .await
+        .expect(400, Some("invalid_json"));
+    api.post("/api/v1/groups", json!({"id": "g", "name": "G", "product": "ghost"}))
+        .await
+        .expect(400, Some("validation_failed"));
     assert_eq!(api.get("/api/v1/products").await.ok()["total"], 1);
     assert_eq!(api.get("/api/v1/devices").await.ok()["total"], 0);
     assert_eq!(api.get("/api/v1/groups").await.ok()["total"], 0);
     let big = "y".repeat(3 << 20);
-    api.raw(Method::POST, "/api/v1/products", "application/json", format!("{{\"key\": \"{big}\"}}")).await.expect(413, Some("payload_too_large"));
+    api.raw(Method::POST, "/api/v1/products", "application/json", format!("{{\"key\": \"{big}\"}}"))
+        .await
+        .expect(413, Some("payload_too_large"));
 }
 
 pub async fn upload(api: &Api, product: &str, version: &str, files: &[(&str, Vec<u8>)]) -> Value {
-    let mut form = reqwest::multipart::Form::new().text("product", product.to_owned()).text("version", version.to_owned());
+    let mut form =
+        reqwest::multipart::Form::new().text("product", product.to_owned()).text("version", version.to_owned());
     for (name, bytes) in files {
         form = form.part("file", reqwest::multipart::Part::bytes(bytes.clone()).file_name(name.to_string()));
     }
@@ -207,7 +229,13 @@ async fn firmware_upload_download_and_delete(b: Backend) {
     assert_eq!(files[0]["sha1"].as_str().unwrap().len(), 40);
     assert_eq!((files[1]["component"].as_str(), files[1]["version"].as_str()), (Some("wifi"), Some("7.2.0")));
 
-    let r = api.http.get(api.server.url("/api/v1/firmware/fw-2-1-0/files/host.bin")).bearer_auth(&api.token).send().await.unwrap();
+    let r = api
+        .http
+        .get(api.server.url("/api/v1/firmware/fw-2-1-0/files/host.bin"))
+        .bearer_auth(&api.token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-length"], host.len().to_string().as_str());
     assert_eq!(r.headers()["etag"], format!("\"{}\"", sha256(&host)).as_str());
@@ -242,39 +270,116 @@ async fn firmware_uploads_that_fail_leave_nothing(b: Backend) {
     let part = |bytes: Vec<u8>, name: &str| reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned());
     let cases: Vec<(reqwest::multipart::Form, u16, &str)> = vec![
         // too large, streamed past the limit
-        (reqwest::multipart::Form::new().text("product", "thermo").text("version", "2.0.0").part("file", part(vec![0; 2 << 20], "big.bin")), 413, "payload_too_large"),
+        (
+            reqwest::multipart::Form::new()
+                .text("product", "thermo")
+                .text("version", "2.0.0")
+                .part("file", part(vec![0; 2 << 20], "big.bin")),
+            413,
+            "payload_too_large",
+        ),
         // the same version again
-        (reqwest::multipart::Form::new().text("product", "thermo").text("version", "1.0.0").part("file", part(b"x".to_vec(), "fw.bin")), 409, "conflict"),
+        (
+            reqwest::multipart::Form::new()
+                .text("product", "thermo")
+                .text("version", "1.0.0")
+                .part("file", part(b"x".to_vec(), "fw.bin")),
+            409,
+            "conflict",
+        ),
         // an unknown product
-        (reqwest::multipart::Form::new().text("product", "ghost").text("version", "2.0.0").part("file", part(b"x".to_vec(), "fw.bin")), 400, "validation_failed"),
+        (
+            reqwest::multipart::Form::new()
+                .text("product", "ghost")
+                .text("version", "2.0.0")
+                .part("file", part(b"x".to_vec(), "fw.bin")),
+            400,
+            "validation_failed",
+        ),
         // not a semantic version
-        (reqwest::multipart::Form::new().text("product", "thermo").text("version", "two").part("file", part(b"x".to_vec(), "fw.bin")), 400, "validation_failed"),
+        (
+            reqwest::multipart::Form::new()
+                .text("product", "thermo")
+                .text("version", "two")
+                .part("file", part(b"x".to_vec(), "fw.bin")),
+            400,
+            "validation_failed",
+        ),
         // no file
         (reqwest::multipart::Form::new().text("product", "thermo").text("version", "2.0.0"), 400, "validation_failed"),
         // a file name that could escape
-        (reqwest::multipart::Form::new().text("product", "thermo").text("version", "2.0.0").part("file", part(b"x".to_vec(), "../evil")), 400, "validation_failed"),
+        (
+            reqwest::multipart::Form::new()
+                .text("product", "thermo")
+                .text("version", "2.0.0")
+                .part("file", part(b"x".to_vec(), "../evil")),
+            400,
+            "validation_failed",
+        ),
         // two files for one component
-        (reqwest::multipart::Form::new().text("product", "thermo").text("version", "2.0.0").text("files", r#"[{"name":"a.bin","component":"host"},{"name":"b.bin","component":"host"}]"#)
-            .part("file", part(b"a".to_vec(), "a.bin")).part("file", part(b"b".to_vec(), "b.bin")), 400, "validation_failed"),
+        (
+            reqwest::multipart::Form::new()
+                .text("product", "thermo")
+                .text("version", "2.0.0")
+                .text("files", r#"[{"name":"a.bin","component":"host"},{"name":"b.bin","component":"host"}]"#)
+                .part("file", part(b"a".to_vec(), "a.bin"))
+                .part("file", part(b"b".to_vec(), "b.bin")),
+            400,
+            "validation_failed",
+        ),
         // bad metadata
-        (reqwest::multipart::Form::new().text("product", "thermo").text("version", "2.0.0").text("metadata", "[1]").part("file", part(b"x".to_vec(), "fw.bin")), 400, "validation_failed"),
+        (
+            reqwest::multipart::Form::new()
+                .text("product", "thermo")
+                .text("version", "2.0.0")
+                .text("metadata", "[1]")
+                .part("file", part(b"x".to_vec(), "fw.bin")),
+            400,
+            "validation_failed",
+        ),
         // an unknown field
-        (reqwest::multipart::Form::new().text("product", "thermo").text("colour", "red").part("file", part(b"x".to_vec(), "fw.bin")), 400, "validation_failed"),
+        (
+            reqwest::multipart::Form::new()
+                .text("product", "thermo")
+                .text("colour", "red")
+                .part("file", part(b"x".to_vec(), "fw.bin")),
+            400,
+            "validation_failed",
+        ),
         // the same id again
-        (reqwest::multipart::Form::new().text("product", "thermo").text("version", "3.0.0").text("id", "dup").part("file", part(b"x".to_vec(), "fw.bin")), 201, ""),
-        (reqwest::multipart::Form::new().text("product", "thermo").text("version", "3.0.1").text("id", "dup").part("file", part(b"y".to_vec(), "fw.bin")), 409, "conflict"),
+        (
+            reqwest::multipart::Form::new()
+                .text("product", "thermo")
+                .text("version", "3.0.0")
+                .text("id", "dup")
+                .part("file", part(b"x".to_vec(), "fw.bin")),
+            201,
+            "",
+        ),
+        (
+            reqwest::multipart::Form::new()
+                .text("product", "thermo")
+                .text("version", "3.0.1")
+                .text("id", "dup")
+                .part("file", part(b"y".to_vec(), "fw.bin")),
+            409,
+            "conflict",
+        ),
     ];
     for (form, status, code) in cases {
         let r = api.multipart("/api/v1/firmware", form).await;
         r.expect(status, if code.is_empty() { None } else { Some(code) });
     }
-    api.raw(Method::POST, "/api/v1/firmware", "application/json", "{}").await.expect(415, Some("unsupported_media_type"));
+    api.raw(Method::POST, "/api/v1/firmware", "application/json", "{}")
+        .await
+        .expect(415, Some("unsupported_media_type"));
     assert_eq!(count().await, 2, "only the two good uploads exist");
     let after = stored_files(&api.server.data_dir());
     assert_eq!(after.len(), files_before.len() + 1, "rejected uploads left no file: {after:?}");
     let dup = api.get("/api/v1/firmware/dup/files/fw.bin").await;
     assert_eq!(dup.status, 200);
-    let r = api.http.get(api.server.url("/api/v1/firmware/dup/files/fw.bin")).bearer_auth(&api.token).send().await.unwrap();
+    let r =
+        api.http.get(api.server.url("/api/v1/firmware/dup/files/fw.bin")).bearer_auth(&api.token).send().await.unwrap();
     assert_eq!(r.bytes().await.unwrap().as_ref(), b"x", "a conflicting upload did not overwrite the original's file");
 }
 
@@ -304,11 +409,21 @@ async fn devices(b: Backend) {
     assert_eq!((got["module_model"].as_str(), got["template_id"].as_str()), (Some("esp32"), Some("tpl-9")));
     api.post("/api/v1/devices", json!({"id": "DSN-0001", "product": "thermo"})).await.expect(409, Some("conflict"));
 
-    let u = api.patch("/api/v1/devices/DSN-0001", json!({"firmware": {"host": "1.1.0"}, "template_id": null, "properties": {"region": "us"}})).await;
+    let u = api
+        .patch(
+            "/api/v1/devices/DSN-0001",
+            json!({"firmware": {"host": "1.1.0"}, "template_id": null, "properties": {"region": "us"}}),
+        )
+        .await;
     let u = u.ok();
-    assert_eq!((u["firmware"].clone(), u["template_id"].clone(), u["properties"].clone()), (json!({"host": "1.1.0"}), Value::Null, json!({"region": "us"})));
+    assert_eq!(
+        (u["firmware"].clone(), u["template_id"].clone(), u["properties"].clone()),
+        (json!({"host": "1.1.0"}), Value::Null, json!({"region": "us"}))
+    );
     assert_eq!(u["hardware_version"], "rev-b", "absent fields stay");
-    api.patch("/api/v1/devices/DSN-0001", json!({"properties": {"x y": 1}})).await.expect(400, Some("validation_failed"));
+    api.patch("/api/v1/devices/DSN-0001", json!({"properties": {"x y": 1}}))
+        .await
+        .expect(400, Some("validation_failed"));
     assert_eq!(api.get("/api/v1/devices/DSN-0001").await.ok()["properties"], json!({"region": "us"}));
     api.patch("/api/v1/devices/nope", json!({})).await.expect(404, Some("not_found"));
 
@@ -318,7 +433,10 @@ async fn devices(b: Backend) {
     let page = api.get("/api/v1/devices?limit=10&offset=20&sort=id").await;
     let page = page.ok();
     assert_eq!(page["total"], 26);
-    assert_eq!(page["items"].as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap()).collect::<Vec<_>>(), ["B-020", "B-021", "B-022", "B-023", "B-024", "DSN-0001"]);
+    assert_eq!(
+        page["items"].as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap()).collect::<Vec<_>>(),
+        ["B-020", "B-021", "B-022", "B-023", "B-024", "DSN-0001"]
+    );
     assert_eq!(api.get("/api/v1/devices?search=rev-a").await.ok()["total"], 13);
     assert_eq!(api.get("/api/v1/devices?sort=-id&limit=1").await.ok()["items"][0]["id"], "DSN-0001");
     assert_eq!(api.get("/api/v1/devices?product=other").await.ok()["total"], 0);
@@ -366,7 +484,8 @@ async fn bulk_import_ndjson_and_csv(b: Backend) {
     let details = r.expect(422, Some("import_rejected"))["error"]["details"].as_array().unwrap().clone();
     let lines: Vec<u64> = details.iter().map(|d| d["line"].as_u64().unwrap()).collect();
     assert_eq!(lines, [3, 6], "syntax and validation problems come first: {details:?}");
-    let fixable = bad.lines().enumerate().filter(|(i, _)| *i != 2 && *i != 5).map(|(_, l)| l).collect::<Vec<_>>().join("\n");
+    let fixable =
+        bad.lines().enumerate().filter(|(i, _)| *i != 2 && *i != 5).map(|(_, l)| l).collect::<Vec<_>>().join("\n");
     let r = api.raw(Method::POST, "/api/v1/devices/import", "application/x-ndjson", fixable).await;
     let details = r.expect(422, Some("import_rejected"))["error"]["details"].as_array().unwrap().clone();
     let lines: Vec<u64> = details.iter().map(|d| d["line"].as_u64().unwrap()).collect();
@@ -376,21 +495,29 @@ async fn bulk_import_ndjson_and_csv(b: Backend) {
 
     let r = api.raw(Method::POST, "/api/v1/devices/import", "text/csv", "id,product,colour\nA,thermo,red\n").await;
     r.expect(400, Some("validation_failed"));
-    let r = api.raw(Method::POST, "/api/v1/devices/import", "text/csv", "id,product,prop.t:number\nA,thermo,warm\n").await;
+    let r =
+        api.raw(Method::POST, "/api/v1/devices/import", "text/csv", "id,product,prop.t:number\nA,thermo,warm\n").await;
     assert_eq!(r.expect(422, Some("import_rejected"))["error"]["details"][0]["line"], 2);
-    api.raw(Method::POST, "/api/v1/devices/import", "application/xml", "<x/>").await.expect(415, Some("unsupported_media_type"));
-    api.raw(Method::POST, "/api/v1/devices/import", "application/x-ndjson", "\n\n").await.expect(400, Some("bad_request"));
+    api.raw(Method::POST, "/api/v1/devices/import", "application/xml", "<x/>")
+        .await
+        .expect(415, Some("unsupported_media_type"));
+    api.raw(Method::POST, "/api/v1/devices/import", "application/x-ndjson", "\n\n")
+        .await
+        .expect(400, Some("bad_request"));
 }
 
 async fn groups(b: Backend) {
     let api = Api::start(b).await;
     api.post("/api/v1/products", json!({"key": "thermo"})).await.expect(201, None);
     api.post("/api/v1/products", json!({"key": "plug"})).await.expect(201, None);
-    let ndjson: String = (0..40).map(|i| json!({"id": format!("T{i:02}"), "product": "thermo"}).to_string() + "\n").collect();
+    let ndjson: String =
+        (0..40).map(|i| json!({"id": format!("T{i:02}"), "product": "thermo"}).to_string() + "\n").collect();
     api.raw(Method::POST, "/api/v1/devices/import", "application/x-ndjson", ndjson).await.expect(201, None);
     api.post("/api/v1/devices", json!({"id": "P1", "product": "plug"})).await.expect(201, None);
 
-    let g = api.post("/api/v1/groups", json!({"id": "lab", "name": "Lab", "product": "thermo", "description": "bench"})).await;
+    let g = api
+        .post("/api/v1/groups", json!({"id": "lab", "name": "Lab", "product": "thermo", "description": "bench"}))
+        .await;
     assert_eq!(g.expect(201, None)["member_count"], 0);
     api.post("/api/v1/groups", json!({"id": "lab", "name": "again"})).await.expect(409, Some("conflict"));
     let generated = api.post("/api/v1/groups", json!({"name": "Anything"})).await;
@@ -410,13 +537,22 @@ async fn groups(b: Backend) {
     let m = api.get("/api/v1/groups/lab/members?limit=5&offset=25&sort=id").await;
     let m = m.ok();
     assert_eq!(m["total"], 28);
-    assert_eq!(m["items"].as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap()).collect::<Vec<_>>(), ["T27", "T28", "T29"]);
+    assert_eq!(
+        m["items"].as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap()).collect::<Vec<_>>(),
+        ["T27", "T28", "T29"]
+    );
     assert_eq!(api.get("/api/v1/devices?group=lab&search=T1").await.ok()["total"], 10);
     api.get("/api/v1/groups/nope/members").await.expect(404, Some("not_found"));
 
     let l = api.get("/api/v1/groups?sort=name").await;
-    assert_eq!(l.ok()["items"].as_array().unwrap().iter().map(|g| g["name"].as_str().unwrap()).collect::<Vec<_>>(), ["Anything", "Lab"]);
-    assert_eq!(api.patch("/api/v1/groups/lab", json!({"name": "Laboratory", "description": null})).await.ok()["name"], "Laboratory");
+    assert_eq!(
+        l.ok()["items"].as_array().unwrap().iter().map(|g| g["name"].as_str().unwrap()).collect::<Vec<_>>(),
+        ["Anything", "Lab"]
+    );
+    assert_eq!(
+        api.patch("/api/v1/groups/lab", json!({"name": "Laboratory", "description": null})).await.ok()["name"],
+        "Laboratory"
+    );
     api.delete("/api/v1/devices/T05").await.expect(204, None);
     assert_eq!(api.get(&format!("/api/v1/groups/{generated_id}")).await.ok()["member_count"], 1);
     api.delete("/api/v1/groups/lab").await.expect(204, None);
@@ -434,7 +570,13 @@ async fn data_survives_a_restart(b: Backend) {
     let api = Api::on(TestServer::start_settings(settings).await);
     api.get("/api/v1/products/thermo").await.expect(200, None);
     let id = fw["id"].as_str().unwrap();
-    let r = api.http.get(api.server.url(&format!("/api/v1/firmware/{id}/files/fw.bin"))).bearer_auth(&api.token).send().await.unwrap();
+    let r = api
+        .http
+        .get(api.server.url(&format!("/api/v1/firmware/{id}/files/fw.bin")))
+        .bearer_auth(&api.token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.bytes().await.unwrap().as_ref(), b"persisted");
     drop(dir);
 }

@@ -55,3 +55,11 @@ pub fn sort_column<'a>(page: &'a PageRequest, allowed: &[&'a str]) -> &'a str {
 pub fn conflict_or(what: &'static str, id: &str) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |e| if is_unique_violation(&e) { StoreError::conflict(what, id) } else { db_err(e) }
 }
+
+mod shared_impl;
+
+/// What the `impl_sql_store!` expansion needs, reachable from the backend crates.
+#[doc(hidden)]
+pub mod __private {
+    pub use async_trait::async_trait;
+}

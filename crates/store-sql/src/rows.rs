@@ -8,11 +8,10 @@ use updraft_core::{
     ApiKey, ConnectionStatus, Device, Firmware, FirmwareFile, Group, Product, PropertyValue, Role, Tenant,
     VersionScheme,
 };
-use updraft_store::StoreError;
+use updraft_store::{StoreError, sortable};
 
 pub const KEY_SELECT: &str = "SELECT id, tenant, role, name, server_admin, created_at FROM api_keys";
-pub const PRODUCT_SELECT: &str =
-    "SELECT key, name, description, version_scheme, created_at, updated_at FROM products";
+pub const PRODUCT_SELECT: &str = "SELECT key, name, description, version_scheme, created_at, updated_at FROM products";
 pub const FIRMWARE_SELECT: &str = "SELECT id, product, version, name, release_notes, metadata, needs_verification, \
      verified, files, created_at FROM firmware";
 pub const DEVICE_SELECT: &str = "SELECT tenant, id, product, firmware, hardware_version, module_model, module_version, \
@@ -23,6 +22,44 @@ pub const GROUP_SELECT: &str = "SELECT id, name, description, product, created_a
 /// A device-list condition: the device is a member of the group bound at `{}`.
 pub const GROUP_MEMBER_FILTER: &str = "EXISTS (SELECT 1 FROM group_members m WHERE m.tenant = devices.tenant \
      AND m.device_id = devices.id AND m.group_id = {})";
+
+/// How one resource is listed: its queries, searched columns, sortable fields and tie-breaker.
+pub struct ListSpec {
+    pub select: &'static str,
+    pub count: &'static str,
+    pub search: &'static [&'static str],
+    pub sortable: &'static [&'static str],
+    pub tiebreak: &'static str,
+}
+
+pub const PRODUCT_LIST: ListSpec = ListSpec {
+    select: PRODUCT_SELECT,
+    count: "SELECT COUNT(*) FROM products",
+    search: &["key", "name", "description"],
+    sortable: sortable::PRODUCTS,
+    tiebreak: "key",
+};
+pub const FIRMWARE_LIST: ListSpec = ListSpec {
+    select: FIRMWARE_SELECT,
+    count: "SELECT COUNT(*) FROM firmware",
+    search: &["id", "name", "version", "product", "release_notes"],
+    sortable: sortable::FIRMWARE,
+    tiebreak: "id",
+};
+pub const DEVICE_LIST: ListSpec = ListSpec {
+    select: DEVICE_SELECT,
+    count: "SELECT COUNT(*) FROM devices",
+    search: &["id", "hardware_version", "module_model", "template_id"],
+    sortable: sortable::DEVICES,
+    tiebreak: "id",
+};
+pub const GROUP_LIST: ListSpec = ListSpec {
+    select: GROUP_SELECT,
+    count: "SELECT COUNT(*) FROM device_groups g",
+    search: &["id", "name", "description"],
+    sortable: sortable::GROUPS,
+    tiebreak: "id",
+};
 
 pub fn ts(us: i64) -> Result<Timestamp, StoreError> {
     Timestamp::from_microsecond(us).map_err(|e| StoreError::Backend(format!("bad timestamp {us}: {e}")))

@@ -202,7 +202,8 @@ pub async fn firmware_crud_and_version_conflict(store: &dyn Store) {
     store.create_firmware("acme", &firmware("fw4", "thermo", "1.1.0")).await.unwrap();
     store.create_product("acme", &product("other")).await.unwrap();
     store.create_firmware("acme", &firmware("fw5", "other", "1.0.0")).await.unwrap();
-    let list = store.list_firmware("acme", Some("thermo"), &page("created_at", SortOrder::Asc, 10, 0, None)).await.unwrap();
+    let list =
+        store.list_firmware("acme", Some("thermo"), &page("created_at", SortOrder::Asc, 10, 0, None)).await.unwrap();
     assert_eq!(list.total, 2);
     let list = store.list_firmware("acme", None, &page("id", SortOrder::Desc, 10, 0, Some("1.1"))).await.unwrap();
     assert_eq!(list.items.iter().map(|f| f.id.as_str()).collect::<Vec<_>>(), ["fw4"]);
@@ -222,7 +223,8 @@ pub async fn devices_bulk_create_is_all_or_nothing(store: &dyn Store) {
 
     let many: Vec<NewDevice> = (0..2500).map(|i| device(&format!("dev-{i:05}"), "thermo")).collect();
     store.create_devices("acme", &many, t(7)).await.unwrap();
-    let all = store.list_devices("acme", &DeviceScope::default(), &page("id", SortOrder::Asc, 10, 0, None)).await.unwrap();
+    let all =
+        store.list_devices("acme", &DeviceScope::default(), &page("id", SortOrder::Asc, 10, 0, None)).await.unwrap();
     assert_eq!(all.total, 2501);
     let d = store.get_device("acme", "dev-00042").await.unwrap().unwrap();
     assert_eq!(d.properties["temp"], PropertyValue::Number(21.5));
@@ -294,11 +296,12 @@ pub async fn groups_and_membership(store: &dyn Store) {
     assert_eq!((change.added, change.removed), (0, 5), "re-adding is a no-op");
     let bad = store.change_members("acme", "lab", &["t25".into(), "ghost".into(), "p0".into()], &[], t(9)).await;
     assert_eq!(invalid_fields(bad.unwrap_err()), ["add.1", "add.2"]);
-    assert_eq!(store.get_group("acme", "lab").await.unwrap().unwrap().member_count, 15, "a rejected change writes nothing");
-    assert!(matches!(
-        store.change_members("acme", "nope", &[], &[], t(9)).await,
-        Err(StoreError::NotFound { .. })
-    ));
+    assert_eq!(
+        store.get_group("acme", "lab").await.unwrap().unwrap().member_count,
+        15,
+        "a rejected change writes nothing"
+    );
+    assert!(matches!(store.change_members("acme", "nope", &[], &[], t(9)).await, Err(StoreError::NotFound { .. })));
 
     let scope = DeviceScope { product: None, group: Some("lab".into()) };
     let members = store.list_devices("acme", &scope, &page("id", SortOrder::Asc, 10, 10, None)).await.unwrap();
@@ -309,7 +312,10 @@ pub async fn groups_and_membership(store: &dyn Store) {
     store.create_group("acme", &open).await.unwrap();
     store.change_members("acme", "any", &["p0".into(), "t00".into()], &[], t(9)).await.unwrap();
     let groups = store.list_groups("acme", &page("name", SortOrder::Asc, 10, 0, None)).await.unwrap();
-    assert_eq!(groups.items.iter().map(|g| (g.id.as_str(), g.member_count)).collect::<Vec<_>>(), [("any", 2), ("lab", 15)]);
+    assert_eq!(
+        groups.items.iter().map(|g| (g.id.as_str(), g.member_count)).collect::<Vec<_>>(),
+        [("any", 2), ("lab", 15)]
+    );
 
     let mut renamed = store.get_group("acme", "lab").await.unwrap().unwrap();
     renamed.name = "Laboratory".into();
@@ -330,11 +336,21 @@ pub async fn tenants_never_see_each_other(store: &dyn Store) {
     }
     store.create_firmware("acme", &firmware("fw1", "thermo", "1.0.0")).await.unwrap();
     store.create_devices("acme", &[device("d1", "thermo")], t(5)).await.unwrap();
-    store.create_devices("globex", &[device("d1", "thermo")], t(5)).await.expect("the same device id may exist in two tenants");
+    store
+        .create_devices("globex", &[device("d1", "thermo")], t(5))
+        .await
+        .expect("the same device id may exist in two tenants");
     assert_eq!(store.get_firmware("globex", "fw1").await.unwrap(), None);
     let all = PageRequest::all();
     assert_eq!(store.list_firmware("globex", None, &page("id", SortOrder::Asc, 10, 0, None)).await.unwrap().total, 0);
-    assert_eq!(store.list_devices("globex", &DeviceScope::default(), &PageRequest { sort: "id".into(), ..all }).await.unwrap().total, 1);
+    assert_eq!(
+        store
+            .list_devices("globex", &DeviceScope::default(), &PageRequest { sort: "id".into(), ..all })
+            .await
+            .unwrap()
+            .total,
+        1
+    );
     assert!(matches!(store.delete_firmware("globex", "fw1").await, Err(StoreError::NotFound { .. })));
     store.delete_device("globex", "d1").await.unwrap();
     assert!(store.get_device("acme", "d1").await.unwrap().is_some(), "deleting in one tenant leaves the other");

@@ -79,7 +79,12 @@ pub trait Store: Send + Sync + 'static {
     /// `Conflict` when the id, or the product's version, is taken; `Invalid` for an unknown product.
     async fn create_firmware(&self, tenant: &str, firmware: &Firmware) -> StoreResult<()>;
     async fn get_firmware(&self, tenant: &str, id: &str) -> StoreResult<Option<Firmware>>;
-    async fn list_firmware(&self, tenant: &str, product: Option<&str>, page: &PageRequest) -> StoreResult<Page<Firmware>>;
+    async fn list_firmware(
+        &self,
+        tenant: &str,
+        product: Option<&str>,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Firmware>>;
     async fn delete_firmware(&self, tenant: &str, id: &str) -> StoreResult<()>;
 
     // --- devices --------------------------------------------------------------------

@@ -20,7 +20,12 @@ fn updraft(server: &TestServer, token: &str, args: &[&str], cwd: &Path) -> Outpu
 
 #[track_caller]
 fn ok(out: Output) -> String {
-    assert!(out.status.success(), "failed: {}\n{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -45,7 +50,18 @@ async fn client_commands_end_to_end() {
 
     let image: Vec<u8> = (0..5_000_000u32).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8).collect();
     std::fs::write(cwd.join("fw-1.1.0.bin"), &image).unwrap();
-    let fw = json(run(&["firmware", "upload", "fw-1.1.0.bin", "--product", "thermo", "--version", "1.1.0", "--meta", "campaign=x", "--json"]));
+    let fw = json(run(&[
+        "firmware",
+        "upload",
+        "fw-1.1.0.bin",
+        "--product",
+        "thermo",
+        "--version",
+        "1.1.0",
+        "--meta",
+        "campaign=x",
+        "--json",
+    ]));
     let id = fw["id"].as_str().unwrap().to_owned();
     assert_eq!(fw["files"][0]["sha256"], sha256_file(&cwd.join("fw-1.1.0.bin")));
     assert_eq!(fw["metadata"]["campaign"], "x");
@@ -55,7 +71,19 @@ async fn client_commands_end_to_end() {
     assert!(line.starts_with(&sha256_file(&cwd.join("fw-1.1.0.bin"))), "{line}");
     assert_eq!(std::fs::read(cwd.join("back.bin")).unwrap(), image);
 
-    let added = ok(run(&["device", "add", "dev-1", "--product", "thermo", "--firmware", "host=1.0.0", "--prop", "region=eu", "--prop", "temp=21.5"]));
+    let added = ok(run(&[
+        "device",
+        "add",
+        "dev-1",
+        "--product",
+        "thermo",
+        "--firmware",
+        "host=1.0.0",
+        "--prop",
+        "region=eu",
+        "--prop",
+        "temp=21.5",
+    ]));
     assert!(added.contains("token (shown once): upd_d_"), "{added}");
     let shown = json(run(&["device", "show", "dev-1", "--json"]));
     assert_eq!(shown["properties"]["temp"], 21.5);
@@ -94,7 +122,8 @@ async fn client_commands_end_to_end() {
     ok(updraft(&server, viewer, &["product", "list"], cwd));
 
     let created = ok(run(&["tenant", "create", "globex"]));
-    let other = created.lines().find_map(|l| l.split(": ").nth(1).filter(|t| t.starts_with("upd_k_"))).unwrap().to_owned();
+    let other =
+        created.lines().find_map(|l| l.split(": ").nth(1).filter(|t| t.starts_with("upd_k_"))).unwrap().to_owned();
     let theirs = json(updraft(&server, &other, &["device", "list", "--json"], cwd));
     assert_eq!(theirs["total"], 0, "another tenant sees nothing");
 }
@@ -140,12 +169,21 @@ fn serve_starts_on_defaults_prints_the_admin_key_once_and_stops_cleanly() {
 
     let mut first = start();
     let lines = wait_listening(&mut first);
-    let token = lines.iter().find_map(|l| l.trim().strip_prefix("upd_k_")).map(|t| format!("upd_k_{t}")).expect("the key is printed");
+    let token = lines
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("upd_k_"))
+        .map(|t| format!("upd_k_{t}"))
+        .expect("the key is printed");
     assert!(dir.path().join("updraft-data/updraft.db").exists(), "embedded defaults: SQLite under ./updraft-data");
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::blocking::Client::new();
     assert_eq!(client.get(format!("{base}/healthz")).send().unwrap().status(), 200);
-    let r = client.post(format!("{base}/api/v1/products")).bearer_auth(&token).json(&serde_json::json!({"key": "thermo"})).send().unwrap();
+    let r = client
+        .post(format!("{base}/api/v1/products"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"key": "thermo"}))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 201);
     Command::new("kill").args(["-TERM", &first.id().to_string()]).status().unwrap();
     let status = first.wait().unwrap();

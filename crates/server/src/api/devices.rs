@@ -10,7 +10,9 @@ use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use updraft_core::{Access, ConnectionStatus, Device, DeviceAttributes, FieldError, NewDevice, PropertyValue, validate};
+use updraft_core::{
+    Access, ConnectionStatus, Device, DeviceAttributes, FieldError, NewDevice, PropertyValue, validate,
+};
 use updraft_store::{DeviceScope, StoreError, sortable};
 use utoipa::ToSchema;
 
@@ -163,7 +165,11 @@ fn new_device(input: DeviceIn, prefix: &str, errors: &mut Vec<FieldError>) -> (N
 #[utoipa::path(post, path = "/api/v1/devices", tag = "devices", request_body = DeviceIn,
     responses((status = 201, body = DeviceOut, description = "the device, with its token shown this once"),
         (status = 409, description = "the id is taken")))]
-pub async fn create(State(state): State<AppState>, caller: Caller, ApiJson(input): ApiJson<DeviceIn>) -> ApiResult<(StatusCode, Json<DeviceOut>)> {
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(input): ApiJson<DeviceIn>,
+) -> ApiResult<(StatusCode, Json<DeviceOut>)> {
     caller.require(Access::WriteFleet)?;
     let mut errors = Vec::new();
     let (device, token) = new_device(input, "", &mut errors);
@@ -209,11 +215,17 @@ pub struct LineError {
 #[utoipa::path(post, path = "/api/v1/devices/import", tag = "devices",
     request_body(content_type = "application/x-ndjson", description = "one device object (as for POST /api/v1/devices) per line; or `text/csv` with a header of id, product, hardware_version, module_model, module_version, template_id, activated_at, connection_status, `firmware.<component>`, `prop.<name>` (string), `prop.<name>:number`, `prop.<name>:bool`, `meta.<key>`"),
     responses((status = 201, body = ImportOut), (status = 422, description = "`import_rejected`: nothing was imported; `details` lists each line's problems")))]
-pub async fn import(State(state): State<AppState>, caller: Caller, headers: HeaderMap, body: Bytes) -> ApiResult<(StatusCode, Json<ImportOut>)> {
+pub async fn import(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<ImportOut>)> {
     caller.require(Access::WriteFleet)?;
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    let text = std::str::from_utf8(&body).map_err(|_| ApiError::new(ErrorCode::BadRequest, "the body must be UTF-8"))?;
+    let text =
+        std::str::from_utf8(&body).map_err(|_| ApiError::new(ErrorCode::BadRequest, "the body must be UTF-8"))?;
     let mut line_errors = Vec::new();
     let parsed: Vec<(usize, DeviceIn)> = match essence.as_str() {
         "application/x-ndjson" | "application/jsonl" | "application/json-lines" => parse_ndjson(text, &mut line_errors),
@@ -303,7 +315,8 @@ enum PropKind {
 
 fn parse_csv(text: &str, errors: &mut Vec<LineError>) -> ApiResult<Vec<(usize, DeviceIn)>> {
     let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(text.as_bytes());
-    let header = reader.headers().map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("bad CSV header: {e}")))?.clone();
+    let header =
+        reader.headers().map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("bad CSV header: {e}")))?.clone();
     let mut columns = Vec::new();
     for h in header.iter() {
         let col = match h {
@@ -327,13 +340,18 @@ fn parse_csv(text: &str, errors: &mut Vec<LineError>) -> ApiResult<Vec<(usize, D
                         Some((name, "string")) => Column::Prop(name.to_owned(), PropKind::Text),
                         None => Column::Prop(p.to_owned(), PropKind::Text),
                         Some((_, kind)) => {
-                            return Err(ApiError::field("header", format!("column `{other}`: unknown type `{kind}` (string, number, bool)")));
+                            return Err(ApiError::field(
+                                "header",
+                                format!("column `{other}`: unknown type `{kind}` (string, number, bool)"),
+                            ));
                         }
                     }
                 } else {
                     return Err(ApiError::field(
                         "header",
-                        format!("unknown column `{other}`; columns: id, product, hardware_version, module_model, module_version, template_id, activated_at, connection_status, firmware.<component>, prop.<name>[:number|:bool], meta.<key>"),
+                        format!(
+                            "unknown column `{other}`; columns: id, product, hardware_version, module_model, module_version, template_id, activated_at, connection_status, firmware.<component>, prop.<name>[:number|:bool], meta.<key>"
+                        ),
                     ));
                 }
             }
@@ -370,7 +388,8 @@ fn parse_csv(text: &str, errors: &mut Vec<LineError>) -> ApiResult<Vec<(usize, D
             if value.is_empty() {
                 continue;
             }
-            let mut bad = |field: &str, message: String| errors.push(LineError { line, field: field.to_owned(), message });
+            let mut bad =
+                |field: &str, message: String| errors.push(LineError { line, field: field.to_owned(), message });
             match col {
                 Column::Id => d.id = value.to_owned(),
                 Column::Product => d.product = value.to_owned(),
@@ -392,7 +411,9 @@ fn parse_csv(text: &str, errors: &mut Vec<LineError>) -> ApiResult<Vec<(usize, D
                 Column::Prop(name, kind) => {
                     let v = match kind {
                         PropKind::Text => Some(PropertyValue::String(value.to_owned())),
-                        PropKind::Number => value.parse::<f64>().ok().filter(|n| n.is_finite()).map(PropertyValue::Number),
+                        PropKind::Number => {
+                            value.parse::<f64>().ok().filter(|n| n.is_finite()).map(PropertyValue::Number)
+                        }
                         PropKind::Bool => match value {
                             "true" => Some(PropertyValue::Bool(true)),
                             "false" => Some(PropertyValue::Bool(false)),
@@ -430,9 +451,14 @@ pub struct DeviceListParams {
 
 #[utoipa::path(get, path = "/api/v1/devices", tag = "devices", params(DeviceListParams),
     responses((status = 200, body = PageOut<DeviceOut>)))]
-pub async fn list(State(state): State<AppState>, caller: Caller, ApiQuery(p): ApiQuery<DeviceListParams>) -> ApiResult<Json<PageOut<DeviceOut>>> {
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(p): ApiQuery<DeviceListParams>,
+) -> ApiResult<Json<PageOut<DeviceOut>>> {
     caller.require(Access::Read)?;
-    let req = ListParams { limit: p.limit, offset: p.offset, sort: p.sort, search: p.search }.page(sortable::DEVICES)?;
+    let req =
+        ListParams { limit: p.limit, offset: p.offset, sort: p.sort, search: p.search }.page(sortable::DEVICES)?;
     let scope = DeviceScope { product: p.product, group: p.group };
     let page = state.store.list_devices(caller.tenant(), &scope, &req).await?;
     Ok(Json(PageOut::from_page(page, &req, Into::into)))

@@ -35,7 +35,8 @@ pub fn body_limit() -> DefaultBodyLimit {
 }
 
 const MAX_TEXT_FIELD: usize = 256 * 1024;
-const TEXT_FIELDS: &[&str] = &["id", "product", "version", "name", "release_notes", "metadata", "needs_verification", "files"];
+const TEXT_FIELDS: &[&str] =
+    &["id", "product", "version", "name", "release_notes", "metadata", "needs_verification", "files"];
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct FirmwareFileOut {
@@ -149,7 +150,10 @@ pub async fn upload(
         return Err(too_large(limit));
     }
     let mut multipart = multipart.map_err(|e| {
-        ApiError::new(ErrorCode::UnsupportedMediaType, format!("expected a multipart/form-data upload: {}", e.body_text()))
+        ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            format!("expected a multipart/form-data upload: {}", e.body_text()),
+        )
     })?;
 
     let mut text: HashMap<String, String> = HashMap::new();
@@ -159,7 +163,10 @@ pub async fn upload(
         let field_name = field.name().unwrap_or_default().to_owned();
         if let Some(file_name) = field.file_name().map(str::to_owned) {
             if staged.len() == validate::MAX_FIRMWARE_FILES {
-                return Err(ApiError::field("files", format!("at most {} files per image", validate::MAX_FIRMWARE_FILES)));
+                return Err(ApiError::field(
+                    "files",
+                    format!("at most {} files per image", validate::MAX_FIRMWARE_FILES),
+                ));
             }
             let mut writer = state.blobs.writer().await?;
             while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
@@ -173,7 +180,10 @@ pub async fn upload(
             staged.push((file_name, writer.finish().await?));
         } else {
             if !TEXT_FIELDS.contains(&field_name.as_str()) {
-                return Err(ApiError::field(&field_name, format!("unknown field; fields: {}, and file parts", TEXT_FIELDS.join(", "))));
+                return Err(ApiError::field(
+                    &field_name,
+                    format!("unknown field; fields: {}, and file parts", TEXT_FIELDS.join(", ")),
+                ));
             }
             let mut value = Vec::new();
             while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
@@ -206,7 +216,12 @@ fn blob_dir(key: &str) -> String {
 }
 
 /// Validates the upload's fields and files and builds the firmware record.
-async fn describe(state: &AppState, caller: &Caller, mut text: HashMap<String, String>, staged: &[(String, StagedBlob)]) -> ApiResult<Firmware> {
+async fn describe(
+    state: &AppState,
+    caller: &Caller,
+    mut text: HashMap<String, String>,
+    staged: &[(String, StagedBlob)],
+) -> ApiResult<Firmware> {
     let mut errors = Vec::new();
     let mut take = |k: &str| text.remove(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
     let product_key = take("product");
@@ -273,10 +288,10 @@ async fn describe(state: &AppState, caller: &Caller, mut text: HashMap<String, S
         None => None,
     };
     let scheme = product.as_ref().map(|p| p.version_scheme).unwrap_or_default();
-    if let (Some(v), Some(_)) = (&version, &product) {
-        if let Err(m) = version::validate(v, scheme) {
-            errors.push(FieldError::new("version", m));
-        }
+    if let (Some(v), Some(_)) = (&version, &product)
+        && let Err(m) = version::validate(v, scheme)
+    {
+        errors.push(FieldError::new("version", m));
     }
 
     let id = id.unwrap_or_else(|| new_id("fw_"));
@@ -299,10 +314,10 @@ async fn describe(state: &AppState, caller: &Caller, mut text: HashMap<String, S
             errors.push(FieldError::new(&field, format!("component `{component}` is delivered by two files")));
         }
         let file_version = spec.and_then(|s| s.version.clone()).or_else(|| version.clone()).unwrap_or_default();
-        if spec.and_then(|s| s.version.as_ref()).is_some() {
-            if let Err(m) = version::validate(&file_version, scheme) {
-                errors.push(FieldError::new(format!("{field}.version"), m));
-            }
+        if spec.and_then(|s| s.version.as_ref()).is_some()
+            && let Err(m) = version::validate(&file_version, scheme)
+        {
+            errors.push(FieldError::new(format!("{field}.version"), m));
         }
         files.push(FirmwareFile {
             blob: format!("{dir}/{file_name}"),
@@ -317,7 +332,10 @@ async fn describe(state: &AppState, caller: &Caller, mut text: HashMap<String, S
     }
     for (i, spec) in specs.iter().enumerate() {
         if !names.contains(spec.name.as_str()) {
-            errors.push(FieldError::new(format!("files[{i}].name"), format!("no file part named `{}` was uploaded", spec.name)));
+            errors.push(FieldError::new(
+                format!("files[{i}].name"),
+                format!("no file part named `{}` was uploaded", spec.name),
+            ));
         }
     }
     if !errors.is_empty() {
@@ -351,9 +369,14 @@ pub struct FirmwareListParams {
 
 #[utoipa::path(get, path = "/api/v1/firmware", tag = "firmware", params(FirmwareListParams),
     responses((status = 200, body = PageOut<FirmwareOut>)))]
-pub async fn list(State(state): State<AppState>, caller: Caller, ApiQuery(p): ApiQuery<FirmwareListParams>) -> ApiResult<Json<PageOut<FirmwareOut>>> {
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(p): ApiQuery<FirmwareListParams>,
+) -> ApiResult<Json<PageOut<FirmwareOut>>> {
     caller.require(Access::Read)?;
-    let req = ListParams { limit: p.limit, offset: p.offset, sort: p.sort, search: p.search }.page(sortable::FIRMWARE)?;
+    let req =
+        ListParams { limit: p.limit, offset: p.offset, sort: p.sort, search: p.search }.page(sortable::FIRMWARE)?;
     let page = state.store.list_firmware(caller.tenant(), p.product.as_deref(), &req).await?;
     Ok(Json(PageOut::from_page(page, &req, Into::into)))
 }
@@ -363,7 +386,11 @@ async fn load(state: &AppState, tenant: &str, id: &str) -> ApiResult<Firmware> {
 }
 
 #[utoipa::path(get, path = "/api/v1/firmware/{id}", tag = "firmware", responses((status = 200, body = FirmwareOut)))]
-pub async fn get(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<FirmwareOut>> {
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<FirmwareOut>> {
     caller.require(Access::Read)?;
     Ok(Json(load(&state, caller.tenant(), &id).await?.into()))
 }
@@ -383,7 +410,11 @@ pub async fn delete(State(state): State<AppState>, caller: Caller, Path(id): Pat
 
 #[utoipa::path(get, path = "/api/v1/firmware/{id}/files/{name}", tag = "firmware",
     responses((status = 200, content_type = "application/octet-stream", description = "the file")))]
-pub async fn download(State(state): State<AppState>, caller: Caller, Path((id, name)): Path<(String, String)>) -> ApiResult<Response> {
+pub async fn download(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, name)): Path<(String, String)>,
+) -> ApiResult<Response> {
     caller.require(Access::Read)?;
     let firmware = load(&state, caller.tenant(), &id).await?;
     let file = firmware.files.iter().find(|f| f.name == name).ok_or_else(|| ApiError::not_found("file", &name))?;

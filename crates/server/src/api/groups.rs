@@ -94,7 +94,11 @@ fn check(g: &Group) -> ApiResult<()> {
 
 #[utoipa::path(post, path = "/api/v1/groups", tag = "groups", request_body = GroupIn,
     responses((status = 201, body = GroupOut), (status = 409, description = "the id is taken")))]
-pub async fn create(State(state): State<AppState>, caller: Caller, ApiJson(input): ApiJson<GroupIn>) -> ApiResult<(StatusCode, Json<GroupOut>)> {
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(input): ApiJson<GroupIn>,
+) -> ApiResult<(StatusCode, Json<GroupOut>)> {
     caller.require(Access::WriteFleet)?;
     let now = state.now();
     let group = Group {
@@ -112,7 +116,11 @@ pub async fn create(State(state): State<AppState>, caller: Caller, ApiJson(input
 }
 
 #[utoipa::path(get, path = "/api/v1/groups", tag = "groups", params(ListParams), responses((status = 200, body = PageOut<GroupOut>)))]
-pub async fn list(State(state): State<AppState>, caller: Caller, ApiQuery(params): ApiQuery<ListParams>) -> ApiResult<Json<PageOut<GroupOut>>> {
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> ApiResult<Json<PageOut<GroupOut>>> {
     caller.require(Access::Read)?;
     let req = params.page(sortable::GROUPS)?;
     let page = state.store.list_groups(caller.tenant(), &req).await?;

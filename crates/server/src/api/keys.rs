@@ -39,7 +39,15 @@ pub struct KeyOut {
 
 impl KeyOut {
     pub fn new(k: ApiKey, token: Option<String>) -> Self {
-        KeyOut { id: k.id, tenant: k.tenant, role: k.role, name: k.name, server_admin: k.server_admin, created_at: k.created_at, token }
+        KeyOut {
+            id: k.id,
+            tenant: k.tenant,
+            role: k.role,
+            name: k.name,
+            server_admin: k.server_admin,
+            created_at: k.created_at,
+            token,
+        }
     }
 }
 
@@ -51,13 +59,18 @@ pub fn parse_role(role: &str) -> ApiResult<Role> {
 
 /// A new key record and its token, for `tenant`.
 pub fn issue(tenant: &str, role: Role, name: Option<String>, now: Timestamp) -> (ApiKey, String) {
-    let key = ApiKey { id: new_id("key_"), tenant: tenant.to_owned(), role, name, server_admin: false, created_at: now };
+    let key =
+        ApiKey { id: new_id("key_"), tenant: tenant.to_owned(), role, name, server_admin: false, created_at: now };
     (key, new_token("upd_k_"))
 }
 
 #[utoipa::path(post, path = "/api/v1/keys", tag = "keys", request_body = KeyIn,
     responses((status = 201, body = KeyOut, description = "the key, with its token shown this once")))]
-pub async fn create(State(state): State<AppState>, caller: Caller, ApiJson(input): ApiJson<KeyIn>) -> ApiResult<(StatusCode, Json<KeyOut>)> {
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(input): ApiJson<KeyIn>,
+) -> ApiResult<(StatusCode, Json<KeyOut>)> {
     caller.require(Access::ManageKeys)?;
     let role = parse_role(&input.role)?;
     let name = super::non_empty(input.name);
@@ -77,7 +90,8 @@ pub async fn create(State(state): State<AppState>, caller: Caller, ApiJson(input
 #[utoipa::path(get, path = "/api/v1/keys", tag = "keys", responses((status = 200, body = Vec<KeyOut>)))]
 pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<serde_json::Value>> {
     caller.require(Access::ManageKeys)?;
-    let keys: Vec<KeyOut> = state.store.list_keys(caller.tenant()).await?.into_iter().map(|k| KeyOut::new(k, None)).collect();
+    let keys: Vec<KeyOut> =
+        state.store.list_keys(caller.tenant()).await?.into_iter().map(|k| KeyOut::new(k, None)).collect();
     Ok(Json(serde_json::json!({"items": keys, "total": keys.len()})))
 }
 

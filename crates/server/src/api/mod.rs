@@ -76,7 +76,12 @@ pub struct PageOut<T> {
 
 impl<T> PageOut<T> {
     pub fn from_page<D>(page: Page<D>, req: &PageRequest, f: impl FnMut(D) -> T) -> Self {
-        PageOut { items: page.items.into_iter().map(f).collect(), total: page.total, limit: req.limit, offset: req.offset }
+        PageOut {
+            items: page.items.into_iter().map(f).collect(),
+            total: page.total,
+            limit: req.limit,
+            offset: req.offset,
+        }
     }
 }
 

@@ -76,7 +76,11 @@ fn check(p: &Product) -> ApiResult<()> {
 
 #[utoipa::path(post, path = "/api/v1/products", tag = "products", request_body = ProductIn,
     responses((status = 201, body = ProductOut), (status = 409, description = "the key is taken")))]
-pub async fn create(State(state): State<AppState>, caller: Caller, ApiJson(input): ApiJson<ProductIn>) -> ApiResult<(StatusCode, Json<ProductOut>)> {
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(input): ApiJson<ProductIn>,
+) -> ApiResult<(StatusCode, Json<ProductOut>)> {
     caller.require(Access::WriteFleet)?;
     let now = state.now();
     let product = Product {
@@ -94,7 +98,11 @@ pub async fn create(State(state): State<AppState>, caller: Caller, ApiJson(input
 
 #[utoipa::path(get, path = "/api/v1/products", tag = "products", params(ListParams),
     responses((status = 200, body = PageOut<ProductOut>)))]
-pub async fn list(State(state): State<AppState>, caller: Caller, ApiQuery(params): ApiQuery<ListParams>) -> ApiResult<Json<PageOut<ProductOut>>> {
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> ApiResult<Json<PageOut<ProductOut>>> {
     caller.require(Access::Read)?;
     let req = params.page(sortable::PRODUCTS)?;
     let page = state.store.list_products(caller.tenant(), &req).await?;
@@ -106,7 +114,11 @@ pub async fn load(state: &AppState, tenant: &str, key: &str) -> ApiResult<Produc
 }
 
 #[utoipa::path(get, path = "/api/v1/products/{key}", tag = "products", responses((status = 200, body = ProductOut)))]
-pub async fn get(State(state): State<AppState>, caller: Caller, Path(key): Path<String>) -> ApiResult<Json<ProductOut>> {
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(key): Path<String>,
+) -> ApiResult<Json<ProductOut>> {
     caller.require(Access::Read)?;
     Ok(Json(load(&state, caller.tenant(), &key).await?.into()))
 }

@@ -46,7 +46,11 @@ pub struct TenantCreated {
 
 #[utoipa::path(post, path = "/api/v1/tenants", tag = "tenants", request_body = TenantIn,
     responses((status = 201, body = TenantCreated), (status = 409, description = "the name is taken")))]
-pub async fn create(State(state): State<AppState>, caller: Caller, ApiJson(input): ApiJson<TenantIn>) -> ApiResult<(StatusCode, Json<TenantCreated>)> {
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(input): ApiJson<TenantIn>,
+) -> ApiResult<(StatusCode, Json<TenantCreated>)> {
     caller.require_server_admin()?;
     let mut errors = vec![];
     updraft_core::validate::tenant_name("name", &input.name, &mut errors);
@@ -58,7 +62,10 @@ pub async fn create(State(state): State<AppState>, caller: Caller, ApiJson(input
     let (key, token) = issue(&tenant.id, Role::Admin, Some("first admin key".into()), now);
     state.store.create_tenant(&tenant, &key, &token_hash(&token)).await?;
     tracing::info!(tenant = %tenant.id, "tenant created");
-    Ok((StatusCode::CREATED, Json(TenantCreated { tenant: tenant.into(), key: KeyOut::new(key, Some(token.clone())), token })))
+    Ok((
+        StatusCode::CREATED,
+        Json(TenantCreated { tenant: tenant.into(), key: KeyOut::new(key, Some(token.clone())), token }),
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v1/tenants", tag = "tenants", responses((status = 200, body = Vec<TenantOut>)))]

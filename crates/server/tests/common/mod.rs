@@ -96,7 +96,14 @@ impl Api {
     }
 
     pub async fn multipart(&self, path: &str, form: reqwest::multipart::Form) -> Answer {
-        let r = self.http.post(self.server.url(path)).bearer_auth(&self.token).multipart(form).send().await.expect("request");
+        let r = self
+            .http
+            .post(self.server.url(path))
+            .bearer_auth(&self.token)
+            .multipart(form)
+            .send()
+            .await
+            .expect("request");
         answer(r).await
     }
 

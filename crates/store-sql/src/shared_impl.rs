@@ -1,0 +1,638 @@
+//! The implementation of [`updraft_store::Store`] that both SQL backends
+//! share, as a macro over the sqlx database type. The SQL here is written in
+//! the dialect SQLite and PostgreSQL have in common (`$n` placeholders,
+//! `ON CONFLICT`, `NULLS LAST`, `RETURNING`); what differs is passed in:
+//!
+//! - `$store`: the backend's store type, with a `pool` field and a
+//!   `begin_write()` method that opens a write transaction its way;
+//! - `$db`: the sqlx database type (`Sqlite`, `Postgres`);
+//! - `like`: the case-insensitive LIKE operator (` LIKE ` or ` ILIKE `);
+//! - `name`: the backend's name.
+//!
+//! Backend-specific operations (leases, `SKIP LOCKED`) live in the backend
+//! crates, outside this macro.
+
+/// Implements `Store` for `$store`; see the module documentation.
+#[macro_export]
+macro_rules! impl_sql_store {
+    ($store:ident, $db:ident, like = $like:literal, name = $name:literal) => {
+const _: () = {
+use jiff::Timestamp;
+use sqlx::types::Json;
+use sqlx::{AssertSqlSafe, QueryBuilder};
+use updraft_core::{ApiKey, Device, FieldError, Firmware, Group, NewDevice, Page, PageRequest, Product, Tenant};
+use updraft_store::{DeviceScope, MembershipChange, Store, StoreError, StoreResult};
+use $crate::*;
+
+impl $store {
+    async fn list<R, T>(&self, spec: &ListSpec, filters: &[(&str, String)], page: &PageRequest) -> StoreResult<Page<T>>
+    where
+        R: for<'r> sqlx::FromRow<'r, <sqlx::$db as sqlx::Database>::Row> + Send + Unpin,
+        T: TryFrom<R, Error = StoreError>,
+    {
+        let mut total = 0;
+        let mut items = Vec::new();
+        for pass in [0, 1] {
+            let mut q = QueryBuilder::<sqlx::$db>::new(if pass == 0 { spec.count } else { spec.select });
+            q.push(" WHERE 1 = 1");
+            for (clause, value) in filters {
+                let (before, after) = clause.split_once("{}").unwrap_or((clause, ""));
+                q.push(" AND ").push(before).push_bind(value.clone()).push(after);
+            }
+            if let Some(search) = &page.search {
+                let pattern = like_pattern(search);
+                q.push(" AND (");
+                for (i, c) in spec.search.iter().enumerate() {
+                    if i > 0 {
+                        q.push(" OR ");
+                    }
+                    q.push(*c).push($like).push_bind(pattern.clone()).push(" ESCAPE '\\'");
+                }
+                q.push(")");
+            }
+            if pass == 0 {
+                let n: i64 = q.build_query_scalar().fetch_one(&self.pool).await.map_err(db_err)?;
+                total = n as u64;
+                if total == 0 || page.offset >= total {
+                    break;
+                }
+            } else {
+                let col = sort_column(page, spec.sortable);
+                q.push(format_args!(" ORDER BY {col} {o} NULLS LAST, {tiebreak} {o}", tiebreak = spec.tiebreak, o = order(page.order)));
+                q.push(" LIMIT ").push_bind(page.limit as i64).push(" OFFSET ").push_bind(page.offset as i64);
+                let rows: Vec<R> = q.build_query_as().fetch_all(&self.pool).await.map_err(db_err)?;
+                items = rows.into_iter().map(T::try_from).collect::<StoreResult<_>>()?;
+            }
+        }
+        Ok(Page { items, total })
+    }
+}
+
+
+#[$crate::__private::async_trait]
+impl Store for $store {
+    fn backend(&self) -> &'static str {
+        $name
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn ensure_tenant(&self, t: &Tenant) -> StoreResult<bool> {
+        let r = sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING")
+            .bind(&t.id)
+            .bind(&t.name)
+            .bind(us(t.created_at))
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn create_tenant(&self, t: &Tenant, key: &ApiKey, token_hash: &str) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
+            .bind(&t.id)
+            .bind(&t.name)
+            .bind(us(t.created_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(conflict_or("tenant", &t.id))?;
+        insert_key(&mut tx, key, token_hash).await?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn get_tenant(&self, id: &str) -> StoreResult<Option<Tenant>> {
+        let row: Option<TenantRow> = sqlx::query_as("SELECT id, name, created_at FROM tenants WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.map(Tenant::try_from).transpose()
+    }
+
+    async fn list_tenants(&self) -> StoreResult<Vec<Tenant>> {
+        let rows: Vec<TenantRow> = sqlx::query_as("SELECT id, name, created_at FROM tenants ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        rows.into_iter().map(Tenant::try_from).collect()
+    }
+
+    async fn create_key(&self, key: &ApiKey, token_hash: &str) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        insert_key(&mut tx, key, token_hash).await?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn key_by_token_hash(&self, token_hash: &str) -> StoreResult<Option<ApiKey>> {
+        let row: Option<KeyRow> = sqlx::query_as(AssertSqlSafe(format!("{KEY_SELECT} WHERE token_hash = $1")))
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.map(ApiKey::try_from).transpose()
+    }
+
+    async fn list_keys(&self, tenant: &str) -> StoreResult<Vec<ApiKey>> {
+        let rows: Vec<KeyRow> = sqlx::query_as(AssertSqlSafe(format!("{KEY_SELECT} WHERE tenant = $1 ORDER BY created_at, id")))
+            .bind(tenant)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        rows.into_iter().map(ApiKey::try_from).collect()
+    }
+
+    async fn delete_key(&self, tenant: &str, id: &str) -> StoreResult<()> {
+        let r = sqlx::query("DELETE FROM api_keys WHERE tenant = $1 AND id = $2")
+            .bind(tenant)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        if r.rows_affected() == 0 { Err(StoreError::not_found("key", id)) } else { Ok(()) }
+    }
+
+    async fn has_server_admin_key(&self) -> StoreResult<bool> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_keys WHERE server_admin")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(n > 0)
+    }
+
+    async fn replace_server_admin_key(&self, key: &ApiKey, token_hash: &str) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM api_keys WHERE server_admin OR token_hash = $1")
+            .bind(token_hash)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        insert_key(&mut tx, key, token_hash).await?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn create_product(&self, tenant: &str, p: &Product) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO products (tenant, key, name, description, version_scheme, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(tenant)
+        .bind(&p.key)
+        .bind(&p.name)
+        .bind(&p.description)
+        .bind(p.version_scheme.as_str())
+        .bind(us(p.created_at))
+        .bind(us(p.updated_at))
+        .execute(&self.pool)
+        .await
+        .map_err(conflict_or("product", &p.key))?;
+        Ok(())
+    }
+
+    async fn get_product(&self, tenant: &str, key: &str) -> StoreResult<Option<Product>> {
+        let row: Option<ProductRow> = sqlx::query_as(AssertSqlSafe(format!("{PRODUCT_SELECT} WHERE tenant = $1 AND key = $2")))
+            .bind(tenant)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.map(Product::try_from).transpose()
+    }
+
+    async fn list_products(&self, tenant: &str, page: &PageRequest) -> StoreResult<Page<Product>> {
+        self.list::<ProductRow, Product>(&PRODUCT_LIST, &[("tenant = {}", tenant.to_owned())], page)
+        .await
+    }
+
+    async fn update_product(&self, tenant: &str, p: &Product) -> StoreResult<()> {
+        let r = sqlx::query(
+            "UPDATE products SET name = $3, description = $4, version_scheme = $5, updated_at = $6
+             WHERE tenant = $1 AND key = $2",
+        )
+        .bind(tenant)
+        .bind(&p.key)
+        .bind(&p.name)
+        .bind(&p.description)
+        .bind(p.version_scheme.as_str())
+        .bind(us(p.updated_at))
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        if r.rows_affected() == 0 { Err(StoreError::not_found("product", &p.key)) } else { Ok(()) }
+    }
+
+    async fn delete_product(&self, tenant: &str, key: &str) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        for (table, by) in [("devices", "devices"), ("firmware", "firmware"), ("device_groups", "groups")] {
+            let n: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT COUNT(*) FROM {table} WHERE tenant = $1 AND product = $2")))
+                .bind(tenant)
+                .bind(key)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            if n > 0 {
+                return Err(StoreError::InUse { what: "product", id: key.to_owned(), by: format!("{n} {by}") });
+            }
+        }
+        let r = sqlx::query("DELETE FROM products WHERE tenant = $1 AND key = $2")
+            .bind(tenant)
+            .bind(key)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::not_found("product", key));
+        }
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn create_firmware(&self, tenant: &str, f: &Firmware) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        product_exists(&mut tx, tenant, &f.product, "product").await?;
+        sqlx::query(
+            "INSERT INTO firmware (tenant, id, product, version, name, release_notes, metadata,
+                 needs_verification, verified, files, total_size, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(tenant)
+        .bind(&f.id)
+        .bind(&f.product)
+        .bind(&f.version)
+        .bind(&f.name)
+        .bind(&f.release_notes)
+        .bind(Json(&f.metadata))
+        .bind(f.needs_verification)
+        .bind(f.verified)
+        .bind(Json(&f.files))
+        .bind(f.total_size() as i64)
+        .bind(us(f.created_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                let msg = e.to_string();
+                if msg.contains("version") {
+                    StoreError::conflict("firmware version", format!("{}@{}", f.product, f.version))
+                } else {
+                    StoreError::conflict("firmware", &f.id)
+                }
+            } else {
+                db_err(e)
+            }
+        })?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn get_firmware(&self, tenant: &str, id: &str) -> StoreResult<Option<Firmware>> {
+        let row: Option<FirmwareRow> = sqlx::query_as(AssertSqlSafe(format!("{FIRMWARE_SELECT} WHERE tenant = $1 AND id = $2")))
+            .bind(tenant)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.map(Firmware::try_from).transpose()
+    }
+
+    async fn list_firmware(&self, tenant: &str, product: Option<&str>, page: &PageRequest) -> StoreResult<Page<Firmware>> {
+        let mut filters = vec![("tenant = {}", tenant.to_owned())];
+        if let Some(p) = product {
+            filters.push(("product = {}", p.to_owned()));
+        }
+        self.list::<FirmwareRow, Firmware>(&FIRMWARE_LIST, &filters, page)
+        .await
+    }
+
+    async fn delete_firmware(&self, tenant: &str, id: &str) -> StoreResult<()> {
+        let r = sqlx::query("DELETE FROM firmware WHERE tenant = $1 AND id = $2")
+            .bind(tenant)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        if r.rows_affected() == 0 { Err(StoreError::not_found("firmware", id)) } else { Ok(()) }
+    }
+
+    async fn create_devices(&self, tenant: &str, devices: &[NewDevice], now: Timestamp) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        let mut errors = Vec::new();
+        let mut seen = std::collections::HashMap::with_capacity(devices.len());
+        for (i, d) in devices.iter().enumerate() {
+            if let Some(first) = seen.insert(d.id.as_str(), i) {
+                errors.push(FieldError::new(format!("{i}.id"), format!("`{}` is repeated (first at {first})", d.id)));
+            }
+        }
+        let mut products: Vec<&str> = devices.iter().map(|d| d.product.as_str()).collect();
+        products.sort_unstable();
+        products.dedup();
+        let mut missing_products = std::collections::HashSet::new();
+        for p in products {
+            if product_exists(&mut tx, tenant, p, "product").await.is_err() {
+                missing_products.insert(p);
+            }
+        }
+        for chunk in devices.chunks(500) {
+            let mut q = QueryBuilder::<sqlx::$db>::new("SELECT id FROM devices WHERE tenant = ");
+            q.push_bind(tenant).push(" AND id IN (");
+            let mut sep = q.separated(", ");
+            for d in chunk {
+                sep.push_bind(&d.id);
+            }
+            q.push(")");
+            let taken: Vec<String> = q.build_query_scalar().fetch_all(&mut *tx).await.map_err(db_err)?;
+            let taken: std::collections::HashSet<String> = taken.into_iter().collect();
+            for d in chunk {
+                if taken.contains(&d.id) {
+                    let i = seen[d.id.as_str()];
+                    errors.push(FieldError::new(format!("{i}.id"), format!("device `{}` already exists", d.id)));
+                }
+            }
+        }
+        for (i, d) in devices.iter().enumerate() {
+            if missing_products.contains(d.product.as_str()) {
+                errors.push(FieldError::new(format!("{i}.product"), format!("product `{}` not found", d.product)));
+            }
+        }
+        if !errors.is_empty() {
+            errors.sort_by_key(|e| e.field.split('.').next().and_then(|n| n.parse::<usize>().ok()));
+            return Err(StoreError::invalid(errors));
+        }
+        for chunk in devices.chunks(1000) {
+            let mut q = QueryBuilder::<sqlx::$db>::new(
+                "INSERT INTO devices (tenant, id, product, firmware, hardware_version, module_model, module_version,
+                 template_id, properties, metadata, activated_at, last_seen_at, connection_status, token_hash,
+                 created_at, updated_at) ",
+            );
+            q.push_values(chunk, |mut b, d| {
+                let a = &d.attributes;
+                b.push_bind(tenant)
+                    .push_bind(&d.id)
+                    .push_bind(&d.product)
+                    .push_bind(Json(&a.firmware))
+                    .push_bind(&a.hardware_version)
+                    .push_bind(&a.module_model)
+                    .push_bind(&a.module_version)
+                    .push_bind(&a.template_id)
+                    .push_bind(Json(&a.properties))
+                    .push_bind(Json(&a.metadata))
+                    .push_bind(a.activated_at.map(us))
+                    .push_bind(None::<i64>)
+                    .push_bind(a.connection_status.unwrap_or_default().as_str())
+                    .push_bind(&d.token_hash)
+                    .push_bind(us(now))
+                    .push_bind(us(now));
+            });
+            q.build().execute(&mut *tx).await.map_err(|e| {
+                if is_unique_violation(&e) { StoreError::conflict("device", "(one of the batch)") } else { db_err(e) }
+            })?;
+        }
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn get_device(&self, tenant: &str, id: &str) -> StoreResult<Option<Device>> {
+        let row: Option<DeviceRow> = sqlx::query_as(AssertSqlSafe(format!("{DEVICE_SELECT} WHERE tenant = $1 AND id = $2")))
+            .bind(tenant)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.map(Device::try_from).transpose()
+    }
+
+    async fn list_devices(&self, tenant: &str, scope: &DeviceScope, page: &PageRequest) -> StoreResult<Page<Device>> {
+        let mut filters = vec![("tenant = {}", tenant.to_owned())];
+        if let Some(p) = &scope.product {
+            filters.push(("product = {}", p.clone()));
+        }
+        if let Some(g) = &scope.group {
+            filters.push((GROUP_MEMBER_FILTER, g.clone()));
+        }
+        self.list::<DeviceRow, Device>(&DEVICE_LIST, &filters, page)
+        .await
+    }
+
+    async fn update_device(&self, tenant: &str, d: &Device) -> StoreResult<()> {
+        let r = sqlx::query(
+            "UPDATE devices SET firmware = $3, hardware_version = $4, module_model = $5, module_version = $6,
+                 template_id = $7, properties = $8, metadata = $9, activated_at = $10, last_seen_at = $11,
+                 connection_status = $12, updated_at = $13
+             WHERE tenant = $1 AND id = $2",
+        )
+        .bind(tenant)
+        .bind(&d.id)
+        .bind(Json(&d.firmware))
+        .bind(&d.hardware_version)
+        .bind(&d.module_model)
+        .bind(&d.module_version)
+        .bind(&d.template_id)
+        .bind(Json(&d.properties))
+        .bind(Json(&d.metadata))
+        .bind(d.activated_at.map(us))
+        .bind(d.last_seen_at.map(us))
+        .bind(d.connection_status.as_str())
+        .bind(us(d.updated_at))
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        if r.rows_affected() == 0 { Err(StoreError::not_found("device", &d.id)) } else { Ok(()) }
+    }
+
+    async fn delete_device(&self, tenant: &str, id: &str) -> StoreResult<()> {
+        let r = sqlx::query("DELETE FROM devices WHERE tenant = $1 AND id = $2")
+            .bind(tenant)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        if r.rows_affected() == 0 { Err(StoreError::not_found("device", id)) } else { Ok(()) }
+    }
+
+    async fn device_by_token_hash(&self, token_hash: &str) -> StoreResult<Option<(String, Device)>> {
+        let row: Option<DeviceRow> = sqlx::query_as(AssertSqlSafe(format!("{DEVICE_SELECT} WHERE token_hash = $1")))
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.map(|r| {
+            let tenant = r.tenant.clone();
+            Device::try_from(r).map(|d| (tenant, d))
+        })
+        .transpose()
+    }
+
+    async fn create_group(&self, tenant: &str, g: &Group) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        if let Some(p) = &g.product {
+            product_exists(&mut tx, tenant, p, "product").await?;
+        }
+        sqlx::query(
+            "INSERT INTO device_groups (tenant, id, name, description, product, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(tenant)
+        .bind(&g.id)
+        .bind(&g.name)
+        .bind(&g.description)
+        .bind(&g.product)
+        .bind(us(g.created_at))
+        .bind(us(g.updated_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(conflict_or("group", &g.id))?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn get_group(&self, tenant: &str, id: &str) -> StoreResult<Option<Group>> {
+        let row: Option<GroupRow> = sqlx::query_as(AssertSqlSafe(format!("{GROUP_SELECT} WHERE tenant = $1 AND id = $2")))
+            .bind(tenant)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.map(Group::try_from).transpose()
+    }
+
+    async fn list_groups(&self, tenant: &str, page: &PageRequest) -> StoreResult<Page<Group>> {
+        self.list::<GroupRow, Group>(&GROUP_LIST, &[("tenant = {}", tenant.to_owned())], page)
+        .await
+    }
+
+    async fn update_group(&self, tenant: &str, g: &Group) -> StoreResult<()> {
+        let r = sqlx::query(
+            "UPDATE device_groups SET name = $3, description = $4, updated_at = $5 WHERE tenant = $1 AND id = $2",
+        )
+        .bind(tenant)
+        .bind(&g.id)
+        .bind(&g.name)
+        .bind(&g.description)
+        .bind(us(g.updated_at))
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        if r.rows_affected() == 0 { Err(StoreError::not_found("group", &g.id)) } else { Ok(()) }
+    }
+
+    async fn delete_group(&self, tenant: &str, id: &str) -> StoreResult<()> {
+        let r = sqlx::query("DELETE FROM device_groups WHERE tenant = $1 AND id = $2")
+            .bind(tenant)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        if r.rows_affected() == 0 { Err(StoreError::not_found("group", id)) } else { Ok(()) }
+    }
+
+    async fn change_members(
+        &self,
+        tenant: &str,
+        group: &str,
+        add: &[String],
+        remove: &[String],
+        now: Timestamp,
+    ) -> StoreResult<MembershipChange> {
+        let mut tx = self.begin_write().await?;
+        let product: Option<Option<String>> =
+            sqlx::query_scalar("SELECT product FROM device_groups WHERE tenant = $1 AND id = $2")
+                .bind(tenant)
+                .bind(group)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        let Some(group_product) = product else {
+            return Err(StoreError::not_found("group", group));
+        };
+        let mut errors = Vec::new();
+        let mut found = std::collections::HashMap::new();
+        for chunk in add.chunks(500) {
+            let mut q = QueryBuilder::<sqlx::$db>::new("SELECT id, product FROM devices WHERE tenant = ");
+            q.push_bind(tenant).push(" AND id IN (");
+            let mut sep = q.separated(", ");
+            for id in chunk {
+                sep.push_bind(id);
+            }
+            q.push(")");
+            let rows: Vec<(String, String)> = q.build_query_as().fetch_all(&mut *tx).await.map_err(db_err)?;
+            found.extend(rows);
+        }
+        for (i, id) in add.iter().enumerate() {
+            match (found.get(id), &group_product) {
+                (None, _) => errors.push(FieldError::new(format!("add.{i}"), format!("device `{id}` not found"))),
+                (Some(p), Some(gp)) if p != gp => errors.push(FieldError::new(
+                    format!("add.{i}"),
+                    format!("device `{id}` is of product `{p}`, the group only holds `{gp}`"),
+                )),
+                _ => {}
+            }
+        }
+        if !errors.is_empty() {
+            return Err(StoreError::invalid(errors));
+        }
+        let mut change = MembershipChange::default();
+        for chunk in add.chunks(1000) {
+            let mut q = QueryBuilder::<sqlx::$db>::new("INSERT INTO group_members (tenant, group_id, device_id, added_at) ");
+            q.push_values(chunk, |mut b, id| {
+                b.push_bind(tenant).push_bind(group).push_bind(id).push_bind(us(now));
+            });
+            q.push(" ON CONFLICT DO NOTHING");
+            change.added += q.build().execute(&mut *tx).await.map_err(db_err)?.rows_affected();
+        }
+        for chunk in remove.chunks(500) {
+            let mut q = QueryBuilder::<sqlx::$db>::new("DELETE FROM group_members WHERE tenant = ");
+            q.push_bind(tenant).push(" AND group_id = ").push_bind(group).push(" AND device_id IN (");
+            let mut sep = q.separated(", ");
+            for id in chunk {
+                sep.push_bind(id);
+            }
+            q.push(")");
+            change.removed += q.build().execute(&mut *tx).await.map_err(db_err)?.rows_affected();
+        }
+        if change.added + change.removed > 0 {
+            sqlx::query("UPDATE device_groups SET updated_at = $3 WHERE tenant = $1 AND id = $2")
+                .bind(tenant)
+                .bind(group)
+                .bind(us(now))
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(change)
+    }
+}
+
+async fn insert_key(tx: &mut <sqlx::$db as sqlx::Database>::Connection, key: &ApiKey, token_hash: &str) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO api_keys (id, tenant, role, name, server_admin, token_hash, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&key.id)
+    .bind(&key.tenant)
+    .bind(key.role.as_str())
+    .bind(&key.name)
+    .bind(key.server_admin)
+    .bind(token_hash)
+    .bind(us(key.created_at))
+    .execute(&mut *tx)
+    .await
+    .map_err(conflict_or("key", &key.id))?;
+    Ok(())
+}
+
+async fn product_exists(tx: &mut <sqlx::$db as sqlx::Database>::Connection, tenant: &str, key: &str, field: &str) -> StoreResult<()> {
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM products WHERE tenant = $1 AND key = $2")
+        .bind(tenant)
+        .bind(key)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    if n == 0 {
+        Err(StoreError::invalid(vec![FieldError::new(field, format!("product `{key}` not found"))]))
+    } else {
+        Ok(())
+    }
+}
+
+};
+    };
+}
