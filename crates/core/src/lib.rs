@@ -5,6 +5,7 @@
 //! own wire and row types into these types and back.
 
 pub mod error;
+pub mod job;
 pub mod model;
 pub mod page;
 pub mod validate;

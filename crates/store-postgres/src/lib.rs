@@ -33,4 +33,4 @@ impl PostgresStore {
     }
 }
 
-updraft_store_sql::impl_sql_store!(PostgresStore, Postgres, like = " ILIKE ", name = "postgres");
+updraft_store_sql::impl_sql_store!(PostgresStore, Postgres, like = " ILIKE ", lock = " FOR UPDATE", name = "postgres");

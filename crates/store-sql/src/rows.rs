@@ -8,7 +8,8 @@ use updraft_core::{
     ApiKey, ConnectionStatus, Device, Firmware, FirmwareFile, Group, Product, PropertyValue, Role, Tenant,
     VersionScheme,
 };
-use updraft_store::{StoreError, sortable};
+use updraft_core::job::{EventSource, Execution, ExecutionEvent, ExecutionState, Job, JobKind, JobState, Progress};
+use updraft_store::{DeviceIdentity, GatewayToken, StoreError, sortable};
 
 pub const KEY_SELECT: &str = "SELECT id, tenant, role, name, server_admin, created_at FROM api_keys";
 pub const PRODUCT_SELECT: &str = "SELECT key, name, description, version_scheme, created_at, updated_at FROM products";
@@ -229,5 +230,161 @@ impl TryFrom<GroupRow> for Group {
             created_at: ts(r.created_at)?,
             updated_at: ts(r.updated_at)?,
         })
+    }
+}
+
+pub const JOB_SELECT: &str = "SELECT id, name, description, kind, firmware, product, state, consent_required, \
+     created_at, started_at, finished_at FROM jobs";
+pub const EXECUTION_SELECT: &str = "SELECT action_id, job, device, firmware, state, attempt, cancel_requested, \
+     progress_cnt, progress_of, created_at, updated_at, finished_at FROM executions";
+pub const EVENT_SELECT: &str =
+    "SELECT at, state, source, report, code, progress_cnt, progress_of, details FROM execution_events";
+/// The states of unfinished executions, as an SQL list.
+pub const ACTIVE_STATES: &str = "('queued', 'awaiting_consent', 'notified', 'downloading', 'downloaded', 'installing')";
+
+pub const JOB_LIST: ListSpec = ListSpec {
+    select: JOB_SELECT,
+    count: "SELECT COUNT(*) FROM jobs",
+    search: &["id", "name", "description", "firmware"],
+    sortable: sortable::JOBS,
+    tiebreak: "id",
+};
+pub const EXECUTION_LIST: ListSpec = ListSpec {
+    select: EXECUTION_SELECT,
+    count: "SELECT COUNT(*) FROM executions",
+    search: &["device"],
+    sortable: sortable::EXECUTIONS,
+    tiebreak: "action_id",
+};
+
+fn parse<T>(what: &str, s: &str, f: fn(&str) -> Option<T>) -> Result<T, StoreError> {
+    f(s).ok_or_else(|| corrupt(what, s))
+}
+
+fn progress(cnt: Option<i64>, of: Option<i64>) -> Option<Progress> {
+    cnt.map(|c| Progress { cnt: c as u64, of: of.map(|o| o as u64) })
+}
+
+#[derive(sqlx::FromRow)]
+pub struct JobRow {
+    id: String,
+    name: Option<String>,
+    description: Option<String>,
+    kind: String,
+    firmware: String,
+    product: String,
+    state: String,
+    consent_required: bool,
+    created_at: i64,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+}
+
+impl TryFrom<JobRow> for Job {
+    type Error = StoreError;
+    fn try_from(r: JobRow) -> Result<Self, StoreError> {
+        Ok(Job {
+            kind: parse("job kind", &r.kind, JobKind::parse)?,
+            state: parse("job state", &r.state, JobState::parse)?,
+            id: r.id,
+            name: r.name,
+            description: r.description,
+            firmware: r.firmware,
+            product: r.product,
+            consent_required: r.consent_required,
+            created_at: ts(r.created_at)?,
+            started_at: r.started_at.map(ts).transpose()?,
+            finished_at: r.finished_at.map(ts).transpose()?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub struct ExecutionRow {
+    action_id: i64,
+    job: String,
+    device: String,
+    firmware: String,
+    state: String,
+    attempt: i64,
+    cancel_requested: bool,
+    progress_cnt: Option<i64>,
+    progress_of: Option<i64>,
+    created_at: i64,
+    updated_at: i64,
+    finished_at: Option<i64>,
+}
+
+impl TryFrom<ExecutionRow> for Execution {
+    type Error = StoreError;
+    fn try_from(r: ExecutionRow) -> Result<Self, StoreError> {
+        Ok(Execution {
+            state: parse("execution state", &r.state, ExecutionState::parse)?,
+            action_id: r.action_id,
+            job: r.job,
+            device: r.device,
+            firmware: r.firmware,
+            attempt: r.attempt as u32,
+            cancel_requested: r.cancel_requested,
+            progress: progress(r.progress_cnt, r.progress_of),
+            created_at: ts(r.created_at)?,
+            updated_at: ts(r.updated_at)?,
+            finished_at: r.finished_at.map(ts).transpose()?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub struct EventRow {
+    at: i64,
+    state: String,
+    source: String,
+    report: String,
+    code: Option<i64>,
+    progress_cnt: Option<i64>,
+    progress_of: Option<i64>,
+    details: Json<Vec<String>>,
+}
+
+impl TryFrom<EventRow> for ExecutionEvent {
+    type Error = StoreError;
+    fn try_from(r: EventRow) -> Result<Self, StoreError> {
+        Ok(ExecutionEvent {
+            at: ts(r.at)?,
+            state: parse("execution state", &r.state, ExecutionState::parse)?,
+            source: parse("event source", &r.source, EventSource::parse)?,
+            report: r.report,
+            code: r.code.map(|c| c as i32),
+            progress: progress(r.progress_cnt, r.progress_of),
+            details: r.details.0,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub struct GatewayRow {
+    id: String,
+    tenant: String,
+    name: Option<String>,
+    created_at: i64,
+}
+
+impl TryFrom<GatewayRow> for GatewayToken {
+    type Error = StoreError;
+    fn try_from(r: GatewayRow) -> Result<Self, StoreError> {
+        Ok(GatewayToken { id: r.id, tenant: r.tenant, name: r.name, created_at: ts(r.created_at)? })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub struct IdentityRow {
+    tenant: String,
+    id: String,
+    attributes_requested: bool,
+}
+
+impl From<IdentityRow> for DeviceIdentity {
+    fn from(r: IdentityRow) -> Self {
+        DeviceIdentity { tenant: r.tenant, id: r.id, attributes_requested: r.attributes_requested }
     }
 }

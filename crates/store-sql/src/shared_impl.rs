@@ -7,6 +7,8 @@
 //!   `begin_write()` method that opens a write transaction its way;
 //! - `$db`: the sqlx database type (`Sqlite`, `Postgres`);
 //! - `like`: the case-insensitive LIKE operator (` LIKE ` or ` ILIKE `);
+//! - `lock`: what locks rows read for update (` FOR UPDATE`, or nothing where
+//!   the write transaction already excludes other writers);
 //! - `name`: the backend's name.
 //!
 //! Backend-specific operations (leases, `SKIP LOCKED`) live in the backend
@@ -15,13 +17,17 @@
 /// Implements `Store` for `$store`; see the module documentation.
 #[macro_export]
 macro_rules! impl_sql_store {
-    ($store:ident, $db:ident, like = $like:literal, name = $name:literal) => {
+    ($store:ident, $db:ident, like = $like:literal, lock = $lock:literal, name = $name:literal) => {
 const _: () = {
 use jiff::Timestamp;
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, QueryBuilder};
+use updraft_core::job::{Execution, ExecutionEvent, ExecutionState, Job, Transition, TransitionError};
 use updraft_core::{ApiKey, Device, FieldError, Firmware, Group, NewDevice, Page, PageRequest, Product, Tenant};
-use updraft_store::{DeviceScope, MembershipChange, Store, StoreError, StoreResult};
+use updraft_store::{
+    DeviceActions, DeviceIdentity, DeviceScope, ExecutionRule, ExecutionScope, GatewayToken, MembershipChange, Store,
+    StoreError, StoreResult,
+};
 use $crate::*;
 
 impl $store {
@@ -305,13 +311,32 @@ impl Store for $store {
     }
 
     async fn delete_firmware(&self, tenant: &str, id: &str) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        let running: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM executions WHERE tenant = $1 AND firmware = $2 AND state IN {ACTIVE_STATES}"
+        )))
+        .bind(tenant)
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if running > 0 {
+            return Err(StoreError::InUse {
+                what: "firmware",
+                id: id.to_owned(),
+                by: format!("{running} unfinished executions of running jobs"),
+            });
+        }
         let r = sqlx::query("DELETE FROM firmware WHERE tenant = $1 AND id = $2")
             .bind(tenant)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-        if r.rows_affected() == 0 { Err(StoreError::not_found("firmware", id)) } else { Ok(()) }
+        if r.rows_affected() == 0 {
+            return Err(StoreError::not_found("firmware", id));
+        }
+        tx.commit().await.map_err(db_err)
     }
 
     async fn create_devices(&self, tenant: &str, devices: &[NewDevice], now: Timestamp) -> StoreResult<()> {
@@ -599,6 +624,358 @@ impl Store for $store {
         tx.commit().await.map_err(db_err)?;
         Ok(change)
     }
+    async fn create_gateway_token(&self, t: &GatewayToken, token_hash: &str) -> StoreResult<()> {
+        sqlx::query("INSERT INTO gateway_tokens (id, tenant, name, token_hash, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(&t.id)
+            .bind(&t.tenant)
+            .bind(&t.name)
+            .bind(token_hash)
+            .bind(us(t.created_at))
+            .execute(&self.pool)
+            .await
+            .map_err(conflict_or("gateway token", &t.id))?;
+        Ok(())
+    }
+
+    async fn list_gateway_tokens(&self, tenant: &str) -> StoreResult<Vec<GatewayToken>> {
+        let rows: Vec<GatewayRow> =
+            sqlx::query_as("SELECT id, tenant, name, created_at FROM gateway_tokens WHERE tenant = $1 ORDER BY created_at, id")
+                .bind(tenant)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_err)?;
+        rows.into_iter().map(GatewayToken::try_from).collect()
+    }
+
+    async fn delete_gateway_token(&self, tenant: &str, id: &str) -> StoreResult<()> {
+        let r = sqlx::query("DELETE FROM gateway_tokens WHERE tenant = $1 AND id = $2")
+            .bind(tenant)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        if r.rows_affected() == 0 { Err(StoreError::not_found("gateway token", id)) } else { Ok(()) }
+    }
+
+    async fn gateway_tenant(&self, token_hash: &str) -> StoreResult<Option<String>> {
+        sqlx::query_scalar("SELECT tenant FROM gateway_tokens WHERE token_hash = $1")
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)
+    }
+
+    async fn device_identity_by_token_hash(&self, token_hash: &str) -> StoreResult<Option<DeviceIdentity>> {
+        let row: Option<IdentityRow> =
+            sqlx::query_as("SELECT tenant, id, attributes_requested FROM devices WHERE token_hash = $1")
+                .bind(token_hash)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn device_identity(&self, tenant: &str, id: &str) -> StoreResult<Option<DeviceIdentity>> {
+        let row: Option<IdentityRow> =
+            sqlx::query_as("SELECT tenant, id, attributes_requested FROM devices WHERE tenant = $1 AND id = $2")
+                .bind(tenant)
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn device_actions(&self, tenant: &str, device: &str) -> StoreResult<DeviceActions> {
+        let sql = format!(
+            "SELECT * FROM ({EXECUTION_SELECT} WHERE tenant = $1 AND device = $2 AND state IN {ACTIVE_STATES} \
+             ORDER BY action_id LIMIT 1) a \
+             UNION ALL SELECT * FROM ({EXECUTION_SELECT} WHERE tenant = $1 AND device = $2 AND state = 'succeeded' \
+             ORDER BY action_id DESC LIMIT 1) b"
+        );
+        let rows: Vec<ExecutionRow> =
+            sqlx::query_as(AssertSqlSafe(sql)).bind(tenant).bind(device).fetch_all(&self.pool).await.map_err(db_err)?;
+        let mut actions = DeviceActions::default();
+        for r in rows {
+            let e = Execution::try_from(r)?;
+            if e.state == updraft_core::job::ExecutionState::Succeeded {
+                actions.installed = Some(e);
+            } else {
+                actions.active = Some(e);
+            }
+        }
+        Ok(actions)
+    }
+
+    async fn store_reported_attributes(&self, tenant: &str, d: &Device) -> StoreResult<()> {
+        let r = sqlx::query(
+            "UPDATE devices SET firmware = $3, hardware_version = $4, module_model = $5, module_version = $6,
+                 template_id = $7, properties = $8, updated_at = $9, attributes_requested = FALSE
+             WHERE tenant = $1 AND id = $2",
+        )
+        .bind(tenant)
+        .bind(&d.id)
+        .bind(Json(&d.firmware))
+        .bind(&d.hardware_version)
+        .bind(&d.module_model)
+        .bind(&d.module_version)
+        .bind(&d.template_id)
+        .bind(Json(&d.properties))
+        .bind(us(d.updated_at))
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        if r.rows_affected() == 0 { Err(StoreError::not_found("device", &d.id)) } else { Ok(()) }
+    }
+
+    async fn record_presence(&self, seen: &[(String, String, Timestamp)], offline_before: Timestamp) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        for (tenant, id, at) in seen {
+            sqlx::query(
+                "UPDATE devices SET last_seen_at = $3, connection_status = 'online'
+                 WHERE tenant = $1 AND id = $2 AND (last_seen_at IS NULL OR last_seen_at < $3)",
+            )
+            .bind(tenant)
+            .bind(id)
+            .bind(us(*at))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        }
+        sqlx::query("UPDATE devices SET connection_status = 'offline' WHERE connection_status = 'online' AND last_seen_at < $1")
+            .bind(us(offline_before))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn create_job(&self, tenant: &str, job: &Job, targets: &[(String, ExecutionState)], now: Timestamp) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        let mut errors = Vec::new();
+        for chunk in targets.chunks(500) {
+            let mut q = QueryBuilder::<sqlx::$db>::new("SELECT id, (SELECT COUNT(*) FROM executions e WHERE e.tenant = d.tenant AND e.device = d.id AND e.state IN ");
+            q.push(ACTIVE_STATES).push(") FROM devices d WHERE d.tenant = ").push_bind(tenant).push(" AND d.id IN (");
+            let mut sep = q.separated(", ");
+            for (id, _) in chunk {
+                sep.push_bind(id);
+            }
+            q.push(")");
+            let rows: Vec<(String, i64)> = q.build_query_as().fetch_all(&mut *tx).await.map_err(db_err)?;
+            let found: std::collections::HashMap<String, i64> = rows.into_iter().collect();
+            for (id, _) in chunk {
+                match found.get(id) {
+                    None => errors.push(FieldError::new(format!("devices.{id}"), format!("device `{id}` not found"))),
+                    Some(n) if *n > 0 => errors.push(FieldError::new(
+                        format!("devices.{id}"),
+                        format!("device `{id}` already has an unfinished execution"),
+                    )),
+                    _ => {}
+                }
+            }
+        }
+        if !errors.is_empty() {
+            return Err(StoreError::invalid(errors));
+        }
+        sqlx::query(
+            "INSERT INTO jobs (tenant, id, name, description, kind, firmware, product, state, consent_required,
+                 created_at, started_at, finished_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(tenant)
+        .bind(&job.id)
+        .bind(&job.name)
+        .bind(&job.description)
+        .bind(job.kind.as_str())
+        .bind(&job.firmware)
+        .bind(&job.product)
+        .bind(job.state.as_str())
+        .bind(job.consent_required)
+        .bind(us(job.created_at))
+        .bind(job.started_at.map(us))
+        .bind(job.finished_at.map(us))
+        .execute(&mut *tx)
+        .await
+        .map_err(conflict_or("job", &job.id))?;
+        for chunk in targets.chunks(1000) {
+            let mut q = QueryBuilder::<sqlx::$db>::new(
+                "INSERT INTO executions (tenant, job, device, firmware, state, attempt, cancel_requested,
+                 created_at, updated_at, finished_at) ",
+            );
+            q.push_values(chunk, |mut b, (device, state)| {
+                b.push_bind(tenant)
+                    .push_bind(&job.id)
+                    .push_bind(device)
+                    .push_bind(&job.firmware)
+                    .push_bind(state.as_str())
+                    .push_bind(1i64)
+                    .push_bind(false)
+                    .push_bind(us(now))
+                    .push_bind(us(now))
+                    .push_bind(if state.is_terminal() { Some(us(now)) } else { None });
+            });
+            q.push(" RETURNING action_id, state");
+            let created: Vec<(i64, String)> = q.build_query_as().fetch_all(&mut *tx).await.map_err(db_err)?;
+            let mut q = QueryBuilder::<sqlx::$db>::new(
+                "INSERT INTO execution_events (action_id, seq, at, state, source, report, details) ",
+            );
+            q.push_values(&created, |mut b, (action_id, state)| {
+                b.push_bind(*action_id)
+                    .push_bind(1i64)
+                    .push_bind(us(now))
+                    .push_bind(state.as_str())
+                    .push_bind("server")
+                    .push_bind("created")
+                    .push_bind(Json(Vec::<String>::new()));
+            });
+            q.build().execute(&mut *tx).await.map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn get_job(&self, tenant: &str, id: &str) -> StoreResult<Option<Job>> {
+        let row: Option<JobRow> = sqlx::query_as(AssertSqlSafe(format!("{JOB_SELECT} WHERE tenant = $1 AND id = $2")))
+            .bind(tenant)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.map(Job::try_from).transpose()
+    }
+
+    async fn list_jobs(&self, tenant: &str, page: &PageRequest) -> StoreResult<Page<Job>> {
+        self.list::<JobRow, Job>(&JOB_LIST, &[("tenant = {}", tenant.to_owned())], page).await
+    }
+
+    async fn execution_counts(&self, tenant: &str, job: &str) -> StoreResult<Vec<(ExecutionState, u64)>> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT state, COUNT(*) FROM executions WHERE tenant = $1 AND job = $2 GROUP BY state")
+                .bind(tenant)
+                .bind(job)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_err)?;
+        let mut counts = Vec::with_capacity(rows.len());
+        for (state, n) in rows {
+            let state = ExecutionState::parse(&state).ok_or_else(|| StoreError::Backend(format!("bad state {state}")))?;
+            counts.push((state, n as u64));
+        }
+        counts.sort();
+        Ok(counts)
+    }
+
+    async fn list_executions(&self, tenant: &str, scope: &ExecutionScope, page: &PageRequest) -> StoreResult<Page<Execution>> {
+        let mut filters = vec![("tenant = {}", tenant.to_owned())];
+        if let Some(j) = &scope.job {
+            filters.push(("job = {}", j.clone()));
+        }
+        if let Some(d) = &scope.device {
+            filters.push(("device = {}", d.clone()));
+        }
+        if let Some(s) = scope.state {
+            filters.push(("state = {}", s.as_str().to_owned()));
+        }
+        self.list::<ExecutionRow, Execution>(&EXECUTION_LIST, &filters, page).await
+    }
+
+    async fn get_execution(&self, tenant: &str, action_id: i64) -> StoreResult<Option<Execution>> {
+        let row: Option<ExecutionRow> =
+            sqlx::query_as(AssertSqlSafe(format!("{EXECUTION_SELECT} WHERE tenant = $1 AND action_id = $2")))
+                .bind(tenant)
+                .bind(action_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)?;
+        row.map(Execution::try_from).transpose()
+    }
+
+    async fn execution_history(&self, tenant: &str, action_id: i64) -> StoreResult<Vec<ExecutionEvent>> {
+        let rows: Vec<EventRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "{EVENT_SELECT} WHERE action_id = $2 AND EXISTS (SELECT 1 FROM executions e WHERE e.tenant = $1 \
+             AND e.action_id = execution_events.action_id) ORDER BY seq"
+        )))
+        .bind(tenant)
+        .bind(action_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.into_iter().map(ExecutionEvent::try_from).collect()
+    }
+
+    async fn change_execution(
+        &self,
+        tenant: &str,
+        action_id: i64,
+        rule: ExecutionRule<'_>,
+        now: Timestamp,
+    ) -> StoreResult<Result<Execution, TransitionError>> {
+        let mut tx = self.begin_write().await?;
+        let row: Option<ExecutionRow> =
+            sqlx::query_as(AssertSqlSafe(format!("{EXECUTION_SELECT} WHERE tenant = $1 AND action_id = $2{}", $lock)))
+                .bind(tenant)
+                .bind(action_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        let Some(row) = row else {
+            return Err(StoreError::not_found("execution", action_id.to_string()));
+        };
+        let mut execution = Execution::try_from(row)?;
+        let transition = match rule(&execution) {
+            Ok(Some(t)) => t,
+            Ok(None) => return Ok(Ok(execution)),
+            Err(e) => return Ok(Err(e)),
+        };
+        apply_transition(&mut tx, tenant, &mut execution, transition, now).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(Ok(execution))
+    }
+
+    async fn cancel_job(&self, tenant: &str, id: &str, now: Timestamp) -> StoreResult<Job> {
+        let mut tx = self.begin_write().await?;
+        let row: Option<JobRow> =
+            sqlx::query_as(AssertSqlSafe(format!("{JOB_SELECT} WHERE tenant = $1 AND id = $2{}", $lock)))
+                .bind(tenant)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        let Some(row) = row else {
+            return Err(StoreError::not_found("job", id));
+        };
+        let mut job = Job::try_from(row)?;
+        if job.state.is_finished() {
+            return Err(StoreError::InUse { what: "job", id: id.to_owned(), by: format!("its own end: it is {}", job.state.as_str()) });
+        }
+        let rows: Vec<ExecutionRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "{EXECUTION_SELECT} WHERE tenant = $1 AND job = $2 AND state IN {ACTIVE_STATES} ORDER BY action_id{}",
+            $lock
+        )))
+        .bind(tenant)
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        job.state = updraft_core::job::JobState::Canceled;
+        job.finished_at = Some(now);
+        sqlx::query("UPDATE jobs SET state = $3, finished_at = $4 WHERE tenant = $1 AND id = $2")
+            .bind(tenant)
+            .bind(id)
+            .bind(job.state.as_str())
+            .bind(us(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        for row in rows {
+            let mut e = Execution::try_from(row)?;
+            if let Some(t) = updraft_core::job::on_cancel_requested(&e, now) {
+                apply_transition(&mut tx, tenant, &mut e, t, now).await?;
+            }
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(job)
+    }
+
 }
 
 async fn insert_key(tx: &mut <sqlx::$db as sqlx::Database>::Connection, key: &ApiKey, token_hash: &str) -> StoreResult<()> {
@@ -631,6 +1008,108 @@ async fn product_exists(tx: &mut <sqlx::$db as sqlx::Database>::Connection, tena
     } else {
         Ok(())
     }
+}
+
+/// Writes a transition: the execution's new state, its history event, and
+/// what follows (installed versions on success, the job's completion).
+async fn apply_transition(
+    tx: &mut <sqlx::$db as sqlx::Database>::Connection,
+    tenant: &str,
+    e: &mut Execution,
+    t: Transition,
+    now: Timestamp,
+) -> StoreResult<()> {
+    let finished = t.state.is_terminal() && !e.state.is_terminal();
+    e.state = t.state;
+    e.cancel_requested = t.cancel_requested;
+    e.progress = t.progress;
+    e.updated_at = now;
+    if finished {
+        e.finished_at = Some(now);
+    }
+    sqlx::query(
+        "UPDATE executions SET state = $2, cancel_requested = $3, progress_cnt = $4, progress_of = $5,
+             updated_at = $6, finished_at = $7 WHERE action_id = $1",
+    )
+    .bind(e.action_id)
+    .bind(e.state.as_str())
+    .bind(e.cancel_requested)
+    .bind(e.progress.map(|p| p.cnt as i64))
+    .bind(e.progress.and_then(|p| p.of).map(|o| o as i64))
+    .bind(us(now))
+    .bind(e.finished_at.map(us))
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    let ev = &t.event;
+    sqlx::query(
+        "INSERT INTO execution_events (action_id, seq, at, state, source, report, code, progress_cnt, progress_of, details)
+         VALUES ($1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM execution_events WHERE action_id = $1), $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(e.action_id)
+    .bind(us(ev.at))
+    .bind(ev.state.as_str())
+    .bind(ev.source.as_str())
+    .bind(&ev.report)
+    .bind(ev.code.map(i64::from))
+    .bind(ev.progress.map(|p| p.cnt as i64))
+    .bind(ev.progress.and_then(|p| p.of).map(|o| o as i64))
+    .bind(Json(&ev.details))
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    if !finished {
+        return Ok(());
+    }
+    if e.state == ExecutionState::Succeeded {
+        let files: Option<Json<Vec<updraft_core::FirmwareFile>>> =
+            sqlx::query_scalar("SELECT files FROM firmware WHERE tenant = $1 AND id = $2")
+                .bind(tenant)
+                .bind(&e.firmware)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        let installed: Option<Json<std::collections::BTreeMap<String, String>>> =
+            sqlx::query_scalar("SELECT firmware FROM devices WHERE tenant = $1 AND id = $2")
+                .bind(tenant)
+                .bind(&e.device)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        if let (Some(files), Some(Json(mut installed))) = (files, installed) {
+            for f in files.0 {
+                installed.insert(f.component, f.version);
+            }
+            sqlx::query(
+                "UPDATE devices SET firmware = $3, attributes_requested = TRUE, updated_at = $4 WHERE tenant = $1 AND id = $2",
+            )
+            .bind(tenant)
+            .bind(&e.device)
+            .bind(Json(&installed))
+            .bind(us(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        }
+    }
+    let open: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT COUNT(*) FROM executions WHERE tenant = $1 AND job = $2 AND state IN {ACTIVE_STATES}"
+    )))
+    .bind(tenant)
+    .bind(&e.job)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    if open == 0 {
+        sqlx::query("UPDATE jobs SET state = 'completed', finished_at = $3 WHERE tenant = $1 AND id = $2 AND state = 'running'")
+            .bind(tenant)
+            .bind(&e.job)
+            .bind(us(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+    }
+    Ok(())
 }
 
 };

@@ -48,4 +48,4 @@ impl SqliteStore {
     }
 }
 
-updraft_store_sql::impl_sql_store!(SqliteStore, Sqlite, like = " LIKE ", name = "sqlite");
+updraft_store_sql::impl_sql_store!(SqliteStore, Sqlite, like = " LIKE ", lock = "", name = "sqlite");

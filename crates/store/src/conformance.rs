@@ -12,7 +12,12 @@ use updraft_core::{
     PropertyValue, Role, SortOrder, Tenant, VersionScheme,
 };
 
-use crate::{DeviceScope, Store, StoreError, sortable};
+use updraft_core::job::{
+    DeviceReport, EventSource, ExecutionState, Job, JobKind, JobState, ReportKind, TransitionError, on_consent,
+    on_deployment_fetched, on_device_report,
+};
+
+use crate::{DeviceScope, ExecutionScope, GatewayToken, Store, StoreError, sortable};
 
 /// Generates one `#[tokio::test]` per conformance case. `$make` is an async
 /// expression that yields a fresh store (`impl Store`).
@@ -23,7 +28,8 @@ macro_rules! store_conformance_suite {
             tenants_and_keys, products_crud_and_conflicts, product_listing_pages_sorts_and_searches,
             firmware_crud_and_version_conflict, devices_bulk_create_is_all_or_nothing,
             device_update_list_and_delete, groups_and_membership, tenants_never_see_each_other,
-            product_in_use_cannot_be_deleted);
+            product_in_use_cannot_be_deleted, jobs_and_executions, execution_changes_are_atomic_and_complete_jobs,
+            canceling_a_job, gateway_tokens_and_presence);
     };
     (@cases $make:expr; $($case:ident),*) => {
         $(
@@ -368,3 +374,154 @@ pub async fn product_in_use_cannot_be_deleted(store: &dyn Store) {
     store.delete_firmware("acme", "fw1").await.unwrap();
     store.delete_product("acme", "thermo").await.unwrap();
 }
+
+fn job(id: &str, firmware: &str) -> Job {
+    Job {
+        id: id.into(),
+        name: Some(format!("job {id}")),
+        description: None,
+        kind: JobKind::Upgrade,
+        firmware: firmware.into(),
+        product: "thermo".into(),
+        state: JobState::Running,
+        consent_required: false,
+        created_at: t(20),
+        started_at: Some(t(20)),
+        finished_at: None,
+    }
+}
+
+fn report(kind: ReportKind, label: &str) -> DeviceReport {
+    DeviceReport { kind, label: label.into(), progress: None, code: Some(200), details: vec![format!("{label} detail")] }
+}
+
+async fn fleet(store: &dyn Store, n: usize) {
+    tenant(store, "acme").await;
+    store.create_product("acme", &product("thermo")).await.unwrap();
+    let devices: Vec<NewDevice> = (0..n).map(|i| device(&format!("d{i}"), "thermo")).collect();
+    store.create_devices("acme", &devices, t(5)).await.unwrap();
+    let mut fw = firmware("fw2", "thermo", "2.0.0");
+    fw.files[0].component = "host".into();
+    store.create_firmware("acme", &fw).await.unwrap();
+}
+
+pub async fn jobs_and_executions(store: &dyn Store) {
+    fleet(store, 3).await;
+    let targets = vec![("d0".to_owned(), ExecutionState::Queued), ("d1".to_owned(), ExecutionState::AwaitingConsent), ("d2".to_owned(), ExecutionState::Skipped)];
+    store.create_job("acme", &job("j1", "fw2"), &targets, t(20)).await.unwrap();
+    assert!(matches!(store.create_job("acme", &job("j1", "fw2"), &[], t(21)).await, Err(StoreError::Conflict { .. })));
+    let again = store.create_job("acme", &job("j2", "fw2"), &[("d0".into(), ExecutionState::Queued), ("ghost".into(), ExecutionState::Queued)], t(21)).await;
+    assert_eq!(invalid_fields(again.unwrap_err()), ["devices.d0", "devices.ghost"], "an unfinished execution or an unknown device refuses the job");
+    assert_eq!(store.get_job("acme", "j2").await.unwrap(), None, "nothing of a refused job is written");
+    assert_eq!(store.get_job("acme", "j1").await.unwrap(), Some(job("j1", "fw2")));
+    let counts = store.execution_counts("acme", "j1").await.unwrap();
+    assert_eq!(counts, [(ExecutionState::Queued, 1), (ExecutionState::AwaitingConsent, 1), (ExecutionState::Skipped, 1)]);
+    let listed = store.list_executions("acme", &ExecutionScope { job: Some("j1".into()), ..Default::default() }, &page("device", SortOrder::Asc, 10, 0, None)).await.unwrap();
+    assert_eq!(listed.items.iter().map(|e| e.device.as_str()).collect::<Vec<_>>(), ["d0", "d1", "d2"]);
+    let skipped = &listed.items[2];
+    assert_eq!((skipped.state, skipped.finished_at), (ExecutionState::Skipped, Some(t(20))));
+    let actions = store.device_actions("acme", "d0").await.unwrap();
+    let active = actions.active.clone().unwrap();
+    assert_eq!((active.state, active.attempt, actions.installed), (ExecutionState::Queued, 1, None));
+    assert_eq!(store.device_actions("acme", "d2").await.unwrap().active, None, "a skipped execution is not offered");
+    assert_eq!(store.get_execution("acme", active.action_id).await.unwrap(), Some(active.clone()));
+    assert_eq!(store.get_execution("globex", active.action_id).await.unwrap(), None, "executions are per tenant");
+    let history = store.execution_history("acme", active.action_id).await.unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!((history[0].report.as_str(), history[0].state), ("created", ExecutionState::Queued));
+    let jobs = store.list_jobs("acme", &page("created_at", SortOrder::Desc, 10, 0, None)).await.unwrap();
+    assert_eq!(jobs.total, 1);
+    let in_use = store.delete_firmware("acme", "fw2").await;
+    assert!(matches!(in_use, Err(StoreError::InUse { .. })), "{in_use:?}");
+}
+
+pub async fn execution_changes_are_atomic_and_complete_jobs(store: &dyn Store) {
+    fleet(store, 2).await;
+    let targets = vec![("d0".to_owned(), ExecutionState::Queued), ("d1".to_owned(), ExecutionState::AwaitingConsent)];
+    store.create_job("acme", &job("j1", "fw2"), &targets, t(20)).await.unwrap();
+    let d0 = store.device_actions("acme", "d0").await.unwrap().active.unwrap();
+    let d1 = store.list_executions("acme", &ExecutionScope { device: Some("d1".into()), ..Default::default() }, &page("action_id", SortOrder::Asc, 10, 0, None)).await.unwrap().items[0].clone();
+
+    let fetched = store.change_execution("acme", d0.action_id, &|e| on_deployment_fetched(e, t(30)), t(30)).await.unwrap().unwrap();
+    assert_eq!(fetched.state, ExecutionState::Notified);
+    let same = store.change_execution("acme", d0.action_id, &|e| on_deployment_fetched(e, t(31)), t(31)).await.unwrap().unwrap();
+    assert_eq!(same.updated_at, t(30), "no change, no write");
+    let r = report(ReportKind::Proceeding, "proceeding");
+    let e = store.change_execution("acme", d0.action_id, &|e| on_device_report(e, &r, t(32)).map(Some), t(32)).await.unwrap().unwrap();
+    assert_eq!(e.state, ExecutionState::Downloading);
+    let refused = store.change_execution("acme", d1.action_id, &|e| on_device_report(e, &r, t(33)).map(Some), t(33)).await.unwrap();
+    assert_eq!(refused, Err(TransitionError::NotApplicable), "awaiting consent, the device cannot report");
+    let done = report(ReportKind::Closed { success: true }, "closed/success");
+    let e = store.change_execution("acme", d0.action_id, &|e| on_device_report(e, &done, t(40)).map(Some), t(40)).await.unwrap().unwrap();
+    assert_eq!((e.state, e.finished_at), (ExecutionState::Succeeded, Some(t(40))));
+    let late = store.change_execution("acme", d0.action_id, &|e| on_device_report(e, &r, t(41)).map(Some), t(41)).await.unwrap();
+    assert_eq!(late, Err(TransitionError::Finished));
+    let dev = store.get_device("acme", "d0").await.unwrap().unwrap();
+    assert_eq!(dev.firmware["host"], "2.0.0", "a success installs the image's versions");
+    assert_eq!(store.device_identity("acme", "d0").await.unwrap().unwrap().attributes_requested, true);
+    let actions = store.device_actions("acme", "d0").await.unwrap();
+    assert_eq!((actions.active, actions.installed.map(|e| e.action_id)), (None, Some(d0.action_id)));
+    let history = store.execution_history("acme", d0.action_id).await.unwrap();
+    assert_eq!(history.iter().map(|h| h.report.as_str()).collect::<Vec<_>>(), ["created", "retrieved", "proceeding", "closed/success"]);
+    assert_eq!(history[3].details, ["closed/success detail"]);
+    assert_eq!(history[3].code, Some(200));
+    assert_eq!(history[3].source, EventSource::Device);
+    assert_eq!(store.get_job("acme", "j1").await.unwrap().unwrap().state, JobState::Running, "d1 is still open");
+
+    let denied = store.change_execution("acme", d1.action_id, &|e| on_consent(e, false, EventSource::Operator, t(50)).map(Some), t(50)).await.unwrap().unwrap();
+    assert_eq!(denied.state, ExecutionState::Rejected);
+    let j = store.get_job("acme", "j1").await.unwrap().unwrap();
+    assert_eq!((j.state, j.finished_at), (JobState::Completed, Some(t(50))), "the last execution to finish completes the job");
+    assert!(matches!(store.change_execution("acme", 999_999, &|_| Ok(None), t(51)).await, Err(StoreError::NotFound { .. })));
+    store.delete_firmware("acme", "fw2").await.unwrap();
+}
+
+pub async fn canceling_a_job(store: &dyn Store) {
+    fleet(store, 2).await;
+    store.create_job("acme", &job("j1", "fw2"), &[("d0".into(), ExecutionState::Queued), ("d1".into(), ExecutionState::Queued)], t(20)).await.unwrap();
+    let d1 = store.device_actions("acme", "d1").await.unwrap().active.unwrap();
+    store.change_execution("acme", d1.action_id, &|e| on_deployment_fetched(e, t(21)), t(21)).await.unwrap().unwrap();
+    let job = store.cancel_job("acme", "j1", t(30)).await.unwrap();
+    assert_eq!((job.state, job.finished_at), (JobState::Canceled, Some(t(30))));
+    let d0 = store.device_actions("acme", "d0").await.unwrap();
+    assert_eq!(d0.active, None, "a queued execution ends at once");
+    let d1 = store.device_actions("acme", "d1").await.unwrap().active.unwrap();
+    assert_eq!((d1.state, d1.cancel_requested), (ExecutionState::Notified, true), "a started one is asked to stop");
+    assert!(matches!(store.cancel_job("acme", "j1", t(31)).await, Err(StoreError::InUse { .. })));
+    assert!(matches!(store.cancel_job("acme", "nope", t(31)).await, Err(StoreError::NotFound { .. })));
+    let counts = store.execution_counts("acme", "j1").await.unwrap();
+    assert_eq!(counts, [(ExecutionState::Notified, 1), (ExecutionState::Canceled, 1)]);
+}
+
+pub async fn gateway_tokens_and_presence(store: &dyn Store) {
+    fleet(store, 2).await;
+    let gw = GatewayToken { id: "gw1".into(), tenant: "acme".into(), name: Some("edge".into()), created_at: t(1) };
+    store.create_gateway_token(&gw, "gw-hash").await.unwrap();
+    assert!(matches!(store.create_gateway_token(&gw, "other").await, Err(StoreError::Conflict { .. })));
+    assert_eq!(store.gateway_tenant("gw-hash").await.unwrap().as_deref(), Some("acme"));
+    assert_eq!(store.list_gateway_tokens("acme").await.unwrap(), [gw]);
+    assert!(matches!(store.delete_gateway_token("globex", "gw1").await, Err(StoreError::NotFound { .. })));
+    store.delete_gateway_token("acme", "gw1").await.unwrap();
+    assert_eq!(store.gateway_tenant("gw-hash").await.unwrap(), None);
+
+    let seen = vec![("acme".to_owned(), "d0".to_owned(), t(100)), ("acme".to_owned(), "d1".to_owned(), t(10))];
+    store.record_presence(&seen, t(50)).await.unwrap();
+    let d0 = store.get_device("acme", "d0").await.unwrap().unwrap();
+    let d1 = store.get_device("acme", "d1").await.unwrap().unwrap();
+    assert_eq!((d0.last_seen_at, d0.connection_status), (Some(t(100)), ConnectionStatus::Online));
+    assert_eq!((d1.last_seen_at, d1.connection_status), (Some(t(10)), ConnectionStatus::Offline), "seen before the cutoff: offline");
+    store.record_presence(&[("acme".to_owned(), "d0".to_owned(), t(90))], t(0)).await.unwrap();
+    assert_eq!(store.get_device("acme", "d0").await.unwrap().unwrap().last_seen_at, Some(t(100)), "an older sighting never goes back in time");
+    let mut probe = device("probe", "thermo");
+    probe.token_hash = "probe-hash".into();
+    store.create_devices("acme", &[probe], t(5)).await.unwrap();
+    let identity = store.device_identity_by_token_hash("probe-hash").await.unwrap().unwrap();
+    assert_eq!((identity.tenant.as_str(), identity.id.as_str(), identity.attributes_requested), ("acme", "probe", true));
+    assert_eq!(store.device_identity_by_token_hash("nope").await.unwrap(), None);
+    let mut d = d0.clone();
+    d.properties.insert("reported".into(), PropertyValue::String("yes".into()));
+    store.store_reported_attributes("acme", &d).await.unwrap();
+    assert!(!store.device_identity("acme", "d0").await.unwrap().unwrap().attributes_requested);
+    assert_eq!(store.get_device("acme", "d0").await.unwrap().unwrap().properties["reported"], PropertyValue::String("yes".into()));
+}
+

@@ -12,6 +12,7 @@ mod error;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
+use updraft_core::job::{Execution, ExecutionEvent, ExecutionState, Job, Transition, TransitionError};
 use updraft_core::{ApiKey, Device, Firmware, Group, NewDevice, Page, PageRequest, Product, Tenant};
 
 pub use error::{StoreError, StoreResult};
@@ -22,7 +23,47 @@ pub mod sortable {
     pub const FIRMWARE: &[&str] = &["created_at", "version", "product", "id"];
     pub const DEVICES: &[&str] = &["id", "product", "created_at", "updated_at", "last_seen_at", "activated_at"];
     pub const GROUPS: &[&str] = &["id", "name", "created_at", "updated_at"];
+    pub const JOBS: &[&str] = &["created_at", "id", "name", "state", "started_at", "finished_at"];
+    pub const EXECUTIONS: &[&str] = &["action_id", "device", "state", "updated_at"];
 }
+
+/// A gateway token: lets one system speak the device API for any device of its tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayToken {
+    pub id: String,
+    pub tenant: String,
+    pub name: Option<String>,
+    pub created_at: Timestamp,
+}
+
+/// Who a device is, as the device API needs it on every call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceIdentity {
+    pub tenant: String,
+    pub id: String,
+    /// The server wants the device to send its attributes (`configData`).
+    pub attributes_requested: bool,
+}
+
+/// What the device API offers a device: its open execution (the oldest),
+/// and the last one that succeeded.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DeviceActions {
+    pub active: Option<Execution>,
+    pub installed: Option<Execution>,
+}
+
+/// Which executions a list covers.
+#[derive(Debug, Clone, Default)]
+pub struct ExecutionScope {
+    pub job: Option<String>,
+    pub device: Option<String>,
+    pub state: Option<ExecutionState>,
+}
+
+/// The rule that decides an execution's change, given its current record.
+/// `Ok(None)` leaves it as it is.
+pub type ExecutionRule<'a> = &'a (dyn Fn(&Execution) -> Result<Option<Transition>, TransitionError> + Send + Sync);
 
 /// Which devices a device list covers, besides paging and search.
 #[derive(Debug, Clone, Default)]
@@ -118,4 +159,51 @@ pub trait Store: Send + Sync + 'static {
         remove: &[String],
         now: Timestamp,
     ) -> StoreResult<MembershipChange>;
+
+    // --- gateway tokens -------------------------------------------------------------
+
+    async fn create_gateway_token(&self, token: &GatewayToken, token_hash: &str) -> StoreResult<()>;
+    async fn list_gateway_tokens(&self, tenant: &str) -> StoreResult<Vec<GatewayToken>>;
+    async fn delete_gateway_token(&self, tenant: &str, id: &str) -> StoreResult<()>;
+    /// The tenant of the gateway token that hashes to `token_hash`.
+    async fn gateway_tenant(&self, token_hash: &str) -> StoreResult<Option<String>>;
+
+    // --- the device API -----------------------------------------------------------------
+
+    async fn device_identity_by_token_hash(&self, token_hash: &str) -> StoreResult<Option<DeviceIdentity>>;
+    async fn device_identity(&self, tenant: &str, id: &str) -> StoreResult<Option<DeviceIdentity>>;
+    async fn device_actions(&self, tenant: &str, device: &str) -> StoreResult<DeviceActions>;
+    /// Writes what a device reported about itself and clears the request for attributes.
+    async fn store_reported_attributes(&self, tenant: &str, device: &Device) -> StoreResult<()>;
+    /// Records that devices were seen (last-seen time, online), and marks
+    /// online devices not seen since `offline_before` as offline.
+    async fn record_presence(&self, seen: &[(String, String, Timestamp)], offline_before: Timestamp) -> StoreResult<()>;
+
+    // --- jobs and executions -------------------------------------------------------------
+
+    /// Creates a job and one execution per target, in the target's initial state.
+    /// `Conflict` when the id is taken; `Invalid` names each target that already
+    /// has an unfinished execution or does not exist.
+    async fn create_job(&self, tenant: &str, job: &Job, targets: &[(String, ExecutionState)], now: Timestamp) -> StoreResult<()>;
+    async fn get_job(&self, tenant: &str, id: &str) -> StoreResult<Option<Job>>;
+    async fn list_jobs(&self, tenant: &str, page: &PageRequest) -> StoreResult<Page<Job>>;
+    /// How many executions of the job are in each state (states with none are left out).
+    async fn execution_counts(&self, tenant: &str, job: &str) -> StoreResult<Vec<(ExecutionState, u64)>>;
+    async fn list_executions(&self, tenant: &str, scope: &ExecutionScope, page: &PageRequest) -> StoreResult<Page<Execution>>;
+    async fn get_execution(&self, tenant: &str, action_id: i64) -> StoreResult<Option<Execution>>;
+    /// The execution's history, oldest first.
+    async fn execution_history(&self, tenant: &str, action_id: i64) -> StoreResult<Vec<ExecutionEvent>>;
+    /// Changes one execution as `rule` decides, atomically with reading it: the
+    /// new state, its history event, and what follows from it (a success sets
+    /// the device's installed versions; the last execution to finish completes
+    /// its job). `Ok(Err(_))` when the rule refuses the change.
+    async fn change_execution(
+        &self,
+        tenant: &str,
+        action_id: i64,
+        rule: ExecutionRule<'_>,
+        now: Timestamp,
+    ) -> StoreResult<Result<Execution, TransitionError>>;
+    /// Cancels a job: unstarted executions end, started ones are asked to stop.
+    async fn cancel_job(&self, tenant: &str, id: &str, now: Timestamp) -> StoreResult<Job>;
 }

@@ -1,0 +1,420 @@
+//! Jobs and their executions: the per-device part of a job, its states, and
+//! the pure rules that move an execution when its device reports, confirms,
+//! or acknowledges a cancellation.
+//!
+//! Invariants the rules keep:
+//! - a terminal execution never changes again (a report after the end is refused);
+//! - every change produces exactly one history event;
+//! - `succeeded` is reached only from a device's `closed` report with success (or none).
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// The life of a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Created,
+    Scheduled,
+    Running,
+    Paused,
+    Completed,
+    Canceled,
+    Aborted,
+}
+
+/// What a job does to its devices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    #[default]
+    Upgrade,
+    Verify,
+}
+
+macro_rules! str_enum {
+    ($t:ident { $($v:ident => $s:literal),* $(,)? }) => {
+        impl $t {
+            pub const ALL: &[$t] = &[$($t::$v),*];
+            pub fn as_str(self) -> &'static str {
+                match self { $($t::$v => $s),* }
+            }
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $($s => Some($t::$v),)* _ => None }
+            }
+        }
+    };
+}
+
+str_enum!(JobState { Created => "created", Scheduled => "scheduled", Running => "running", Paused => "paused",
+    Completed => "completed", Canceled => "canceled", Aborted => "aborted" });
+str_enum!(JobKind { Upgrade => "upgrade", Verify => "verify" });
+
+impl JobState {
+    pub fn is_finished(self) -> bool {
+        matches!(self, JobState::Completed | JobState::Canceled | JobState::Aborted)
+    }
+}
+
+/// The life of one device's part of a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutionState {
+    Queued,
+    AwaitingConsent,
+    Notified,
+    Downloading,
+    Downloaded,
+    Installing,
+    Succeeded,
+    Failed,
+    TimedOut,
+    Rejected,
+    Canceled,
+    Skipped,
+}
+
+str_enum!(ExecutionState { Queued => "queued", AwaitingConsent => "awaiting_consent", Notified => "notified",
+    Downloading => "downloading", Downloaded => "downloaded", Installing => "installing", Succeeded => "succeeded",
+    Failed => "failed", TimedOut => "timed_out", Rejected => "rejected", Canceled => "canceled", Skipped => "skipped" });
+
+impl ExecutionState {
+    /// States an execution never leaves.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Self::Succeeded | Self::Failed | Self::TimedOut | Self::Rejected | Self::Canceled | Self::Skipped
+        )
+    }
+
+    /// The states of executions that are not finished, in the order they are lived.
+    pub const ACTIVE: &[ExecutionState] = &[
+        Self::Queued,
+        Self::AwaitingConsent,
+        Self::Notified,
+        Self::Downloading,
+        Self::Downloaded,
+        Self::Installing,
+    ];
+
+    /// Notified through installing: the device is working on it.
+    pub fn is_in_progress(self) -> bool {
+        matches!(self, Self::Notified | Self::Downloading | Self::Downloaded | Self::Installing)
+    }
+}
+
+/// A job as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: String,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub kind: JobKind,
+    pub firmware: String,
+    pub product: String,
+    pub state: JobState,
+    /// The end user must approve before a device gets the update.
+    pub consent_required: bool,
+    pub created_at: Timestamp,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+}
+
+/// Download or install progress as a device reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    pub cnt: u64,
+    pub of: Option<u64>,
+}
+
+/// One device's part of a job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Execution {
+    /// The device API's action id: unique across the server.
+    pub action_id: i64,
+    pub job: String,
+    pub device: String,
+    pub firmware: String,
+    pub state: ExecutionState,
+    pub attempt: u32,
+    /// The operator asked to cancel an execution the device is working on.
+    pub cancel_requested: bool,
+    pub progress: Option<Progress>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+}
+
+/// Who caused a history event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventSource {
+    Device,
+    Server,
+    Operator,
+}
+
+str_enum!(EventSource { Device => "device", Server => "server", Operator => "operator" });
+
+/// One entry of an execution's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecutionEvent {
+    pub at: Timestamp,
+    /// The execution's state after the event.
+    pub state: ExecutionState,
+    pub source: EventSource,
+    /// What was reported, in the device API's words (`proceeding`, `closed/success`, …) or the server's.
+    pub report: String,
+    pub code: Option<i32>,
+    pub progress: Option<Progress>,
+    pub details: Vec<String>,
+}
+
+/// What a device says about its work, independent of the wire protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportKind {
+    /// Working on it (`proceeding`, `scheduled`, `resumed`).
+    Proceeding,
+    /// Downloading.
+    Download,
+    /// Download complete.
+    Downloaded,
+    /// Done: with success, failure, or no verdict (counts as success, as in hawkBit).
+    Closed { success: bool },
+    /// The device canceled it.
+    Canceled,
+    /// The device refuses it.
+    Rejected,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceReport {
+    pub kind: ReportKind,
+    /// The wire words, kept in the history (`proceeding`, `closed/failure`).
+    pub label: String,
+    pub progress: Option<Progress>,
+    pub code: Option<i32>,
+    pub details: Vec<String>,
+}
+
+/// Why a change cannot be applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TransitionError {
+    #[error("the execution is finished")]
+    Finished,
+    #[error("the execution is not in a state that allows this")]
+    NotApplicable,
+}
+
+/// A change to apply to an execution, with its history event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    pub state: ExecutionState,
+    pub cancel_requested: bool,
+    pub progress: Option<Progress>,
+    pub event: ExecutionEvent,
+}
+
+impl Transition {
+    fn to(e: &Execution, state: ExecutionState, event: ExecutionEvent) -> Self {
+        Transition { state, cancel_requested: e.cancel_requested, progress: e.progress, event }
+    }
+}
+
+fn device_event(now: Timestamp, state: ExecutionState, r: &DeviceReport) -> ExecutionEvent {
+    ExecutionEvent {
+        at: now,
+        state,
+        source: EventSource::Device,
+        report: r.label.clone(),
+        code: r.code,
+        progress: r.progress,
+        details: r.details.clone(),
+    }
+}
+
+pub fn server_event(now: Timestamp, state: ExecutionState, source: EventSource, report: &str, detail: &str) -> ExecutionEvent {
+    ExecutionEvent {
+        at: now,
+        state,
+        source,
+        report: report.to_owned(),
+        code: None,
+        progress: None,
+        details: if detail.is_empty() { vec![] } else { vec![detail.to_owned()] },
+    }
+}
+
+/// The device fetched its deployment: a queued execution is now notified.
+/// Returns `None` when nothing changes (already notified or further).
+pub fn on_deployment_fetched(e: &Execution, now: Timestamp) -> Result<Option<Transition>, TransitionError> {
+    match e.state {
+        ExecutionState::Queued => Ok(Some(Transition::to(
+            e,
+            ExecutionState::Notified,
+            server_event(now, ExecutionState::Notified, EventSource::Server, "retrieved", "the device retrieved the deployment"),
+        ))),
+        s if s.is_in_progress() => Ok(None),
+        s if s.is_terminal() => Err(TransitionError::Finished),
+        _ => Err(TransitionError::NotApplicable),
+    }
+}
+
+/// A device reports on its deployment.
+pub fn on_device_report(e: &Execution, r: &DeviceReport, now: Timestamp) -> Result<Transition, TransitionError> {
+    use ExecutionState::*;
+    if e.state.is_terminal() {
+        return Err(TransitionError::Finished);
+    }
+    if e.state == AwaitingConsent {
+        return Err(TransitionError::NotApplicable);
+    }
+    let state = match r.kind {
+        ReportKind::Closed { success: true } => Succeeded,
+        ReportKind::Closed { success: false } => Failed,
+        ReportKind::Canceled => Canceled,
+        ReportKind::Rejected => Rejected,
+        ReportKind::Download => Downloading,
+        ReportKind::Downloaded => Downloaded,
+        // Working on it: downloading until the download is reported done, installing after.
+        ReportKind::Proceeding => match e.state {
+            Queued | Notified | Downloading => Downloading,
+            _ => Installing,
+        },
+    };
+    let mut t = Transition::to(e, state, device_event(now, state, r));
+    if r.progress.is_some() {
+        t.progress = r.progress;
+    }
+    Ok(t)
+}
+
+/// A device answers an operator's cancellation: `closed` with success (or no
+/// verdict) accepts it; a failure or a rejection refuses it and the work goes on.
+pub fn on_cancel_report(e: &Execution, r: &DeviceReport, now: Timestamp) -> Result<Transition, TransitionError> {
+    if e.state.is_terminal() {
+        return Err(TransitionError::Finished);
+    }
+    if !e.cancel_requested {
+        return Err(TransitionError::NotApplicable);
+    }
+    Ok(match r.kind {
+        ReportKind::Closed { success: true } => Transition::to(e, ExecutionState::Canceled, device_event(now, ExecutionState::Canceled, r)),
+        ReportKind::Closed { success: false } | ReportKind::Rejected => {
+            let mut t = Transition::to(e, e.state, device_event(now, e.state, r));
+            t.cancel_requested = false;
+            t
+        }
+        _ => Transition::to(e, e.state, device_event(now, e.state, r)),
+    })
+}
+
+/// The end user (or the device) approves or denies an execution awaiting consent.
+pub fn on_consent(e: &Execution, approve: bool, source: EventSource, now: Timestamp) -> Result<Transition, TransitionError> {
+    if e.state.is_terminal() {
+        return Err(TransitionError::Finished);
+    }
+    if e.state != ExecutionState::AwaitingConsent {
+        return Err(TransitionError::NotApplicable);
+    }
+    let (state, report) = if approve { (ExecutionState::Queued, "consent/approved") } else { (ExecutionState::Rejected, "consent/denied") };
+    Ok(Transition::to(e, state, server_event(now, state, source, report, "")))
+}
+
+/// An operator cancels: executions the device has not started end at once;
+/// those in progress are asked to stop (the device acknowledges through the device API).
+pub fn on_cancel_requested(e: &Execution, now: Timestamp) -> Option<Transition> {
+    match e.state {
+        s if s.is_terminal() => None,
+        ExecutionState::Queued | ExecutionState::AwaitingConsent => Some(Transition::to(
+            e,
+            ExecutionState::Canceled,
+            server_event(now, ExecutionState::Canceled, EventSource::Operator, "canceled", "the job was canceled"),
+        )),
+        _ if e.cancel_requested => None,
+        s => {
+            let mut t = Transition::to(e, s, server_event(now, s, EventSource::Operator, "cancel_requested", "the job was canceled; waiting for the device"));
+            t.cancel_requested = true;
+            Some(t)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exec(state: ExecutionState) -> Execution {
+        let t = Timestamp::UNIX_EPOCH;
+        Execution {
+            action_id: 1,
+            job: "j".into(),
+            device: "d".into(),
+            firmware: "f".into(),
+            state,
+            attempt: 1,
+            cancel_requested: false,
+            progress: None,
+            created_at: t,
+            updated_at: t,
+            finished_at: None,
+        }
+    }
+
+    fn report(kind: ReportKind) -> DeviceReport {
+        DeviceReport { kind, label: "x".into(), progress: None, code: None, details: vec![] }
+    }
+
+    #[test]
+    fn device_reports_move_executions() {
+        use ExecutionState::*;
+        let now = Timestamp::UNIX_EPOCH;
+        assert_eq!(on_device_report(&exec(Notified), &report(ReportKind::Proceeding), now).unwrap().state, Downloading);
+        assert_eq!(on_device_report(&exec(Downloaded), &report(ReportKind::Proceeding), now).unwrap().state, Installing);
+        assert_eq!(on_device_report(&exec(Installing), &report(ReportKind::Closed { success: true }), now).unwrap().state, Succeeded);
+        assert_eq!(on_device_report(&exec(Downloading), &report(ReportKind::Closed { success: false }), now).unwrap().state, Failed);
+        assert_eq!(on_device_report(&exec(Queued), &report(ReportKind::Rejected), now).unwrap().state, Rejected);
+        for terminal in [Succeeded, Failed, TimedOut, Rejected, Canceled, Skipped] {
+            assert_eq!(on_device_report(&exec(terminal), &report(ReportKind::Proceeding), now), Err(TransitionError::Finished));
+        }
+        assert_eq!(on_device_report(&exec(AwaitingConsent), &report(ReportKind::Proceeding), now), Err(TransitionError::NotApplicable));
+    }
+
+    #[test]
+    fn cancellation() {
+        use ExecutionState::*;
+        let now = Timestamp::UNIX_EPOCH;
+        assert_eq!(on_cancel_requested(&exec(Queued), now).unwrap().state, Canceled);
+        let t = on_cancel_requested(&exec(Installing), now).unwrap();
+        assert_eq!((t.state, t.cancel_requested), (Installing, true));
+        let mut asked = exec(Installing);
+        asked.cancel_requested = true;
+        assert!(on_cancel_requested(&asked, now).is_none(), "asking twice changes nothing");
+        assert_eq!(on_cancel_report(&asked, &report(ReportKind::Closed { success: true }), now).unwrap().state, Canceled);
+        let refused = on_cancel_report(&asked, &report(ReportKind::Rejected), now).unwrap();
+        assert_eq!((refused.state, refused.cancel_requested), (Installing, false));
+        assert_eq!(on_cancel_report(&exec(Installing), &report(ReportKind::Closed { success: true }), now), Err(TransitionError::NotApplicable));
+    }
+
+    #[test]
+    fn consent() {
+        use ExecutionState::*;
+        let now = Timestamp::UNIX_EPOCH;
+        assert_eq!(on_consent(&exec(AwaitingConsent), true, EventSource::Device, now).unwrap().state, Queued);
+        assert_eq!(on_consent(&exec(AwaitingConsent), false, EventSource::Operator, now).unwrap().state, Rejected);
+        assert_eq!(on_consent(&exec(Queued), true, EventSource::Device, now), Err(TransitionError::NotApplicable));
+        assert_eq!(on_deployment_fetched(&exec(Queued), now).unwrap().unwrap().state, Notified);
+        assert_eq!(on_deployment_fetched(&exec(Installing), now).unwrap(), None);
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for s in ExecutionState::ALL {
+            assert_eq!(ExecutionState::parse(s.as_str()), Some(*s));
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+        for s in JobState::ALL {
+            assert_eq!(JobState::parse(s.as_str()), Some(*s));
+        }
+    }
+}
