@@ -88,14 +88,8 @@ impl ExecutionState {
     }
 
     /// The states of executions that are not finished, in the order they are lived.
-    pub const ACTIVE: &[ExecutionState] = &[
-        Self::Queued,
-        Self::AwaitingConsent,
-        Self::Notified,
-        Self::Downloading,
-        Self::Downloaded,
-        Self::Installing,
-    ];
+    pub const ACTIVE: &[ExecutionState] =
+        &[Self::Queued, Self::AwaitingConsent, Self::Notified, Self::Downloading, Self::Downloaded, Self::Installing];
 
     /// Notified through installing: the device is working on it.
     pub fn is_in_progress(self) -> bool {
@@ -233,7 +227,13 @@ fn device_event(now: Timestamp, state: ExecutionState, r: &DeviceReport) -> Exec
     }
 }
 
-pub fn server_event(now: Timestamp, state: ExecutionState, source: EventSource, report: &str, detail: &str) -> ExecutionEvent {
+pub fn server_event(
+    now: Timestamp,
+    state: ExecutionState,
+    source: EventSource,
+    report: &str,
+    detail: &str,
+) -> ExecutionEvent {
     ExecutionEvent {
         at: now,
         state,
@@ -252,7 +252,13 @@ pub fn on_deployment_fetched(e: &Execution, now: Timestamp) -> Result<Option<Tra
         ExecutionState::Queued => Ok(Some(Transition::to(
             e,
             ExecutionState::Notified,
-            server_event(now, ExecutionState::Notified, EventSource::Server, "retrieved", "the device retrieved the deployment"),
+            server_event(
+                now,
+                ExecutionState::Notified,
+                EventSource::Server,
+                "retrieved",
+                "the device retrieved the deployment",
+            ),
         ))),
         s if s.is_in_progress() => Ok(None),
         s if s.is_terminal() => Err(TransitionError::Finished),
@@ -299,7 +305,9 @@ pub fn on_cancel_report(e: &Execution, r: &DeviceReport, now: Timestamp) -> Resu
         return Err(TransitionError::NotApplicable);
     }
     Ok(match r.kind {
-        ReportKind::Closed { success: true } => Transition::to(e, ExecutionState::Canceled, device_event(now, ExecutionState::Canceled, r)),
+        ReportKind::Closed { success: true } => {
+            Transition::to(e, ExecutionState::Canceled, device_event(now, ExecutionState::Canceled, r))
+        }
         ReportKind::Closed { success: false } | ReportKind::Rejected => {
             let mut t = Transition::to(e, e.state, device_event(now, e.state, r));
             t.cancel_requested = false;
@@ -310,14 +318,23 @@ pub fn on_cancel_report(e: &Execution, r: &DeviceReport, now: Timestamp) -> Resu
 }
 
 /// The end user (or the device) approves or denies an execution awaiting consent.
-pub fn on_consent(e: &Execution, approve: bool, source: EventSource, now: Timestamp) -> Result<Transition, TransitionError> {
+pub fn on_consent(
+    e: &Execution,
+    approve: bool,
+    source: EventSource,
+    now: Timestamp,
+) -> Result<Transition, TransitionError> {
     if e.state.is_terminal() {
         return Err(TransitionError::Finished);
     }
     if e.state != ExecutionState::AwaitingConsent {
         return Err(TransitionError::NotApplicable);
     }
-    let (state, report) = if approve { (ExecutionState::Queued, "consent/approved") } else { (ExecutionState::Rejected, "consent/denied") };
+    let (state, report) = if approve {
+        (ExecutionState::Queued, "consent/approved")
+    } else {
+        (ExecutionState::Rejected, "consent/denied")
+    };
     Ok(Transition::to(e, state, server_event(now, state, source, report, "")))
 }
 
@@ -333,7 +350,17 @@ pub fn on_cancel_requested(e: &Execution, now: Timestamp) -> Option<Transition> 
         )),
         _ if e.cancel_requested => None,
         s => {
-            let mut t = Transition::to(e, s, server_event(now, s, EventSource::Operator, "cancel_requested", "the job was canceled; waiting for the device"));
+            let mut t = Transition::to(
+                e,
+                s,
+                server_event(
+                    now,
+                    s,
+                    EventSource::Operator,
+                    "cancel_requested",
+                    "the job was canceled; waiting for the device",
+                ),
+            );
             t.cancel_requested = true;
             Some(t)
         }
@@ -370,14 +397,29 @@ mod tests {
         use ExecutionState::*;
         let now = Timestamp::UNIX_EPOCH;
         assert_eq!(on_device_report(&exec(Notified), &report(ReportKind::Proceeding), now).unwrap().state, Downloading);
-        assert_eq!(on_device_report(&exec(Downloaded), &report(ReportKind::Proceeding), now).unwrap().state, Installing);
-        assert_eq!(on_device_report(&exec(Installing), &report(ReportKind::Closed { success: true }), now).unwrap().state, Succeeded);
-        assert_eq!(on_device_report(&exec(Downloading), &report(ReportKind::Closed { success: false }), now).unwrap().state, Failed);
+        assert_eq!(
+            on_device_report(&exec(Downloaded), &report(ReportKind::Proceeding), now).unwrap().state,
+            Installing
+        );
+        assert_eq!(
+            on_device_report(&exec(Installing), &report(ReportKind::Closed { success: true }), now).unwrap().state,
+            Succeeded
+        );
+        assert_eq!(
+            on_device_report(&exec(Downloading), &report(ReportKind::Closed { success: false }), now).unwrap().state,
+            Failed
+        );
         assert_eq!(on_device_report(&exec(Queued), &report(ReportKind::Rejected), now).unwrap().state, Rejected);
         for terminal in [Succeeded, Failed, TimedOut, Rejected, Canceled, Skipped] {
-            assert_eq!(on_device_report(&exec(terminal), &report(ReportKind::Proceeding), now), Err(TransitionError::Finished));
+            assert_eq!(
+                on_device_report(&exec(terminal), &report(ReportKind::Proceeding), now),
+                Err(TransitionError::Finished)
+            );
         }
-        assert_eq!(on_device_report(&exec(AwaitingConsent), &report(ReportKind::Proceeding), now), Err(TransitionError::NotApplicable));
+        assert_eq!(
+            on_device_report(&exec(AwaitingConsent), &report(ReportKind::Proceeding), now),
+            Err(TransitionError::NotApplicable)
+        );
     }
 
     #[test]
@@ -390,10 +432,16 @@ mod tests {
         let mut asked = exec(Installing);
         asked.cancel_requested = true;
         assert!(on_cancel_requested(&asked, now).is_none(), "asking twice changes nothing");
-        assert_eq!(on_cancel_report(&asked, &report(ReportKind::Closed { success: true }), now).unwrap().state, Canceled);
+        assert_eq!(
+            on_cancel_report(&asked, &report(ReportKind::Closed { success: true }), now).unwrap().state,
+            Canceled
+        );
         let refused = on_cancel_report(&asked, &report(ReportKind::Rejected), now).unwrap();
         assert_eq!((refused.state, refused.cancel_requested), (Installing, false));
-        assert_eq!(on_cancel_report(&exec(Installing), &report(ReportKind::Closed { success: true }), now), Err(TransitionError::NotApplicable));
+        assert_eq!(
+            on_cancel_report(&exec(Installing), &report(ReportKind::Closed { success: true }), now),
+            Err(TransitionError::NotApplicable)
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! time take `now` as an argument. Adapters (store, HTTP, CLI) convert their
 //! own wire and row types into these types and back.
 
+pub mod attributes;
 pub mod error;
 pub mod job;
 pub mod model;

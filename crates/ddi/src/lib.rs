@@ -331,7 +331,10 @@ mod tests {
 
     #[test]
     fn root_omits_empty_links() {
-        let root = ControllerBase { config: Config { polling: Polling { sleep: "00:05:00".into() } }, links: Default::default() };
+        let root = ControllerBase {
+            config: Config { polling: Polling { sleep: "00:05:00".into() } },
+            links: Default::default(),
+        };
         assert_eq!(serde_json::to_string(&root).unwrap(), r#"{"config":{"polling":{"sleep":"00:05:00"}}}"#);
     }
 }

@@ -5,13 +5,16 @@
 
 pub mod api;
 pub mod auth;
+pub mod ddi;
 pub mod error;
 pub mod extract;
 pub mod metrics;
 pub mod openapi;
+pub mod presence;
 pub mod settings;
 pub mod state;
 pub mod testing;
+pub mod workers;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -122,6 +125,13 @@ pub async fn launch_with_clock(
     shutdown: impl Future<Output = ()> + Send + 'static,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<()> {
+    let state = build(settings, clock).await?;
+    serve(state, listener, shutdown).await
+}
+
+/// Opens the store and blob storage, bootstraps the administrator key, and
+/// returns the state every handler and worker shares.
+pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
     let store = open_store(&settings).await?;
     let blobs = BlobStore::open(&settings.data_dir.join("firmware")).await.context("opening firmware storage")?;
     if let Some(token) = bootstrap(store.as_ref(), &settings, clock.now()).await? {
@@ -130,12 +140,33 @@ pub async fn launch_with_clock(
              Use it as `Authorization: Bearer <key>` (or UPDRAFT_TOKEN for the CLI).\n"
         );
     }
-    let state =
-        AppState { store: store.clone(), blobs, settings: Arc::new(settings), clock, metrics: metrics::recorder() };
+    Ok(AppState {
+        store,
+        blobs,
+        settings: Arc::new(settings),
+        clock,
+        metrics: metrics::recorder(),
+        presence: Default::default(),
+    })
+}
+
+/// Serves `state` on `listener` with its background workers until `shutdown`
+/// completes; then finishes the requests in flight, runs each worker's last
+/// tick (no sighting is lost) and closes the store.
+pub async fn serve(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, backend = store.backend(), "updraft listening");
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await.context("serving HTTP")?;
+    let (stop_workers, workers) = workers::spawn(state.clone());
+    tracing::info!(%addr, backend = state.store.backend(), "updraft listening");
+    axum::serve(listener, router(state.clone())).with_graceful_shutdown(shutdown).await.context("serving HTTP")?;
     tracing::info!("updraft stopping");
-    store.close().await;
+    let _ = stop_workers.send(true);
+    for w in workers {
+        let _ = w.await;
+    }
+    state.store.close().await;
     Ok(())
 }

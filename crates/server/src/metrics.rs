@@ -18,6 +18,17 @@ pub const UPLOAD_BYTES: &str = "updraft_firmware_upload_bytes_total";
 /// Devices registered (one by one or imported).
 pub const DEVICES_REGISTERED: &str = "updraft_devices_registered_total";
 
+/// Device sightings written by the presence worker.
+pub const PRESENCE_FLUSHED: &str = "updraft_presence_flushed_total";
+/// Device API polls answered.
+pub const DDI_POLLS: &str = "updraft_ddi_polls_total";
+/// Device feedback reports accepted, by report.
+pub const DDI_FEEDBACK: &str = "updraft_ddi_feedback_total";
+/// Artifact bytes sent to devices.
+pub const ARTIFACT_BYTES: &str = "updraft_artifact_bytes_total";
+/// Worker ticks, by worker and outcome.
+pub const WORKER_TICKS: &str = "updraft_worker_ticks_total";
+
 /// Installs the process-wide recorder once and returns its handle.
 pub fn recorder() -> PrometheusHandle {
     static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();

@@ -3,11 +3,11 @@
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use crate::api::{devices, firmware, groups, keys, products, tenants};
+use crate::api::{devices, firmware, gateway_tokens, groups, jobs, keys, products, tenants};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "updraft management API", description = "Products, firmware, devices, groups, tenants and API keys. \
+    info(title = "updraft management API", description = "Products, firmware, devices, groups, jobs, tenants, API keys and gateway tokens. The device API (hawkBit DDI) lives under `/{tenant}/controller/v1/{controllerId}`. \
         Every call needs `Authorization: Bearer <api key>`. Errors are `{\"error\": {\"code\", \"message\", \"details\"}}` \
         with a code from the table in `x-error-codes`."),
     paths(
@@ -16,8 +16,10 @@ use crate::api::{devices, firmware, groups, keys, products, tenants};
         firmware::upload, firmware::list, firmware::get, firmware::delete, firmware::download,
         devices::create, devices::import, devices::list, devices::get, devices::update, devices::delete,
         groups::create, groups::list, groups::get, groups::update, groups::delete, groups::change_members, groups::members,
+        gateway_tokens::create, gateway_tokens::list, gateway_tokens::delete,
+        jobs::create, jobs::list, jobs::get, jobs::cancel, jobs::executions, jobs::device_executions, jobs::consent,
     ),
-    tags((name = "tenants"), (name = "keys"), (name = "products"), (name = "firmware"), (name = "devices"), (name = "groups")),
+    tags((name = "tenants"), (name = "keys"), (name = "products"), (name = "firmware"), (name = "devices"), (name = "groups"), (name = "jobs")),
     security(("api_key" = []))
 )]
 struct Doc;

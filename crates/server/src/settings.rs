@@ -21,6 +21,12 @@ pub struct Settings {
     pub max_import_bytes: usize,
     /// `text` or `json`.
     pub log_format: LogFormat,
+    /// How often devices should poll the device API, in seconds (`config.polling.sleep`).
+    pub poll_interval_secs: u64,
+    /// A device not seen for this long is offline, in seconds.
+    pub offline_after_secs: u64,
+    /// How often the presence worker writes device sightings, in milliseconds.
+    pub presence_flush_ms: u64,
     /// When set, this token becomes the server administrator's key (admin of the `default` tenant).
     pub bootstrap_token: Option<String>,
 }
@@ -42,6 +48,9 @@ impl Default for Settings {
             max_upload_bytes: 4 << 30,
             max_import_bytes: 64 << 20,
             log_format: LogFormat::Text,
+            poll_interval_secs: 300,
+            offline_after_secs: 900,
+            presence_flush_ms: 2000,
             bootstrap_token: None,
         }
     }

@@ -31,6 +31,7 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub clock: Arc<dyn Clock>,
     pub metrics: PrometheusHandle,
+    pub presence: Arc<crate::presence::Presence>,
 }
 
 impl AppState {

@@ -22,6 +22,8 @@ pub enum Backend {
 pub struct TestServer {
     pub addr: SocketAddr,
     pub settings: Settings,
+    /// The server's shared state: tests step workers with it (`Worker::tick`).
+    pub state: crate::AppState,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
     _dir: Option<tempfile::TempDir>,
@@ -55,14 +57,16 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
         let addr = listener.local_addr().expect("local address");
         let (tx, rx) = oneshot::channel::<()>();
-        let s = settings.clone();
+        let state =
+            crate::build(settings.clone(), std::sync::Arc::new(crate::SystemClock)).await.expect("server state");
+        let serving = state.clone();
         let task = tokio::spawn(async move {
-            crate::launch(s, listener, async move {
+            crate::serve(serving, listener, async move {
                 let _ = rx.await;
             })
             .await
         });
-        let server = TestServer { addr, settings, shutdown: Some(tx), task: Some(task), _dir: None };
+        let server = TestServer { addr, settings, state, shutdown: Some(tx), task: Some(task), _dir: None };
         server.wait_ready().await;
         server
     }

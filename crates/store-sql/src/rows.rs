@@ -4,11 +4,11 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use sqlx::types::Json;
+use updraft_core::job::{EventSource, Execution, ExecutionEvent, ExecutionState, Job, JobKind, JobState, Progress};
 use updraft_core::{
     ApiKey, ConnectionStatus, Device, Firmware, FirmwareFile, Group, Product, PropertyValue, Role, Tenant,
     VersionScheme,
 };
-use updraft_core::job::{EventSource, Execution, ExecutionEvent, ExecutionState, Job, JobKind, JobState, Progress};
 use updraft_store::{DeviceIdentity, GatewayToken, StoreError, sortable};
 
 pub const KEY_SELECT: &str = "SELECT id, tenant, role, name, server_admin, created_at FROM api_keys";

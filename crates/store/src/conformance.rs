@@ -392,7 +392,13 @@ fn job(id: &str, firmware: &str) -> Job {
 }
 
 fn report(kind: ReportKind, label: &str) -> DeviceReport {
-    DeviceReport { kind, label: label.into(), progress: None, code: Some(200), details: vec![format!("{label} detail")] }
+    DeviceReport {
+        kind,
+        label: label.into(),
+        progress: None,
+        code: Some(200),
+        details: vec![format!("{label} detail")],
+    }
 }
 
 async fn fleet(store: &dyn Store, n: usize) {
@@ -407,16 +413,41 @@ async fn fleet(store: &dyn Store, n: usize) {
 
 pub async fn jobs_and_executions(store: &dyn Store) {
     fleet(store, 3).await;
-    let targets = vec![("d0".to_owned(), ExecutionState::Queued), ("d1".to_owned(), ExecutionState::AwaitingConsent), ("d2".to_owned(), ExecutionState::Skipped)];
+    let targets = vec![
+        ("d0".to_owned(), ExecutionState::Queued),
+        ("d1".to_owned(), ExecutionState::AwaitingConsent),
+        ("d2".to_owned(), ExecutionState::Skipped),
+    ];
     store.create_job("acme", &job("j1", "fw2"), &targets, t(20)).await.unwrap();
     assert!(matches!(store.create_job("acme", &job("j1", "fw2"), &[], t(21)).await, Err(StoreError::Conflict { .. })));
-    let again = store.create_job("acme", &job("j2", "fw2"), &[("d0".into(), ExecutionState::Queued), ("ghost".into(), ExecutionState::Queued)], t(21)).await;
-    assert_eq!(invalid_fields(again.unwrap_err()), ["devices.d0", "devices.ghost"], "an unfinished execution or an unknown device refuses the job");
+    let again = store
+        .create_job(
+            "acme",
+            &job("j2", "fw2"),
+            &[("d0".into(), ExecutionState::Queued), ("ghost".into(), ExecutionState::Queued)],
+            t(21),
+        )
+        .await;
+    assert_eq!(
+        invalid_fields(again.unwrap_err()),
+        ["devices.d0", "devices.ghost"],
+        "an unfinished execution or an unknown device refuses the job"
+    );
     assert_eq!(store.get_job("acme", "j2").await.unwrap(), None, "nothing of a refused job is written");
     assert_eq!(store.get_job("acme", "j1").await.unwrap(), Some(job("j1", "fw2")));
     let counts = store.execution_counts("acme", "j1").await.unwrap();
-    assert_eq!(counts, [(ExecutionState::Queued, 1), (ExecutionState::AwaitingConsent, 1), (ExecutionState::Skipped, 1)]);
-    let listed = store.list_executions("acme", &ExecutionScope { job: Some("j1".into()), ..Default::default() }, &page("device", SortOrder::Asc, 10, 0, None)).await.unwrap();
+    assert_eq!(
+        counts,
+        [(ExecutionState::Queued, 1), (ExecutionState::AwaitingConsent, 1), (ExecutionState::Skipped, 1)]
+    );
+    let listed = store
+        .list_executions(
+            "acme",
+            &ExecutionScope { job: Some("j1".into()), ..Default::default() },
+            &page("device", SortOrder::Asc, 10, 0, None),
+        )
+        .await
+        .unwrap();
     assert_eq!(listed.items.iter().map(|e| e.device.as_str()).collect::<Vec<_>>(), ["d0", "d1", "d2"]);
     let skipped = &listed.items[2];
     assert_eq!((skipped.state, skipped.finished_at), (ExecutionState::Skipped, Some(t(20))));
@@ -440,21 +471,52 @@ pub async fn execution_changes_are_atomic_and_complete_jobs(store: &dyn Store) {
     let targets = vec![("d0".to_owned(), ExecutionState::Queued), ("d1".to_owned(), ExecutionState::AwaitingConsent)];
     store.create_job("acme", &job("j1", "fw2"), &targets, t(20)).await.unwrap();
     let d0 = store.device_actions("acme", "d0").await.unwrap().active.unwrap();
-    let d1 = store.list_executions("acme", &ExecutionScope { device: Some("d1".into()), ..Default::default() }, &page("action_id", SortOrder::Asc, 10, 0, None)).await.unwrap().items[0].clone();
+    let d1 = store
+        .list_executions(
+            "acme",
+            &ExecutionScope { device: Some("d1".into()), ..Default::default() },
+            &page("action_id", SortOrder::Asc, 10, 0, None),
+        )
+        .await
+        .unwrap()
+        .items[0]
+        .clone();
 
-    let fetched = store.change_execution("acme", d0.action_id, &|e| on_deployment_fetched(e, t(30)), t(30)).await.unwrap().unwrap();
+    let fetched = store
+        .change_execution("acme", d0.action_id, &|e| on_deployment_fetched(e, t(30)), t(30))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(fetched.state, ExecutionState::Notified);
-    let same = store.change_execution("acme", d0.action_id, &|e| on_deployment_fetched(e, t(31)), t(31)).await.unwrap().unwrap();
+    let same = store
+        .change_execution("acme", d0.action_id, &|e| on_deployment_fetched(e, t(31)), t(31))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(same.updated_at, t(30), "no change, no write");
     let r = report(ReportKind::Proceeding, "proceeding");
-    let e = store.change_execution("acme", d0.action_id, &|e| on_device_report(e, &r, t(32)).map(Some), t(32)).await.unwrap().unwrap();
+    let e = store
+        .change_execution("acme", d0.action_id, &|e| on_device_report(e, &r, t(32)).map(Some), t(32))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(e.state, ExecutionState::Downloading);
-    let refused = store.change_execution("acme", d1.action_id, &|e| on_device_report(e, &r, t(33)).map(Some), t(33)).await.unwrap();
+    let refused = store
+        .change_execution("acme", d1.action_id, &|e| on_device_report(e, &r, t(33)).map(Some), t(33))
+        .await
+        .unwrap();
     assert_eq!(refused, Err(TransitionError::NotApplicable), "awaiting consent, the device cannot report");
     let done = report(ReportKind::Closed { success: true }, "closed/success");
-    let e = store.change_execution("acme", d0.action_id, &|e| on_device_report(e, &done, t(40)).map(Some), t(40)).await.unwrap().unwrap();
+    let e = store
+        .change_execution("acme", d0.action_id, &|e| on_device_report(e, &done, t(40)).map(Some), t(40))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((e.state, e.finished_at), (ExecutionState::Succeeded, Some(t(40))));
-    let late = store.change_execution("acme", d0.action_id, &|e| on_device_report(e, &r, t(41)).map(Some), t(41)).await.unwrap();
+    let late = store
+        .change_execution("acme", d0.action_id, &|e| on_device_report(e, &r, t(41)).map(Some), t(41))
+        .await
+        .unwrap();
     assert_eq!(late, Err(TransitionError::Finished));
     let dev = store.get_device("acme", "d0").await.unwrap().unwrap();
     assert_eq!(dev.firmware["host"], "2.0.0", "a success installs the image's versions");
@@ -462,23 +524,50 @@ pub async fn execution_changes_are_atomic_and_complete_jobs(store: &dyn Store) {
     let actions = store.device_actions("acme", "d0").await.unwrap();
     assert_eq!((actions.active, actions.installed.map(|e| e.action_id)), (None, Some(d0.action_id)));
     let history = store.execution_history("acme", d0.action_id).await.unwrap();
-    assert_eq!(history.iter().map(|h| h.report.as_str()).collect::<Vec<_>>(), ["created", "retrieved", "proceeding", "closed/success"]);
+    assert_eq!(
+        history.iter().map(|h| h.report.as_str()).collect::<Vec<_>>(),
+        ["created", "retrieved", "proceeding", "closed/success"]
+    );
     assert_eq!(history[3].details, ["closed/success detail"]);
     assert_eq!(history[3].code, Some(200));
     assert_eq!(history[3].source, EventSource::Device);
     assert_eq!(store.get_job("acme", "j1").await.unwrap().unwrap().state, JobState::Running, "d1 is still open");
 
-    let denied = store.change_execution("acme", d1.action_id, &|e| on_consent(e, false, EventSource::Operator, t(50)).map(Some), t(50)).await.unwrap().unwrap();
+    let denied = store
+        .change_execution(
+            "acme",
+            d1.action_id,
+            &|e| on_consent(e, false, EventSource::Operator, t(50)).map(Some),
+            t(50),
+        )
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(denied.state, ExecutionState::Rejected);
     let j = store.get_job("acme", "j1").await.unwrap().unwrap();
-    assert_eq!((j.state, j.finished_at), (JobState::Completed, Some(t(50))), "the last execution to finish completes the job");
-    assert!(matches!(store.change_execution("acme", 999_999, &|_| Ok(None), t(51)).await, Err(StoreError::NotFound { .. })));
+    assert_eq!(
+        (j.state, j.finished_at),
+        (JobState::Completed, Some(t(50))),
+        "the last execution to finish completes the job"
+    );
+    assert!(matches!(
+        store.change_execution("acme", 999_999, &|_| Ok(None), t(51)).await,
+        Err(StoreError::NotFound { .. })
+    ));
     store.delete_firmware("acme", "fw2").await.unwrap();
 }
 
 pub async fn canceling_a_job(store: &dyn Store) {
     fleet(store, 2).await;
-    store.create_job("acme", &job("j1", "fw2"), &[("d0".into(), ExecutionState::Queued), ("d1".into(), ExecutionState::Queued)], t(20)).await.unwrap();
+    store
+        .create_job(
+            "acme",
+            &job("j1", "fw2"),
+            &[("d0".into(), ExecutionState::Queued), ("d1".into(), ExecutionState::Queued)],
+            t(20),
+        )
+        .await
+        .unwrap();
     let d1 = store.device_actions("acme", "d1").await.unwrap().active.unwrap();
     store.change_execution("acme", d1.action_id, &|e| on_deployment_fetched(e, t(21)), t(21)).await.unwrap().unwrap();
     let job = store.cancel_job("acme", "j1", t(30)).await.unwrap();
@@ -509,19 +598,32 @@ pub async fn gateway_tokens_and_presence(store: &dyn Store) {
     let d0 = store.get_device("acme", "d0").await.unwrap().unwrap();
     let d1 = store.get_device("acme", "d1").await.unwrap().unwrap();
     assert_eq!((d0.last_seen_at, d0.connection_status), (Some(t(100)), ConnectionStatus::Online));
-    assert_eq!((d1.last_seen_at, d1.connection_status), (Some(t(10)), ConnectionStatus::Offline), "seen before the cutoff: offline");
+    assert_eq!(
+        (d1.last_seen_at, d1.connection_status),
+        (Some(t(10)), ConnectionStatus::Offline),
+        "seen before the cutoff: offline"
+    );
     store.record_presence(&[("acme".to_owned(), "d0".to_owned(), t(90))], t(0)).await.unwrap();
-    assert_eq!(store.get_device("acme", "d0").await.unwrap().unwrap().last_seen_at, Some(t(100)), "an older sighting never goes back in time");
+    assert_eq!(
+        store.get_device("acme", "d0").await.unwrap().unwrap().last_seen_at,
+        Some(t(100)),
+        "an older sighting never goes back in time"
+    );
     let mut probe = device("probe", "thermo");
     probe.token_hash = "probe-hash".into();
     store.create_devices("acme", &[probe], t(5)).await.unwrap();
     let identity = store.device_identity_by_token_hash("probe-hash").await.unwrap().unwrap();
-    assert_eq!((identity.tenant.as_str(), identity.id.as_str(), identity.attributes_requested), ("acme", "probe", true));
+    assert_eq!(
+        (identity.tenant.as_str(), identity.id.as_str(), identity.attributes_requested),
+        ("acme", "probe", true)
+    );
     assert_eq!(store.device_identity_by_token_hash("nope").await.unwrap(), None);
     let mut d = d0.clone();
     d.properties.insert("reported".into(), PropertyValue::String("yes".into()));
     store.store_reported_attributes("acme", &d).await.unwrap();
     assert!(!store.device_identity("acme", "d0").await.unwrap().unwrap().attributes_requested);
-    assert_eq!(store.get_device("acme", "d0").await.unwrap().unwrap().properties["reported"], PropertyValue::String("yes".into()));
+    assert_eq!(
+        store.get_device("acme", "d0").await.unwrap().unwrap().properties["reported"],
+        PropertyValue::String("yes".into())
+    );
 }
-

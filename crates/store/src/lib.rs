@@ -177,19 +177,31 @@ pub trait Store: Send + Sync + 'static {
     async fn store_reported_attributes(&self, tenant: &str, device: &Device) -> StoreResult<()>;
     /// Records that devices were seen (last-seen time, online), and marks
     /// online devices not seen since `offline_before` as offline.
-    async fn record_presence(&self, seen: &[(String, String, Timestamp)], offline_before: Timestamp) -> StoreResult<()>;
+    async fn record_presence(&self, seen: &[(String, String, Timestamp)], offline_before: Timestamp)
+    -> StoreResult<()>;
 
     // --- jobs and executions -------------------------------------------------------------
 
     /// Creates a job and one execution per target, in the target's initial state.
     /// `Conflict` when the id is taken; `Invalid` names each target that already
     /// has an unfinished execution or does not exist.
-    async fn create_job(&self, tenant: &str, job: &Job, targets: &[(String, ExecutionState)], now: Timestamp) -> StoreResult<()>;
+    async fn create_job(
+        &self,
+        tenant: &str,
+        job: &Job,
+        targets: &[(String, ExecutionState)],
+        now: Timestamp,
+    ) -> StoreResult<()>;
     async fn get_job(&self, tenant: &str, id: &str) -> StoreResult<Option<Job>>;
     async fn list_jobs(&self, tenant: &str, page: &PageRequest) -> StoreResult<Page<Job>>;
     /// How many executions of the job are in each state (states with none are left out).
     async fn execution_counts(&self, tenant: &str, job: &str) -> StoreResult<Vec<(ExecutionState, u64)>>;
-    async fn list_executions(&self, tenant: &str, scope: &ExecutionScope, page: &PageRequest) -> StoreResult<Page<Execution>>;
+    async fn list_executions(
+        &self,
+        tenant: &str,
+        scope: &ExecutionScope,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Execution>>;
     async fn get_execution(&self, tenant: &str, action_id: i64) -> StoreResult<Option<Execution>>;
     /// The execution's history, oldest first.
     async fn execution_history(&self, tenant: &str, action_id: i64) -> StoreResult<Vec<ExecutionEvent>>;

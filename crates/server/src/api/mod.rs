@@ -6,7 +6,9 @@
 
 pub mod devices;
 pub mod firmware;
+pub mod gateway_tokens;
 pub mod groups;
+pub mod jobs;
 pub mod keys;
 pub mod products;
 pub mod system;
@@ -40,6 +42,15 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/groups", get(groups::list).post(groups::create))
         .route("/api/v1/groups/{id}", get(groups::get).patch(groups::update).delete(groups::delete))
         .route("/api/v1/groups/{id}/members", get(groups::members).post(groups::change_members))
+        .route("/api/v1/gateway-tokens", get(gateway_tokens::list).post(gateway_tokens::create))
+        .route("/api/v1/gateway-tokens/{id}", axum::routing::delete(gateway_tokens::delete))
+        .route("/api/v1/jobs", get(jobs::list).post(jobs::create))
+        .route("/api/v1/jobs/{id}", get(jobs::get))
+        .route("/api/v1/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/api/v1/jobs/{id}/executions", get(jobs::executions))
+        .route("/api/v1/devices/{id}/executions", get(jobs::device_executions))
+        .route("/api/v1/devices/{id}/executions/{job}/consent", post(jobs::consent))
+        .merge(crate::ddi::routes())
         .fallback(|| async { ApiError::of(ErrorCode::RouteNotFound) })
         .method_not_allowed_fallback(|| async { ApiError::of(ErrorCode::MethodNotAllowed) })
 }

@@ -1,0 +1,76 @@
+//! Gateway tokens: one secret that lets a gateway speak the device API for
+//! any device of the tenant (`Authorization: GatewayToken <token>`). Admin only.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use updraft_core::Access;
+use updraft_store::GatewayToken;
+use utoipa::ToSchema;
+
+use super::non_empty;
+use crate::auth::{Caller, new_id, new_token, token_hash};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::ApiJson;
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayTokenIn {
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GatewayTokenOut {
+    pub id: String,
+    pub name: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    /// The secret, present only in the answer that creates it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+fn out(t: GatewayToken, token: Option<String>) -> GatewayTokenOut {
+    GatewayTokenOut { id: t.id, name: t.name, created_at: t.created_at, token }
+}
+
+#[utoipa::path(post, path = "/api/v1/gateway-tokens", tag = "keys", request_body = GatewayTokenIn,
+    responses((status = 201, body = GatewayTokenOut, description = "the token, shown this once")))]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(input): ApiJson<GatewayTokenIn>,
+) -> ApiResult<(StatusCode, Json<GatewayTokenOut>)> {
+    caller.require(Access::ManageKeys)?;
+    let name = non_empty(input.name);
+    if let Some(n) = &name {
+        let mut errors = vec![];
+        updraft_core::validate::text("name", n, 128, &mut errors);
+        if !errors.is_empty() {
+            return Err(ApiError::invalid(errors));
+        }
+    }
+    let t = GatewayToken { id: new_id("gw_"), tenant: caller.tenant().to_owned(), name, created_at: state.now() };
+    let token = new_token("upd_g_");
+    state.store.create_gateway_token(&t, &token_hash(&token)).await?;
+    tracing::info!(gateway_token = %t.id, tenant = %t.tenant, "gateway token created");
+    Ok((StatusCode::CREATED, Json(out(t, Some(token)))))
+}
+
+#[utoipa::path(get, path = "/api/v1/gateway-tokens", tag = "keys", responses((status = 200, body = Vec<GatewayTokenOut>)))]
+pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<serde_json::Value>> {
+    caller.require(Access::ManageKeys)?;
+    let items: Vec<GatewayTokenOut> =
+        state.store.list_gateway_tokens(caller.tenant()).await?.into_iter().map(|t| out(t, None)).collect();
+    Ok(Json(serde_json::json!({"items": items, "total": items.len()})))
+}
+
+#[utoipa::path(delete, path = "/api/v1/gateway-tokens/{id}", tag = "keys", responses((status = 204)))]
+pub async fn delete(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    caller.require(Access::ManageKeys)?;
+    state.store.delete_gateway_token(caller.tenant(), &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,661 @@
+//! The device API: Eclipse hawkBit's Direct Device Integration (DDI) API under
+//! `/{tenant}/controller/v1/{controllerId}`, with hawkBit's JSON shapes,
+//! status codes and error bodies, so existing update clients work unchanged.
+//!
+//! Invariants:
+//! - a device only ever sees and changes its own executions (another's → 404);
+//! - a poll reads (identity, open actions) and never writes: sightings go to
+//!   the presence batch;
+//! - a report about a finished execution is refused with 410 and changes nothing;
+//! - artifact downloads, ranged or not, never write to the database.
+
+pub mod files;
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use updraft_core::job::{
+    DeviceReport, EventSource, Execution, ExecutionState, Progress, ReportKind, TransitionError, on_cancel_report,
+    on_consent, on_deployment_fetched, on_device_report,
+};
+use updraft_core::{Firmware, attributes};
+use updraft_ddi as ddi;
+use updraft_store::StoreError;
+
+use crate::auth::token_hash;
+use crate::metrics::{ARTIFACT_BYTES, DDI_FEEDBACK, DDI_POLLS};
+use crate::state::AppState;
+
+const BASE: &str = "/{tenant}/controller/v1/{controller_id}";
+/// Most detail messages kept from one report, and most characters of each.
+const MAX_DETAILS: usize = 50;
+const MAX_DETAIL_CHARS: usize = 2048;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(BASE, get(poll))
+        .route(&format!("{BASE}/deploymentBase/{{action}}"), get(deployment))
+        .route(&format!("{BASE}/deploymentBase/{{action}}/feedback"), post(deployment_feedback))
+        .route(&format!("{BASE}/cancelAction/{{action}}"), get(cancel))
+        .route(&format!("{BASE}/cancelAction/{{action}}/feedback"), post(cancel_feedback))
+        .route(&format!("{BASE}/installedBase/{{action}}"), get(installed))
+        .route(&format!("{BASE}/configData"), put(config_data))
+        .route(&format!("{BASE}/confirmationBase"), get(confirmation_base))
+        .route(&format!("{BASE}/confirmationBase/{{action}}"), get(confirmation))
+        .route(&format!("{BASE}/confirmationBase/{{action}}/feedback"), post(confirmation_feedback))
+        .route(&format!("{BASE}/softwaremodules/{{module}}/artifacts"), get(artifacts))
+        .route(&format!("{BASE}/softwaremodules/{{module}}/artifacts/{{file}}"), get(artifact))
+}
+
+/// A device API error: hawkBit's status codes and error body; 401 has no body.
+#[derive(Debug)]
+pub enum DdiError {
+    Unauthorized,
+    NotFound(String),
+    Gone(String),
+    BadRequest(String),
+    NotAllowed(String),
+    UnsupportedMediaType,
+    Unavailable,
+}
+
+impl From<StoreError> for DdiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound { what, id } => DdiError::NotFound(format!("{what} {id} not found")),
+            StoreError::Invalid(e) => DdiError::BadRequest(e.to_string()),
+            other => {
+                tracing::error!(error = %other, "store error in the device api");
+                DdiError::Unavailable
+            }
+        }
+    }
+}
+
+impl IntoResponse for DdiError {
+    fn into_response(self) -> Response {
+        let (status, class, code, message) = match self {
+            DdiError::Unauthorized => return StatusCode::UNAUTHORIZED.into_response(),
+            DdiError::NotFound(m) => {
+                (StatusCode::NOT_FOUND, "EntityNotFoundException", "hawkbit.server.error.repo.entityNotFound", m)
+            }
+            DdiError::Gone(m) => {
+                (StatusCode::GONE, "EntityAlreadyExistsException", "hawkbit.server.error.action.closed", m)
+            }
+            DdiError::BadRequest(m) => (
+                StatusCode::BAD_REQUEST,
+                "MessageNotReadableException",
+                "hawkbit.server.error.rest.body.notReadable",
+                m,
+            ),
+            DdiError::NotAllowed(m) => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "CancelActionNotAllowedException",
+                "hawkbit.server.error.action.notCancelable",
+                m,
+            ),
+            DdiError::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "HttpMediaTypeNotSupportedException",
+                "hawkbit.server.error.rest.contentType.notSupported",
+                "expected Content-Type: application/json".into(),
+            ),
+            DdiError::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailableException",
+                "hawkbit.server.error.unavailable",
+                "retry later".into(),
+            ),
+        };
+        let body = ddi::ErrorBody {
+            exception_class: format!("org.eclipse.hawkbit.{class}"),
+            error_code: code.into(),
+            message,
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+type DdiResult<T> = Result<T, DdiError>;
+
+/// The authenticated device a call is about.
+#[derive(Debug, Clone)]
+pub struct DdiDevice {
+    pub tenant: String,
+    pub id: String,
+    pub attributes_requested: bool,
+    /// `scheme://host/{tenant}/controller/v1/{controllerId}` as the device addressed us.
+    pub base_url: String,
+}
+
+impl FromRequestParts<AppState> for DdiDevice {
+    type Rejection = DdiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, DdiError> {
+        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| DdiError::NotFound("bad path".into()))?;
+        let (Some(path_tenant), Some(controller)) = (params.get("tenant"), params.get("controller_id")) else {
+            return Err(DdiError::NotFound("bad path".into()));
+        };
+        let tenant = path_tenant.to_ascii_lowercase();
+        let auth =
+            parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or(DdiError::Unauthorized)?;
+        let identity = if let Some(token) = auth.strip_prefix("TargetToken ") {
+            let identity = state
+                .store
+                .device_identity_by_token_hash(&token_hash(token.trim()))
+                .await?
+                .ok_or(DdiError::Unauthorized)?;
+            if identity.tenant != tenant || &identity.id != controller {
+                return Err(DdiError::Unauthorized);
+            }
+            identity
+        } else if let Some(token) = auth.strip_prefix("GatewayToken ") {
+            let gateway_tenant =
+                state.store.gateway_tenant(&token_hash(token.trim())).await?.ok_or(DdiError::Unauthorized)?;
+            if gateway_tenant != tenant {
+                return Err(DdiError::Unauthorized);
+            }
+            state
+                .store
+                .device_identity(&tenant, controller)
+                .await?
+                .ok_or_else(|| DdiError::NotFound(format!("target {controller} not found; register it first")))?
+        } else {
+            return Err(DdiError::Unauthorized);
+        };
+        let host = header_str(&parts.headers, "x-forwarded-host")
+            .or_else(|| header_str(&parts.headers, header::HOST.as_str()))
+            .unwrap_or("localhost");
+        let scheme = header_str(&parts.headers, "x-forwarded-proto").unwrap_or("http");
+        Ok(DdiDevice {
+            base_url: format!("{scheme}://{host}/{path_tenant}/controller/v1/{controller}"),
+            tenant: identity.tenant,
+            id: identity.id,
+            attributes_requested: identity.attributes_requested,
+        })
+    }
+}
+
+fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok()).map(|s| s.split(',').next().unwrap_or(s).trim())
+}
+
+/// A JSON body read as hawkBit does: unknown fields ignored, a wrong content type 415.
+fn read_json<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> DdiResult<T> {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !ct.to_ascii_lowercase().starts_with("application/json") && !ct.to_ascii_lowercase().contains("+json") {
+        return Err(DdiError::UnsupportedMediaType);
+    }
+    serde_json::from_slice(body).map_err(|e| DdiError::BadRequest(format!("the body cannot be read: {e}")))
+}
+
+fn action_id(s: &str) -> DdiResult<i64> {
+    s.parse().map_err(|_| DdiError::NotFound(format!("action {s} not found")))
+}
+
+/// The device's own execution `id`, or 404.
+async fn own_execution(state: &AppState, dev: &DdiDevice, id: &str) -> DdiResult<Execution> {
+    let action = action_id(id)?;
+    match state.store.get_execution(&dev.tenant, action).await? {
+        Some(e) if e.device == dev.id => Ok(e),
+        _ => Err(DdiError::NotFound(format!("action {action} not found for target {}", dev.id))),
+    }
+}
+
+/// The `c` parameter: changes when what the link leads to changes.
+fn etag_param(e: &Execution) -> i32 {
+    let mut h: i64 = e.action_id.wrapping_mul(31);
+    h = h.wrapping_add(if e.cancel_requested { 7 } else { 0 });
+    h = h.wrapping_mul(31).wrapping_add(e.state as i64);
+    (h ^ (h >> 32)) as i32
+}
+
+fn poll_sleep(state: &AppState) -> String {
+    ddi::format_sleep(state.settings.poll_interval_secs)
+}
+
+/// `GET /{tenant}/controller/v1/{controllerId}`: what the device should do next.
+async fn poll(State(state): State<AppState>, dev: DdiDevice, headers: HeaderMap) -> DdiResult<Response> {
+    state.presence.seen(&dev.tenant, &dev.id, state.now());
+    metrics::counter!(DDI_POLLS).increment(1);
+    let actions = state.store.device_actions(&dev.tenant, &dev.id).await?;
+    let mut links = ddi::ControllerLinks::default();
+    if let Some(a) = &actions.active {
+        let id = a.action_id;
+        if a.cancel_requested {
+            links.cancel_action = Some(ddi::Link::new(format!("{}/cancelAction/{id}", dev.base_url)));
+        } else if a.state == ExecutionState::AwaitingConsent {
+            links.confirmation_base =
+                Some(ddi::Link::new(format!("{}/confirmationBase/{id}?c={}", dev.base_url, etag_param(a))));
+        } else {
+            links.deployment_base =
+                Some(ddi::Link::new(format!("{}/deploymentBase/{id}?c={}", dev.base_url, etag_param(a))));
+        }
+    }
+    if let Some(i) = &actions.installed {
+        links.installed_base = Some(ddi::Link::new(format!("{}/installedBase/{}", dev.base_url, i.action_id)));
+    }
+    if dev.attributes_requested {
+        links.config_data = Some(ddi::Link::new(format!("{}/configData", dev.base_url)));
+    }
+    let body =
+        ddi::ControllerBase { config: ddi::Config { polling: ddi::Polling { sleep: poll_sleep(&state) } }, links };
+    Ok(json_with_etag(&headers, &body))
+}
+
+/// JSON with an ETag of its bytes; 304 when the client already has it.
+fn json_with_etag<T: serde::Serialize>(request: &HeaderMap, body: &T) -> Response {
+    let bytes = serde_json::to_vec(body).expect("DDI types serialize");
+    let etag = format!("\"{:016x}\"", fnv1a(&bytes));
+    if request
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag))
+    {
+        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
+    }
+    let mut r = (StatusCode::OK, bytes).into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/hal+json;charset=UTF-8"));
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        r.headers_mut().insert(header::ETAG, v);
+    }
+    r
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100000001b3))
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct DeploymentParams {
+    #[serde(rename = "actionHistory")]
+    action_history: Option<i64>,
+}
+
+/// hawkBit's name for an execution's state, shown in `actionHistory.status`.
+fn hawkbit_status(e: &Execution) -> &'static str {
+    use ExecutionState::*;
+    match e.state {
+        _ if e.cancel_requested => "CANCELING",
+        Queued | Notified => "RUNNING",
+        AwaitingConsent => "WAIT_FOR_CONFIRMATION",
+        Downloading => "DOWNLOAD",
+        Downloaded => "DOWNLOADED",
+        Installing => "RUNNING",
+        Succeeded | Skipped => "FINISHED",
+        Failed | TimedOut => "ERROR",
+        Rejected => "WARNING",
+        Canceled => "CANCELED",
+    }
+}
+
+async fn history(
+    state: &AppState,
+    dev: &DdiDevice,
+    e: &Execution,
+    n: Option<i64>,
+) -> DdiResult<Option<ddi::ActionHistory>> {
+    let Some(n) = n.filter(|n| *n != 0) else {
+        return Ok(None);
+    };
+    let limit = if n < 0 { 100 } else { n.min(100) as usize };
+    let events = state.store.execution_history(&dev.tenant, e.action_id).await?;
+    let messages = events
+        .iter()
+        .rev()
+        .take(limit)
+        .map(|ev| {
+            let who = if ev.source == EventSource::Device { "" } else { "Update Server: " };
+            let details = if ev.details.is_empty() { String::new() } else { format!(": {}", ev.details.join("; ")) };
+            format!("{who}{} ({}){details}", ev.report, ev.state.as_str())
+        })
+        .collect();
+    Ok(Some(ddi::ActionHistory { status: hawkbit_status(e).into(), messages }))
+}
+
+/// The firmware's components as DDI chunks, with artifact links for this device.
+fn chunks(dev: &DdiDevice, fw: &Firmware) -> Vec<ddi::Chunk> {
+    fw.files
+        .iter()
+        .map(|f| {
+            let href = format!("{}/softwaremodules/{}/artifacts/{}", dev.base_url, fw.id, f.name);
+            ddi::Chunk {
+                part: f.component.clone(),
+                version: f.version.clone(),
+                name: fw.name.clone().unwrap_or_else(|| f.name.clone()),
+                artifacts: vec![artifact_of(f, &href)],
+                metadata: None,
+            }
+        })
+        .collect()
+}
+
+fn artifact_of(f: &updraft_core::FirmwareFile, href: &str) -> ddi::Artifact {
+    ddi::Artifact {
+        filename: f.name.clone(),
+        hashes: ddi::Hashes { sha1: f.sha1.clone(), md5: f.md5.clone(), sha256: f.sha256.clone() },
+        size: f.size,
+        links: ddi::ArtifactLinks {
+            download: None,
+            download_http: Some(ddi::Link::new(href)),
+            md5sum: None,
+            md5sum_http: Some(ddi::Link::new(format!("{href}.MD5SUM"))),
+        },
+    }
+}
+
+async fn deployment_of(state: &AppState, dev: &DdiDevice, e: &Execution) -> DdiResult<ddi::Deployment> {
+    let fw = state
+        .store
+        .get_firmware(&dev.tenant, &e.firmware)
+        .await?
+        .ok_or_else(|| DdiError::NotFound(format!("firmware {} not found", e.firmware)))?;
+    Ok(ddi::Deployment {
+        download: ddi::HandlingType::Forced,
+        update: ddi::HandlingType::Forced,
+        maintenance_window: None,
+        chunks: chunks(dev, &fw),
+    })
+}
+
+/// `GET deploymentBase/{id}`: what to install. Marks a queued execution notified.
+async fn deployment(
+    State(state): State<AppState>,
+    dev: DdiDevice,
+    Path(params): Path<HashMap<String, String>>,
+    Query(q): Query<DeploymentParams>,
+) -> DdiResult<Json<ddi::DeploymentBase>> {
+    let mut e = own_execution(&state, &dev, &params["action"]).await?;
+    if e.cancel_requested
+        || matches!(e.state, ExecutionState::AwaitingConsent | ExecutionState::Canceled | ExecutionState::Skipped)
+    {
+        return Err(DdiError::NotFound(format!("action {} is not a deployment to do", e.action_id)));
+    }
+    if e.state == ExecutionState::Queued {
+        let now = state.now();
+        if let Ok(changed) =
+            state.store.change_execution(&dev.tenant, e.action_id, &|x| on_deployment_fetched(x, now), now).await?
+        {
+            e = changed;
+        }
+    }
+    let deployment = deployment_of(&state, &dev, &e).await?;
+    let action_history = history(&state, &dev, &e, q.action_history).await?;
+    Ok(Json(ddi::DeploymentBase { id: e.action_id.to_string(), deployment, action_history }))
+}
+
+fn device_report(status: &ddi::Status) -> DeviceReport {
+    let (kind, label) = match (status.execution, status.result.finished) {
+        (ddi::Execution::Closed, ddi::Finished::Failure) => (ReportKind::Closed { success: false }, "closed/failure"),
+        (ddi::Execution::Closed, ddi::Finished::Success) => (ReportKind::Closed { success: true }, "closed/success"),
+        (ddi::Execution::Closed, ddi::Finished::None) => (ReportKind::Closed { success: true }, "closed"),
+        (ddi::Execution::Canceled, _) => (ReportKind::Canceled, "canceled"),
+        (ddi::Execution::Rejected, _) => (ReportKind::Rejected, "rejected"),
+        (ddi::Execution::Download, _) => (ReportKind::Download, "download"),
+        (ddi::Execution::Downloaded, _) => (ReportKind::Downloaded, "downloaded"),
+        (ddi::Execution::Proceeding, _) => (ReportKind::Proceeding, "proceeding"),
+        (ddi::Execution::Scheduled, _) => (ReportKind::Proceeding, "scheduled"),
+        (ddi::Execution::Resumed, _) => (ReportKind::Proceeding, "resumed"),
+    };
+    let details =
+        status
+            .details
+            .iter()
+            .take(MAX_DETAILS)
+            .map(|d| {
+                if d.chars().count() > MAX_DETAIL_CHARS {
+                    d.chars().take(MAX_DETAIL_CHARS).collect()
+                } else {
+                    d.clone()
+                }
+            })
+            .collect();
+    DeviceReport {
+        kind,
+        label: label.into(),
+        progress: status.result.progress.map(|p| Progress { cnt: p.cnt, of: p.of }),
+        code: status.code,
+        details,
+    }
+}
+
+fn refused(e: TransitionError, action: i64) -> DdiError {
+    match e {
+        TransitionError::Finished => DdiError::Gone(format!("action {action} is closed")),
+        TransitionError::NotApplicable => DdiError::NotFound(format!("action {action} is not awaiting this feedback")),
+    }
+}
+
+/// `POST deploymentBase/{id}/feedback`.
+async fn deployment_feedback(
+    State(state): State<AppState>,
+    dev: DdiDevice,
+    Path(params): Path<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> DdiResult<StatusCode> {
+    let e = own_execution(&state, &dev, &params["action"]).await?;
+    let feedback: ddi::ActionFeedback = read_json(&headers, &body)?;
+    let report = device_report(&feedback.status);
+    let now = state.now();
+    let changed = state
+        .store
+        .change_execution(&dev.tenant, e.action_id, &|x| on_device_report(x, &report, now).map(Some), now)
+        .await?;
+    let changed = changed.map_err(|err| refused(err, e.action_id))?;
+    metrics::counter!(DDI_FEEDBACK, "report" => report.label.clone()).increment(1);
+    tracing::debug!(tenant = %dev.tenant, device = %dev.id, action = e.action_id, report = %report.label, state = changed.state.as_str(), "device feedback");
+    Ok(StatusCode::OK)
+}
+
+/// `GET cancelAction/{id}`.
+async fn cancel(
+    State(state): State<AppState>,
+    dev: DdiDevice,
+    Path(params): Path<HashMap<String, String>>,
+) -> DdiResult<Json<ddi::Cancel>> {
+    let e = own_execution(&state, &dev, &params["action"]).await?;
+    if !(e.cancel_requested || e.state == ExecutionState::Canceled) {
+        return Err(DdiError::NotFound(format!("action {} is not being canceled", e.action_id)));
+    }
+    let id = e.action_id.to_string();
+    Ok(Json(ddi::Cancel { id: id.clone(), cancel_action: ddi::CancelAction { stop_id: id } }))
+}
+
+/// `POST cancelAction/{id}/feedback`: `closed` accepts the cancellation.
+async fn cancel_feedback(
+    State(state): State<AppState>,
+    dev: DdiDevice,
+    Path(params): Path<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> DdiResult<StatusCode> {
+    let e = own_execution(&state, &dev, &params["action"]).await?;
+    let feedback: ddi::ActionFeedback = read_json(&headers, &body)?;
+    let report = device_report(&feedback.status);
+    let now = state.now();
+    let changed = state
+        .store
+        .change_execution(&dev.tenant, e.action_id, &|x| on_cancel_report(x, &report, now).map(Some), now)
+        .await?;
+    match changed {
+        Ok(_) => Ok(StatusCode::OK),
+        Err(TransitionError::Finished) => Err(DdiError::Gone(format!("action {} is closed", e.action_id))),
+        Err(TransitionError::NotApplicable) => {
+            Err(DdiError::NotAllowed(format!("action {} is not being canceled", e.action_id)))
+        }
+    }
+}
+
+/// `GET installedBase/{id}`: what the device installed last.
+async fn installed(
+    State(state): State<AppState>,
+    dev: DdiDevice,
+    Path(params): Path<HashMap<String, String>>,
+    Query(q): Query<DeploymentParams>,
+) -> DdiResult<Json<ddi::DeploymentBase>> {
+    let e = own_execution(&state, &dev, &params["action"]).await?;
+    if e.state != ExecutionState::Succeeded {
+        return Err(DdiError::NotFound(format!("action {} is not installed", e.action_id)));
+    }
+    let deployment = deployment_of(&state, &dev, &e).await?;
+    let action_history = history(&state, &dev, &e, q.action_history).await?;
+    Ok(Json(ddi::DeploymentBase { id: e.action_id.to_string(), deployment, action_history }))
+}
+
+/// `PUT configData`: the device's attributes update its record.
+async fn config_data(
+    State(state): State<AppState>,
+    dev: DdiDevice,
+    headers: HeaderMap,
+    body: Bytes,
+) -> DdiResult<StatusCode> {
+    let data: ddi::ConfigData = read_json(&headers, &body)?;
+    attributes::validate(&data.data)
+        .map_err(|errors| DdiError::BadRequest(updraft_core::Error::Invalid(errors).to_string()))?;
+    let mode = match data.mode.unwrap_or(ddi::ConfigMode::Merge) {
+        ddi::ConfigMode::Merge => attributes::Mode::Merge,
+        ddi::ConfigMode::Replace => attributes::Mode::Replace,
+        ddi::ConfigMode::Remove => attributes::Mode::Remove,
+    };
+    let mut device =
+        state.store.get_device(&dev.tenant, &dev.id).await?.ok_or_else(|| DdiError::NotFound(dev.id.clone()))?;
+    attributes::apply(&mut device, mode, &data.data);
+    device.updated_at = state.now();
+    state.store.store_reported_attributes(&dev.tenant, &device).await?;
+    Ok(StatusCode::OK)
+}
+
+/// `GET confirmationBase`: auto-confirmation is off; links to an action awaiting consent.
+async fn confirmation_base(State(state): State<AppState>, dev: DdiDevice) -> DdiResult<Json<ddi::ConfirmationBase>> {
+    let actions = state.store.device_actions(&dev.tenant, &dev.id).await?;
+    let mut links = std::collections::BTreeMap::new();
+    if let Some(a) = actions.active.filter(|a| a.state == ExecutionState::AwaitingConsent) {
+        links.insert(
+            "confirmationBase".to_owned(),
+            ddi::Link::new(format!("{}/confirmationBase/{}?c={}", dev.base_url, a.action_id, etag_param(&a))),
+        );
+    }
+    Ok(Json(ddi::ConfirmationBase { auto_confirm: ddi::AutoConfirm { active: false }, links }))
+}
+
+/// `GET confirmationBase/{id}`: the deployment the device is asked to confirm.
+async fn confirmation(
+    State(state): State<AppState>,
+    dev: DdiDevice,
+    Path(params): Path<HashMap<String, String>>,
+    Query(q): Query<DeploymentParams>,
+) -> DdiResult<Json<ddi::ConfirmationBaseAction>> {
+    let e = own_execution(&state, &dev, &params["action"]).await?;
+    if e.state != ExecutionState::AwaitingConsent {
+        return Err(DdiError::NotFound(format!("action {} is not awaiting confirmation", e.action_id)));
+    }
+    let confirmation = deployment_of(&state, &dev, &e).await?;
+    let action_history = history(&state, &dev, &e, q.action_history).await?;
+    Ok(Json(ddi::ConfirmationBaseAction { id: e.action_id.to_string(), confirmation, action_history }))
+}
+
+/// `POST confirmationBase/{id}/feedback`: `confirmed` releases the deployment, `denied` rejects it.
+async fn confirmation_feedback(
+    State(state): State<AppState>,
+    dev: DdiDevice,
+    Path(params): Path<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> DdiResult<StatusCode> {
+    let e = own_execution(&state, &dev, &params["action"]).await?;
+    let feedback: ddi::ConfirmationFeedback = read_json(&headers, &body)?;
+    let approve = feedback.confirmation == ddi::Confirmation::Confirmed;
+    let now = state.now();
+    let changed = state
+        .store
+        .change_execution(
+            &dev.tenant,
+            e.action_id,
+            &|x| on_consent(x, approve, EventSource::Device, now).map(Some),
+            now,
+        )
+        .await?;
+    changed.map_err(|err| refused(err, e.action_id))?;
+    Ok(StatusCode::OK)
+}
+
+/// The firmware image behind a software module id, if this device may download it:
+/// the image of its open execution or of the last one it installed.
+async fn module_for_device(state: &AppState, dev: &DdiDevice, module: &str) -> DdiResult<Firmware> {
+    let actions = state.store.device_actions(&dev.tenant, &dev.id).await?;
+    let allowed = actions.active.iter().chain(actions.installed.iter()).any(|e| e.firmware == module);
+    if !allowed {
+        return Err(DdiError::NotFound(format!("software module {module} is not assigned to target {}", dev.id)));
+    }
+    state
+        .store
+        .get_firmware(&dev.tenant, module)
+        .await?
+        .ok_or_else(|| DdiError::NotFound(format!("software module {module} not found")))
+}
+
+/// `GET softwaremodules/{id}/artifacts`.
+async fn artifacts(
+    State(state): State<AppState>,
+    dev: DdiDevice,
+    Path(params): Path<HashMap<String, String>>,
+) -> DdiResult<Json<Vec<ddi::Artifact>>> {
+    let fw = module_for_device(&state, &dev, &params["module"]).await?;
+    let list = fw
+        .files
+        .iter()
+        .map(|f| artifact_of(f, &format!("{}/softwaremodules/{}/artifacts/{}", dev.base_url, fw.id, f.name)))
+        .collect();
+    Ok(Json(list))
+}
+
+/// `GET softwaremodules/{id}/artifacts/{file}` (and `{file}.MD5SUM`), with ranges.
+async fn artifact(
+    State(state): State<AppState>,
+    dev: DdiDevice,
+    Path(params): Path<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> DdiResult<Response> {
+    let fw = module_for_device(&state, &dev, &params["module"]).await?;
+    let name = &params["file"];
+    if let Some(f) = fw.files.iter().find(|f| &f.name == name) {
+        if let Some(expected) = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok())
+            && expected.trim().trim_matches('"') != f.sha1
+            && expected.trim() != "*"
+        {
+            return Ok(StatusCode::PRECONDITION_FAILED.into_response());
+        }
+        let path = state.blobs.path(&f.blob).map_err(|_| DdiError::NotFound(name.clone()))?;
+        let file = files::FileToSend {
+            path,
+            len: f.size,
+            name: f.name.clone(),
+            etag: f.sha1.clone(),
+            modified: fw.created_at,
+        };
+        return Ok(files::respond(file, &headers, ARTIFACT_BYTES));
+    }
+    if let Some(f) = name.strip_suffix(".MD5SUM").and_then(|base| fw.files.iter().find(|f| f.name == base)) {
+        let body = format!("{}  {}", f.md5, f.name);
+        return Ok((
+            [
+                (header::CONTENT_TYPE, "text/plain".to_owned()),
+                (header::CONTENT_DISPOSITION, format!("attachment;filename=\"{}.MD5SUM\"", f.name)),
+            ],
+            body,
+        )
+            .into_response());
+    }
+    Err(DdiError::NotFound(format!("artifact {name} not found")))
+}

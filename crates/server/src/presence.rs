@@ -1,0 +1,47 @@
+//! Presence: devices are online while they poll. A poll only notes the time
+//! in memory; the `presence` worker writes the sightings in one batch and
+//! marks devices that stopped polling offline. So a poll never writes to the
+//! database, and at most one flush interval of sightings is lost in a crash
+//! (a graceful stop flushes).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use jiff::{SignedDuration, Timestamp};
+use updraft_store::{Store, StoreResult};
+
+#[derive(Default)]
+pub struct Presence {
+    pending: Mutex<HashMap<(String, String), Timestamp>>,
+}
+
+impl Presence {
+    /// Notes that a device was seen now.
+    pub fn seen(&self, tenant: &str, device: &str, now: Timestamp) {
+        let mut pending = self.pending.lock().expect("presence lock");
+        match pending.get_mut(&(tenant.to_owned(), device.to_owned())) {
+            Some(t) => *t = now,
+            None => {
+                pending.insert((tenant.to_owned(), device.to_owned()), now);
+            }
+        }
+    }
+
+    /// Writes the sightings noted since the last flush, and marks devices
+    /// unseen for `offline_after` offline.
+    pub async fn flush(&self, store: &dyn Store, now: Timestamp, offline_after: SignedDuration) -> StoreResult<usize> {
+        let batch: Vec<(String, String, Timestamp)> = {
+            let mut pending = self.pending.lock().expect("presence lock");
+            pending.drain().map(|((t, d), at)| (t, d, at)).collect()
+        };
+        let cutoff = now.checked_sub(offline_after).unwrap_or(Timestamp::MIN);
+        for chunk in batch.chunks(1000) {
+            store.record_presence(chunk, cutoff).await?;
+        }
+        if batch.is_empty() {
+            store.record_presence(&[], cutoff).await?;
+        }
+        metrics::counter!(crate::metrics::PRESENCE_FLUSHED).increment(batch.len() as u64);
+        Ok(batch.len())
+    }
+}

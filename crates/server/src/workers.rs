@@ -1,0 +1,81 @@
+//! Background work as named workers. Each worker is one `tick(now)` that
+//! does a bounded amount of work; the runner calls it on an interval, and
+//! tests call it directly, one tick at a time, with the time they choose.
+//! On shutdown every worker gets a last tick.
+
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::state::AppState;
+
+/// The workers the server runs, by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Worker {
+    /// Writes device sightings and marks silent devices offline.
+    Presence,
+}
+
+impl Worker {
+    pub const ALL: &[Worker] = &[Worker::Presence];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Worker::Presence => "presence",
+        }
+    }
+
+    fn interval(self, state: &AppState) -> Duration {
+        match self {
+            Worker::Presence => Duration::from_millis(state.settings.presence_flush_ms.max(10)),
+        }
+    }
+
+    /// Does one round of the worker's work as of `now`.
+    pub async fn tick(self, state: &AppState, now: Timestamp) -> anyhow::Result<()> {
+        match self {
+            Worker::Presence => {
+                let offline_after = SignedDuration::from_secs(state.settings.offline_after_secs as i64);
+                state.presence.flush(state.store.as_ref(), now, offline_after).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Starts every worker; send `true` on the returned channel to stop them.
+pub fn spawn(state: AppState) -> (watch::Sender<bool>, Vec<JoinHandle<()>>) {
+    let (tx, rx) = watch::channel(false);
+    let handles = Worker::ALL
+        .iter()
+        .map(|&w| {
+            let state = state.clone();
+            let mut stop = rx.clone();
+            tokio::spawn(async move {
+                let mut interval = tokio::time::interval(w.interval(&state));
+                interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    let stopping = tokio::select! {
+                        _ = interval.tick() => false,
+                        _ = stop.changed() => true,
+                    };
+                    let outcome = match w.tick(&state, state.now()).await {
+                        Ok(()) => "ok",
+                        Err(e) => {
+                            tracing::warn!(worker = w.name(), error = %e, "worker tick failed");
+                            "error"
+                        }
+                    };
+                    metrics::counter!(crate::metrics::WORKER_TICKS, "worker" => w.name(), "outcome" => outcome)
+                        .increment(1);
+                    if stopping {
+                        break;
+                    }
+                }
+            })
+        })
+        .collect();
+    (tx, handles)
+}
