@@ -140,6 +140,7 @@ pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<
              Use it as `Authorization: Bearer <key>` (or UPDRAFT_TOKEN for the CLI).\n"
         );
     }
+    let settings_cache_ttl = settings.poll_cache_ttl_ms;
     Ok(AppState {
         store,
         blobs,
@@ -147,6 +148,10 @@ pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<
         clock,
         metrics: metrics::recorder(),
         presence: Default::default(),
+        poll_cache: Arc::new(ddi::cache::PollCache::new(
+            std::time::Duration::from_millis(settings_cache_ttl),
+            1_000_000,
+        )),
     })
 }
 

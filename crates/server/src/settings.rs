@@ -27,6 +27,9 @@ pub struct Settings {
     pub offline_after_secs: u64,
     /// How often the presence worker writes device sightings, in milliseconds.
     pub presence_flush_ms: u64,
+    /// How long a device's idle poll answer and token may be served from memory,
+    /// in milliseconds (other replicas see a new job after at most this long).
+    pub poll_cache_ttl_ms: u64,
     /// When set, this token becomes the server administrator's key (admin of the `default` tenant).
     pub bootstrap_token: Option<String>,
 }
@@ -51,6 +54,7 @@ impl Default for Settings {
             poll_interval_secs: 300,
             offline_after_secs: 900,
             presence_flush_ms: 2000,
+            poll_cache_ttl_ms: 5000,
             bootstrap_token: None,
         }
     }

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use metrics_exporter_prometheus::PrometheusHandle;
 use updraft_blob::BlobStore;
-use updraft_store::Store;
+use updraft_core::job::{Execution, TransitionError};
+use updraft_store::{ExecutionRule, Store, StoreResult};
 
 use crate::Settings;
 
@@ -32,10 +33,25 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub metrics: PrometheusHandle,
     pub presence: Arc<crate::presence::Presence>,
+    pub poll_cache: Arc<crate::ddi::cache::PollCache>,
 }
 
 impl AppState {
     pub fn now(&self) -> Timestamp {
         self.clock.now()
+    }
+
+    /// Changes an execution as `rule` decides (see `Store::change_execution`)
+    /// and forgets the device's cached poll answer.
+    pub async fn change_execution(
+        &self,
+        tenant: &str,
+        execution: &Execution,
+        rule: ExecutionRule<'_>,
+        now: Timestamp,
+    ) -> StoreResult<Result<Execution, TransitionError>> {
+        let changed = self.store.change_execution(tenant, execution.action_id, rule, now).await;
+        self.poll_cache.forget_device(tenant, &execution.device);
+        changed
     }
 }

@@ -536,5 +536,6 @@ pub async fn update(
 pub async fn delete(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
     caller.require(Access::WriteFleet)?;
     state.store.delete_device(caller.tenant(), &id).await?;
+    state.poll_cache.forget_deleted(caller.tenant(), &id);
     Ok(StatusCode::NO_CONTENT)
 }

@@ -213,6 +213,7 @@ pub async fn create(
         finished_at: if all_skipped { Some(now) } else { None },
     };
     state.store.create_job(caller.tenant(), &job, &targets, now).await?;
+    state.poll_cache.forget_tenant(caller.tenant());
     tracing::info!(job = %job.id, firmware = %job.firmware, devices = targets.len(), "job created");
     let counts = counts(&state, caller.tenant(), &job.id).await?;
     Ok((StatusCode::CREATED, Json(JobOut::new(job, Some(counts)))))
@@ -251,6 +252,7 @@ pub async fn get(State(state): State<AppState>, caller: Caller, Path(id): Path<S
 pub async fn cancel(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<JobOut>> {
     caller.require(Access::WriteFleet)?;
     let job = state.store.cancel_job(caller.tenant(), &id, state.now()).await?;
+    state.poll_cache.forget_tenant(caller.tenant());
     tracing::info!(job = %id, "job canceled");
     let counts = counts(&state, caller.tenant(), &id).await?;
     Ok(Json(JobOut::new(job, Some(counts))))
@@ -357,13 +359,7 @@ pub async fn consent(
         page.items.into_iter().next().ok_or_else(|| ApiError::not_found("execution", &format!("{job}/{device}")))?;
     let now = state.now();
     let changed = state
-        .store
-        .change_execution(
-            caller.tenant(),
-            e.action_id,
-            &|x| on_consent(x, approve, EventSource::Operator, now).map(Some),
-            now,
-        )
+        .change_execution(caller.tenant(), &e, &|x| on_consent(x, approve, EventSource::Operator, now).map(Some), now)
         .await?;
     let changed = changed.map_err(|_| {
         ApiError::new(ErrorCode::InUse, format!("the execution is {}, not awaiting consent", e.state.as_str()))

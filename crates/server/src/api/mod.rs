@@ -26,6 +26,7 @@ use crate::state::AppState;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(system::healthz))
+        .route("/livez", get(system::livez))
         .route("/metrics", get(system::metrics))
         .route("/api/v1/openapi.json", get(system::openapi))
         .route("/api/v1/tenants", get(tenants::list).post(tenants::create))

@@ -9,6 +9,7 @@
 //! - a report about a finished execution is refused with 410 and changes nothing;
 //! - artifact downloads, ranged or not, never write to the database.
 
+pub mod cache;
 pub mod files;
 
 use std::collections::HashMap;
@@ -33,6 +34,7 @@ use updraft_store::StoreError;
 use crate::auth::token_hash;
 use crate::metrics::{ARTIFACT_BYTES, DDI_FEEDBACK, DDI_POLLS};
 use crate::state::AppState;
+use cache::IdleView;
 
 const BASE: &str = "/{tenant}/controller/v1/{controller_id}";
 /// Most detail messages kept from one report, and most characters of each.
@@ -131,7 +133,6 @@ type DdiResult<T> = Result<T, DdiError>;
 pub struct DdiDevice {
     pub tenant: String,
     pub id: String,
-    pub attributes_requested: bool,
     /// `scheme://host/{tenant}/controller/v1/{controllerId}` as the device addressed us.
     pub base_url: String,
 }
@@ -149,27 +150,33 @@ impl FromRequestParts<AppState> for DdiDevice {
         let tenant = path_tenant.to_ascii_lowercase();
         let auth =
             parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or(DdiError::Unauthorized)?;
-        let identity = if let Some(token) = auth.strip_prefix("TargetToken ") {
-            let identity = state
-                .store
-                .device_identity_by_token_hash(&token_hash(token.trim()))
-                .await?
-                .ok_or(DdiError::Unauthorized)?;
-            if identity.tenant != tenant || &identity.id != controller {
+        let (device_tenant, device_id) = if let Some(token) = auth.strip_prefix("TargetToken ") {
+            let hash = token_hash(token.trim());
+            let (t, d) = match state.poll_cache.device_for_token(&hash) {
+                Some(known) => known,
+                None => {
+                    let identity =
+                        state.store.device_identity_by_token_hash(&hash).await?.ok_or(DdiError::Unauthorized)?;
+                    state.poll_cache.remember_token(&hash, &identity.tenant, &identity.id);
+                    (identity.tenant, identity.id)
+                }
+            };
+            if t != tenant || &d != controller {
                 return Err(DdiError::Unauthorized);
             }
-            identity
+            (t, d)
         } else if let Some(token) = auth.strip_prefix("GatewayToken ") {
             let gateway_tenant =
                 state.store.gateway_tenant(&token_hash(token.trim())).await?.ok_or(DdiError::Unauthorized)?;
             if gateway_tenant != tenant {
                 return Err(DdiError::Unauthorized);
             }
-            state
+            let identity = state
                 .store
                 .device_identity(&tenant, controller)
                 .await?
-                .ok_or_else(|| DdiError::NotFound(format!("target {controller} not found; register it first")))?
+                .ok_or_else(|| DdiError::NotFound(format!("target {controller} not found; register it first")))?;
+            (identity.tenant, identity.id)
         } else {
             return Err(DdiError::Unauthorized);
         };
@@ -179,9 +186,8 @@ impl FromRequestParts<AppState> for DdiDevice {
         let scheme = header_str(&parts.headers, "x-forwarded-proto").unwrap_or("http");
         Ok(DdiDevice {
             base_url: format!("{scheme}://{host}/{path_tenant}/controller/v1/{controller}"),
-            tenant: identity.tenant,
-            id: identity.id,
-            attributes_requested: identity.attributes_requested,
+            tenant: device_tenant,
+            id: device_id,
         })
     }
 }
@@ -228,7 +234,17 @@ fn poll_sleep(state: &AppState) -> String {
 async fn poll(State(state): State<AppState>, dev: DdiDevice, headers: HeaderMap) -> DdiResult<Response> {
     state.presence.seen(&dev.tenant, &dev.id, state.now());
     metrics::counter!(DDI_POLLS).increment(1);
-    let actions = state.store.device_actions(&dev.tenant, &dev.id).await?;
+    let view = match state.poll_cache.idle(&dev.tenant, &dev.id) {
+        Some(view) => view,
+        None => {
+            let identity = state.store.device_identity(&dev.tenant, &dev.id).await?.ok_or(DdiError::Unauthorized)?;
+            let actions = state.store.device_actions(&dev.tenant, &dev.id).await?;
+            let view = IdleView { actions, attributes_requested: identity.attributes_requested };
+            state.poll_cache.remember_idle(&dev.tenant, &dev.id, &view);
+            view
+        }
+    };
+    let actions = view.actions;
     let mut links = ddi::ControllerLinks::default();
     if let Some(a) = &actions.active {
         let id = a.action_id;
@@ -245,7 +261,7 @@ async fn poll(State(state): State<AppState>, dev: DdiDevice, headers: HeaderMap)
     if let Some(i) = &actions.installed {
         links.installed_base = Some(ddi::Link::new(format!("{}/installedBase/{}", dev.base_url, i.action_id)));
     }
-    if dev.attributes_requested {
+    if view.attributes_requested {
         links.config_data = Some(ddi::Link::new(format!("{}/configData", dev.base_url)));
     }
     let body =
@@ -383,9 +399,7 @@ async fn deployment(
     }
     if e.state == ExecutionState::Queued {
         let now = state.now();
-        if let Ok(changed) =
-            state.store.change_execution(&dev.tenant, e.action_id, &|x| on_deployment_fetched(x, now), now).await?
-        {
+        if let Ok(changed) = state.change_execution(&dev.tenant, &e, &|x| on_deployment_fetched(x, now), now).await? {
             e = changed;
         }
     }
@@ -448,10 +462,8 @@ async fn deployment_feedback(
     let feedback: ddi::ActionFeedback = read_json(&headers, &body)?;
     let report = device_report(&feedback.status);
     let now = state.now();
-    let changed = state
-        .store
-        .change_execution(&dev.tenant, e.action_id, &|x| on_device_report(x, &report, now).map(Some), now)
-        .await?;
+    let changed =
+        state.change_execution(&dev.tenant, &e, &|x| on_device_report(x, &report, now).map(Some), now).await?;
     let changed = changed.map_err(|err| refused(err, e.action_id))?;
     metrics::counter!(DDI_FEEDBACK, "report" => report.label.clone()).increment(1);
     tracing::debug!(tenant = %dev.tenant, device = %dev.id, action = e.action_id, report = %report.label, state = changed.state.as_str(), "device feedback");
@@ -484,10 +496,8 @@ async fn cancel_feedback(
     let feedback: ddi::ActionFeedback = read_json(&headers, &body)?;
     let report = device_report(&feedback.status);
     let now = state.now();
-    let changed = state
-        .store
-        .change_execution(&dev.tenant, e.action_id, &|x| on_cancel_report(x, &report, now).map(Some), now)
-        .await?;
+    let changed =
+        state.change_execution(&dev.tenant, &e, &|x| on_cancel_report(x, &report, now).map(Some), now).await?;
     match changed {
         Ok(_) => Ok(StatusCode::OK),
         Err(TransitionError::Finished) => Err(DdiError::Gone(format!("action {} is closed", e.action_id))),
@@ -533,6 +543,7 @@ async fn config_data(
     attributes::apply(&mut device, mode, &data.data);
     device.updated_at = state.now();
     state.store.store_reported_attributes(&dev.tenant, &device).await?;
+    state.poll_cache.forget_device(&dev.tenant, &dev.id);
     Ok(StatusCode::OK)
 }
 
@@ -578,13 +589,7 @@ async fn confirmation_feedback(
     let approve = feedback.confirmation == ddi::Confirmation::Confirmed;
     let now = state.now();
     let changed = state
-        .store
-        .change_execution(
-            &dev.tenant,
-            e.action_id,
-            &|x| on_consent(x, approve, EventSource::Device, now).map(Some),
-            now,
-        )
+        .change_execution(&dev.tenant, &e, &|x| on_consent(x, approve, EventSource::Device, now).map(Some), now)
         .await?;
     changed.map_err(|err| refused(err, e.action_id))?;
     Ok(StatusCode::OK)
