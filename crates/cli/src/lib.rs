@@ -71,6 +71,74 @@ pub enum ClientCommand {
         #[command(subcommand)]
         cmd: KeyCmd,
     },
+    /// Jobs: deliver firmware to devices and follow each execution.
+    Job {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: JobCmd,
+    },
+    /// Gateway tokens for the device API (admin only).
+    GatewayToken {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: GatewayCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum JobCmd {
+    /// Create a job that delivers one image to the named devices; it runs at once.
+    Create {
+        #[arg(long)]
+        firmware: String,
+        /// Device ids (or one per line with --from FILE).
+        devices: Vec<String>,
+        #[arg(long)]
+        from: Option<PathBuf>,
+        #[arg(long)]
+        id: Option<String>,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        /// The end user must approve before a device gets it.
+        #[arg(long)]
+        consent_required: bool,
+    },
+    List(Paging),
+    Show {
+        id: String,
+    },
+    /// A job's executions, optionally in one state.
+    Executions {
+        id: String,
+        #[arg(long)]
+        state: Option<String>,
+        #[command(flatten)]
+        paging: Paging,
+    },
+    Cancel {
+        id: String,
+    },
+    /// One device's executions across jobs, with their histories.
+    Device {
+        id: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum GatewayCmd {
+    List,
+    /// Create a gateway token; prints it once.
+    Create {
+        #[arg(long)]
+        name: Option<String>,
+    },
+    Delete {
+        id: String,
+    },
 }
 
 /// Paging options shared by lists.
@@ -344,6 +412,8 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Group { conn, cmd } => group(Client::new(&conn)?, conn.json, cmd).await,
         ClientCommand::Tenant { conn, cmd } => tenant(Client::new(&conn)?, conn.json, cmd).await,
         ClientCommand::Key { conn, cmd } => key(Client::new(&conn)?, conn.json, cmd).await,
+        ClientCommand::Job { conn, cmd } => job(Client::new(&conn)?, conn.json, cmd).await,
+        ClientCommand::GatewayToken { conn, cmd } => gateway(Client::new(&conn)?, conn.json, cmd).await,
     }
 }
 
@@ -667,6 +737,93 @@ async fn key(c: Client, json: bool, cmd: KeyCmd) -> anyhow::Result<()> {
         KeyCmd::Delete { id } => {
             c.delete(&format!("/api/v1/keys/{id}")).await?;
             eprintln!("key {id} deleted");
+        }
+    }
+    Ok(())
+}
+
+const JOB_COLUMNS: &[(&str, &str)] =
+    &[("ID", "id"), ("STATE", "state"), ("FIRMWARE", "firmware"), ("PRODUCT", "product"), ("CREATED", "created_at")];
+const EXECUTION_COLUMNS: &[(&str, &str)] = &[
+    ("ACTION", "action_id"),
+    ("DEVICE", "device"),
+    ("STATE", "state"),
+    ("ATTEMPT", "attempt"),
+    ("UPDATED", "updated_at"),
+];
+
+async fn job(c: Client, json: bool, cmd: JobCmd) -> anyhow::Result<()> {
+    match cmd {
+        JobCmd::Create { firmware, devices, from, id, name, description, consent_required } => {
+            let body = json!({
+                "id": id, "name": name, "description": description, "firmware": firmware,
+                "devices": ids(devices, from)?, "consent_required": consent_required,
+            });
+            let j = c.send("POST", "/api/v1/jobs", &body).await?;
+            if json { print_json(&j) } else { Table::new(JOB_COLUMNS).one(&j) }
+        }
+        JobCmd::List(p) => show_list(json, &c.get("/api/v1/jobs", &p.query()).await?, JOB_COLUMNS),
+        JobCmd::Show { id } => {
+            let j = c.get(&format!("/api/v1/jobs/{id}"), &[]).await?;
+            if json { print_json(&j) } else { output::fields(&j) }
+        }
+        JobCmd::Executions { id, state, paging } => {
+            let mut q = paging.query();
+            if let Some(s) = state {
+                q.push(("state", s));
+            }
+            show_list(json, &c.get(&format!("/api/v1/jobs/{id}/executions"), &q).await?, EXECUTION_COLUMNS)
+        }
+        JobCmd::Cancel { id } => {
+            let j = c.send("POST", &format!("/api/v1/jobs/{id}/cancel"), &json!({})).await?;
+            if json { print_json(&j) } else { output::fields(&j) }
+        }
+        JobCmd::Device { id } => {
+            let page = c.get(&format!("/api/v1/devices/{id}/executions"), &[]).await?;
+            if json {
+                print_json(&page)
+            } else {
+                for e in page["items"].as_array().map(Vec::as_slice).unwrap_or_default() {
+                    Table::new(&[("JOB", "job"), ("ACTION", "action_id"), ("STATE", "state"), ("ATTEMPT", "attempt")])
+                        .one(e);
+                    Table::new(&[
+                        ("AT", "at"),
+                        ("STATE", "state"),
+                        ("SOURCE", "source"),
+                        ("REPORT", "report"),
+                        ("DETAILS", "details"),
+                    ])
+                    .rows(e["history"].as_array().map(Vec::as_slice).unwrap_or_default());
+                    println!();
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn gateway(c: Client, json: bool, cmd: GatewayCmd) -> anyhow::Result<()> {
+    match cmd {
+        GatewayCmd::List => show_list(
+            json,
+            &c.get("/api/v1/gateway-tokens", &[]).await?,
+            &[("ID", "id"), ("NAME", "name"), ("CREATED", "created_at")],
+        ),
+        GatewayCmd::Create { name } => {
+            let out = c.send("POST", "/api/v1/gateway-tokens", &json!({"name": name})).await?;
+            if json {
+                print_json(&out)
+            } else {
+                println!(
+                    "gateway token {} created\ntoken (shown once): {}",
+                    out["id"].as_str().unwrap_or(""),
+                    out["token"].as_str().unwrap_or("")
+                )
+            }
+        }
+        GatewayCmd::Delete { id } => {
+            c.delete(&format!("/api/v1/gateway-tokens/{id}")).await?;
+            eprintln!("gateway token {id} deleted");
         }
     }
     Ok(())

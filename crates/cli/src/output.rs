@@ -12,6 +12,9 @@ fn cell(v: &Value) -> String {
         Value::Null => "-".into(),
         Value::String(s) => s.clone(),
         Value::Object(m) => m.iter().map(|(k, v)| format!("{k}={}", cell(v))).collect::<Vec<_>>().join(","),
+        Value::Array(a) if a.iter().all(Value::is_string) => {
+            a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("; ")
+        }
         Value::Array(a) => a.len().to_string(),
         other => other.to_string(),
     }

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use tracing_subscriber::EnvFilter;
 use updraft_server::{LogFormat, Settings};
 
 #[derive(Args, Debug)]
@@ -65,35 +64,11 @@ impl ServeArgs {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            s.recv().await;
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
-    tracing::info!("shutdown requested");
-}
-
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let settings = args.settings()?;
-    let filter = EnvFilter::try_from_env("UPDRAFT_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    match settings.log_format {
-        LogFormat::Json => tracing_subscriber::fmt().json().with_writer(std::io::stderr).with_env_filter(filter).init(),
-        LogFormat::Text => {
-            tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(false).with_env_filter(filter).init()
-        }
-    }
+    let format = if settings.log_format == LogFormat::Json { "json" } else { "text" };
+    crate::process::init_logging(format, "info,sqlx=warn");
     let listener =
         tokio::net::TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
-    updraft_server::launch(settings, listener, shutdown_signal()).await
+    updraft_server::launch(settings, listener, crate::process::shutdown_signal()).await
 }

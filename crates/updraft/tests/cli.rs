@@ -121,6 +121,17 @@ async fn client_commands_end_to_end() {
     assert!(String::from_utf8_lossy(&denied.stderr).contains("forbidden"));
     ok(updraft(&server, viewer, &["product", "list"], cwd));
 
+    let job = json(run(&["job", "create", "--firmware", &id, "--id", "first", "dev-1", "sim-0000", "--json"]));
+    assert_eq!((job["state"].as_str(), job["counts"]["queued"].as_u64()), (Some("running"), Some(2)));
+    let shown = ok(run(&["job", "executions", "first", "--state", "queued"]));
+    assert!(shown.contains("dev-1") && shown.contains("sim-0000"), "{shown}");
+    let history = ok(run(&["job", "device", "dev-1"]));
+    assert!(history.contains("created") && history.contains("first"), "{history}");
+    let canceled = json(run(&["job", "cancel", "first", "--json"]));
+    assert_eq!(canceled["state"], "canceled");
+    let gw = ok(run(&["gateway-token", "create", "--name", "edge"]));
+    assert!(gw.contains("token (shown once): upd_g_"), "{gw}");
+
     let created = ok(run(&["tenant", "create", "globex"]));
     let other =
         created.lines().find_map(|l| l.split(": ").nth(1).filter(|t| t.starts_with("upd_k_"))).unwrap().to_owned();
