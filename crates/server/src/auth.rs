@@ -81,9 +81,17 @@ impl FromRequestParts<AppState> for Caller {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| ApiError::of(ErrorCode::Unauthorized))?;
-        match state.store.key_by_token_hash(&token_hash(token)).await? {
-            Some(key) => Ok(Caller { key }),
-            None => Err(ApiError::new(ErrorCode::Unauthorized, "the API key is not valid")),
+        let key = match state.store.key_by_token_hash(&token_hash(token)).await? {
+            Some(key) => key,
+            None => return Err(ApiError::new(ErrorCode::Unauthorized, "the API key is not valid")),
+        };
+        if let Err(retry_after) = state.rate_limiter.check(&key.id) {
+            return Err(ApiError::new(
+                ErrorCode::RateLimited,
+                format!("this key made too many calls; retry in {retry_after} s"),
+            )
+            .with_retry_after(retry_after));
         }
+        Ok(Caller { key })
     }
 }

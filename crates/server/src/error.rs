@@ -60,13 +60,15 @@ pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
     pub details: Option<Value>,
+    /// Seconds after which to retry (`Retry-After`), for `rate_limited`.
+    pub retry_after: Option<u64>,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), details: None }
+        Self { code, message: message.into(), details: None, retry_after: None }
     }
 
     pub fn of(code: ErrorCode) -> Self {
@@ -75,6 +77,11 @@ impl ApiError {
 
     pub fn with_details(mut self, details: impl Serialize) -> Self {
         self.details = serde_json::to_value(details).ok();
+        self
+    }
+
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
         self
     }
 
@@ -154,7 +161,11 @@ impl IntoResponse for ApiError {
         metrics::counter!(crate::metrics::API_ERRORS, "code" => self.code.code()).increment(1);
         let body =
             Body { error: Inner { code: self.code.code(), message: &self.message, details: self.details.as_ref() } };
-        (self.code.status(), Json(body)).into_response()
+        let mut response = (self.code.status(), Json(body)).into_response();
+        if let Some(s) = self.retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, s.into());
+        }
+        response
     }
 }
 

@@ -11,6 +11,7 @@ pub mod extract;
 pub mod metrics;
 pub mod openapi;
 pub mod presence;
+pub mod ratelimit;
 pub mod settings;
 pub mod state;
 pub mod testing;
@@ -141,6 +142,7 @@ pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<
         );
     }
     let settings_cache_ttl = settings.poll_cache_ttl_ms;
+    let settings_rate = (settings.api_rate_limit_per_sec, settings.api_rate_limit_burst);
     Ok(AppState {
         store,
         blobs,
@@ -148,6 +150,7 @@ pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<
         clock,
         metrics: metrics::recorder(),
         presence: Default::default(),
+        rate_limiter: Arc::new(ratelimit::RateLimiter::new(settings_rate.0, settings_rate.1)),
         poll_cache: Arc::new(ddi::cache::PollCache::new(
             std::time::Duration::from_millis(settings_cache_ttl),
             1_000_000,

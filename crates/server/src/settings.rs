@@ -30,6 +30,10 @@ pub struct Settings {
     /// How long a device's idle poll answer and token may be served from memory,
     /// in milliseconds (other replicas see a new job after at most this long).
     pub poll_cache_ttl_ms: u64,
+    /// Management API calls allowed per API key per second on average (0: no limit).
+    pub api_rate_limit_per_sec: u32,
+    /// How many calls a key may make at once above its average.
+    pub api_rate_limit_burst: u32,
     /// When set, this token becomes the server administrator's key (admin of the `default` tenant).
     pub bootstrap_token: Option<String>,
 }
@@ -55,6 +59,8 @@ impl Default for Settings {
             offline_after_secs: 900,
             presence_flush_ms: 2000,
             poll_cache_ttl_ms: 5000,
+            api_rate_limit_per_sec: 200,
+            api_rate_limit_burst: 2000,
             bootstrap_token: None,
         }
     }

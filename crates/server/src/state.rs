@@ -34,6 +34,7 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     pub presence: Arc<crate::presence::Presence>,
     pub poll_cache: Arc<crate::ddi::cache::PollCache>,
+    pub rate_limiter: Arc<crate::ratelimit::RateLimiter>,
 }
 
 impl AppState {

@@ -18,7 +18,24 @@ on_both_stores!(
     bulk_import_ndjson_and_csv,
     groups,
     data_survives_a_restart,
+    rate_limited_keys_get_429,
 );
+
+async fn rate_limited_keys_get_429(b: Backend) {
+    let server = TestServer::start_with(b, |s| {
+        s.api_rate_limit_per_sec = 1;
+        s.api_rate_limit_burst = 5;
+    })
+    .await;
+    let api = Api::on(server);
+    for _ in 0..5 {
+        api.get("/api/v1/products").await.expect(200, None);
+    }
+    let r = api.get("/api/v1/products").await;
+    r.expect(429, Some("rate_limited"));
+    assert!(r.headers.contains_key("retry-after"));
+    api.as_key("").get("/livez").await.expect(200, None);
+}
 
 async fn system_routes_and_request_ids(b: Backend) {
     let api = Api::start(b).await;

@@ -1,0 +1,55 @@
+//! A per-key request budget for the management API: a token bucket per API
+//! key, refilled continuously. Over budget, a call gets 429 with
+//! `Retry-After`. Limits are per server replica (see README).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+pub struct RateLimiter {
+    per_sec: f64,
+    burst: f64,
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+impl RateLimiter {
+    /// `per_sec` requests per second on average, up to `burst` at once; 0 disables the limit.
+    pub fn new(per_sec: u32, burst: u32) -> Self {
+        Self { per_sec: f64::from(per_sec), burst: f64::from(burst.max(1)), buckets: Default::default() }
+    }
+
+    /// Takes one request from `key`'s budget; `Err(seconds)` says when to retry.
+    pub fn check(&self, key: &str) -> Result<(), u64> {
+        if self.per_sec <= 0.0 {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().expect("rate limiter lock");
+        if buckets.len() > 100_000 {
+            buckets.retain(|_, (_, at)| now.duration_since(*at).as_secs() < 60);
+        }
+        let (tokens, at) = buckets.entry(key.to_owned()).or_insert((self.burst, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.per_sec).min(self.burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - *tokens) / self.per_sec).ceil().max(1.0) as u64)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budget_then_refusal() {
+        let l = RateLimiter::new(1, 3);
+        assert!(l.check("a").is_ok() && l.check("a").is_ok() && l.check("a").is_ok());
+        assert_eq!(l.check("a"), Err(1));
+        assert!(l.check("b").is_ok(), "budgets are per key");
+        assert!(RateLimiter::new(0, 0).check("a").is_ok(), "0 disables");
+    }
+}
