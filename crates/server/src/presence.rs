@@ -10,19 +10,25 @@ use std::sync::Mutex;
 use jiff::{SignedDuration, Timestamp};
 use updraft_store::{Store, StoreResult};
 
+/// Sightings by tenant, then device: noted with borrowed ids, no allocation once known.
 #[derive(Default)]
 pub struct Presence {
-    pending: Mutex<HashMap<(String, String), Timestamp>>,
+    pending: Mutex<HashMap<String, HashMap<String, Timestamp>>>,
 }
 
 impl Presence {
     /// Notes that a device was seen now.
     pub fn seen(&self, tenant: &str, device: &str, now: Timestamp) {
         let mut pending = self.pending.lock().expect("presence lock");
-        match pending.get_mut(&(tenant.to_owned(), device.to_owned())) {
-            Some(t) => *t = now,
+        match pending.get_mut(tenant) {
+            Some(devices) => match devices.get_mut(device) {
+                Some(t) => *t = now,
+                None => {
+                    devices.insert(device.to_owned(), now);
+                }
+            },
             None => {
-                pending.insert((tenant.to_owned(), device.to_owned()), now);
+                pending.insert(tenant.to_owned(), HashMap::from([(device.to_owned(), now)]));
             }
         }
     }
@@ -32,7 +38,11 @@ impl Presence {
     pub async fn flush(&self, store: &dyn Store, now: Timestamp, offline_after: SignedDuration) -> StoreResult<usize> {
         let batch: Vec<(String, String, Timestamp)> = {
             let mut pending = self.pending.lock().expect("presence lock");
-            pending.drain().map(|((t, d), at)| (t, d, at)).collect()
+            let mut batch = Vec::new();
+            for (tenant, devices) in pending.drain() {
+                batch.extend(devices.into_iter().map(|(d, at)| (tenant.clone(), d, at)));
+            }
+            batch
         };
         let cutoff = now.checked_sub(offline_after).unwrap_or(Timestamp::MIN);
         for chunk in batch.chunks(1000) {

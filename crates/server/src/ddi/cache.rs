@@ -16,20 +16,28 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
-use updraft_store::DeviceActions;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::http::HeaderValue;
+
+/// Idle answers by tenant, then device: looked up with borrowed ids, no allocation.
+type IdleMap = HashMap<String, HashMap<String, (Arc<IdleAnswer>, Instant)>>;
 
 pub struct PollCache {
     ttl: Duration,
     capacity: usize,
     tokens: RwLock<HashMap<String, (String, String, Instant)>>,
-    idle: RwLock<HashMap<(String, String), (IdleView, Instant)>>,
+    idle: RwLock<IdleMap>,
 }
 
-/// A cached poll answer for a device with nothing to do.
-#[derive(Debug, Clone)]
-pub struct IdleView {
-    pub actions: DeviceActions,
-    pub attributes_requested: bool,
+/// A rendered poll answer for a device with nothing to do.
+#[derive(Debug)]
+pub struct IdleAnswer {
+    /// The device API base URL the answer's links were built for.
+    pub base_url: String,
+    pub body: Bytes,
+    pub etag: HeaderValue,
 }
 
 impl PollCache {
@@ -50,28 +58,26 @@ impl PollCache {
         map.insert(token_hash.to_owned(), (tenant.to_owned(), device.to_owned(), Instant::now()));
     }
 
-    pub fn idle(&self, tenant: &str, device: &str) -> Option<IdleView> {
+    pub fn idle(&self, tenant: &str, device: &str) -> Option<Arc<IdleAnswer>> {
         let map = self.idle.read().expect("cache lock");
-        map.get(&(tenant.to_owned(), device.to_owned()))
-            .filter(|(_, at)| at.elapsed() < self.ttl)
-            .map(|(v, _)| v.clone())
+        map.get(tenant)?.get(device).filter(|(_, at)| at.elapsed() < self.ttl).map(|(a, _)| a.clone())
     }
 
-    /// Caches the answer if it offers no work.
-    pub fn remember_idle(&self, tenant: &str, device: &str, view: &IdleView) {
-        if view.actions.active.is_some() {
-            return;
-        }
+    /// Caches the answer of a device that has nothing to do. The caller's
+    /// duty: never an answer that offers work.
+    pub fn remember_idle(&self, tenant: &str, device: &str, answer: IdleAnswer) {
         let mut map = self.idle.write().expect("cache lock");
-        if map.len() >= self.capacity {
+        if map.values().map(HashMap::len).sum::<usize>() >= self.capacity {
             map.clear();
         }
-        map.insert((tenant.to_owned(), device.to_owned()), (view.clone(), Instant::now()));
+        map.entry(tenant.to_owned()).or_default().insert(device.to_owned(), (Arc::new(answer), Instant::now()));
     }
 
     /// Forgets what is known of a device's work and attributes.
     pub fn forget_device(&self, tenant: &str, device: &str) {
-        self.idle.write().expect("cache lock").remove(&(tenant.to_owned(), device.to_owned()));
+        if let Some(devices) = self.idle.write().expect("cache lock").get_mut(tenant) {
+            devices.remove(device);
+        }
     }
 
     /// Forgets everything about a device, its token included (it was deleted).
@@ -82,44 +88,31 @@ impl PollCache {
 
     /// Forgets every idle answer of a tenant (a job was created or changed).
     pub fn forget_tenant(&self, tenant: &str) {
-        self.idle.write().expect("cache lock").retain(|(t, _), _| t != tenant);
+        self.idle.write().expect("cache lock").remove(tenant);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use updraft_core::job::{Execution, ExecutionState};
 
-    fn busy() -> IdleView {
-        let t = jiff::Timestamp::UNIX_EPOCH;
-        let e = Execution {
-            action_id: 1,
-            job: "j".into(),
-            device: "d".into(),
-            firmware: "f".into(),
-            state: ExecutionState::Queued,
-            attempt: 1,
-            cancel_requested: false,
-            progress: None,
-            created_at: t,
-            updated_at: t,
-            finished_at: None,
-        };
-        IdleView { actions: DeviceActions { active: Some(e), installed: None }, attributes_requested: false }
+    fn answer() -> IdleAnswer {
+        IdleAnswer {
+            base_url: "http://h/t/controller/v1/d".into(),
+            body: Bytes::from_static(b"{}"),
+            etag: HeaderValue::from_static("\"1\""),
+        }
     }
 
     #[test]
-    fn only_idle_answers_are_cached_and_forgotten() {
+    fn idle_answers_are_cached_and_forgotten() {
         let c = PollCache::new(Duration::from_secs(60), 10);
-        c.remember_idle("t", "d", &busy());
-        assert!(c.idle("t", "d").is_none(), "work is never cached");
-        let idle = IdleView { actions: DeviceActions::default(), attributes_requested: true };
-        c.remember_idle("t", "d", &idle);
+        assert!(c.idle("t", "d").is_none());
+        c.remember_idle("t", "d", answer());
         assert!(c.idle("t", "d").is_some());
         c.forget_device("t", "d");
         assert!(c.idle("t", "d").is_none());
-        c.remember_idle("t", "d", &idle);
+        c.remember_idle("t", "d", answer());
         c.forget_tenant("t");
         assert!(c.idle("t", "d").is_none());
         c.remember_token("h", "t", "d");
@@ -133,10 +126,14 @@ mod tests {
         let c = PollCache::new(Duration::ZERO, 2);
         c.remember_token("h", "t", "d");
         assert_eq!(c.device_for_token("h"), None, "expired");
+        c.remember_idle("t", "d", answer());
+        assert!(c.idle("t", "d").is_none(), "expired");
         let c = PollCache::new(Duration::from_secs(60), 2);
         for i in 0..5 {
             c.remember_token(&format!("h{i}"), "t", "d");
+            c.remember_idle("t", &format!("d{i}"), answer());
         }
         assert!(c.tokens.read().unwrap().len() <= 2);
+        assert!(c.idle.read().unwrap().values().map(HashMap::len).sum::<usize>() <= 2);
     }
 }

@@ -34,7 +34,7 @@ use updraft_store::StoreError;
 use crate::auth::token_hash;
 use crate::metrics::{ARTIFACT_BYTES, DDI_FEEDBACK, DDI_POLLS};
 use crate::state::AppState;
-use cache::IdleView;
+use cache::IdleAnswer;
 
 const BASE: &str = "/{tenant}/controller/v1/{controller_id}";
 /// Most detail messages kept from one report, and most characters of each.
@@ -141,12 +141,19 @@ impl FromRequestParts<AppState> for DdiDevice {
     type Rejection = DdiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, DdiError> {
-        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
-            .await
-            .map_err(|_| DdiError::NotFound("bad path".into()))?;
-        let (Some(path_tenant), Some(controller)) = (params.get("tenant"), params.get("controller_id")) else {
-            return Err(DdiError::NotFound("bad path".into()));
+        let (path_tenant, controller) = match path_ids(parts.uri.path()) {
+            Some(ids) => ids,
+            None => {
+                let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
+                    .await
+                    .map_err(|_| DdiError::NotFound("bad path".into()))?;
+                match (params.get("tenant"), params.get("controller_id")) {
+                    (Some(t), Some(c)) => (t.clone(), c.clone()),
+                    _ => return Err(DdiError::NotFound("bad path".into())),
+                }
+            }
         };
+        let controller = &controller;
         let tenant = path_tenant.to_ascii_lowercase();
         let auth =
             parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or(DdiError::Unauthorized)?;
@@ -192,6 +199,21 @@ impl FromRequestParts<AppState> for DdiDevice {
     }
 }
 
+/// The tenant and controller id of a device API path, when they need no
+/// percent-decoding (the common case, read without the router's map).
+fn path_ids(path: &str) -> Option<(String, String)> {
+    let mut segments = path.split('/').skip(1);
+    let tenant = segments.next()?;
+    if segments.next()? != "controller" || segments.next()? != "v1" {
+        return None;
+    }
+    let controller = segments.next()?;
+    if tenant.contains('%') || controller.contains('%') || tenant.is_empty() || controller.is_empty() {
+        return None;
+    }
+    Some((tenant.to_owned(), controller.to_owned()))
+}
+
 fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok()).map(|s| s.split(',').next().unwrap_or(s).trim())
 }
@@ -234,17 +256,13 @@ fn poll_sleep(state: &AppState) -> String {
 async fn poll(State(state): State<AppState>, dev: DdiDevice, headers: HeaderMap) -> DdiResult<Response> {
     state.presence.seen(&dev.tenant, &dev.id, state.now());
     metrics::counter!(DDI_POLLS).increment(1);
-    let view = match state.poll_cache.idle(&dev.tenant, &dev.id) {
-        Some(view) => view,
-        None => {
-            let identity = state.store.device_identity(&dev.tenant, &dev.id).await?.ok_or(DdiError::Unauthorized)?;
-            let actions = state.store.device_actions(&dev.tenant, &dev.id).await?;
-            let view = IdleView { actions, attributes_requested: identity.attributes_requested };
-            state.poll_cache.remember_idle(&dev.tenant, &dev.id, &view);
-            view
-        }
-    };
-    let actions = view.actions;
+    if let Some(cached) = state.poll_cache.idle(&dev.tenant, &dev.id)
+        && cached.base_url == dev.base_url
+    {
+        return Ok(etagged(&headers, cached.body.clone(), &cached.etag));
+    }
+    let identity = state.store.device_identity(&dev.tenant, &dev.id).await?.ok_or(DdiError::Unauthorized)?;
+    let actions = state.store.device_actions(&dev.tenant, &dev.id).await?;
     let mut links = ddi::ControllerLinks::default();
     if let Some(a) = &actions.active {
         let id = a.action_id;
@@ -261,30 +279,36 @@ async fn poll(State(state): State<AppState>, dev: DdiDevice, headers: HeaderMap)
     if let Some(i) = &actions.installed {
         links.installed_base = Some(ddi::Link::new(format!("{}/installedBase/{}", dev.base_url, i.action_id)));
     }
-    if view.attributes_requested {
+    if identity.attributes_requested {
         links.config_data = Some(ddi::Link::new(format!("{}/configData", dev.base_url)));
     }
     let body =
         ddi::ControllerBase { config: ddi::Config { polling: ddi::Polling { sleep: poll_sleep(&state) } }, links };
-    Ok(json_with_etag(&headers, &body))
+    let body = Bytes::from(serde_json::to_vec(&body).expect("DDI types serialize"));
+    let etag = etag_of(&body);
+    if actions.active.is_none() {
+        let answer = IdleAnswer { base_url: dev.base_url.clone(), body: body.clone(), etag: etag.clone() };
+        state.poll_cache.remember_idle(&dev.tenant, &dev.id, answer);
+    }
+    Ok(etagged(&headers, body, &etag))
 }
 
-/// JSON with an ETag of its bytes; 304 when the client already has it.
-fn json_with_etag<T: serde::Serialize>(request: &HeaderMap, body: &T) -> Response {
-    let bytes = serde_json::to_vec(body).expect("DDI types serialize");
-    let etag = format!("\"{:016x}\"", fnv1a(&bytes));
-    if request
+fn etag_of(body: &[u8]) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{:016x}\"", fnv1a(body))).expect("hex is a valid header value")
+}
+
+/// A JSON answer with its ETag; 304 when the client already has it.
+fn etagged(request: &HeaderMap, body: Bytes, etag: &HeaderValue) -> Response {
+    let matches = request
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag))
-    {
-        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
+        .is_some_and(|v| v.split(',').any(|t| t.trim().as_bytes() == etag.as_bytes()));
+    if matches {
+        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag.clone())]).into_response();
     }
-    let mut r = (StatusCode::OK, bytes).into_response();
+    let mut r = (StatusCode::OK, body).into_response();
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/hal+json;charset=UTF-8"));
-    if let Ok(v) = HeaderValue::from_str(&etag) {
-        r.headers_mut().insert(header::ETAG, v);
-    }
+    r.headers_mut().insert(header::ETAG, etag.clone());
     r
 }
 
