@@ -141,7 +141,8 @@ pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<
              Use it as `Authorization: Bearer <key>` (or UPDRAFT_TOKEN for the CLI).\n"
         );
     }
-    let settings_cache_ttl = settings.poll_cache_ttl_ms;
+    let settings_cache_ttl =
+        settings.poll_cache_ttl_ms.unwrap_or(if store.backend() == "sqlite" { 600_000 } else { 5_000 });
     let settings_rate = (settings.api_rate_limit_per_sec, settings.api_rate_limit_burst);
     Ok(AppState {
         store,

@@ -28,8 +28,10 @@ pub struct Settings {
     /// How often the presence worker writes device sightings, in milliseconds.
     pub presence_flush_ms: u64,
     /// How long a device's idle poll answer and token may be served from memory,
-    /// in milliseconds (other replicas see a new job after at most this long).
-    pub poll_cache_ttl_ms: u64,
+    /// in milliseconds: another replica offers a new job after at most this long.
+    /// Default: 5 s on PostgreSQL (replicas), 10 min on SQLite (one process,
+    /// where every change forgets its entries at once).
+    pub poll_cache_ttl_ms: Option<u64>,
     /// Management API calls allowed per API key per second on average (0: no limit).
     pub api_rate_limit_per_sec: u32,
     /// How many calls a key may make at once above its average.
@@ -57,8 +59,8 @@ impl Default for Settings {
             log_format: LogFormat::Text,
             poll_interval_secs: 300,
             offline_after_secs: 900,
-            presence_flush_ms: 2000,
-            poll_cache_ttl_ms: 5000,
+            presence_flush_ms: 10_000,
+            poll_cache_ttl_ms: None,
             api_rate_limit_per_sec: 200,
             api_rate_limit_burst: 2000,
             bootstrap_token: None,

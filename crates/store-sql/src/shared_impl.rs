@@ -730,17 +730,17 @@ impl Store for $store {
 
     async fn record_presence(&self, seen: &[(String, String, Timestamp)], offline_before: Timestamp) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
-        for (tenant, id, at) in seen {
-            sqlx::query(
-                "UPDATE devices SET last_seen_at = $3, connection_status = 'online'
-                 WHERE tenant = $1 AND id = $2 AND (last_seen_at IS NULL OR last_seen_at < $3)",
-            )
-            .bind(tenant)
-            .bind(id)
-            .bind(us(*at))
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
+        for chunk in seen.chunks(1000) {
+            let mut q = QueryBuilder::<sqlx::$db>::new("WITH v (tenant, id, t) AS (");
+            q.push_values(chunk, |mut b, (tenant, id, at)| {
+                b.push_bind(tenant).push_bind(id).push_bind(us(*at));
+            });
+            q.push(
+                ") UPDATE devices SET last_seen_at = v.t, connection_status = 'online' FROM v \
+                 WHERE devices.tenant = v.tenant AND devices.id = v.id \
+                 AND (devices.last_seen_at IS NULL OR devices.last_seen_at < v.t)",
+            );
+            q.build().execute(&mut *tx).await.map_err(db_err)?;
         }
         sqlx::query("UPDATE devices SET connection_status = 'offline' WHERE connection_status = 'online' AND last_seen_at < $1")
             .bind(us(offline_before))

@@ -10,7 +10,9 @@
 //!   change to a device's executions or attributes on this replica forgets
 //!   its entry.
 //!
-//! Both maps are bounded: past `capacity` entries they are cleared.
+//! Both maps are bounded: past `capacity` entries they are cleared. Each
+//! entry lives between half the TTL and the TTL, so that a fleet cached at
+//! once does not expire at once.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -45,9 +47,19 @@ impl PollCache {
         Self { ttl, capacity, tokens: Default::default(), idle: Default::default() }
     }
 
+    /// When an entry made now expires: between half the TTL and the TTL, spread by
+    /// `seed` so that entries made together do not all expire together.
+    fn expiry(&self, seed: &str) -> Instant {
+        let spread = seed.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100000001b3));
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        let fraction = 0.5 + ((spread ^ u64::from(nanos)) % 1000) as f64 / 2000.0;
+        Instant::now() + self.ttl.mul_f64(fraction)
+    }
+
     pub fn device_for_token(&self, token_hash: &str) -> Option<(String, String)> {
         let map = self.tokens.read().expect("cache lock");
-        map.get(token_hash).filter(|(_, _, at)| at.elapsed() < self.ttl).map(|(t, d, _)| (t.clone(), d.clone()))
+        map.get(token_hash).filter(|(_, _, until)| Instant::now() < *until).map(|(t, d, _)| (t.clone(), d.clone()))
     }
 
     pub fn remember_token(&self, token_hash: &str, tenant: &str, device: &str) {
@@ -55,12 +67,13 @@ impl PollCache {
         if map.len() >= self.capacity {
             map.clear();
         }
-        map.insert(token_hash.to_owned(), (tenant.to_owned(), device.to_owned(), Instant::now()));
+        let until = self.expiry(token_hash);
+        map.insert(token_hash.to_owned(), (tenant.to_owned(), device.to_owned(), until));
     }
 
     pub fn idle(&self, tenant: &str, device: &str) -> Option<Arc<IdleAnswer>> {
         let map = self.idle.read().expect("cache lock");
-        map.get(tenant)?.get(device).filter(|(_, at)| at.elapsed() < self.ttl).map(|(a, _)| a.clone())
+        map.get(tenant)?.get(device).filter(|(_, until)| Instant::now() < *until).map(|(a, _)| a.clone())
     }
 
     /// Caches the answer of a device that has nothing to do. The caller's
@@ -70,7 +83,8 @@ impl PollCache {
         if map.values().map(HashMap::len).sum::<usize>() >= self.capacity {
             map.clear();
         }
-        map.entry(tenant.to_owned()).or_default().insert(device.to_owned(), (Arc::new(answer), Instant::now()));
+        let until = self.expiry(device);
+        map.entry(tenant.to_owned()).or_default().insert(device.to_owned(), (Arc::new(answer), until));
     }
 
     /// Forgets what is known of a device's work and attributes.
