@@ -6,6 +6,7 @@
 
 pub mod attributes;
 pub mod error;
+pub mod filter;
 pub mod job;
 pub mod model;
 pub mod page;
