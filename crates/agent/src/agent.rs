@@ -3,9 +3,9 @@
 //! A cycle polls the controller root and does what it says: accept a cancellation
 //! (`closed`+`success`, dropping the work), confirm an action awaiting confirmation (when
 //! `auto_confirm`), or carry out the deployment: `proceeding` → artifacts downloaded into the
-//! state directory (resuming partial files with `Range`) → size and SHA-256 verified →
-//! `downloaded` → installer → `closed` with `success` or `failure` → configData with the
-//! installed versions (`fw.<part>` = chunk `version`).
+//! state directory (resuming partial files with `Range`, no faster than `download_rate_limit`
+//! when set) → size and SHA-256 verified → `downloaded` → installer → `closed` with `success`
+//! or `failure` → configData with the installed versions (`fw.<part>` = chunk `version`).
 //!
 //! **Invariants:**
 //! - Nothing is installed unless its size and SHA-256 match what the server announced; a
@@ -37,6 +37,7 @@ use updraft_ddi::{
 use crate::client::{DdiClient, HttpSettings, action_id_from_href, feedback, http_client};
 use crate::install::{Installer, Item};
 use crate::state::{AgentState, Phase, STATE_FILE, Work};
+use crate::throttle::{PIECE, RateLimiter};
 use crate::{Auth, Error, firmware_key};
 
 /// hawkBit's default polling interval, used when the server's cannot be read.
@@ -66,6 +67,9 @@ pub struct AgentConfig {
     pub download_retries: u32,
     /// The first pause between download retries; it doubles up to 30 s.
     pub retry_backoff: Duration,
+    /// The most artifact bytes per second the agent downloads (for metered or shared links);
+    /// `None` downloads as fast as the link allows.
+    pub download_rate_limit: Option<u64>,
     pub install_timeout: Duration,
     /// Confirm actions that wait for the device's confirmation.
     pub auto_confirm: bool,
@@ -76,7 +80,8 @@ pub struct AgentConfig {
 
 impl AgentConfig {
     /// A configuration with defaults for everything else: no initial versions, the server's
-    /// polling interval, 5 download retries from 1 s, a one-hour install timeout, auto-confirm.
+    /// polling interval, 5 download retries from 1 s, no download rate limit, a one-hour install
+    /// timeout, auto-confirm.
     pub fn new(
         server: impl Into<String>,
         tenant: impl Into<String>,
@@ -97,6 +102,7 @@ impl AgentConfig {
             poll_interval: None,
             download_retries: 5,
             retry_backoff: Duration::from_secs(1),
+            download_rate_limit: None,
             install_timeout: Duration::from_secs(3600),
             auto_confirm: true,
             http: HttpSettings::default(),
@@ -131,6 +137,9 @@ impl Agent {
     /// over `config.firmware`, which only fills in components the state does not know.
     pub async fn new(config: AgentConfig) -> Result<Agent, Error> {
         config.installer.validate().map_err(Error::Config)?;
+        if config.download_rate_limit == Some(0) {
+            return Err(Error::Config("the download rate limit must be at least 1 byte per second".into()));
+        }
         let http = http_client(&config.http)?;
         let client = DdiClient::new(http, &config.server, &config.tenant, &config.controller_id, &config.auth)?
             .with_request_timeout(config.http.request_timeout);
@@ -487,13 +496,15 @@ impl Agent {
 
     async fn download_all(&mut self) -> Result<usize, Error> {
         let artifacts = self.artifacts();
+        // One bucket for every artifact and retry of this cycle: the limit is the link's.
+        let mut limiter = self.config.download_rate_limit.map(RateLimiter::new);
         for (path, artifact, _, _) in &artifacts {
             if let Some(dir) = path.parent() {
                 tokio::fs::create_dir_all(dir)
                     .await
                     .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
             }
-            self.fetch_artifact(artifact, path).await.map_err(|e| match e {
+            self.fetch_artifact(artifact, path, limiter.as_mut()).await.map_err(|e| match e {
                 Error::Artifact(m) => Error::Artifact(format!("artifact {}: {m}", artifact.filename)),
                 e => e,
             })?;
@@ -503,7 +514,12 @@ impl Agent {
 
     /// Downloads one artifact to `dest` through `dest.part`, resuming what is there, retrying
     /// broken transfers, and verifying size and SHA-256 before the file gets its final name.
-    async fn fetch_artifact(&self, artifact: &Artifact, dest: &Path) -> Result<(), Error> {
+    async fn fetch_artifact(
+        &self,
+        artifact: &Artifact,
+        dest: &Path,
+        mut limiter: Option<&mut RateLimiter>,
+    ) -> Result<(), Error> {
         let expected = expected_sha256(artifact)?;
         if tokio::fs::try_exists(dest).await.unwrap_or(false) {
             if matches_file(dest, artifact.size, &expected).await? {
@@ -521,7 +537,7 @@ impl Agent {
         let part = with_suffix(dest, ".part");
         let mut attempt = 0;
         loop {
-            match self.fetch_once(&href, &part, artifact.size).await {
+            match self.fetch_once(&href, &part, artifact.size, limiter.as_deref_mut()).await {
                 Ok(()) => break,
                 Err(e) if e.is_transient() && attempt < self.config.download_retries => {
                     let pause = (self.config.retry_backoff * 2u32.saturating_pow(attempt)).min(Duration::from_secs(30));
@@ -559,8 +575,15 @@ impl Agent {
         Ok(())
     }
 
-    /// One request: continues `part` from its current length up to `size` bytes.
-    async fn fetch_once(&self, href: &str, part: &Path, size: u64) -> Result<(), Error> {
+    /// One request: continues `part` from its current length up to `size` bytes, no faster than
+    /// `limiter` allows.
+    async fn fetch_once(
+        &self,
+        href: &str,
+        part: &Path,
+        size: u64,
+        mut limiter: Option<&mut RateLimiter>,
+    ) -> Result<(), Error> {
         let io = |what: &str, e| Error::io(format!("{what} {}", part.display()), e);
         let mut have = tokio::fs::metadata(part).await.map(|m| m.len()).unwrap_or(0);
         if have > size {
@@ -606,10 +629,22 @@ impl Agent {
                             "the server sent more than the announced {size} bytes; the file was deleted"
                         )));
                     }
-                    if let Err(e) = file.write_all(&bytes).await {
+                    // Throttled, a read is written and paced in pieces so the file grows smoothly.
+                    let piece_len = if limiter.is_some() { PIECE } else { bytes.len().max(1) };
+                    let mut wrote = Ok(());
+                    for piece in bytes.chunks(piece_len) {
+                        wrote = file.write_all(piece).await;
+                        if wrote.is_err() {
+                            break;
+                        }
+                        written += piece.len() as u64;
+                        if let Some(l) = limiter.as_deref_mut() {
+                            l.take(piece.len()).await;
+                        }
+                    }
+                    if let Err(e) = wrote {
                         break Err(io("writing", e));
                     }
-                    written += bytes.len() as u64;
                 }
                 Ok(None) => break Ok(()),
                 Err(e) => break Err(e),

@@ -3,9 +3,9 @@
 //! - [`DdiClient`] speaks DDI for one controller id over a shared `reqwest` client, with the
 //!   `updraft-ddi` wire types: poll, deployment, feedback, cancel, confirmation, configData and
 //!   artifact downloads that resume with `Range`.
-//! - [`Agent`] is one real device: it polls, downloads and verifies (size and SHA-256) before it
-//!   installs, reports every phase, and keeps its progress in a JSON file written atomically so
-//!   that a restart after `kill -9` picks up where it stopped.
+//! - [`Agent`] is one real device: it polls, downloads (optionally rate-limited) and verifies
+//!   (size and SHA-256) before it installs, reports every phase, and keeps its progress in a
+//!   JSON file written atomically so that a restart after `kill -9` picks up where it stopped.
 //! - [`sim::Fleet`] is thousands of simulated devices in one process, for integration and load
 //!   tests; [`sim::register_devices`] registers them through the management API first.
 //!
@@ -19,6 +19,7 @@ mod error;
 mod install;
 pub mod sim;
 mod state;
+mod throttle;
 
 pub use agent::{Agent, AgentConfig, Cycle};
 pub use client::{ArtifactBody, Auth, DdiClient, HttpSettings, action_id_from_href, feedback, http_client};

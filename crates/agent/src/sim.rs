@@ -16,7 +16,8 @@
 //! `round(n × timeout_rate)` stay silent; a deployment counts once in `deployments_seen` however
 //! often it is retried, and once in exactly one of `succeeded`, `failed`, `silent` when it ends
 //! (or in `errors` if the server closed it first); the run always ends by `duration`,
-//! `until_idle` or `shutdown` and returns the counters as a [`SimSummary`].
+//! `until_idle` (never before every device has polled once) or `shutdown` and returns the
+//! counters as a [`SimSummary`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -301,7 +302,9 @@ pub struct SimConfig {
     pub max_requests: usize,
     /// Stop after this long.
     pub duration: Option<Duration>,
-    /// Stop when no deployment is in progress and nothing started or ended for this long.
+    /// Stop when every device has polled at least once, no deployment is in progress and
+    /// nothing started or ended for this long (counted from the last device's first poll at
+    /// the earliest, so a long ramp-up never ends the run before every device has looked).
     pub until_idle: Option<Duration>,
     /// Installed versions reported in configData until a device installs something.
     pub firmware: BTreeMap<String, String>,
@@ -353,7 +356,10 @@ pub struct SimCounters {
     pub errors: AtomicU64,
     pub hash_mismatches: AtomicU64,
     in_progress: AtomicI64,
-    /// Milliseconds since the start at which a deployment last started or ended.
+    /// Devices whose first poll has been answered (or has failed).
+    first_polls: AtomicU64,
+    /// Milliseconds since the start at which a deployment last started or ended, or the last
+    /// device polled for the first time.
     last_activity_ms: AtomicU64,
     last_error: Mutex<Option<String>>,
 }
@@ -446,16 +452,31 @@ impl SimCounters {
         self.touch();
     }
 
+    fn first_poll(&self) {
+        Self::add(&self.first_polls, 1);
+        self.touch();
+    }
+
     fn error(&self, device: &str, e: &Error) {
+        self.note_error(device, e.to_string());
+    }
+
+    /// A deployment the server ended before the device reported its outcome: it counts in `errors`.
+    fn closed_first(&self, device: &str, action: &str) {
+        self.note_error(device, format!("the server closed action {action} before the device reported its outcome"));
+    }
+
+    fn note_error(&self, device: &str, message: String) {
         Self::add(&self.errors, 1);
-        tracing::debug!(device = %device, error = %e, "simulated device error");
+        tracing::debug!(device = %device, error = %message, "simulated device error");
         if let Ok(mut last) = self.last_error.lock() {
-            *last = Some(format!("{device}: {e}"));
+            *last = Some(format!("{device}: {message}"));
         }
     }
 
     fn idle_for(&self) -> Option<Duration> {
-        if self.in_progress.load(Ordering::Relaxed) > 0 {
+        // A device that has not polled yet may still find work.
+        if self.in_progress.load(Ordering::Relaxed) > 0 || self.first_polls.load(Ordering::Relaxed) < self.devices {
             return None;
         }
         let last = Duration::from_millis(self.last_activity_ms.load(Ordering::Relaxed));
@@ -576,6 +597,7 @@ struct SimulatedDevice {
     server_sleep: Option<Duration>,
     installed: Option<BTreeMap<String, String>>,
     current: Option<Current>,
+    polled: bool,
 }
 
 async fn run_device(shared: Arc<Shared>, device: SimDevice, client: DdiClient) {
@@ -588,6 +610,7 @@ async fn run_device(shared: Arc<Shared>, device: SimDevice, client: DdiClient) {
         server_sleep: None,
         installed: None,
         current: None,
+        polled: false,
     };
     let first = d.shared.config.ramp_up.mul_f64(d.rng.unit());
     tokio::time::sleep(first).await;
@@ -616,7 +639,11 @@ impl SimulatedDevice {
 
     async fn tick(&mut self) {
         SimCounters::add(&self.counters().polls, 1);
-        let root = match self.limited(self.client.poll()).await {
+        let polled = self.limited(self.client.poll()).await;
+        if !std::mem::replace(&mut self.polled, true) {
+            self.counters().first_poll();
+        }
+        let root = match polled {
             Ok(r) => r,
             Err(e) => return self.error(&e),
         };
@@ -634,6 +661,7 @@ impl SimulatedDevice {
             && !current.done
         {
             // The server ended the action (timed out, canceled and closed) while we retried.
+            self.counters().closed_first(&self.device.id, &current.action_id);
             self.counters().end();
         }
     }

@@ -1,6 +1,6 @@
 //! The device agent against the in-test DDI server: the happy path, a corrupted artifact, a
-//! broken download resumed with `Range` after a restart, a restart during install, a failing
-//! installer and a cancellation.
+//! broken download resumed with `Range` after a restart, a rate-limited download, a restart
+//! during install, a failing installer and a cancellation.
 
 mod common;
 
@@ -132,6 +132,30 @@ async fn an_interrupted_download_resumes_with_range_after_a_restart() -> anyhow:
         [(E::Proceeding, F::None), (E::Proceeding, F::None), (E::Downloaded, F::None), (E::Closed, F::Success)]
     );
     assert!(mock.details(DEVICE).iter().any(|d| d.contains("restarted during download")));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_rate_limited_download_takes_as_long_as_its_limit() -> anyhow::Result<()> {
+    let bytes = artifact_bytes(400_000);
+    let mock = common::start(MockOptions::new(bytes.clone())).await;
+    let dir = tempfile::tempdir()?;
+    let target = dir.path().join("installed.img");
+    let mut limited = config(&mock, &dir.path().join("state"), Installer::CopyTo(target.clone()));
+    limited.download_rate_limit = Some(800_000);
+    let mut agent = Agent::new(limited).await?;
+    let started = std::time::Instant::now();
+    agent.run_once().await?;
+    let took = started.elapsed();
+    // 400 kB at 800 kB/s from an empty bucket: half a second, whatever the server's pace.
+    assert!(took >= Duration::from_millis(450), "took {took:?}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert_eq!(std::fs::read(&target)?, bytes);
+    assert_eq!(mock.statuses(DEVICE).last(), Some(&(E::Closed, F::Success)));
+
+    let mut zero = config(&mock, &dir.path().join("other"), Installer::CopyTo(target));
+    zero.download_rate_limit = Some(0);
+    assert!(matches!(Agent::new(zero).await.err(), Some(Error::Config(_))));
     Ok(())
 }
 

@@ -1,5 +1,7 @@
 //! The fleet simulator against the in-test DDI server: registration in batches, then every
-//! device downloads, verifies and reports, with exact failure and silence counts.
+//! device downloads, verifies and reports, with exact failure and silence counts; cancellations;
+//! an idle stop that never comes before every device has polled; and a deployment the server
+//! closes before the device is done, counted as an error.
 
 mod common;
 
@@ -102,5 +104,49 @@ async fn cancellations_are_accepted_and_the_run_stops_at_its_duration() -> anyho
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!((summary.canceled, summary.deployments_seen, summary.errors), (30, 0, 0));
     assert_eq!(mock.log().cancel_feedback.len(), 30);
+    Ok(())
+}
+
+#[tokio::test]
+async fn until_idle_waits_for_every_device_to_poll_once() -> anyhow::Result<()> {
+    let mock = common::start(MockOptions::new(artifact_bytes(1_000))).await;
+    let devices: Vec<SimDevice> =
+        (0..5).map(|i| SimDevice { index: i, id: format!("late-{i}"), token: format!("t{i}") }).collect();
+    let mut config = sim_config(&mock.base);
+    // First polls spread over two seconds, far longer than the idle limit.
+    config.ramp_up = Duration::from_secs(2);
+    config.poll_interval = Some(Duration::from_secs(5));
+    config.until_idle = Some(Duration::from_millis(200));
+    let started = std::time::Instant::now();
+    let summary = Fleet::new(config, devices)?.run(std::future::pending()).await?;
+    assert_eq!((summary.deployments_seen, summary.succeeded, summary.errors), (5, 5, 0), "{summary:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_deployment_the_server_closes_first_counts_as_an_error() -> anyhow::Result<()> {
+    let mut options = MockOptions::new(artifact_bytes(50_000));
+    options.cut_after = Some(10_000);
+    let mock = common::start(options).await;
+    let device = SimDevice { index: 0, id: "gone-0".into(), token: "t0".into() };
+    let mut config = sim_config(&mock.base);
+    config.poll_interval = Some(Duration::from_millis(600));
+    config.ramp_up = Duration::ZERO;
+    config.until_idle = Some(Duration::from_millis(300));
+    let fleet = Fleet::new(config, vec![device])?;
+    let live = fleet.counters();
+    let run = tokio::spawn(fleet.run(std::future::pending()));
+    // The download breaks; before the device polls again, the server closes the action.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while live.snapshot().errors == 0 {
+        assert!(std::time::Instant::now() < deadline, "the download never broke");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    mock.log().finished.insert("gone-0".into());
+    let summary = run.await??;
+    assert_eq!((summary.deployments_seen, summary.succeeded, summary.failed, summary.silent), (1, 0, 0, 0));
+    assert_eq!((summary.errors, summary.in_progress), (2, 0), "{summary:?}");
+    assert!(summary.last_error.as_deref().is_some_and(|e| e.contains("closed action 7")), "{summary:?}");
     Ok(())
 }

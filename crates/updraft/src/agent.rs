@@ -1,6 +1,7 @@
 //! `updraft agent`: runs one device against a server's DDI API with `updraft_agent::Agent`:
-//! poll, download (resuming), verify, install with a command or a copy, report. Its state lives
-//! in `--state-dir`, so the command can be killed at any point and started again.
+//! poll, download (resuming, optionally rate-limited), verify, install with a command or a copy,
+//! report. Its state lives in `--state-dir`, so the command can be killed at any point and
+//! started again.
 //! Logs go to stderr; nothing is printed to stdout.
 
 use std::path::PathBuf;
@@ -53,6 +54,10 @@ pub struct AgentArgs {
     /// Another configData attribute, KEY=VALUE (repeatable), e.g. hardware_version=rev-b.
     #[arg(long = "attribute", value_name = "KEY=VALUE", value_parser = parse_pair)]
     attributes: Vec<(String, String)>,
+    /// Download artifacts at most this fast, in bytes per second; K, M and G multiply by 1024
+    /// (e.g. 262144 or 256K). For devices on metered or shared links.
+    #[arg(long, value_name = "BYTES_PER_SEC", value_parser = parse_rate)]
+    download_rate_limit: Option<u64>,
     /// Kill an install command that runs longer than SECS seconds.
     #[arg(long, value_name = "SECS", default_value = "3600", value_parser = parse_secs)]
     install_timeout: Duration,
@@ -77,6 +82,26 @@ pub(crate) fn parse_secs(s: &str) -> Result<Duration, String> {
     }
 }
 
+/// A positive byte rate: digits with an optional K, M or G (powers of 1024).
+fn parse_rate(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (digits, unit) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&t[..i], c.to_ascii_uppercase()),
+        _ => (t, ' '),
+    };
+    let multiplier: u64 = match unit {
+        ' ' => 1,
+        'K' => 1 << 10,
+        'M' => 1 << 20,
+        'G' => 1 << 30,
+        _ => return Err(format!("expected bytes per second like 262144 or 256K, got {s:?}")),
+    };
+    match digits.parse::<u64>().ok().and_then(|n| n.checked_mul(multiplier)) {
+        Some(n) if n > 0 => Ok(n),
+        _ => Err(format!("expected a positive number of bytes per second like 262144 or 256K, got {s:?}")),
+    }
+}
+
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     init_logging(&args.log_format, "info");
     let auth = match (args.token, args.gateway_token) {
@@ -94,6 +119,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     config.attributes = args.attributes.into_iter().collect();
     config.poll_interval = args.poll_interval;
     config.install_timeout = args.install_timeout;
+    config.download_rate_limit = args.download_rate_limit;
     let mut agent = Agent::new(config).await?;
     if args.once {
         agent.run_once().await?;
@@ -101,4 +127,20 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     }
     agent.run(shutdown_signal()).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_parse_with_binary_units() {
+        assert_eq!(parse_rate("262144"), Ok(262_144));
+        assert_eq!(parse_rate("256K"), Ok(262_144));
+        assert_eq!(parse_rate("2m"), Ok(2 << 20));
+        assert_eq!(parse_rate("1G"), Ok(1 << 30));
+        for bad in ["0", "0K", "", "K", "1.5M", "-1", "12X", "99999999999999999999G"] {
+            assert!(parse_rate(bad).is_err(), "{bad:?}");
+        }
+    }
 }

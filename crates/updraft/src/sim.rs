@@ -1,8 +1,8 @@
 //! `updraft sim`: thousands of simulated devices against a server, for integration and load
 //! tests (`updraft_agent::sim`). Registers the fleet through the management API unless
-//! `--skip-register` (then tokens come from `--tokens`), runs it until `--duration`,
-//! `--until-idle` or Ctrl-C, shows a live one-line summary on stderr every second and prints
-//! the final summary as JSON on stdout.
+//! `--skip-register` (then tokens come from `--tokens`; `--register-only` registers and stops
+//! there), runs it until `--duration`, `--until-idle` or Ctrl-C, shows a live one-line summary
+//! on stderr every second and prints the final summary as JSON on stdout.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -84,7 +84,8 @@ pub struct SimArgs {
     /// Stop after SECS seconds.
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     duration: Option<Duration>,
-    /// Stop once no deployment has been in progress, started or ended for SECS seconds.
+    /// Stop once every device has polled and no deployment has been in progress, started or ended
+    /// for SECS seconds.
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     until_idle: Option<Duration>,
     /// The devices exist already: read their tokens from --tokens.
@@ -96,6 +97,9 @@ pub struct SimArgs {
     /// Write the registered devices' tokens to FILE (id,token) for later --skip-register runs.
     #[arg(long, value_name = "FILE", conflicts_with = "skip_register")]
     tokens_out: Option<PathBuf>,
+    /// Register the devices (and write --tokens-out), then exit without running them.
+    #[arg(long, requires = "tokens_out", conflicts_with = "skip_register")]
+    register_only: bool,
     /// Devices per registration call.
     #[arg(long, default_value_t = 5000)]
     batch: usize,
@@ -132,6 +136,10 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
                 csv.push_str(&format!("{},{}\n", d.id, d.token));
             }
             std::fs::write(out, csv).with_context(|| format!("writing {}", out.display()))?;
+        }
+        if args.register_only {
+            eprintln!("{} devices registered", devices.len());
+            return Ok(());
         }
         devices
     };
