@@ -25,7 +25,7 @@ use sqlx::{AssertSqlSafe, QueryBuilder};
 use updraft_core::job::{Execution, ExecutionEvent, ExecutionState, Job, Transition, TransitionError};
 use updraft_core::{ApiKey, Device, FieldError, Firmware, Group, NewDevice, Page, PageRequest, Product, Tenant};
 use updraft_store::{
-    DeviceActions, DeviceIdentity, DeviceScope, ExecutionRule, ExecutionScope, GatewayToken, MembershipChange, Store,
+    DeviceActions, DeviceChange, DeviceIdentity, DeviceScope, ExecutionRule, ExecutionScope, GatewayToken, MembershipChange, Store,
     StoreError, StoreResult,
 };
 use $crate::*;
@@ -707,10 +707,34 @@ impl Store for $store {
         Ok(actions)
     }
 
-    async fn store_reported_attributes(&self, tenant: &str, d: &Device) -> StoreResult<()> {
-        let r = sqlx::query(
+    async fn modify_device(
+        &self,
+        tenant: &str,
+        id: &str,
+        change: DeviceChange<'_>,
+        reported: bool,
+        now: Timestamp,
+    ) -> StoreResult<Result<Device, Vec<FieldError>>> {
+        let mut tx = self.begin_write().await?;
+        let row: Option<DeviceRow> =
+            sqlx::query_as(AssertSqlSafe(format!("{DEVICE_SELECT} WHERE tenant = $1 AND id = $2{}", $lock)))
+                .bind(tenant)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        let Some(row) = row else {
+            return Err(StoreError::not_found("device", id));
+        };
+        let mut d = Device::try_from(row)?;
+        if let Err(errors) = change(&mut d) {
+            return Ok(Err(errors));
+        }
+        d.updated_at = now;
+        sqlx::query(
             "UPDATE devices SET firmware = $3, hardware_version = $4, module_model = $5, module_version = $6,
-                 template_id = $7, properties = $8, updated_at = $9, attributes_requested = FALSE
+                 template_id = $7, properties = $8, metadata = $9, activated_at = $10, connection_status = $11,
+                 updated_at = $12, attributes_requested = CASE WHEN $13 THEN FALSE ELSE attributes_requested END
              WHERE tenant = $1 AND id = $2",
         )
         .bind(tenant)
@@ -721,11 +745,16 @@ impl Store for $store {
         .bind(&d.module_version)
         .bind(&d.template_id)
         .bind(Json(&d.properties))
-        .bind(us(d.updated_at))
-        .execute(&self.pool)
+        .bind(Json(&d.metadata))
+        .bind(d.activated_at.map(us))
+        .bind(d.connection_status.as_str())
+        .bind(us(now))
+        .bind(reported)
+        .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        if r.rows_affected() == 0 { Err(StoreError::not_found("device", &d.id)) } else { Ok(()) }
+        tx.commit().await.map_err(db_err)?;
+        Ok(Ok(d))
     }
 
     async fn record_presence(&self, seen: &[(String, String, Timestamp)], offline_before: Timestamp) -> StoreResult<()> {

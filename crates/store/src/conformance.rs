@@ -618,12 +618,27 @@ pub async fn gateway_tokens_and_presence(store: &dyn Store) {
         ("acme", "probe", true)
     );
     assert_eq!(store.device_identity_by_token_hash("nope").await.unwrap(), None);
-    let mut d = d0.clone();
-    d.properties.insert("reported".into(), PropertyValue::String("yes".into()));
-    store.store_reported_attributes("acme", &d).await.unwrap();
+    let report = |d: &mut updraft_core::Device| {
+        d.properties.insert("reported".into(), PropertyValue::String("yes".into()));
+        Ok(())
+    };
+    let changed = store.modify_device("acme", "d0", &report, true, t(200)).await.unwrap().unwrap();
+    assert_eq!((changed.updated_at, changed.last_seen_at), (t(200), Some(t(100))), "presence is kept");
     assert!(!store.device_identity("acme", "d0").await.unwrap().unwrap().attributes_requested);
     assert_eq!(
         store.get_device("acme", "d0").await.unwrap().unwrap().properties["reported"],
         PropertyValue::String("yes".into())
     );
+    let refuse = |d: &mut updraft_core::Device| {
+        d.properties.clear();
+        Err(vec![updraft_core::FieldError::new("x", "no")])
+    };
+    assert!(store.modify_device("acme", "d0", &refuse, false, t(300)).await.unwrap().is_err());
+    let kept = store.get_device("acme", "d0").await.unwrap().unwrap();
+    assert!(kept.properties.contains_key("reported"), "a refused change writes nothing");
+    let nothing = |_: &mut updraft_core::Device| Ok(());
+    assert!(matches!(
+        store.modify_device("acme", "ghost", &nothing, false, t(300)).await,
+        Err(StoreError::NotFound { .. })
+    ));
 }

@@ -61,6 +61,9 @@ pub struct ExecutionScope {
     pub state: Option<ExecutionState>,
 }
 
+/// A change to a device record; `Err` refuses it and nothing is written.
+pub type DeviceChange<'a> = &'a (dyn Fn(&mut Device) -> Result<(), Vec<updraft_core::FieldError>> + Send + Sync);
+
 /// The rule that decides an execution's change, given its current record.
 /// `Ok(None)` leaves it as it is.
 pub type ExecutionRule<'a> = &'a (dyn Fn(&Execution) -> Result<Option<Transition>, TransitionError> + Send + Sync);
@@ -173,8 +176,17 @@ pub trait Store: Send + Sync + 'static {
     async fn device_identity_by_token_hash(&self, token_hash: &str) -> StoreResult<Option<DeviceIdentity>>;
     async fn device_identity(&self, tenant: &str, id: &str) -> StoreResult<Option<DeviceIdentity>>;
     async fn device_actions(&self, tenant: &str, device: &str) -> StoreResult<DeviceActions>;
-    /// Writes what a device reported about itself and clears the request for attributes.
-    async fn store_reported_attributes(&self, tenant: &str, device: &Device) -> StoreResult<()>;
+    /// Changes a device's record as `change` decides, atomically with reading
+    /// it (no concurrent change is lost). `reported`: the change is what the
+    /// device said of itself, which answers the server's request for attributes.
+    async fn modify_device(
+        &self,
+        tenant: &str,
+        id: &str,
+        change: DeviceChange<'_>,
+        reported: bool,
+        now: Timestamp,
+    ) -> StoreResult<Result<Device, Vec<updraft_core::FieldError>>>;
     /// Records that devices were seen (last-seen time, online), and marks
     /// online devices not seen since `offline_before` as offline.
     async fn record_presence(&self, seen: &[(String, String, Timestamp)], offline_before: Timestamp)

@@ -483,52 +483,54 @@ pub async fn update(
     ApiJson(patch): ApiJson<DevicePatch>,
 ) -> ApiResult<Json<DeviceOut>> {
     caller.require(Access::WriteFleet)?;
-    let mut d = load(&state, caller.tenant(), &id).await?;
-    if let Some(v) = patch.firmware {
-        d.firmware = v;
-    }
-    if let Some(v) = patch.hardware_version {
-        d.hardware_version = non_empty(v);
-    }
-    if let Some(v) = patch.module_model {
-        d.module_model = non_empty(v);
-    }
-    if let Some(v) = patch.module_version {
-        d.module_version = non_empty(v);
-    }
-    if let Some(v) = patch.template_id {
-        d.template_id = non_empty(v);
-    }
-    if let Some(v) = patch.properties {
-        d.properties = v;
-    }
-    if let Some(v) = patch.metadata {
-        d.metadata = v;
-    }
-    if let Some(v) = patch.activated_at {
-        d.activated_at = v;
-    }
-    if let Some(v) = patch.connection_status {
-        d.connection_status = v;
-    }
-    let attributes = DeviceAttributes {
-        firmware: d.firmware.clone(),
-        hardware_version: d.hardware_version.clone(),
-        module_model: d.module_model.clone(),
-        module_version: d.module_version.clone(),
-        template_id: d.template_id.clone(),
-        properties: d.properties.clone(),
-        metadata: d.metadata.clone(),
-        activated_at: d.activated_at,
-        connection_status: Some(d.connection_status),
+    let apply = |d: &mut Device| {
+        if let Some(v) = &patch.firmware {
+            d.firmware = v.clone();
+        }
+        if let Some(v) = &patch.hardware_version {
+            d.hardware_version = non_empty(v.clone());
+        }
+        if let Some(v) = &patch.module_model {
+            d.module_model = non_empty(v.clone());
+        }
+        if let Some(v) = &patch.module_version {
+            d.module_version = non_empty(v.clone());
+        }
+        if let Some(v) = &patch.template_id {
+            d.template_id = non_empty(v.clone());
+        }
+        if let Some(v) = &patch.properties {
+            d.properties = v.clone();
+        }
+        if let Some(v) = &patch.metadata {
+            d.metadata = v.clone();
+        }
+        if let Some(v) = patch.activated_at {
+            d.activated_at = v;
+        }
+        if let Some(v) = patch.connection_status {
+            d.connection_status = v;
+        }
+        let attributes = DeviceAttributes {
+            firmware: d.firmware.clone(),
+            hardware_version: d.hardware_version.clone(),
+            module_model: d.module_model.clone(),
+            module_version: d.module_version.clone(),
+            template_id: d.template_id.clone(),
+            properties: d.properties.clone(),
+            metadata: d.metadata.clone(),
+            activated_at: d.activated_at,
+            connection_status: Some(d.connection_status),
+        };
+        let mut errors = Vec::new();
+        validate::device_attributes(&attributes, &mut errors);
+        if errors.is_empty() { Ok(()) } else { Err(errors) }
     };
-    let mut errors = Vec::new();
-    validate::device_attributes(&attributes, &mut errors);
-    if !errors.is_empty() {
-        return Err(ApiError::invalid(errors));
-    }
-    d.updated_at = state.now();
-    state.store.update_device(caller.tenant(), &d).await?;
+    let d = state
+        .store
+        .modify_device(caller.tenant(), &id, &apply, false, state.now())
+        .await?
+        .map_err(ApiError::invalid)?;
     Ok(Json(d.into()))
 }
 

@@ -29,6 +29,8 @@ type IdleMap = HashMap<String, HashMap<String, (Arc<IdleAnswer>, Instant)>>;
 pub struct PollCache {
     ttl: Duration,
     capacity: usize,
+    /// Bumped by every forget: an answer read before a forget is never cached after it.
+    epoch: std::sync::atomic::AtomicU64,
     tokens: RwLock<HashMap<String, (String, String, Instant)>>,
     idle: RwLock<IdleMap>,
 }
@@ -44,7 +46,7 @@ pub struct IdleAnswer {
 
 impl PollCache {
     pub fn new(ttl: Duration, capacity: usize) -> Self {
-        Self { ttl, capacity, tokens: Default::default(), idle: Default::default() }
+        Self { ttl, capacity, epoch: Default::default(), tokens: Default::default(), idle: Default::default() }
     }
 
     /// When an entry made now expires: between half the TTL and the TTL, spread by
@@ -76,10 +78,19 @@ impl PollCache {
         map.get(tenant)?.get(device).filter(|(_, until)| Instant::now() < *until).map(|(a, _)| a.clone())
     }
 
-    /// Caches the answer of a device that has nothing to do. The caller's
-    /// duty: never an answer that offers work.
-    pub fn remember_idle(&self, tenant: &str, device: &str, answer: IdleAnswer) {
+    /// The current epoch: take it before reading what an answer is built from.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Caches the answer of a device that has nothing to do, unless something
+    /// was forgotten since `epoch` (the answer may predate that change). The
+    /// caller's duty: never an answer that offers work.
+    pub fn remember_idle(&self, epoch: u64, tenant: &str, device: &str, answer: IdleAnswer) {
         let mut map = self.idle.write().expect("cache lock");
+        if self.epoch() != epoch {
+            return;
+        }
         if map.values().map(HashMap::len).sum::<usize>() >= self.capacity {
             map.clear();
         }
@@ -89,7 +100,9 @@ impl PollCache {
 
     /// Forgets what is known of a device's work and attributes.
     pub fn forget_device(&self, tenant: &str, device: &str) {
-        if let Some(devices) = self.idle.write().expect("cache lock").get_mut(tenant) {
+        let mut map = self.idle.write().expect("cache lock");
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if let Some(devices) = map.get_mut(tenant) {
             devices.remove(device);
         }
     }
@@ -102,7 +115,9 @@ impl PollCache {
 
     /// Forgets every idle answer of a tenant (a job was created or changed).
     pub fn forget_tenant(&self, tenant: &str) {
-        self.idle.write().expect("cache lock").remove(tenant);
+        let mut map = self.idle.write().expect("cache lock");
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        map.remove(tenant);
     }
 }
 
@@ -122,17 +137,21 @@ mod tests {
     fn idle_answers_are_cached_and_forgotten() {
         let c = PollCache::new(Duration::from_secs(60), 10);
         assert!(c.idle("t", "d").is_none());
-        c.remember_idle("t", "d", answer());
+        c.remember_idle(c.epoch(), "t", "d", answer());
         assert!(c.idle("t", "d").is_some());
         c.forget_device("t", "d");
         assert!(c.idle("t", "d").is_none());
-        c.remember_idle("t", "d", answer());
+        c.remember_idle(c.epoch(), "t", "d", answer());
         c.forget_tenant("t");
         assert!(c.idle("t", "d").is_none());
         c.remember_token("h", "t", "d");
         assert_eq!(c.device_for_token("h"), Some(("t".into(), "d".into())));
         c.forget_deleted("t", "d");
         assert_eq!(c.device_for_token("h"), None);
+        let before = c.epoch();
+        c.forget_device("t", "other");
+        c.remember_idle(before, "t", "d", answer());
+        assert!(c.idle("t", "d").is_none(), "an answer read before a change is not cached after it");
     }
 
     #[test]
@@ -140,12 +159,12 @@ mod tests {
         let c = PollCache::new(Duration::ZERO, 2);
         c.remember_token("h", "t", "d");
         assert_eq!(c.device_for_token("h"), None, "expired");
-        c.remember_idle("t", "d", answer());
+        c.remember_idle(c.epoch(), "t", "d", answer());
         assert!(c.idle("t", "d").is_none(), "expired");
         let c = PollCache::new(Duration::from_secs(60), 2);
         for i in 0..5 {
             c.remember_token(&format!("h{i}"), "t", "d");
-            c.remember_idle("t", &format!("d{i}"), answer());
+            c.remember_idle(c.epoch(), "t", &format!("d{i}"), answer());
         }
         assert!(c.tokens.read().unwrap().len() <= 2);
         assert!(c.idle.read().unwrap().values().map(HashMap::len).sum::<usize>() <= 2);

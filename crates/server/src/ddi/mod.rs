@@ -261,6 +261,7 @@ async fn poll(State(state): State<AppState>, dev: DdiDevice, headers: HeaderMap)
     {
         return Ok(etagged(&headers, cached.body.clone(), &cached.etag));
     }
+    let epoch = state.poll_cache.epoch();
     let identity = state.store.device_identity(&dev.tenant, &dev.id).await?.ok_or(DdiError::Unauthorized)?;
     let actions = state.store.device_actions(&dev.tenant, &dev.id).await?;
     let mut links = ddi::ControllerLinks::default();
@@ -288,7 +289,7 @@ async fn poll(State(state): State<AppState>, dev: DdiDevice, headers: HeaderMap)
     let etag = etag_of(&body);
     if actions.active.is_none() {
         let answer = IdleAnswer { base_url: dev.base_url.clone(), body: body.clone(), etag: etag.clone() };
-        state.poll_cache.remember_idle(&dev.tenant, &dev.id, answer);
+        state.poll_cache.remember_idle(epoch, &dev.tenant, &dev.id, answer);
     }
     Ok(etagged(&headers, body, &etag))
 }
@@ -562,11 +563,16 @@ async fn config_data(
         ddi::ConfigMode::Replace => attributes::Mode::Replace,
         ddi::ConfigMode::Remove => attributes::Mode::Remove,
     };
-    let mut device =
-        state.store.get_device(&dev.tenant, &dev.id).await?.ok_or_else(|| DdiError::NotFound(dev.id.clone()))?;
-    attributes::apply(&mut device, mode, &data.data);
-    device.updated_at = state.now();
-    state.store.store_reported_attributes(&dev.tenant, &device).await?;
+    let now = state.now();
+    let apply = |d: &mut updraft_core::Device| {
+        attributes::apply(d, mode, &data.data);
+        Ok(())
+    };
+    state
+        .store
+        .modify_device(&dev.tenant, &dev.id, &apply, true, now)
+        .await?
+        .map_err(|errors| DdiError::BadRequest(updraft_core::Error::Invalid(errors).to_string()))?;
     state.poll_cache.forget_device(&dev.tenant, &dev.id);
     Ok(StatusCode::OK)
 }
