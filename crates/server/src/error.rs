@@ -39,6 +39,7 @@ error_codes! {
     BadRequest => ("bad_request", BAD_REQUEST, "the request is malformed"),
     InvalidJson => ("invalid_json", BAD_REQUEST, "the body is not valid JSON of the expected shape"),
     ValidationFailed => ("validation_failed", BAD_REQUEST, "one or more fields are invalid"),
+    InvalidFilter => ("invalid_filter", BAD_REQUEST, "the device filter is invalid; `details` says where and why"),
     Unauthorized => ("unauthorized", UNAUTHORIZED, "a valid API key is required: `Authorization: Bearer <key>`"),
     Forbidden => ("forbidden", FORBIDDEN, "this key's role may not do this"),
     NotFound => ("not_found", NOT_FOUND, "no such resource"),

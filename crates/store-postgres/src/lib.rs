@@ -25,7 +25,9 @@ impl PostgresStore {
             .await
             .map_err(db_err)?;
         sqlx::migrate!("./migrations").run(&pool).await.map_err(|e| StoreError::Backend(e.to_string()))?;
-        Ok(Self { pool })
+        let store = Self { pool };
+        store.backfill_version_keys().await?;
+        Ok(store)
     }
 
     async fn begin_write(&self) -> StoreResult<Transaction<'_, Postgres>> {
@@ -33,4 +35,11 @@ impl PostgresStore {
     }
 }
 
-updraft_store_sql::impl_sql_store!(PostgresStore, Postgres, like = " ILIKE ", lock = " FOR UPDATE", name = "postgres");
+updraft_store_sql::impl_sql_store!(
+    PostgresStore,
+    Postgres,
+    like = " ILIKE ",
+    lock = " FOR UPDATE",
+    name = "postgres",
+    dialect = updraft_store_sql::Dialect::Postgres
+);

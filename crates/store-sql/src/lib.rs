@@ -3,12 +3,14 @@
 //! lists they decode, and small SQL helpers. The backends themselves keep
 //! their own connection handling, transactions and dialect differences.
 
+pub mod filter_sql;
 mod rows;
 
 use jiff::Timestamp;
 use updraft_core::{PageRequest, SortOrder};
 use updraft_store::StoreError;
 
+pub use filter_sql::{Arg, Dialect, Piece, SqlCondition};
 pub use rows::*;
 
 pub fn db_err(e: sqlx::Error) -> StoreError {

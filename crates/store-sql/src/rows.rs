@@ -4,12 +4,13 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use sqlx::types::Json;
+use updraft_core::filter::{Filter, FilterJson};
 use updraft_core::job::{EventSource, Execution, ExecutionEvent, ExecutionState, Job, JobKind, JobState, Progress};
 use updraft_core::{
     ApiKey, ConnectionStatus, Device, Firmware, FirmwareFile, Group, Product, PropertyValue, Role, Tenant,
     VersionScheme,
 };
-use updraft_store::{DeviceIdentity, GatewayToken, StoreError, sortable};
+use updraft_store::{DeviceIdentity, GatewayToken, SavedFilter, StoreError, sortable};
 
 pub const KEY_SELECT: &str = "SELECT id, tenant, role, name, server_admin, created_at FROM api_keys";
 pub const PRODUCT_SELECT: &str = "SELECT key, name, description, version_scheme, created_at, updated_at FROM products";
@@ -23,6 +24,9 @@ pub const GROUP_SELECT: &str = "SELECT id, name, description, product, created_a
 /// A device-list condition: the device is a member of the group bound at `{}`.
 pub const GROUP_MEMBER_FILTER: &str = "EXISTS (SELECT 1 FROM group_members m WHERE m.tenant = devices.tenant \
      AND m.device_id = devices.id AND m.group_id = {})";
+
+pub const SAVED_FILTER_SELECT: &str =
+    "SELECT id, name, description, filter, created_at, updated_at, updated_by FROM saved_filters";
 
 /// How one resource is listed: its queries, searched columns, sortable fields and tie-breaker.
 pub struct ListSpec {
@@ -52,6 +56,13 @@ pub const DEVICE_LIST: ListSpec = ListSpec {
     count: "SELECT COUNT(*) FROM devices",
     search: &["id", "hardware_version", "module_model", "template_id"],
     sortable: sortable::DEVICES,
+    tiebreak: "id",
+};
+pub const SAVED_FILTER_LIST: ListSpec = ListSpec {
+    select: SAVED_FILTER_SELECT,
+    count: "SELECT COUNT(*) FROM saved_filters",
+    search: &["id", "name", "description"],
+    sortable: sortable::SAVED_FILTERS,
     tiebreak: "id",
 };
 pub const GROUP_LIST: ListSpec = ListSpec {
@@ -386,5 +397,35 @@ pub struct IdentityRow {
 impl From<IdentityRow> for DeviceIdentity {
     fn from(r: IdentityRow) -> Self {
         DeviceIdentity { tenant: r.tenant, id: r.id, attributes_requested: r.attributes_requested }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub struct SavedFilterRow {
+    id: String,
+    name: String,
+    description: Option<String>,
+    filter: Json<FilterJson>,
+    created_at: i64,
+    updated_at: i64,
+    updated_by: Option<String>,
+}
+
+impl TryFrom<SavedFilterRow> for SavedFilter {
+    type Error = StoreError;
+    fn try_from(r: SavedFilterRow) -> Result<Self, StoreError> {
+        let filter = Filter::from_json(&r.filter.0).map_err(|e| {
+            let problems: Vec<String> = e.iter().map(ToString::to_string).collect();
+            StoreError::Backend(format!("saved filter `{}` no longer reads: {}", r.id, problems.join("; ")))
+        })?;
+        Ok(SavedFilter {
+            id: r.id,
+            name: r.name,
+            description: r.description,
+            filter,
+            created_at: ts(r.created_at)?,
+            updated_at: ts(r.updated_at)?,
+            updated_by: r.updated_by,
+        })
     }
 }

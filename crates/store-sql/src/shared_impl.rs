@@ -9,7 +9,9 @@
 //! - `like`: the case-insensitive LIKE operator (` LIKE ` or ` ILIKE `);
 //! - `lock`: what locks rows read for update (` FOR UPDATE`, or nothing where
 //!   the write transaction already excludes other writers);
-//! - `name`: the backend's name.
+//! - `name`: the backend's name;
+//! - `dialect`: the [`crate::Dialect`] device filters are compiled to
+//!   (JSON access, string collation; see [`crate::filter_sql`]).
 //!
 //! Backend-specific operations (leases, `SKIP LOCKED`) live in the backend
 //! crates, outside this macro.
@@ -17,21 +19,90 @@
 /// Implements `Store` for `$store`; see the module documentation.
 #[macro_export]
 macro_rules! impl_sql_store {
-    ($store:ident, $db:ident, like = $like:literal, lock = $lock:literal, name = $name:literal) => {
+    ($store:ident, $db:ident, like = $like:literal, lock = $lock:literal, name = $name:literal, dialect = $dialect:expr) => {
 const _: () = {
 use jiff::Timestamp;
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, QueryBuilder};
 use updraft_core::job::{Execution, ExecutionEvent, ExecutionState, Job, Transition, TransitionError};
 use updraft_core::{ApiKey, Device, FieldError, Firmware, Group, NewDevice, Page, PageRequest, Product, Tenant};
+use updraft_core::filter::Filter;
 use updraft_store::{
-    DeviceActions, DeviceChange, DeviceIdentity, DeviceScope, ExecutionRule, ExecutionScope, GatewayToken, MembershipChange, Store,
-    StoreError, StoreResult,
+    DeviceActions, DeviceChange, DeviceIdentity, DeviceScope, ExecutionRule, ExecutionScope, GatewayToken, MembershipChange,
+    SavedFilter, Store, StoreError, StoreResult,
 };
 use $crate::*;
 
+fn push_condition(q: &mut QueryBuilder<sqlx::$db>, c: &SqlCondition) {
+    for p in &c.pieces {
+        match p {
+            Piece::Sql(s) => {
+                q.push(s.as_str());
+            }
+            Piece::Arg(Arg::Text(v)) => {
+                q.push_bind(v.clone());
+            }
+            Piece::Arg(Arg::Int(v)) => {
+                q.push_bind(*v);
+            }
+            Piece::Arg(Arg::Real(v)) => {
+                q.push_bind(*v);
+            }
+        }
+    }
+}
+
 impl $store {
+    /// Fills in the version sort keys of devices written before they were kept
+    /// (migration 0004), a batch at a time; a no-op once done.
+    pub async fn backfill_version_keys(&self) -> StoreResult<()> {
+        loop {
+            let rows: Vec<(String, String, Json<std::collections::BTreeMap<String, String>>, Option<String>, Option<String>)> =
+                sqlx::query_as(
+                    "SELECT tenant, id, firmware, hardware_version, module_version FROM devices \
+                     WHERE firmware_keys IS NULL LIMIT 500",
+                )
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_err)?;
+            if rows.is_empty() {
+                return Ok(());
+            }
+            let mut tx = self.begin_write().await?;
+            for (tenant, id, firmware, hw, mv) in rows {
+                sqlx::query(
+                    "UPDATE devices SET firmware_keys = $3, hardware_version_key = $4, module_version_key = $5 \
+                     WHERE tenant = $1 AND id = $2",
+                )
+                .bind(&tenant)
+                .bind(&id)
+                .bind(Json(filter_sql::firmware_keys(&firmware.0)))
+                .bind(filter_sql::version_key(hw.as_deref()))
+                .bind(filter_sql::version_key(mv.as_deref()))
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            }
+            tx.commit().await.map_err(db_err)?;
+        }
+    }
+
     async fn list<R, T>(&self, spec: &ListSpec, filters: &[(&str, String)], page: &PageRequest) -> StoreResult<Page<T>>
+    where
+        R: for<'r> sqlx::FromRow<'r, <sqlx::$db as sqlx::Database>::Row> + Send + Unpin,
+        T: TryFrom<R, Error = StoreError>,
+    {
+        self.list_where(spec, filters, None, page).await
+    }
+
+    /// Lists with the equality `filters` and, when given, one more condition.
+    async fn list_where<R, T>(
+        &self,
+        spec: &ListSpec,
+        filters: &[(&str, String)],
+        condition: Option<&SqlCondition>,
+        page: &PageRequest,
+    ) -> StoreResult<Page<T>>
     where
         R: for<'r> sqlx::FromRow<'r, <sqlx::$db as sqlx::Database>::Row> + Send + Unpin,
         T: TryFrom<R, Error = StoreError>,
@@ -44,6 +115,10 @@ impl $store {
             for (clause, value) in filters {
                 let (before, after) = clause.split_once("{}").unwrap_or((clause, ""));
                 q.push(" AND ").push(before).push_bind(value.clone()).push(after);
+            }
+            if let Some(c) = condition {
+                q.push(" AND ");
+                push_condition(&mut q, c);
             }
             if let Some(search) = &page.search {
                 let pattern = like_pattern(search);
@@ -387,7 +462,7 @@ impl Store for $store {
             let mut q = QueryBuilder::<sqlx::$db>::new(
                 "INSERT INTO devices (tenant, id, product, firmware, hardware_version, module_model, module_version,
                  template_id, properties, metadata, activated_at, last_seen_at, connection_status, token_hash,
-                 created_at, updated_at) ",
+                 created_at, updated_at, firmware_keys, hardware_version_key, module_version_key) ",
             );
             q.push_values(chunk, |mut b, d| {
                 let a = &d.attributes;
@@ -406,7 +481,10 @@ impl Store for $store {
                     .push_bind(a.connection_status.unwrap_or_default().as_str())
                     .push_bind(&d.token_hash)
                     .push_bind(us(now))
-                    .push_bind(us(now));
+                    .push_bind(us(now))
+                    .push_bind(Json(filter_sql::firmware_keys(&a.firmware)))
+                    .push_bind(filter_sql::version_key(a.hardware_version.as_deref()))
+                    .push_bind(filter_sql::version_key(a.module_version.as_deref()));
             });
             q.build().execute(&mut *tx).await.map_err(|e| {
                 if is_unique_violation(&e) { StoreError::conflict("device", "(one of the batch)") } else { db_err(e) }
@@ -441,7 +519,8 @@ impl Store for $store {
         let r = sqlx::query(
             "UPDATE devices SET firmware = $3, hardware_version = $4, module_model = $5, module_version = $6,
                  template_id = $7, properties = $8, metadata = $9, activated_at = $10, last_seen_at = $11,
-                 connection_status = $12, updated_at = $13
+                 connection_status = $12, updated_at = $13,
+                 firmware_keys = $14, hardware_version_key = $15, module_version_key = $16
              WHERE tenant = $1 AND id = $2",
         )
         .bind(tenant)
@@ -457,6 +536,9 @@ impl Store for $store {
         .bind(d.last_seen_at.map(us))
         .bind(d.connection_status.as_str())
         .bind(us(d.updated_at))
+        .bind(Json(filter_sql::firmware_keys(&d.firmware)))
+        .bind(filter_sql::version_key(d.hardware_version.as_deref()))
+        .bind(filter_sql::version_key(d.module_version.as_deref()))
         .execute(&self.pool)
         .await
         .map_err(db_err)?;
@@ -734,7 +816,8 @@ impl Store for $store {
         sqlx::query(
             "UPDATE devices SET firmware = $3, hardware_version = $4, module_model = $5, module_version = $6,
                  template_id = $7, properties = $8, metadata = $9, activated_at = $10, connection_status = $11,
-                 updated_at = $12, attributes_requested = CASE WHEN $13 THEN FALSE ELSE attributes_requested END
+                 updated_at = $12, attributes_requested = CASE WHEN $13 THEN FALSE ELSE attributes_requested END,
+                 firmware_keys = $14, hardware_version_key = $15, module_version_key = $16
              WHERE tenant = $1 AND id = $2",
         )
         .bind(tenant)
@@ -750,6 +833,9 @@ impl Store for $store {
         .bind(d.connection_status.as_str())
         .bind(us(now))
         .bind(reported)
+        .bind(Json(filter_sql::firmware_keys(&d.firmware)))
+        .bind(filter_sql::version_key(d.hardware_version.as_deref()))
+        .bind(filter_sql::version_key(d.module_version.as_deref()))
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
@@ -1005,6 +1091,103 @@ impl Store for $store {
         Ok(job)
     }
 
+    async fn count_devices_matching(&self, tenant: &str, filter: &Filter, now: Timestamp) -> StoreResult<u64> {
+        let mut q = QueryBuilder::<sqlx::$db>::new("SELECT COUNT(*) FROM devices WHERE tenant = ");
+        q.push_bind(tenant.to_owned()).push(" AND ");
+        push_condition(&mut q, &filter_sql::compile($dialect, filter, now));
+        let n: i64 = q.build_query_scalar().fetch_one(&self.pool).await.map_err(db_err)?;
+        Ok(n as u64)
+    }
+
+    async fn list_devices_matching(
+        &self,
+        tenant: &str,
+        scope: &DeviceScope,
+        filter: &Filter,
+        now: Timestamp,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Device>> {
+        let mut filters = vec![("tenant = {}", tenant.to_owned())];
+        if let Some(p) = &scope.product {
+            filters.push(("product = {}", p.clone()));
+        }
+        if let Some(g) = &scope.group {
+            filters.push((GROUP_MEMBER_FILTER, g.clone()));
+        }
+        let condition = filter_sql::compile($dialect, filter, now);
+        self.list_where::<DeviceRow, Device>(&DEVICE_LIST, &filters, Some(&condition), page).await
+    }
+
+    async fn device_groups(&self, tenant: &str, device: &str) -> StoreResult<Vec<String>> {
+        sqlx::query_scalar("SELECT group_id FROM group_members WHERE tenant = $1 AND device_id = $2 ORDER BY group_id")
+            .bind(tenant)
+            .bind(device)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)
+    }
+
+    async fn create_saved_filter(&self, tenant: &str, f: &SavedFilter) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO saved_filters (tenant, id, name, description, filter, created_at, updated_at, updated_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(tenant)
+        .bind(&f.id)
+        .bind(&f.name)
+        .bind(&f.description)
+        .bind(Json(f.filter.to_json()))
+        .bind(us(f.created_at))
+        .bind(us(f.updated_at))
+        .bind(&f.updated_by)
+        .execute(&self.pool)
+        .await
+        .map_err(conflict_or("filter", &f.id))?;
+        Ok(())
+    }
+
+    async fn get_saved_filter(&self, tenant: &str, id: &str) -> StoreResult<Option<SavedFilter>> {
+        let row: Option<SavedFilterRow> =
+            sqlx::query_as(AssertSqlSafe(format!("{SAVED_FILTER_SELECT} WHERE tenant = $1 AND id = $2")))
+                .bind(tenant)
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)?;
+        row.map(SavedFilter::try_from).transpose()
+    }
+
+    async fn list_saved_filters(&self, tenant: &str, page: &PageRequest) -> StoreResult<Page<SavedFilter>> {
+        self.list::<SavedFilterRow, SavedFilter>(&SAVED_FILTER_LIST, &[("tenant = {}", tenant.to_owned())], page).await
+    }
+
+    async fn update_saved_filter(&self, tenant: &str, f: &SavedFilter) -> StoreResult<()> {
+        let r = sqlx::query(
+            "UPDATE saved_filters SET name = $3, description = $4, filter = $5, updated_at = $6, updated_by = $7
+             WHERE tenant = $1 AND id = $2",
+        )
+        .bind(tenant)
+        .bind(&f.id)
+        .bind(&f.name)
+        .bind(&f.description)
+        .bind(Json(f.filter.to_json()))
+        .bind(us(f.updated_at))
+        .bind(&f.updated_by)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        if r.rows_affected() == 0 { Err(StoreError::not_found("filter", &f.id)) } else { Ok(()) }
+    }
+
+    async fn delete_saved_filter(&self, tenant: &str, id: &str) -> StoreResult<()> {
+        let r = sqlx::query("DELETE FROM saved_filters WHERE tenant = $1 AND id = $2")
+            .bind(tenant)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        if r.rows_affected() == 0 { Err(StoreError::not_found("filter", id)) } else { Ok(()) }
+    }
 }
 
 async fn insert_key(tx: &mut <sqlx::$db as sqlx::Database>::Connection, key: &ApiKey, token_hash: &str) -> StoreResult<()> {
@@ -1110,12 +1293,14 @@ async fn apply_transition(
                 installed.insert(f.component, f.version);
             }
             sqlx::query(
-                "UPDATE devices SET firmware = $3, attributes_requested = TRUE, updated_at = $4 WHERE tenant = $1 AND id = $2",
+                "UPDATE devices SET firmware = $3, attributes_requested = TRUE, updated_at = $4, firmware_keys = $5
+                 WHERE tenant = $1 AND id = $2",
             )
             .bind(tenant)
             .bind(&e.device)
             .bind(Json(&installed))
             .bind(us(now))
+            .bind(Json(filter_sql::firmware_keys(&installed)))
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;

@@ -40,7 +40,9 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(30));
         let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await.map_err(db_err)?;
         sqlx::migrate!("./migrations").run(&pool).await.map_err(|e| StoreError::Backend(e.to_string()))?;
-        Ok(Self { pool })
+        let store = Self { pool };
+        store.backfill_version_keys().await?;
+        Ok(store)
     }
 
     async fn begin_write(&self) -> StoreResult<Transaction<'_, Sqlite>> {
@@ -48,4 +50,11 @@ impl SqliteStore {
     }
 }
 
-updraft_store_sql::impl_sql_store!(SqliteStore, Sqlite, like = " LIKE ", lock = "", name = "sqlite");
+updraft_store_sql::impl_sql_store!(
+    SqliteStore,
+    Sqlite,
+    like = " LIKE ",
+    lock = "",
+    name = "sqlite",
+    dialect = updraft_store_sql::Dialect::Sqlite
+);

@@ -12,6 +12,7 @@ mod error;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
+use updraft_core::filter::Filter;
 use updraft_core::job::{Execution, ExecutionEvent, ExecutionState, Job, Transition, TransitionError};
 use updraft_core::{ApiKey, Device, Firmware, Group, NewDevice, Page, PageRequest, Product, Tenant};
 
@@ -25,6 +26,21 @@ pub mod sortable {
     pub const GROUPS: &[&str] = &["id", "name", "created_at", "updated_at"];
     pub const JOBS: &[&str] = &["created_at", "id", "name", "state", "started_at", "finished_at"];
     pub const EXECUTIONS: &[&str] = &["action_id", "device", "state", "updated_at"];
+    pub const SAVED_FILTERS: &[&str] = &["name", "id", "created_at", "updated_at"];
+}
+
+/// A device filter saved under a name, to target jobs and to reuse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedFilter {
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+    /// Stored in its canonical JSON form.
+    pub filter: Filter,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    /// The API key that last wrote it.
+    pub updated_by: Option<String>,
 }
 
 /// A gateway token: lets one system speak the device API for any device of its tenant.
@@ -230,4 +246,31 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Result<Execution, TransitionError>>;
     /// Cancels a job: unstarted executions end, started ones are asked to stop.
     async fn cancel_job(&self, tenant: &str, id: &str, now: Timestamp) -> StoreResult<Job>;
+
+    // --- device filters ----------------------------------------------------------------
+
+    /// How many of the tenant's devices `filter` matches at `now`; the same
+    /// answer as [`Filter::matches`] on each device.
+    async fn count_devices_matching(&self, tenant: &str, filter: &Filter, now: Timestamp) -> StoreResult<u64>;
+    /// The tenant's devices in `scope` that `filter` matches at `now`, a page at
+    /// a time (`scope` and `page.search` narrow them as in [`Store::list_devices`]).
+    async fn list_devices_matching(
+        &self,
+        tenant: &str,
+        scope: &DeviceScope,
+        filter: &Filter,
+        now: Timestamp,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Device>>;
+    /// The ids of the groups `device` is a member of, sorted (for evaluating a
+    /// filter in memory with [`Filter::matches`]).
+    async fn device_groups(&self, tenant: &str, device: &str) -> StoreResult<Vec<String>>;
+
+    /// `Conflict` when the id is taken.
+    async fn create_saved_filter(&self, tenant: &str, filter: &SavedFilter) -> StoreResult<()>;
+    async fn get_saved_filter(&self, tenant: &str, id: &str) -> StoreResult<Option<SavedFilter>>;
+    async fn list_saved_filters(&self, tenant: &str, page: &PageRequest) -> StoreResult<Page<SavedFilter>>;
+    /// Writes the name, description, filter, `updated_at` and `updated_by`.
+    async fn update_saved_filter(&self, tenant: &str, filter: &SavedFilter) -> StoreResult<()>;
+    async fn delete_saved_filter(&self, tenant: &str, id: &str) -> StoreResult<()>;
 }

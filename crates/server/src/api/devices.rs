@@ -447,21 +447,55 @@ pub struct DeviceListParams {
     pub product: Option<String>,
     /// Only members of this group.
     pub group: Option<String>,
+    /// Only devices this filter matches, in the filter language's text form
+    /// (`product == "thermo-x" and fw.host < "2.0.0"`; see `docs/filters.md`).
+    pub q: Option<String>,
 }
 
 #[utoipa::path(get, path = "/api/v1/devices", tag = "devices", params(DeviceListParams),
-    responses((status = 200, body = PageOut<DeviceOut>)))]
+    responses((status = 200, body = PageOut<DeviceOut>), (status = 400, description = "`invalid_filter` for a bad `q`")))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(p): ApiQuery<DeviceListParams>,
 ) -> ApiResult<Json<PageOut<DeviceOut>>> {
     caller.require(Access::Read)?;
+    let filter = p.q.as_deref().map(|q| super::filters::parse_query("q", q)).transpose()?;
+    list_filtered(&state, &caller, p, filter).await
+}
+
+/// The device list, narrowed by a filter when one is given.
+async fn list_filtered(
+    state: &AppState,
+    caller: &Caller,
+    p: DeviceListParams,
+    filter: Option<updraft_core::filter::Filter>,
+) -> ApiResult<Json<PageOut<DeviceOut>>> {
     let req =
         ListParams { limit: p.limit, offset: p.offset, sort: p.sort, search: p.search }.page(sortable::DEVICES)?;
     let scope = DeviceScope { product: p.product, group: p.group };
-    let page = state.store.list_devices(caller.tenant(), &scope, &req).await?;
+    let page = match filter {
+        Some(f) => state.store.list_devices_matching(caller.tenant(), &scope, &f, state.now(), &req).await?,
+        None => state.store.list_devices(caller.tenant(), &scope, &req).await?,
+    };
     Ok(Json(PageOut::from_page(page, &req, Into::into)))
+}
+
+#[utoipa::path(post, path = "/api/v1/devices/search", tag = "devices", params(DeviceListParams),
+    request_body = super::filters::FilterSpecIn,
+    responses((status = 200, body = PageOut<DeviceOut>), (status = 400, description = "`invalid_filter`, with where and why")))]
+pub async fn search(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(p): ApiQuery<DeviceListParams>,
+    ApiJson(spec): ApiJson<super::filters::FilterSpecIn>,
+) -> ApiResult<Json<PageOut<DeviceOut>>> {
+    caller.require(Access::Read)?;
+    if p.q.is_some() {
+        return Err(ApiError::field("q", "give the filter in the body, not as `q`"));
+    }
+    let filter = super::filters::resolve(&state, caller.tenant(), spec).await?;
+    list_filtered(&state, &caller, p, Some(filter)).await
 }
 
 async fn load(state: &AppState, tenant: &str, id: &str) -> ApiResult<Device> {

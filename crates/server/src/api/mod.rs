@@ -5,6 +5,7 @@
 //! role, validate, and call the store.
 
 pub mod devices;
+pub mod filters;
 pub mod firmware;
 pub mod gateway_tokens;
 pub mod groups;
@@ -39,7 +40,12 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/firmware/{id}/files/{name}", get(firmware::download))
         .route("/api/v1/devices", get(devices::list).post(devices::create))
         .route("/api/v1/devices/import", post(devices::import).layer(devices::import_body_limit()))
+        .route("/api/v1/devices/search", post(devices::search))
         .route("/api/v1/devices/{id}", get(devices::get).patch(devices::update).delete(devices::delete))
+        .route("/api/v1/filters", get(filters::list).post(filters::create))
+        .route("/api/v1/filters/estimate", post(filters::estimate))
+        .route("/api/v1/filters/preview", post(filters::preview))
+        .route("/api/v1/filters/{id}", get(filters::get).patch(filters::update).delete(filters::delete))
         .route("/api/v1/groups", get(groups::list).post(groups::create))
         .route("/api/v1/groups/{id}", get(groups::get).patch(groups::update).delete(groups::delete))
         .route("/api/v1/groups/{id}/members", get(groups::members).post(groups::change_members))

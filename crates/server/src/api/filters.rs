@@ -1,0 +1,337 @@
+//! Device filters: estimating and previewing what a filter matches, and saved
+//! filters. A filter is given in its text form (`query`), its JSON form
+//! (`filter`) or as a saved filter's id (`filter_id`); saved filters answer
+//! both forms. The language is documented in `docs/filters.md`.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use updraft_core::filter::{Filter, FilterError, FilterJson, Location};
+use updraft_core::{Access, PageRequest, SortOrder, validate};
+use updraft_store::{DeviceScope, SavedFilter, sortable};
+use utoipa::ToSchema;
+
+use super::devices::DeviceOut;
+use super::{ListParams, PageOut, non_empty};
+use crate::auth::{Caller, new_id};
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::extract::{ApiJson, ApiQuery, double_option};
+use crate::state::AppState;
+
+/// Devices a preview shows by default, and at most.
+pub const PREVIEW_DEFAULT: u32 = 50;
+pub const PREVIEW_MAX: u32 = 1000;
+
+/// Ids a saved filter may not take: they are routes of their own.
+const RESERVED_IDS: &[&str] = &["estimate", "preview"];
+
+/// Which filter: exactly one of `query`, `filter` and `filter_id`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FilterSpecIn {
+    /// The text form: `product == "thermo-x" and fw.host < "2.0.0"`.
+    pub query: Option<String>,
+    /// The JSON form.
+    #[schema(value_type = Option<Object>)]
+    pub filter: Option<Value>,
+    /// A saved filter's id.
+    pub filter_id: Option<String>,
+}
+
+/// A preview: the filter, and how many devices to show (default 50, at most 1000).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewIn {
+    pub query: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub filter: Option<Value>,
+    pub filter_id: Option<String>,
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EstimateOut {
+    /// How many devices the filter matches now.
+    pub count: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PreviewOut {
+    /// The first matching devices, by id.
+    pub items: Vec<DeviceOut>,
+    /// How many devices match in all.
+    pub total: u64,
+    pub limit: u32,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SavedFilterIn {
+    /// `[A-Za-z0-9_-]{1,128}`; generated when absent.
+    pub id: Option<String>,
+    pub name: String,
+    pub description: Option<String>,
+    /// The text form (give this or `filter`).
+    pub query: Option<String>,
+    /// The JSON form (give this or `query`).
+    #[schema(value_type = Option<Object>)]
+    pub filter: Option<Value>,
+}
+
+/// Changes to a saved filter: absent fields stay; `query` or `filter` replaces the filter.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SavedFilterPatch {
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub description: Option<Option<String>>,
+    pub query: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub filter: Option<Value>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SavedFilterOut {
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+    /// The canonical text form.
+    pub query: String,
+    /// The canonical JSON form.
+    #[schema(value_type = Object)]
+    pub filter: Value,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: Timestamp,
+    /// The API key that last wrote it.
+    pub updated_by: Option<String>,
+}
+
+impl From<SavedFilter> for SavedFilterOut {
+    fn from(f: SavedFilter) -> Self {
+        SavedFilterOut {
+            query: f.filter.to_text(),
+            filter: serde_json::to_value(f.filter.to_json()).expect("the JSON form serializes"),
+            id: f.id,
+            name: f.name,
+            description: f.description,
+            created_at: f.created_at,
+            updated_at: f.updated_at,
+            updated_by: f.updated_by,
+        }
+    }
+}
+
+/// One problem with a filter, as the API reports it in `details`.
+fn problem(field: &str, e: &FilterError) -> Value {
+    let mut p = json!({
+        "field": field,
+        "kind": e.kind.code(),
+        "message": e.message,
+        "expected": e.expected,
+        "found": e.found,
+    });
+    match &e.location {
+        Location::Text { offset, line, column } => {
+            p["offset"] = json!(offset);
+            p["line"] = json!(line);
+            p["column"] = json!(column);
+        }
+        Location::Json { path } => {
+            p["path"] = json!(path);
+            if !path.is_empty() {
+                p["field"] = json!(format!("{field}.{path}"));
+            }
+        }
+        Location::Unknown => {}
+    }
+    p
+}
+
+/// A 400 `invalid_filter` naming every problem, each with where it is.
+pub fn invalid_filter(field: &str, errors: &[FilterError]) -> ApiError {
+    let message = match errors {
+        [one] => format!("{field}: {one}"),
+        [first, rest @ ..] => format!("{field}: {first} (and {} more problems)", rest.len()),
+        [] => format!("{field}: the filter is invalid"),
+    };
+    let details: Vec<Value> = errors.iter().map(|e| problem(field, e)).collect();
+    ApiError::new(ErrorCode::InvalidFilter, message).with_details(details)
+}
+
+/// Reads the text form.
+pub fn parse_query(field: &str, text: &str) -> ApiResult<Filter> {
+    Filter::parse(text).map_err(|e| invalid_filter(field, &[e]))
+}
+
+/// Reads the JSON form.
+pub fn parse_json(field: &str, value: Value) -> ApiResult<Filter> {
+    let json: FilterJson = serde_json::from_value(value).map_err(|e| {
+        let e = FilterError::new(
+            updraft_core::filter::ErrorKind::Structure,
+            Location::Json { path: String::new() },
+            e.to_string(),
+        );
+        invalid_filter(field, &[e])
+    })?;
+    Filter::from_json(&json).map_err(|errors| invalid_filter(field, &errors))
+}
+
+/// The filter given by a query text or a JSON form, exactly one of them.
+fn given(query: Option<String>, filter: Option<Value>) -> ApiResult<Option<Filter>> {
+    match (query, filter) {
+        (Some(_), Some(_)) => Err(ApiError::field("query", "give either `query` or `filter`, not both")),
+        (Some(q), None) => parse_query("query", &q).map(Some),
+        (None, Some(f)) => parse_json("filter", f).map(Some),
+        (None, None) => Ok(None),
+    }
+}
+
+/// The filter a request names, by text, JSON or saved filter id.
+pub async fn resolve(state: &AppState, tenant: &str, spec: FilterSpecIn) -> ApiResult<Filter> {
+    let FilterSpecIn { query, filter, filter_id } = spec;
+    match (given(query, filter)?, filter_id) {
+        (Some(_), Some(_)) => Err(ApiError::field("filter_id", "give one of `query`, `filter` and `filter_id`")),
+        (Some(f), None) => Ok(f),
+        (None, Some(id)) => Ok(load(state, tenant, &id).await?.filter),
+        (None, None) => Err(ApiError::field("query", "give one of `query`, `filter` and `filter_id`")),
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/filters/estimate", tag = "filters", request_body = FilterSpecIn,
+    responses((status = 200, body = EstimateOut), (status = 400, description = "`invalid_filter`, with where and why")))]
+pub async fn estimate(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(input): ApiJson<FilterSpecIn>,
+) -> ApiResult<Json<EstimateOut>> {
+    caller.require(Access::Read)?;
+    let filter = resolve(&state, caller.tenant(), input).await?;
+    let count = state.store.count_devices_matching(caller.tenant(), &filter, state.now()).await?;
+    Ok(Json(EstimateOut { count }))
+}
+
+#[utoipa::path(post, path = "/api/v1/filters/preview", tag = "filters", request_body = PreviewIn,
+    responses((status = 200, body = PreviewOut), (status = 400, description = "`invalid_filter`, with where and why")))]
+pub async fn preview(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(input): ApiJson<PreviewIn>,
+) -> ApiResult<Json<PreviewOut>> {
+    caller.require(Access::Read)?;
+    let limit = input.limit.unwrap_or(PREVIEW_DEFAULT);
+    if limit == 0 || limit > PREVIEW_MAX {
+        return Err(ApiError::field("limit", format!("must be between 1 and {PREVIEW_MAX}")));
+    }
+    let spec = FilterSpecIn { query: input.query, filter: input.filter, filter_id: input.filter_id };
+    let filter = resolve(&state, caller.tenant(), spec).await?;
+    let req = PageRequest { limit, offset: 0, sort: "id".into(), order: SortOrder::Asc, search: None };
+    let page =
+        state.store.list_devices_matching(caller.tenant(), &DeviceScope::default(), &filter, state.now(), &req).await?;
+    Ok(Json(PreviewOut { items: page.items.into_iter().map(Into::into).collect(), total: page.total, limit }))
+}
+
+fn check(f: &SavedFilter) -> ApiResult<()> {
+    let mut errors = vec![];
+    validate::key("id", &f.id, &mut errors);
+    if RESERVED_IDS.contains(&f.id.as_str()) {
+        errors.push(updraft_core::FieldError::new("id", format!("`{}` is reserved", f.id)));
+    }
+    validate::text("name", &f.name, 256, &mut errors);
+    if let Some(d) = &f.description {
+        validate::long_text("description", d, validate::MAX_DESCRIPTION, &mut errors);
+    }
+    if errors.is_empty() { Ok(()) } else { Err(ApiError::invalid(errors)) }
+}
+
+async fn load(state: &AppState, tenant: &str, id: &str) -> ApiResult<SavedFilter> {
+    state.store.get_saved_filter(tenant, id).await?.ok_or_else(|| ApiError::not_found("filter", id))
+}
+
+#[utoipa::path(post, path = "/api/v1/filters", tag = "filters", request_body = SavedFilterIn,
+    responses((status = 201, body = SavedFilterOut), (status = 400, description = "`invalid_filter` or `validation_failed`"),
+        (status = 409, description = "the id is taken")))]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(input): ApiJson<SavedFilterIn>,
+) -> ApiResult<(StatusCode, Json<SavedFilterOut>)> {
+    caller.require(Access::WriteFleet)?;
+    let filter = given(input.query, input.filter)?
+        .ok_or_else(|| ApiError::field("query", "give the filter as `query` (text) or `filter` (JSON)"))?;
+    let now = state.now();
+    let saved = SavedFilter {
+        id: input.id.unwrap_or_else(|| new_id("flt_")),
+        name: input.name.trim().to_owned(),
+        description: non_empty(input.description),
+        filter,
+        created_at: now,
+        updated_at: now,
+        updated_by: Some(caller.key.id.clone()),
+    };
+    check(&saved)?;
+    state.store.create_saved_filter(caller.tenant(), &saved).await?;
+    Ok((StatusCode::CREATED, Json(saved.into())))
+}
+
+#[utoipa::path(get, path = "/api/v1/filters", tag = "filters", params(ListParams),
+    responses((status = 200, body = PageOut<SavedFilterOut>)))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> ApiResult<Json<PageOut<SavedFilterOut>>> {
+    caller.require(Access::Read)?;
+    let req = params.page(sortable::SAVED_FILTERS)?;
+    let page = state.store.list_saved_filters(caller.tenant(), &req).await?;
+    Ok(Json(PageOut::from_page(page, &req, Into::into)))
+}
+
+#[utoipa::path(get, path = "/api/v1/filters/{id}", tag = "filters", responses((status = 200, body = SavedFilterOut)))]
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<SavedFilterOut>> {
+    caller.require(Access::Read)?;
+    Ok(Json(load(&state, caller.tenant(), &id).await?.into()))
+}
+
+#[utoipa::path(patch, path = "/api/v1/filters/{id}", tag = "filters", request_body = SavedFilterPatch,
+    responses((status = 200, body = SavedFilterOut)))]
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(patch): ApiJson<SavedFilterPatch>,
+) -> ApiResult<Json<SavedFilterOut>> {
+    caller.require(Access::WriteFleet)?;
+    let filter = given(patch.query, patch.filter)?;
+    let mut f = load(&state, caller.tenant(), &id).await?;
+    if let Some(n) = patch.name {
+        f.name = n.trim().to_owned();
+    }
+    if let Some(d) = patch.description {
+        f.description = non_empty(d);
+    }
+    if let Some(filter) = filter {
+        f.filter = filter;
+    }
+    f.updated_at = state.now();
+    f.updated_by = Some(caller.key.id.clone());
+    check(&f)?;
+    state.store.update_saved_filter(caller.tenant(), &f).await?;
+    Ok(Json(f.into()))
+}
+
+#[utoipa::path(delete, path = "/api/v1/filters/{id}", tag = "filters", responses((status = 204)))]
+pub async fn delete(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    caller.require(Access::WriteFleet)?;
+    state.store.delete_saved_filter(caller.tenant(), &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
