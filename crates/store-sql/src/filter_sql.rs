@@ -255,6 +255,26 @@ impl Compiler {
 
     /// Text on a value that may be NULL (meaning missing).
     fn text(&self, out: &mut SqlCondition, value: &SqlCondition, t: &Test, arg: fn(&Literal) -> Arg) {
+        self.text_test(out, value, t, arg, true);
+    }
+
+    /// Text on a `NOT NULL` column: compared as it is, so that the database
+    /// can use the column's indexes (a comparison of two non-NULL values is never NULL).
+    fn required_text(&self, out: &mut SqlCondition, value: &SqlCondition, t: &Test, arg: fn(&Literal) -> Arg) {
+        self.text_test(out, value, t, arg, false);
+    }
+
+    fn text_test(
+        &self,
+        out: &mut SqlCondition,
+        value: &SqlCondition,
+        t: &Test,
+        arg: fn(&Literal) -> Arg,
+        nullable: bool,
+    ) {
+        let guarded = |out: &mut SqlCondition, inner: &dyn Fn(&mut SqlCondition)| {
+            if nullable { self.never_null(out, inner) } else { inner(out) }
+        };
         match t {
             Test::Exists => {
                 out.extend(value);
@@ -262,13 +282,13 @@ impl Compiler {
             }
             Test::Eq(l) | Test::Ne(l) => {
                 let op = if matches!(t, Test::Eq(_)) { " = " } else { " <> " };
-                self.never_null(out, |out| {
+                guarded(out, &|out| {
                     out.extend(value);
                     out.sql(op);
                     out.arg(arg(l));
                 });
             }
-            Test::In(ls) => self.never_null(out, |out| self.in_list(out, value, ls.iter().map(arg).collect())),
+            Test::In(ls) => guarded(out, &|out| self.in_list(out, value, ls.iter().map(arg).collect())),
             // Text fields take no other operator (a `Condition` checks it).
             _ => out.sql("FALSE"),
         }
@@ -526,12 +546,12 @@ impl Compiler {
     fn condition(&self, out: &mut SqlCondition, c: &Condition) {
         let t = c.test();
         match c.field() {
-            Field::Id => self.text(out, &col("id"), t, text_arg),
-            Field::Product => self.text(out, &col("product"), t, text_arg),
+            Field::Id => self.required_text(out, &col("id"), t, text_arg),
+            Field::Product => self.required_text(out, &col("product"), t, text_arg),
             Field::ModuleModel => self.text(out, &col("module_model"), t, text_arg),
             Field::Template => self.text(out, &col("template_id"), t, text_arg),
             Field::Metadata(k) => self.text(out, &self.map_text("metadata", k), t, text_arg),
-            Field::Status => self.text(out, &col("connection_status"), t, status_arg),
+            Field::Status => self.required_text(out, &col("connection_status"), t, status_arg),
             Field::Activated => self.time(out, "activated_at", t),
             Field::Connected => self.time(out, "last_seen_at", t),
             Field::Group => self.group(out, t),
