@@ -51,7 +51,9 @@ fn filters(rng: &mut Rng) -> Vec<CompiledFilter> {
                 3 => format!(r#"prop.region in ["{r}", "eu"] and activated > 90d ago and hw < "2.0.0""#),
                 4 => format!(r#"group == "rollout-{}" or meta.site == "site-{}""#, i % 50, i % 200),
                 5 => format!(r#"product in ["{p}", "lamp"] and fw.host in ["{v}", "1.0.0"] and prop.battery == true"#),
-                6 => format!(r#"prop.room contains "lab" and connected > 1d ago include ["dev-{i:07}"] exclude ["dev-0000001"]"#),
+                6 => format!(
+                    r#"prop.room contains "lab" and connected > 1d ago include ["dev-{i:07}"] exclude ["dev-0000001"]"#
+                ),
                 _ => format!(r#"fw.host == "{v}" and meta.customer != "{c}" and prop.temp <= {t}"#),
             };
             Filter::parse(&text).unwrap_or_else(|e| panic!("{text}: {e}")).compile()
@@ -117,5 +119,12 @@ fn main() {
     }
     times.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let q = |p: f64| times[((times.len() - 1) as f64 * p).round() as usize];
-    println!("{} {:.1} {:.1} {:.1} {:.1}", times.len(), q(0.5), times[times.len() - 1], q(0.99), matched as f64 / times.len() as f64);
+    println!(
+        "{} {:.1} {:.1} {:.1} {:.1}",
+        times.len(),
+        q(0.5),
+        times[times.len() - 1],
+        q(0.99),
+        matched as f64 / times.len() as f64
+    );
 }

@@ -22,6 +22,9 @@ pub struct PageRequest {
     pub order: SortOrder,
     /// Case-insensitive substring searched in the resource's text fields.
     pub search: Option<String>,
+    /// Whether to count every match (`Page::total`); without it, `total` is
+    /// only the number of items returned, and the list is cheaper.
+    pub count_total: bool,
 }
 
 impl PageRequest {
@@ -55,11 +58,18 @@ impl PageRequest {
         if search.as_ref().is_some_and(|s| s.len() > 256) {
             return Err(crate::Error::invalid("search", "must be at most 256 characters"));
         }
-        Ok(Self { limit, offset: offset.unwrap_or(0), sort: (*field).to_owned(), order, search })
+        Ok(Self { limit, offset: offset.unwrap_or(0), sort: (*field).to_owned(), order, search, count_total: true })
     }
 
     pub fn all() -> Self {
-        Self { limit: MAX_LIMIT, offset: 0, sort: String::new(), order: SortOrder::Asc, search: None }
+        Self {
+            limit: MAX_LIMIT,
+            offset: 0,
+            sort: String::new(),
+            order: SortOrder::Asc,
+            search: None,
+            count_total: true,
+        }
     }
 }
 

@@ -109,7 +109,8 @@ impl $store {
     {
         let mut total = 0;
         let mut items = Vec::new();
-        for pass in [0, 1] {
+        let passes: &[u8] = if page.count_total { &[0, 1] } else { &[1] };
+        for &pass in passes {
             let mut q = QueryBuilder::<sqlx::$db>::new(if pass == 0 { spec.count } else { spec.select });
             q.push(" WHERE 1 = 1");
             for (clause, value) in filters {
@@ -142,7 +143,10 @@ impl $store {
                 q.push(format_args!(" ORDER BY {col} {o} NULLS LAST, {tiebreak} {o}", tiebreak = spec.tiebreak, o = order(page.order)));
                 q.push(" LIMIT ").push_bind(page.limit as i64).push(" OFFSET ").push_bind(page.offset as i64);
                 let rows: Vec<R> = q.build_query_as().fetch_all(&self.pool).await.map_err(db_err)?;
-                items = rows.into_iter().map(T::try_from).collect::<StoreResult<_>>()?;
+                items = rows.into_iter().map(T::try_from).collect::<StoreResult<Vec<T>>>()?;
+                if !page.count_total {
+                    total = page.offset + items.len() as u64;
+                }
             }
         }
         Ok(Page { items, total })

@@ -107,7 +107,7 @@ fn device(id: &str, product: &str) -> NewDevice {
 }
 
 fn page(sort: &str, order: SortOrder, limit: u32, offset: u64, search: Option<&str>) -> PageRequest {
-    PageRequest { limit, offset, sort: sort.into(), order, search: search.map(Into::into) }
+    PageRequest { limit, offset, sort: sort.into(), order, search: search.map(Into::into), count_total: true }
 }
 
 fn invalid_fields(e: StoreError) -> Vec<String> {

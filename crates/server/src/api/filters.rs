@@ -62,8 +62,6 @@ pub struct EstimateOut {
 pub struct PreviewOut {
     /// The first matching devices, by id.
     pub items: Vec<DeviceOut>,
-    /// How many devices match in all.
-    pub total: u64,
     pub limit: u32,
 }
 
@@ -230,10 +228,12 @@ pub async fn preview(
     }
     let spec = FilterSpecIn { query: input.query, filter: input.filter, filter_id: input.filter_id };
     let filter = resolve(&state, caller.tenant(), spec).await?;
-    let req = PageRequest { limit, offset: 0, sort: "id".into(), order: SortOrder::Asc, search: None };
+    // A preview is the first matches; the count is what `estimate` is for.
+    let req =
+        PageRequest { limit, offset: 0, sort: "id".into(), order: SortOrder::Asc, search: None, count_total: false };
     let page =
         state.store.list_devices_matching(caller.tenant(), &DeviceScope::default(), &filter, state.now(), &req).await?;
-    Ok(Json(PreviewOut { items: page.items.into_iter().map(Into::into).collect(), total: page.total, limit }))
+    Ok(Json(PreviewOut { items: page.items.into_iter().map(Into::into).collect(), limit }))
 }
 
 fn check(f: &SavedFilter) -> ApiResult<()> {
