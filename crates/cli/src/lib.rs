@@ -78,6 +78,13 @@ pub enum ClientCommand {
         #[command(subcommand)]
         cmd: JobCmd,
     },
+    /// Device filters: estimate, preview, and saved filters (see docs/filters.md).
+    Filter {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: FilterCmd,
+    },
     /// Gateway tokens for the device API (admin only).
     GatewayToken {
         #[command(flatten)]
@@ -124,6 +131,71 @@ pub enum JobCmd {
     },
     /// One device's executions across jobs, with their histories.
     Device {
+        id: String,
+    },
+}
+
+/// A filter given on the command line: its text, a JSON file, or a saved filter's id.
+#[derive(Args, Debug, Clone)]
+pub struct FilterArg {
+    /// The filter's text form, e.g. 'product == "thermo-x" and fw.host < "2.0.0"'.
+    pub query: Option<String>,
+    /// A file with the filter's JSON form.
+    #[arg(long, conflicts_with = "query")]
+    pub json_file: Option<PathBuf>,
+    /// A saved filter's id.
+    #[arg(long, conflicts_with_all = ["query", "json_file"])]
+    pub id: Option<String>,
+}
+
+impl FilterArg {
+    fn body(&self) -> anyhow::Result<serde_json::Map<String, Value>> {
+        let mut body = serde_json::Map::new();
+        match (&self.query, &self.json_file, &self.id) {
+            (Some(q), _, _) => {
+                body.insert("query".into(), q.clone().into());
+            }
+            (_, Some(f), _) => {
+                let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+                body.insert("filter".into(), serde_json::from_str(&text).context("the file is not JSON")?);
+            }
+            (_, _, Some(id)) => {
+                body.insert("filter_id".into(), id.clone().into());
+            }
+            _ => anyhow::bail!("give a filter: its text, --json-file FILE or --id SAVED_FILTER"),
+        }
+        Ok(body)
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FilterCmd {
+    /// How many devices a filter matches.
+    Estimate(FilterArg),
+    /// The first devices a filter matches.
+    Preview {
+        #[command(flatten)]
+        filter: FilterArg,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Save a filter under a name.
+    Create {
+        #[command(flatten)]
+        filter: FilterArg,
+        #[arg(long)]
+        name: String,
+        #[arg(long = "filter-id")]
+        filter_id: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    List(Paging),
+    /// A saved filter, in both forms.
+    Show {
+        id: String,
+    },
+    Delete {
         id: String,
     },
 }
@@ -289,6 +361,9 @@ pub enum DeviceCmd {
         product: Option<String>,
         #[arg(long)]
         group: Option<String>,
+        /// Only devices matching this filter (text form, see docs/filters.md).
+        #[arg(long, short = 'q')]
+        query: Option<String>,
     },
     Show {
         id: String,
@@ -414,6 +489,7 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Key { conn, cmd } => key(Client::new(&conn)?, conn.json, cmd).await,
         ClientCommand::Job { conn, cmd } => job(Client::new(&conn)?, conn.json, cmd).await,
         ClientCommand::GatewayToken { conn, cmd } => gateway(Client::new(&conn)?, conn.json, cmd).await,
+        ClientCommand::Filter { conn, cmd } => filter(Client::new(&conn)?, conn.json, cmd).await,
     }
 }
 
@@ -616,8 +692,11 @@ async fn device(c: Client, json: bool, cmd: DeviceCmd) -> anyhow::Result<()> {
                 println!("{} devices imported; their tokens are in {}", out["created"], dest.display());
             }
         }
-        DeviceCmd::List { paging, product, group } => {
+        DeviceCmd::List { paging, product, group, query } => {
             let mut q = paging.query();
+            if let Some(f) = query {
+                q.push(("q", f));
+            }
             if let Some(p) = product {
                 q.push(("product", p));
             }
@@ -824,6 +903,52 @@ async fn gateway(c: Client, json: bool, cmd: GatewayCmd) -> anyhow::Result<()> {
         GatewayCmd::Delete { id } => {
             c.delete(&format!("/api/v1/gateway-tokens/{id}")).await?;
             eprintln!("gateway token {id} deleted");
+        }
+    }
+    Ok(())
+}
+
+const FILTER_COLUMNS: &[(&str, &str)] =
+    &[("ID", "id"), ("NAME", "name"), ("QUERY", "query"), ("UPDATED", "updated_at")];
+
+async fn filter(c: Client, json: bool, cmd: FilterCmd) -> anyhow::Result<()> {
+    match cmd {
+        FilterCmd::Estimate(f) => {
+            let out = c.send("POST", "/api/v1/filters/estimate", &Value::Object(f.body()?)).await?;
+            if json { print_json(&out) } else { println!("{} devices match", out["count"]) }
+        }
+        FilterCmd::Preview { filter, limit } => {
+            let mut body = filter.body()?;
+            body.insert("limit".into(), limit.into());
+            let out = c.send("POST", "/api/v1/filters/preview", &Value::Object(body)).await?;
+            if json {
+                print_json(&out)
+            } else {
+                Table::new(DEVICE_COLUMNS).rows(out["items"].as_array().map(Vec::as_slice).unwrap_or_default())
+            }
+        }
+        FilterCmd::Create { filter, name, filter_id, description } => {
+            let mut body = filter.body()?;
+            if body.contains_key("filter_id") {
+                anyhow::bail!("a saved filter is created from a text or a JSON form, not from another saved filter");
+            }
+            body.insert("name".into(), name.into());
+            if let Some(id) = filter_id {
+                body.insert("id".into(), id.into());
+            }
+            if let Some(d) = description {
+                body.insert("description".into(), d.into());
+            }
+            show(json, &c.send("POST", "/api/v1/filters", &Value::Object(body)).await?, FILTER_COLUMNS)
+        }
+        FilterCmd::List(p) => show_list(json, &c.get("/api/v1/filters", &p.query()).await?, FILTER_COLUMNS),
+        FilterCmd::Show { id } => {
+            let f = c.get(&format!("/api/v1/filters/{id}"), &[]).await?;
+            if json { print_json(&f) } else { output::fields(&f) }
+        }
+        FilterCmd::Delete { id } => {
+            c.delete(&format!("/api/v1/filters/{id}")).await?;
+            eprintln!("filter {id} deleted");
         }
     }
     Ok(())

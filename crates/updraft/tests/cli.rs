@@ -132,6 +132,17 @@ async fn client_commands_end_to_end() {
     let gw = ok(run(&["gateway-token", "create", "--name", "edge"]));
     assert!(gw.contains("token (shown once): upd_g_"), "{gw}");
 
+    let eu = ok(run(&["filter", "estimate", r#"prop.region == "eu""#]));
+    assert!(eu.contains("251 devices match"), "250 imported and dev-1: {eu}");
+    let listed = json(run(&["device", "list", "-q", r#"prop.region == "us" and fw.host < "2.0.0""#, "--json"]));
+    assert_eq!(listed["total"], 250);
+    ok(run(&["filter", "create", r#"prop.region == "eu""#, "--name", "Europe", "--filter-id", "europe"]));
+    let preview = json(run(&["filter", "preview", "--id", "europe", "--limit", "3", "--json"]));
+    assert_eq!(preview["items"].as_array().unwrap().len(), 3);
+    let bad = run(&["filter", "estimate", "prop.region = = 1"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid_filter"), "{}", String::from_utf8_lossy(&bad.stderr));
+
     let created = ok(run(&["tenant", "create", "globex"]));
     let other =
         created.lines().find_map(|l| l.split(": ").nth(1).filter(|t| t.starts_with("upd_k_"))).unwrap().to_owned();
