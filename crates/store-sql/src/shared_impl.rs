@@ -53,6 +53,21 @@ fn push_condition(q: &mut QueryBuilder<sqlx::$db>, c: &SqlCondition) {
 }
 
 impl $store {
+    /// One record of `tenant` by its key column, decoded from `select`'s row.
+    async fn get_one<R, T>(&self, select: &str, key_column: &str, tenant: &str, key: &str) -> StoreResult<Option<T>>
+    where
+        R: for<'r> sqlx::FromRow<'r, <sqlx::$db as sqlx::Database>::Row> + Send + Unpin,
+        T: TryFrom<R, Error = StoreError>,
+    {
+        let row: Option<R> = sqlx::query_as(AssertSqlSafe(format!("{select} WHERE tenant = $1 AND {key_column} = $2")))
+            .bind(tenant)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.map(T::try_from).transpose()
+    }
+
     /// Fills in the version sort keys of devices written before they were kept
     /// (migration 0004), a batch at a time; a no-op once done.
     pub async fn backfill_version_keys(&self) -> StoreResult<()> {
@@ -277,13 +292,7 @@ impl Store for $store {
     }
 
     async fn get_product(&self, tenant: &str, key: &str) -> StoreResult<Option<Product>> {
-        let row: Option<ProductRow> = sqlx::query_as(AssertSqlSafe(format!("{PRODUCT_SELECT} WHERE tenant = $1 AND key = $2")))
-            .bind(tenant)
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
-        row.map(Product::try_from).transpose()
+        self.get_one::<ProductRow, _>(PRODUCT_SELECT, "key", tenant, key).await
     }
 
     async fn list_products(&self, tenant: &str, page: &PageRequest) -> StoreResult<Page<Product>> {
@@ -371,13 +380,7 @@ impl Store for $store {
     }
 
     async fn get_firmware(&self, tenant: &str, id: &str) -> StoreResult<Option<Firmware>> {
-        let row: Option<FirmwareRow> = sqlx::query_as(AssertSqlSafe(format!("{FIRMWARE_SELECT} WHERE tenant = $1 AND id = $2")))
-            .bind(tenant)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
-        row.map(Firmware::try_from).transpose()
+        self.get_one::<FirmwareRow, _>(FIRMWARE_SELECT, "id", tenant, id).await
     }
 
     async fn list_firmware(&self, tenant: &str, product: Option<&str>, page: &PageRequest) -> StoreResult<Page<Firmware>> {
@@ -498,13 +501,7 @@ impl Store for $store {
     }
 
     async fn get_device(&self, tenant: &str, id: &str) -> StoreResult<Option<Device>> {
-        let row: Option<DeviceRow> = sqlx::query_as(AssertSqlSafe(format!("{DEVICE_SELECT} WHERE tenant = $1 AND id = $2")))
-            .bind(tenant)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
-        row.map(Device::try_from).transpose()
+        self.get_one::<DeviceRow, _>(DEVICE_SELECT, "id", tenant, id).await
     }
 
     async fn list_devices(&self, tenant: &str, scope: &DeviceScope, page: &PageRequest) -> StoreResult<Page<Device>> {
@@ -595,13 +592,7 @@ impl Store for $store {
     }
 
     async fn get_group(&self, tenant: &str, id: &str) -> StoreResult<Option<Group>> {
-        let row: Option<GroupRow> = sqlx::query_as(AssertSqlSafe(format!("{GROUP_SELECT} WHERE tenant = $1 AND id = $2")))
-            .bind(tenant)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
-        row.map(Group::try_from).transpose()
+        self.get_one::<GroupRow, _>(GROUP_SELECT, "id", tenant, id).await
     }
 
     async fn list_groups(&self, tenant: &str, page: &PageRequest) -> StoreResult<Page<Group>> {
@@ -953,13 +944,7 @@ impl Store for $store {
     }
 
     async fn get_job(&self, tenant: &str, id: &str) -> StoreResult<Option<Job>> {
-        let row: Option<JobRow> = sqlx::query_as(AssertSqlSafe(format!("{JOB_SELECT} WHERE tenant = $1 AND id = $2")))
-            .bind(tenant)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
-        row.map(Job::try_from).transpose()
+        self.get_one::<JobRow, _>(JOB_SELECT, "id", tenant, id).await
     }
 
     async fn list_jobs(&self, tenant: &str, page: &PageRequest) -> StoreResult<Page<Job>> {
