@@ -504,6 +504,24 @@ impl Store for $store {
         self.get_one::<DeviceRow, _>(DEVICE_SELECT, "id", tenant, id).await
     }
 
+    async fn get_devices(&self, tenant: &str, ids: &[String]) -> StoreResult<Vec<Device>> {
+        let mut devices = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let mut q = QueryBuilder::<sqlx::$db>::new(DEVICE_SELECT);
+            q.push(" WHERE tenant = ").push_bind(tenant).push(" AND id IN (");
+            let mut sep = q.separated(", ");
+            for id in chunk {
+                sep.push_bind(id);
+            }
+            q.push(")");
+            let rows: Vec<DeviceRow> = q.build_query_as().fetch_all(&self.pool).await.map_err(db_err)?;
+            for r in rows {
+                devices.push(Device::try_from(r)?);
+            }
+        }
+        Ok(devices)
+    }
+
     async fn list_devices(&self, tenant: &str, scope: &DeviceScope, page: &PageRequest) -> StoreResult<Page<Device>> {
         let mut filters = vec![("tenant = {}", tenant.to_owned())];
         if let Some(p) = &scope.product {

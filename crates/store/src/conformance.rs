@@ -235,6 +235,13 @@ pub async fn devices_bulk_create_is_all_or_nothing(store: &dyn Store) {
         store.list_devices("acme", &DeviceScope::default(), &page("id", SortOrder::Asc, 10, 0, None)).await.unwrap();
     assert_eq!(all.total, 2501);
     let d = store.get_device("acme", "dev-00042").await.unwrap().unwrap();
+    let ids: Vec<String> = ["dev-00007", "ghost", "dev-02499", "d0"].iter().map(|s| s.to_string()).collect();
+    let mut found: Vec<String> = store.get_devices("acme", &ids).await.unwrap().into_iter().map(|d| d.id).collect();
+    found.sort();
+    assert_eq!(found, ["d0", "dev-00007", "dev-02499"], "unknown ids are left out");
+    let first: Vec<String> = (0..1200).map(|i| format!("dev-{i:05}")).collect();
+    assert_eq!(store.get_devices("acme", &first).await.unwrap().len(), 1200, "more ids than one query takes");
+    assert!(store.get_devices("globex", &ids).await.unwrap().is_empty(), "per tenant");
     assert_eq!(d.properties["temp"], PropertyValue::Number(21.5));
     assert_eq!(d.properties["beta"], PropertyValue::Bool(true));
     assert_eq!(d.firmware["host"], "1.0.0");

@@ -153,6 +153,8 @@ pub trait Store: Send + Sync + 'static {
     /// in `devices`) whose id is taken or repeated, or whose product is unknown.
     async fn create_devices(&self, tenant: &str, devices: &[NewDevice], now: Timestamp) -> StoreResult<()>;
     async fn get_device(&self, tenant: &str, id: &str) -> StoreResult<Option<Device>>;
+    /// The devices among `ids` that exist, in any order (unknown ids are left out).
+    async fn get_devices(&self, tenant: &str, ids: &[String]) -> StoreResult<Vec<Device>>;
     async fn list_devices(&self, tenant: &str, scope: &DeviceScope, page: &PageRequest) -> StoreResult<Page<Device>>;
     /// Writes the device's owner-set attributes (not its id, product or times of creation).
     async fn update_device(&self, tenant: &str, device: &Device) -> StoreResult<()>;

@@ -166,33 +166,33 @@ pub async fn create(
         return Err(ApiError::invalid(errors));
     }
     // Devices of another product are never targeted; devices already on the image's versions are skipped.
+    let found: std::collections::HashMap<String, updraft_core::Device> =
+        state.store.get_devices(caller.tenant(), &devices).await?.into_iter().map(|d| (d.id.clone(), d)).collect();
     let mut targets = Vec::with_capacity(devices.len());
-    for chunk in devices.chunks(1000) {
-        for id in chunk {
-            let Some(d) = state.store.get_device(caller.tenant(), id).await? else {
-                errors.push(updraft_core::FieldError::new(format!("devices.{id}"), format!("device `{id}` not found")));
-                continue;
-            };
-            if d.product != firmware.product {
-                errors.push(updraft_core::FieldError::new(
-                    format!("devices.{id}"),
-                    format!("device `{id}` is a `{}`, the image is for `{}`", d.product, firmware.product),
-                ));
-                continue;
-            }
-            let up_to_date = firmware
-                .files
-                .iter()
-                .all(|f| d.firmware.get(&f.component).is_some_and(|v| Version::new(v) == Version::new(&f.version)));
-            let initial = if up_to_date {
-                ExecutionState::Skipped
-            } else if input.consent_required {
-                ExecutionState::AwaitingConsent
-            } else {
-                ExecutionState::Queued
-            };
-            targets.push((id.clone(), initial));
+    for id in &devices {
+        let Some(d) = found.get(id) else {
+            errors.push(updraft_core::FieldError::new(format!("devices.{id}"), format!("device `{id}` not found")));
+            continue;
+        };
+        if d.product != firmware.product {
+            errors.push(updraft_core::FieldError::new(
+                format!("devices.{id}"),
+                format!("device `{id}` is a `{}`, the image is for `{}`", d.product, firmware.product),
+            ));
+            continue;
         }
+        let up_to_date = firmware
+            .files
+            .iter()
+            .all(|f| d.firmware.get(&f.component).is_some_and(|v| Version::new(v) == Version::new(&f.version)));
+        let initial = if up_to_date {
+            ExecutionState::Skipped
+        } else if input.consent_required {
+            ExecutionState::AwaitingConsent
+        } else {
+            ExecutionState::Queued
+        };
+        targets.push((id.clone(), initial));
     }
     if !errors.is_empty() {
         return Err(ApiError::invalid(errors));
