@@ -409,6 +409,16 @@ async fn deployment_of(state: &AppState, dev: &DdiDevice, e: &Execution) -> DdiR
     })
 }
 
+/// What an action delivers, and its history when `?actionHistory=` asks for it.
+async fn deployment_with_history(
+    state: &AppState,
+    dev: &DdiDevice,
+    e: &Execution,
+    history_len: Option<i64>,
+) -> DdiResult<(ddi::Deployment, Option<ddi::ActionHistory>)> {
+    Ok((deployment_of(state, dev, e).await?, history(state, dev, e, history_len).await?))
+}
+
 /// `GET deploymentBase/{id}`: what to install. Marks a queued execution notified.
 async fn deployment(
     State(state): State<AppState>,
@@ -428,8 +438,7 @@ async fn deployment(
             e = changed;
         }
     }
-    let deployment = deployment_of(&state, &dev, &e).await?;
-    let action_history = history(&state, &dev, &e, q.action_history).await?;
+    let (deployment, action_history) = deployment_with_history(&state, &dev, &e, q.action_history).await?;
     Ok(Json(ddi::DeploymentBase { id: e.action_id.to_string(), deployment, action_history }))
 }
 
@@ -543,8 +552,7 @@ async fn installed(
     if e.state != ExecutionState::Succeeded {
         return Err(DdiError::NotFound(format!("action {} is not installed", e.action_id)));
     }
-    let deployment = deployment_of(&state, &dev, &e).await?;
-    let action_history = history(&state, &dev, &e, q.action_history).await?;
+    let (deployment, action_history) = deployment_with_history(&state, &dev, &e, q.action_history).await?;
     Ok(Json(ddi::DeploymentBase { id: e.action_id.to_string(), deployment, action_history }))
 }
 
@@ -601,8 +609,7 @@ async fn confirmation(
     if e.state != ExecutionState::AwaitingConsent {
         return Err(DdiError::NotFound(format!("action {} is not awaiting confirmation", e.action_id)));
     }
-    let confirmation = deployment_of(&state, &dev, &e).await?;
-    let action_history = history(&state, &dev, &e, q.action_history).await?;
+    let (confirmation, action_history) = deployment_with_history(&state, &dev, &e, q.action_history).await?;
     Ok(Json(ddi::ConfirmationBaseAction { id: e.action_id.to_string(), confirmation, action_history }))
 }
 
