@@ -64,13 +64,13 @@ fn filters(rng: &mut Rng) -> Vec<CompiledFilter> {
 fn device(rng: &mut Rng, i: u64, now: Timestamp) -> Device {
     let mut firmware = BTreeMap::new();
     firmware.insert("host".to_owned(), rng.pick(&VERSIONS).to_owned());
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         firmware.insert("modem".to_owned(), rng.pick(&VERSIONS).to_owned());
     }
     let mut properties = BTreeMap::new();
     properties.insert("region".to_owned(), PropertyValue::String(rng.pick(&REGIONS).to_owned()));
     properties.insert("temp".to_owned(), PropertyValue::Number((rng.next() % 400) as f64 / 10.0));
-    properties.insert("battery".to_owned(), PropertyValue::Bool(i % 2 == 0));
+    properties.insert("battery".to_owned(), PropertyValue::Bool(i.is_multiple_of(2)));
     properties.insert("room".to_owned(), PropertyValue::String(format!("lab-{}", i % 20)));
     let mut metadata = BTreeMap::new();
     metadata.insert("customer".to_owned(), rng.pick(&CUSTOMERS).to_owned());
