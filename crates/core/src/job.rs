@@ -98,7 +98,7 @@ impl ExecutionState {
 }
 
 /// A job as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Job {
     pub id: String,
     pub name: Option<String>,
@@ -112,6 +112,55 @@ pub struct Job {
     pub created_at: Timestamp,
     pub started_at: Option<Timestamp>,
     pub finished_at: Option<Timestamp>,
+    /// Targeting, recurrence, delivery, pace, schedule, retry, timeout and the bookkeeping fields.
+    pub spec: crate::rollout::JobSpec,
+    /// Paused by an operator: the schedule does not resume it, only `resume` does.
+    pub held: bool,
+}
+
+/// What an operator does to a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobCommand {
+    Start,
+    Pause,
+    Resume,
+    Cancel,
+}
+
+impl Job {
+    /// The state the schedule puts a started, unheld job in at `now`.
+    pub fn scheduled_state(&self, now: Timestamp) -> JobState {
+        use crate::schedule::Phase;
+        match self.spec.schedule.as_ref().map(|s| s.phase(now)) {
+            None | Some(Phase::Open) => JobState::Running,
+            Some(Phase::Before) => JobState::Scheduled,
+            Some(Phase::Closed) => JobState::Paused,
+            Some(Phase::Ended) => JobState::Completed,
+        }
+    }
+
+    /// The job's state and hold after an operator's command, or why it does not apply.
+    pub fn on_command(&self, cmd: JobCommand, now: Timestamp) -> Result<(JobState, bool), TransitionError> {
+        if self.state.is_finished() {
+            return Err(TransitionError::Finished);
+        }
+        match cmd {
+            JobCommand::Start if self.state == JobState::Created => Ok((self.scheduled_state(now), false)),
+            JobCommand::Pause if self.state != JobState::Created && !self.held => Ok((JobState::Paused, true)),
+            JobCommand::Resume if self.held => Ok((self.scheduled_state(now), false)),
+            JobCommand::Cancel => Ok((JobState::Canceled, false)),
+            _ => Err(TransitionError::NotApplicable),
+        }
+    }
+
+    /// Where the schedule moves a job at a tick: `None` when it stays.
+    pub fn on_tick(&self, now: Timestamp) -> Option<JobState> {
+        if self.state.is_finished() || self.state == JobState::Created || self.held {
+            return None;
+        }
+        let next = self.scheduled_state(now);
+        (next != self.state).then_some(next)
+    }
 }
 
 /// Download or install progress as a device reports it.
@@ -247,19 +296,60 @@ pub fn server_event(
 
 /// The device fetched its deployment: a queued execution is now notified.
 /// Returns `None` when nothing changes (already notified or further).
-pub fn on_deployment_fetched(e: &Execution, now: Timestamp) -> Result<Option<Transition>, TransitionError> {
+/// The scheduler releases a queued execution to its device (within the job's pace).
+pub fn on_release(e: &Execution, now: Timestamp) -> Result<Transition, TransitionError> {
     match e.state {
-        ExecutionState::Queued => Ok(Some(Transition::to(
+        ExecutionState::Queued => Ok(Transition::to(
             e,
             ExecutionState::Notified,
+            server_event(now, ExecutionState::Notified, EventSource::Server, "released", "offered to the device"),
+        )),
+        s if s.is_terminal() => Err(TransitionError::Finished),
+        _ => Err(TransitionError::NotApplicable),
+    }
+}
+
+/// An execution in progress passed the job's timeout.
+pub fn on_timeout(e: &Execution, now: Timestamp) -> Option<Transition> {
+    e.state.is_in_progress().then(|| {
+        let mut t = Transition::to(
+            e,
+            ExecutionState::TimedOut,
             server_event(
                 now,
-                ExecutionState::Notified,
+                ExecutionState::TimedOut,
                 EventSource::Server,
-                "retrieved",
-                "the device retrieved the deployment",
+                "timed_out",
+                "no result within the timeout",
             ),
-        ))),
+        );
+        t.cancel_requested = false;
+        t
+    })
+}
+
+/// A failed or timed-out execution is tried again: back to `queued`, next attempt.
+pub fn on_retry(e: &Execution, now: Timestamp) -> Option<Transition> {
+    matches!(e.state, ExecutionState::Failed | ExecutionState::TimedOut).then(|| {
+        let mut t = Transition::to(
+            e,
+            ExecutionState::Queued,
+            server_event(
+                now,
+                ExecutionState::Queued,
+                EventSource::Server,
+                "retry",
+                &format!("attempt {}", e.attempt + 1),
+            ),
+        );
+        t.progress = None;
+        t
+    })
+}
+
+/// The device fetched its deployment: nothing changes (the release notified it).
+pub fn on_deployment_fetched(e: &Execution, _now: Timestamp) -> Result<Option<Transition>, TransitionError> {
+    match e.state {
         s if s.is_in_progress() => Ok(None),
         s if s.is_terminal() => Err(TransitionError::Finished),
         _ => Err(TransitionError::NotApplicable),
@@ -451,8 +541,69 @@ mod tests {
         assert_eq!(on_consent(&exec(AwaitingConsent), true, EventSource::Device, now).unwrap().state, Queued);
         assert_eq!(on_consent(&exec(AwaitingConsent), false, EventSource::Operator, now).unwrap().state, Rejected);
         assert_eq!(on_consent(&exec(Queued), true, EventSource::Device, now), Err(TransitionError::NotApplicable));
-        assert_eq!(on_deployment_fetched(&exec(Queued), now).unwrap().unwrap().state, Notified);
+        assert_eq!(on_deployment_fetched(&exec(Queued), now), Err(TransitionError::NotApplicable), "not released");
         assert_eq!(on_deployment_fetched(&exec(Installing), now).unwrap(), None);
+    }
+
+    #[test]
+    fn release_timeout_and_retry() {
+        use ExecutionState::*;
+        let now = Timestamp::UNIX_EPOCH;
+        assert_eq!(on_release(&exec(Queued), now).unwrap().state, Notified);
+        assert_eq!(on_release(&exec(AwaitingConsent), now), Err(TransitionError::NotApplicable));
+        assert_eq!(on_release(&exec(Failed), now), Err(TransitionError::Finished));
+        for s in [Notified, Downloading, Downloaded, Installing] {
+            assert_eq!(on_timeout(&exec(s), now).unwrap().state, TimedOut);
+        }
+        assert_eq!(on_timeout(&exec(Queued), now), None, "only executions in progress time out");
+        assert_eq!(on_retry(&exec(Failed), now).unwrap().state, Queued);
+        assert_eq!(on_retry(&exec(TimedOut), now).unwrap().event.report, "retry");
+        assert_eq!(on_retry(&exec(Rejected), now), None, "a rejection is never retried");
+    }
+
+    fn job_with(schedule: Option<&str>) -> Job {
+        let spec = crate::rollout::JobSpec {
+            schedule: schedule.map(|s| serde_json::from_str(s).unwrap()),
+            ..Default::default()
+        };
+        Job {
+            id: "j".into(),
+            name: None,
+            description: None,
+            kind: JobKind::Upgrade,
+            firmware: "f".into(),
+            product: "p".into(),
+            state: JobState::Created,
+            consent_required: false,
+            created_at: Timestamp::UNIX_EPOCH,
+            started_at: None,
+            finished_at: None,
+            spec,
+            held: false,
+        }
+    }
+
+    #[test]
+    fn job_commands_and_schedule() {
+        let at = |s: &str| s.parse::<Timestamp>().unwrap();
+        let mut j = job_with(Some(r#"{"timezone": "UTC", "window": {"from": "22:00", "to": "06:00"}}"#));
+        assert_eq!(j.on_command(JobCommand::Start, at("2026-06-01T12:00:00Z")), Ok((JobState::Paused, false)));
+        assert_eq!(j.on_command(JobCommand::Start, at("2026-06-01T23:00:00Z")), Ok((JobState::Running, false)));
+        assert_eq!(j.on_tick(at("2026-06-01T23:00:00Z")), None, "created jobs wait for start");
+        j.state = JobState::Running;
+        assert_eq!(j.on_tick(at("2026-06-02T07:00:00Z")), Some(JobState::Paused), "the window closes");
+        assert_eq!(j.on_command(JobCommand::Resume, at("2026-06-02T07:00:00Z")), Err(TransitionError::NotApplicable));
+        assert_eq!(j.on_command(JobCommand::Pause, at("2026-06-02T07:00:00Z")), Ok((JobState::Paused, true)));
+        j.state = JobState::Paused;
+        j.held = true;
+        assert_eq!(j.on_tick(at("2026-06-02T23:00:00Z")), None, "an operator's pause holds through windows");
+        assert_eq!(j.on_command(JobCommand::Resume, at("2026-06-02T23:00:00Z")), Ok((JobState::Running, false)));
+        assert_eq!(j.on_command(JobCommand::Cancel, at("2026-06-02T23:00:00Z")), Ok((JobState::Canceled, false)));
+        j.state = JobState::Canceled;
+        assert_eq!(j.on_command(JobCommand::Resume, at("2026-06-02T23:00:00Z")), Err(TransitionError::Finished));
+        let ends = job_with(Some(r#"{"end": "2026-06-03T00:00:00Z"}"#));
+        let running = Job { state: JobState::Running, ..ends };
+        assert_eq!(running.on_tick(at("2026-06-03T00:00:00Z")), Some(JobState::Completed), "past the end");
     }
 
     #[test]

@@ -10,6 +10,8 @@ pub mod filter;
 pub mod job;
 pub mod model;
 pub mod page;
+pub mod rollout;
+pub mod schedule;
 pub mod validate;
 pub mod version;
 

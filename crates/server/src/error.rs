@@ -47,6 +47,8 @@ error_codes! {
     MethodNotAllowed => ("method_not_allowed", METHOD_NOT_ALLOWED, "this route does not take this method"),
     Conflict => ("conflict", CONFLICT, "a resource with this identity already exists"),
     InUse => ("in_use", CONFLICT, "the resource is in use and cannot be changed this way"),
+    JobState => ("job_state", CONFLICT, "the job is not in a state that allows this"),
+    FirmwareNotVerified => ("firmware_not_verified", CONFLICT, "the firmware needs verification: a verify job must succeed on it first"),
     PayloadTooLarge => ("payload_too_large", PAYLOAD_TOO_LARGE, "the request body is larger than allowed"),
     UnsupportedMediaType => ("unsupported_media_type", UNSUPPORTED_MEDIA_TYPE, "this content type is not accepted here"),
     ImportRejected => ("import_rejected", UNPROCESSABLE_ENTITY, "the batch was rejected; nothing was imported"),

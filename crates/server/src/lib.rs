@@ -12,8 +12,10 @@ pub mod metrics;
 pub mod openapi;
 pub mod presence;
 pub mod ratelimit;
+pub mod scheduler;
 pub mod settings;
 pub mod state;
+pub mod targeting;
 pub mod testing;
 pub mod workers;
 
@@ -151,6 +153,7 @@ pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<
         clock,
         metrics: metrics::recorder(),
         presence: Default::default(),
+        reevaluations: Default::default(),
         rate_limiter: Arc::new(ratelimit::RateLimiter::new(settings_rate.0, settings_rate.1)),
         poll_cache: Arc::new(ddi::cache::PollCache::new(
             std::time::Duration::from_millis(settings_cache_ttl),

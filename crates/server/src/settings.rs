@@ -36,6 +36,11 @@ pub struct Settings {
     pub api_rate_limit_per_sec: u32,
     /// How many calls a key may make at once above its average.
     pub api_rate_limit_burst: u32,
+    /// How often the scheduler moves jobs (releases, timeouts, retries, schedules), in milliseconds.
+    pub scheduler_tick_ms: u64,
+    /// How often a running continuous job is fully re-evaluated against the
+    /// fleet, in seconds (device changes are checked at once besides).
+    pub continuous_reevaluation_secs: u64,
     /// When set, this token becomes the server administrator's key (admin of the `default` tenant).
     pub bootstrap_token: Option<String>,
 }
@@ -63,6 +68,8 @@ impl Default for Settings {
             poll_cache_ttl_ms: None,
             api_rate_limit_per_sec: 200,
             api_rate_limit_burst: 2000,
+            scheduler_tick_ms: 1000,
+            continuous_reevaluation_secs: 3600,
             bootstrap_token: None,
         }
     }

@@ -35,6 +35,7 @@ pub struct AppState {
     pub presence: Arc<crate::presence::Presence>,
     pub poll_cache: Arc<crate::ddi::cache::PollCache>,
     pub rate_limiter: Arc<crate::ratelimit::RateLimiter>,
+    pub reevaluations: Arc<crate::scheduler::Reevaluations>,
 }
 
 impl AppState {

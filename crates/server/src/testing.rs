@@ -5,6 +5,9 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use std::sync::{Arc, Mutex};
+
+use jiff::{SignedDuration, Timestamp};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -12,6 +15,32 @@ use crate::Settings;
 
 /// The administrator token every test server starts with.
 pub const ADMIN_TOKEN: &str = "upd_k_test_admin_token_0123456789";
+
+/// A clock that stands still until the test moves it.
+#[derive(Debug)]
+pub struct ManualClock(Mutex<Timestamp>);
+
+impl ManualClock {
+    pub fn new(at: Timestamp) -> Self {
+        ManualClock(Mutex::new(at))
+    }
+
+    pub fn set(&self, at: Timestamp) {
+        *self.0.lock().expect("not poisoned") = at;
+    }
+
+    pub fn advance(&self, by: SignedDuration) -> Timestamp {
+        let mut t = self.0.lock().expect("not poisoned");
+        *t += by;
+        *t
+    }
+}
+
+impl crate::Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        *self.0.lock().expect("not poisoned")
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -37,6 +66,28 @@ impl TestServer {
 
     /// Starts a server on a fresh store, after `configure` adjusts its settings.
     pub async fn start_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> Self {
+        Self::start_on(backend, configure, Arc::new(crate::SystemClock)).await
+    }
+
+    /// Starts a server on a fresh store with a clock the test moves
+    /// ([`ManualClock`], at 2026-06-01 12:00 UTC); background ticks are
+    /// hourly, so the test steps the scheduler itself.
+    pub async fn start_clocked(backend: Backend, configure: impl FnOnce(&mut Settings)) -> (Self, Arc<ManualClock>) {
+        let clock = Arc::new(ManualClock::new("2026-06-01T12:00:00Z".parse().expect("a timestamp")));
+        let server = Self::start_on(
+            backend,
+            |s| {
+                s.scheduler_tick_ms = 3_600_000;
+                s.presence_flush_ms = 3_600_000;
+                configure(s);
+            },
+            clock.clone(),
+        )
+        .await;
+        (server, clock)
+    }
+
+    async fn start_on(backend: Backend, configure: impl FnOnce(&mut Settings), clock: Arc<dyn crate::Clock>) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         let mut settings = Settings {
             data_dir: dir.path().to_path_buf(),
@@ -47,18 +98,22 @@ impl TestServer {
             settings.database_url = Some(updraft_store_postgres::testing::create_database().await);
         }
         configure(&mut settings);
-        let mut server = Self::start_settings(settings).await;
+        let mut server = Self::start_settings_clocked(settings, clock).await;
         server._dir = Some(dir);
         server
     }
 
     /// Starts a server with exactly these settings (to restart on the same data).
     pub async fn start_settings(settings: Settings) -> Self {
+        Self::start_settings_clocked(settings, Arc::new(crate::SystemClock)).await
+    }
+
+    /// [`TestServer::start_settings`] with the given clock.
+    pub async fn start_settings_clocked(settings: Settings, clock: Arc<dyn crate::Clock>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
         let addr = listener.local_addr().expect("local address");
         let (tx, rx) = oneshot::channel::<()>();
-        let state =
-            crate::build(settings.clone(), std::sync::Arc::new(crate::SystemClock)).await.expect("server state");
+        let state = crate::build(settings.clone(), clock).await.expect("server state");
         let serving = state.clone();
         let task = tokio::spawn(async move {
             crate::serve(serving, listener, async move {
@@ -89,6 +144,11 @@ impl TestServer {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         panic!("the test server did not become ready");
+    }
+
+    /// Runs one scheduler tick now (releases, timeouts, retries, schedules).
+    pub async fn tick_scheduler(&self) -> crate::scheduler::TickReport {
+        crate::scheduler::tick(&self.state, self.state.now()).await.expect("scheduler tick")
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -16,20 +16,24 @@ use crate::state::AppState;
 pub enum Worker {
     /// Writes device sightings and marks silent devices offline.
     Presence,
+    /// Moves jobs: schedules, timeouts, aborts, retries, continuous jobs, releases.
+    Scheduler,
 }
 
 impl Worker {
-    pub const ALL: &[Worker] = &[Worker::Presence];
+    pub const ALL: &[Worker] = &[Worker::Presence, Worker::Scheduler];
 
     pub fn name(self) -> &'static str {
         match self {
             Worker::Presence => "presence",
+            Worker::Scheduler => "scheduler",
         }
     }
 
     fn interval(self, state: &AppState) -> Duration {
         match self {
             Worker::Presence => Duration::from_millis(state.settings.presence_flush_ms.max(10)),
+            Worker::Scheduler => Duration::from_millis(state.settings.scheduler_tick_ms.max(10)),
         }
     }
 
@@ -39,6 +43,9 @@ impl Worker {
             Worker::Presence => {
                 let offline_after = SignedDuration::from_secs(state.settings.offline_after_secs as i64);
                 state.presence.flush(state.store.as_ref(), now, offline_after).await?;
+            }
+            Worker::Scheduler => {
+                crate::scheduler::tick(state, now).await?;
             }
         }
         Ok(())

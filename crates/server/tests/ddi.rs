@@ -77,6 +77,8 @@ async fn fleet(b: Backend, devices: usize, consent: bool) -> Fleet {
     api.post("/api/v1/jobs", json!({"id": "rollout", "firmware": fw, "devices": ids, "consent_required": consent}))
         .await
         .expect(201, None);
+    // The scheduler releases the queued executions to their devices.
+    api.server.tick_scheduler().await;
     Fleet { api, firmware: fw, image, tokens }
 }
 
@@ -136,7 +138,7 @@ async fn hawkbit_client_runs_the_whole_flow(b: Backend) {
     let execs = f.api.get("/api/v1/devices/dev-0/executions").await;
     let history: Vec<&str> =
         execs.ok()["items"][0]["history"].as_array().unwrap().iter().map(|h| h["report"].as_str().unwrap()).collect();
-    assert_eq!(history, ["created", "retrieved", "proceeding", "closed/success"]);
+    assert_eq!(history, ["created", "released", "proceeding", "closed/success"]);
     assert_eq!(execs.ok()["items"][0]["history"][3]["details"][0], "installed");
 }
 
@@ -193,7 +195,7 @@ async fn authentication_and_isolation(b: Backend) {
         .await;
     assert_eq!(s, 404);
     let e = f.api.get("/api/v1/devices/dev-1/executions").await;
-    assert_eq!(e.ok()["items"][0]["state"], "queued", "nothing changed");
+    assert_eq!(e.ok()["items"][0]["state"], "notified", "nothing changed");
     let (s, _, _) = f
         .device_call(
             Method::GET,
@@ -233,7 +235,7 @@ async fn feedback_rules(b: Backend) {
     assert!(art["_links"]["download-http"]["href"].as_str().unwrap().ends_with("/artifacts/app.bin"));
     assert!(art["_links"]["md5sum-http"]["href"].as_str().unwrap().ends_with("/artifacts/app.bin.MD5SUM"));
     assert_eq!(d["actionHistory"]["status"], "RUNNING");
-    assert_eq!(d["actionHistory"]["messages"].as_array().unwrap().len(), 2, "created and retrieved");
+    assert_eq!(d["actionHistory"]["messages"].as_array().unwrap().len(), 2, "created and released");
     let action = d["id"].as_str().unwrap().to_owned();
     let feedback = format!("{}/deploymentBase/{action}/feedback", f.ddi("default", "dev-0"));
 
@@ -458,7 +460,11 @@ async fn cancel_and_confirmation(b: Backend) {
         f.device_call(Method::POST, &fb, &f.tokens[0], Some(json!({"confirmation": "confirmed", "code": 0}))).await.0,
         200
     );
-    assert!(f.poll(0).await["_links"]["deploymentBase"].is_object(), "confirmed: the deployment is offered");
+    f.api.server.tick_scheduler().await;
+    assert!(
+        f.poll(0).await["_links"]["deploymentBase"].is_object(),
+        "confirmed and released: the deployment is offered"
+    );
     assert_eq!(
         f.device_call(Method::POST, &fb, &f.tokens[0], Some(json!({"confirmation": "denied"}))).await.0,
         404,
@@ -490,7 +496,7 @@ async fn cancel_and_confirmation(b: Backend) {
     let _: Value = serde_json::from_slice(&body).unwrap();
     let job = f.api.post("/api/v1/jobs/rollout/cancel", json!({})).await;
     assert_eq!(job.ok()["state"], "canceled");
-    f.api.post("/api/v1/jobs/rollout/cancel", json!({})).await.expect(409, Some("in_use"));
+    f.api.post("/api/v1/jobs/rollout/cancel", json!({})).await.expect(409, Some("job_state"));
     assert_eq!(f.api.get("/api/v1/devices/dev-2/executions").await.ok()["items"][0]["state"], "canceled");
     let poll = f.poll(0).await;
     let cancel = poll["_links"]["cancelAction"]["href"].as_str().expect("the device is asked to cancel").to_owned();

@@ -65,3 +65,4 @@ mod shared_impl;
 pub mod __private {
     pub use async_trait::async_trait;
 }
+pub use serde_json;

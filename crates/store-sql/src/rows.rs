@@ -245,13 +245,15 @@ impl TryFrom<GroupRow> for Group {
 }
 
 pub const JOB_SELECT: &str = "SELECT id, name, description, kind, firmware, product, state, consent_required, \
-     created_at, started_at, finished_at FROM jobs";
+     created_at, started_at, finished_at, spec, held FROM jobs";
 pub const EXECUTION_SELECT: &str = "SELECT action_id, job, device, firmware, state, attempt, cancel_requested, \
      progress_cnt, progress_of, created_at, updated_at, finished_at FROM executions";
 pub const EVENT_SELECT: &str =
     "SELECT at, state, source, report, code, progress_cnt, progress_of, details FROM execution_events";
 /// The states of unfinished executions, as an SQL list.
 pub const ACTIVE_STATES: &str = "('queued', 'awaiting_consent', 'notified', 'downloading', 'downloaded', 'installing')";
+/// The states of executions a device is offered: waiting for its consent, or released to it.
+pub const OFFERED_STATES: &str = "('awaiting_consent', 'notified', 'downloading', 'downloaded', 'installing')";
 
 pub const JOB_LIST: ListSpec = ListSpec {
     select: JOB_SELECT,
@@ -289,11 +291,15 @@ pub struct JobRow {
     created_at: i64,
     started_at: Option<i64>,
     finished_at: Option<i64>,
+    spec: String,
+    held: bool,
 }
 
 impl TryFrom<JobRow> for Job {
     type Error = StoreError;
     fn try_from(r: JobRow) -> Result<Self, StoreError> {
+        let spec = serde_json::from_str(&r.spec)
+            .map_err(|e| StoreError::Backend(format!("unexpected spec of job `{}` in the database: {e}", r.id)))?;
         Ok(Job {
             kind: parse("job kind", &r.kind, JobKind::parse)?,
             state: parse("job state", &r.state, JobState::parse)?,
@@ -306,6 +312,8 @@ impl TryFrom<JobRow> for Job {
             created_at: ts(r.created_at)?,
             started_at: r.started_at.map(ts).transpose()?,
             finished_at: r.finished_at.map(ts).transpose()?,
+            spec,
+            held: r.held,
         })
     }
 }

@@ -24,7 +24,7 @@ const _: () = {
 use jiff::Timestamp;
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, QueryBuilder};
-use updraft_core::job::{Execution, ExecutionEvent, ExecutionState, Job, Transition, TransitionError};
+use updraft_core::job::{Execution, ExecutionEvent, ExecutionState, Job, JobState, Transition, TransitionError};
 use updraft_core::{ApiKey, Device, FieldError, Firmware, Group, NewDevice, Page, PageRequest, Product, Tenant};
 use updraft_core::filter::Filter;
 use updraft_store::{
@@ -783,7 +783,7 @@ impl Store for $store {
 
     async fn device_actions(&self, tenant: &str, device: &str) -> StoreResult<DeviceActions> {
         let sql = format!(
-            "SELECT * FROM ({EXECUTION_SELECT} WHERE tenant = $1 AND device = $2 AND state IN {ACTIVE_STATES} \
+            "SELECT * FROM ({EXECUTION_SELECT} WHERE tenant = $1 AND device = $2 AND state IN {OFFERED_STATES} \
              ORDER BY action_id LIMIT 1) a \
              UNION ALL SELECT * FROM ({EXECUTION_SELECT} WHERE tenant = $1 AND device = $2 AND state = 'succeeded' \
              ORDER BY action_id DESC LIMIT 1) b"
@@ -882,33 +882,29 @@ impl Store for $store {
         let mut tx = self.begin_write().await?;
         let mut errors = Vec::new();
         for chunk in targets.chunks(500) {
-            let mut q = QueryBuilder::<sqlx::$db>::new("SELECT id, (SELECT COUNT(*) FROM executions e WHERE e.tenant = d.tenant AND e.device = d.id AND e.state IN ");
-            q.push(ACTIVE_STATES).push(") FROM devices d WHERE d.tenant = ").push_bind(tenant).push(" AND d.id IN (");
+            let mut q = QueryBuilder::<sqlx::$db>::new("SELECT id FROM devices d WHERE d.tenant = ");
+            q.push_bind(tenant).push(" AND d.id IN (");
             let mut sep = q.separated(", ");
             for (id, _) in chunk {
                 sep.push_bind(id);
             }
             q.push(")");
-            let rows: Vec<(String, i64)> = q.build_query_as().fetch_all(&mut *tx).await.map_err(db_err)?;
-            let found: std::collections::HashMap<String, i64> = rows.into_iter().collect();
+            let rows: Vec<String> = q.build_query_scalar().fetch_all(&mut *tx).await.map_err(db_err)?;
+            let found: std::collections::HashSet<String> = rows.into_iter().collect();
             for (id, _) in chunk {
-                match found.get(id) {
-                    None => errors.push(FieldError::new(format!("devices.{id}"), format!("device `{id}` not found"))),
-                    Some(n) if *n > 0 => errors.push(FieldError::new(
-                        format!("devices.{id}"),
-                        format!("device `{id}` already has an unfinished execution"),
-                    )),
-                    _ => {}
+                if !found.contains(id) {
+                    errors.push(FieldError::new(format!("devices.{id}"), format!("device `{id}` not found")));
                 }
             }
         }
         if !errors.is_empty() {
             return Err(StoreError::invalid(errors));
         }
+        let spec = serde_json::to_string(&job.spec).map_err(|e| StoreError::Backend(e.to_string()))?;
         sqlx::query(
             "INSERT INTO jobs (tenant, id, name, description, kind, firmware, product, state, consent_required,
-                 created_at, started_at, finished_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                 created_at, started_at, finished_at, spec, held)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(tenant)
         .bind(&job.id)
@@ -922,51 +918,286 @@ impl Store for $store {
         .bind(us(job.created_at))
         .bind(job.started_at.map(us))
         .bind(job.finished_at.map(us))
+        .bind(spec)
+        .bind(job.held)
         .execute(&mut *tx)
         .await
         .map_err(conflict_or("job", &job.id))?;
-        for chunk in targets.chunks(1000) {
-            let mut q = QueryBuilder::<sqlx::$db>::new(
-                "INSERT INTO executions (tenant, job, device, firmware, state, attempt, cancel_requested,
-                 created_at, updated_at, finished_at) ",
-            );
-            q.push_values(chunk, |mut b, (device, state)| {
-                b.push_bind(tenant)
-                    .push_bind(&job.id)
-                    .push_bind(device)
-                    .push_bind(&job.firmware)
-                    .push_bind(state.as_str())
-                    .push_bind(1i64)
-                    .push_bind(false)
-                    .push_bind(us(now))
-                    .push_bind(us(now))
-                    .push_bind(if state.is_terminal() { Some(us(now)) } else { None });
-            });
-            q.push(" RETURNING action_id, state");
-            let created: Vec<(i64, String)> = q.build_query_as().fetch_all(&mut *tx).await.map_err(db_err)?;
-            let mut q = QueryBuilder::<sqlx::$db>::new(
-                "INSERT INTO execution_events (action_id, seq, at, state, source, report, details) ",
-            );
-            q.push_values(&created, |mut b, (action_id, state)| {
-                b.push_bind(*action_id)
-                    .push_bind(1i64)
-                    .push_bind(us(now))
-                    .push_bind(state.as_str())
-                    .push_bind("server")
-                    .push_bind("created")
-                    .push_bind(Json(Vec::<String>::new()));
-            });
-            q.build().execute(&mut *tx).await.map_err(db_err)?;
-        }
+        insert_executions(&mut tx, tenant, job, targets, now).await?;
         tx.commit().await.map_err(db_err)
+    }
+
+    async fn live_jobs(&self) -> StoreResult<Vec<(String, Job)>> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            tenant: String,
+            #[sqlx(flatten)]
+            job: JobRow,
+        }
+        let sql = JOB_SELECT.replace("SELECT ", "SELECT tenant, ");
+        let rows: Vec<Row> = sqlx::query_as(AssertSqlSafe(format!(
+            "{sql} WHERE state IN ('scheduled', 'running', 'paused') ORDER BY created_at, id"
+        )))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.into_iter().map(|r| Ok((r.tenant, Job::try_from(r.job)?))).collect()
+    }
+
+    async fn move_job(
+        &self,
+        tenant: &str,
+        id: &str,
+        from: JobState,
+        to: JobState,
+        held: bool,
+        now: Timestamp,
+    ) -> StoreResult<Option<Job>> {
+        let mut tx = self.begin_write().await?;
+        let row: Option<JobRow> =
+            sqlx::query_as(AssertSqlSafe(format!("{JOB_SELECT} WHERE tenant = $1 AND id = $2{}", $lock)))
+                .bind(tenant)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        let Some(row) = row else {
+            return Err(StoreError::not_found("job", id));
+        };
+        let mut job = Job::try_from(row)?;
+        if job.state != from {
+            return Ok(None);
+        }
+        job.state = to;
+        job.held = held;
+        if to == JobState::Running && job.started_at.is_none() {
+            job.started_at = Some(now);
+        }
+        if to.is_finished() {
+            job.finished_at = Some(now);
+            job.held = false;
+        }
+        sqlx::query("UPDATE jobs SET state = $3, held = $4, started_at = $5, finished_at = $6 WHERE tenant = $1 AND id = $2")
+            .bind(tenant)
+            .bind(id)
+            .bind(to.as_str())
+            .bind(held)
+            .bind(job.started_at.map(us))
+            .bind(job.finished_at.map(us))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if to.is_finished() {
+            end_executions(&mut tx, tenant, id, now).await?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(Some(job))
+    }
+
+    async fn update_job_spec(&self, tenant: &str, id: &str, spec: &updraft_core::rollout::JobSpec) -> StoreResult<()> {
+        let spec = serde_json::to_string(spec).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let n = sqlx::query("UPDATE jobs SET spec = $3 WHERE tenant = $1 AND id = $2")
+            .bind(tenant)
+            .bind(id)
+            .bind(spec)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        if n == 0 {
+            return Err(StoreError::not_found("job", id));
+        }
+        Ok(())
+    }
+
+    async fn pace_stats(&self, tenant: &str, job: &str, now: Timestamp) -> StoreResult<updraft_core::rollout::PaceStats> {
+        let minute_ago = us(now) - 60_000_000;
+        let (in_progress, last_minute, released, succeeded): (Option<i64>, Option<i64>, Option<i64>, Option<i64>) = sqlx::query_as(
+            "SELECT
+                 SUM(CASE WHEN state IN ('notified', 'downloading', 'downloaded', 'installing') THEN 1 ELSE 0 END),
+                 SUM(CASE WHEN released_at > $3 THEN 1 ELSE 0 END),
+                 SUM(CASE WHEN released_at IS NOT NULL THEN 1 ELSE 0 END),
+                 SUM(CASE WHEN state = 'succeeded' THEN 1 ELSE 0 END)
+             FROM executions WHERE tenant = $1 AND job = $2",
+        )
+        .bind(tenant)
+        .bind(job)
+        .bind(minute_ago)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_err)?;
+        let n = |v: Option<i64>| v.unwrap_or(0).max(0) as u64;
+        Ok(updraft_core::rollout::PaceStats {
+            in_progress: n(in_progress),
+            released_last_minute: n(last_minute),
+            released_total: n(released),
+            succeeded_total: n(succeeded),
+        })
+    }
+
+    async fn release_executions(&self, tenant: &str, job: &str, max: u64, now: Timestamp) -> StoreResult<Vec<String>> {
+        if max == 0 {
+            return Ok(vec![]);
+        }
+        let mut tx = self.begin_write().await?;
+        let rows: Vec<ExecutionRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "{EXECUTION_SELECT} WHERE tenant = $1 AND job = $2 AND state = 'queued' AND NOT EXISTS (
+                 SELECT 1 FROM executions o WHERE o.tenant = executions.tenant AND o.device = executions.device
+                 AND o.state IN ('notified', 'downloading', 'downloaded', 'installing'))
+             ORDER BY action_id LIMIT $3{}",
+            $lock
+        )))
+        .bind(tenant)
+        .bind(job)
+        .bind(max.min(i64::MAX as u64) as i64)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let mut released = Vec::with_capacity(rows.len());
+        for row in rows {
+            let mut e = Execution::try_from(row)?;
+            let Ok(t) = updraft_core::job::on_release(&e, now) else { continue };
+            apply_transition(&mut tx, tenant, &mut e, t, now).await?;
+            sqlx::query("UPDATE executions SET released_at = $2 WHERE action_id = $1")
+                .bind(e.action_id)
+                .bind(us(now))
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            released.push(e.device);
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(released)
+    }
+
+    async fn time_out_executions(
+        &self,
+        tenant: &str,
+        job: &str,
+        released_before: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<Vec<String>> {
+        let mut tx = self.begin_write().await?;
+        let rows: Vec<ExecutionRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "{EXECUTION_SELECT} WHERE tenant = $1 AND job = $2
+             AND state IN ('notified', 'downloading', 'downloaded', 'installing') AND released_at < $3
+             ORDER BY action_id{}",
+            $lock
+        )))
+        .bind(tenant)
+        .bind(job)
+        .bind(us(released_before))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let mut e = Execution::try_from(row)?;
+            if let Some(t) = updraft_core::job::on_timeout(&e, now) {
+                apply_transition(&mut tx, tenant, &mut e, t, now).await?;
+                out.push(e.device);
+            }
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(out)
+    }
+
+    async fn retry_executions(
+        &self,
+        tenant: &str,
+        job: &str,
+        retry: &updraft_core::rollout::Retry,
+        now: Timestamp,
+    ) -> StoreResult<Vec<String>> {
+        if retry.count == 0 {
+            return Ok(vec![]);
+        }
+        let due_before = us(now) - i64::from(retry.interval_minutes) * 60_000_000;
+        let mut tx = self.begin_write().await?;
+        let rows: Vec<ExecutionRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "{EXECUTION_SELECT} WHERE tenant = $1 AND job = $2 AND state IN ('failed', 'timed_out')
+             AND attempt <= $3 AND finished_at <= $4 ORDER BY action_id{}",
+            $lock
+        )))
+        .bind(tenant)
+        .bind(job)
+        .bind(i64::from(retry.count))
+        .bind(due_before)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let mut e = Execution::try_from(row)?;
+            if !updraft_core::rollout::retry_due(retry, e.attempt, e.finished_at.unwrap_or(now), now) {
+                continue;
+            }
+            if let Some(t) = updraft_core::job::on_retry(&e, now) {
+                apply_transition(&mut tx, tenant, &mut e, t, now).await?;
+                sqlx::query(
+                    "UPDATE executions SET attempt = attempt + 1, finished_at = NULL, released_at = NULL,
+                         cancel_requested = FALSE WHERE action_id = $1",
+                )
+                .bind(e.action_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                out.push(e.device);
+            }
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(out)
+    }
+
+    async fn add_executions(
+        &self,
+        tenant: &str,
+        job: &Job,
+        targets: &[(String, ExecutionState)],
+        now: Timestamp,
+    ) -> StoreResult<u64> {
+        if targets.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.begin_write().await?;
+        let n = insert_executions(&mut tx, tenant, job, targets, now).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(n)
+    }
+
+    async fn job_has_devices(&self, tenant: &str, job: &str, devices: &[String]) -> StoreResult<Vec<String>> {
+        let mut out = Vec::new();
+        for chunk in devices.chunks(500) {
+            let mut q = QueryBuilder::<sqlx::$db>::new("SELECT device FROM executions WHERE tenant = ");
+            q.push_bind(tenant).push(" AND job = ").push_bind(job).push(" AND device IN (");
+            let mut sep = q.separated(", ");
+            for d in chunk {
+                sep.push_bind(d);
+            }
+            q.push(")");
+            let rows: Vec<String> = q.build_query_scalar().fetch_all(&self.pool).await.map_err(db_err)?;
+            out.extend(rows);
+        }
+        Ok(out)
+    }
+
+    async fn complete_job_if_done(&self, tenant: &str, id: &str, now: Timestamp) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let done = complete_if_done(&mut tx, tenant, id, now).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(done)
     }
 
     async fn get_job(&self, tenant: &str, id: &str) -> StoreResult<Option<Job>> {
         self.get_one::<JobRow, _>(JOB_SELECT, "id", tenant, id).await
     }
 
-    async fn list_jobs(&self, tenant: &str, page: &PageRequest) -> StoreResult<Page<Job>> {
-        self.list::<JobRow, Job>(&JOB_LIST, &[("tenant = {}", tenant.to_owned())], page).await
+    async fn list_jobs(&self, tenant: &str, state: Option<JobState>, page: &PageRequest) -> StoreResult<Page<Job>> {
+        let mut filters = vec![("tenant = {}", tenant.to_owned())];
+        if let Some(s) = state {
+            filters.push(("state = {}", s.as_str().to_owned()));
+        }
+        self.list::<JobRow, Job>(&JOB_LIST, &filters, page).await
     }
 
     async fn execution_counts(&self, tenant: &str, job: &str) -> StoreResult<Vec<(ExecutionState, u64)>> {
@@ -1054,48 +1285,12 @@ impl Store for $store {
     }
 
     async fn cancel_job(&self, tenant: &str, id: &str, now: Timestamp) -> StoreResult<Job> {
-        let mut tx = self.begin_write().await?;
-        let row: Option<JobRow> =
-            sqlx::query_as(AssertSqlSafe(format!("{JOB_SELECT} WHERE tenant = $1 AND id = $2{}", $lock)))
-                .bind(tenant)
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_err)?;
-        let Some(row) = row else {
-            return Err(StoreError::not_found("job", id));
-        };
-        let mut job = Job::try_from(row)?;
+        let job = self.get_job(tenant, id).await?.ok_or_else(|| StoreError::not_found("job", id))?;
+        let ended = || StoreError::InUse { what: "job", id: id.to_owned(), by: "its own end: it has finished".into() };
         if job.state.is_finished() {
-            return Err(StoreError::InUse { what: "job", id: id.to_owned(), by: format!("its own end: it is {}", job.state.as_str()) });
+            return Err(ended());
         }
-        let rows: Vec<ExecutionRow> = sqlx::query_as(AssertSqlSafe(format!(
-            "{EXECUTION_SELECT} WHERE tenant = $1 AND job = $2 AND state IN {ACTIVE_STATES} ORDER BY action_id{}",
-            $lock
-        )))
-        .bind(tenant)
-        .bind(id)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        job.state = updraft_core::job::JobState::Canceled;
-        job.finished_at = Some(now);
-        sqlx::query("UPDATE jobs SET state = $3, finished_at = $4 WHERE tenant = $1 AND id = $2")
-            .bind(tenant)
-            .bind(id)
-            .bind(job.state.as_str())
-            .bind(us(now))
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        for row in rows {
-            let mut e = Execution::try_from(row)?;
-            if let Some(t) = updraft_core::job::on_cancel_requested(&e, now) {
-                apply_transition(&mut tx, tenant, &mut e, t, now).await?;
-            }
-        }
-        tx.commit().await.map_err(db_err)?;
-        Ok(job)
+        self.move_job(tenant, id, job.state, JobState::Canceled, false, now).await?.ok_or_else(ended)
     }
 
     async fn count_devices_matching(&self, tenant: &str, filter: &Filter, now: Timestamp) -> StoreResult<u64> {
@@ -1231,6 +1426,135 @@ async fn product_exists(tx: &mut <sqlx::$db as sqlx::Database>::Connection, tena
 
 /// Writes a transition: the execution's new state, its history event, and
 /// what follows (installed versions on success, the job's completion).
+/// Inserts executions for `targets` (devices the job already has are left as
+/// they are), each with its first history event; answers how many were added.
+async fn insert_executions(
+    tx: &mut <sqlx::$db as sqlx::Database>::Connection,
+    tenant: &str,
+    job: &Job,
+    targets: &[(String, ExecutionState)],
+    now: Timestamp,
+) -> StoreResult<u64> {
+    let mut added = 0;
+    for chunk in targets.chunks(1000) {
+        let mut q = QueryBuilder::<sqlx::$db>::new(
+            "INSERT INTO executions (tenant, job, device, firmware, state, attempt, cancel_requested,
+             created_at, updated_at, finished_at) ",
+        );
+        q.push_values(chunk, |mut b, (device, state)| {
+            b.push_bind(tenant)
+                .push_bind(&job.id)
+                .push_bind(device)
+                .push_bind(&job.firmware)
+                .push_bind(state.as_str())
+                .push_bind(1i64)
+                .push_bind(false)
+                .push_bind(us(now))
+                .push_bind(us(now))
+                .push_bind(if state.is_terminal() { Some(us(now)) } else { None });
+        });
+        q.push(" ON CONFLICT (tenant, job, device) DO NOTHING RETURNING action_id, state");
+        let created: Vec<(i64, String)> = q.build_query_as().fetch_all(&mut *tx).await.map_err(db_err)?;
+        if created.is_empty() {
+            continue;
+        }
+        added += created.len() as u64;
+        let mut q = QueryBuilder::<sqlx::$db>::new(
+            "INSERT INTO execution_events (action_id, seq, at, state, source, report, details) ",
+        );
+        q.push_values(&created, |mut b, (action_id, state)| {
+            b.push_bind(*action_id)
+                .push_bind(1i64)
+                .push_bind(us(now))
+                .push_bind(state.as_str())
+                .push_bind("server")
+                .push_bind("created")
+                .push_bind(Json(Vec::<String>::new()));
+        });
+        q.build().execute(&mut *tx).await.map_err(db_err)?;
+    }
+    Ok(added)
+}
+
+/// Ends a job's unstarted executions and asks its started ones to stop.
+async fn end_executions(
+    tx: &mut <sqlx::$db as sqlx::Database>::Connection,
+    tenant: &str,
+    job: &str,
+    now: Timestamp,
+) -> StoreResult<()> {
+    let rows: Vec<ExecutionRow> = sqlx::query_as(AssertSqlSafe(format!(
+        "{EXECUTION_SELECT} WHERE tenant = $1 AND job = $2 AND state IN {ACTIVE_STATES} ORDER BY action_id{}",
+        $lock
+    )))
+    .bind(tenant)
+    .bind(job)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    for row in rows {
+        let mut e = Execution::try_from(row)?;
+        if let Some(t) = updraft_core::job::on_cancel_requested(&e, now) {
+            apply_transition(&mut *tx, tenant, &mut e, t, now).await?;
+        }
+    }
+    Ok(())
+}
+
+/// See [`Store::complete_job_if_done`].
+async fn complete_if_done(
+    tx: &mut <sqlx::$db as sqlx::Database>::Connection,
+    tenant: &str,
+    job: &str,
+    now: Timestamp,
+) -> StoreResult<bool> {
+    let row: Option<JobRow> =
+        sqlx::query_as(AssertSqlSafe(format!("{JOB_SELECT} WHERE tenant = $1 AND id = $2")))
+            .bind(tenant)
+            .bind(job)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+    let Some(row) = row else { return Ok(false) };
+    let j = Job::try_from(row)?;
+    if !matches!(j.state, JobState::Running | JobState::Paused)
+        || j.spec.recurrence == updraft_core::rollout::Recurrence::Continuous
+    {
+        return Ok(false);
+    }
+    let (open, not_succeeded): (Option<i64>, Option<i64>) = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT
+             SUM(CASE WHEN state IN {ACTIVE_STATES} OR (state IN ('failed', 'timed_out') AND attempt <= $3) THEN 1 ELSE 0 END),
+             SUM(CASE WHEN state <> 'succeeded' THEN 1 ELSE 0 END)
+         FROM executions WHERE tenant = $1 AND job = $2"
+    )))
+    .bind(tenant)
+    .bind(job)
+    .bind(i64::from(j.spec.retry.count))
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    if open.unwrap_or(0) > 0 {
+        return Ok(false);
+    }
+    sqlx::query("UPDATE jobs SET state = 'completed', held = FALSE, finished_at = $3 WHERE tenant = $1 AND id = $2")
+        .bind(tenant)
+        .bind(job)
+        .bind(us(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    if j.kind == updraft_core::job::JobKind::Verify && not_succeeded.unwrap_or(0) == 0 {
+        sqlx::query("UPDATE firmware SET verified = TRUE WHERE tenant = $1 AND id = $2")
+            .bind(tenant)
+            .bind(&j.firmware)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+    }
+    Ok(true)
+}
+
 async fn apply_transition(
     tx: &mut <sqlx::$db as sqlx::Database>::Connection,
     tenant: &str,
@@ -1313,23 +1637,7 @@ async fn apply_transition(
             .map_err(db_err)?;
         }
     }
-    let open: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
-        "SELECT COUNT(*) FROM executions WHERE tenant = $1 AND job = $2 AND state IN {ACTIVE_STATES}"
-    )))
-    .bind(tenant)
-    .bind(&e.job)
-    .fetch_one(&mut *tx)
-    .await
-    .map_err(db_err)?;
-    if open == 0 {
-        sqlx::query("UPDATE jobs SET state = 'completed', finished_at = $3 WHERE tenant = $1 AND id = $2 AND state = 'running'")
-            .bind(tenant)
-            .bind(&e.job)
-            .bind(us(now))
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-    }
+    complete_if_done(&mut *tx, tenant, &e.job, now).await?;
     Ok(())
 }
 

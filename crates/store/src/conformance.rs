@@ -30,7 +30,7 @@ macro_rules! store_conformance_suite {
             firmware_crud_and_version_conflict, devices_bulk_create_is_all_or_nothing,
             device_update_list_and_delete, groups_and_membership, tenants_never_see_each_other,
             product_in_use_cannot_be_deleted, jobs_and_executions, execution_changes_are_atomic_and_complete_jobs,
-            canceling_a_job, gateway_tokens_and_presence, filters_on_a_known_fleet,
+            canceling_a_job, jobs_engine, verify_jobs_mark_firmware, gateway_tokens_and_presence, filters_on_a_known_fleet,
             filters_agree_with_the_core, saved_filters_crud);
     };
     (@cases $make:expr; $($case:ident),*) => {
@@ -397,6 +397,8 @@ fn job(id: &str, firmware: &str) -> Job {
         created_at: t(20),
         started_at: Some(t(20)),
         finished_at: None,
+        spec: Default::default(),
+        held: false,
     }
 }
 
@@ -437,11 +439,7 @@ pub async fn jobs_and_executions(store: &dyn Store) {
             t(21),
         )
         .await;
-    assert_eq!(
-        invalid_fields(again.unwrap_err()),
-        ["devices.d0", "devices.ghost"],
-        "an unfinished execution or an unknown device refuses the job"
-    );
+    assert_eq!(invalid_fields(again.unwrap_err()), ["devices.ghost"], "an unknown device refuses the job");
     assert_eq!(store.get_job("acme", "j2").await.unwrap(), None, "nothing of a refused job is written");
     assert_eq!(store.get_job("acme", "j1").await.unwrap(), Some(job("j1", "fw2")));
     let counts = store.execution_counts("acme", "j1").await.unwrap();
@@ -460,16 +458,21 @@ pub async fn jobs_and_executions(store: &dyn Store) {
     assert_eq!(listed.items.iter().map(|e| e.device.as_str()).collect::<Vec<_>>(), ["d0", "d1", "d2"]);
     let skipped = &listed.items[2];
     assert_eq!((skipped.state, skipped.finished_at), (ExecutionState::Skipped, Some(t(20))));
+    assert_eq!(store.device_actions("acme", "d0").await.unwrap().active, None, "a queued execution is not offered");
+    assert_eq!(store.release_executions("acme", "j1", 10, t(21)).await.unwrap(), ["d0"]);
     let actions = store.device_actions("acme", "d0").await.unwrap();
     let active = actions.active.clone().unwrap();
-    assert_eq!((active.state, active.attempt, actions.installed), (ExecutionState::Queued, 1, None));
+    assert_eq!((active.state, active.attempt, actions.installed), (ExecutionState::Notified, 1, None));
+    let consent = store.device_actions("acme", "d1").await.unwrap().active.unwrap();
+    assert_eq!(consent.state, ExecutionState::AwaitingConsent, "awaiting consent is offered for confirmation");
     assert_eq!(store.device_actions("acme", "d2").await.unwrap().active, None, "a skipped execution is not offered");
     assert_eq!(store.get_execution("acme", active.action_id).await.unwrap(), Some(active.clone()));
     assert_eq!(store.get_execution("globex", active.action_id).await.unwrap(), None, "executions are per tenant");
     let history = store.execution_history("acme", active.action_id).await.unwrap();
-    assert_eq!(history.len(), 1);
+    assert_eq!(history.len(), 2);
     assert_eq!((history[0].report.as_str(), history[0].state), ("created", ExecutionState::Queued));
-    let jobs = store.list_jobs("acme", &page("created_at", SortOrder::Desc, 10, 0, None)).await.unwrap();
+    assert_eq!((history[1].report.as_str(), history[1].state), ("released", ExecutionState::Notified));
+    let jobs = store.list_jobs("acme", None, &page("created_at", SortOrder::Desc, 10, 0, None)).await.unwrap();
     assert_eq!(jobs.total, 1);
     let in_use = store.delete_firmware("acme", "fw2").await;
     assert!(matches!(in_use, Err(StoreError::InUse { .. })), "{in_use:?}");
@@ -479,6 +482,7 @@ pub async fn execution_changes_are_atomic_and_complete_jobs(store: &dyn Store) {
     fleet(store, 2).await;
     let targets = vec![("d0".to_owned(), ExecutionState::Queued), ("d1".to_owned(), ExecutionState::AwaitingConsent)];
     store.create_job("acme", &job("j1", "fw2"), &targets, t(20)).await.unwrap();
+    assert_eq!(store.release_executions("acme", "j1", 10, t(30)).await.unwrap(), ["d0"]);
     let d0 = store.device_actions("acme", "d0").await.unwrap().active.unwrap();
     let d1 = store
         .list_executions(
@@ -491,12 +495,7 @@ pub async fn execution_changes_are_atomic_and_complete_jobs(store: &dyn Store) {
         .items[0]
         .clone();
 
-    let fetched = store
-        .change_execution("acme", d0.action_id, &|e| on_deployment_fetched(e, t(30)), t(30))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(fetched.state, ExecutionState::Notified);
+    assert_eq!(d0.state, ExecutionState::Notified);
     let same = store
         .change_execution("acme", d0.action_id, &|e| on_deployment_fetched(e, t(31)), t(31))
         .await
@@ -535,7 +534,7 @@ pub async fn execution_changes_are_atomic_and_complete_jobs(store: &dyn Store) {
     let history = store.execution_history("acme", d0.action_id).await.unwrap();
     assert_eq!(
         history.iter().map(|h| h.report.as_str()).collect::<Vec<_>>(),
-        ["created", "retrieved", "proceeding", "closed/success"]
+        ["created", "released", "proceeding", "closed/success"]
     );
     assert_eq!(history[3].details, ["closed/success detail"]);
     assert_eq!(history[3].code, Some(200));
@@ -577,18 +576,141 @@ pub async fn canceling_a_job(store: &dyn Store) {
         )
         .await
         .unwrap();
-    let d1 = store.device_actions("acme", "d1").await.unwrap().active.unwrap();
-    store.change_execution("acme", d1.action_id, &|e| on_deployment_fetched(e, t(21)), t(21)).await.unwrap().unwrap();
+    assert_eq!(store.release_executions("acme", "j1", 1, t(21)).await.unwrap(), ["d0"], "oldest first, at most 1");
     let job = store.cancel_job("acme", "j1", t(30)).await.unwrap();
     assert_eq!((job.state, job.finished_at), (JobState::Canceled, Some(t(30))));
-    let d0 = store.device_actions("acme", "d0").await.unwrap();
-    assert_eq!(d0.active, None, "a queued execution ends at once");
-    let d1 = store.device_actions("acme", "d1").await.unwrap().active.unwrap();
-    assert_eq!((d1.state, d1.cancel_requested), (ExecutionState::Notified, true), "a started one is asked to stop");
+    let d1 = store.device_actions("acme", "d1").await.unwrap();
+    assert_eq!(d1.active, None, "a queued execution ends at once");
+    let d0 = store.device_actions("acme", "d0").await.unwrap().active.unwrap();
+    assert_eq!((d0.state, d0.cancel_requested), (ExecutionState::Notified, true), "a started one is asked to stop");
     assert!(matches!(store.cancel_job("acme", "j1", t(31)).await, Err(StoreError::InUse { .. })));
     assert!(matches!(store.cancel_job("acme", "nope", t(31)).await, Err(StoreError::NotFound { .. })));
     let counts = store.execution_counts("acme", "j1").await.unwrap();
     assert_eq!(counts, [(ExecutionState::Notified, 1), (ExecutionState::Canceled, 1)]);
+}
+
+/// The scheduler's store operations: releases that skip busy devices,
+/// timeouts, retries, idempotent additions, compare-and-set job moves, and
+/// completion that waits for due retries.
+pub async fn jobs_engine(store: &dyn Store) {
+    use updraft_core::rollout::{Recurrence, Retry};
+    fleet(store, 3).await;
+    let mut j1 = job("j1", "fw2");
+    j1.spec.retry = Retry { count: 1, interval_minutes: 5 };
+    let targets = vec![("d0".to_owned(), ExecutionState::Queued), ("d1".to_owned(), ExecutionState::Queued)];
+    store.create_job("acme", &j1, &targets, t(20)).await.unwrap();
+    assert_eq!(store.get_job("acme", "j1").await.unwrap().unwrap().spec, j1.spec, "the spec is kept as given");
+    // A second job for d0: it waits while d0 works on j1.
+    let mut j2 = job("j2", "fw2");
+    j2.spec.recurrence = Recurrence::Continuous;
+    store.create_job("acme", &j2, &[("d0".to_owned(), ExecutionState::Queued)], t(20)).await.unwrap();
+    assert_eq!(store.release_executions("acme", "j1", 10, t(30)).await.unwrap(), ["d0", "d1"]);
+    assert_eq!(store.release_executions("acme", "j2", 10, t(30)).await.unwrap(), Vec::<String>::new(), "d0 is busy");
+    let stats = store.pace_stats("acme", "j1", t(60)).await.unwrap();
+    assert_eq!((stats.in_progress, stats.released_last_minute, stats.released_total), (2, 2, 2));
+    assert_eq!(store.pace_stats("acme", "j1", t(95)).await.unwrap().released_last_minute, 0, "a minute later");
+    // Additions are idempotent.
+    let added = store
+        .add_executions(
+            "acme",
+            &j2,
+            &[("d0".into(), ExecutionState::Queued), ("d2".into(), ExecutionState::Queued)],
+            t(31),
+        )
+        .await
+        .unwrap();
+    assert_eq!(added, 1, "d0 is in j2 already");
+    let mut have = store.job_has_devices("acme", "j2", &["d0".into(), "d1".into(), "d2".into()]).await.unwrap();
+    have.sort();
+    assert_eq!(have, ["d0", "d2"]);
+    // d1 fails, d0 times out.
+    let d1 = store.device_actions("acme", "d1").await.unwrap().active.unwrap();
+    let failed = report(ReportKind::Closed { success: false }, "closed/failure");
+    store
+        .change_execution("acme", d1.action_id, &|e| on_device_report(e, &failed, t(40)).map(Some), t(40))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        store.time_out_executions("acme", "j1", t(30), t(100)).await.unwrap(),
+        Vec::<String>::new(),
+        "not before"
+    );
+    assert_eq!(store.time_out_executions("acme", "j1", t(31), t(100)).await.unwrap(), ["d0"]);
+    assert!(!store.complete_job_if_done("acme", "j1", t(101)).await.unwrap(), "retries are due");
+    assert_eq!(
+        store.retry_executions("acme", "j1", &j1.spec.retry, t(200)).await.unwrap(),
+        Vec::<String>::new(),
+        "not yet"
+    );
+    let retried = store.retry_executions("acme", "j1", &j1.spec.retry, t(40 + 300)).await.unwrap();
+    assert_eq!(retried, ["d1"], "d1 failed at 40 s: due at 340 s; d0 timed out at 100 s: due at 400 s");
+    let again = store.retry_executions("acme", "j1", &j1.spec.retry, t(400)).await.unwrap();
+    assert_eq!(again, ["d0"]);
+    let d1 = store.get_execution("acme", d1.action_id).await.unwrap().unwrap();
+    assert_eq!((d1.state, d1.attempt, d1.finished_at), (ExecutionState::Queued, 2, None));
+    let history = store.execution_history("acme", d1.action_id).await.unwrap();
+    assert_eq!(
+        history.iter().map(|h| h.report.as_str()).collect::<Vec<_>>(),
+        ["created", "released", "closed/failure", "retry"],
+        "every attempt stays in the history"
+    );
+    // j2 can release d0 now that it is queued again in j1? No: queued is not busy, so yes.
+    assert_eq!(store.release_executions("acme", "j2", 10, t(401)).await.unwrap(), ["d0", "d2"]);
+    assert_eq!(store.release_executions("acme", "j1", 10, t(402)).await.unwrap(), ["d1"], "d0 is busy with j2 now");
+    // Moves are compare-and-set.
+    assert!(store.move_job("acme", "j1", JobState::Paused, JobState::Running, false, t(403)).await.unwrap().is_none());
+    let paused =
+        store.move_job("acme", "j1", JobState::Running, JobState::Paused, true, t(403)).await.unwrap().unwrap();
+    assert_eq!((paused.state, paused.held), (JobState::Paused, true));
+    let live: Vec<String> = store.live_jobs().await.unwrap().into_iter().map(|(_, j)| j.id).collect();
+    assert_eq!(live, ["j1", "j2"]);
+    let aborted =
+        store.move_job("acme", "j1", JobState::Paused, JobState::Aborted, false, t(404)).await.unwrap().unwrap();
+    assert_eq!((aborted.state, aborted.finished_at), (JobState::Aborted, Some(t(404))));
+    let counts: std::collections::BTreeMap<_, _> =
+        store.execution_counts("acme", "j1").await.unwrap().into_iter().collect();
+    assert_eq!(counts.get(&ExecutionState::Queued), None, "an aborted job's queued executions end");
+    // A continuous job never completes by itself.
+    let d2 = store.device_actions("acme", "d2").await.unwrap().active.unwrap();
+    let ok = report(ReportKind::Closed { success: true }, "closed/success");
+    store
+        .change_execution("acme", d2.action_id, &|e| on_device_report(e, &ok, t(410)).map(Some), t(410))
+        .await
+        .unwrap()
+        .unwrap();
+    let d0 = store.device_actions("acme", "d0").await.unwrap().active.unwrap();
+    store
+        .change_execution("acme", d0.action_id, &|e| on_device_report(e, &ok, t(411)).map(Some), t(411))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!store.complete_job_if_done("acme", "j2", t(412)).await.unwrap());
+    assert_eq!(store.get_job("acme", "j2").await.unwrap().unwrap().state, JobState::Running);
+    let listed = store
+        .list_jobs("acme", Some(JobState::Aborted), &page("created_at", SortOrder::Asc, 10, 0, None))
+        .await
+        .unwrap();
+    assert_eq!(listed.items.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(), ["j1"]);
+}
+
+/// A verify job whose executions all succeed marks its firmware verified.
+pub async fn verify_jobs_mark_firmware(store: &dyn Store) {
+    fleet(store, 1).await;
+    let mut j = job("v1", "fw2");
+    j.kind = JobKind::Verify;
+    store.create_job("acme", &j, &[("d0".to_owned(), ExecutionState::Queued)], t(20)).await.unwrap();
+    store.release_executions("acme", "v1", 1, t(21)).await.unwrap();
+    let d0 = store.device_actions("acme", "d0").await.unwrap().active.unwrap();
+    assert!(!store.get_firmware("acme", "fw2").await.unwrap().unwrap().verified);
+    let ok = report(ReportKind::Closed { success: true }, "closed/success");
+    store
+        .change_execution("acme", d0.action_id, &|e| on_device_report(e, &ok, t(22)).map(Some), t(22))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(store.get_job("acme", "v1").await.unwrap().unwrap().state, JobState::Completed);
+    assert!(store.get_firmware("acme", "fw2").await.unwrap().unwrap().verified);
 }
 
 pub async fn gateway_tokens_and_presence(store: &dyn Store) {

@@ -13,7 +13,8 @@ mod error;
 use async_trait::async_trait;
 use jiff::Timestamp;
 use updraft_core::filter::Filter;
-use updraft_core::job::{Execution, ExecutionEvent, ExecutionState, Job, Transition, TransitionError};
+use updraft_core::job::{Execution, ExecutionEvent, ExecutionState, Job, JobState, Transition, TransitionError};
+use updraft_core::rollout::{JobSpec, PaceStats, Retry};
 use updraft_core::{ApiKey, Device, Firmware, Group, NewDevice, Page, PageRequest, Product, Tenant};
 
 pub use error::{StoreError, StoreResult};
@@ -223,7 +224,7 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
     ) -> StoreResult<()>;
     async fn get_job(&self, tenant: &str, id: &str) -> StoreResult<Option<Job>>;
-    async fn list_jobs(&self, tenant: &str, page: &PageRequest) -> StoreResult<Page<Job>>;
+    async fn list_jobs(&self, tenant: &str, state: Option<JobState>, page: &PageRequest) -> StoreResult<Page<Job>>;
     /// How many executions of the job are in each state (states with none are left out).
     async fn execution_counts(&self, tenant: &str, job: &str) -> StoreResult<Vec<(ExecutionState, u64)>>;
     async fn list_executions(
@@ -248,6 +249,64 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Result<Execution, TransitionError>>;
     /// Cancels a job: unstarted executions end, started ones are asked to stop.
     async fn cancel_job(&self, tenant: &str, id: &str, now: Timestamp) -> StoreResult<Job>;
+
+    // --- the jobs engine ---------------------------------------------------------------
+
+    /// Jobs the scheduler looks after, across tenants: `scheduled`, `running` and `paused`.
+    async fn live_jobs(&self) -> StoreResult<Vec<(String, Job)>>;
+    /// Moves a job from `from` to `to` (and sets its hold) if it is still in
+    /// `from`: `Ok(None)` when it was not (someone else moved it first). The
+    /// first move to `running` sets `started_at`; a finished state sets
+    /// `finished_at`, and finished state also ends the job's unstarted executions
+    /// and asks its started ones to stop.
+    async fn move_job(
+        &self,
+        tenant: &str,
+        id: &str,
+        from: JobState,
+        to: JobState,
+        held: bool,
+        now: Timestamp,
+    ) -> StoreResult<Option<Job>>;
+    /// Replaces a job's specification (its schedule, say).
+    async fn update_job_spec(&self, tenant: &str, id: &str, spec: &JobSpec) -> StoreResult<()>;
+    /// What pacing needs to know of a job's executions at `now`.
+    async fn pace_stats(&self, tenant: &str, job: &str, now: Timestamp) -> StoreResult<PaceStats>;
+    /// Releases up to `max` queued executions of the job (oldest first) to
+    /// their devices (`notified`), skipping devices that are working on
+    /// another execution; answers the devices released.
+    async fn release_executions(&self, tenant: &str, job: &str, max: u64, now: Timestamp) -> StoreResult<Vec<String>>;
+    /// Ends as `timed_out` the job's executions in progress released before `released_before`.
+    async fn time_out_executions(
+        &self,
+        tenant: &str,
+        job: &str,
+        released_before: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<Vec<String>>;
+    /// Queues again the failed and timed-out executions whose retry is due.
+    async fn retry_executions(
+        &self,
+        tenant: &str,
+        job: &str,
+        retry: &Retry,
+        now: Timestamp,
+    ) -> StoreResult<Vec<String>>;
+    /// Adds executions to a job for devices it does not have yet (others are
+    /// left as they are); answers how many were added.
+    async fn add_executions(
+        &self,
+        tenant: &str,
+        job: &Job,
+        targets: &[(String, ExecutionState)],
+        now: Timestamp,
+    ) -> StoreResult<u64>;
+    /// Whether the job has an execution for each of `devices`: those it has.
+    async fn job_has_devices(&self, tenant: &str, job: &str, devices: &[String]) -> StoreResult<Vec<String>>;
+    /// Completes a running or paused snapshot job with nothing left to do (no
+    /// unfinished execution, no retry due); marks a verify job's firmware
+    /// verified when every execution succeeded. Answers whether it completed.
+    async fn complete_job_if_done(&self, tenant: &str, id: &str, now: Timestamp) -> StoreResult<bool>;
 
     // --- device filters ----------------------------------------------------------------
 

@@ -141,7 +141,11 @@ async fn client_commands_end_to_end() {
     assert_eq!(preview["items"].as_array().unwrap().len(), 3);
     let bad = run(&["filter", "estimate", "prop.region = = 1"]);
     assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid_filter"), "{}", String::from_utf8_lossy(&bad.stderr));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("invalid_filter"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
 
     let created = ok(run(&["tenant", "create", "globex"]));
     let other =

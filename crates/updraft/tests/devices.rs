@@ -416,7 +416,7 @@ async fn agent_killed_mid_download_and_mid_install_still_updates_twice(b: Backen
     assert_eq!(execution["state"], "succeeded");
     let reports: Vec<&str> =
         execution["history"].as_array().unwrap().iter().map(|e| e["report"].as_str().unwrap()).collect();
-    assert_eq!(reports[..2], ["created", "retrieved"], "{execution}");
+    assert_eq!(reports[..2], ["created", "released"], "{execution}");
     let (events, details) = device_events(&execution);
     assert_eq!(
         events,

@@ -187,7 +187,9 @@ pub async fn create(
         other => other.into(),
     })?;
     metrics::counter!(DEVICES_REGISTERED).increment(1);
-    Ok((StatusCode::CREATED, Json(DeviceOut::new(device.into_device(now), Some(token)))))
+    let device = device.into_device(now);
+    crate::targeting::devices_changed(&state, caller.tenant(), std::slice::from_ref(&device)).await;
+    Ok((StatusCode::CREATED, Json(DeviceOut::new(device, Some(token)))))
 }
 
 /// One device's id and token, as answered by an import.
@@ -255,8 +257,12 @@ pub async fn import(
         devices.push(device);
     }
     if line_errors.is_empty() {
-        match state.store.create_devices(caller.tenant(), &devices, state.now()).await {
-            Ok(()) => {}
+        let now = state.now();
+        match state.store.create_devices(caller.tenant(), &devices, now).await {
+            Ok(()) => {
+                let created: Vec<updraft_core::Device> = devices.iter().map(|d| d.clone().into_device(now)).collect();
+                crate::targeting::devices_changed(&state, caller.tenant(), &created).await;
+            }
             Err(StoreError::Invalid(updraft_core::Error::Invalid(errs))) => {
                 for e in errs {
                     let (index, field) = e.field.split_once('.').unwrap_or((&e.field, ""));
@@ -565,6 +571,7 @@ pub async fn update(
         .modify_device(caller.tenant(), &id, &apply, false, state.now())
         .await?
         .map_err(ApiError::invalid)?;
+    crate::targeting::devices_changed(&state, caller.tenant(), std::slice::from_ref(&d)).await;
     Ok(Json(d.into()))
 }
 

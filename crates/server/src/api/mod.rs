@@ -16,7 +16,7 @@ pub mod system;
 pub mod tenants;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use serde::{Deserialize, Serialize};
 use updraft_core::{Page, PageRequest};
 use utoipa::ToSchema;
@@ -53,7 +53,12 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/gateway-tokens/{id}", axum::routing::delete(gateway_tokens::delete))
         .route("/api/v1/jobs", get(jobs::list).post(jobs::create))
         .route("/api/v1/jobs/{id}", get(jobs::get))
+        .route("/api/v1/jobs/{id}/start", post(jobs::start))
+        .route("/api/v1/jobs/{id}/pause", post(jobs::pause))
+        .route("/api/v1/jobs/{id}/resume", post(jobs::resume))
         .route("/api/v1/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/api/v1/jobs/{id}/schedule", put(jobs::set_schedule))
+        .route("/api/v1/jobs/{id}/targets/estimate", get(jobs::estimate))
         .route("/api/v1/jobs/{id}/executions", get(jobs::executions))
         .route("/api/v1/devices/{id}/executions", get(jobs::device_executions))
         .route("/api/v1/devices/{id}/executions/{job}/consent", post(jobs::consent))

@@ -25,7 +25,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use updraft_core::job::{
     DeviceReport, EventSource, Execution, ExecutionState, Progress, ReportKind, TransitionError, on_cancel_report,
-    on_consent, on_deployment_fetched, on_device_report,
+    on_consent, on_device_report,
 };
 use updraft_core::{Firmware, attributes};
 use updraft_ddi as ddi;
@@ -419,24 +419,25 @@ async fn deployment_with_history(
     Ok((deployment_of(state, dev, e).await?, history(state, dev, e, history_len).await?))
 }
 
-/// `GET deploymentBase/{id}`: what to install. Marks a queued execution notified.
+/// `GET deploymentBase/{id}`: what to install (a released execution's).
 async fn deployment(
     State(state): State<AppState>,
     dev: DdiDevice,
     Path(params): Path<HashMap<String, String>>,
     Query(q): Query<DeploymentParams>,
 ) -> DdiResult<Json<ddi::DeploymentBase>> {
-    let mut e = own_execution(&state, &dev, &params["action"]).await?;
+    let e = own_execution(&state, &dev, &params["action"]).await?;
+    // Queued: not released to the device yet (the job's pace decides when).
     if e.cancel_requested
-        || matches!(e.state, ExecutionState::AwaitingConsent | ExecutionState::Canceled | ExecutionState::Skipped)
+        || matches!(
+            e.state,
+            ExecutionState::Queued
+                | ExecutionState::AwaitingConsent
+                | ExecutionState::Canceled
+                | ExecutionState::Skipped
+        )
     {
         return Err(DdiError::NotFound(format!("action {} is not a deployment to do", e.action_id)));
-    }
-    if e.state == ExecutionState::Queued {
-        let now = state.now();
-        if let Ok(changed) = state.change_execution(&dev.tenant, &e, &|x| on_deployment_fetched(x, now), now).await? {
-            e = changed;
-        }
     }
     let (deployment, action_history) = deployment_with_history(&state, &dev, &e, q.action_history).await?;
     Ok(Json(ddi::DeploymentBase { id: e.action_id.to_string(), deployment, action_history }))
@@ -576,11 +577,12 @@ async fn config_data(
         attributes::apply(d, mode, &data.data);
         Ok(())
     };
-    state
+    let changed = state
         .store
         .modify_device(&dev.tenant, &dev.id, &apply, true, now)
         .await?
         .map_err(|errors| DdiError::BadRequest(updraft_core::Error::Invalid(errors).to_string()))?;
+    crate::targeting::devices_changed(&state, &dev.tenant, std::slice::from_ref(&changed)).await;
     state.poll_cache.forget_device(&dev.tenant, &dev.id);
     Ok(StatusCode::OK)
 }

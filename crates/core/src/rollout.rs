@@ -1,0 +1,496 @@
+//! What a job says beyond its image: which devices (targeting), when they are
+//! added (recurrence), how they get it (delivery), how fast (pace, abort),
+//! when (schedule), and what happens on failure (retry, timeout). Plain data
+//! with validation, and the pure rules the scheduler applies each tick.
+//!
+//! Invariants the rules keep (checked by the property test in `tests`):
+//! - a tick never releases more executions than `max_concurrency` leaves room
+//!   for, nor more than the rate allows over any 60-second window;
+//! - a device in `exclude` or of another product is never selected;
+//! - the gray share is a stable function of job id and device id.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::FieldError;
+use crate::job::ExecutionState;
+use crate::schedule::Schedule;
+
+/// Default of `max_concurrency`.
+pub const DEFAULT_MAX_CONCURRENCY: u32 = 300;
+/// Bounds and default of `timeout_seconds`.
+pub const MIN_TIMEOUT_SECONDS: u32 = 300;
+pub const MAX_TIMEOUT_SECONDS: u32 = 172_800;
+pub const DEFAULT_TIMEOUT_SECONDS: u32 = 7_200;
+/// The most retries.
+pub const MAX_RETRIES: u32 = 10;
+/// The most devices a verify job may name.
+pub const MAX_VERIFY_DEVICES: usize = 50;
+
+/// Which devices a job is for. The scope is the union of `all`, `devices`,
+/// `groups` and `filter`; `gray_percent` and `source_versions` narrow it;
+/// `include` adds devices regardless, `exclude` removes them always. Only
+/// devices of the job's product are ever selected.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Targeting {
+    pub all: bool,
+    pub devices: Vec<String>,
+    pub groups: Vec<String>,
+    /// A filter in the text form (an inline filter, or the saved filter's text when created).
+    pub filter: Option<String>,
+    /// The saved filter the job follows: a continuous job sees its edits.
+    pub filter_id: Option<String>,
+    pub gray_percent: Option<u8>,
+    pub source_versions: Vec<String>,
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+}
+
+impl Targeting {
+    pub fn has_scope(&self) -> bool {
+        self.all
+            || !self.devices.is_empty()
+            || !self.groups.is_empty()
+            || self.filter.is_some()
+            || self.filter_id.is_some()
+    }
+}
+
+/// Whether the scope is resolved once or followed while the job runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Recurrence {
+    #[default]
+    Snapshot,
+    Continuous,
+}
+
+/// Which failures an abort rule counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureType {
+    Failed,
+    Rejected,
+    TimedOut,
+    Any,
+}
+
+impl FailureType {
+    pub fn counts(self, s: ExecutionState) -> bool {
+        use ExecutionState::*;
+        match self {
+            FailureType::Failed => s == Failed,
+            FailureType::Rejected => s == Rejected,
+            FailureType::TimedOut => s == TimedOut,
+            FailureType::Any => matches!(s, Failed | Rejected | TimedOut),
+        }
+    }
+}
+
+/// Abort the job when, among at least `min_executed` finished executions, the
+/// share of `failure` reaches `threshold_percent`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct AbortRule {
+    pub failure: FailureType,
+    pub min_executed: u64,
+    pub threshold_percent: f64,
+}
+
+/// What raises the rate of an exponential ramp.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RampCriterion {
+    #[default]
+    Notified,
+    Succeeded,
+}
+
+/// AWS-style exponential rollout: start at `base_per_minute`, multiply by
+/// `increment_factor` each time another `every` executions were notified (or
+/// succeeded); never above `max_per_minute` when that is set.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Ramp {
+    pub base_per_minute: u32,
+    pub increment_factor: f64,
+    #[serde(default)]
+    pub criterion: RampCriterion,
+    pub every: u64,
+}
+
+/// How fast a job goes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Pace {
+    pub max_concurrency: u32,
+    pub max_per_minute: Option<u32>,
+    pub ramp: Option<Ramp>,
+    pub abort: Vec<AbortRule>,
+}
+
+impl Default for Pace {
+    fn default() -> Self {
+        Pace { max_concurrency: DEFAULT_MAX_CONCURRENCY, max_per_minute: None, ramp: None, abort: vec![] }
+    }
+}
+
+/// Retries of failed and timed-out executions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Retry {
+    pub count: u32,
+    pub interval_minutes: u32,
+}
+
+/// Everything a job says besides its image and its identity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct JobSpec {
+    pub target: Targeting,
+    pub recurrence: Recurrence,
+    /// Offer the job to devices on their next contact.
+    pub push: bool,
+    /// A device may ask for the job itself.
+    pub allow_device_request: bool,
+    pub pace: Pace,
+    pub schedule: Option<Schedule>,
+    pub retry: Retry,
+    pub timeout_seconds: u32,
+    pub translations: BTreeMap<String, String>,
+    pub metadata: BTreeMap<String, String>,
+    pub additional_params: BTreeMap<String, serde_json::Value>,
+}
+
+impl Default for JobSpec {
+    fn default() -> Self {
+        JobSpec {
+            target: Targeting::default(),
+            recurrence: Recurrence::Snapshot,
+            push: true,
+            allow_device_request: false,
+            pace: Pace::default(),
+            schedule: None,
+            retry: Retry::default(),
+            timeout_seconds: DEFAULT_TIMEOUT_SECONDS,
+            translations: BTreeMap::new(),
+            metadata: BTreeMap::new(),
+            additional_params: BTreeMap::new(),
+        }
+    }
+}
+
+impl JobSpec {
+    /// Checks every bound; field names are those of the API.
+    pub fn validate(&self, errors: &mut Vec<FieldError>) {
+        let t = &self.target;
+        if !t.has_scope() && t.include.is_empty() {
+            errors.push(FieldError::new("target", "say which devices: all, devices, groups, filter or include"));
+        }
+        if t.filter.is_some() && t.filter_id.is_some() {
+            errors.push(FieldError::new("target.filter", "give a filter or a filter_id, not both"));
+        }
+        if let Some(p) = t.gray_percent
+            && !(1..=100).contains(&p)
+        {
+            errors.push(FieldError::new("target.gray_percent", "must be from 1 to 100"));
+        }
+        if !self.push && !self.allow_device_request {
+            errors.push(FieldError::new("push", "a job must be pushed or allow device requests (or both)"));
+        }
+        let p = &self.pace;
+        if p.max_concurrency == 0 {
+            errors.push(FieldError::new("max_concurrency", "must be at least 1"));
+        }
+        if p.max_per_minute == Some(0) {
+            errors.push(FieldError::new("max_per_minute", "must be at least 1"));
+        }
+        if let Some(r) = &p.ramp {
+            if r.base_per_minute == 0 {
+                errors.push(FieldError::new("ramp.base_per_minute", "must be at least 1"));
+            }
+            if !(r.increment_factor > 1.0 && r.increment_factor <= 5.0) {
+                errors.push(FieldError::new("ramp.increment_factor", "must be above 1 and at most 5"));
+            }
+            if r.every == 0 {
+                errors.push(FieldError::new("ramp.every", "must be at least 1"));
+            }
+            if let Some(m) = p.max_per_minute
+                && r.base_per_minute > m
+            {
+                errors.push(FieldError::new("ramp.base_per_minute", "must not exceed max_per_minute"));
+            }
+        }
+        for (i, a) in p.abort.iter().enumerate() {
+            if !(a.threshold_percent > 0.0 && a.threshold_percent <= 100.0) {
+                errors.push(FieldError::new(format!("abort.{i}.threshold_percent"), "must be above 0 and at most 100"));
+            }
+        }
+        if p.abort.len() > 10 {
+            errors.push(FieldError::new("abort", "at most 10 rules"));
+        }
+        if self.retry.count > MAX_RETRIES {
+            errors.push(FieldError::new("retry.count", format!("at most {MAX_RETRIES}")));
+        }
+        if self.retry.count > 0 && self.retry.interval_minutes > 10_080 {
+            errors.push(FieldError::new("retry.interval_minutes", "at most 10080 (a week)"));
+        }
+        if !(MIN_TIMEOUT_SECONDS..=MAX_TIMEOUT_SECONDS).contains(&self.timeout_seconds) {
+            errors.push(FieldError::new(
+                "timeout_seconds",
+                format!("must be from {MIN_TIMEOUT_SECONDS} to {MAX_TIMEOUT_SECONDS}"),
+            ));
+        }
+        if let Some(s) = &self.schedule {
+            s.validate(errors);
+        }
+        for (k, v) in &self.translations {
+            if k.is_empty() || k.len() > 35 {
+                errors.push(FieldError::new(format!("translations.{k}"), "a language tag (at most 35 characters)"));
+            }
+            if v.chars().count() > 256 {
+                errors.push(FieldError::new(format!("translations.{k}"), "at most 256 characters"));
+            }
+        }
+        if self.metadata.len() > 100 || self.additional_params.len() > 100 {
+            errors.push(FieldError::new("metadata", "at most 100 entries in metadata and in additional_params"));
+        }
+    }
+}
+
+/// Whether `device` falls in the gray share of a job: a stable hash of job id
+/// and device id, so the same devices stay chosen however the scope grows.
+pub fn in_gray_share(job: &str, device: &str, percent: Option<u8>) -> bool {
+    let Some(p) = percent else { return true };
+    let mut h = Sha256::new();
+    h.update(job.as_bytes());
+    h.update([0]);
+    h.update(device.as_bytes());
+    let d = h.finalize();
+    let bucket = u64::from_be_bytes(d[..8].try_into().expect("8 bytes")) % 100;
+    bucket < u64::from(p)
+}
+
+/// What a job does with one device of its product that is in its scope (or
+/// in `include`): `None` when it is left out.
+///
+/// - `exclude` wins over everything;
+/// - `include` skips the gray share and the source versions;
+/// - a device already on every target version is `skipped`;
+/// - otherwise `awaiting_consent` or `queued`.
+pub fn select(
+    spec: &JobSpec,
+    job_id: &str,
+    consent_required: bool,
+    device: &crate::Device,
+    in_scope: bool,
+    targets: &[(String, String)],
+) -> Option<ExecutionState> {
+    let t = &spec.target;
+    if t.exclude.iter().any(|x| x == &device.id) {
+        return None;
+    }
+    let included = t.include.iter().any(|x| x == &device.id);
+    if !included {
+        if !in_scope || !in_gray_share(job_id, &device.id, t.gray_percent) {
+            return None;
+        }
+        if !t.source_versions.is_empty() {
+            let from_listed = targets.iter().any(|(component, _)| {
+                device.firmware.get(component).is_some_and(|v| t.source_versions.iter().any(|s| versions_equal(s, v)))
+            });
+            if !from_listed {
+                return None;
+            }
+        }
+    }
+    let up_to_date = targets
+        .iter()
+        .all(|(component, version)| device.firmware.get(component).is_some_and(|v| versions_equal(v, version)));
+    Some(if up_to_date {
+        ExecutionState::Skipped
+    } else if consent_required {
+        ExecutionState::AwaitingConsent
+    } else {
+        ExecutionState::Queued
+    })
+}
+
+fn versions_equal(a: &str, b: &str) -> bool {
+    crate::Version::new(a) == crate::Version::new(b)
+}
+
+/// What the scheduler knows of a job's executions at a tick.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PaceStats {
+    /// Executions notified through installing.
+    pub in_progress: u64,
+    /// Executions released in the last 60 seconds.
+    pub released_last_minute: u64,
+    /// Executions ever released (notified), for the ramp.
+    pub released_total: u64,
+    /// Executions that succeeded, for the ramp.
+    pub succeeded_total: u64,
+}
+
+/// The rate in executions per minute at this point of the job; `None` is unlimited.
+pub fn current_rate(pace: &Pace, s: &PaceStats) -> Option<u64> {
+    match (&pace.ramp, pace.max_per_minute) {
+        (Some(r), max) => {
+            let done = match r.criterion {
+                RampCriterion::Notified => s.released_total,
+                RampCriterion::Succeeded => s.succeeded_total,
+            };
+            let steps = (done / r.every).min(64) as i32;
+            let rate = f64::from(r.base_per_minute) * r.increment_factor.powi(steps);
+            let rate = if rate.is_finite() { rate.floor() as u64 } else { u64::MAX };
+            Some(max.map_or(rate, |m| rate.min(u64::from(m))))
+        }
+        (None, Some(m)) => Some(u64::from(m)),
+        (None, None) => None,
+    }
+}
+
+/// How many queued executions a tick may release now.
+pub fn release_budget(pace: &Pace, s: &PaceStats) -> u64 {
+    let by_concurrency = u64::from(pace.max_concurrency).saturating_sub(s.in_progress);
+    let by_rate = current_rate(pace, s).map_or(u64::MAX, |r| r.saturating_sub(s.released_last_minute));
+    by_concurrency.min(by_rate)
+}
+
+/// The first abort rule the counts meet, if any.
+pub fn abort_reason(rules: &[AbortRule], counts: &BTreeMap<ExecutionState, u64>) -> Option<AbortRule> {
+    let finished: u64 = counts
+        .iter()
+        .filter(|(s, _)| s.is_terminal() && !matches!(s, ExecutionState::Skipped | ExecutionState::Canceled))
+        .map(|(_, n)| n)
+        .sum();
+    rules.iter().copied().find(|r| {
+        let failures: u64 = counts.iter().filter(|(s, _)| r.failure.counts(**s)).map(|(_, n)| n).sum();
+        finished >= r.min_executed.max(1) && (failures as f64) * 100.0 >= r.threshold_percent * finished as f64
+    })
+}
+
+/// Whether a failed or timed-out execution is retried, given its attempt (1 for the first).
+pub fn retry_due(retry: &Retry, attempt: u32, finished_at: Timestamp, now: Timestamp) -> bool {
+    attempt <= retry.count && finished_at.as_second() + i64::from(retry.interval_minutes) * 60 <= now.as_second()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn gray_share_is_stable_and_about_right() {
+        let chosen = (0..10_000).filter(|i| in_gray_share("job-1", &format!("dev-{i}"), Some(10))).count();
+        assert!((900..1100).contains(&chosen), "{chosen}");
+        let again = (0..10_000).filter(|i| in_gray_share("job-1", &format!("dev-{i}"), Some(10))).count();
+        assert_eq!(chosen, again);
+        assert!((0..100).all(|i| in_gray_share("j", &format!("d{i}"), Some(100))));
+        // A larger share keeps every device of a smaller one.
+        assert!((0..1000).all(|i| {
+            let d = format!("d{i}");
+            !in_gray_share("j", &d, Some(20)) || in_gray_share("j", &d, Some(50))
+        }));
+    }
+
+    #[test]
+    fn ramp_grows_exponentially_and_is_capped() {
+        let pace = Pace {
+            max_per_minute: Some(100),
+            ramp: Some(Ramp {
+                base_per_minute: 10,
+                increment_factor: 2.0,
+                criterion: RampCriterion::Notified,
+                every: 50,
+            }),
+            ..Pace::default()
+        };
+        let at = |released_total| current_rate(&pace, &PaceStats { released_total, ..Default::default() });
+        assert_eq!(at(0), Some(10));
+        assert_eq!(at(49), Some(10));
+        assert_eq!(at(50), Some(20));
+        assert_eq!(at(150), Some(80));
+        assert_eq!(at(1000), Some(100));
+    }
+
+    #[test]
+    fn abort_needs_the_minimum_and_the_threshold() {
+        let rule = AbortRule { failure: FailureType::Failed, min_executed: 10, threshold_percent: 20.0 };
+        let counts = |ok, failed| BTreeMap::from([(ExecutionState::Succeeded, ok), (ExecutionState::Failed, failed)]);
+        assert_eq!(abort_reason(&[rule], &counts(3, 3)), None, "below the minimum");
+        assert_eq!(abort_reason(&[rule], &counts(9, 1)), None, "10 %");
+        assert_eq!(abort_reason(&[rule], &counts(8, 2)), Some(rule), "20 %");
+    }
+
+    /// A simulated job: random device behaviour and clock steps; the tick
+    /// releases its budget. Concurrency and the per-minute rate always hold.
+    #[derive(Debug, Clone)]
+    enum Step {
+        Tick,
+        Advance(u32),
+        Finish(usize),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            3 => Just(Step::Tick),
+            2 => (1u32..90).prop_map(Step::Advance),
+            2 => (0usize..1000).prop_map(Step::Finish),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn pacing_never_exceeds_concurrency_or_rate(
+            concurrency in 1u32..20,
+            rate in proptest::option::of(1u32..30),
+            ramp in proptest::option::of((1u32..5, 2u32..4, 1u64..10)),
+            queued in 0u64..200,
+            steps in proptest::collection::vec(step(), 1..200),
+        ) {
+            let ramp = ramp.map(|(b, f, every)| Ramp {
+                base_per_minute: b, increment_factor: f64::from(f), criterion: RampCriterion::Notified, every,
+            });
+            let pace = Pace { max_concurrency: concurrency, max_per_minute: rate, ramp, abort: vec![] };
+            let mut now = 0i64;
+            let mut waiting = queued;
+            let mut in_progress: Vec<i64> = vec![]; // release times
+            let mut releases: Vec<i64> = vec![];
+            for s in steps {
+                match s {
+                    Step::Tick => {
+                        let stats = PaceStats {
+                            in_progress: in_progress.len() as u64,
+                            released_last_minute: releases.iter().filter(|t| **t > now - 60).count() as u64,
+                            released_total: releases.len() as u64,
+                            succeeded_total: 0,
+                        };
+                        let n = release_budget(&pace, &stats).min(waiting);
+                        waiting -= n;
+                        for _ in 0..n { in_progress.push(now); releases.push(now); }
+                    }
+                    Step::Advance(secs) => now += i64::from(secs),
+                    Step::Finish(i) => if !in_progress.is_empty() { in_progress.remove(i % in_progress.len()); },
+                }
+                prop_assert!(in_progress.len() as u64 <= u64::from(concurrency));
+                if let (Some(r), None) = (rate, ramp) {
+                    for t in &releases {
+                        let window = releases.iter().filter(|u| **u >= *t && **u < t + 60).count();
+                        prop_assert!(window as u64 <= u64::from(r), "{window} releases within a minute of {t}");
+                    }
+                }
+                if let Some(r) = rate {
+                    // With a ramp, the cap still holds.
+                    for t in &releases {
+                        let window = releases.iter().filter(|u| **u >= *t && **u < t + 60).count();
+                        prop_assert!(window as u64 <= u64::from(r));
+                    }
+                }
+            }
+        }
+    }
+}

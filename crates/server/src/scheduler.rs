@@ -1,0 +1,134 @@
+//! The jobs engine's scheduler: one tick walks every live job and applies the
+//! core's rules in a fixed order. Each step is its own transaction in the
+//! store, so a crash between steps leaves every execution in a state the next
+//! tick continues from (a tick is idempotent: running it twice at the same
+//! `now` changes nothing the second time).
+//!
+//! Order per job: schedule (start, pause, resume, end) → timeouts → abort →
+//! retries → continuous re-evaluation → releases within the pace → completion.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use jiff::{SignedDuration, Timestamp};
+use updraft_core::job::{ExecutionState, Job, JobState};
+use updraft_core::rollout::{Recurrence, abort_reason, release_budget};
+
+use crate::state::AppState;
+use crate::targeting;
+
+/// What one tick did, summed over jobs (for tests, logs and metrics).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TickReport {
+    pub jobs: u64,
+    pub released: u64,
+    pub timed_out: u64,
+    pub retried: u64,
+    pub added: u64,
+    pub moved: u64,
+}
+
+/// When each continuous job was last fully re-evaluated (per replica: a
+/// missed or repeated evaluation only costs time, never correctness, since
+/// adding executions is idempotent).
+#[derive(Default)]
+pub struct Reevaluations {
+    last: Mutex<HashMap<(String, String), Timestamp>>,
+}
+
+impl Reevaluations {
+    fn due(&self, tenant: &str, job: &str, now: Timestamp, every: SignedDuration) -> bool {
+        let mut last = self.last.lock().expect("not poisoned");
+        let key = (tenant.to_owned(), job.to_owned());
+        match last.get(&key) {
+            Some(t) if now.duration_since(*t) < every => false,
+            _ => {
+                last.insert(key, now);
+                true
+            }
+        }
+    }
+}
+
+/// One round over every live job as of `now`.
+pub async fn tick(state: &AppState, now: Timestamp) -> anyhow::Result<TickReport> {
+    let mut report = TickReport::default();
+    for (tenant, job) in state.store.live_jobs().await? {
+        report.jobs += 1;
+        if let Err(e) = step_job(state, &tenant, job, now, &mut report).await {
+            tracing::warn!(tenant = %tenant, error = %e, "scheduler step failed");
+        }
+    }
+    Ok(report)
+}
+
+async fn step_job(
+    state: &AppState,
+    tenant: &str,
+    mut job: Job,
+    now: Timestamp,
+    report: &mut TickReport,
+) -> anyhow::Result<()> {
+    let store = state.store.as_ref();
+    // The schedule.
+    if let Some(next) = job.on_tick(now) {
+        if let Some(moved) = store.move_job(tenant, &job.id, job.state, next, false, now).await? {
+            tracing::info!(job = %job.id, from = job.state.as_str(), to = next.as_str(), "job moved by its schedule");
+            report.moved += 1;
+            job = moved;
+            state.poll_cache.forget_tenant(tenant);
+        } else {
+            return Ok(());
+        }
+    }
+    if job.state.is_finished() {
+        return Ok(());
+    }
+    // Timeouts apply while paused too: the device was given the work.
+    let timeout = SignedDuration::from_secs(i64::from(job.spec.timeout_seconds));
+    let timed_out = store.time_out_executions(tenant, &job.id, now - timeout, now).await?;
+    forget(state, tenant, &timed_out);
+    report.timed_out += timed_out.len() as u64;
+    // Abort.
+    if !job.spec.pace.abort.is_empty() {
+        let counts: BTreeMap<ExecutionState, u64> =
+            store.execution_counts(tenant, &job.id).await?.into_iter().collect();
+        if let Some(rule) = abort_reason(&job.spec.pace.abort, &counts) {
+            if store.move_job(tenant, &job.id, job.state, JobState::Aborted, false, now).await?.is_some() {
+                tracing::warn!(job = %job.id, failure = ?rule.failure, threshold = rule.threshold_percent, "job aborted");
+                report.moved += 1;
+                state.poll_cache.forget_tenant(tenant);
+            }
+            return Ok(());
+        }
+    }
+    if job.state != JobState::Running {
+        return Ok(());
+    }
+    let retried = store.retry_executions(tenant, &job.id, &job.spec.retry, now).await?;
+    report.retried += retried.len() as u64;
+    if job.spec.recurrence == Recurrence::Continuous {
+        let every = SignedDuration::from_secs(state.settings.continuous_reevaluation_secs.max(1) as i64);
+        if state.reevaluations.due(tenant, &job.id, now, every) {
+            report.added += targeting::reevaluate(state, tenant, &job, now).await?;
+        }
+    }
+    if job.spec.push {
+        let stats = store.pace_stats(tenant, &job.id, now).await?;
+        let budget = release_budget(&job.spec.pace, &stats);
+        let released = store.release_executions(tenant, &job.id, budget, now).await?;
+        forget(state, tenant, &released);
+        report.released += released.len() as u64;
+    }
+    if store.complete_job_if_done(tenant, &job.id, now).await? {
+        tracing::info!(job = %job.id, "job completed");
+        report.moved += 1;
+    }
+    Ok(())
+}
+
+fn forget(state: &AppState, tenant: &str, devices: &[String]) {
+    for d in devices {
+        state.poll_cache.forget_device(tenant, d);
+    }
+}

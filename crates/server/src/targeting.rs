@@ -1,0 +1,182 @@
+//! Which devices a job is for: the scope resolved in the store (all devices
+//! of the product, named devices, groups, a filter), narrowed and completed by
+//! the core's [`select`] (gray share, source versions, include, exclude, up to
+//! date). Used when a job starts (snapshot), by the periodic re-evaluation of
+//! continuous jobs, and, one device at a time, when a device changes.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use updraft_core::filter::{Filter, Subject};
+use updraft_core::job::{ExecutionState, Job, JobState};
+use updraft_core::rollout::{Recurrence, select};
+use updraft_core::{Device, PageRequest};
+use updraft_store::{DeviceScope, StoreResult};
+
+use crate::state::AppState;
+
+/// The filter a job follows: its saved filter as it is now (so edits reach
+/// running continuous jobs), else its inline filter. `None` when it has none
+/// (or its saved filter was deleted: then it matches nothing more).
+pub async fn job_filter(state: &AppState, tenant: &str, job: &Job) -> StoreResult<Option<Filter>> {
+    let t = &job.spec.target;
+    let text = match &t.filter_id {
+        Some(id) => state.store.get_saved_filter(tenant, id).await?.map(|f| f.filter.to_text()),
+        None => t.filter.clone(),
+    };
+    Ok(text.and_then(|t| Filter::parse(&t).ok()))
+}
+
+/// The (component, version) pairs the job installs.
+pub async fn job_targets(state: &AppState, tenant: &str, job: &Job) -> StoreResult<Vec<(String, String)>> {
+    Ok(state
+        .store
+        .get_firmware(tenant, &job.firmware)
+        .await?
+        .map(|f| f.files.into_iter().map(|f| (f.component, f.version)).collect())
+        .unwrap_or_default())
+}
+
+async fn all_pages(
+    state: &AppState,
+    tenant: &str,
+    scope: &DeviceScope,
+    filter: Option<&Filter>,
+    now: Timestamp,
+    out: &mut BTreeMap<String, Device>,
+) -> StoreResult<()> {
+    let mut page = PageRequest { sort: "id".into(), ..PageRequest::all() };
+    loop {
+        let got = match filter {
+            Some(f) => state.store.list_devices_matching(tenant, scope, f, now, &page).await?,
+            None => state.store.list_devices(tenant, scope, &page).await?,
+        };
+        let n = got.items.len() as u64;
+        for d in got.items {
+            out.insert(d.id.clone(), d);
+        }
+        if n < u64::from(page.limit) {
+            return Ok(());
+        }
+        page.offset += n;
+    }
+}
+
+/// Every device the job selects now, with its initial execution state.
+pub async fn resolve(
+    state: &AppState,
+    tenant: &str,
+    job: &Job,
+    now: Timestamp,
+) -> StoreResult<Vec<(String, ExecutionState)>> {
+    let t = &job.spec.target;
+    let product = DeviceScope { product: Some(job.product.clone()), group: None };
+    let mut scope: BTreeMap<String, Device> = BTreeMap::new();
+    if t.all {
+        all_pages(state, tenant, &product, None, now, &mut scope).await?;
+    }
+    if !t.devices.is_empty() {
+        for d in state.store.get_devices(tenant, &t.devices).await? {
+            scope.insert(d.id.clone(), d);
+        }
+    }
+    for g in &t.groups {
+        let s = DeviceScope { product: Some(job.product.clone()), group: Some(g.clone()) };
+        all_pages(state, tenant, &s, None, now, &mut scope).await?;
+    }
+    if let Some(f) = job_filter(state, tenant, job).await? {
+        all_pages(state, tenant, &product, Some(&f), now, &mut scope).await?;
+    }
+    let mut extra = Vec::new();
+    if !t.include.is_empty() {
+        extra = state.store.get_devices(tenant, &t.include).await?;
+    }
+    let targets = job_targets(state, tenant, job).await?;
+    let mut out = Vec::with_capacity(scope.len());
+    for (id, d) in &scope {
+        if d.product != job.product {
+            continue;
+        }
+        if let Some(s) = select(&job.spec, &job.id, job.consent_required, d, true, &targets) {
+            out.push((id.clone(), s));
+        }
+    }
+    for d in extra {
+        if d.product != job.product || scope.contains_key(&d.id) {
+            continue;
+        }
+        if let Some(s) = select(&job.spec, &job.id, job.consent_required, &d, false, &targets) {
+            out.push((d.id.clone(), s));
+        }
+    }
+    Ok(out)
+}
+
+/// Adds to a continuous job the devices that match it now and it lacks.
+pub async fn reevaluate(state: &AppState, tenant: &str, job: &Job, now: Timestamp) -> StoreResult<u64> {
+    let targets = resolve(state, tenant, job, now).await?;
+    let added = state.store.add_executions(tenant, job, &targets, now).await?;
+    if added > 0 {
+        tracing::info!(job = %job.id, added, "continuous job re-evaluated");
+    }
+    Ok(added)
+}
+
+/// Checks changed devices against the tenant's live continuous jobs in memory
+/// and adds an execution where one starts to match. Never fails the caller's
+/// request: a failure is logged, and the periodic re-evaluation catches up.
+pub async fn devices_changed(state: &AppState, tenant: &str, devices: &[Device]) {
+    if devices.is_empty() {
+        return;
+    }
+    if let Err(e) = check_changed(state, tenant, devices).await {
+        tracing::warn!(tenant = %tenant, error = %e, "continuous jobs: checking changed devices failed");
+    }
+}
+
+async fn check_changed(state: &AppState, tenant: &str, devices: &[Device]) -> StoreResult<()> {
+    let now = state.now();
+    let jobs: Vec<Job> = state
+        .store
+        .live_jobs()
+        .await?
+        .into_iter()
+        .filter(|(t, j)| t == tenant && j.spec.recurrence == Recurrence::Continuous && j.state != JobState::Created)
+        .map(|(_, j)| j)
+        .collect();
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    for job in jobs {
+        let candidates: Vec<&Device> = devices.iter().filter(|d| d.product == job.product).collect();
+        if candidates.is_empty() {
+            continue;
+        }
+        let filter = job_filter(state, tenant, &job).await?;
+        let compiled = filter.as_ref().map(|f| f.compile());
+        let targets = job_targets(state, tenant, &job).await?;
+        let t = &job.spec.target;
+        let ids: Vec<String> = candidates.iter().map(|d| d.id.clone()).collect();
+        let have: std::collections::HashSet<String> =
+            state.store.job_has_devices(tenant, &job.id, &ids).await?.into_iter().collect();
+        let mut add = Vec::new();
+        for d in candidates {
+            if have.contains(&d.id) {
+                continue;
+            }
+            let groups = state.store.device_groups(tenant, &d.id).await?;
+            let in_scope = t.all
+                || t.devices.contains(&d.id)
+                || t.groups.iter().any(|g| groups.contains(g))
+                || compiled.as_ref().is_some_and(|c| c.matches(&Subject::new(d, &groups, now)));
+            if let Some(s) = select(&job.spec, &job.id, job.consent_required, d, in_scope, &targets) {
+                add.push((d.id.clone(), s));
+            }
+        }
+        if !add.is_empty() {
+            let n = state.store.add_executions(tenant, &job, &add, now).await?;
+            tracing::info!(job = %job.id, added = n, "continuous job: changed devices added");
+        }
+    }
+    Ok(())
+}
