@@ -31,7 +31,7 @@ macro_rules! store_conformance_suite {
             device_update_list_and_delete, groups_and_membership, tenants_never_see_each_other,
             product_in_use_cannot_be_deleted, jobs_and_executions, execution_changes_are_atomic_and_complete_jobs,
             canceling_a_job, jobs_engine, verify_jobs_mark_firmware, gateway_tokens_and_presence, filters_on_a_known_fleet,
-            filters_agree_with_the_core, saved_filters_crud);
+            filters_agree_with_the_core, saved_filters_crud, jobs_engine_invariants);
     };
     (@cases $make:expr; $($case:ident),*) => {
         $(
@@ -1126,4 +1126,159 @@ pub async fn saved_filters_crud(store: &dyn Store) {
     assert!(matches!(store.delete_saved_filter("acme", "eu-old").await, Err(StoreError::NotFound { .. })));
     assert!(matches!(store.update_saved_filter("acme", &f).await, Err(StoreError::NotFound { .. })));
     assert_eq!(store.get_saved_filter("acme", "eu-old").await.unwrap(), None);
+}
+
+/// The jobs engine's invariants under random interleavings of job creation,
+/// scheduler releases (within each job's pace), device reports, timeouts,
+/// retries, pauses and cancellations: no job ever has more executions in
+/// progress than its `max_concurrency`, nor releases more than its
+/// `max_per_minute` in any minute; no device ever works on two executions at
+/// once; an excluded device never gets an execution.
+pub async fn jobs_engine_invariants(store: &dyn Store) {
+    #[cfg(feature = "proptest")]
+    engine_invariants(store).await;
+    #[cfg(not(feature = "proptest"))]
+    let _ = store;
+}
+
+#[cfg(feature = "proptest")]
+async fn engine_invariants(store: &dyn Store) {
+    use proptest::prelude::*;
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    use updraft_core::rollout::{Pace, PaceStats, Retry, release_budget, select};
+
+    const DEVICES: usize = 8;
+    const CASES: usize = 12;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Create { targets: Vec<bool>, exclude: Vec<bool>, concurrency: u32, rate: Option<u32> },
+        Tick(usize),
+        Report { device: usize, success: bool },
+        Advance(i64),
+        TimeOut(usize),
+        Retry(usize),
+        Cancel(usize),
+    }
+    let op = prop_oneof![
+        1 => (
+            proptest::collection::vec(any::<bool>(), DEVICES),
+            proptest::collection::vec(proptest::bool::weighted(0.2), DEVICES),
+            1u32..4,
+            proptest::option::of(1u32..4),
+        )
+            .prop_map(|(targets, exclude, concurrency, rate)| Op::Create { targets, exclude, concurrency, rate }),
+        6 => (0usize..4).prop_map(Op::Tick),
+        5 => (0usize..DEVICES, proptest::bool::weighted(0.7)).prop_map(|(device, success)| Op::Report { device, success }),
+        2 => (1i64..90).prop_map(Op::Advance),
+        1 => (0usize..4).prop_map(Op::TimeOut),
+        1 => (0usize..4).prop_map(Op::Retry),
+        1 => (0usize..8).prop_map(Op::Cancel),
+    ];
+    let ops = proptest::collection::vec(op, 20..80);
+    let mut runner = TestRunner::deterministic();
+    let mut releases_checked = 0;
+    let to_install = [("host".to_owned(), "9.0.0".to_owned())];
+    for case in 0..CASES {
+        let tenant_id = format!("inv{case}");
+        tenant(store, &tenant_id).await;
+        store.create_product(&tenant_id, &product("thermo")).await.unwrap();
+        let devices: Vec<NewDevice> = (0..DEVICES).map(|i| device(&format!("d{i}"), "thermo")).collect();
+        store.create_devices(&tenant_id, &devices, t(1)).await.unwrap();
+        store.create_firmware(&tenant_id, &firmware("fw", "thermo", "9.0.0")).await.unwrap();
+        let stored = store.list_devices(&tenant_id, &DeviceScope::default(), &PageRequest::all()).await.unwrap().items;
+        let mut now = 100i64;
+        let mut jobs: Vec<(Job, Vec<i64>)> = Vec::new(); // each job with its release times
+        for op in ops.new_tree(&mut runner).unwrap().current() {
+            match op {
+                Op::Create { targets, exclude, concurrency, rate } => {
+                    let mut j = job(&format!("j{}", jobs.len()), "fw");
+                    j.spec.pace = Pace { max_concurrency: concurrency, max_per_minute: rate, ..Pace::default() };
+                    j.spec.retry = Retry { count: 1, interval_minutes: 0 };
+                    j.spec.target.devices = (0..DEVICES).filter(|i| targets[*i]).map(|i| format!("d{i}")).collect();
+                    j.spec.target.exclude = (0..DEVICES).filter(|i| exclude[*i]).map(|i| format!("d{i}")).collect();
+                    let picked: Vec<(String, ExecutionState)> = stored
+                        .iter()
+                        .filter(|d| j.spec.target.devices.contains(&d.id))
+                        .filter_map(|d| select(&j.spec, &j.id, false, d, true, &to_install).map(|s| (d.id.clone(), s)))
+                        .collect();
+                    store.create_job(&tenant_id, &j, &picked, t(now)).await.unwrap();
+                    jobs.push((j, vec![]));
+                }
+                Op::Tick(i) => {
+                    let Some((j, released)) = jobs.get_mut(i) else { continue };
+                    let stats: PaceStats = store.pace_stats(&tenant_id, &j.id, t(now)).await.unwrap();
+                    let budget = release_budget(&j.spec.pace, &stats);
+                    let got = store.release_executions(&tenant_id, &j.id, budget, t(now)).await.unwrap();
+                    released.extend(std::iter::repeat_n(now, got.len()));
+                }
+                Op::Report { device, success } => {
+                    let d = format!("d{device}");
+                    if let Some(e) = store.device_actions(&tenant_id, &d).await.unwrap().active {
+                        let r = report(
+                            ReportKind::Closed { success },
+                            if success { "closed/success" } else { "closed/failure" },
+                        );
+                        let _ = store
+                            .change_execution(
+                                &tenant_id,
+                                e.action_id,
+                                &|x| on_device_report(x, &r, t(now)).map(Some),
+                                t(now),
+                            )
+                            .await
+                            .unwrap();
+                    }
+                }
+                Op::Advance(secs) => now += secs,
+                Op::TimeOut(i) => {
+                    if let Some((j, _)) = jobs.get(i) {
+                        store.time_out_executions(&tenant_id, &j.id, t(now - 60), t(now)).await.unwrap();
+                    }
+                }
+                Op::Retry(i) => {
+                    if let Some((j, _)) = jobs.get(i) {
+                        store.retry_executions(&tenant_id, &j.id, &j.spec.retry, t(now)).await.unwrap();
+                    }
+                }
+                Op::Cancel(i) => {
+                    if let Some((j, _)) = jobs.get(i) {
+                        let _ = store.cancel_job(&tenant_id, &j.id, t(now)).await;
+                    }
+                }
+            }
+            // The invariants, after every step.
+            let all =
+                store.list_executions(&tenant_id, &ExecutionScope::default(), &PageRequest::all()).await.unwrap().items;
+            for d in &stored {
+                let working = all.iter().filter(|e| e.device == d.id && e.state.is_in_progress()).count();
+                assert!(working <= 1, "device {} works on {working} executions at once: {all:#?}", d.id);
+            }
+            for (j, released) in &jobs {
+                let mine: Vec<&updraft_core::job::Execution> = all.iter().filter(|e| e.job == j.id).collect();
+                let in_progress = mine.iter().filter(|e| e.state.is_in_progress()).count();
+                assert!(
+                    in_progress as u32 <= j.spec.pace.max_concurrency,
+                    "job {} has {in_progress} in progress",
+                    j.id
+                );
+                for e in &mine {
+                    assert!(
+                        !j.spec.target.exclude.contains(&e.device),
+                        "excluded device {} got an execution",
+                        e.device
+                    );
+                }
+                if let Some(rate) = j.spec.pace.max_per_minute {
+                    for start in released {
+                        let window = released.iter().filter(|r| **r >= *start && **r < start + 60).count();
+                        assert!(window as u32 <= rate, "job {} released {window} in a minute (max {rate})", j.id);
+                        releases_checked += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert!(releases_checked > 20, "the sequences exercised rate limits only {releases_checked} times");
 }
