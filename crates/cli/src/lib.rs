@@ -96,27 +96,46 @@ pub enum ClientCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum JobCmd {
-    /// Create a job that delivers one image to the named devices; it runs at once.
-    Create {
+    /// Create a job: which devices, how, how fast and when (see `updraft job create --help`).
+    Create(Box<JobCreate>),
+    List {
+        /// Only jobs in this state (created, scheduled, running, paused, completed, canceled, aborted).
         #[arg(long)]
-        firmware: String,
-        /// Device ids (or one per line with --from FILE).
-        devices: Vec<String>,
-        #[arg(long)]
-        from: Option<PathBuf>,
-        #[arg(long)]
-        id: Option<String>,
-        #[arg(long)]
-        name: Option<String>,
-        #[arg(long)]
-        description: Option<String>,
-        /// The end user must approve before a device gets it.
-        #[arg(long)]
-        consent_required: bool,
+        state: Option<String>,
+        #[command(flatten)]
+        paging: Paging,
     },
-    List(Paging),
+    /// A job with its counts, rates and ETA.
     Show {
         id: String,
+    },
+    /// How many devices a created job would select if started now.
+    Estimate {
+        id: String,
+    },
+    Start {
+        id: String,
+    },
+    Pause {
+        id: String,
+    },
+    Resume {
+        id: String,
+    },
+    Cancel {
+        id: String,
+    },
+    /// Replaces a job's schedule with the JSON in FILE (`-` for stdin; `null` removes it).
+    Schedule {
+        id: String,
+        file: PathBuf,
+    },
+    /// Follows a job live until it ends (Ctrl-C to stop watching).
+    Watch {
+        id: String,
+        /// Seconds between refreshes.
+        #[arg(long, default_value_t = 2)]
+        every: u64,
     },
     /// A job's executions, optionally in one state.
     Executions {
@@ -126,13 +145,132 @@ pub enum JobCmd {
         #[command(flatten)]
         paging: Paging,
     },
-    Cancel {
-        id: String,
-    },
     /// One device's executions across jobs, with their histories.
     Device {
         id: String,
     },
+}
+
+/// `updraft job create`: flags for the common fields; `--spec FILE` for any
+/// field of `POST /api/v1/jobs` (ramp, abort, schedule, translations, …),
+/// which flags override.
+#[derive(Args, Debug)]
+pub struct JobCreate {
+    #[arg(long)]
+    pub firmware: String,
+    /// Device ids (or one per line with --from FILE).
+    pub devices: Vec<String>,
+    #[arg(long)]
+    pub from: Option<PathBuf>,
+    /// Every device of the image's product.
+    #[arg(long)]
+    pub all: bool,
+    #[arg(long = "group")]
+    pub groups: Vec<String>,
+    /// An inline filter in the text form.
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// A saved filter's id.
+    #[arg(long)]
+    pub filter_id: Option<String>,
+    #[arg(long)]
+    pub gray_percent: Option<u8>,
+    #[arg(long = "source-version")]
+    pub source_versions: Vec<String>,
+    #[arg(long)]
+    pub include: Vec<String>,
+    #[arg(long)]
+    pub exclude: Vec<String>,
+    /// Add devices that start matching while the job runs.
+    #[arg(long)]
+    pub continuous: bool,
+    /// Do not push; devices must ask (implies --allow-device-request).
+    #[arg(long)]
+    pub no_push: bool,
+    #[arg(long)]
+    pub allow_device_request: bool,
+    /// The end user must approve before a device gets it.
+    #[arg(long)]
+    pub consent_required: bool,
+    #[arg(long)]
+    pub max_concurrency: Option<u32>,
+    #[arg(long)]
+    pub max_per_minute: Option<u32>,
+    #[arg(long)]
+    pub retries: Option<u32>,
+    /// Minutes between retries.
+    #[arg(long)]
+    pub retry_interval: Option<u32>,
+    /// Seconds an execution in progress may take.
+    #[arg(long)]
+    pub timeout: Option<u32>,
+    /// `upgrade` (default) or `verify`.
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// Create it without starting it (`updraft job start ID` later).
+    #[arg(long)]
+    pub no_start: bool,
+    /// A JSON file with more fields of the job.
+    #[arg(long)]
+    pub spec: Option<PathBuf>,
+    #[arg(long)]
+    pub id: Option<String>,
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(long)]
+    pub description: Option<String>,
+}
+
+impl JobCreate {
+    fn body(self) -> anyhow::Result<serde_json::Value> {
+        let mut body = match &self.spec {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                serde_json::from_str(&text).with_context(|| format!("{} is not a JSON object", path.display()))?
+            }
+            None => json!({}),
+        };
+        let set = |body: &mut serde_json::Value, key: &str, v: serde_json::Value| {
+            if !v.is_null() && v != json!(false) && v != json!([]) {
+                body[key] = v;
+            }
+        };
+        let devices = ids(self.devices, self.from)?;
+        set(&mut body, "firmware", json!(self.firmware));
+        set(&mut body, "devices", json!(devices));
+        set(&mut body, "all", json!(self.all));
+        set(&mut body, "groups", json!(self.groups));
+        set(&mut body, "filter", json!(self.filter));
+        set(&mut body, "filter_id", json!(self.filter_id));
+        set(&mut body, "gray_percent", json!(self.gray_percent));
+        set(&mut body, "source_versions", json!(self.source_versions));
+        set(&mut body, "include", json!(self.include));
+        set(&mut body, "exclude", json!(self.exclude));
+        if self.continuous {
+            body["recurrence"] = json!("continuous");
+        }
+        if self.no_push {
+            body["push"] = json!(false);
+            body["allow_device_request"] = json!(true);
+        }
+        set(&mut body, "allow_device_request", json!(self.allow_device_request));
+        set(&mut body, "consent_required", json!(self.consent_required));
+        set(&mut body, "max_concurrency", json!(self.max_concurrency));
+        set(&mut body, "max_per_minute", json!(self.max_per_minute));
+        if self.retries.is_some() || self.retry_interval.is_some() {
+            body["retry"] =
+                json!({"count": self.retries.unwrap_or(0), "interval_minutes": self.retry_interval.unwrap_or(0)});
+        }
+        set(&mut body, "timeout_seconds", json!(self.timeout));
+        set(&mut body, "kind", json!(self.kind));
+        if self.no_start {
+            body["start"] = json!(false);
+        }
+        set(&mut body, "id", json!(self.id));
+        set(&mut body, "name", json!(self.name));
+        set(&mut body, "description", json!(self.description));
+        Ok(body)
+    }
 }
 
 /// A filter given on the command line: its text, a JSON file, or a saved filter's id.
@@ -832,30 +970,41 @@ const EXECUTION_COLUMNS: &[(&str, &str)] = &[
 ];
 
 async fn job(c: Client, json: bool, cmd: JobCmd) -> anyhow::Result<()> {
+    let show = |j: &serde_json::Value| if json { print_json(j) } else { output::fields(j) };
     match cmd {
-        JobCmd::Create { firmware, devices, from, id, name, description, consent_required } => {
-            let body = json!({
-                "id": id, "name": name, "description": description, "firmware": firmware,
-                "devices": ids(devices, from)?, "consent_required": consent_required,
-            });
-            let j = c.send("POST", "/api/v1/jobs", &body).await?;
+        JobCmd::Create(create) => {
+            let j = c.send("POST", "/api/v1/jobs", &create.body()?).await?;
             if json { print_json(&j) } else { Table::new(JOB_COLUMNS).one(&j) }
         }
-        JobCmd::List(p) => show_list(json, &c.get("/api/v1/jobs", &p.query()).await?, JOB_COLUMNS),
-        JobCmd::Show { id } => {
-            let j = c.get(&format!("/api/v1/jobs/{id}"), &[]).await?;
-            if json { print_json(&j) } else { output::fields(&j) }
+        JobCmd::List { state, paging } => {
+            let mut q = paging.query();
+            if let Some(s) = state {
+                q.push(("state", s));
+            }
+            show_list(json, &c.get("/api/v1/jobs", &q).await?, JOB_COLUMNS)
         }
+        JobCmd::Show { id } => show(&c.get(&format!("/api/v1/jobs/{id}"), &[]).await?),
+        JobCmd::Estimate { id } => show(&c.get(&format!("/api/v1/jobs/{id}/targets/estimate"), &[]).await?),
+        JobCmd::Start { id } => show(&c.send("POST", &format!("/api/v1/jobs/{id}/start"), &json!({})).await?),
+        JobCmd::Pause { id } => show(&c.send("POST", &format!("/api/v1/jobs/{id}/pause"), &json!({})).await?),
+        JobCmd::Resume { id } => show(&c.send("POST", &format!("/api/v1/jobs/{id}/resume"), &json!({})).await?),
+        JobCmd::Cancel { id } => show(&c.send("POST", &format!("/api/v1/jobs/{id}/cancel"), &json!({})).await?),
+        JobCmd::Schedule { id, file } => {
+            let text = if file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin())?
+            } else {
+                std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?
+            };
+            let schedule: serde_json::Value = serde_json::from_str(&text).context("the schedule is not JSON")?;
+            show(&c.send("PUT", &format!("/api/v1/jobs/{id}/schedule"), &schedule).await?)
+        }
+        JobCmd::Watch { id, every } => watch(&c, &id, every, json).await?,
         JobCmd::Executions { id, state, paging } => {
             let mut q = paging.query();
             if let Some(s) = state {
                 q.push(("state", s));
             }
             show_list(json, &c.get(&format!("/api/v1/jobs/{id}/executions"), &q).await?, EXECUTION_COLUMNS)
-        }
-        JobCmd::Cancel { id } => {
-            let j = c.send("POST", &format!("/api/v1/jobs/{id}/cancel"), &json!({})).await?;
-            if json { print_json(&j) } else { output::fields(&j) }
         }
         JobCmd::Device { id } => {
             let page = c.get(&format!("/api/v1/devices/{id}/executions"), &[]).await?;
@@ -879,6 +1028,45 @@ async fn job(c: Client, json: bool, cmd: JobCmd) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Redraws a job's progress until it ends: a bar of finished executions, the
+/// counts per state, the current rate and the ETA. With `--json`, one JSON
+/// line per refresh.
+async fn watch(c: &Client, id: &str, every: u64, json: bool) -> anyhow::Result<()> {
+    let bar = if json { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(0) };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{prefix} [{bar:40}] {pos}/{len} {msg}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    loop {
+        let j = c.get(&format!("/api/v1/jobs/{id}"), &[]).await?;
+        let state = j["state"].as_str().unwrap_or("?").to_owned();
+        if json {
+            println!("{}", serde_json::to_string(&j)?);
+        } else {
+            let p = &j["progress"];
+            bar.set_length(p["total"].as_u64().unwrap_or(0));
+            bar.set_position(p["finished"].as_u64().unwrap_or(0));
+            bar.set_prefix(format!("{id} {state}"));
+            let counts: Vec<String> = j["counts"]
+                .as_object()
+                .map(|m| m.iter().map(|(k, v)| format!("{k} {v}")).collect())
+                .unwrap_or_default();
+            let eta = p["eta"].as_str().map(|e| format!(", eta {e}")).unwrap_or_default();
+            bar.set_message(format!(
+                "{} | {}/min{eta}",
+                counts.join(", "),
+                p["current_rate_per_minute"].as_u64().unwrap_or(0)
+            ));
+        }
+        if matches!(state.as_str(), "completed" | "canceled" | "aborted") {
+            bar.finish();
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(every.max(1))).await;
+    }
 }
 
 async fn gateway(c: Client, json: bool, cmd: GatewayCmd) -> anyhow::Result<()> {

@@ -121,14 +121,44 @@ async fn client_commands_end_to_end() {
     assert!(String::from_utf8_lossy(&denied.stderr).contains("forbidden"));
     ok(updraft(&server, viewer, &["product", "list"], cwd));
 
-    let job = json(run(&["job", "create", "--firmware", &id, "--id", "first", "dev-1", "sim-0000", "--json"]));
-    assert_eq!((job["state"].as_str(), job["counts"]["queued"].as_u64()), (Some("running"), Some(2)));
-    let shown = ok(run(&["job", "executions", "first", "--state", "queued"]));
+    // Consent keeps the executions where they are while the scheduler ticks (every second here).
+    let job = json(run(&[
+        "job",
+        "create",
+        "--firmware",
+        &id,
+        "--id",
+        "first",
+        "dev-1",
+        "sim-0000",
+        "--consent-required",
+        "--max-per-minute",
+        "10",
+        "--retries",
+        "2",
+        "--retry-interval",
+        "5",
+        "--no-start",
+        "--json",
+    ]));
+    assert_eq!((job["state"].as_str(), job["max_per_minute"].as_u64()), (Some("created"), Some(10)));
+    assert_eq!(job["retry"]["count"], 2);
+    let estimate = json(run(&["job", "estimate", "first", "--json"]));
+    assert_eq!(estimate["count"], 2);
+    let started = json(run(&["job", "start", "first", "--json"]));
+    assert_eq!((started["state"].as_str(), started["counts"]["awaiting_consent"].as_u64()), (Some("running"), Some(2)));
+    let shown = ok(run(&["job", "executions", "first", "--state", "awaiting_consent"]));
     assert!(shown.contains("dev-1") && shown.contains("sim-0000"), "{shown}");
     let history = ok(run(&["job", "device", "dev-1"]));
     assert!(history.contains("created") && history.contains("first"), "{history}");
+    assert_eq!(json(run(&["job", "pause", "first", "--json"]))["held"], true);
+    assert_eq!(json(run(&["job", "resume", "first", "--json"]))["state"], "running");
+    let running = json(run(&["job", "list", "--state", "running", "--json"]));
+    assert_eq!(running["items"][0]["id"], "first");
     let canceled = json(run(&["job", "cancel", "first", "--json"]));
     assert_eq!(canceled["state"], "canceled");
+    let watched = ok(run(&["job", "watch", "first", "--json"]));
+    assert!(watched.lines().count() == 1 && watched.contains("\"canceled\""), "watch ends with the job: {watched}");
     let gw = ok(run(&["gateway-token", "create", "--name", "edge"]));
     assert!(gw.contains("token (shown once): upd_g_"), "{gw}");
 
