@@ -115,6 +115,20 @@ impl Fleet {
         r.status().as_u16()
     }
 
+    /// The device asks for a job itself (updraft's extension of the device API).
+    async fn ask(&self, device: &str, method: &str, job: &str) -> (u16, Value) {
+        let url = self.api.server.url(&format!("/default/controller/v1/{device}/updraft/jobs{job}"));
+        let r = self
+            .api
+            .http
+            .request(Method::from_bytes(method.as_bytes()).unwrap(), url)
+            .header("authorization", format!("TargetToken {}", self.token(device)))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
     /// What the device sees on its next poll: the deployment link's action id, if any.
     async fn offered(&self, device: &str) -> Option<String> {
         let url = self.api.server.url(&format!("/default/controller/v1/{device}"));
@@ -390,13 +404,23 @@ async fn delivery_consent_and_commands(b: Backend) {
     }
     let neither = f.api.post("/api/v1/jobs", json!({"firmware": f.firmware, "all": true, "push": false})).await;
     assert_eq!(neither.expect(400, Some("validation_failed"))["error"]["details"][0]["field"], "push");
-    let j = f.job(json!({"id": "asked", "devices": ["d-0"], "push": false, "allow_device_request": true})).await;
+    let j = f.job(json!({"id": "asked", "devices": ["d-1"], "push": false, "allow_device_request": true})).await;
     assert_eq!((j["push"].as_bool(), j["allow_device_request"].as_bool()), (Some(false), Some(true)));
     assert_eq!(f.tick().await.released, 0, "not pushed");
-    assert_eq!(f.offered("d-0").await, None);
+    assert_eq!(f.offered("d-1").await, None);
+    assert_eq!(f.ask("d-0", "GET", "").await.1, json!([]), "d-0 is not in the job");
+    let (status, listed) = f.ask("d-1", "GET", "").await;
+    assert_eq!((status, listed[0]["job"].as_str()), (200, Some("asked")));
+    let (status, answer) = f.ask("d-1", "POST", "/asked").await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer["_links"]["deploymentBase"]["href"].as_str().unwrap().contains("/deploymentBase/"));
+    assert!(f.offered("d-1").await.is_some(), "asked: offered");
+    assert_eq!(f.states("asked").await["d-1"], "notified");
+    assert_eq!(f.ask("d-1", "POST", "/asked").await.0, 404, "asked already");
     f.api.post("/api/v1/jobs/asked/cancel", json!({})).await.ok();
 
-    let j = f.job(json!({"id": "consent", "devices": ["d-0", "d-1"], "consent_required": true})).await;
+    f.device("d-3", "thermo", "1.0.0", json!({})).await;
+    let j = f.job(json!({"id": "consent", "devices": ["d-0", "d-3"], "consent_required": true})).await;
     assert_eq!(j["counts"]["awaiting_consent"], 2);
     assert_eq!(f.tick().await.released, 0, "nothing before consent");
     let app = f.api.key("consent").await;
@@ -404,7 +428,7 @@ async fn delivery_consent_and_commands(b: Backend) {
         f.api.as_key(&app).post("/api/v1/devices/d-0/executions/consent/consent", json!({"decision": "approve"})).await;
     assert_eq!(approve.ok()["state"], "queued");
     let deny =
-        f.api.as_key(&app).post("/api/v1/devices/d-1/executions/consent/consent", json!({"decision": "deny"})).await;
+        f.api.as_key(&app).post("/api/v1/devices/d-3/executions/consent/consent", json!({"decision": "deny"})).await;
     assert_eq!(deny.ok()["state"], "rejected");
     f.api.as_key(&app).post("/api/v1/jobs/consent/pause", json!({})).await.expect(403, Some("forbidden"));
     assert_eq!(f.tick().await.released, 1);

@@ -1058,12 +1058,6 @@ impl Store for $store {
             let mut e = Execution::try_from(row)?;
             let Ok(t) = updraft_core::job::on_release(&e, now) else { continue };
             apply_transition(&mut tx, tenant, &mut e, t, now).await?;
-            sqlx::query("UPDATE executions SET released_at = $2 WHERE action_id = $1")
-                .bind(e.action_id)
-                .bind(us(now))
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
             released.push(e.device);
         }
         tx.commit().await.map_err(db_err)?;
@@ -1562,6 +1556,15 @@ async fn apply_transition(
     t: Transition,
     now: Timestamp,
 ) -> StoreResult<()> {
+    if e.state == ExecutionState::Queued && t.state == ExecutionState::Notified {
+        // Released to the device: pace and timeouts count from now.
+        sqlx::query("UPDATE executions SET released_at = $2 WHERE action_id = $1")
+            .bind(e.action_id)
+            .bind(us(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+    }
     let finished = t.state.is_terminal() && !e.state.is_terminal();
     e.state = t.state;
     e.cancel_requested = t.cancel_requested;

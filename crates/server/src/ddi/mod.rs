@@ -11,6 +11,7 @@
 
 pub mod cache;
 pub mod files;
+pub mod requests;
 
 use std::collections::HashMap;
 
@@ -53,6 +54,8 @@ pub fn routes() -> Router<AppState> {
         .route(&format!("{BASE}/confirmationBase"), get(confirmation_base))
         .route(&format!("{BASE}/confirmationBase/{{action}}"), get(confirmation))
         .route(&format!("{BASE}/confirmationBase/{{action}}/feedback"), post(confirmation_feedback))
+        .route(&format!("{BASE}/updraft/jobs"), get(requests::list))
+        .route(&format!("{BASE}/updraft/jobs/{{job}}"), post(requests::request))
         .route(&format!("{BASE}/softwaremodules/{{module}}/artifacts"), get(artifacts))
         .route(&format!("{BASE}/softwaremodules/{{module}}/artifacts/{{file}}"), get(artifact))
 }
@@ -65,6 +68,7 @@ pub enum DdiError {
     Gone(String),
     BadRequest(String),
     NotAllowed(String),
+    Conflict(String),
     UnsupportedMediaType,
     Unavailable,
 }
@@ -104,6 +108,7 @@ impl IntoResponse for DdiError {
                 "hawkbit.server.error.action.notCancelable",
                 m,
             ),
+            DdiError::Conflict(m) => (StatusCode::CONFLICT, "ConflictException", "hawkbit.server.error.action.busy", m),
             DdiError::UnsupportedMediaType => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "HttpMediaTypeNotSupportedException",
@@ -126,7 +131,7 @@ impl IntoResponse for DdiError {
     }
 }
 
-type DdiResult<T> = Result<T, DdiError>;
+pub(crate) type DdiResult<T> = Result<T, DdiError>;
 
 /// The authenticated device a call is about.
 #[derive(Debug, Clone)]
@@ -241,7 +246,7 @@ async fn own_execution(state: &AppState, dev: &DdiDevice, id: &str) -> DdiResult
 }
 
 /// The `c` parameter: changes when what the link leads to changes.
-fn etag_param(e: &Execution) -> i32 {
+pub(crate) fn etag_param(e: &Execution) -> i32 {
     let mut h: i64 = e.action_id.wrapping_mul(31);
     h = h.wrapping_add(if e.cancel_requested { 7 } else { 0 });
     h = h.wrapping_mul(31).wrapping_add(e.state as i64);

@@ -1,0 +1,81 @@
+//! updraft's extension to the device API: a device asks for a job itself.
+//! Jobs with `allow_device_request` (and those not pushed at all) keep a
+//! device's execution queued until the device asks for it here; the ask
+//! releases it at once if the job is running and has a free slot under its
+//! `max_concurrency`.
+//!
+//! - `GET  {base}/updraft/jobs` — the jobs this device may ask for;
+//! - `POST {base}/updraft/jobs/{job}` — ask: answers the `deploymentBase`
+//!   link to follow, as a poll would; 409 when the device is busy with
+//!   another execution, 503 when the job has no free slot (retry later).
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde::Serialize;
+use updraft_core::PageRequest;
+use updraft_core::job::{ExecutionState, JobState, on_release};
+use updraft_store::ExecutionScope;
+
+use super::{DdiDevice, DdiError, DdiResult, etag_param};
+use crate::state::AppState;
+
+#[derive(Debug, Serialize)]
+pub struct RequestableJob {
+    pub job: String,
+    pub name: Option<String>,
+    pub firmware: String,
+    /// The device API's action id the job has for this device.
+    pub action: i64,
+}
+
+async fn requestable_jobs(
+    state: &AppState,
+    dev: &DdiDevice,
+) -> DdiResult<Vec<(RequestableJob, updraft_core::job::Execution)>> {
+    let scope = ExecutionScope { job: None, device: Some(dev.id.clone()), state: Some(ExecutionState::Queued) };
+    let page = state
+        .store
+        .list_executions(&dev.tenant, &scope, &PageRequest { sort: "action_id".into(), ..PageRequest::all() })
+        .await?;
+    let mut out = Vec::new();
+    for e in page.items {
+        let Some(job) = state.store.get_job(&dev.tenant, &e.job).await? else { continue };
+        if job.spec.allow_device_request && job.state == JobState::Running {
+            out.push((RequestableJob { job: job.id, name: job.name, firmware: job.firmware, action: e.action_id }, e));
+        }
+    }
+    Ok(out)
+}
+
+/// `GET {base}/updraft/jobs`.
+pub async fn list(State(state): State<AppState>, dev: DdiDevice) -> DdiResult<Json<Vec<RequestableJob>>> {
+    Ok(Json(requestable_jobs(&state, &dev).await?.into_iter().map(|(j, _)| j).collect()))
+}
+
+/// `POST {base}/updraft/jobs/{job}`.
+pub async fn request(
+    State(state): State<AppState>,
+    dev: DdiDevice,
+    Path(params): Path<std::collections::HashMap<String, String>>,
+) -> DdiResult<Json<serde_json::Value>> {
+    let wanted = params.get("job").cloned().unwrap_or_default();
+    let Some((_, e)) = requestable_jobs(&state, &dev).await?.into_iter().find(|(j, _)| j.job == wanted) else {
+        return Err(DdiError::NotFound(format!("no job {wanted} this device may ask for")));
+    };
+    if state.store.device_actions(&dev.tenant, &dev.id).await?.active.is_some_and(|a| a.state.is_in_progress()) {
+        return Err(DdiError::Conflict("the device is working on another action".into()));
+    }
+    let job = state.store.get_job(&dev.tenant, &e.job).await?.ok_or_else(|| DdiError::NotFound(e.job.clone()))?;
+    let now = state.now();
+    let stats = state.store.pace_stats(&dev.tenant, &job.id, now).await?;
+    if stats.in_progress >= u64::from(job.spec.pace.max_concurrency) {
+        return Err(DdiError::Unavailable);
+    }
+    let released = state
+        .change_execution(&dev.tenant, &e, &|x| on_release(x, now).map(Some), now)
+        .await?
+        .map_err(|_| DdiError::NotFound(format!("action {} is no longer queued", e.action_id)))?;
+    tracing::info!(job = %job.id, device = %dev.id, "device asked for its job");
+    let href = format!("{}/deploymentBase/{}?c={}", dev.base_url, released.action_id, etag_param(&released));
+    Ok(Json(serde_json::json!({"id": released.action_id.to_string(), "_links": {"deploymentBase": {"href": href}}})))
+}
