@@ -333,6 +333,8 @@ pub struct PaceStats {
     pub released_total: u64,
     /// Executions that succeeded, for the ramp.
     pub succeeded_total: u64,
+    /// Seconds since the job last released an execution (`None`: never).
+    pub since_last_release_secs: Option<u64>,
 }
 
 /// The rate in executions per minute at this point of the job; `None` is unlimited.
@@ -353,10 +355,20 @@ pub fn current_rate(pace: &Pace, s: &PaceStats) -> Option<u64> {
     }
 }
 
-/// How many queued executions a tick may release now.
+/// How many queued executions a tick may release now: room under the
+/// concurrency, and under the rate both over the last 60 seconds and spread
+/// evenly (a rate of R releases about R/60 a second, not R at the top of each
+/// minute).
 pub fn release_budget(pace: &Pace, s: &PaceStats) -> u64 {
     let by_concurrency = u64::from(pace.max_concurrency).saturating_sub(s.in_progress);
-    let by_rate = current_rate(pace, s).map_or(u64::MAX, |r| r.saturating_sub(s.released_last_minute));
+    let by_rate = current_rate(pace, s).map_or(u64::MAX, |r| {
+        let window = r.saturating_sub(s.released_last_minute);
+        let spread = match s.since_last_release_secs {
+            Some(secs) => (r.saturating_mul(secs.max(1))).div_ceil(60),
+            None => r,
+        };
+        window.min(spread)
+    });
     by_concurrency.min(by_rate)
 }
 
@@ -418,6 +430,17 @@ mod tests {
     }
 
     #[test]
+    fn a_rate_is_spread_over_the_minute() {
+        let pace = Pace { max_per_minute: Some(600), ..Pace::default() };
+        let after = |secs| release_budget(&pace, &PaceStats { since_last_release_secs: secs, ..Default::default() });
+        assert_eq!(after(None), 300, "the first tick: the concurrency");
+        assert_eq!(after(Some(1)), 10, "600 a minute is 10 a second");
+        assert_eq!(after(Some(3)), 30);
+        let full = PaceStats { released_last_minute: 595, since_last_release_secs: Some(5), ..Default::default() };
+        assert_eq!(release_budget(&pace, &full), 5, "never more than the rate over a minute");
+    }
+
+    #[test]
     fn abort_needs_the_minimum_and_the_threshold() {
         let rule = AbortRule { failure: FailureType::Failed, min_executed: 10, threshold_percent: 20.0 };
         let counts = |ok, failed| BTreeMap::from([(ExecutionState::Succeeded, ok), (ExecutionState::Failed, failed)]);
@@ -468,6 +491,7 @@ mod tests {
                             released_last_minute: releases.iter().filter(|t| **t > now - 60).count() as u64,
                             released_total: releases.len() as u64,
                             succeeded_total: 0,
+                            since_last_release_secs: releases.last().map(|t| (now - t) as u64),
                         };
                         let n = release_budget(&pace, &stats).min(waiting);
                         waiting -= n;

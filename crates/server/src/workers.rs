@@ -45,7 +45,10 @@ impl Worker {
                 state.presence.flush(state.store.as_ref(), now, offline_after).await?;
             }
             Worker::Scheduler => {
-                crate::scheduler::tick(state, now).await?;
+                let r = crate::scheduler::tick(state, now).await?;
+                metrics::counter!(crate::metrics::EXECUTIONS_RELEASED).increment(r.released);
+                metrics::counter!(crate::metrics::EXECUTIONS_TIMED_OUT).increment(r.timed_out);
+                metrics::counter!(crate::metrics::EXECUTIONS_RETRIED).increment(r.retried);
             }
         }
         Ok(())
@@ -68,7 +71,11 @@ pub fn spawn(state: AppState) -> (watch::Sender<bool>, Vec<JoinHandle<()>>) {
                         _ = interval.tick() => false,
                         _ = stop.changed() => true,
                     };
-                    let outcome = match w.tick(&state, state.now()).await {
+                    let started = std::time::Instant::now();
+                    let ticked = w.tick(&state, state.now()).await;
+                    metrics::gauge!(crate::metrics::WORKER_LAST_TICK, "worker" => w.name())
+                        .set(started.elapsed().as_secs_f64());
+                    let outcome = match ticked {
                         Ok(()) => "ok",
                         Err(e) => {
                             tracing::warn!(worker = w.name(), error = %e, "worker tick failed");

@@ -1012,12 +1012,13 @@ impl Store for $store {
 
     async fn pace_stats(&self, tenant: &str, job: &str, now: Timestamp) -> StoreResult<updraft_core::rollout::PaceStats> {
         let minute_ago = us(now) - 60_000_000;
-        let (in_progress, last_minute, released, succeeded): (Option<i64>, Option<i64>, Option<i64>, Option<i64>) = sqlx::query_as(
+        let (in_progress, last_minute, released, succeeded, last): (Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>) = sqlx::query_as(
             "SELECT
                  SUM(CASE WHEN state IN ('notified', 'downloading', 'downloaded', 'installing') THEN 1 ELSE 0 END),
                  SUM(CASE WHEN released_at > $3 THEN 1 ELSE 0 END),
                  SUM(CASE WHEN released_at IS NOT NULL THEN 1 ELSE 0 END),
-                 SUM(CASE WHEN state = 'succeeded' THEN 1 ELSE 0 END)
+                 SUM(CASE WHEN state = 'succeeded' THEN 1 ELSE 0 END),
+                 MAX(released_at)
              FROM executions WHERE tenant = $1 AND job = $2",
         )
         .bind(tenant)
@@ -1032,6 +1033,7 @@ impl Store for $store {
             released_last_minute: n(last_minute),
             released_total: n(released),
             succeeded_total: n(succeeded),
+            since_last_release_secs: last.map(|l| ((us(now) - l).max(0) / 1_000_000) as u64),
         })
     }
 
