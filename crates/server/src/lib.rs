@@ -154,6 +154,7 @@ pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<
         metrics: metrics::recorder(),
         presence: Default::default(),
         reevaluations: Default::default(),
+        replica: crate::auth::new_id("replica_").into(),
         rate_limiter: Arc::new(ratelimit::RateLimiter::new(settings_rate.0, settings_rate.1)),
         poll_cache: Arc::new(ddi::cache::PollCache::new(
             std::time::Duration::from_millis(settings_cache_ttl),

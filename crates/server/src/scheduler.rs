@@ -6,6 +6,10 @@
 //!
 //! Order per job: schedule (start, pause, resume, end) → timeouts → abort →
 //! retries → continuous re-evaluation → releases within the pace → completion.
+//!
+//! Replicas sharing a PostgreSQL database share the jobs through a lease per
+//! job row (`Store::lease_job`): a replica ticks only the jobs it holds, and
+//! takes over a job whose holder has not renewed it for [`LEASE`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -50,10 +54,18 @@ impl Reevaluations {
     }
 }
 
-/// One round over every live job as of `now`.
+/// How long a replica holds a job once it ticked it: another replica takes
+/// the job over when this one stops ticking for this long.
+const LEASE: SignedDuration = SignedDuration::from_secs(10);
+
+/// One round over every live job as of `now`, for the jobs this replica
+/// holds (or can take) the lease of.
 pub async fn tick(state: &AppState, now: Timestamp) -> anyhow::Result<TickReport> {
     let mut report = TickReport::default();
     for (tenant, job) in state.store.live_jobs().await? {
+        if !state.store.lease_job(&tenant, &job.id, &state.replica, now + LEASE, now).await? {
+            continue;
+        }
         report.jobs += 1;
         if let Err(e) = step_job(state, &tenant, job, now, &mut report).await {
             tracing::warn!(tenant = %tenant, error = %e, "scheduler step failed");

@@ -36,6 +36,8 @@ pub struct AppState {
     pub poll_cache: Arc<crate::ddi::cache::PollCache>,
     pub rate_limiter: Arc<crate::ratelimit::RateLimiter>,
     pub reevaluations: Arc<crate::scheduler::Reevaluations>,
+    /// This process's name in scheduler leases (random per start).
+    pub replica: Arc<str>,
 }
 
 impl AppState {

@@ -994,6 +994,23 @@ impl Store for $store {
         Ok(Some(job))
     }
 
+    async fn lease_job(&self, tenant: &str, id: &str, owner: &str, until: Timestamp, now: Timestamp) -> StoreResult<bool> {
+        let n = sqlx::query(
+            "UPDATE jobs SET lease_owner = $3, lease_until = $4
+             WHERE tenant = $1 AND id = $2 AND (lease_owner IS NULL OR lease_owner = $3 OR lease_until < $5)",
+        )
+        .bind(tenant)
+        .bind(id)
+        .bind(owner)
+        .bind(us(until))
+        .bind(us(now))
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
     async fn update_job_spec(&self, tenant: &str, id: &str, spec: &updraft_core::rollout::JobSpec) -> StoreResult<()> {
         let spec = serde_json::to_string(spec).map_err(|e| StoreError::Backend(e.to_string()))?;
         let n = sqlx::query("UPDATE jobs SET spec = $3 WHERE tenant = $1 AND id = $2")

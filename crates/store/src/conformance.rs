@@ -663,6 +663,12 @@ pub async fn jobs_engine(store: &dyn Store) {
     let paused =
         store.move_job("acme", "j1", JobState::Running, JobState::Paused, true, t(403)).await.unwrap().unwrap();
     assert_eq!((paused.state, paused.held), (JobState::Paused, true));
+    // Leases: one replica at a time, until it expires.
+    assert!(store.lease_job("acme", "j1", "replica-a", t(433), t(403)).await.unwrap());
+    assert!(!store.lease_job("acme", "j1", "replica-b", t(433), t(404)).await.unwrap(), "held by a");
+    assert!(store.lease_job("acme", "j1", "replica-a", t(440), t(405)).await.unwrap(), "a renews");
+    assert!(store.lease_job("acme", "j1", "replica-b", t(470), t(441)).await.unwrap(), "expired: b takes it");
+    assert!(!store.lease_job("acme", "j1", "replica-a", t(470), t(442)).await.unwrap());
     let live: Vec<String> = store.live_jobs().await.unwrap().into_iter().map(|(_, j)| j.id).collect();
     assert_eq!(live, ["j1", "j2"]);
     let aborted =

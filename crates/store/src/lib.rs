@@ -268,6 +268,17 @@ pub trait Store: Send + Sync + 'static {
         held: bool,
         now: Timestamp,
     ) -> StoreResult<Option<Job>>;
+    /// Takes or renews the lease on a job for `owner` until `until`: `true`
+    /// when `owner` holds it now (nobody held it, it had expired, or `owner`
+    /// held it already). Several replicas share the scheduler's work this way.
+    async fn lease_job(
+        &self,
+        tenant: &str,
+        id: &str,
+        owner: &str,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
     /// Replaces a job's specification (its schedule, say).
     async fn update_job_spec(&self, tenant: &str, id: &str, spec: &JobSpec) -> StoreResult<()>;
     /// What pacing needs to know of a job's executions at `now`.
