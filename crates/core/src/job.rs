@@ -188,6 +188,23 @@ pub struct Execution {
     pub finished_at: Option<Timestamp>,
 }
 
+/// Attempts of one execution the public action id tells apart (retries are at most 10).
+pub const ATTEMPT_SLOTS: i64 = 16;
+
+impl Execution {
+    /// The action id devices and the API see: distinct for each attempt, so
+    /// that update clients which remember the actions they finished (hawkBit
+    /// clients do) take a retry as new work. `action_id` × 16 + attempt − 1.
+    pub fn public_id(&self) -> i64 {
+        self.action_id * ATTEMPT_SLOTS + i64::from(self.attempt.saturating_sub(1)).min(ATTEMPT_SLOTS - 1)
+    }
+}
+
+/// The stored `action_id` and the attempt a public action id names.
+pub fn split_public_id(id: i64) -> Option<(i64, u32)> {
+    (id >= 0).then(|| (id / ATTEMPT_SLOTS, (id % ATTEMPT_SLOTS) as u32 + 1))
+}
+
 /// Who caused a history event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -365,6 +365,7 @@ async fn retries_and_timeouts(b: Backend) {
         .await;
     assert_eq!((j["retry"]["count"].as_u64(), j["timeout_seconds"].as_u64()), (Some(1), Some(300)));
     f.tick().await;
+    let first_action = f.executions("r").await["d-0"].2;
     assert_eq!(f.report("r", "d-0", "closed", "failure").await, 200);
     f.advance(240);
     f.tick().await;
@@ -375,6 +376,18 @@ async fn retries_and_timeouts(b: Backend) {
     assert_eq!((t.timed_out, t.retried), (1, 1), "d-1 timed out; d-0 retried after 5 minutes");
     let e = f.executions("r").await;
     assert_eq!((e["d-0"].0.as_str(), e["d-0"].1), ("notified", 2), "released again, attempt 2");
+    assert_ne!(e["d-0"].2, first_action, "a retry is a new action to the device (clients skip actions they finished)");
+    assert!(f.offered("d-0").await.unwrap().contains(&format!("/deploymentBase/{}?", e["d-0"].2)));
+    let stale = f
+        .api
+        .http
+        .post(f.api.server.url(&format!("/default/controller/v1/d-0/deploymentBase/{first_action}/feedback")))
+        .header("authorization", format!("TargetToken {}", f.token("d-0")))
+        .json(&json!({"status": {"execution": "closed", "result": {"finished": "success"}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status().as_u16(), 410, "the first attempt's action is closed");
     assert_eq!(e["d-1"].0, "timed_out");
     assert_eq!(f.report("r", "d-0", "closed", "failure").await, 200);
     f.advance(301);

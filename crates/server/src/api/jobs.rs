@@ -296,7 +296,7 @@ impl JobOut {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ExecutionOut {
-    /// The device API's action id.
+    /// The device API's action id (it changes with each retry: see `attempt`).
     pub action_id: i64,
     pub job: String,
     pub device: String,
@@ -322,7 +322,7 @@ pub struct ExecutionOut {
 impl ExecutionOut {
     fn new(e: Execution, history: Option<Vec<ExecutionEvent>>) -> Self {
         ExecutionOut {
-            action_id: e.action_id,
+            action_id: e.public_id(),
             job: e.job,
             device: e.device,
             firmware: e.firmware,

@@ -232,22 +232,23 @@ fn read_json<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> DdiResul
     serde_json::from_slice(body).map_err(|e| DdiError::BadRequest(format!("the body cannot be read: {e}")))
 }
 
-fn action_id(s: &str) -> DdiResult<i64> {
-    s.parse().map_err(|_| DdiError::NotFound(format!("action {s} not found")))
-}
-
-/// The device's own execution `id`, or 404.
+/// The device's own execution with public action id `id` (see
+/// `Execution::public_id`), or 404; 410 when `id` names an earlier attempt.
 async fn own_execution(state: &AppState, dev: &DdiDevice, id: &str) -> DdiResult<Execution> {
-    let action = action_id(id)?;
-    match state.store.get_execution(&dev.tenant, action).await? {
-        Some(e) if e.device == dev.id => Ok(e),
-        _ => Err(DdiError::NotFound(format!("action {action} not found for target {}", dev.id))),
+    let not_found = || DdiError::NotFound(format!("action {id} not found for target {}", dev.id));
+    let (row, attempt) = id.parse::<i64>().ok().and_then(updraft_core::job::split_public_id).ok_or_else(not_found)?;
+    match state.store.get_execution(&dev.tenant, row).await? {
+        Some(e) if e.device == dev.id && e.attempt == attempt => Ok(e),
+        Some(e) if e.device == dev.id && attempt < e.attempt => {
+            Err(DdiError::Gone(format!("action {id} is closed: it was retried as action {}", e.public_id())))
+        }
+        _ => Err(not_found()),
     }
 }
 
 /// The `c` parameter: changes when what the link leads to changes.
 pub(crate) fn etag_param(e: &Execution) -> i32 {
-    let mut h: i64 = e.action_id.wrapping_mul(31);
+    let mut h: i64 = e.public_id().wrapping_mul(31);
     h = h.wrapping_add(if e.cancel_requested { 7 } else { 0 });
     h = h.wrapping_mul(31).wrapping_add(e.state as i64);
     (h ^ (h >> 32)) as i32
@@ -271,7 +272,7 @@ async fn poll(State(state): State<AppState>, dev: DdiDevice, headers: HeaderMap)
     let actions = state.store.device_actions(&dev.tenant, &dev.id).await?;
     let mut links = ddi::ControllerLinks::default();
     if let Some(a) = &actions.active {
-        let id = a.action_id;
+        let id = a.public_id();
         if a.cancel_requested {
             links.cancel_action = Some(ddi::Link::new(format!("{}/cancelAction/{id}", dev.base_url)));
         } else if a.state == ExecutionState::AwaitingConsent {
@@ -283,7 +284,7 @@ async fn poll(State(state): State<AppState>, dev: DdiDevice, headers: HeaderMap)
         }
     }
     if let Some(i) = &actions.installed {
-        links.installed_base = Some(ddi::Link::new(format!("{}/installedBase/{}", dev.base_url, i.action_id)));
+        links.installed_base = Some(ddi::Link::new(format!("{}/installedBase/{}", dev.base_url, i.public_id())));
     }
     if identity.attributes_requested {
         links.config_data = Some(ddi::Link::new(format!("{}/configData", dev.base_url)));
@@ -442,10 +443,10 @@ async fn deployment(
                 | ExecutionState::Skipped
         )
     {
-        return Err(DdiError::NotFound(format!("action {} is not a deployment to do", e.action_id)));
+        return Err(DdiError::NotFound(format!("action {} is not a deployment to do", e.public_id())));
     }
     let (deployment, action_history) = deployment_with_history(&state, &dev, &e, q.action_history).await?;
-    Ok(Json(ddi::DeploymentBase { id: e.action_id.to_string(), deployment, action_history }))
+    Ok(Json(ddi::DeploymentBase { id: e.public_id().to_string(), deployment, action_history }))
 }
 
 fn device_report(status: &ddi::Status) -> DeviceReport {
@@ -504,9 +505,9 @@ async fn deployment_feedback(
     let now = state.now();
     let changed =
         state.change_execution(&dev.tenant, &e, &|x| on_device_report(x, &report, now).map(Some), now).await?;
-    let changed = changed.map_err(|err| refused(err, e.action_id))?;
+    let changed = changed.map_err(|err| refused(err, e.public_id()))?;
     metrics::counter!(DDI_FEEDBACK, "report" => report.label.clone()).increment(1);
-    tracing::debug!(tenant = %dev.tenant, device = %dev.id, action = e.action_id, report = %report.label, state = changed.state.as_str(), "device feedback");
+    tracing::debug!(tenant = %dev.tenant, device = %dev.id, action = e.public_id(), report = %report.label, state = changed.state.as_str(), "device feedback");
     Ok(StatusCode::OK)
 }
 
@@ -518,9 +519,9 @@ async fn cancel(
 ) -> DdiResult<Json<ddi::Cancel>> {
     let e = own_execution(&state, &dev, &params["action"]).await?;
     if !(e.cancel_requested || e.state == ExecutionState::Canceled) {
-        return Err(DdiError::NotFound(format!("action {} is not being canceled", e.action_id)));
+        return Err(DdiError::NotFound(format!("action {} is not being canceled", e.public_id())));
     }
-    let id = e.action_id.to_string();
+    let id = e.public_id().to_string();
     Ok(Json(ddi::Cancel { id: id.clone(), cancel_action: ddi::CancelAction { stop_id: id } }))
 }
 
@@ -540,9 +541,9 @@ async fn cancel_feedback(
         state.change_execution(&dev.tenant, &e, &|x| on_cancel_report(x, &report, now).map(Some), now).await?;
     match changed {
         Ok(_) => Ok(StatusCode::OK),
-        Err(TransitionError::Finished) => Err(DdiError::Gone(format!("action {} is closed", e.action_id))),
+        Err(TransitionError::Finished) => Err(DdiError::Gone(format!("action {} is closed", e.public_id()))),
         Err(TransitionError::NotApplicable) => {
-            Err(DdiError::NotAllowed(format!("action {} is not being canceled", e.action_id)))
+            Err(DdiError::NotAllowed(format!("action {} is not being canceled", e.public_id())))
         }
     }
 }
@@ -556,10 +557,10 @@ async fn installed(
 ) -> DdiResult<Json<ddi::DeploymentBase>> {
     let e = own_execution(&state, &dev, &params["action"]).await?;
     if e.state != ExecutionState::Succeeded {
-        return Err(DdiError::NotFound(format!("action {} is not installed", e.action_id)));
+        return Err(DdiError::NotFound(format!("action {} is not installed", e.public_id())));
     }
     let (deployment, action_history) = deployment_with_history(&state, &dev, &e, q.action_history).await?;
-    Ok(Json(ddi::DeploymentBase { id: e.action_id.to_string(), deployment, action_history }))
+    Ok(Json(ddi::DeploymentBase { id: e.public_id().to_string(), deployment, action_history }))
 }
 
 /// `PUT configData`: the device's attributes update its record.
@@ -599,7 +600,7 @@ async fn confirmation_base(State(state): State<AppState>, dev: DdiDevice) -> Ddi
     if let Some(a) = actions.active.filter(|a| a.state == ExecutionState::AwaitingConsent) {
         links.insert(
             "confirmationBase".to_owned(),
-            ddi::Link::new(format!("{}/confirmationBase/{}?c={}", dev.base_url, a.action_id, etag_param(&a))),
+            ddi::Link::new(format!("{}/confirmationBase/{}?c={}", dev.base_url, a.public_id(), etag_param(&a))),
         );
     }
     Ok(Json(ddi::ConfirmationBase { auto_confirm: ddi::AutoConfirm { active: false }, links }))
@@ -614,10 +615,10 @@ async fn confirmation(
 ) -> DdiResult<Json<ddi::ConfirmationBaseAction>> {
     let e = own_execution(&state, &dev, &params["action"]).await?;
     if e.state != ExecutionState::AwaitingConsent {
-        return Err(DdiError::NotFound(format!("action {} is not awaiting confirmation", e.action_id)));
+        return Err(DdiError::NotFound(format!("action {} is not awaiting confirmation", e.public_id())));
     }
     let (confirmation, action_history) = deployment_with_history(&state, &dev, &e, q.action_history).await?;
-    Ok(Json(ddi::ConfirmationBaseAction { id: e.action_id.to_string(), confirmation, action_history }))
+    Ok(Json(ddi::ConfirmationBaseAction { id: e.public_id().to_string(), confirmation, action_history }))
 }
 
 /// `POST confirmationBase/{id}/feedback`: `confirmed` releases the deployment, `denied` rejects it.
@@ -635,7 +636,7 @@ async fn confirmation_feedback(
     let changed = state
         .change_execution(&dev.tenant, &e, &|x| on_consent(x, approve, EventSource::Device, now).map(Some), now)
         .await?;
-    changed.map_err(|err| refused(err, e.action_id))?;
+    changed.map_err(|err| refused(err, e.public_id()))?;
     Ok(StatusCode::OK)
 }
 

@@ -41,7 +41,10 @@ async fn requestable_jobs(
     for e in page.items {
         let Some(job) = state.store.get_job(&dev.tenant, &e.job).await? else { continue };
         if job.spec.allow_device_request && job.state == JobState::Running {
-            out.push((RequestableJob { job: job.id, name: job.name, firmware: job.firmware, action: e.action_id }, e));
+            out.push((
+                RequestableJob { job: job.id, name: job.name, firmware: job.firmware, action: e.public_id() },
+                e,
+            ));
         }
     }
     Ok(out)
@@ -74,8 +77,8 @@ pub async fn request(
     let released = state
         .change_execution(&dev.tenant, &e, &|x| on_release(x, now).map(Some), now)
         .await?
-        .map_err(|_| DdiError::NotFound(format!("action {} is no longer queued", e.action_id)))?;
+        .map_err(|_| DdiError::NotFound(format!("action {} is no longer queued", e.public_id())))?;
     tracing::info!(job = %job.id, device = %dev.id, "device asked for its job");
-    let href = format!("{}/deploymentBase/{}?c={}", dev.base_url, released.action_id, etag_param(&released));
-    Ok(Json(serde_json::json!({"id": released.action_id.to_string(), "_links": {"deploymentBase": {"href": href}}})))
+    let href = format!("{}/deploymentBase/{}?c={}", dev.base_url, released.public_id(), etag_param(&released));
+    Ok(Json(serde_json::json!({"id": released.public_id().to_string(), "_links": {"deploymentBase": {"href": href}}})))
 }
