@@ -23,6 +23,7 @@ on_both_stores!(
     verify_jobs_gate_unverified_firmware,
     continuous_jobs_add_devices_that_start_matching,
     identity_validation_and_listing,
+    several_components_are_delivered_together,
 );
 
 struct Fleet {
@@ -568,4 +569,37 @@ async fn identity_validation_and_listing(b: Backend) {
     let one = f.api.get("/api/v1/jobs/Spring_2026-a").await;
     assert_eq!(one.ok()["counts"]["queued"], 1);
     assert_eq!(one.ok()["progress"]["total"], 1);
+}
+
+async fn several_components_are_delivered_together(b: Backend) {
+    let f = fleet(b, |_| {}).await;
+    f.device("both-old", "thermo", "1.0.0", json!({})).await;
+    f.device("host-new", "thermo", "2.1.0", json!({})).await;
+    f.api.patch("/api/v1/devices/host-new", json!({"firmware": {"host": "2.1.0", "modem": "1.0.0"}})).await.ok();
+    f.device("up-to-date", "thermo", "2.1.0", json!({})).await;
+    f.api.patch("/api/v1/devices/up-to-date", json!({"firmware": {"host": "2.1.0", "modem": "5.0.0"}})).await.ok();
+    let form = reqwest::multipart::Form::new()
+        .text("product", "thermo")
+        .text("version", "2.1.0")
+        .text(
+            "files",
+            json!([{"name": "host.bin", "component": "host", "version": "2.1.0"},
+                   {"name": "modem.bin", "component": "modem", "version": "5.0.0"}])
+            .to_string(),
+        )
+        .part("file", reqwest::multipart::Part::bytes(vec![1u8; 512]).file_name("host.bin"))
+        .part("file", reqwest::multipart::Part::bytes(vec![2u8; 256]).file_name("modem.bin"));
+    let fw = f.api.multipart("/api/v1/firmware", form).await.expect(201, None)["id"].as_str().unwrap().to_owned();
+    f.api.post("/api/v1/jobs", json!({"id": "multi", "firmware": fw, "all": true})).await.expect(201, None);
+    let s = f.states("multi").await;
+    assert_eq!(s["both-old"], "queued");
+    assert_eq!(s["host-new"], "queued", "one component behind is enough to need the job");
+    assert_eq!(s["up-to-date"], "skipped", "skipped only when every component is on its version");
+    f.tick().await;
+    assert_eq!(f.report("multi", "both-old", "closed", "success").await, 200);
+    let d = f.api.get("/api/v1/devices/both-old").await;
+    assert_eq!(
+        (d.ok()["firmware"]["host"].as_str(), d.ok()["firmware"]["modem"].as_str()),
+        (Some("2.1.0"), Some("5.0.0"))
+    );
 }
