@@ -430,6 +430,25 @@ mod tests {
     }
 
     #[test]
+    fn a_ramp_may_count_successes() {
+        let pace = Pace {
+            ramp: Some(Ramp {
+                base_per_minute: 5,
+                increment_factor: 3.0,
+                criterion: RampCriterion::Succeeded,
+                every: 10,
+            }),
+            ..Pace::default()
+        };
+        let at = |released_total, succeeded_total| {
+            current_rate(&pace, &PaceStats { released_total, succeeded_total, ..Default::default() })
+        };
+        assert_eq!(at(100, 0), Some(5), "notified executions do not raise it");
+        assert_eq!(at(100, 10), Some(15));
+        assert_eq!(at(100, 25), Some(45));
+    }
+
+    #[test]
     fn a_rate_is_spread_over_the_minute() {
         let pace = Pace { max_per_minute: Some(600), ..Pace::default() };
         let after = |secs| release_budget(&pace, &PaceStats { since_last_release_secs: secs, ..Default::default() });

@@ -180,6 +180,10 @@ pub async fn serve(
     for w in workers {
         let _ = w.await;
     }
+    // Hand this replica's jobs over at once (after a crash they wait for their leases to expire).
+    if let Err(e) = state.store.release_leases(&state.replica).await {
+        tracing::warn!(error = %e, "releasing scheduler leases failed");
+    }
     state.store.close().await;
     Ok(())
 }

@@ -1011,6 +1011,16 @@ impl Store for $store {
         Ok(n == 1)
     }
 
+    async fn release_leases(&self, owner: &str) -> StoreResult<u64> {
+        let n = sqlx::query("UPDATE jobs SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1")
+            .bind(owner)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        Ok(n)
+    }
+
     async fn update_job_spec(&self, tenant: &str, id: &str, spec: &updraft_core::rollout::JobSpec) -> StoreResult<()> {
         let spec = serde_json::to_string(spec).map_err(|e| StoreError::Backend(e.to_string()))?;
         let n = sqlx::query("UPDATE jobs SET spec = $3 WHERE tenant = $1 AND id = $2")

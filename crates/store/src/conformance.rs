@@ -669,6 +669,8 @@ pub async fn jobs_engine(store: &dyn Store) {
     assert!(store.lease_job("acme", "j1", "replica-a", t(440), t(405)).await.unwrap(), "a renews");
     assert!(store.lease_job("acme", "j1", "replica-b", t(470), t(441)).await.unwrap(), "expired: b takes it");
     assert!(!store.lease_job("acme", "j1", "replica-a", t(470), t(442)).await.unwrap());
+    assert_eq!(store.release_leases("replica-b").await.unwrap(), 1, "b shuts down");
+    assert!(store.lease_job("acme", "j1", "replica-a", t(470), t(443)).await.unwrap(), "a takes it at once");
     let live: Vec<String> = store.live_jobs().await.unwrap().into_iter().map(|(_, j)| j.id).collect();
     assert_eq!(live, ["j1", "j2"]);
     let aborted =

@@ -279,6 +279,9 @@ pub trait Store: Send + Sync + 'static {
         until: Timestamp,
         now: Timestamp,
     ) -> StoreResult<bool>;
+    /// Gives up every lease `owner` holds (a replica shutting down), so that
+    /// another replica, or this one restarted, takes its jobs at once.
+    async fn release_leases(&self, owner: &str) -> StoreResult<u64>;
     /// Replaces a job's specification (its schedule, say).
     async fn update_job_spec(&self, tenant: &str, id: &str, spec: &JobSpec) -> StoreResult<()>;
     /// What pacing needs to know of a job's executions at `now`.

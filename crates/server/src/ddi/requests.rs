@@ -1,19 +1,20 @@
 //! updraft's extension to the device API: a device asks for a job itself.
 //! Jobs with `allow_device_request` (and those not pushed at all) keep a
 //! device's execution queued until the device asks for it here; the ask
-//! releases it at once if the job is running and has a free slot under its
-//! `max_concurrency`.
+//! releases it at once if the job is running and its pace allows (a free slot
+//! under `max_concurrency`, and `max_per_minute` not spent in the last minute).
 //!
 //! - `GET  {base}/updraft/jobs` — the jobs this device may ask for;
 //! - `POST {base}/updraft/jobs/{job}` — ask: answers the `deploymentBase`
 //!   link to follow, as a poll would; 409 when the device is busy with
-//!   another execution, 503 when the job has no free slot (retry later).
+//!   another execution, 503 when the job's pace allows none now (retry later).
 
 use axum::Json;
 use axum::extract::{Path, State};
 use serde::Serialize;
 use updraft_core::PageRequest;
 use updraft_core::job::{ExecutionState, JobState, on_release};
+use updraft_core::rollout::current_rate;
 use updraft_store::ExecutionScope;
 
 use super::{DdiDevice, DdiError, DdiResult, etag_param};
@@ -71,7 +72,9 @@ pub async fn request(
     let job = state.store.get_job(&dev.tenant, &e.job).await?.ok_or_else(|| DdiError::NotFound(e.job.clone()))?;
     let now = state.now();
     let stats = state.store.pace_stats(&dev.tenant, &job.id, now).await?;
-    if stats.in_progress >= u64::from(job.spec.pace.max_concurrency) {
+    // Within the job's pace: its concurrency, and its rate over the last minute.
+    let rate_spent = current_rate(&job.spec.pace, &stats).is_some_and(|r| stats.released_last_minute >= r);
+    if stats.in_progress >= u64::from(job.spec.pace.max_concurrency) || rate_spent {
         return Err(DdiError::Unavailable);
     }
     let released = state
