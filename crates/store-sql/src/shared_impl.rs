@@ -1054,6 +1054,23 @@ impl Store for $store {
         .fetch_one(&self.pool)
         .await
         .map_err(db_err)?;
+        // Releases in the last minute, counting every attempt: an execution released in the
+        // window has its latest release in it, and its history keeps the earlier ones.
+        let last_minute: i64 = if last_minute.unwrap_or(0) == 0 {
+            0
+        } else {
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM execution_events ev WHERE ev.report = 'released' AND ev.at > $3
+                 AND ev.action_id IN (SELECT action_id FROM executions WHERE tenant = $1 AND job = $2 AND released_at > $3)",
+            )
+            .bind(tenant)
+            .bind(job)
+            .bind(minute_ago)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)?
+        };
+        let last_minute = Some(last_minute);
         let n = |v: Option<i64>| v.unwrap_or(0).max(0) as u64;
         Ok(updraft_core::rollout::PaceStats {
             in_progress: n(in_progress),
@@ -1158,7 +1175,7 @@ impl Store for $store {
             if let Some(t) = updraft_core::job::on_retry(&e, now) {
                 apply_transition(&mut tx, tenant, &mut e, t, now).await?;
                 sqlx::query(
-                    "UPDATE executions SET attempt = attempt + 1, finished_at = NULL, released_at = NULL,
+                    "UPDATE executions SET attempt = attempt + 1, finished_at = NULL,
                          cancel_requested = FALSE WHERE action_id = $1",
                 )
                 .bind(e.action_id)

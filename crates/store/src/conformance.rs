@@ -1157,7 +1157,7 @@ async fn engine_invariants(store: &dyn Store) {
     use updraft_core::rollout::{Pace, PaceStats, Retry, release_budget, select};
 
     const DEVICES: usize = 8;
-    const CASES: usize = 12;
+    const CASES: usize = 24;
 
     #[derive(Debug, Clone)]
     enum Op {
@@ -1178,15 +1178,16 @@ async fn engine_invariants(store: &dyn Store) {
         )
             .prop_map(|(targets, exclude, concurrency, rate)| Op::Create { targets, exclude, concurrency, rate }),
         6 => (0usize..4).prop_map(Op::Tick),
-        5 => (0usize..DEVICES, proptest::bool::weighted(0.7)).prop_map(|(device, success)| Op::Report { device, success }),
+        5 => (0usize..DEVICES, proptest::bool::weighted(0.5)).prop_map(|(device, success)| Op::Report { device, success }),
         2 => (1i64..90).prop_map(Op::Advance),
         1 => (0usize..4).prop_map(Op::TimeOut),
-        1 => (0usize..4).prop_map(Op::Retry),
+        3 => (0usize..4).prop_map(Op::Retry),
         1 => (0usize..8).prop_map(Op::Cancel),
     ];
     let ops = proptest::collection::vec(op, 20..80);
     let mut runner = TestRunner::deterministic();
     let mut releases_checked = 0;
+    let mut re_releases = 0;
     let to_install = [("host".to_owned(), "9.0.0".to_owned())];
     for case in 0..CASES {
         let tenant_id = format!("inv{case}");
@@ -1219,6 +1220,20 @@ async fn engine_invariants(store: &dyn Store) {
                     let stats: PaceStats = store.pace_stats(&tenant_id, &j.id, t(now)).await.unwrap();
                     let budget = release_budget(&j.spec.pace, &stats);
                     let got = store.release_executions(&tenant_id, &j.id, budget, t(now)).await.unwrap();
+                    for d in &got {
+                        let e = store
+                            .list_executions(
+                                &tenant_id,
+                                &ExecutionScope { job: Some(j.id.clone()), device: Some(d.clone()), state: None },
+                                &PageRequest::all(),
+                            )
+                            .await
+                            .unwrap()
+                            .items;
+                        if e.first().is_some_and(|e| e.attempt > 1) {
+                            re_releases += 1;
+                        }
+                    }
                     released.extend(std::iter::repeat_n(now, got.len()));
                 }
                 Op::Report { device, success } => {
@@ -1281,7 +1296,11 @@ async fn engine_invariants(store: &dyn Store) {
                 if let Some(rate) = j.spec.pace.max_per_minute {
                     for start in released {
                         let window = released.iter().filter(|r| **r >= *start && **r < start + 60).count();
-                        assert!(window as u32 <= rate, "job {} released {window} in a minute (max {rate})", j.id);
+                        assert!(
+                            window as u32 <= rate,
+                            "job {} released {window} in a minute (max {rate}): {released:?} at {now}",
+                            j.id
+                        );
                         releases_checked += 1;
                     }
                 }
@@ -1289,4 +1308,5 @@ async fn engine_invariants(store: &dyn Store) {
         }
     }
     assert!(releases_checked > 20, "the sequences exercised rate limits only {releases_checked} times");
+    assert!(re_releases >= 5, "the sequences released retried executions only {re_releases} times");
 }
