@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use jiff::Timestamp;
-use updraft_core::filter::{Filter, Subject};
+use updraft_core::filter::{Field, Filter, Subject};
 use updraft_core::job::{ExecutionState, Job, JobState};
 use updraft_core::rollout::{Recurrence, select};
 use updraft_core::{Device, PageRequest};
@@ -156,6 +156,9 @@ async fn check_changed(state: &AppState, tenant: &str, devices: &[Device]) -> St
         let compiled = filter.as_ref().map(|f| f.compile());
         let targets = job_targets(state, tenant, &job).await?;
         let t = &job.spec.target;
+        // Group memberships cost a query per device: read them only when the job looks at groups.
+        let needs_groups = !t.groups.is_empty()
+            || filter.as_ref().is_some_and(|f| f.conditions().iter().any(|c| matches!(c.field(), Field::Group)));
         let ids: Vec<String> = candidates.iter().map(|d| d.id.clone()).collect();
         let have: std::collections::HashSet<String> =
             state.store.job_has_devices(tenant, &job.id, &ids).await?.into_iter().collect();
@@ -164,7 +167,7 @@ async fn check_changed(state: &AppState, tenant: &str, devices: &[Device]) -> St
             if have.contains(&d.id) {
                 continue;
             }
-            let groups = state.store.device_groups(tenant, &d.id).await?;
+            let groups = if needs_groups { state.store.device_groups(tenant, &d.id).await? } else { Vec::new() };
             let in_scope = t.all
                 || t.devices.contains(&d.id)
                 || t.groups.iter().any(|g| groups.contains(g))
