@@ -1562,19 +1562,22 @@ async fn complete_if_done(
     {
         return Ok(false);
     }
-    let (open, not_succeeded): (Option<i64>, Option<i64>) = sqlx::query_as(AssertSqlSafe(format!(
-        "SELECT
-             SUM(CASE WHEN state IN {ACTIVE_STATES} OR (state IN ('failed', 'timed_out') AND attempt <= $3) THEN 1 ELSE 0 END),
-             SUM(CASE WHEN state <> 'succeeded' THEN 1 ELSE 0 END)
-         FROM executions WHERE tenant = $1 AND job = $2"
+    // Runs on every execution that finishes: look for one unfinished execution through the
+    // (tenant, job, state) index and stop there, rather than counting the whole job.
+    let open: Option<i32> = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT 1 FROM executions WHERE tenant = $1 AND job = $2
+             AND state IN ('queued', 'awaiting_consent', 'notified', 'downloading', 'downloaded', 'installing',
+                           'failed', 'timed_out')
+             AND (state NOT IN ('failed', 'timed_out') OR attempt <= $3)
+         LIMIT 1"
     )))
     .bind(tenant)
     .bind(job)
     .bind(i64::from(j.spec.retry.count))
-    .fetch_one(&mut *tx)
+    .fetch_optional(&mut *tx)
     .await
     .map_err(db_err)?;
-    if open.unwrap_or(0) > 0 {
+    if open.is_some() {
         return Ok(false);
     }
     sqlx::query("UPDATE jobs SET state = 'completed', held = FALSE, finished_at = $3 WHERE tenant = $1 AND id = $2")
@@ -1584,7 +1587,18 @@ async fn complete_if_done(
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-    if j.kind == updraft_core::job::JobKind::Verify && not_succeeded.unwrap_or(0) == 0 {
+    if j.kind == updraft_core::job::JobKind::Verify {
+        let other: Option<i32> = sqlx::query_scalar(
+            "SELECT 1 FROM executions WHERE tenant = $1 AND job = $2 AND state <> 'succeeded' LIMIT 1",
+        )
+        .bind(tenant)
+        .bind(job)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if other.is_some() {
+            return Ok(true);
+        }
         sqlx::query("UPDATE firmware SET verified = TRUE WHERE tenant = $1 AND id = $2")
             .bind(tenant)
             .bind(&j.firmware)
