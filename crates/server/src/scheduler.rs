@@ -41,6 +41,12 @@ pub struct Reevaluations {
 }
 
 impl Reevaluations {
+    /// Forgets jobs that are no longer live.
+    fn keep_only<'a>(&self, live: impl Iterator<Item = (&'a str, &'a str)>) {
+        let live: std::collections::HashSet<(&str, &str)> = live.collect();
+        self.last.lock().expect("not poisoned").retain(|(t, j), _| live.contains(&(t.as_str(), j.as_str())));
+    }
+
     fn due(&self, tenant: &str, job: &str, now: Timestamp, every: SignedDuration) -> bool {
         let mut last = self.last.lock().expect("not poisoned");
         let key = (tenant.to_owned(), job.to_owned());
@@ -62,7 +68,9 @@ const LEASE: SignedDuration = SignedDuration::from_secs(10);
 /// holds (or can take) the lease of.
 pub async fn tick(state: &AppState, now: Timestamp) -> anyhow::Result<TickReport> {
     let mut report = TickReport::default();
-    for (tenant, job) in state.store.live_jobs().await? {
+    let live = state.store.live_jobs().await?;
+    state.reevaluations.keep_only(live.iter().map(|(t, j)| (t.as_str(), j.id.as_str())));
+    for (tenant, job) in live {
         if !state.store.lease_job(&tenant, &job.id, &state.replica, now + LEASE, now).await? {
             continue;
         }

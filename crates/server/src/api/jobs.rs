@@ -571,13 +571,7 @@ pub async fn list(
     ApiQuery(params): ApiQuery<JobListParams>,
 ) -> ApiResult<Json<PageOut<JobOut>>> {
     caller.require(Access::Read)?;
-    let filter = match params.state.as_deref() {
-        None => None,
-        Some(s) => Some(JobState::parse(s).ok_or_else(|| {
-            let all: Vec<_> = JobState::ALL.iter().map(|s| s.as_str()).collect();
-            ApiError::field("state", format!("unknown state `{s}`; states: {}", all.join(", ")))
-        })?),
-    };
+    let filter = state_param(params.state.as_deref(), JobState::parse, JobState::ALL.iter().map(|s| s.as_str()))?;
     let req = ListParams { limit: params.limit, offset: params.offset, sort: params.sort, search: params.search }
         .page(sortable::JOBS)?;
     let page = state.store.list_jobs(caller.tenant(), filter, &req).await?;
@@ -609,9 +603,7 @@ async fn command(state: &AppState, caller: &Caller, id: &str, cmd: JobCommand) -
             )
         })?;
         if cmd == JobCommand::Start {
-            let mut starting = job.clone();
-            starting.state = to;
-            let targets = targeting::resolve(state, tenant, &starting, now).await?;
+            let targets = targeting::resolve(state, tenant, &job, now).await?;
             state.store.add_executions(tenant, &job, &targets, now).await?;
         }
         if let Some(moved) = state.store.move_job(tenant, id, job.state, to, held, now).await? {
@@ -713,15 +705,23 @@ pub struct ExecutionListParams {
     pub state: Option<String>,
 }
 
+/// The `state` query parameter of a list: `None` when absent, 400 naming the states when unknown.
+fn state_param<'a, T>(
+    given: Option<&str>,
+    parse: fn(&str) -> Option<T>,
+    names: impl Iterator<Item = &'a str>,
+) -> ApiResult<Option<T>> {
+    let Some(s) = given else { return Ok(None) };
+    parse(s).map(Some).ok_or_else(|| {
+        let all: Vec<&str> = names.collect();
+        ApiError::field("state", format!("unknown state `{s}`; states: {}", all.join(", ")))
+    })
+}
+
 impl ExecutionListParams {
     fn split(self) -> ApiResult<(updraft_core::PageRequest, Option<ExecutionState>)> {
-        let state = match self.state.as_deref() {
-            None => None,
-            Some(s) => Some(ExecutionState::parse(s).ok_or_else(|| {
-                let all: Vec<_> = ExecutionState::ALL.iter().map(|s| s.as_str()).collect();
-                ApiError::field("state", format!("unknown state `{s}`; states: {}", all.join(", ")))
-            })?),
-        };
+        let state =
+            state_param(self.state.as_deref(), ExecutionState::parse, ExecutionState::ALL.iter().map(|s| s.as_str()))?;
         let req = ListParams { limit: self.limit, offset: self.offset, sort: self.sort, search: self.search }
             .page(sortable::EXECUTIONS)?;
         Ok((req, state))
