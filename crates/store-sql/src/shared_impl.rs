@@ -811,17 +811,7 @@ impl Store for $store {
         now: Timestamp,
     ) -> StoreResult<Result<Device, Vec<FieldError>>> {
         let mut tx = self.begin_write().await?;
-        let row: Option<DeviceRow> =
-            sqlx::query_as(AssertSqlSafe(format!("{DEVICE_SELECT} WHERE tenant = $1 AND id = $2{}", $lock)))
-                .bind(tenant)
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_err)?;
-        let Some(row) = row else {
-            return Err(StoreError::not_found("device", id));
-        };
-        let mut d = Device::try_from(row)?;
+        let mut d: Device = lock_one::<DeviceRow, _>(&mut tx, DEVICE_SELECT, "device", tenant, id).await?;
         if let Err(errors) = change(&mut d) {
             return Ok(Err(errors));
         }
@@ -954,17 +944,7 @@ impl Store for $store {
         now: Timestamp,
     ) -> StoreResult<Option<Job>> {
         let mut tx = self.begin_write().await?;
-        let row: Option<JobRow> =
-            sqlx::query_as(AssertSqlSafe(format!("{JOB_SELECT} WHERE tenant = $1 AND id = $2{}", $lock)))
-                .bind(tenant)
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_err)?;
-        let Some(row) = row else {
-            return Err(StoreError::not_found("job", id));
-        };
-        let mut job = Job::try_from(row)?;
+        let mut job: Job = lock_one::<JobRow, _>(&mut tx, JOB_SELECT, "job", tenant, id).await?;
         if job.state != from {
             return Ok(None);
         }
@@ -1466,6 +1446,29 @@ async fn product_exists(tx: &mut <sqlx::$db as sqlx::Database>::Connection, tena
 
 /// Writes a transition: the execution's new state, its history event, and
 /// what follows (installed versions on success, the job's completion).
+/// Reads the row of `select` with key `id` in the transaction, locked against
+/// concurrent writers until it ends (`FOR UPDATE` on PostgreSQL; SQLite's write
+/// transaction locks the database); `NotFound` names it as `what`.
+async fn lock_one<R, T>(
+    tx: &mut <sqlx::$db as sqlx::Database>::Connection,
+    select: &str,
+    what: &'static str,
+    tenant: &str,
+    id: &str,
+) -> StoreResult<T>
+where
+    R: for<'r> sqlx::FromRow<'r, <sqlx::$db as sqlx::Database>::Row> + Send + Unpin,
+    T: TryFrom<R, Error = StoreError>,
+{
+    let row: Option<R> = sqlx::query_as(AssertSqlSafe(format!("{select} WHERE tenant = $1 AND id = $2{}", $lock)))
+        .bind(tenant)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    row.map(T::try_from).transpose()?.ok_or_else(|| StoreError::not_found(what, id))
+}
+
 /// Inserts executions for `targets` (devices the job already has are left as
 /// they are), each with its first history event; answers how many were added.
 async fn insert_executions(
