@@ -116,12 +116,23 @@ async fn bad_filters_are_400_with_where_and_why(b: Backend) {
     let r = api
         .post(
             "/api/v1/filters/estimate",
-            json!({"filter": {"product": {"op": "<", "value": "x"}, "versions": {"hardware_version": 5}}}),
+            json!({"filter": {"product": {"op": "<", "value": "x"}, "versions": {"hardware_version": 5},
+                              "colour": "red", "properties": [{"name": "a", "value": 1}, {"nme": "b"}]}}),
         )
         .await;
     r.expect(400, Some("invalid_filter"));
+    let mut fields: Vec<&str> =
+        r.body["error"]["details"].as_array().unwrap().iter().map(|p| p["field"].as_str().unwrap()).collect();
+    fields.sort_unstable();
+    assert_eq!(
+        fields,
+        ["filter.colour", "filter.product.op", "filter.properties[1]", "filter.versions.hardware_version"],
+        "every problem of the JSON form is reported, structural and semantic: {}",
+        r.body
+    );
+    assert!(r.body["error"]["message"].as_str().unwrap().contains("and 3 more problems"), "{}", r.body);
     let r = api.post("/api/v1/filters/estimate", json!({"filter": {"colour": "red"}})).await;
-    assert_problem(&r.expect(400, Some("invalid_filter")).clone(), "structure", None, Some(""), "colour");
+    assert_problem(&r.expect(400, Some("invalid_filter")).clone(), "structure", None, Some("colour"), "colour");
 
     // Not a filter at all.
     api.post("/api/v1/filters/estimate", json!({})).await.expect(400, Some("validation_failed"));

@@ -600,3 +600,129 @@ pub(super) fn to_json(f: &Filter) -> FilterJson {
     b.exclude = f.exclude().to_vec();
     b
 }
+
+/// Reads the JSON form from an untyped value, reporting every problem with its
+/// path: each member of a block is checked on its own (so one malformed member
+/// does not hide the others), and the well-formed rest is then checked as a
+/// filter, so structural and semantic problems are reported together.
+pub(super) fn read(value: &Value) -> Result<Filter, Vec<FilterError>> {
+    let mut check = Check { errors: Vec::new(), dropped: Vec::new() };
+    let cleaned = check.block(value, "", 0);
+    let parsed = cleaned.map(serde_json::from_value::<FilterJson>);
+    let semantic = match parsed {
+        Some(Ok(json)) => from_json(&json).err().unwrap_or_default(),
+        Some(Err(e)) => vec![FilterError::new(ErrorKind::Structure, Location::json(""), e.to_string())],
+        None => Vec::new(),
+    };
+    // A block emptied by dropping its malformed members is not a problem of its own.
+    let Check { mut errors, dropped } = check;
+    errors.extend(semantic.into_iter().filter(|e| {
+        let Location::Json { path } = &e.location else { return true };
+        !(e.kind == ErrorKind::Structure && dropped.iter().any(|d| d.starts_with(path.as_str())))
+    }));
+    if errors.is_empty() {
+        // Well-formed and valid: read it the one way every filter is read.
+        return from_json(
+            &serde_json::from_value(value.clone())
+                .map_err(|e| vec![FilterError::new(ErrorKind::Structure, Location::json(""), e.to_string())])?,
+        );
+    }
+    Err(errors)
+}
+
+/// The structural pass of [`read`]: the problems found, and the paths of the
+/// members left out of the cleaned value because they are malformed.
+struct Check {
+    errors: Vec<FilterError>,
+    dropped: Vec<String>,
+}
+
+impl Check {
+    fn structure(&mut self, path: &str, message: impl Into<String>) {
+        self.errors.push(FilterError::new(ErrorKind::Structure, Location::json(path), message));
+        self.dropped.push(path.to_owned());
+    }
+
+    /// A block, with its malformed members left out; `None` when it is not an object.
+    fn block(&mut self, v: &Value, path: &str, depth: usize) -> Option<Value> {
+        if depth > MAX_NESTING {
+            self.errors.push(FilterError::new(
+                ErrorKind::Limit,
+                Location::json(path),
+                format!("blocks nest more than {MAX_NESTING} levels deep"),
+            ));
+            self.dropped.push(path.to_owned());
+            return None;
+        }
+        let Value::Object(members) = v else {
+            self.structure(path, "expected an object: a block of conditions");
+            return None;
+        };
+        let mut kept = serde_json::Map::new();
+        for (key, member) in members {
+            let at = join(path, key);
+            let member = match key.as_str() {
+                "any" | "all" => match member {
+                    // A malformed block stands as an empty one, so the others keep their paths.
+                    Value::Array(blocks) => Some(Value::Array(
+                        blocks
+                            .iter()
+                            .enumerate()
+                            .map(|(i, b)| {
+                                self.block(b, &format!("{at}[{i}]"), depth + 1)
+                                    .unwrap_or_else(|| Value::Object(Default::default()))
+                            })
+                            .collect(),
+                    )),
+                    _ => {
+                        self.structure(&at, "expected an array of blocks");
+                        None
+                    }
+                },
+                "not" => self.block(member, &at, depth + 1),
+                "status" => self.members::<StatusJson>(member, &at),
+                "versions" => self.members::<VersionsJson>(member, &at),
+                _ => self.member::<FilterJson>(key, member, &at),
+            };
+            if let Some(m) = member {
+                kept.insert(key.clone(), m);
+            }
+        }
+        Some(Value::Object(kept))
+    }
+
+    /// An object whose members are checked one by one as members of `T`.
+    fn members<T: serde::de::DeserializeOwned>(&mut self, v: &Value, path: &str) -> Option<Value> {
+        let Value::Object(members) = v else {
+            self.structure(path, "expected an object");
+            return None;
+        };
+        let kept: serde_json::Map<String, Value> = members
+            .iter()
+            .filter_map(|(key, member)| Some((key.clone(), self.member::<T>(key, member, &join(path, key))?)))
+            .collect();
+        Some(Value::Object(kept))
+    }
+
+    /// One member of a `T`, checked alone; of an array of objects, each
+    /// malformed item is reported on its own (and the member left out).
+    fn member<T: serde::de::DeserializeOwned>(&mut self, key: &str, v: &Value, path: &str) -> Option<Value> {
+        let alone = |v: &Value| serde_json::from_value::<T>(serde_json::json!({ key: v }));
+        let Err(e) = alone(v) else { return Some(v.clone()) };
+        match v {
+            Value::Array(items) if !items.is_empty() && items.iter().all(Value::is_object) => {
+                let before = self.errors.len();
+                for (i, item) in items.iter().enumerate() {
+                    if let Err(e) = alone(&Value::Array(vec![item.clone()])) {
+                        self.structure(&format!("{path}[{i}]"), e.to_string());
+                    }
+                }
+                if self.errors.len() == before {
+                    self.structure(path, e.to_string());
+                }
+            }
+            _ => self.structure(path, e.to_string()),
+        }
+        None
+    }
+}

@@ -159,14 +159,20 @@ impl Filter {
         json::from_json(json)
     }
 
+    /// Reads the JSON form from an untyped value (a request body's member),
+    /// reporting every problem, structural or not, each with its path.
+    pub fn read_json(value: &serde_json::Value) -> Result<Filter, Vec<FilterError>> {
+        json::read(value)
+    }
+
     /// Reads the JSON form from its source text. Malformed JSON is reported with
-    /// its line and column.
+    /// its line and column; every other problem with its path.
     pub fn parse_json(text: &str) -> Result<Filter, Vec<FilterError>> {
-        let json: FilterJson = serde_json::from_str(text).map_err(|e| {
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
             let location = text_location(text, e.line(), e.column());
             vec![FilterError::new(ErrorKind::Syntax, location, e.to_string())]
         })?;
-        Filter::from_json(&json)
+        Filter::read_json(&value)
     }
 
     /// The JSON form of this filter.

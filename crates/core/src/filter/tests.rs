@@ -604,17 +604,57 @@ fn json_errors_have_paths_and_are_all_reported() {
         ]
     );
     let e = &Filter::parse_json("{\n  \"colour\": \"red\"\n}").unwrap_err()[0];
-    assert_eq!(e.kind, ErrorKind::Syntax);
+    assert_eq!((e.kind, &e.location), (ErrorKind::Structure, &Location::json("colour")));
     assert!(e.message.contains("unknown field `colour`"), "{e}");
-    assert!(matches!(e.location, Location::Text { line: 2, .. }), "{e:?}");
+    let e = &Filter::parse_json("{\n  \"colour\": \"red\",\n}").unwrap_err()[0];
+    assert_eq!(e.kind, ErrorKind::Syntax);
+    assert!(matches!(e.location, Location::Text { line: 3, .. }), "{e:?}");
     let e = &Filter::parse_json(r#"{"product": []}"#).unwrap_err()[0];
     assert!(e.message.contains("empty array"), "{e}");
     let e = &Filter::parse_json(r#"{"properties": [{"name": "x", "op": "=>", "value": 1}]}"#).unwrap_err()[0];
     assert!(e.message.contains("unknown operator `=>`"), "{e}");
     let fe = e.to_field_error("filter");
-    assert_eq!(fe.field, "filter");
+    assert_eq!(fe.field, "filter.properties[0]");
     let errors = Filter::parse_json(r#"{"properties": [{"name": "x", "op": "<", "value": true}]}"#).unwrap_err();
     assert_eq!(errors[0].to_field_error("filter").field, "filter.properties[0].op");
+}
+
+#[test]
+fn json_form_reports_every_problem_structural_and_semantic_at_once() {
+    let errors = Filter::parse_json(
+        r#"{"product": {"op": "<", "value": "x"},
+            "versions": {"hardware_version": 5, "colour": 1},
+            "status": "online",
+            "properties": [{"name": "a", "value": 1}, {"nme": "b"}, {"name": "c", "op": "~~"}],
+            "any": [7, {"group": "g", "shape": "round"}, {"group": []}],
+            "not": {"id": {"op": "<", "value": "d"}},
+            "colour": "red"}"#,
+    )
+    .unwrap_err();
+    let mut got: Vec<_> = errors
+        .iter()
+        .map(|e| match &e.location {
+            Location::Json { path } => (e.kind, path.as_str()),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    got.sort_by_key(|(k, p)| (k.code(), *p));
+    let mut want = vec![
+        (ErrorKind::Structure, "versions.hardware_version"),
+        (ErrorKind::Structure, "versions.colour"),
+        (ErrorKind::Structure, "status"),
+        (ErrorKind::Structure, "properties[1]"),
+        (ErrorKind::Structure, "properties[2]"),
+        (ErrorKind::Structure, "any[0]"),
+        (ErrorKind::Structure, "any[1].shape"),
+        (ErrorKind::Structure, "any[2].group"),
+        (ErrorKind::Structure, "colour"),
+        (ErrorKind::WrongOperator, "product.op"),
+        (ErrorKind::WrongOperator, "not.id.op"),
+    ];
+    want.sort_by_key(|(k, p)| (k.code(), *p));
+    assert_eq!(got, want, "{errors:#?}");
+    assert!(errors.iter().all(|e| !e.message.contains("struct ")), "messages name fields, not types: {errors:#?}");
 }
 
 // -- Properties --------------------------------------------------------------

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use updraft_core::filter::{Filter, FilterError, FilterJson, Location};
+use updraft_core::filter::{Filter, FilterError, Location};
 use updraft_core::{Access, PageRequest, SortOrder, validate};
 use updraft_store::{DeviceScope, SavedFilter, sortable};
 use utoipa::ToSchema;
@@ -169,15 +169,7 @@ pub fn parse_query(field: &str, text: &str) -> ApiResult<Filter> {
 
 /// Reads the JSON form.
 pub fn parse_json(field: &str, value: Value) -> ApiResult<Filter> {
-    let json: FilterJson = serde_json::from_value(value).map_err(|e| {
-        let e = FilterError::new(
-            updraft_core::filter::ErrorKind::Structure,
-            Location::Json { path: String::new() },
-            e.to_string(),
-        );
-        invalid_filter(field, &[e])
-    })?;
-    Filter::from_json(&json).map_err(|errors| invalid_filter(field, &errors))
+    Filter::read_json(&value).map_err(|errors| invalid_filter(field, &errors))
 }
 
 /// The filter given by a query text or a JSON form, exactly one of them.
