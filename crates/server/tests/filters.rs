@@ -98,7 +98,6 @@ async fn bad_filters_are_400_with_where_and_why(b: Backend) {
         let r = api.post("/api/v1/filters", json!({"name": "bad", "query": text})).await;
         assert_problem(&r.expect(400, Some("invalid_filter")).clone(), kind, Some(*column), None, message);
     }
-    assert_eq!(cases[0].3, "unknown field `colour`");
     let r = api.post("/api/v1/filters/estimate", json!({"query": "product == \"x\" and colour == \"red\""})).await;
     let p = &r.body["error"]["details"][0];
     assert!(p["expected"].as_str().unwrap().contains("prop.<name>"), "{p}");
