@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Api, Backend, TestServer};
+use common::{Api, Backend, TestServer, WriteProbe};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -15,6 +15,7 @@ on_both_stores!(
     artifact_downloads_and_ranges,
     cancel_and_confirmation,
     gateway_tokens_and_presence,
+    poll_etag_changes_when_work_appears,
 );
 
 struct Fleet {
@@ -598,12 +599,18 @@ async fn gateway_tokens_and_presence(b: Backend) {
     // Polls are noted in memory; the presence worker writes them.
     let before = f.api.get("/api/v1/devices/dev-1").await.ok().clone();
     assert_eq!(before["connection_status"], "offline");
-    f.poll(1).await;
+    let mut probe = WriteProbe::open(&f.api.server).await;
+    let written = probe.marker().await;
+    for _ in 0..3 {
+        f.poll(1).await;
+    }
+    assert_eq!(probe.marker().await, written, "a poll writes nothing to the database");
     let still = f.api.get("/api/v1/devices/dev-1").await.ok().clone();
-    assert_eq!(still["updated_at"], before["updated_at"], "a poll writes nothing by itself");
+    assert_eq!(still, before, "a poll changes nothing of the device by itself");
     let state = &f.api.server.state;
     let now = jiff::Timestamp::now();
     updraft_server::workers::Worker::Presence.tick(state, now).await.unwrap();
+    assert_ne!(probe.marker().await, written, "the presence worker writes the sightings (the probe sees writes)");
     let after = f.api.get("/api/v1/devices/dev-1").await.ok().clone();
     assert_eq!(after["connection_status"], "online");
     assert!(after["last_seen_at"].is_string());
@@ -619,4 +626,39 @@ async fn gateway_tokens_and_presence(b: Backend) {
 async fn execution_state(f: &Fleet, device: &str) -> String {
     let r = f.api.get(&format!("/api/v1/devices/{device}/executions")).await;
     r.ok()["items"][0]["state"].as_str().unwrap().to_owned()
+}
+
+async fn poll_etag_changes_when_work_appears(b: Backend) {
+    let f = fleet(b, 2, false).await;
+    // dev-1 finishes the fleet's job, so it has nothing to do.
+    f.api.post("/api/v1/jobs/rollout/cancel", json!({})).await.ok();
+    let idle = f.api.post("/api/v1/devices", json!({"id": "idle", "product": "thermo"})).await;
+    let token = idle.expect(201, None)["token"].as_str().unwrap().to_owned();
+    let url = f.ddi("default", "idle");
+    let (s, h, body) = f.device_call(Method::GET, &url, &token, None).await;
+    assert_eq!(s, 200);
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert!(body["_links"].get("deploymentBase").is_none(), "{body}");
+    let etag = h["etag"].to_str().unwrap().to_owned();
+    let conditional = || {
+        f.api
+            .http
+            .get(&url)
+            .header("authorization", format!("TargetToken {token}"))
+            .header("if-none-match", &etag)
+            .send()
+    };
+    assert_eq!(conditional().await.unwrap().status(), 304, "nothing changed: not modified");
+
+    f.api
+        .post("/api/v1/jobs", json!({"id": "second", "firmware": f.firmware, "devices": ["idle"]}))
+        .await
+        .expect(201, None);
+    f.api.server.tick_scheduler().await;
+    let r = conditional().await.unwrap();
+    assert_eq!(r.status(), 200, "work appeared: the old ETag no longer matches");
+    let new_etag = r.headers()["etag"].to_str().unwrap().to_owned();
+    assert_ne!(new_etag, etag);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["_links"]["deploymentBase"]["href"].is_string(), "{body}");
 }

@@ -166,3 +166,52 @@ pub fn stored_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     walk(&dir.join("firmware"), &mut out);
     out
 }
+
+/// Something that changes whenever anything is written to the server's
+/// database, read over a connection of the test's own: SQLite's `data_version`
+/// (which moves when another connection commits), or on PostgreSQL every row's
+/// version (`xmin`, `ctid`) in every table, so any insert, update or delete shows.
+pub struct WriteProbe {
+    sqlite: Option<sqlx::SqliteConnection>,
+    postgres: Option<sqlx::PgConnection>,
+}
+
+impl WriteProbe {
+    pub async fn open(server: &TestServer) -> Self {
+        use sqlx::Connection;
+        match server.settings.database_url.as_deref() {
+            Some(url) => WriteProbe { sqlite: None, postgres: Some(sqlx::PgConnection::connect(url).await.unwrap()) },
+            None => {
+                let path = server.data_dir().join("updraft.db");
+                let url = format!("sqlite://{}?mode=ro", path.display());
+                WriteProbe { sqlite: Some(sqlx::SqliteConnection::connect(&url).await.unwrap()), postgres: None }
+            }
+        }
+    }
+
+    /// The current marker: equal markers mean nothing was written in between.
+    pub async fn marker(&mut self) -> String {
+        if let Some(c) = &mut self.sqlite {
+            let v: i64 = sqlx::query_scalar("PRAGMA data_version").fetch_one(c).await.unwrap();
+            return v.to_string();
+        }
+        let c = self.postgres.as_mut().expect("one connection");
+        let tables: Vec<String> =
+            sqlx::query_scalar("SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")
+                .fetch_all(&mut *c)
+                .await
+                .unwrap();
+        let mut marker = String::new();
+        for t in tables {
+            // The table names come from the catalog, not from input.
+            let rows: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT md5(string_agg(xmin::text || ctid::text, ',' ORDER BY ctid)) FROM \"{t}\""
+            )))
+            .fetch_one(&mut *c)
+            .await
+            .unwrap();
+            marker.push_str(&format!("{t}:{};", rows.unwrap_or_default()));
+        }
+        marker
+    }
+}
