@@ -2,8 +2,11 @@
 //! `updraft-store-postgres`, and one conformance suite both must pass.
 //!
 //! Invariants every implementation keeps:
-//! - every method is scoped to one tenant (except tenant and key look-ups);
-//!   no call ever reads or writes another tenant's rows;
+//! - every method that takes a tenant is scoped to it: it never reads or writes
+//!   another tenant's rows. The methods without one work across tenants on
+//!   purpose, and say so: tenant, key and token look-ups (a token names its
+//!   tenant), and the engine's work (`record_presence`'s offline sweep,
+//!   `live_jobs`, `release_leases`);
 //! - every method is atomic: it either does all of its writes or none;
 //! - errors are reported as [`StoreError`] variants, never as panics.
 
