@@ -478,7 +478,11 @@ fn device_report(status: &ddi::Status) -> DeviceReport {
     DeviceReport {
         kind,
         label: label.into(),
-        progress: status.result.progress.map(|p| Progress { cnt: p.cnt, of: p.of }),
+        // hawkBit ignores progress; it is kept when it says how far (`cnt`, not negative).
+        progress: status.result.progress.and_then(|p| {
+            let cnt = u64::try_from(p.cnt?).ok()?;
+            Some(Progress { cnt, of: p.of.and_then(|of| u64::try_from(of).ok()) })
+        }),
         code: status.code,
         details,
     }
