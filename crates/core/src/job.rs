@@ -273,11 +273,15 @@ pub struct Transition {
     pub cancel_requested: bool,
     pub progress: Option<Progress>,
     pub event: ExecutionEvent,
+    /// The device installed the image (its versions become the image's): a
+    /// success other than a download-only job's `downloaded`.
+    pub installs: bool,
 }
 
 impl Transition {
     fn to(e: &Execution, state: ExecutionState, event: ExecutionEvent) -> Self {
-        Transition { state, cancel_requested: e.cancel_requested, progress: e.progress, event }
+        let installs = state == ExecutionState::Succeeded;
+        Transition { state, cancel_requested: e.cancel_requested, progress: e.progress, event, installs }
     }
 }
 
@@ -379,7 +383,9 @@ pub fn on_device_report(e: &Execution, r: &DeviceReport, now: Timestamp) -> Resu
     if e.state.is_terminal() {
         return Err(TransitionError::Finished);
     }
-    if e.state == AwaitingConsent {
+    // Only what was offered to the device (released) can be reported on: a
+    // queued execution is not the device's yet, one awaiting consent is confirmed instead.
+    if matches!(e.state, Queued | AwaitingConsent) {
         return Err(TransitionError::NotApplicable);
     }
     let state = match r.kind {
@@ -398,6 +404,24 @@ pub fn on_device_report(e: &Execution, r: &DeviceReport, now: Timestamp) -> Resu
     let mut t = Transition::to(e, state, device_event(now, state, r));
     if r.progress.is_some() {
         t.progress = r.progress;
+    }
+    Ok(t)
+}
+
+/// A device reports on a deployment of a job with this handling: as
+/// hawkBit does, `downloaded` ends a download-only execution, successful and
+/// installing nothing; everything else is [`on_device_report`].
+pub fn on_device_report_handled(
+    e: &Execution,
+    r: &DeviceReport,
+    handling: crate::rollout::Handling,
+    now: Timestamp,
+) -> Result<Transition, TransitionError> {
+    let mut t = on_device_report(e, r, now)?;
+    if handling == crate::rollout::Handling::DownloadOnly && r.kind == ReportKind::Downloaded {
+        t.state = ExecutionState::Succeeded;
+        t.event.state = ExecutionState::Succeeded;
+        t.installs = false;
     }
     Ok(t)
 }
@@ -516,7 +540,12 @@ mod tests {
             on_device_report(&exec(Downloading), &report(ReportKind::Closed { success: false }), now).unwrap().state,
             Failed
         );
-        assert_eq!(on_device_report(&exec(Queued), &report(ReportKind::Rejected), now).unwrap().state, Rejected);
+        assert_eq!(on_device_report(&exec(Notified), &report(ReportKind::Rejected), now).unwrap().state, Rejected);
+        assert_eq!(
+            on_device_report(&exec(Queued), &report(ReportKind::Closed { success: true }), now),
+            Err(TransitionError::NotApplicable),
+            "a queued execution was never offered to the device"
+        );
         for terminal in [Succeeded, Failed, TimedOut, Rejected, Canceled, Skipped] {
             assert_eq!(
                 on_device_report(&exec(terminal), &report(ReportKind::Proceeding), now),
@@ -527,6 +556,23 @@ mod tests {
             on_device_report(&exec(AwaitingConsent), &report(ReportKind::Proceeding), now),
             Err(TransitionError::NotApplicable)
         );
+    }
+
+    #[test]
+    fn a_download_only_execution_ends_downloaded_without_installing() {
+        use crate::rollout::Handling;
+        use ExecutionState::*;
+        let now = Timestamp::UNIX_EPOCH;
+        let t =
+            on_device_report_handled(&exec(Downloading), &report(ReportKind::Downloaded), Handling::DownloadOnly, now)
+                .unwrap();
+        assert_eq!((t.state, t.installs), (ExecutionState::Succeeded, false));
+        let t =
+            on_device_report_handled(&exec(Downloading), &report(ReportKind::Downloaded), Handling::Soft, now).unwrap();
+        assert_eq!(t.state, ExecutionState::Downloaded);
+        let closed = report(ReportKind::Closed { success: true });
+        let t = on_device_report_handled(&exec(Downloaded), &closed, Handling::DownloadOnly, now).unwrap();
+        assert_eq!((t.state, t.installs), (ExecutionState::Succeeded, true), "a device that installs anyway installed");
     }
 
     #[test]

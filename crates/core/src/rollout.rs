@@ -145,6 +145,36 @@ pub struct Retry {
     pub interval_minutes: u32,
 }
 
+/// How a device is asked to deploy, in hawkBit's terms: `forced` (download
+/// and install now), `soft` (the device may ask its user first: `attempt`),
+/// `download_only` (download now, never install: `downloaded` ends it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Handling {
+    #[default]
+    Forced,
+    Soft,
+    DownloadOnly,
+}
+
+/// What the device is told to do with a step of a deployment (hawkBit's
+/// `skip`, `attempt`, `forced`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Directive {
+    Skip,
+    Attempt,
+    Forced,
+}
+
+/// What a deployment tells the device at an instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivery {
+    pub download: Directive,
+    pub update: Directive,
+    /// Whether the maintenance window is open, when the job has one.
+    pub window_open: Option<bool>,
+}
+
 /// Everything a job says besides its image and its identity.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -162,6 +192,11 @@ pub struct JobSpec {
     pub translations: BTreeMap<String, String>,
     pub metadata: BTreeMap<String, String>,
     pub additional_params: BTreeMap<String, serde_json::Value>,
+    pub handling: Handling,
+    /// When devices may install: days of the week and a daily window in a
+    /// time zone (the `schedule` shape without `start`/`end`); they download
+    /// at any time. `None`: whenever they get it.
+    pub maintenance_window: Option<Schedule>,
 }
 
 impl Default for JobSpec {
@@ -178,6 +213,8 @@ impl Default for JobSpec {
             translations: BTreeMap::new(),
             metadata: BTreeMap::new(),
             additional_params: BTreeMap::new(),
+            handling: Handling::Forced,
+            maintenance_window: None,
         }
     }
 }
@@ -246,6 +283,26 @@ impl JobSpec {
         if let Some(s) = &self.schedule {
             s.validate(errors);
         }
+        if let Some(w) = &self.maintenance_window {
+            let mut window_errors = Vec::new();
+            w.validate(&mut window_errors);
+            errors.extend(window_errors.into_iter().map(|mut e| {
+                e.field = e.field.replacen("schedule", "maintenance_window", 1);
+                e
+            }));
+            if w.start.is_some() || w.end.is_some() {
+                errors.push(FieldError::new(
+                    "maintenance_window",
+                    "a maintenance window has days, a daily window and a time zone; the job's schedule has start and end",
+                ));
+            }
+            if w.window.is_none_or(|d| d.from == d.to) {
+                errors.push(FieldError::new("maintenance_window.window", "give the daily window: {\"from\", \"to\"}"));
+            }
+            if self.handling == Handling::DownloadOnly {
+                errors.push(FieldError::new("maintenance_window", "a download-only job installs nothing"));
+            }
+        }
         for (k, v) in &self.translations {
             if k.is_empty() || k.len() > 35 {
                 errors.push(FieldError::new(format!("translations.{k}"), "a language tag (at most 35 characters)"));
@@ -257,6 +314,24 @@ impl JobSpec {
         if self.metadata.len() > 100 || self.additional_params.len() > 100 {
             errors.push(FieldError::new("metadata", "at most 100 entries in metadata and in additional_params"));
         }
+    }
+}
+
+impl JobSpec {
+    /// What a deployment of this job tells its device at `now`, as hawkBit
+    /// computes it: download `forced` unless soft (`attempt`); install as the
+    /// download, but `skip` for download-only and while the maintenance window is closed.
+    pub fn delivery(&self, now: Timestamp) -> Delivery {
+        let download = match self.handling {
+            Handling::Soft => Directive::Attempt,
+            Handling::Forced | Handling::DownloadOnly => Directive::Forced,
+        };
+        let window_open = self.maintenance_window.as_ref().map(|w| w.phase(now) == crate::schedule::Phase::Open);
+        let update = match (self.handling, window_open) {
+            (Handling::DownloadOnly, _) | (_, Some(false)) => Directive::Skip,
+            _ => download,
+        };
+        Delivery { download, update, window_open }
     }
 }
 

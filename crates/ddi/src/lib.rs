@@ -195,7 +195,7 @@ pub struct ConfirmationBaseAction {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ActionFeedback {
     /// Milliseconds since the epoch; the server's time when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "lenient::long")]
     pub timestamp: Option<i64>,
     pub status: Status,
 }
@@ -204,9 +204,9 @@ pub struct ActionFeedback {
 pub struct Status {
     pub execution: Execution,
     pub result: ResultStatus,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "lenient::int")]
     pub code: Option<i32>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "lenient::strings")]
     pub details: Vec<String>,
 }
 
@@ -238,11 +238,15 @@ pub enum Finished {
     None,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Progress as a device reports it. hawkBit does not validate it (`DdiResult`
+/// does not cascade validation into it): `{}`, a missing `cnt` or `of`, and
+/// other keys (`{"percentage": 40}`) are all accepted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Progress {
-    pub cnt: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub of: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "lenient::int")]
+    pub cnt: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "lenient::int")]
+    pub of: Option<i32>,
 }
 
 /// `PUT configData`.
@@ -250,6 +254,7 @@ pub struct Progress {
 pub struct ConfigData {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<ConfigMode>,
+    #[serde(deserialize_with = "lenient::string_map")]
     pub data: BTreeMap<String, String>,
 }
 
@@ -265,9 +270,9 @@ pub enum ConfigMode {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConfirmationFeedback {
     pub confirmation: Confirmation,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "lenient::int")]
     pub code: Option<i32>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "lenient::strings")]
     pub details: Vec<String>,
 }
 
@@ -276,6 +281,72 @@ pub struct ConfirmationFeedback {
 pub enum Confirmation {
     Confirmed,
     Denied,
+}
+
+/// Scalars read as hawkBit's Jackson reads them into Java `Integer`, `Long`
+/// and `String`: `null` is absent, an integer may come as a float (truncated)
+/// or as a numeric string, a string may come as a number or a boolean.
+mod lenient {
+    use std::collections::BTreeMap;
+
+    use serde::de::Error;
+    use serde::{Deserialize, Deserializer};
+    use serde_json::Value;
+
+    fn integer<E: Error>(v: &Value, min: i64, max: i64) -> Result<Option<i64>, E> {
+        let n = match v {
+            Value::Null => return Ok(None),
+            Value::Number(n) => n.as_i64().map(|i| i as f64).or_else(|| n.as_f64()),
+            Value::String(s) if s.trim().is_empty() => return Ok(None),
+            Value::String(s) => s.trim().parse::<i64>().ok().map(|i| i as f64),
+            _ => None,
+        };
+        match n.map(f64::trunc) {
+            Some(f) if f >= min as f64 && f <= max as f64 => Ok(Some(f as i64)),
+            _ => Err(E::custom(format!("expected an integer from {min} to {max}, found {v}"))),
+        }
+    }
+
+    pub fn int<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i32>, D::Error> {
+        let v = Value::deserialize(d)?;
+        Ok(integer(&v, i32::MIN.into(), i32::MAX.into())?.map(|i| i as i32))
+    }
+
+    pub fn long<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        let v = Value::deserialize(d)?;
+        integer(&v, i64::MIN, i64::MAX)
+    }
+
+    fn text(v: Value) -> Option<String> {
+        match v {
+            Value::String(s) => Some(s),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        }
+    }
+
+    /// A list of strings; `null` is empty and `null` entries are dropped.
+    pub fn strings<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        let items = Option::<Vec<Value>>::deserialize(d)?.unwrap_or_default();
+        items
+            .into_iter()
+            .filter(|v| !v.is_null())
+            .map(|v| text(v.clone()).ok_or_else(|| D::Error::custom(format!("expected a string, found {v}"))))
+            .collect()
+    }
+
+    /// A map of strings; a value that is an object or an array is refused.
+    pub fn string_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+        let map = Option::<BTreeMap<String, Value>>::deserialize(d)?.unwrap_or_default();
+        map.into_iter()
+            .map(|(k, v)| {
+                let s =
+                    text(v.clone()).ok_or_else(|| D::Error::custom(format!("`{k}`: expected a string, found {v}")))?;
+                Ok((k, s))
+            })
+            .collect()
+    }
 }
 
 /// hawkBit's error body.
@@ -322,7 +393,7 @@ mod tests {
         let swupdate = r#"{"id": 5, "time": "20190101T101010", "status": {"result": {"progress": {"cnt": 1, "of": 3}, "finished": "none"}, "execution": "proceeding", "details": ["a"]}}"#;
         let f: ActionFeedback = serde_json::from_str(swupdate).unwrap();
         assert_eq!(f.status.execution, Execution::Proceeding);
-        assert_eq!(f.status.result.progress, Some(Progress { cnt: 1, of: Some(3) }));
+        assert_eq!(f.status.result.progress, Some(Progress { cnt: Some(1), of: Some(3) }));
         let modern = r#"{"timestamp": 1627997501890, "status": {"execution": "closed", "result": {"finished": "success"}, "code": 200}}"#;
         let f: ActionFeedback = serde_json::from_str(modern).unwrap();
         assert_eq!((f.timestamp, f.status.code), (Some(1627997501890), Some(200)));

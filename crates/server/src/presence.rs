@@ -3,17 +3,35 @@
 //! marks devices that stopped polling offline. So a poll never writes to the
 //! database, and at most one flush interval of sightings is lost in a crash
 //! (a graceful stop flushes).
+//!
+//! A device's first contact sets its `activated_at` (when not given) and
+//! makes it `initializing`; its next poll completes its first poll cycle and
+//! makes it `online` (see `Store::record_presence`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use jiff::{SignedDuration, Timestamp};
-use updraft_store::{Store, StoreResult};
+use updraft_store::{Sighting, Store, StoreResult};
+
+/// The polls of one device since the last flush.
+#[derive(Debug, Clone, Copy)]
+struct Polls {
+    first: Timestamp,
+    last: Timestamp,
+    count: u32,
+}
+
+impl Polls {
+    fn at(now: Timestamp) -> Self {
+        Polls { first: now, last: now, count: 1 }
+    }
+}
 
 /// Sightings by tenant, then device: noted with borrowed ids, no allocation once known.
 #[derive(Default)]
 pub struct Presence {
-    pending: Mutex<HashMap<String, HashMap<String, Timestamp>>>,
+    pending: Mutex<HashMap<String, HashMap<String, Polls>>>,
 }
 
 impl Presence {
@@ -22,13 +40,17 @@ impl Presence {
         let mut pending = self.pending.lock().expect("presence lock");
         match pending.get_mut(tenant) {
             Some(devices) => match devices.get_mut(device) {
-                Some(t) => *t = now,
+                Some(p) => {
+                    p.first = p.first.min(now);
+                    p.last = p.last.max(now);
+                    p.count = p.count.saturating_add(1);
+                }
                 None => {
-                    devices.insert(device.to_owned(), now);
+                    devices.insert(device.to_owned(), Polls::at(now));
                 }
             },
             None => {
-                pending.insert(tenant.to_owned(), HashMap::from([(device.to_owned(), now)]));
+                pending.insert(tenant.to_owned(), HashMap::from([(device.to_owned(), Polls::at(now))]));
             }
         }
     }
@@ -36,11 +58,17 @@ impl Presence {
     /// Writes the sightings noted since the last flush, and marks devices
     /// unseen for `offline_after` offline.
     pub async fn flush(&self, store: &dyn Store, now: Timestamp, offline_after: SignedDuration) -> StoreResult<usize> {
-        let batch: Vec<(String, String, Timestamp)> = {
+        let batch: Vec<Sighting> = {
             let mut pending = self.pending.lock().expect("presence lock");
             let mut batch = Vec::new();
             for (tenant, devices) in pending.drain() {
-                batch.extend(devices.into_iter().map(|(d, at)| (tenant.clone(), d, at)));
+                batch.extend(devices.into_iter().map(|(device, p)| Sighting {
+                    tenant: tenant.clone(),
+                    device,
+                    first: p.first,
+                    last: p.last,
+                    polls: p.count,
+                }));
             }
             batch
         };

@@ -43,6 +43,10 @@ pub struct Settings {
     pub continuous_reevaluation_secs: u64,
     /// When set, this token becomes the server administrator's key (admin of the `default` tenant).
     pub bootstrap_token: Option<String>,
+    /// Plug-and-play: the product (its key) of a device that polls the device API
+    /// with a gateway token under an unknown controller id, registered on that
+    /// poll. Unset, or not a product of the tenant: such a poll answers 404.
+    pub ddi_default_product: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -71,6 +75,7 @@ impl Default for Settings {
             scheduler_tick_ms: 1000,
             continuous_reevaluation_secs: 3600,
             bootstrap_token: None,
+            ddi_default_product: None,
         }
     }
 }

@@ -388,7 +388,7 @@ async fn artifact_downloads_and_ranges(b: Backend) {
         text.contains(&format!("Content-Range: bytes 0-9/{len}"))
             && text.contains(&format!("Content-Range: bytes 20-29/{len}"))
     );
-    for bad in ["bytes=5000000-", "bytes=9-1", "lines=1-2", "bytes=0-9,5-20"] {
+    for bad in ["bytes=5000000-", "bytes=9-1", "bytes=5000000-,-0"] {
         let r = get(Some(bad), None).await.unwrap();
         assert_eq!(r.status(), 416, "{bad}");
         assert_eq!(r.headers()["content-range"], format!("bytes */{len}").as_str());

@@ -29,7 +29,7 @@ use updraft_core::{ApiKey, Device, FieldError, Firmware, Group, NewDevice, Page,
 use updraft_core::filter::Filter;
 use updraft_store::{
     DeviceActions, DeviceChange, DeviceIdentity, DeviceScope, ExecutionRule, ExecutionScope, GatewayToken, MembershipChange,
-    SavedFilter, Store, StoreError, StoreResult,
+    SavedFilter, Sighting, Store, StoreError, StoreResult,
 };
 use $crate::*;
 
@@ -846,25 +846,34 @@ impl Store for $store {
         Ok(Ok(d))
     }
 
-    async fn record_presence(&self, seen: &[(String, String, Timestamp)], offline_before: Timestamp) -> StoreResult<()> {
+    async fn record_presence(&self, seen: &[Sighting], offline_before: Timestamp) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
         for chunk in seen.chunks(1000) {
-            let mut q = QueryBuilder::<sqlx::$db>::new("WITH v (tenant, id, t) AS (");
-            q.push_values(chunk, |mut b, (tenant, id, at)| {
-                b.push_bind(tenant).push_bind(id).push_bind(us(*at));
+            let mut q = QueryBuilder::<sqlx::$db>::new("WITH v (tenant, id, first_at, t, polls) AS (");
+            q.push_values(chunk, |mut b, s| {
+                b.push_bind(&s.tenant).push_bind(&s.device).push_bind(us(s.first)).push_bind(us(s.last));
+                b.push_bind(i64::from(s.polls));
             });
+            // SET sees the row as it was: a device never seen before is initializing
+            // until it polls again (a second poll in the same batch counts).
             q.push(
-                ") UPDATE devices SET last_seen_at = v.t, connection_status = 'online' FROM v \
+                ") UPDATE devices SET last_seen_at = v.t, \
+                 activated_at = COALESCE(devices.activated_at, v.first_at), \
+                 connection_status = CASE WHEN devices.last_seen_at IS NULL AND v.polls < 2 \
+                 THEN 'initializing' ELSE 'online' END FROM v \
                  WHERE devices.tenant = v.tenant AND devices.id = v.id \
                  AND (devices.last_seen_at IS NULL OR devices.last_seen_at < v.t)",
             );
             q.build().execute(&mut *tx).await.map_err(db_err)?;
         }
-        sqlx::query("UPDATE devices SET connection_status = 'offline' WHERE connection_status = 'online' AND last_seen_at < $1")
-            .bind(us(offline_before))
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
+        sqlx::query(
+            "UPDATE devices SET connection_status = 'offline' WHERE connection_status IN ('online', 'initializing') \
+             AND (last_seen_at < $1 OR (last_seen_at IS NULL AND updated_at < $1))",
+        )
+        .bind(us(offline_before))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
         tx.commit().await.map_err(db_err)
     }
 
@@ -1670,7 +1679,16 @@ async fn apply_transition(
     if !finished {
         return Ok(());
     }
-    if e.state == ExecutionState::Succeeded {
+    if e.state == ExecutionState::Succeeded && !t.installs {
+        // A download-only success: nothing installed; the device is asked for its attributes.
+        sqlx::query("UPDATE devices SET attributes_requested = TRUE WHERE tenant = $1 AND id = $2")
+            .bind(tenant)
+            .bind(&e.device)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+    }
+    if e.state == ExecutionState::Succeeded && t.installs {
         let files: Option<Json<Vec<updraft_core::FirmwareFile>>> =
             sqlx::query_scalar("SELECT files FROM firmware WHERE tenant = $1 AND id = $2")
                 .bind(tenant)

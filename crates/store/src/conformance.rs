@@ -17,7 +17,7 @@ use updraft_core::job::{
     on_deployment_fetched, on_device_report,
 };
 
-use crate::{DeviceScope, ExecutionScope, GatewayToken, SavedFilter, Store, StoreError, sortable};
+use crate::{DeviceScope, ExecutionScope, GatewayToken, SavedFilter, Sighting, Store, StoreError, sortable};
 use updraft_core::filter::Filter;
 
 /// Generates one `#[tokio::test]` per conformance case. `$make` is an async
@@ -31,7 +31,9 @@ macro_rules! store_conformance_suite {
             device_update_list_and_delete, groups_and_membership, tenants_never_see_each_other,
             product_in_use_cannot_be_deleted, jobs_and_executions, execution_changes_are_atomic_and_complete_jobs,
             canceling_a_job, jobs_engine, verify_jobs_mark_firmware, gateway_tokens_and_presence, filters_on_a_known_fleet,
-            filters_agree_with_the_core, saved_filters_crud, jobs_engine_invariants);
+            filters_agree_with_the_core, saved_filters_crud, jobs_engine_invariants,
+            first_contact_activates_and_initializes, online_devices_never_seen_go_offline,
+            a_success_that_installs_nothing_keeps_the_versions);
     };
     (@cases $make:expr; $($case:ident),*) => {
         $(
@@ -732,7 +734,9 @@ pub async fn gateway_tokens_and_presence(store: &dyn Store) {
     store.delete_gateway_token("acme", "gw1").await.unwrap();
     assert_eq!(store.gateway_tenant("gw-hash").await.unwrap(), None);
 
-    let seen = vec![("acme".to_owned(), "d0".to_owned(), t(100)), ("acme".to_owned(), "d1".to_owned(), t(10))];
+    let mut twice = Sighting::once("acme", "d0", t(95));
+    (twice.last, twice.polls) = (t(100), 2);
+    let seen = vec![twice, Sighting::once("acme", "d1", t(10))];
     store.record_presence(&seen, t(50)).await.unwrap();
     let d0 = store.get_device("acme", "d0").await.unwrap().unwrap();
     let d1 = store.get_device("acme", "d1").await.unwrap().unwrap();
@@ -742,7 +746,7 @@ pub async fn gateway_tokens_and_presence(store: &dyn Store) {
         (Some(t(10)), ConnectionStatus::Offline),
         "seen before the cutoff: offline"
     );
-    store.record_presence(&[("acme".to_owned(), "d0".to_owned(), t(90))], t(0)).await.unwrap();
+    store.record_presence(&[Sighting::once("acme", "d0", t(90))], t(0)).await.unwrap();
     assert_eq!(
         store.get_device("acme", "d0").await.unwrap().unwrap().last_seen_at,
         Some(t(100)),
@@ -1309,4 +1313,63 @@ async fn engine_invariants(store: &dyn Store) {
     }
     assert!(releases_checked > 20, "the sequences exercised rate limits only {releases_checked} times");
     assert!(re_releases >= 5, "the sequences released retried executions only {re_releases} times");
+}
+
+/// A device's first contact sets `activated_at` when it was not given and
+/// makes it `initializing`; its next poll makes it `online`.
+pub async fn first_contact_activates_and_initializes(store: &dyn Store) {
+    tenant(store, "acme").await;
+    store.create_product("acme", &product("thermo")).await.unwrap();
+    let mut fresh = device("fresh", "thermo");
+    fresh.attributes.activated_at = None;
+    let given = device("given", "thermo");
+    store.create_devices("acme", &[fresh, given], t(5)).await.unwrap();
+    let seen = [Sighting::once("acme", "fresh", t(100)), Sighting::once("acme", "given", t(100))];
+    store.record_presence(&seen, t(0)).await.unwrap();
+    let get = |id: &'static str| async move { store.get_device("acme", id).await.unwrap().unwrap() };
+    let (f, g) = (get("fresh").await, get("given").await);
+    assert_eq!((f.activated_at, f.connection_status), (Some(t(100)), ConnectionStatus::Initializing));
+    assert_eq!(g.activated_at, Some(t(10)), "a given activation is kept");
+    store.record_presence(&[Sighting::once("acme", "fresh", t(160))], t(0)).await.unwrap();
+    let f = get("fresh").await;
+    assert_eq!((f.activated_at, f.connection_status), (Some(t(100)), ConnectionStatus::Online), "the cycle completed");
+    store.record_presence(&[], t(200)).await.unwrap();
+    assert_eq!(get("fresh").await.connection_status, ConnectionStatus::Offline);
+    assert_eq!(get("given").await.connection_status, ConnectionStatus::Offline, "initializing devices go silent too");
+}
+
+/// A device marked online that never polls goes offline like any other,
+/// counting from its record's last update.
+pub async fn online_devices_never_seen_go_offline(store: &dyn Store) {
+    tenant(store, "acme").await;
+    store.create_product("acme", &product("thermo")).await.unwrap();
+    let mut d = device("marked", "thermo");
+    d.attributes.connection_status = Some(ConnectionStatus::Online);
+    store.create_devices("acme", &[d], t(5)).await.unwrap();
+    store.record_presence(&[], t(5)).await.unwrap();
+    let status = || async { store.get_device("acme", "marked").await.unwrap().unwrap().connection_status };
+    assert_eq!(status().await, ConnectionStatus::Online, "not yet silent for long enough");
+    store.record_presence(&[], t(6)).await.unwrap();
+    assert_eq!(status().await, ConnectionStatus::Offline);
+}
+
+/// A success whose transition installs nothing (a download-only job's
+/// `downloaded`) leaves the device's versions as they were.
+pub async fn a_success_that_installs_nothing_keeps_the_versions(store: &dyn Store) {
+    use updraft_core::job::on_device_report_handled;
+    use updraft_core::rollout::Handling;
+    fleet(store, 1).await;
+    store.create_job("acme", &job("dl", "fw2"), &[("d0".to_owned(), ExecutionState::Queued)], t(20)).await.unwrap();
+    store.release_executions("acme", "dl", 1, t(21)).await.unwrap();
+    let e = store.device_actions("acme", "d0").await.unwrap().active.unwrap();
+    let downloaded = report(ReportKind::Downloaded, "downloaded");
+    let rule = |x: &updraft_core::job::Execution| {
+        on_device_report_handled(x, &downloaded, Handling::DownloadOnly, t(22)).map(Some)
+    };
+    let done = store.change_execution("acme", e.action_id, &rule, t(22)).await.unwrap().unwrap();
+    assert_eq!(done.state, ExecutionState::Succeeded);
+    let d0 = store.get_device("acme", "d0").await.unwrap().unwrap();
+    assert_eq!(d0.firmware.get("host").map(String::as_str), Some("1.0.0"), "nothing was installed");
+    assert!(store.device_identity("acme", "d0").await.unwrap().unwrap().attributes_requested);
+    assert_eq!(store.get_job("acme", "dl").await.unwrap().unwrap().state, JobState::Completed);
 }

@@ -47,6 +47,25 @@ pub struct SavedFilter {
     pub updated_by: Option<String>,
 }
 
+/// A device seen by the device API since the last presence flush.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sighting {
+    pub tenant: String,
+    pub device: String,
+    /// The first and the last poll since the previous flush.
+    pub first: Timestamp,
+    pub last: Timestamp,
+    /// Polls since the previous flush.
+    pub polls: u32,
+}
+
+impl Sighting {
+    /// One poll at `at`.
+    pub fn once(tenant: &str, device: &str, at: Timestamp) -> Self {
+        Sighting { tenant: tenant.to_owned(), device: device.to_owned(), first: at, last: at, polls: 1 }
+    }
+}
+
 /// A gateway token: lets one system speak the device API for any device of its tenant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GatewayToken {
@@ -209,10 +228,12 @@ pub trait Store: Send + Sync + 'static {
         reported: bool,
         now: Timestamp,
     ) -> StoreResult<Result<Device, Vec<updraft_core::FieldError>>>;
-    /// Records that devices were seen (last-seen time, online), and marks
-    /// online devices not seen since `offline_before` as offline.
-    async fn record_presence(&self, seen: &[(String, String, Timestamp)], offline_before: Timestamp)
-    -> StoreResult<()>;
+    /// Records that devices were seen: last-seen time; `activated_at` at the
+    /// first contact when it is not set; `initializing` from the first contact
+    /// until the device polls again, `online` after. Then marks `online` and
+    /// `initializing` devices not seen since `offline_before` as offline (one
+    /// never seen counts from its record's last update).
+    async fn record_presence(&self, seen: &[Sighting], offline_before: Timestamp) -> StoreResult<()>;
 
     // --- jobs and executions -------------------------------------------------------------
 

@@ -31,6 +31,9 @@ pub struct ServeArgs {
     /// Make this token the server administrator's API key (otherwise one is generated on first start).
     #[arg(long, env = "UPDRAFT_BOOTSTRAP_TOKEN", hide_env_values = true)]
     bootstrap_token: Option<String>,
+    /// Plug-and-play: the product of a device that polls with a gateway token under an unknown id.
+    #[arg(long, env = "UPDRAFT_DDI_DEFAULT_PRODUCT")]
+    ddi_default_product: Option<String>,
 }
 
 impl ServeArgs {
@@ -59,6 +62,9 @@ impl ServeArgs {
         }
         if let Some(v) = self.bootstrap_token {
             s.bootstrap_token = Some(v);
+        }
+        if let Some(v) = self.ddi_default_product {
+            s.ddi_default_product = Some(v);
         }
         Ok(s)
     }

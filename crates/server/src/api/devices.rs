@@ -176,20 +176,43 @@ pub async fn create(
     if !errors.is_empty() {
         return Err(ApiError::invalid(errors));
     }
-    let now = state.now();
-    state.store.create_devices(caller.tenant(), std::slice::from_ref(&device), now).await.map_err(|e| match e {
+    let id = device.id.clone();
+    let device = register(&state, caller.tenant(), device).await.map_err(|e| match e {
         StoreError::Invalid(updraft_core::Error::Invalid(errs)) if errs.iter().any(|e| e.field == "0.id") => {
-            ApiError::new(ErrorCode::Conflict, format!("device `{}` already exists", device.id))
+            ApiError::new(ErrorCode::Conflict, format!("device `{id}` already exists"))
         }
         StoreError::Invalid(updraft_core::Error::Invalid(errs)) => ApiError::invalid(
             errs.into_iter().map(|e| FieldError::new(e.field.trim_start_matches("0."), e.message)).collect(),
         ),
         other => other.into(),
     })?;
+    Ok((StatusCode::CREATED, Json(DeviceOut::new(device, Some(token)))))
+}
+
+/// Registers one device and runs what follows a registration (live
+/// continuous jobs see it): for the API and for a device that registers
+/// itself through the device API.
+pub(crate) async fn register(state: &AppState, tenant: &str, device: NewDevice) -> Result<Device, StoreError> {
+    let now = state.now();
+    state.store.create_devices(tenant, std::slice::from_ref(&device), now).await?;
     metrics::counter!(DEVICES_REGISTERED).increment(1);
     let device = device.into_device(now);
-    crate::targeting::devices_changed(&state, caller.tenant(), std::slice::from_ref(&device)).await;
-    Ok((StatusCode::CREATED, Json(DeviceOut::new(device, Some(token)))))
+    crate::targeting::devices_changed(state, tenant, std::slice::from_ref(&device)).await;
+    Ok(device)
+}
+
+/// A device registering itself (plug-and-play) with `product`: a valid id,
+/// no attributes yet (it reports them through `configData`), a token of its
+/// own that nobody has seen (it speaks through a gateway token).
+pub(crate) fn self_registered(id: &str, product: &str) -> Option<NewDevice> {
+    let mut errors = Vec::new();
+    validate::device_id("id", id, &mut errors);
+    errors.is_empty().then(|| NewDevice {
+        id: id.to_owned(),
+        product: product.to_owned(),
+        attributes: DeviceAttributes::default(),
+        token_hash: token_hash(&new_token("upd_d_")),
+    })
 }
 
 /// One device's id and token, as answered by an import.

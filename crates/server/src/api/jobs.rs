@@ -14,8 +14,8 @@ use updraft_core::job::{
     EventSource, Execution, ExecutionEvent, ExecutionState, Job, JobCommand, JobKind, JobState, on_consent,
 };
 use updraft_core::rollout::{
-    AbortRule, DEFAULT_MAX_CONCURRENCY, DEFAULT_TIMEOUT_SECONDS, JobSpec, MAX_VERIFY_DEVICES, Pace, Ramp, Recurrence,
-    Retry, Targeting, current_rate,
+    AbortRule, DEFAULT_MAX_CONCURRENCY, DEFAULT_TIMEOUT_SECONDS, Handling, JobSpec, MAX_VERIFY_DEVICES, Pace, Ramp,
+    Recurrence, Retry, Targeting, current_rate,
 };
 use updraft_core::schedule::{DailyWindow, Schedule};
 use updraft_core::{Access, FieldError, validate};
@@ -110,6 +110,12 @@ pub struct JobIn {
     pub timeout_seconds: Option<u32>,
     /// Start now (default true); `false` creates it to start later.
     pub start: Option<bool>,
+    /// `forced` (default), `soft` or `download_only`: what devices are told to do (hawkBit's action type).
+    #[schema(value_type = Option<String>)]
+    pub handling: Option<Handling>,
+    /// When devices may install (they download at any time): `{"timezone", "days", "window": {"from", "to"}}`.
+    #[schema(value_type = Option<Object>)]
+    pub maintenance_window: Option<ScheduleIn>,
 }
 
 /// A schedule: the core's form, or seed 001's seconds of day (`startSchedule`, `endSchedule`).
@@ -160,6 +166,17 @@ impl ScheduleIn {
                 None
             }
         }
+    }
+
+    /// The same shape as a maintenance window, its errors named after that field.
+    fn into_maintenance_window(self, errors: &mut Vec<FieldError>) -> Option<Schedule> {
+        let mut own = Vec::new();
+        let window = self.into_schedule(&mut own);
+        errors.extend(own.into_iter().map(|mut e| {
+            e.field = e.field.replacen("schedule", "maintenance_window", 1);
+            e
+        }));
+        window
     }
 }
 
@@ -221,6 +238,8 @@ pub struct JobSpecOut {
     translations: BTreeMap<String, String>,
     metadata: BTreeMap<String, String>,
     additional_params: BTreeMap<String, serde_json::Value>,
+    handling: Handling,
+    maintenance_window: Option<Schedule>,
 }
 
 impl From<JobSpec> for JobSpecOut {
@@ -249,6 +268,8 @@ impl From<JobSpec> for JobSpecOut {
             translations: s.translations,
             metadata: s.metadata,
             additional_params: s.additional_params,
+            handling: s.handling,
+            maintenance_window: s.maintenance_window,
         }
     }
 }
@@ -445,6 +466,8 @@ pub async fn create(
         translations: input.translations,
         metadata: input.metadata,
         additional_params: input.additional_params,
+        handling: input.handling.unwrap_or_default(),
+        maintenance_window: input.maintenance_window.and_then(|w| w.into_maintenance_window(&mut errors)),
     };
     spec.validate(&mut errors);
     let t = &spec.target;

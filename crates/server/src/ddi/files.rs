@@ -7,7 +7,7 @@ use std::io::SeekFrom;
 use std::path::PathBuf;
 
 use axum::body::{Body, Bytes};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::{StreamExt, TryStreamExt, stream};
 use jiff::Timestamp;
@@ -22,61 +22,87 @@ const MAX_RANGES: usize = 32;
 /// What a `Range` header asks of a file of a given length.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Ranges {
-    /// No (usable) range: send it all.
+    /// No range, or one to ignore (a unit other than `bytes`): send it all.
     Full,
-    /// Inclusive byte ranges, in request order.
+    /// The satisfiable byte ranges, inclusive, in request order (overlapping ones coalesced).
     Parts(Vec<(u64, u64)>),
-    /// Syntactically valid but unsatisfiable, or malformed: 416.
+    /// Malformed, too many ranges, or none satisfiable: 416.
     Unsatisfiable,
 }
 
-/// Parses `bytes=a-b,c-,-n` against a file of `len` bytes.
+/// Reads a `Range` value against a file of `len` bytes, as RFC 9110 §14
+/// says: a range unit other than `bytes` (compared case-insensitively) is
+/// ignored; a malformed range set is refused (§14.2 lets a server ignore or
+/// refuse it; hawkBit refuses); ranges that start past the end, and suffix
+/// ranges of length 0, are unsatisfiable and left out; when none is left, 416.
 pub fn parse_range(value: &str, len: u64) -> Ranges {
-    let Some(spec) = value.trim().strip_prefix("bytes=") else {
+    let Some((unit, set)) = value.trim().split_once('=') else {
         return Ranges::Unsatisfiable;
     };
+    if !unit.trim().eq_ignore_ascii_case("bytes") {
+        return Ranges::Full;
+    }
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     let mut parts = Vec::new();
-    for item in spec.split(',') {
-        let item = item.trim();
+    let mut specs = 0;
+    // `1#range-spec`: a list of at least one, empty elements allowed and not counted (§5.6.1).
+    for item in set.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        specs += 1;
+        if specs > MAX_RANGES {
+            return Ranges::Unsatisfiable;
+        }
         let Some((a, b)) = item.split_once('-') else {
             return Ranges::Unsatisfiable;
         };
-        let range = match (a.trim(), b.trim()) {
-            ("", "") => return Ranges::Unsatisfiable,
-            ("", n) => match n.parse::<u64>() {
-                Ok(0) | Err(_) => return Ranges::Unsatisfiable,
-                Ok(_) if len == 0 => return Ranges::Unsatisfiable,
-                Ok(n) => (len.saturating_sub(n), len - 1),
-            },
-            (a, b) => {
-                let Ok(start) = a.parse::<u64>() else {
-                    return Ranges::Unsatisfiable;
-                };
-                let end = if b.is_empty() {
-                    len.saturating_sub(1)
-                } else {
-                    match b.parse::<u64>() {
-                        Ok(e) if e >= start => e.min(len.saturating_sub(1)),
-                        _ => return Ranges::Unsatisfiable,
-                    }
-                };
-                if start >= len {
-                    return Ranges::Unsatisfiable;
+        match (a, b) {
+            ("", n) if digits(n) => {
+                // A suffix: the last n bytes; satisfiable when n > 0 and the file is not empty.
+                let n = n.parse::<u64>().unwrap_or(u64::MAX);
+                if n > 0 && len > 0 {
+                    parts.push((len.saturating_sub(n), len - 1));
                 }
-                (start, end)
             }
-        };
-        parts.push(range);
+            (a, b) if digits(a) && (b.is_empty() || digits(b)) => {
+                let Ok(start) = a.parse::<u64>() else {
+                    continue; // beyond any length: unsatisfiable
+                };
+                let end = if b.is_empty() { u64::MAX } else { b.parse::<u64>().unwrap_or(u64::MAX) };
+                if end < start {
+                    return Ranges::Unsatisfiable; // invalid (§14.1.1)
+                }
+                if start < len {
+                    parts.push((start, end.min(len - 1)));
+                }
+            }
+            _ => return Ranges::Unsatisfiable,
+        }
     }
-    if parts.is_empty() || parts.len() > MAX_RANGES {
+    if specs == 0 {
         return Ranges::Unsatisfiable;
     }
-    let mut sorted = parts.clone();
-    sorted.sort();
-    if sorted.windows(2).any(|w| w[1].0 <= w[0].1) {
+    if parts.is_empty() {
         return Ranges::Unsatisfiable;
     }
-    Ranges::Parts(parts)
+    Ranges::Parts(coalesce(parts))
+}
+
+/// Overlapping ranges as one (§14.6 allows it): a merged part takes the
+/// place of the earliest range it absorbed; the others stay as asked.
+fn coalesce(parts: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    let mut out: Vec<(u64, u64)> = Vec::with_capacity(parts.len());
+    for mut r in parts {
+        let mut at: Option<usize> = None;
+        while let Some(i) = out.iter().position(|&(x, y)| r.0 <= y && x <= r.1) {
+            let (x, y) = out.remove(i);
+            r = (r.0.min(x), r.1.max(y));
+            at = Some(at.map_or(i, |a| a.min(i)));
+        }
+        match at {
+            Some(i) => out.insert(i.min(out.len()), r),
+            None => out.push(r),
+        }
+    }
+    out
 }
 
 /// The file to send and its validators.
@@ -93,10 +119,17 @@ fn http_date(t: Timestamp) -> String {
     t.strftime("%a, %d %b %Y %H:%M:%S GMT").to_string()
 }
 
-/// `If-Range` holds when it names this file's ETag or its modification date.
+/// `If-Range` holds when it is this file's ETag (a strong match: never a weak
+/// `W/` tag) or exactly its `Last-Modified` date (RFC 9110 §13.1.5).
 fn if_range_holds(value: &str, file: &FileToSend) -> bool {
     let v = value.trim();
-    v == format!("\"{}\"", file.etag) || v == http_date(file.modified)
+    if v.starts_with('"') || v.starts_with("W/") {
+        return v == format!("\"{}\"", file.etag);
+    }
+    let date = jiff::fmt::strtime::parse("%a, %d %b %Y %H:%M:%S GMT", v)
+        .and_then(|t| t.to_datetime())
+        .and_then(|dt| dt.to_zoned(jiff::tz::TimeZone::UTC));
+    date.is_ok_and(|d| d.timestamp().as_second() == file.modified.as_second())
 }
 
 fn segment(path: PathBuf, start: u64, len: u64) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send {
@@ -108,8 +141,9 @@ fn segment(path: PathBuf, start: u64, len: u64) -> impl futures_util::Stream<Ite
     .try_flatten()
 }
 
-/// Answers a GET (or HEAD) for `file`, honouring `Range` and `If-Range`.
-pub fn respond(file: FileToSend, request: &HeaderMap, counter: &'static str) -> Response {
+/// Answers a GET (or HEAD) for `file`, honouring `Range` and `If-Range` on a
+/// GET (range handling is defined for GET only: RFC 9110 §14.2).
+pub fn respond(file: FileToSend, method: &Method, request: &HeaderMap, counter: &'static str) -> Response {
     let mut headers = HeaderMap::new();
     let set = |h: &mut HeaderMap, k, v: String| {
         if let Ok(v) = HeaderValue::from_str(&v) {
@@ -122,7 +156,7 @@ pub fn respond(file: FileToSend, request: &HeaderMap, counter: &'static str) -> 
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
 
-    let range = request.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let range = request.get(header::RANGE).and_then(|v| v.to_str().ok()).filter(|_| method == Method::GET);
     let if_range_ok =
         request.get(header::IF_RANGE).and_then(|v| v.to_str().ok()).is_none_or(|v| if_range_holds(v, &file));
     let ranges = match range {
@@ -188,11 +222,23 @@ mod tests {
         assert_eq!(parse_range("bytes=-1000", 100), Ranges::Parts(vec![(0, 99)]));
         assert_eq!(parse_range("bytes=95-200", 100), Ranges::Parts(vec![(95, 99)]));
         assert_eq!(parse_range("bytes=0-1, 10-19", 100), Ranges::Parts(vec![(0, 1), (10, 19)]));
-        for bad in
-            ["bytes=100-", "bytes=5-1", "bytes=0-5,3-8", "items=0-1", "bytes=", "bytes=-0", "bytes=a-b", "bytes=-"]
+        for bad in ["bytes=100-", "bytes=5-1", "bytes=", "bytes=-0", "bytes=a-b", "bytes=-", "bytes=1-2-3", "nonsense"]
         {
             assert_eq!(parse_range(bad, 100), Ranges::Unsatisfiable, "{bad}");
         }
         assert_eq!(parse_range("bytes=0-0", 0), Ranges::Unsatisfiable);
+    }
+
+    #[test]
+    fn an_unknown_range_unit_is_ignored_and_unsatisfiable_ranges_are_left_out() {
+        assert_eq!(parse_range("items=0-1", 100), Ranges::Full);
+        assert_eq!(parse_range("BYTES=0-1", 100), Ranges::Parts(vec![(0, 1)]), "units are case-insensitive");
+        assert_eq!(parse_range("bytes=0-9,200-300,-0", 100), Ranges::Parts(vec![(0, 9)]));
+        assert_eq!(parse_range("bytes=200-300,50-", 100), Ranges::Parts(vec![(50, 99)]));
+        assert_eq!(parse_range("bytes=200-300,-0", 100), Ranges::Unsatisfiable, "none satisfiable");
+        assert_eq!(parse_range("bytes=0-5,3-8", 100), Ranges::Parts(vec![(0, 8)]), "overlaps coalesce");
+        assert_eq!(parse_range("bytes=50-59,0-9,5-20", 100), Ranges::Parts(vec![(50, 59), (0, 20)]));
+        assert_eq!(parse_range("bytes=0-1,,4-5", 100), Ranges::Parts(vec![(0, 1), (4, 5)]), "empty list elements");
+        assert_eq!(parse_range("bytes=99999999999999999999999-", 100), Ranges::Unsatisfiable);
     }
 }

@@ -25,9 +25,10 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use updraft_core::job::{
-    DeviceReport, EventSource, Execution, ExecutionState, Progress, ReportKind, TransitionError, on_cancel_report,
-    on_consent, on_device_report,
+    DeviceReport, EventSource, Execution, ExecutionState, Job, Progress, ReportKind, TransitionError, on_cancel_report,
+    on_consent, on_device_report_handled,
 };
+use updraft_core::rollout::Directive;
 use updraft_core::{Firmware, attributes};
 use updraft_ddi as ddi;
 use updraft_store::StoreError;
@@ -183,11 +184,11 @@ impl FromRequestParts<AppState> for DdiDevice {
             if gateway_tenant != tenant {
                 return Err(DdiError::Unauthorized);
             }
-            let identity = state
-                .store
-                .device_identity(&tenant, controller)
-                .await?
-                .ok_or_else(|| DdiError::NotFound(format!("target {controller} not found; register it first")))?;
+            let identity = match state.store.device_identity(&tenant, controller).await? {
+                Some(identity) => identity,
+                None if is_poll(parts) => register_on_poll(state, &tenant, controller).await?,
+                None => return Err(DdiError::NotFound(format!("target {controller} not found; register it first"))),
+            };
             (identity.tenant, identity.id)
         } else {
             return Err(DdiError::Unauthorized);
@@ -202,6 +203,32 @@ impl FromRequestParts<AppState> for DdiDevice {
             id: device_id,
         })
     }
+}
+
+/// `GET /{tenant}/controller/v1/{controllerId}`: the poll, where hawkBit registers unknown devices.
+fn is_poll(parts: &Parts) -> bool {
+    parts.method == axum::http::Method::GET && parts.uri.path().trim_end_matches('/').split('/').count() == 5
+}
+
+/// Plug-and-play, as hawkBit's `findOrRegisterTargetIfItDoesNotExist`: a
+/// gateway speaking for an unknown device registers it, with the configured
+/// default product, through the API's registration path (so continuous jobs
+/// see it). Without a product to give it, the device stays unknown (404).
+async fn register_on_poll(
+    state: &AppState,
+    tenant: &str,
+    controller: &str,
+) -> DdiResult<updraft_store::DeviceIdentity> {
+    let unknown = || DdiError::NotFound(format!("target {controller} not found; register it first"));
+    let product = state.settings.ddi_default_product.as_deref().ok_or_else(unknown)?;
+    let device = crate::api::devices::self_registered(controller, product).ok_or_else(unknown)?;
+    match crate::api::devices::register(state, tenant, device).await {
+        Ok(_) => tracing::info!(tenant = %tenant, device = %controller, product = %product, "device registered itself"),
+        // Another poll registered it first, or the product is not the tenant's.
+        Err(StoreError::Invalid(_) | StoreError::Conflict { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    state.store.device_identity(tenant, controller).await?.ok_or_else(unknown)
 }
 
 /// The tenant and controller id of a device API path, when they need no
@@ -238,6 +265,8 @@ async fn own_execution(state: &AppState, dev: &DdiDevice, id: &str) -> DdiResult
     let not_found = || DdiError::NotFound(format!("action {id} not found for target {}", dev.id));
     let (row, attempt) = id.parse::<i64>().ok().and_then(updraft_core::job::split_public_id).ok_or_else(not_found)?;
     match state.store.get_execution(&dev.tenant, row).await? {
+        // Queued: not offered to the device yet (the pace releases it), so not its to see.
+        Some(e) if e.device == dev.id && e.attempt == attempt && e.state == ExecutionState::Queued => Err(not_found()),
         Some(e) if e.device == dev.id && e.attempt == attempt => Ok(e),
         Some(e) if e.device == dev.id && attempt < e.attempt => {
             Err(DdiError::Gone(format!("action {id} is closed: it was retried as action {}", e.public_id())))
@@ -246,12 +275,24 @@ async fn own_execution(state: &AppState, dev: &DdiDevice, id: &str) -> DdiResult
     }
 }
 
-/// The `c` parameter: changes when what the link leads to changes.
-pub(crate) fn etag_param(e: &Execution) -> i32 {
+/// The `c` parameter: changes when what the link leads to changes, including
+/// when the job's maintenance window opens or closes (`window_open`), as
+/// hawkBit's does, so that clients fetch the deployment again.
+pub(crate) fn etag_param(e: &Execution, window_open: Option<bool>) -> i32 {
     let mut h: i64 = e.public_id().wrapping_mul(31);
     h = h.wrapping_add(if e.cancel_requested { 7 } else { 0 });
     h = h.wrapping_mul(31).wrapping_add(e.state as i64);
+    h = h.wrapping_mul(31).wrapping_add(match window_open {
+        None => 1237,
+        Some(false) => 1231,
+        Some(true) => 1249,
+    });
     (h ^ (h >> 32)) as i32
+}
+
+/// The job an execution belongs to.
+async fn job_of(state: &AppState, tenant: &str, e: &Execution) -> DdiResult<Job> {
+    state.store.get_job(tenant, &e.job).await?.ok_or_else(|| DdiError::NotFound(format!("job {} not found", e.job)))
 }
 
 fn poll_sleep(state: &AppState) -> String {
@@ -277,10 +318,11 @@ async fn poll(State(state): State<AppState>, dev: DdiDevice, headers: HeaderMap)
             links.cancel_action = Some(ddi::Link::new(format!("{}/cancelAction/{id}", dev.base_url)));
         } else if a.state == ExecutionState::AwaitingConsent {
             links.confirmation_base =
-                Some(ddi::Link::new(format!("{}/confirmationBase/{id}?c={}", dev.base_url, etag_param(a))));
+                Some(ddi::Link::new(format!("{}/confirmationBase/{id}?c={}", dev.base_url, etag_param(a, None))));
         } else {
+            let window_open = job_of(&state, &dev.tenant, a).await?.spec.delivery(state.now()).window_open;
             links.deployment_base =
-                Some(ddi::Link::new(format!("{}/deploymentBase/{id}?c={}", dev.base_url, etag_param(a))));
+                Some(ddi::Link::new(format!("{}/deploymentBase/{id}?c={}", dev.base_url, etag_param(a, window_open))));
         }
     }
     if let Some(i) = &actions.installed {
@@ -370,8 +412,26 @@ async fn history(
     Ok(Some(ddi::ActionHistory { status: hawkbit_status(e).into(), messages }))
 }
 
+/// A job's `additional_params` as deployment metadata: strings as they are,
+/// other values as JSON text.
+fn metadata_of(job: &Job) -> Option<Vec<ddi::KeyValue>> {
+    let params = &job.spec.additional_params;
+    (!params.is_empty()).then(|| {
+        params
+            .iter()
+            .map(|(k, v)| ddi::KeyValue {
+                key: k.clone(),
+                value: match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                },
+            })
+            .collect()
+    })
+}
+
 /// The firmware's components as DDI chunks, with artifact links for this device.
-fn chunks(dev: &DdiDevice, fw: &Firmware) -> Vec<ddi::Chunk> {
+fn chunks(dev: &DdiDevice, fw: &Firmware, metadata: Option<Vec<ddi::KeyValue>>) -> Vec<ddi::Chunk> {
     fw.files
         .iter()
         .map(|f| {
@@ -381,7 +441,7 @@ fn chunks(dev: &DdiDevice, fw: &Firmware) -> Vec<ddi::Chunk> {
                 version: f.version.clone(),
                 name: fw.name.clone().unwrap_or_else(|| f.name.clone()),
                 artifacts: vec![artifact_of(f, &href)],
-                metadata: None,
+                metadata: metadata.clone(),
             }
         })
         .collect()
@@ -407,11 +467,20 @@ async fn deployment_of(state: &AppState, dev: &DdiDevice, e: &Execution) -> DdiR
         .get_firmware(&dev.tenant, &e.firmware)
         .await?
         .ok_or_else(|| DdiError::NotFound(format!("firmware {} not found", e.firmware)))?;
+    let job = job_of(state, &dev.tenant, e).await?;
+    let delivery = job.spec.delivery(state.now());
+    let directive = |d: Directive| match d {
+        Directive::Skip => ddi::HandlingType::Skip,
+        Directive::Attempt => ddi::HandlingType::Attempt,
+        Directive::Forced => ddi::HandlingType::Forced,
+    };
     Ok(ddi::Deployment {
-        download: ddi::HandlingType::Forced,
-        update: ddi::HandlingType::Forced,
-        maintenance_window: None,
-        chunks: chunks(dev, &fw),
+        download: directive(delivery.download),
+        update: directive(delivery.update),
+        maintenance_window: delivery
+            .window_open
+            .map(|open| if open { ddi::MaintenanceWindow::Available } else { ddi::MaintenanceWindow::Unavailable }),
+        chunks: chunks(dev, &fw, metadata_of(&job)),
     })
 }
 
@@ -478,7 +547,11 @@ fn device_report(status: &ddi::Status) -> DeviceReport {
     DeviceReport {
         kind,
         label: label.into(),
-        progress: status.result.progress.map(|p| Progress { cnt: p.cnt, of: p.of }),
+        // hawkBit ignores progress; it is kept when it says how far (`cnt`, not negative).
+        progress: status.result.progress.and_then(|p| {
+            let cnt = u64::try_from(p.cnt?).ok()?;
+            Some(Progress { cnt, of: p.of.and_then(|of| u64::try_from(of).ok()) })
+        }),
         code: status.code,
         details,
     }
@@ -502,9 +575,11 @@ async fn deployment_feedback(
     let e = own_execution(&state, &dev, &params["action"]).await?;
     let feedback: ddi::ActionFeedback = read_json(&headers, &body)?;
     let report = device_report(&feedback.status);
+    let handling = job_of(&state, &dev.tenant, &e).await?.spec.handling;
     let now = state.now();
-    let changed =
-        state.change_execution(&dev.tenant, &e, &|x| on_device_report(x, &report, now).map(Some), now).await?;
+    let changed = state
+        .change_execution(&dev.tenant, &e, &|x| on_device_report_handled(x, &report, handling, now).map(Some), now)
+        .await?;
     let changed = changed.map_err(|err| refused(err, e.public_id()))?;
     metrics::counter!(DDI_FEEDBACK, "report" => report.label.clone()).increment(1);
     tracing::debug!(tenant = %dev.tenant, device = %dev.id, action = e.public_id(), report = %report.label, state = changed.state.as_str(), "device feedback");
@@ -600,7 +675,7 @@ async fn confirmation_base(State(state): State<AppState>, dev: DdiDevice) -> Ddi
     if let Some(a) = actions.active.filter(|a| a.state == ExecutionState::AwaitingConsent) {
         links.insert(
             "confirmationBase".to_owned(),
-            ddi::Link::new(format!("{}/confirmationBase/{}?c={}", dev.base_url, a.public_id(), etag_param(&a))),
+            ddi::Link::new(format!("{}/confirmationBase/{}?c={}", dev.base_url, a.public_id(), etag_param(&a, None))),
         );
     }
     Ok(Json(ddi::ConfirmationBase { auto_confirm: ddi::AutoConfirm { active: false }, links }))
@@ -675,6 +750,7 @@ async fn artifact(
     State(state): State<AppState>,
     dev: DdiDevice,
     Path(params): Path<HashMap<String, String>>,
+    method: axum::http::Method,
     headers: HeaderMap,
 ) -> DdiResult<Response> {
     let fw = module_for_device(&state, &dev, &params["module"]).await?;
@@ -694,7 +770,7 @@ async fn artifact(
             etag: f.sha1.clone(),
             modified: fw.created_at,
         };
-        return Ok(files::respond(file, &headers, ARTIFACT_BYTES));
+        return Ok(files::respond(file, &method, &headers, ARTIFACT_BYTES));
     }
     if let Some(f) = name.strip_suffix(".MD5SUM").and_then(|base| fw.files.iter().find(|f| f.name == base)) {
         let body = format!("{}  {}", f.md5, f.name);

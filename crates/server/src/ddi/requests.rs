@@ -82,6 +82,11 @@ pub async fn request(
         .await?
         .map_err(|_| DdiError::NotFound(format!("action {} is no longer queued", e.public_id())))?;
     tracing::info!(job = %job.id, device = %dev.id, "device asked for its job");
-    let href = format!("{}/deploymentBase/{}?c={}", dev.base_url, released.public_id(), etag_param(&released));
+    let href = format!(
+        "{}/deploymentBase/{}?c={}",
+        dev.base_url,
+        released.public_id(),
+        etag_param(&released, job.spec.delivery(now).window_open)
+    );
     Ok(Json(serde_json::json!({"id": released.public_id().to_string(), "_links": {"deploymentBase": {"href": href}}})))
 }
