@@ -43,6 +43,25 @@ pub struct Settings {
     pub continuous_reevaluation_secs: u64,
     /// When set, this token becomes the server administrator's key (admin of the `default` tenant).
     pub bootstrap_token: Option<String>,
+    /// The URL devices reach this server at (`https://updates.example.com`,
+    /// optionally with a path prefix): the base of every link the server
+    /// hands out. Unset: the address the device's connection reached (the
+    /// listener's own address), never a `Host` or `X-Forwarded-Host` header.
+    pub public_url: Option<String>,
+    /// How long a connection may take to send a request's headers, in seconds
+    /// (from its accept for the first request): a connection that sends
+    /// nothing is closed after this long.
+    pub header_read_timeout_secs: u64,
+    /// How long a connection may stay idle between requests, in seconds.
+    pub keep_alive_timeout_secs: u64,
+    /// How long the server waits for each piece of a request body, in seconds.
+    pub request_body_timeout_secs: u64,
+    /// Most connections open at once; past it the idlest one is closed. Default:
+    /// the open file limit (raised to the hard limit at start) less an eighth.
+    pub max_connections: Option<usize>,
+    /// Origins allowed to call the management API from a browser (CORS).
+    /// Empty (the default): no CORS headers, so browsers refuse other origins.
+    pub cors_allowed_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -71,6 +90,12 @@ impl Default for Settings {
             scheduler_tick_ms: 1000,
             continuous_reevaluation_secs: 3600,
             bootstrap_token: None,
+            public_url: None,
+            header_read_timeout_secs: 10,
+            keep_alive_timeout_secs: 60,
+            request_body_timeout_secs: 60,
+            max_connections: None,
+            cors_allowed_origins: Vec::new(),
         }
     }
 }
@@ -79,5 +104,18 @@ impl Settings {
     /// Reads settings from a TOML file; absent keys keep their defaults.
     pub fn from_toml(text: &str) -> Result<Self, String> {
         toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// `public_url` without its trailing `/`, checked: an absolute `http` or
+    /// `https` URL with a host and no query or fragment.
+    pub fn public_base(&self) -> Result<Option<String>, String> {
+        let Some(url) = &self.public_url else { return Ok(None) };
+        let trimmed = url.trim_end_matches('/');
+        let parsed: axum::http::Uri = trimmed.parse().map_err(|e| format!("public_url `{url}`: {e}"))?;
+        let scheme_ok = matches!(parsed.scheme_str(), Some("http" | "https"));
+        if !scheme_ok || parsed.host().is_none_or(str::is_empty) || parsed.query().is_some() || trimmed.contains('#') {
+            return Err(format!("public_url `{url}` must be an http:// or https:// URL with a host and no query"));
+        }
+        Ok(Some(trimmed.to_owned()))
     }
 }
