@@ -51,24 +51,37 @@ fn random_name() -> String {
     hex::encode(b)
 }
 
+/// Creates `dir` and its missing parents readable by this user only (0700 on Unix).
+pub async fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    builder.mode(0o700);
+    builder.create(dir).await
+}
+
 impl BlobStore {
     /// Opens the store under `root`, creating it, and removes staged files
     /// left by an earlier process that stopped mid-upload.
     pub async fn open(root: &Path) -> BlobResult<Self> {
         let blobs = root.join("blobs");
         let tmp = root.join("tmp");
-        fs::create_dir_all(&blobs).await?;
+        create_private_dir(&blobs).await?;
         if fs::try_exists(&tmp).await? {
             fs::remove_dir_all(&tmp).await?;
         }
-        fs::create_dir_all(&tmp).await?;
+        create_private_dir(&tmp).await?;
         Ok(Self { blobs, tmp })
     }
 
     /// Starts a new staged file.
     pub async fn writer(&self) -> BlobResult<BlobWriter> {
         let path = self.tmp.join(random_name());
-        let file = File::create(&path).await?;
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        options.mode(0o600);
+        let file = options.open(&path).await?;
         Ok(BlobWriter {
             file: Some(file),
             temp: TempFile(Some(path)),
@@ -174,7 +187,7 @@ impl StagedBlob {
     pub async fn persist(mut self, store: &BlobStore, key: &str) -> BlobResult<()> {
         let dest = store.path(key)?;
         if let Some(parent) = dest.parent() {
-            fs::create_dir_all(parent).await?;
+            create_private_dir(parent).await?;
         }
         let temp = self.temp.0.as_ref().expect("staged blob has its file");
         fs::rename(temp, &dest).await?;

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod conn;
 pub mod ddi;
 pub mod error;
 pub mod extract;
@@ -24,7 +25,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
-use axum::http::{HeaderName, Request};
+use axum::http::{HeaderName, HeaderValue, Method, Request, header};
 use tokio::net::TcpListener;
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -65,7 +66,7 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
         }
         Some(other) => anyhow::bail!("unsupported database URL `{other}`: use postgres://… or sqlite:…"),
         None => {
-            tokio::fs::create_dir_all(&settings.data_dir).await.context("creating the data directory")?;
+            updraft_blob::create_private_dir(&settings.data_dir).await.context("creating the data directory")?;
             let path = settings.data_dir.join("updraft.db");
             Ok(Arc::new(SqliteStore::open(&path).await.context("opening the SQLite database")?))
         }
@@ -100,8 +101,14 @@ pub async fn bootstrap(store: &dyn Store, settings: &Settings, now: jiff::Timest
 /// The whole HTTP application for a state.
 pub fn router(state: AppState) -> Router {
     let ids = RequestIds { prefix: auth::new_id("").into(), next: Default::default() };
+    let body_timeout = std::time::Duration::from_secs(state.settings.request_body_timeout_secs.max(1));
+    let cors = cors(&state.settings.cors_allowed_origins);
     api::routes()
         .with_state(state)
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(body_timeout))
+        .layer(axum::middleware::from_fn(security_headers))
+        .layer(tower::util::option_layer(cors))
+        .layer(axum::middleware::from_fn(extract::refuse_nul_in_uri))
         .layer(axum::middleware::from_fn(metrics::track))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
@@ -110,6 +117,38 @@ pub fn router(state: AppState) -> Router {
         }))
         .layer(SetRequestIdLayer::new(REQUEST_ID, ids))
 }
+
+/// What every answer carries: `X-Content-Type-Options: nosniff`, and on the
+/// management API `Cache-Control: no-store` unless the handler set its own
+/// (answers carry tokens and fleet data no cache should keep).
+async fn security_headers(req: Request<axum::body::Body>, next: axum::middleware::Next) -> axum::response::Response {
+    let management = req.uri().path().starts_with("/api/");
+    let mut response = next.run(req).await;
+    let headers = response.headers_mut();
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    if management && !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+/// CORS for the configured origins; none configured, no CORS headers at all.
+fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let origins: Vec<HeaderValue> = origins.iter().filter_map(|o| o.parse().ok()).collect();
+    Some(
+        tower_http::cors::CorsLayer::new()
+            .allow_origin(origins)
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::IF_MATCH, IDEMPOTENCY_KEY])
+            .expose_headers([header::ETAG, header::RETRY_AFTER, header::LOCATION, REQUEST_ID])
+            .max_age(std::time::Duration::from_secs(600)),
+    )
+}
+
+const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
 /// Runs the server on `listener` until `shutdown` completes, then finishes the
 /// requests in flight and closes the store.
@@ -134,7 +173,14 @@ pub async fn launch_with_clock(
 
 /// Opens the store and blob storage, bootstraps the administrator key, and
 /// returns the state every handler and worker shares.
-pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
+pub async fn build(mut settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
+    settings.public_url = settings.public_base().map_err(anyhow::Error::msg)?;
+    for origin in &settings.cors_allowed_origins {
+        anyhow::ensure!(
+            origin.parse::<HeaderValue>().is_ok(),
+            "cors_allowed_origins: `{origin}` is not a valid origin"
+        );
+    }
     let store = open_store(&settings).await?;
     let blobs = BlobStore::open(&settings.data_dir.join("firmware")).await.context("opening firmware storage")?;
     if let Some(token) = bootstrap(store.as_ref(), &settings, clock.now()).await? {
@@ -174,7 +220,17 @@ pub async fn serve(
     let addr = listener.local_addr()?;
     let (stop_workers, workers) = workers::spawn(state.clone());
     tracing::info!(%addr, backend = state.store.backend(), "updraft listening");
-    axum::serve(listener, router(state.clone())).with_graceful_shutdown(shutdown).await.context("serving HTTP")?;
+    let settings = &state.settings;
+    let limits = conn::Limits {
+        header_read_timeout: std::time::Duration::from_secs(settings.header_read_timeout_secs.max(1)),
+        keep_alive_timeout: std::time::Duration::from_secs(settings.keep_alive_timeout_secs.max(1)),
+        max_connections: settings
+            .max_connections
+            .unwrap_or_else(|| conn::default_max_connections(conn::open_file_limit()))
+            .clamp(1, u32::MAX as usize >> 4),
+    };
+    tracing::info!(max_connections = limits.max_connections, "connection limits");
+    conn::serve(listener, router(state.clone()), limits, shutdown).await;
     tracing::info!("updraft stopping");
     let _ = stop_workers.send(true);
     for w in workers {

@@ -47,6 +47,25 @@ pub struct Settings {
     /// with a gateway token under an unknown controller id, registered on that
     /// poll. Unset, or not a product of the tenant: such a poll answers 404.
     pub ddi_default_product: Option<String>,
+    /// The URL devices reach this server at (`https://updates.example.com`,
+    /// optionally with a path prefix): the base of every link the server
+    /// hands out. Unset: the address the device's connection reached (the
+    /// listener's own address), never a `Host` or `X-Forwarded-Host` header.
+    pub public_url: Option<String>,
+    /// How long a connection may take to send a request's headers, in seconds
+    /// (from its accept for the first request): a connection that sends
+    /// nothing is closed after this long.
+    pub header_read_timeout_secs: u64,
+    /// How long a connection may stay idle between requests, in seconds.
+    pub keep_alive_timeout_secs: u64,
+    /// How long the server waits for each piece of a request body, in seconds.
+    pub request_body_timeout_secs: u64,
+    /// Most connections open at once; past it the idlest one is closed. Default:
+    /// the open file limit (raised to the hard limit at start) less an eighth.
+    pub max_connections: Option<usize>,
+    /// Origins allowed to call the management API from a browser (CORS).
+    /// Empty (the default): no CORS headers, so browsers refuse other origins.
+    pub cors_allowed_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -76,6 +95,12 @@ impl Default for Settings {
             continuous_reevaluation_secs: 3600,
             bootstrap_token: None,
             ddi_default_product: None,
+            public_url: None,
+            header_read_timeout_secs: 10,
+            keep_alive_timeout_secs: 60,
+            request_body_timeout_secs: 60,
+            max_connections: None,
+            cors_allowed_origins: Vec::new(),
         }
     }
 }
@@ -84,5 +109,18 @@ impl Settings {
     /// Reads settings from a TOML file; absent keys keep their defaults.
     pub fn from_toml(text: &str) -> Result<Self, String> {
         toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// `public_url` without its trailing `/`, checked: an absolute `http` or
+    /// `https` URL with a host and no query or fragment.
+    pub fn public_base(&self) -> Result<Option<String>, String> {
+        let Some(url) = &self.public_url else { return Ok(None) };
+        let trimmed = url.trim_end_matches('/');
+        let parsed: axum::http::Uri = trimmed.parse().map_err(|e| format!("public_url `{url}`: {e}"))?;
+        let scheme_ok = matches!(parsed.scheme_str(), Some("http" | "https"));
+        if !scheme_ok || parsed.host().is_none_or(str::is_empty) || parsed.query().is_some() || trimmed.contains('#') {
+            return Err(format!("public_url `{url}` must be an http:// or https:// URL with a host and no query"));
+        }
+        Ok(Some(trimmed.to_owned()))
     }
 }

@@ -33,6 +33,8 @@ impl SqliteStore {
     }
 
     async fn connect(options: SqliteConnectOptions) -> StoreResult<Self> {
+        create_private_file(options.get_filename())
+            .map_err(|e| StoreError::Backend(format!("creating the database file: {e}")))?;
         let options = options
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
@@ -47,6 +49,24 @@ impl SqliteStore {
 
     async fn begin_write(&self) -> StoreResult<Transaction<'_, Sqlite>> {
         self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)
+    }
+}
+
+/// Creates the database file readable by this user only (0600 on Unix) before
+/// SQLite opens it; SQLite gives its `-wal` and `-shm` files the same mode.
+fn create_private_file(path: &Path) -> std::io::Result<()> {
+    let name = path.to_string_lossy();
+    if name.is_empty() || name == ":memory:" || path.exists() {
+        return Ok(());
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
     }
 }
 

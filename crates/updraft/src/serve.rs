@@ -34,6 +34,25 @@ pub struct ServeArgs {
     /// Plug-and-play: the product of a device that polls with a gateway token under an unknown id.
     #[arg(long, env = "UPDRAFT_DDI_DEFAULT_PRODUCT")]
     ddi_default_product: Option<String>,
+    /// The URL devices reach this server at, the base of every download link
+    /// [default: the address the device connected to; never the Host header].
+    #[arg(long, env = "UPDRAFT_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Seconds a connection may take to send a request's headers [default: 10].
+    #[arg(long, env = "UPDRAFT_HEADER_READ_TIMEOUT_SECS")]
+    header_read_timeout_secs: Option<u64>,
+    /// Seconds a connection may stay idle between requests [default: 60].
+    #[arg(long, env = "UPDRAFT_KEEP_ALIVE_TIMEOUT_SECS")]
+    keep_alive_timeout_secs: Option<u64>,
+    /// Seconds the server waits for each piece of a request body [default: 60].
+    #[arg(long, env = "UPDRAFT_REQUEST_BODY_TIMEOUT_SECS")]
+    request_body_timeout_secs: Option<u64>,
+    /// Most connections open at once [default: the open file limit less an eighth].
+    #[arg(long, env = "UPDRAFT_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Origins allowed to call the management API from a browser, comma-separated [default: none].
+    #[arg(long, env = "UPDRAFT_CORS_ALLOWED_ORIGINS", value_delimiter = ',')]
+    cors_allowed_origins: Option<Vec<String>>,
 }
 
 impl ServeArgs {
@@ -66,6 +85,24 @@ impl ServeArgs {
         if let Some(v) = self.ddi_default_product {
             s.ddi_default_product = Some(v);
         }
+        if let Some(v) = self.public_url {
+            s.public_url = Some(v);
+        }
+        if let Some(v) = self.header_read_timeout_secs {
+            s.header_read_timeout_secs = v;
+        }
+        if let Some(v) = self.keep_alive_timeout_secs {
+            s.keep_alive_timeout_secs = v;
+        }
+        if let Some(v) = self.request_body_timeout_secs {
+            s.request_body_timeout_secs = v;
+        }
+        if let Some(v) = self.max_connections {
+            s.max_connections = Some(v);
+        }
+        if let Some(v) = self.cors_allowed_origins {
+            s.cors_allowed_origins = v;
+        }
         Ok(s)
     }
 }
@@ -74,6 +111,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let settings = args.settings()?;
     let format = if settings.log_format == LogFormat::Json { "json" } else { "text" };
     crate::process::init_logging(format, "info,sqlx=warn");
+    // Connections are files: allow as many as the system lets this process have.
+    let files = updraft_server::conn::raise_open_file_limit();
+    tracing::info!(open_file_limit = ?files, "open file limit");
     let listener =
         tokio::net::TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
     updraft_server::launch(settings, listener, crate::process::shutdown_signal()).await

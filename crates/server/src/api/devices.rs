@@ -251,6 +251,9 @@ pub async fn import(
     let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     let text =
         std::str::from_utf8(&body).map_err(|_| ApiError::new(ErrorCode::BadRequest, "the body must be UTF-8"))?;
+    if let Some(line) = text.lines().position(|l| l.contains('\0')) {
+        return Err(ApiError::new(ErrorCode::BadRequest, format!("line {} holds a NUL character", line + 1)));
+    }
     let mut line_errors = Vec::new();
     let parsed: Vec<(usize, DeviceIn)> = match essence.as_str() {
         "application/x-ndjson" | "application/jsonl" | "application/json-lines" => parse_ndjson(text, &mut line_errors),
@@ -316,7 +319,12 @@ fn parse_ndjson(text: &str, errors: &mut Vec<LineError>) -> Vec<(usize, DeviceIn
             continue;
         }
         match serde_json::from_str::<DeviceIn>(line) {
-            Ok(d) => out.push((i + 1, d)),
+            Ok(d) => match crate::extract::nul_in_json(line.as_bytes()) {
+                None => out.push((i + 1, d)),
+                Some(field) => {
+                    errors.push(LineError { line: i + 1, field, message: "must not contain NUL characters".into() })
+                }
+            },
             Err(e) => errors.push(LineError { line: i + 1, field: String::new(), message: e.to_string() }),
         }
     }

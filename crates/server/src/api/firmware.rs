@@ -161,6 +161,9 @@ pub async fn upload(
     let mut received: u64 = 0;
     while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
         let field_name = field.name().unwrap_or_default().to_owned();
+        if field_name.contains('\0') || field.file_name().is_some_and(|f| f.contains('\0')) {
+            return Err(crate::extract::nul_error(&field_name.replace('\0', "%00")));
+        }
         if let Some(file_name) = field.file_name().map(str::to_owned) {
             if staged.len() == validate::MAX_FIRMWARE_FILES {
                 return Err(ApiError::field(
@@ -193,6 +196,9 @@ pub async fn upload(
                 }
             }
             let value = String::from_utf8(value).map_err(|_| ApiError::field(&field_name, "must be UTF-8 text"))?;
+            if value.contains('\0') {
+                return Err(crate::extract::nul_error(&field_name));
+            }
             text.insert(field_name, value);
         }
     }

@@ -139,7 +139,7 @@ pub(crate) type DdiResult<T> = Result<T, DdiError>;
 pub struct DdiDevice {
     pub tenant: String,
     pub id: String,
-    /// `scheme://host/{tenant}/controller/v1/{controllerId}` as the device addressed us.
+    /// `{public URL}/{tenant}/controller/v1/{controllerId}` (see [`public_base`]).
     pub base_url: String,
 }
 
@@ -193,12 +193,8 @@ impl FromRequestParts<AppState> for DdiDevice {
         } else {
             return Err(DdiError::Unauthorized);
         };
-        let host = header_str(&parts.headers, "x-forwarded-host")
-            .or_else(|| header_str(&parts.headers, header::HOST.as_str()))
-            .unwrap_or("localhost");
-        let scheme = header_str(&parts.headers, "x-forwarded-proto").unwrap_or("http");
         Ok(DdiDevice {
-            base_url: format!("{scheme}://{host}/{path_tenant}/controller/v1/{controller}"),
+            base_url: format!("{}/{path_tenant}/controller/v1/{controller}", public_base(state, parts)),
             tenant: device_tenant,
             id: device_id,
         })
@@ -246,8 +242,16 @@ fn path_ids(path: &str) -> Option<(String, String)> {
     Some((tenant.to_owned(), controller.to_owned()))
 }
 
-fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    h.get(name).and_then(|v| v.to_str().ok()).map(|s| s.split(',').next().unwrap_or(s).trim())
+/// Where links point: the configured public URL, or else the address this
+/// request's connection reached; never a header the client chose (`Host`,
+/// `X-Forwarded-Host`), which would let anyone on the path send a device's
+/// downloads elsewhere.
+pub(crate) fn public_base(state: &AppState, parts: &Parts) -> String {
+    match (&state.settings.public_url, parts.extensions.get::<crate::conn::LocalAddr>()) {
+        (Some(url), _) => url.clone(),
+        (None, Some(crate::conn::LocalAddr(addr))) => format!("http://{addr}"),
+        (None, None) => format!("http://{}", state.settings.listen),
+    }
 }
 
 /// A JSON body read as hawkBit does: unknown fields ignored, a wrong content type 415.
@@ -256,7 +260,18 @@ fn read_json<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> DdiResul
     if !ct.to_ascii_lowercase().starts_with("application/json") && !ct.to_ascii_lowercase().contains("+json") {
         return Err(DdiError::UnsupportedMediaType);
     }
-    serde_json::from_slice(body).map_err(|e| DdiError::BadRequest(format!("the body cannot be read: {e}")))
+    let value =
+        serde_json::from_slice(body).map_err(|e| DdiError::BadRequest(format!("the body cannot be read: {e}")))?;
+    match crate::extract::nul_in_json(body) {
+        Some(at) => Err(DdiError::BadRequest(format!("`{at}` must not contain NUL characters"))),
+        None => Ok(value),
+    }
+}
+
+/// Whether `path` is under the device API (`/{tenant}/controller/v1/…`).
+pub fn is_device_path(path: &str) -> bool {
+    let mut segments = path.split('/').skip(2);
+    segments.next() == Some("controller") && segments.next() == Some("v1")
 }
 
 /// The device's own execution with public action id `id` (see

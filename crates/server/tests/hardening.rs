@@ -1,0 +1,207 @@
+//! Hardening, over real HTTP on SQLite and on PostgreSQL: input PostgreSQL
+//! cannot store, links no header can redirect, security headers, private
+//! files, API key lock-outs and expiry, idempotent imports and token reissue.
+
+mod common;
+
+use common::{Api, Backend, TestServer};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+on_both_stores!(
+    text_postgresql_cannot_store_is_refused_with_400_everywhere,
+    download_links_ignore_forged_host_headers,
+    management_answers_carry_security_headers_and_no_cors_by_default,
+    data_directory_and_database_are_private_to_the_server_user,
+);
+
+/// A server with a product, a firmware image, one device (`dev-0`) and a job released to it.
+async fn one_device_with_work(api: &Api) -> String {
+    api.post("/api/v1/products", json!({"key": "thermo"})).await.expect(201, None);
+    let form = reqwest::multipart::Form::new()
+        .text("product", "thermo")
+        .text("version", "2.0.0")
+        .part("file", reqwest::multipart::Part::bytes(vec![7u8; 1000]).file_name("app.bin"));
+    let fw = api.multipart("/api/v1/firmware", form).await.expect(201, None)["id"].as_str().unwrap().to_owned();
+    let device = api.post("/api/v1/devices", json!({"id": "dev-0", "product": "thermo"})).await;
+    let token = device.expect(201, None)["token"].as_str().unwrap().to_owned();
+    api.post("/api/v1/jobs", json!({"id": "rollout", "firmware": fw, "devices": ["dev-0"]})).await.expect(201, None);
+    api.server.tick_scheduler().await;
+    token
+}
+
+async fn device_get(api: &Api, token: &str, url: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+    let mut r = api.http.get(url).header("authorization", format!("TargetToken {token}"));
+    for (k, v) in headers {
+        r = r.header(*k, *v);
+    }
+    let r = r.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn text_postgresql_cannot_store_is_refused_with_400_everywhere(b: Backend) {
+    let api = Api::start(b).await;
+    let token = one_device_with_work(&api).await;
+
+    // JSON bodies: the field is named, at any depth.
+    let r = api.post("/api/v1/products", json!({"key": "p2", "name": "a\u{0}b"})).await;
+    assert_eq!(r.expect(400, Some("validation_failed"))["error"]["details"][0]["field"], "name");
+    let r =
+        api.post("/api/v1/devices", json!({"id": "d2", "product": "thermo", "properties": {"site": "x\u{0}"}})).await;
+    assert_eq!(r.expect(400, Some("validation_failed"))["error"]["details"][0]["field"], "properties.site");
+    let r = api.post("/api/v1/devices", json!({"id": "d2", "product": "thermo", "metadata": {"k\u{0}": "v"}})).await;
+    r.expect(400, Some("validation_failed"));
+    api.patch("/api/v1/products/thermo", json!({"description": "\u{0}"})).await.expect(400, Some("validation_failed"));
+    api.post("/api/v1/devices/search", json!({"query": "hardware_version == \"\u{0}\""}))
+        .await
+        .expect(400, Some("validation_failed"));
+    // Query strings and path ids.
+    let r = api.get("/api/v1/devices?search=%00").await;
+    assert!(r.expect(400, Some("bad_request"))["error"]["message"].as_str().unwrap().contains("search"));
+    api.get("/api/v1/products?search=a%00").await.expect(400, Some("bad_request"));
+    api.get("/api/v1/devices/dev%000").await.expect(400, Some("bad_request"));
+    api.delete("/api/v1/products/thermo%00").await.expect(400, Some("bad_request"));
+    // Imports: a raw NUL in CSV, an escaped one in NDJSON (named by line and field).
+    api.raw(Method::POST, "/api/v1/devices/import", "text/csv", "id,product\nd3\0,thermo\n")
+        .await
+        .expect(400, Some("bad_request"));
+    let r = api
+        .raw(
+            Method::POST,
+            "/api/v1/devices/import",
+            "application/x-ndjson",
+            "{\"id\": \"d4\", \"product\": \"thermo\", \"hardware_version\": \"\\u0000\"}\n",
+        )
+        .await;
+    let details = &r.expect(422, Some("import_rejected"))["error"]["details"][0];
+    assert_eq!((details["line"].as_u64(), details["field"].as_str()), (Some(1), Some("hardware_version")));
+    // Multipart text fields.
+    let form = reqwest::multipart::Form::new()
+        .text("product", "thermo")
+        .text("version", "3.0.0")
+        .text("name", "bad\u{0}name")
+        .part("file", reqwest::multipart::Part::bytes(vec![1u8; 10]).file_name("a.bin"));
+    api.multipart("/api/v1/firmware", form).await.expect(400, Some("validation_failed"));
+
+    // The device API: bodies, paths and query strings.
+    let base = api.server.url("/default/controller/v1/dev-0");
+    let r = api
+        .http
+        .put(format!("{base}/configData"))
+        .header("authorization", format!("TargetToken {token}"))
+        .json(&json!({"mode": "merge", "data": {"site": "x\u{0}"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let (status, _) = device_get(&api, &token, &format!("{base}/deploymentBase/1%00"), &[]).await;
+    assert_eq!(status, 400);
+    let (status, _) = device_get(&api, &token, &format!("{base}?c=%00"), &[]).await;
+    assert_eq!(status, 400);
+
+    // Nothing was written, and the store still answers.
+    let products = api.get("/api/v1/products").await;
+    assert_eq!(products.ok()["total"], 1);
+    assert_eq!(api.get("/api/v1/devices").await.ok()["total"], 1);
+    let device = api.get("/api/v1/devices/dev-0").await;
+    assert_eq!(device.ok()["properties"], json!({}));
+}
+
+async fn download_links_ignore_forged_host_headers(b: Backend) {
+    let api = Api::start(b).await;
+    let token = one_device_with_work(&api).await;
+    let base = api.server.url("/default/controller/v1/dev-0");
+    let own = format!("http://{}/default/controller/v1/dev-0", api.server.addr);
+    let forged: &[(&str, &str)] =
+        &[("host", "evil.example"), ("x-forwarded-host", "evil.example"), ("x-forwarded-proto", "https")];
+
+    let (_, poll) = device_get(&api, &token, &base, forged).await;
+    let deployment = poll["_links"]["deploymentBase"]["href"].as_str().unwrap().to_owned();
+    assert!(deployment.starts_with(&format!("{own}/deploymentBase/")), "{deployment}");
+    let (_, answer) = device_get(&api, &token, &deployment.replace(&own, &base), forged).await;
+    let links = answer["deployment"]["chunks"][0]["artifacts"][0]["_links"].to_string();
+    assert!(links.contains(&format!("{own}/softwaremodules/")) && !links.contains("evil"), "{links}");
+
+    // A configured public URL is the base of every link, whatever the headers say.
+    let api =
+        Api::on(TestServer::start_with(b, |s| s.public_url = Some("https://updates.example.com/ota/".into())).await);
+    let token = one_device_with_work(&api).await;
+    let (_, poll) = device_get(&api, &token, &api.server.url("/default/controller/v1/dev-0"), forged).await;
+    let href = poll["_links"]["deploymentBase"]["href"].as_str().unwrap();
+    assert!(href.starts_with("https://updates.example.com/ota/default/controller/v1/dev-0/deploymentBase/"), "{href}");
+    // An unusable public URL stops the server at start.
+    let bad = Settings { public_url: Some("updates.example.com".into()), ..Settings::default() };
+    assert!(updraft_server::build(bad, std::sync::Arc::new(updraft_server::SystemClock)).await.is_err());
+}
+
+use updraft_server::Settings;
+
+async fn management_answers_carry_security_headers_and_no_cors_by_default(b: Backend) {
+    let api = Api::start(b).await;
+    api.post("/api/v1/products", json!({"key": "thermo"})).await.expect(201, None);
+    let token_answers = [
+        api.post("/api/v1/keys", json!({"role": "viewer"})).await,
+        api.post("/api/v1/devices", json!({"id": "d1", "product": "thermo"})).await,
+        api.raw(Method::POST, "/api/v1/devices/import", "text/csv", "id,product\nd2,thermo\n").await,
+        api.post("/api/v1/gateway-tokens", json!({"name": "gw"})).await,
+        api.post("/api/v1/tenants", json!({"name": "acme"})).await,
+    ];
+    for answer in &token_answers {
+        answer.ok();
+        assert_eq!(answer.headers["cache-control"], "no-store", "{}", answer.body);
+        assert_eq!(answer.headers["x-content-type-options"], "nosniff");
+    }
+    // No CORS unless configured: a browser on another origin gets no permission.
+    let preflight = |api: &Api, origin: &'static str| {
+        api.http
+            .request(Method::OPTIONS, api.server.url("/api/v1/devices"))
+            .header("origin", origin)
+            .header("access-control-request-method", "GET")
+            .header("access-control-request-headers", "authorization")
+            .send()
+    };
+    let r = preflight(&api, "https://console.example").await.unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+    let r = api.http.get(api.server.url("/api/v1/devices")).header("origin", "https://console.example");
+    let r = r.bearer_auth(&api.token).send().await.unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+
+    let server = TestServer::start_with(b, |s| s.cors_allowed_origins = vec!["https://console.example".into()]).await;
+    let api = Api::on(server);
+    let r = preflight(&api, "https://console.example").await.unwrap();
+    assert_eq!(r.headers()["access-control-allow-origin"], "https://console.example");
+    let r = preflight(&api, "https://evil.example").await.unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+}
+
+async fn data_directory_and_database_are_private_to_the_server_user(b: Backend) {
+    use std::os::unix::fs::PermissionsExt;
+    let server = TestServer::start_with(b, |s| s.data_dir = s.data_dir.join("var/updraft")).await;
+    let api = Api::on(server);
+    api.post("/api/v1/products", json!({"key": "thermo"})).await.expect(201, None);
+    let form = reqwest::multipart::Form::new()
+        .text("product", "thermo")
+        .text("version", "1.0.0")
+        .part("file", reqwest::multipart::Part::bytes(vec![1u8; 100]).file_name("a.bin"));
+    api.multipart("/api/v1/firmware", form).await.expect(201, None);
+    let data = api.server.data_dir();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700, "the data directory");
+    assert_eq!(mode(data.parent().unwrap()), 0o700, "the directories created for it");
+    let firmware = common::stored_files(&data);
+    assert!(!firmware.is_empty());
+    for path in firmware {
+        assert_eq!(mode(&path) & 0o077, 0, "{}", path.display());
+        let mut dir = path.parent().unwrap();
+        while dir != data {
+            assert_eq!(mode(dir), 0o700, "{}", dir.display());
+            dir = dir.parent().unwrap();
+        }
+    }
+    if b == Backend::Sqlite {
+        for name in ["updraft.db", "updraft.db-wal", "updraft.db-shm"] {
+            assert_eq!(mode(&data.join(name)), 0o600, "{name}");
+        }
+    }
+}
