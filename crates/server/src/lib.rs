@@ -102,6 +102,7 @@ pub fn router(state: AppState) -> Router {
     let ids = RequestIds { prefix: auth::new_id("").into(), next: Default::default() };
     api::routes()
         .with_state(state)
+        .layer(axum::middleware::from_fn(extract::errors_in_envelope))
         .layer(axum::middleware::from_fn(metrics::track))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {

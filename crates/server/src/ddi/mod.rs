@@ -16,7 +16,7 @@ pub mod requests;
 use std::collections::HashMap;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -33,6 +33,7 @@ use updraft_ddi as ddi;
 use updraft_store::StoreError;
 
 use crate::auth::token_hash;
+use crate::extract::DdiQuery;
 use crate::metrics::{ARTIFACT_BYTES, DDI_FEEDBACK, DDI_POLLS};
 use crate::state::AppState;
 use cache::IdleAnswer;
@@ -71,6 +72,20 @@ pub enum DdiError {
     Conflict(String),
     UnsupportedMediaType,
     Unavailable,
+    /// A request body over the limit (413).
+    TooLarge,
+    /// No such route under the device API's prefix (404).
+    NoRoute,
+    /// The route does not take this method (405).
+    MethodNotAllowed,
+}
+
+/// Whether `path` is under the device API (`/{tenant}/controller/v1/…`).
+pub fn is_device_path(path: &str) -> bool {
+    let mut segments = path.split('/').skip(1);
+    segments.next().is_some_and(|t| !t.is_empty())
+        && segments.next() == Some("controller")
+        && segments.next() == Some("v1")
 }
 
 impl From<StoreError> for DdiError {
@@ -120,6 +135,24 @@ impl IntoResponse for DdiError {
                 "ServiceUnavailableException",
                 "hawkbit.server.error.unavailable",
                 "retry later".into(),
+            ),
+            DdiError::TooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "FileSizeQuotaExceededException",
+                "hawkbit.server.error.quota.fileSizeExceeded",
+                "the request body is larger than allowed".into(),
+            ),
+            DdiError::NoRoute => (
+                StatusCode::NOT_FOUND,
+                "EntityNotFoundException",
+                "hawkbit.server.error.repo.entityNotFound",
+                "no such resource in the device API".into(),
+            ),
+            DdiError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "OperationNotSupportedException",
+                "hawkbit.server.error.operation.notSupported",
+                "this resource does not take this method".into(),
             ),
         };
         let body = ddi::ErrorBody {
@@ -225,11 +258,12 @@ fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// A JSON body read as hawkBit does: unknown fields ignored, a wrong content type 415.
 fn read_json<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> DdiResult<T> {
-    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if !ct.to_ascii_lowercase().starts_with("application/json") && !ct.to_ascii_lowercase().contains("+json") {
+    if !crate::extract::is_json(headers) {
         return Err(DdiError::UnsupportedMediaType);
     }
-    serde_json::from_slice(body).map_err(|e| DdiError::BadRequest(format!("the body cannot be read: {e}")))
+    crate::extract::from_json(body).map_err(|e| {
+        DdiError::BadRequest(format!("the body cannot be read: {}", e.describe(crate::extract::Part::Body)))
+    })
 }
 
 /// The device's own execution with public action id `id` (see
@@ -430,7 +464,7 @@ async fn deployment(
     State(state): State<AppState>,
     dev: DdiDevice,
     Path(params): Path<HashMap<String, String>>,
-    Query(q): Query<DeploymentParams>,
+    DdiQuery(q): DdiQuery<DeploymentParams>,
 ) -> DdiResult<Json<ddi::DeploymentBase>> {
     let e = own_execution(&state, &dev, &params["action"]).await?;
     // Queued: not released to the device yet (the job's pace decides when).
@@ -553,7 +587,7 @@ async fn installed(
     State(state): State<AppState>,
     dev: DdiDevice,
     Path(params): Path<HashMap<String, String>>,
-    Query(q): Query<DeploymentParams>,
+    DdiQuery(q): DdiQuery<DeploymentParams>,
 ) -> DdiResult<Json<ddi::DeploymentBase>> {
     let e = own_execution(&state, &dev, &params["action"]).await?;
     if e.state != ExecutionState::Succeeded {
@@ -611,7 +645,7 @@ async fn confirmation(
     State(state): State<AppState>,
     dev: DdiDevice,
     Path(params): Path<HashMap<String, String>>,
-    Query(q): Query<DeploymentParams>,
+    DdiQuery(q): DdiQuery<DeploymentParams>,
 ) -> DdiResult<Json<ddi::ConfirmationBaseAction>> {
     let e = own_execution(&state, &dev, &params["action"]).await?;
     if e.state != ExecutionState::AwaitingConsent {
