@@ -30,7 +30,9 @@ def _describe_lambdas_safely():
         from hypothesis.internal import lambda_sources
     except ImportError:
         return
-    describe = lambda_sources._lambda_description
+    describe = getattr(lambda_sources, "_lambda_description", None)
+    if describe is None:
+        return
 
     def safely(f, *args, **kwargs):
         try:

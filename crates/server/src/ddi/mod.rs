@@ -33,7 +33,7 @@ use updraft_ddi as ddi;
 use updraft_store::StoreError;
 
 use crate::auth::token_hash;
-use crate::extract::DdiQuery;
+use crate::extract::{DdiPath, DdiQuery};
 use crate::metrics::{ARTIFACT_BYTES, DDI_FEEDBACK, DDI_POLLS};
 use crate::state::AppState;
 use cache::IdleAnswer;
@@ -463,7 +463,7 @@ async fn deployment_with_history(
 async fn deployment(
     State(state): State<AppState>,
     dev: DdiDevice,
-    Path(params): Path<HashMap<String, String>>,
+    DdiPath(params): DdiPath<HashMap<String, String>>,
     DdiQuery(q): DdiQuery<DeploymentParams>,
 ) -> DdiResult<Json<ddi::DeploymentBase>> {
     let e = own_execution(&state, &dev, &params["action"]).await?;
@@ -529,7 +529,7 @@ fn refused(e: TransitionError, action: i64) -> DdiError {
 async fn deployment_feedback(
     State(state): State<AppState>,
     dev: DdiDevice,
-    Path(params): Path<HashMap<String, String>>,
+    DdiPath(params): DdiPath<HashMap<String, String>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> DdiResult<StatusCode> {
@@ -549,7 +549,7 @@ async fn deployment_feedback(
 async fn cancel(
     State(state): State<AppState>,
     dev: DdiDevice,
-    Path(params): Path<HashMap<String, String>>,
+    DdiPath(params): DdiPath<HashMap<String, String>>,
 ) -> DdiResult<Json<ddi::Cancel>> {
     let e = own_execution(&state, &dev, &params["action"]).await?;
     if !(e.cancel_requested || e.state == ExecutionState::Canceled) {
@@ -563,7 +563,7 @@ async fn cancel(
 async fn cancel_feedback(
     State(state): State<AppState>,
     dev: DdiDevice,
-    Path(params): Path<HashMap<String, String>>,
+    DdiPath(params): DdiPath<HashMap<String, String>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> DdiResult<StatusCode> {
@@ -586,7 +586,7 @@ async fn cancel_feedback(
 async fn installed(
     State(state): State<AppState>,
     dev: DdiDevice,
-    Path(params): Path<HashMap<String, String>>,
+    DdiPath(params): DdiPath<HashMap<String, String>>,
     DdiQuery(q): DdiQuery<DeploymentParams>,
 ) -> DdiResult<Json<ddi::DeploymentBase>> {
     let e = own_execution(&state, &dev, &params["action"]).await?;
@@ -644,7 +644,7 @@ async fn confirmation_base(State(state): State<AppState>, dev: DdiDevice) -> Ddi
 async fn confirmation(
     State(state): State<AppState>,
     dev: DdiDevice,
-    Path(params): Path<HashMap<String, String>>,
+    DdiPath(params): DdiPath<HashMap<String, String>>,
     DdiQuery(q): DdiQuery<DeploymentParams>,
 ) -> DdiResult<Json<ddi::ConfirmationBaseAction>> {
     let e = own_execution(&state, &dev, &params["action"]).await?;
@@ -659,7 +659,7 @@ async fn confirmation(
 async fn confirmation_feedback(
     State(state): State<AppState>,
     dev: DdiDevice,
-    Path(params): Path<HashMap<String, String>>,
+    DdiPath(params): DdiPath<HashMap<String, String>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> DdiResult<StatusCode> {
@@ -693,7 +693,7 @@ async fn module_for_device(state: &AppState, dev: &DdiDevice, module: &str) -> D
 async fn artifacts(
     State(state): State<AppState>,
     dev: DdiDevice,
-    Path(params): Path<HashMap<String, String>>,
+    DdiPath(params): DdiPath<HashMap<String, String>>,
 ) -> DdiResult<Json<Vec<ddi::Artifact>>> {
     let fw = module_for_device(&state, &dev, &params["module"]).await?;
     let list = fw
@@ -708,7 +708,7 @@ async fn artifacts(
 async fn artifact(
     State(state): State<AppState>,
     dev: DdiDevice,
-    Path(params): Path<HashMap<String, String>>,
+    DdiPath(params): DdiPath<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> DdiResult<Response> {
     let fw = module_for_device(&state, &dev, &params["module"]).await?;
