@@ -4,6 +4,8 @@ use serde::Serialize;
 
 pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 1000;
+/// The largest offset: what the databases' signed 64-bit OFFSET takes.
+pub const MAX_OFFSET: u64 = i64::MAX as u64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -54,10 +56,13 @@ impl PageRequest {
                 format!("cannot sort by `{field}`; sortable fields: {}", sortable.join(", ")),
             ));
         };
-        let search = search.map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
-        if search.as_ref().is_some_and(|s| s.len() > 256) {
+        if offset.is_some_and(|o| o > MAX_OFFSET) {
+            return Err(crate::Error::invalid("offset", format!("must be at most {MAX_OFFSET}")));
+        }
+        if search.is_some_and(|s| s.chars().count() > 256) {
             return Err(crate::Error::invalid("search", "must be at most 256 characters"));
         }
+        let search = search.map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
         Ok(Self { limit, offset: offset.unwrap_or(0), sort: (*field).to_owned(), order, search, count_total: true })
     }
 

@@ -109,6 +109,7 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(security_headers))
         .layer(tower::util::option_layer(cors))
         .layer(axum::middleware::from_fn(extract::refuse_nul_in_uri))
+        .layer(axum::middleware::from_fn(extract::errors_in_envelope))
         .layer(axum::middleware::from_fn(metrics::track))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -19,7 +19,7 @@ use utoipa::ToSchema;
 use super::{ListParams, PageOut, non_empty};
 use crate::auth::{Caller, new_token, token_hash};
 use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::extract::{ApiJson, ApiQuery, double_option};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, double_option};
 use crate::metrics::DEVICES_REGISTERED;
 use crate::state::AppState;
 
@@ -35,8 +35,10 @@ pub fn import_body_limit() -> DefaultBodyLimit {
 #[serde(deny_unknown_fields)]
 pub struct DeviceIn {
     /// The device id (DSN, device key, thing name): `[A-Za-z0-9_.:-]{1,128}`.
+    #[schema(pattern = "^[A-Za-z0-9_.:-]{1,128}$")]
     pub id: String,
     /// The product key.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,128}$")]
     pub product: String,
     /// Installed firmware version per component.
     #[serde(default)]
@@ -47,14 +49,14 @@ pub struct DeviceIn {
     pub template_id: Option<String>,
     /// Typed properties: string, number or boolean.
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(schema_with = super::schemas::properties)]
     pub properties: BTreeMap<String, PropertyValue>,
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
     #[schema(value_type = Option<String>, format = DateTime)]
     pub activated_at: Option<Timestamp>,
     /// `online`, `offline` (default) or `initializing`.
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = super::schemas::connection_status_or_null)]
     pub connection_status: Option<ConnectionStatus>,
 }
 
@@ -75,13 +77,13 @@ pub struct DevicePatch {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
     pub template_id: Option<Option<String>>,
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = super::schemas::properties_or_null)]
     pub properties: Option<BTreeMap<String, PropertyValue>>,
     pub metadata: Option<BTreeMap<String, String>>,
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub activated_at: Option<Option<Timestamp>>,
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = super::schemas::connection_status_or_null)]
     pub connection_status: Option<ConnectionStatus>,
 }
 
@@ -94,14 +96,14 @@ pub struct DeviceOut {
     pub module_model: Option<String>,
     pub module_version: Option<String>,
     pub template_id: Option<String>,
-    #[schema(value_type = Object)]
+    #[schema(schema_with = super::schemas::properties)]
     pub properties: BTreeMap<String, PropertyValue>,
     pub metadata: BTreeMap<String, String>,
     #[schema(value_type = Option<String>, format = DateTime)]
     pub activated_at: Option<Timestamp>,
     #[schema(value_type = Option<String>, format = DateTime)]
     pub last_seen_at: Option<Timestamp>,
-    #[schema(value_type = String)]
+    #[schema(schema_with = super::schemas::connection_status)]
     pub connection_status: ConnectionStatus,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
@@ -238,7 +240,8 @@ pub struct LineError {
 }
 
 #[utoipa::path(post, path = "/api/v1/devices/import", tag = "devices",
-    request_body(content_type = "application/x-ndjson", description = "one device object (as for POST /api/v1/devices) per line; or `text/csv` with a header of id, product, hardware_version, module_model, module_version, template_id, activated_at, connection_status, `firmware.<component>`, `prop.<name>` (string), `prop.<name>:number`, `prop.<name>:bool`, `meta.<key>`"),
+    request_body(content((inline(super::schemas::NdjsonDevices) = "application/x-ndjson"), (inline(super::schemas::CsvDevices) = "text/csv")),
+        description = "NDJSON: one device object (as for POST /api/v1/devices) per line. CSV: a header of id, product, hardware_version, module_model, module_version, template_id, activated_at, connection_status, `firmware.<component>`, `prop.<name>` (string), `prop.<name>:number`, `prop.<name>:bool`, `meta.<key>`, then one device per line"),
     responses((status = 201, body = ImportOut), (status = 422, description = "`import_rejected`: nothing was imported; `details` lists each line's problems")))]
 pub async fn import(
     State(state): State<AppState>,
@@ -474,11 +477,14 @@ fn parse_csv(text: &str, errors: &mut Vec<LineError>) -> ApiResult<Vec<(usize, D
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceListParams {
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
+    #[param(maximum = 9223372036854775807_u64)]
     pub offset: Option<u64>,
     /// `id` (default), `product`, `created_at`, `updated_at`, `last_seen_at`, `activated_at`; `-` for descending.
     pub sort: Option<String>,
     /// Case-insensitive text in the id, hardware version, module model or template id.
+    #[param(max_length = 256)]
     pub search: Option<String>,
     /// Only devices of this product.
     pub product: Option<String>,
@@ -540,7 +546,11 @@ async fn load(state: &AppState, tenant: &str, id: &str) -> ApiResult<Device> {
 }
 
 #[utoipa::path(get, path = "/api/v1/devices/{id}", tag = "devices", responses((status = 200, body = DeviceOut)))]
-pub async fn get(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<DeviceOut>> {
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<DeviceOut>> {
     caller.require(Access::Read)?;
     Ok(Json(load(&state, caller.tenant(), &id).await?.into()))
 }
@@ -550,7 +560,7 @@ pub async fn get(State(state): State<AppState>, caller: Caller, Path(id): Path<S
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(patch): ApiJson<DevicePatch>,
 ) -> ApiResult<Json<DeviceOut>> {
     caller.require(Access::WriteFleet)?;
@@ -607,7 +617,11 @@ pub async fn update(
 }
 
 #[utoipa::path(delete, path = "/api/v1/devices/{id}", tag = "devices", responses((status = 204)))]
-pub async fn delete(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<StatusCode> {
     caller.require(Access::WriteFleet)?;
     state.store.delete_device(caller.tenant(), &id).await?;
     state.poll_cache.forget_deleted(caller.tenant(), &id);

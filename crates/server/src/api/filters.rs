@@ -4,7 +4,7 @@
 //! both forms. The language is documented in `docs/filters.md`.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -18,7 +18,7 @@ use super::devices::DeviceOut;
 use super::{ListParams, PageOut, non_empty};
 use crate::auth::{Caller, new_id};
 use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::extract::{ApiJson, ApiQuery, double_option};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, double_option};
 use crate::state::AppState;
 
 /// Devices a preview shows by default, and at most.
@@ -35,7 +35,7 @@ pub struct FilterSpecIn {
     /// The text form: `product == "thermo-x" and fw.host < "2.0.0"`.
     pub query: Option<String>,
     /// The JSON form.
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = super::schemas::filter_json_in)]
     pub filter: Option<Value>,
     /// A saved filter's id.
     pub filter_id: Option<String>,
@@ -46,13 +46,15 @@ pub struct FilterSpecIn {
 #[serde(deny_unknown_fields)]
 pub struct PreviewIn {
     pub query: Option<String>,
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = super::schemas::filter_json_in)]
     pub filter: Option<Value>,
     pub filter_id: Option<String>,
+    #[schema(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(as = FilterEstimateOut)]
 pub struct EstimateOut {
     /// How many devices the filter matches now.
     pub count: u64,
@@ -69,13 +71,14 @@ pub struct PreviewOut {
 #[serde(deny_unknown_fields)]
 pub struct SavedFilterIn {
     /// `[A-Za-z0-9_-]{1,128}`; generated when absent.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,128}$")]
     pub id: Option<String>,
     pub name: String,
     pub description: Option<String>,
     /// The text form (give this or `filter`).
     pub query: Option<String>,
     /// The JSON form (give this or `query`).
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = super::schemas::filter_json_in)]
     pub filter: Option<Value>,
 }
 
@@ -88,7 +91,7 @@ pub struct SavedFilterPatch {
     #[schema(value_type = Option<String>)]
     pub description: Option<Option<String>>,
     pub query: Option<String>,
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = super::schemas::filter_json_in)]
     pub filter: Option<Value>,
 }
 
@@ -100,7 +103,7 @@ pub struct SavedFilterOut {
     /// The canonical text form.
     pub query: String,
     /// The canonical JSON form.
-    #[schema(value_type = Object)]
+    #[schema(schema_with = super::schemas::filter_json_out)]
     pub filter: Value,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
@@ -288,7 +291,7 @@ pub async fn list(
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<SavedFilterOut>> {
     caller.require(Access::Read)?;
     Ok(Json(load(&state, caller.tenant(), &id).await?.into()))
@@ -299,7 +302,7 @@ pub async fn get(
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(patch): ApiJson<SavedFilterPatch>,
 ) -> ApiResult<Json<SavedFilterOut>> {
     caller.require(Access::WriteFleet)?;
@@ -322,7 +325,11 @@ pub async fn update(
 }
 
 #[utoipa::path(delete, path = "/api/v1/filters/{id}", tag = "filters", responses((status = 204)))]
-pub async fn delete(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<StatusCode> {
     caller.require(Access::WriteFleet)?;
     state.store.delete_saved_filter(caller.tenant(), &id).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::multipart::{MultipartError, MultipartRejection};
-use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
+use axum::extract::{DefaultBodyLimit, Multipart, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
@@ -25,7 +25,7 @@ use utoipa::ToSchema;
 use super::{ListParams, PageOut};
 use crate::auth::{Caller, new_id};
 use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::extract::ApiQuery;
+use crate::extract::{ApiPath, ApiQuery};
 use crate::metrics::UPLOAD_BYTES;
 use crate::state::AppState;
 
@@ -135,7 +135,8 @@ fn check_file_name(field: &str, name: &str, errors: &mut Vec<FieldError>) {
 }
 
 #[utoipa::path(post, path = "/api/v1/firmware", tag = "firmware",
-    request_body(content_type = "multipart/form-data", description = "text fields `product`, `version` (required), `id`, `name`, `release_notes`, `metadata` (JSON object), `needs_verification`, `files` (JSON array of {name, component, version}); one or more file parts"),
+    request_body(content = inline(super::schemas::FirmwareUpload), content_type = "multipart/form-data",
+        description = "text fields `product`, `version` (required), `id`, `name`, `release_notes`, `metadata` (JSON object), `needs_verification`, `files` (JSON array of {name, component, version}); one or more file parts"),
     responses((status = 201, body = FirmwareOut), (status = 409, description = "the id or the product's version is taken"), (status = 413, description = "larger than the upload limit")))]
 pub async fn upload(
     State(state): State<AppState>,
@@ -364,10 +365,13 @@ async fn describe(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct FirmwareListParams {
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
+    #[param(maximum = 9223372036854775807_u64)]
     pub offset: Option<u64>,
     /// `created_at` (default), `version`, `product` or `id`; `-` prefix for descending.
     pub sort: Option<String>,
+    #[param(max_length = 256)]
     pub search: Option<String>,
     /// Only this product's images.
     pub product: Option<String>,
@@ -395,7 +399,7 @@ async fn load(state: &AppState, tenant: &str, id: &str) -> ApiResult<Firmware> {
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<FirmwareOut>> {
     caller.require(Access::Read)?;
     Ok(Json(load(&state, caller.tenant(), &id).await?.into()))
@@ -403,7 +407,11 @@ pub async fn get(
 
 #[utoipa::path(delete, path = "/api/v1/firmware/{id}", tag = "firmware",
     responses((status = 204), (status = 409, description = "a running job uses the image")))]
-pub async fn delete(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<StatusCode> {
     caller.require(Access::WriteFleet)?;
     let firmware = load(&state, caller.tenant(), &id).await?;
     state.store.delete_firmware(caller.tenant(), &id).await?;
@@ -419,7 +427,7 @@ pub async fn delete(State(state): State<AppState>, caller: Caller, Path(id): Pat
 pub async fn download(
     State(state): State<AppState>,
     caller: Caller,
-    Path((id, name)): Path<(String, String)>,
+    ApiPath((id, name)): ApiPath<(String, String)>,
 ) -> ApiResult<Response> {
     caller.require(Access::Read)?;
     let firmware = load(&state, caller.tenant(), &id).await?;

@@ -2,7 +2,7 @@
 //! any device of the tenant (`Authorization: GatewayToken <token>`). Admin only.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use super::non_empty;
 use crate::auth::{Caller, new_id, new_token, token_hash};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiPath};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -60,16 +60,20 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(out(t, Some(token)))))
 }
 
-#[utoipa::path(get, path = "/api/v1/gateway-tokens", tag = "keys", responses((status = 200, body = Vec<GatewayTokenOut>)))]
-pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<serde_json::Value>> {
+#[utoipa::path(get, path = "/api/v1/gateway-tokens", tag = "keys", responses((status = 200, body = super::ItemsOut<GatewayTokenOut>)))]
+pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<super::ItemsOut<GatewayTokenOut>>> {
     caller.require(Access::ManageKeys)?;
     let items: Vec<GatewayTokenOut> =
         state.store.list_gateway_tokens(caller.tenant()).await?.into_iter().map(|t| out(t, None)).collect();
-    Ok(Json(serde_json::json!({"items": items, "total": items.len()})))
+    Ok(Json(super::ItemsOut::new(items)))
 }
 
 #[utoipa::path(delete, path = "/api/v1/gateway-tokens/{id}", tag = "keys", responses((status = 204)))]
-pub async fn delete(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<StatusCode> {
     caller.require(Access::ManageKeys)?;
     state.store.delete_gateway_token(caller.tenant(), &id).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -1,7 +1,7 @@
 //! Static groups of devices and their members.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -13,7 +13,7 @@ use super::devices::DeviceOut;
 use super::{ListParams, PageOut, non_empty};
 use crate::auth::{Caller, new_id};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, ApiQuery, double_option};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, double_option};
 use crate::state::AppState;
 
 /// The most device ids one membership change may name.
@@ -23,6 +23,7 @@ pub const MAX_MEMBER_CHANGE: usize = 100_000;
 #[serde(deny_unknown_fields)]
 pub struct GroupIn {
     /// `[A-Za-z0-9_-]{1,128}`; generated when absent.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,128}$")]
     pub id: Option<String>,
     pub name: String,
     pub description: Option<String>,
@@ -132,7 +133,11 @@ async fn load(state: &AppState, tenant: &str, id: &str) -> ApiResult<Group> {
 }
 
 #[utoipa::path(get, path = "/api/v1/groups/{id}", tag = "groups", responses((status = 200, body = GroupOut)))]
-pub async fn get(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<GroupOut>> {
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<GroupOut>> {
     caller.require(Access::Read)?;
     Ok(Json(load(&state, caller.tenant(), &id).await?.into()))
 }
@@ -141,7 +146,7 @@ pub async fn get(State(state): State<AppState>, caller: Caller, Path(id): Path<S
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(patch): ApiJson<GroupPatch>,
 ) -> ApiResult<Json<GroupOut>> {
     caller.require(Access::WriteFleet)?;
@@ -159,7 +164,11 @@ pub async fn update(
 }
 
 #[utoipa::path(delete, path = "/api/v1/groups/{id}", tag = "groups", responses((status = 204)))]
-pub async fn delete(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<StatusCode> {
     caller.require(Access::WriteFleet)?;
     state.store.delete_group(caller.tenant(), &id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -170,7 +179,7 @@ pub async fn delete(State(state): State<AppState>, caller: Caller, Path(id): Pat
 pub async fn change_members(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(input): ApiJson<MembersIn>,
 ) -> ApiResult<Json<MembersOut>> {
     caller.require(Access::WriteFleet)?;
@@ -191,7 +200,7 @@ pub async fn change_members(
 pub async fn members(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> ApiResult<Json<PageOut<DeviceOut>>> {
     caller.require(Access::Read)?;

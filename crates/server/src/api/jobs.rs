@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -25,7 +25,7 @@ use utoipa::ToSchema;
 use super::{ListParams, PageOut, non_empty};
 use crate::auth::{Caller, new_id};
 use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
 use crate::targeting;
 
@@ -39,6 +39,7 @@ pub const MAX_JOB_DEVICES: usize = 100_000;
 #[serde(deny_unknown_fields)]
 pub struct JobIn {
     /// `[A-Za-z0-9_-]{1,128}`; generated when absent.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,128}$")]
     pub id: Option<String>,
     pub name: Option<String>,
     /// The name in other languages, by language tag.
@@ -50,10 +51,10 @@ pub struct JobIn {
     pub metadata: BTreeMap<String, String>,
     /// Passed through to devices and integrations as given.
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(schema_with = super::schemas::additional_params)]
     pub additional_params: BTreeMap<String, serde_json::Value>,
     /// `upgrade` (default) or `verify` (named devices only, at most 50).
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = super::schemas::job_kind_or_null)]
     pub kind: Option<JobKind>,
     /// The firmware image to deliver (one image of one or more components).
     pub firmware: String,
@@ -67,11 +68,12 @@ pub struct JobIn {
     #[serde(default)]
     pub groups: Vec<String>,
     /// An inline filter: the text form, or the JSON form.
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = super::schemas::filter_in)]
     pub filter: Option<serde_json::Value>,
     /// A saved filter; a continuous job follows its edits.
     pub filter_id: Option<String>,
     /// 1–100: only this share of the scope, chosen by a stable hash of job id and device id.
+    #[schema(minimum = 1, maximum = 100)]
     pub gray_percent: Option<u8>,
     /// Upgrade only devices now on one of these versions (default: any).
     #[serde(default)]
@@ -83,7 +85,7 @@ pub struct JobIn {
     #[serde(default)]
     pub exclude: Vec<String>,
     /// `snapshot` (default) or `continuous`.
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = super::schemas::recurrence_or_null)]
     pub recurrence: Option<Recurrence>,
     /// Offer the job to devices on their next contact (default true).
     pub push: Option<bool>,
@@ -94,31 +96,35 @@ pub struct JobIn {
     #[serde(default)]
     pub consent_required: bool,
     /// Executions in progress at once (default 300).
+    #[schema(minimum = 1)]
     pub max_concurrency: Option<u32>,
     /// Executions started per minute at most.
+    #[schema(minimum = 1)]
     pub max_per_minute: Option<u32>,
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = super::schemas::ramp)]
     pub ramp: Option<Ramp>,
     #[serde(default)]
-    #[schema(value_type = Vec<Object>)]
+    #[schema(schema_with = super::schemas::abort_rules)]
     pub abort: Vec<AbortRule>,
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = super::schemas::schedule_in)]
     pub schedule: Option<ScheduleIn>,
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = super::schemas::retry)]
     pub retry: Option<Retry>,
     /// 300–172800 (default 7200).
+    #[schema(schema_with = super::schemas::timeout_seconds)]
     pub timeout_seconds: Option<u32>,
     /// Start now (default true); `false` creates it to start later.
     pub start: Option<bool>,
     /// `forced` (default), `soft` or `download_only`: what devices are told to do (hawkBit's action type).
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = super::schemas::handling_or_null)]
     pub handling: Option<Handling>,
     /// When devices may install (they download at any time): `{"timezone", "days", "window": {"from", "to"}}`.
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = super::schemas::schedule_in)]
     pub maintenance_window: Option<ScheduleIn>,
 }
 
-/// A schedule: the core's form, or seed 001's seconds of day (`startSchedule`, `endSchedule`).
+/// A schedule: the core's form, or seed 001's seconds of day (`startSchedule`, `endSchedule`)
+/// (its schema is `ScheduleIn` in `schemas.rs`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleIn {
@@ -185,18 +191,17 @@ pub struct JobOut {
     pub id: String,
     pub name: Option<String>,
     pub description: Option<String>,
-    #[schema(value_type = String)]
+    #[schema(schema_with = super::schemas::job_kind)]
     pub kind: JobKind,
     pub firmware: String,
     pub product: String,
-    #[schema(value_type = String)]
+    #[schema(schema_with = super::schemas::job_state)]
     pub state: JobState,
     /// Paused by an operator (the schedule does not resume it).
     pub held: bool,
     pub consent_required: bool,
     /// Targeting, recurrence, delivery, pace, schedule, retry, timeout and bookkeeping, as given.
     #[serde(flatten)]
-    #[schema(value_type = Object)]
     pub spec: JobSpecOut,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
@@ -209,12 +214,11 @@ pub struct JobOut {
     pub counts: Option<BTreeMap<String, u64>>,
     /// Progress figures (only on a single job).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
     pub progress: Option<ProgressOut>,
 }
 
 /// The spec in the request's flat shape.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct JobSpecOut {
     all: bool,
     devices: Vec<String>,
@@ -225,20 +229,28 @@ pub struct JobSpecOut {
     source_versions: Vec<String>,
     include: Vec<String>,
     exclude: Vec<String>,
+    #[schema(schema_with = super::schemas::recurrence)]
     recurrence: Recurrence,
     push: bool,
     allow_device_request: bool,
     max_concurrency: u32,
     max_per_minute: Option<u32>,
+    #[schema(schema_with = super::schemas::ramp)]
     ramp: Option<Ramp>,
+    #[schema(schema_with = super::schemas::abort_rules)]
     abort: Vec<AbortRule>,
+    #[schema(schema_with = super::schemas::schedule)]
     schedule: Option<Schedule>,
+    #[schema(schema_with = super::schemas::retry_out)]
     retry: Retry,
     timeout_seconds: u32,
     translations: BTreeMap<String, String>,
     metadata: BTreeMap<String, String>,
+    #[schema(schema_with = super::schemas::additional_params)]
     additional_params: BTreeMap<String, serde_json::Value>,
+    #[schema(schema_with = super::schemas::handling)]
     handling: Handling,
+    #[schema(schema_with = super::schemas::schedule)]
     maintenance_window: Option<Schedule>,
 }
 
@@ -275,7 +287,7 @@ impl From<JobSpec> for JobSpecOut {
 }
 
 /// How far a job is.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ProgressOut {
     pub total: u64,
     /// Succeeded, failed, timed out, rejected, canceled or skipped.
@@ -290,6 +302,7 @@ pub struct ProgressOut {
     pub allowed_rate_per_minute: Option<u64>,
     /// When the executions not yet finished should be, at the current rate.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub eta: Option<Timestamp>,
 }
 
@@ -322,11 +335,11 @@ pub struct ExecutionOut {
     pub job: String,
     pub device: String,
     pub firmware: String,
-    #[schema(value_type = String)]
+    #[schema(schema_with = super::schemas::execution_state)]
     pub state: ExecutionState,
     pub attempt: u32,
     pub cancel_requested: bool,
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = super::schemas::progress)]
     pub progress: Option<updraft_core::job::Progress>,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
@@ -336,7 +349,7 @@ pub struct ExecutionOut {
     pub finished_at: Option<Timestamp>,
     /// The full history, oldest first (on a device's executions).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Vec<Object>>)]
+    #[schema(schema_with = super::schemas::history)]
     pub history: Option<Vec<ExecutionEvent>>,
 }
 
@@ -577,11 +590,14 @@ async fn described(state: &AppState, tenant: &str, job: Job) -> ApiResult<JobOut
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct JobListParams {
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
+    #[param(maximum = 9223372036854775807_u64)]
     pub offset: Option<u64>,
     /// `created_at` (default), `id`, `name`, `state`, `started_at`, `finished_at`; `-` for descending.
     pub sort: Option<String>,
     /// Text in the id, name, description or firmware.
+    #[param(max_length = 256)]
     pub search: Option<String>,
     /// Only jobs in this state.
     pub state: Option<String>,
@@ -606,7 +622,11 @@ async fn load(state: &AppState, tenant: &str, id: &str) -> ApiResult<Job> {
 }
 
 #[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "jobs", responses((status = 200, body = JobOut)))]
-pub async fn get(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<JobOut>> {
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<JobOut>> {
     caller.require(Access::Read)?;
     let job = load(&state, caller.tenant(), &id).await?;
     Ok(Json(described(&state, caller.tenant(), job).await?))
@@ -644,34 +664,51 @@ async fn command(state: &AppState, caller: &Caller, id: &str, cmd: JobCommand) -
 
 #[utoipa::path(post, path = "/api/v1/jobs/{id}/start", tag = "jobs",
     responses((status = 200, body = JobOut), (status = 409, description = "the job was started already")))]
-pub async fn start(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<JobOut>> {
+pub async fn start(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<JobOut>> {
     command(&state, &caller, &id, JobCommand::Start).await
 }
 
 #[utoipa::path(post, path = "/api/v1/jobs/{id}/pause", tag = "jobs",
     responses((status = 200, body = JobOut), (status = 409, description = "the job is not running")))]
-pub async fn pause(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<JobOut>> {
+pub async fn pause(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<JobOut>> {
     command(&state, &caller, &id, JobCommand::Pause).await
 }
 
 #[utoipa::path(post, path = "/api/v1/jobs/{id}/resume", tag = "jobs",
     responses((status = 200, body = JobOut), (status = 409, description = "the job is not paused by an operator")))]
-pub async fn resume(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<JobOut>> {
+pub async fn resume(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<JobOut>> {
     command(&state, &caller, &id, JobCommand::Resume).await
 }
 
 #[utoipa::path(post, path = "/api/v1/jobs/{id}/cancel", tag = "jobs",
     responses((status = 200, body = JobOut), (status = 409, description = "the job has ended")))]
-pub async fn cancel(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<JobOut>> {
+pub async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<JobOut>> {
     command(&state, &caller, &id, JobCommand::Cancel).await
 }
 
 #[utoipa::path(put, path = "/api/v1/jobs/{id}/schedule", tag = "jobs",
+    request_body(content = inline(super::schemas::ScheduleBody), description = "the new schedule; `null` removes it"),
     responses((status = 200, body = JobOut), (status = 409, description = "the job has ended")))]
 pub async fn set_schedule(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(input): ApiJson<Option<ScheduleIn>>,
 ) -> ApiResult<Json<JobOut>> {
     caller.require(Access::WriteFleet)?;
@@ -694,6 +731,7 @@ pub async fn set_schedule(
 
 /// How many devices a job would select if it started now.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(as = JobEstimateOut)]
 pub struct EstimateOut {
     /// Devices that would get an execution (queued or awaiting consent).
     pub count: u64,
@@ -706,7 +744,7 @@ pub struct EstimateOut {
 pub async fn estimate(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<EstimateOut>> {
     caller.require(Access::Read)?;
     let job = load(&state, caller.tenant(), &id).await?;
@@ -718,11 +756,14 @@ pub async fn estimate(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ExecutionListParams {
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
+    #[param(maximum = 9223372036854775807_u64)]
     pub offset: Option<u64>,
     /// `action_id` (default), `device`, `state`, `updated_at`; `-` for descending.
     pub sort: Option<String>,
     /// Text in the device id.
+    #[param(max_length = 256)]
     pub search: Option<String>,
     /// Only executions in this state.
     pub state: Option<String>,
@@ -756,7 +797,7 @@ impl ExecutionListParams {
 pub async fn executions(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(params): ApiQuery<ExecutionListParams>,
 ) -> ApiResult<Json<PageOut<ExecutionOut>>> {
     caller.require(Access::Read)?;
@@ -772,7 +813,7 @@ pub async fn executions(
 pub async fn device_executions(
     State(state): State<AppState>,
     caller: Caller,
-    Path(device): Path<String>,
+    ApiPath(device): ApiPath<String>,
     ApiQuery(params): ApiQuery<ExecutionListParams>,
 ) -> ApiResult<Json<PageOut<ExecutionOut>>> {
     caller.require(Access::Read)?;
@@ -794,6 +835,7 @@ pub async fn device_executions(
 #[serde(deny_unknown_fields)]
 pub struct ConsentIn {
     /// `approve` or `deny`.
+    #[schema(schema_with = super::schemas::decision)]
     pub decision: String,
 }
 
@@ -802,7 +844,7 @@ pub struct ConsentIn {
 pub async fn consent(
     State(state): State<AppState>,
     caller: Caller,
-    Path((device, job)): Path<(String, String)>,
+    ApiPath((device, job)): ApiPath<(String, String)>,
     ApiJson(input): ApiJson<ConsentIn>,
 ) -> ApiResult<Json<ExecutionOut>> {
     caller.require(Access::GiveConsent)?;

@@ -1,7 +1,7 @@
 //! API keys of the caller's tenant (admin role).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -10,13 +10,14 @@ use utoipa::ToSchema;
 
 use crate::auth::{Caller, new_id, new_token, token_hash};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiPath};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeyIn {
     /// `admin`, `operator`, `viewer` or `consent`.
+    #[schema(schema_with = super::schemas::role)]
     pub role: String,
     /// A label to recognise the key by.
     pub name: Option<String>,
@@ -26,7 +27,7 @@ pub struct KeyIn {
 pub struct KeyOut {
     pub id: String,
     pub tenant: String,
-    #[schema(value_type = String)]
+    #[schema(schema_with = super::schemas::role)]
     pub role: Role,
     pub name: Option<String>,
     pub server_admin: bool,
@@ -87,16 +88,20 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(KeyOut::new(key, Some(token)))))
 }
 
-#[utoipa::path(get, path = "/api/v1/keys", tag = "keys", responses((status = 200, body = Vec<KeyOut>)))]
-pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<serde_json::Value>> {
+#[utoipa::path(get, path = "/api/v1/keys", tag = "keys", responses((status = 200, body = super::ItemsOut<KeyOut>)))]
+pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<super::ItemsOut<KeyOut>>> {
     caller.require(Access::ManageKeys)?;
     let keys: Vec<KeyOut> =
         state.store.list_keys(caller.tenant()).await?.into_iter().map(|k| KeyOut::new(k, None)).collect();
-    Ok(Json(serde_json::json!({"items": keys, "total": keys.len()})))
+    Ok(Json(super::ItemsOut::new(keys)))
 }
 
 #[utoipa::path(delete, path = "/api/v1/keys/{id}", tag = "keys", responses((status = 204)))]
-pub async fn delete(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<StatusCode> {
     caller.require(Access::ManageKeys)?;
     state.store.delete_key(caller.tenant(), &id).await?;
     tracing::info!(key = %id, tenant = caller.tenant(), "api key deleted");

@@ -12,6 +12,7 @@ pub mod groups;
 pub mod jobs;
 pub mod keys;
 pub mod products;
+pub mod schemas;
 pub mod system;
 pub mod tenants;
 
@@ -21,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use updraft_core::{Page, PageRequest};
 use utoipa::ToSchema;
 
-use crate::error::{ApiError, ErrorCode};
+use crate::error::ApiError;
 use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -30,6 +31,9 @@ pub fn routes() -> Router<AppState> {
         .route("/livez", get(system::livez))
         .route("/metrics", get(system::metrics))
         .route("/api/v1/openapi.json", get(system::openapi))
+        .route("/api/docs", get(crate::openapi::docs::page))
+        .route("/api/docs/swagger-ui-bundle.js", get(crate::openapi::docs::bundle))
+        .route("/api/docs/swagger-ui.css", get(crate::openapi::docs::css))
         .route("/api/v1/tenants", get(tenants::list).post(tenants::create))
         .route("/api/v1/keys", get(keys::list).post(keys::create))
         .route("/api/v1/keys/{id}", axum::routing::delete(keys::delete))
@@ -63,8 +67,8 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/devices/{id}/executions", get(jobs::device_executions))
         .route("/api/v1/devices/{id}/executions/{job}/consent", post(jobs::consent))
         .merge(crate::ddi::routes())
-        .fallback(|| async { ApiError::of(ErrorCode::RouteNotFound) })
-        .method_not_allowed_fallback(|| async { ApiError::of(ErrorCode::MethodNotAllowed) })
+        .fallback(crate::extract::route_not_found)
+        .method_not_allowed_fallback(crate::extract::method_not_allowed)
 }
 
 /// Paging and search parameters shared by every list.
@@ -72,12 +76,15 @@ pub fn routes() -> Router<AppState> {
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Items per page, 1–1000 (default 50).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// Items to skip (default 0).
+    #[param(maximum = 9223372036854775807_u64)]
     pub offset: Option<u64>,
     /// Field to sort by; prefix with `-` for descending order.
     pub sort: Option<String>,
     /// Case-insensitive text searched in the resource's names and ids.
+    #[param(max_length = 256)]
     pub search: Option<String>,
 }
 
@@ -105,6 +112,20 @@ impl<T> PageOut<T> {
             limit: req.limit,
             offset: req.offset,
         }
+    }
+}
+
+/// A whole list, not paged (keys, tenants, gateway tokens).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ItemsOut<T> {
+    pub items: Vec<T>,
+    /// How many items there are.
+    pub total: u64,
+}
+
+impl<T> ItemsOut<T> {
+    pub fn new(items: Vec<T>) -> Self {
+        ItemsOut { total: items.len() as u64, items }
     }
 }
 

@@ -1,7 +1,7 @@
 //! Products (OEM models, ProductKeys).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -12,18 +12,19 @@ use utoipa::ToSchema;
 use super::{ListParams, PageOut, non_empty};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, ApiQuery, double_option};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, double_option};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProductIn {
     /// `[A-Za-z0-9_-]{1,128}`, unique in the tenant.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,128}$")]
     pub key: String,
     pub name: Option<String>,
     pub description: Option<String>,
     /// `semver` (default) or `free` (any string, compared for equality only).
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = super::schemas::version_scheme_or_null)]
     pub version_scheme: Option<VersionScheme>,
 }
 
@@ -34,7 +35,7 @@ pub struct ProductPatch {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
     pub description: Option<Option<String>>,
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = super::schemas::version_scheme_or_null)]
     pub version_scheme: Option<VersionScheme>,
 }
 
@@ -43,7 +44,7 @@ pub struct ProductOut {
     pub key: String,
     pub name: String,
     pub description: Option<String>,
-    #[schema(value_type = String)]
+    #[schema(schema_with = super::schemas::version_scheme)]
     pub version_scheme: VersionScheme,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
@@ -117,7 +118,7 @@ pub async fn load(state: &AppState, tenant: &str, key: &str) -> ApiResult<Produc
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
-    Path(key): Path<String>,
+    ApiPath(key): ApiPath<String>,
 ) -> ApiResult<Json<ProductOut>> {
     caller.require(Access::Read)?;
     Ok(Json(load(&state, caller.tenant(), &key).await?.into()))
@@ -128,7 +129,7 @@ pub async fn get(
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
-    Path(key): Path<String>,
+    ApiPath(key): ApiPath<String>,
     ApiJson(patch): ApiJson<ProductPatch>,
 ) -> ApiResult<Json<ProductOut>> {
     caller.require(Access::WriteFleet)?;
@@ -150,7 +151,11 @@ pub async fn update(
 
 #[utoipa::path(delete, path = "/api/v1/products/{key}", tag = "products",
     responses((status = 204), (status = 409, description = "devices, firmware or groups use the product")))]
-pub async fn delete(State(state): State<AppState>, caller: Caller, Path(key): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(key): ApiPath<String>,
+) -> ApiResult<StatusCode> {
     caller.require(Access::WriteFleet)?;
     state.store.delete_product(caller.tenant(), &key).await?;
     Ok(StatusCode::NO_CONTENT)

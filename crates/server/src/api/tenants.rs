@@ -18,6 +18,7 @@ use crate::state::AppState;
 #[serde(deny_unknown_fields)]
 pub struct TenantIn {
     /// `[A-Za-z0-9_-]{1,64}`; matched case-insensitively.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub name: String,
 }
 
@@ -68,9 +69,9 @@ pub async fn create(
     ))
 }
 
-#[utoipa::path(get, path = "/api/v1/tenants", tag = "tenants", responses((status = 200, body = Vec<TenantOut>)))]
-pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<serde_json::Value>> {
+#[utoipa::path(get, path = "/api/v1/tenants", tag = "tenants", responses((status = 200, body = super::ItemsOut<TenantOut>)))]
+pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<super::ItemsOut<TenantOut>>> {
     caller.require_server_admin()?;
     let items: Vec<TenantOut> = state.store.list_tenants().await?.into_iter().map(Into::into).collect();
-    Ok(Json(serde_json::json!({"items": items, "total": items.len()})))
+    Ok(Json(super::ItemsOut::new(items)))
 }

@@ -16,7 +16,7 @@ pub mod requests;
 use std::collections::HashMap;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -34,6 +34,7 @@ use updraft_ddi as ddi;
 use updraft_store::StoreError;
 
 use crate::auth::token_hash;
+use crate::extract::{DdiPath, DdiQuery};
 use crate::metrics::{ARTIFACT_BYTES, DDI_FEEDBACK, DDI_POLLS};
 use crate::state::AppState;
 use cache::IdleAnswer;
@@ -72,6 +73,20 @@ pub enum DdiError {
     Conflict(String),
     UnsupportedMediaType,
     Unavailable,
+    /// A request body over the limit (413).
+    TooLarge,
+    /// No such route under the device API's prefix (404).
+    NoRoute,
+    /// The route does not take this method (405).
+    MethodNotAllowed,
+}
+
+/// Whether `path` is under the device API (`/{tenant}/controller/v1/…`).
+pub fn is_device_path(path: &str) -> bool {
+    let mut segments = path.split('/').skip(1);
+    segments.next().is_some_and(|t| !t.is_empty())
+        && segments.next() == Some("controller")
+        && segments.next() == Some("v1")
 }
 
 impl From<StoreError> for DdiError {
@@ -121,6 +136,24 @@ impl IntoResponse for DdiError {
                 "ServiceUnavailableException",
                 "hawkbit.server.error.unavailable",
                 "retry later".into(),
+            ),
+            DdiError::TooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "FileSizeQuotaExceededException",
+                "hawkbit.server.error.quota.fileSizeExceeded",
+                "the request body is larger than allowed".into(),
+            ),
+            DdiError::NoRoute => (
+                StatusCode::NOT_FOUND,
+                "EntityNotFoundException",
+                "hawkbit.server.error.repo.entityNotFound",
+                "no such resource in the device API".into(),
+            ),
+            DdiError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "OperationNotSupportedException",
+                "hawkbit.server.error.operation.notSupported",
+                "this resource does not take this method".into(),
             ),
         };
         let body = ddi::ErrorBody {
@@ -256,22 +289,16 @@ pub(crate) fn public_base(state: &AppState, parts: &Parts) -> String {
 
 /// A JSON body read as hawkBit does: unknown fields ignored, a wrong content type 415.
 fn read_json<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> DdiResult<T> {
-    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if !ct.to_ascii_lowercase().starts_with("application/json") && !ct.to_ascii_lowercase().contains("+json") {
+    if !crate::extract::is_json(headers) {
         return Err(DdiError::UnsupportedMediaType);
     }
-    let value =
-        serde_json::from_slice(body).map_err(|e| DdiError::BadRequest(format!("the body cannot be read: {e}")))?;
+    let value = crate::extract::from_json(body).map_err(|e| {
+        DdiError::BadRequest(format!("the body cannot be read: {}", e.describe(crate::extract::Part::Body)))
+    })?;
     match crate::extract::nul_in_json(body) {
-        Some(at) => Err(DdiError::BadRequest(format!("`{at}` must not contain NUL characters"))),
+        Some(at) => Err(<DdiError as crate::extract::Rejection>::nul(&at)),
         None => Ok(value),
     }
-}
-
-/// Whether `path` is under the device API (`/{tenant}/controller/v1/…`).
-pub fn is_device_path(path: &str) -> bool {
-    let mut segments = path.split('/').skip(2);
-    segments.next() == Some("controller") && segments.next() == Some("v1")
 }
 
 /// The device's own execution with public action id `id` (see
@@ -513,8 +540,8 @@ async fn deployment_with_history(
 async fn deployment(
     State(state): State<AppState>,
     dev: DdiDevice,
-    Path(params): Path<HashMap<String, String>>,
-    Query(q): Query<DeploymentParams>,
+    DdiPath(params): DdiPath<HashMap<String, String>>,
+    DdiQuery(q): DdiQuery<DeploymentParams>,
 ) -> DdiResult<Json<ddi::DeploymentBase>> {
     let e = own_execution(&state, &dev, &params["action"]).await?;
     // Queued: not released to the device yet (the job's pace decides when).
@@ -583,7 +610,7 @@ fn refused(e: TransitionError, action: i64) -> DdiError {
 async fn deployment_feedback(
     State(state): State<AppState>,
     dev: DdiDevice,
-    Path(params): Path<HashMap<String, String>>,
+    DdiPath(params): DdiPath<HashMap<String, String>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> DdiResult<StatusCode> {
@@ -605,7 +632,7 @@ async fn deployment_feedback(
 async fn cancel(
     State(state): State<AppState>,
     dev: DdiDevice,
-    Path(params): Path<HashMap<String, String>>,
+    DdiPath(params): DdiPath<HashMap<String, String>>,
 ) -> DdiResult<Json<ddi::Cancel>> {
     let e = own_execution(&state, &dev, &params["action"]).await?;
     if !(e.cancel_requested || e.state == ExecutionState::Canceled) {
@@ -619,7 +646,7 @@ async fn cancel(
 async fn cancel_feedback(
     State(state): State<AppState>,
     dev: DdiDevice,
-    Path(params): Path<HashMap<String, String>>,
+    DdiPath(params): DdiPath<HashMap<String, String>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> DdiResult<StatusCode> {
@@ -642,8 +669,8 @@ async fn cancel_feedback(
 async fn installed(
     State(state): State<AppState>,
     dev: DdiDevice,
-    Path(params): Path<HashMap<String, String>>,
-    Query(q): Query<DeploymentParams>,
+    DdiPath(params): DdiPath<HashMap<String, String>>,
+    DdiQuery(q): DdiQuery<DeploymentParams>,
 ) -> DdiResult<Json<ddi::DeploymentBase>> {
     let e = own_execution(&state, &dev, &params["action"]).await?;
     if e.state != ExecutionState::Succeeded {
@@ -700,8 +727,8 @@ async fn confirmation_base(State(state): State<AppState>, dev: DdiDevice) -> Ddi
 async fn confirmation(
     State(state): State<AppState>,
     dev: DdiDevice,
-    Path(params): Path<HashMap<String, String>>,
-    Query(q): Query<DeploymentParams>,
+    DdiPath(params): DdiPath<HashMap<String, String>>,
+    DdiQuery(q): DdiQuery<DeploymentParams>,
 ) -> DdiResult<Json<ddi::ConfirmationBaseAction>> {
     let e = own_execution(&state, &dev, &params["action"]).await?;
     if e.state != ExecutionState::AwaitingConsent {
@@ -715,7 +742,7 @@ async fn confirmation(
 async fn confirmation_feedback(
     State(state): State<AppState>,
     dev: DdiDevice,
-    Path(params): Path<HashMap<String, String>>,
+    DdiPath(params): DdiPath<HashMap<String, String>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> DdiResult<StatusCode> {
@@ -749,7 +776,7 @@ async fn module_for_device(state: &AppState, dev: &DdiDevice, module: &str) -> D
 async fn artifacts(
     State(state): State<AppState>,
     dev: DdiDevice,
-    Path(params): Path<HashMap<String, String>>,
+    DdiPath(params): DdiPath<HashMap<String, String>>,
 ) -> DdiResult<Json<Vec<ddi::Artifact>>> {
     let fw = module_for_device(&state, &dev, &params["module"]).await?;
     let list = fw
@@ -764,7 +791,7 @@ async fn artifacts(
 async fn artifact(
     State(state): State<AppState>,
     dev: DdiDevice,
-    Path(params): Path<HashMap<String, String>>,
+    DdiPath(params): DdiPath<HashMap<String, String>>,
     method: axum::http::Method,
     headers: HeaderMap,
 ) -> DdiResult<Response> {

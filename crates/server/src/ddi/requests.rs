@@ -10,7 +10,7 @@
 //!   another execution, 503 when the job's pace allows none now (retry later).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde::Serialize;
 use updraft_core::PageRequest;
 use updraft_core::job::{ExecutionState, JobState, on_release};
@@ -18,6 +18,7 @@ use updraft_core::rollout::current_rate;
 use updraft_store::ExecutionScope;
 
 use super::{DdiDevice, DdiError, DdiResult, etag_param};
+use crate::extract::DdiPath;
 use crate::state::AppState;
 
 #[derive(Debug, Serialize)]
@@ -60,7 +61,7 @@ pub async fn list(State(state): State<AppState>, dev: DdiDevice) -> DdiResult<Js
 pub async fn request(
     State(state): State<AppState>,
     dev: DdiDevice,
-    Path(params): Path<std::collections::HashMap<String, String>>,
+    DdiPath(params): DdiPath<std::collections::HashMap<String, String>>,
 ) -> DdiResult<Json<serde_json::Value>> {
     let wanted = params.get("job").cloned().unwrap_or_default();
     let Some((_, e)) = requestable_jobs(&state, &dev).await?.into_iter().find(|(j, _)| j.job == wanted) else {
