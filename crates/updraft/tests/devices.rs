@@ -508,6 +508,14 @@ async fn simulated_fleet_is_accounted_for(b: Backend) {
     assert_eq!(ids.len(), FLEET);
     assert_eq!(server.get("/api/v1/devices?limit=1").await["total"], FLEET);
     server.create("/api/v1/jobs", json!({"id": "fleet", "firmware": firmware, "devices": ids})).await;
+    // The fleet ends once idle for a second: start it when the scheduler has released every
+    // execution, so a slow first tick on a loaded machine cannot end the run before work appears.
+    let released = async {
+        while server.get("/api/v1/jobs/fleet").await["counts"]["notified"] != FLEET {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(60), released).await.expect("the job is released");
 
     let mut fleet = Proc::spawn(
         "sim",
