@@ -77,24 +77,26 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
 /// Returns the administrator token when it was generated now (to be shown once).
 pub async fn bootstrap(store: &dyn Store, settings: &Settings, now: jiff::Timestamp) -> anyhow::Result<Option<String>> {
     store.ensure_tenant(&Tenant { id: DEFAULT_TENANT.into(), name: DEFAULT_TENANT.into(), created_at: now }).await?;
-    let admin = |now| ApiKey {
+    let admin = |now, token: &str| ApiKey {
         id: "bootstrap".into(),
         tenant: DEFAULT_TENANT.into(),
         role: Role::Admin,
         name: Some("server administrator".into()),
         server_admin: true,
         created_at: now,
+        expires_at: None,
+        token_prefix: Some(auth::token_prefix(token)),
     };
     if let Some(token) = &settings.bootstrap_token {
         anyhow::ensure!(token.len() >= 16, "the bootstrap token must be at least 16 characters");
-        store.replace_server_admin_key(&admin(now), &auth::token_hash(token)).await?;
+        store.replace_server_admin_key(&admin(now, token), &auth::token_hash(token)).await?;
         return Ok(None);
     }
     if store.has_server_admin_key().await? {
         return Ok(None);
     }
     let token = auth::new_token("upd_k_");
-    store.replace_server_admin_key(&admin(now), &auth::token_hash(&token)).await?;
+    store.replace_server_admin_key(&admin(now, &token), &auth::token_hash(&token)).await?;
     Ok(Some(token))
 }
 

@@ -11,7 +11,7 @@ use crate::api::{devices, filters, firmware, gateway_tokens, groups, jobs, keys,
         Every call needs `Authorization: Bearer <api key>`. Errors are `{\"error\": {\"code\", \"message\", \"details\"}}` \
         with a code from the table in `x-error-codes`."),
     paths(
-        tenants::create, tenants::list, keys::create, keys::list, keys::delete,
+        tenants::create, tenants::list, tenants::create_key, keys::create, keys::list, keys::update, keys::delete,
         products::create, products::list, products::get, products::update, products::delete,
         firmware::upload, firmware::list, firmware::get, firmware::delete, firmware::download,
         devices::create, devices::import, devices::list, devices::search, devices::get, devices::update, devices::delete,

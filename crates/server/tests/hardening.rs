@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Api, Backend, TestServer};
+use common::{ADMIN_TOKEN, Api, Backend, TestServer};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -13,6 +13,8 @@ on_both_stores!(
     download_links_ignore_forged_host_headers,
     management_answers_carry_security_headers_and_no_cors_by_default,
     data_directory_and_database_are_private_to_the_server_user,
+    tenant_admins_can_never_lock_out_the_server_or_their_tenant,
+    key_listing_shows_only_a_prefix_and_expired_keys_answer_401,
 );
 
 /// A server with a product, a firmware image, one device (`dev-0`) and a job released to it.
@@ -135,7 +137,7 @@ async fn download_links_ignore_forged_host_headers(b: Backend) {
     assert!(updraft_server::build(bad, std::sync::Arc::new(updraft_server::SystemClock)).await.is_err());
 }
 
-use updraft_server::Settings;
+use updraft_server::{Clock, Settings};
 
 async fn management_answers_carry_security_headers_and_no_cors_by_default(b: Backend) {
     let api = Api::start(b).await;
@@ -204,4 +206,80 @@ async fn data_directory_and_database_are_private_to_the_server_user(b: Backend) 
             assert_eq!(mode(&data.join(name)), 0o600, "{name}");
         }
     }
+}
+
+async fn tenant_admins_can_never_lock_out_the_server_or_their_tenant(b: Backend) {
+    let api = Api::start(b).await;
+    let later = "2999-01-01T00:00:00Z";
+    // A tenant admin of the server administrator's own tenant cannot remove or weaken its key.
+    let default_admin = api.key("admin").await;
+    let admin = api.as_key(&default_admin);
+    admin.delete("/api/v1/keys/bootstrap").await.expect(409, Some("server_admin_key"));
+    admin.patch("/api/v1/keys/bootstrap", json!({"role": "viewer"})).await.expect(409, Some("server_admin_key"));
+    admin.patch("/api/v1/keys/bootstrap", json!({"expires_at": later})).await.expect(409, Some("server_admin_key"));
+    assert_eq!(api.get("/api/v1/keys").await.ok()["total"], 2, "the server administrator's key still works");
+
+    // A tenant keeps its last admin key that never expires.
+    let acme = api.post("/api/v1/tenants", json!({"name": "acme"})).await;
+    let first = acme.expect(201, None)["key"]["id"].as_str().unwrap().to_owned();
+    let acme_admin = acme.body["token"].as_str().unwrap().to_owned();
+    let acme = api.as_key(&acme_admin);
+    let first_key = format!("/api/v1/keys/{first}");
+    acme.delete(&first_key).await.expect(409, Some("last_admin_key"));
+    acme.patch(&first_key, json!({"role": "operator"})).await.expect(409, Some("last_admin_key"));
+    acme.patch(&first_key, json!({"expires_at": later})).await.expect(409, Some("last_admin_key"));
+    // An expiring admin key does not count; a lasting one does.
+    let expiring = acme.post("/api/v1/keys", json!({"role": "admin", "expires_at": later})).await;
+    expiring.expect(201, None);
+    acme.delete(&first_key).await.expect(409, Some("last_admin_key"));
+    let second = acme.post("/api/v1/keys", json!({"role": "admin"})).await;
+    let second_token = second.expect(201, None)["token"].as_str().unwrap().to_owned();
+    let second = format!("/api/v1/keys/{}", second.body["id"].as_str().unwrap());
+    acme.patch(&first_key, json!({"role": "viewer", "name": "read only"})).await.expect(200, None);
+    acme.get("/api/v1/keys").await.expect(403, Some("forbidden"));
+    let acme = api.as_key(&second_token);
+    acme.delete(&second).await.expect(409, Some("last_admin_key"));
+    acme.patch(&second, json!({"role": "operator"})).await.expect(409, Some("last_admin_key"));
+    let viewer = acme.post("/api/v1/keys", json!({"role": "viewer"})).await;
+    acme.delete(&format!("/api/v1/keys/{}", viewer.expect(201, None)["id"].as_str().unwrap())).await.expect(204, None);
+
+    // The server administrator issues keys for any tenant; no one else may.
+    let issued = api.post("/api/v1/tenants/acme/keys", json!({"role": "admin", "name": "recovery"})).await;
+    assert_eq!(issued.expect(201, None)["tenant"], "acme");
+    assert_eq!(issued.headers["cache-control"], "no-store");
+    let recovery = api.as_key(issued.body["token"].as_str().unwrap());
+    assert!(
+        recovery.get("/api/v1/keys").await.ok()["items"].as_array().unwrap().iter().any(|k| k["name"] == "recovery")
+    );
+    acme.post("/api/v1/tenants/acme/keys", json!({"role": "admin"})).await.expect(403, Some("forbidden"));
+    admin.post("/api/v1/tenants/acme/keys", json!({"role": "admin"})).await.expect(403, Some("forbidden"));
+    api.post("/api/v1/tenants/nope/keys", json!({"role": "admin"})).await.expect(404, Some("not_found"));
+    api.post("/api/v1/tenants/acme/keys", json!({"role": "root"})).await.expect(400, Some("validation_failed"));
+}
+
+async fn key_listing_shows_only_a_prefix_and_expired_keys_answer_401(b: Backend) {
+    let (server, clock) = TestServer::start_clocked(b, |_| {}).await;
+    let api = Api::on(server);
+    let in_an_hour = (clock.now() + jiff::SignedDuration::from_hours(1)).to_string();
+    let created = api.post("/api/v1/keys", json!({"role": "viewer", "expires_at": in_an_hour})).await;
+    let token = created.expect(201, None)["token"].as_str().unwrap().to_owned();
+    let listed = api.get("/api/v1/keys").await;
+    for key in listed.ok()["items"].as_array().unwrap() {
+        assert!(key.get("token").is_none(), "{key}");
+        let prefix = key["token_prefix"].as_str().unwrap();
+        assert!(prefix.len() <= 10 && prefix.len() >= 4, "{key}");
+        if key["id"] == created.body["id"] {
+            assert!(token.starts_with(prefix) && prefix.len() == 10, "{key}");
+            assert_eq!(key["expires_at"].as_str().unwrap().parse::<jiff::Timestamp>().unwrap().to_string(), in_an_hour);
+        } else {
+            assert!(ADMIN_TOKEN.starts_with(prefix), "{key}");
+        }
+    }
+    let viewer = api.as_key(&token);
+    viewer.get("/api/v1/products").await.expect(200, None);
+    clock.advance(jiff::SignedDuration::from_mins(61));
+    viewer.get("/api/v1/products").await.expect(401, Some("unauthorized"));
+    let past = (clock.now() - jiff::SignedDuration::from_secs(1)).to_string();
+    let r = api.post("/api/v1/keys", json!({"role": "viewer", "expires_at": past})).await;
+    assert_eq!(r.expect(400, Some("validation_failed"))["error"]["details"][0]["field"], "expires_at");
 }

@@ -1,7 +1,7 @@
 //! Tenants (organisations): created by the server administrator only.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -73,4 +73,20 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Js
     caller.require_server_admin()?;
     let items: Vec<TenantOut> = state.store.list_tenants().await?.into_iter().map(Into::into).collect();
     Ok(Json(serde_json::json!({"items": items, "total": items.len()})))
+}
+
+#[utoipa::path(post, path = "/api/v1/tenants/{id}/keys", tag = "tenants", request_body = super::keys::KeyIn,
+    responses((status = 201, body = KeyOut, description = "a key of the tenant, with its token shown this once"),
+        (status = 403, description = "only the server administrator's key may issue keys for a tenant"),
+        (status = 404, description = "no such tenant")))]
+pub async fn create_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<super::keys::KeyIn>,
+) -> ApiResult<(StatusCode, [(axum::http::HeaderName, &'static str); 1], Json<KeyOut>)> {
+    caller.require_server_admin()?;
+    let tenant =
+        state.store.get_tenant(&id.to_ascii_lowercase()).await?.ok_or_else(|| ApiError::not_found("tenant", &id))?;
+    super::keys::create_for(&state, &tenant.id, input).await
 }
