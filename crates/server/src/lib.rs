@@ -9,6 +9,7 @@ pub mod conn;
 pub mod ddi;
 pub mod error;
 pub mod extract;
+pub mod idempotency;
 pub mod metrics;
 pub mod openapi;
 pub mod presence;
@@ -144,13 +145,16 @@ fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
         tower_http::cors::CorsLayer::new()
             .allow_origin(origins)
             .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
-            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::IF_MATCH, IDEMPOTENCY_KEY])
-            .expose_headers([header::ETAG, header::RETRY_AFTER, header::LOCATION, REQUEST_ID])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::IF_MATCH,
+                idempotency::IDEMPOTENCY_KEY,
+            ])
+            .expose_headers([header::ETAG, header::RETRY_AFTER, header::LOCATION, REQUEST_ID, idempotency::REPLAYED.0])
             .max_age(std::time::Duration::from_secs(600)),
     )
 }
-
-const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
 /// Runs the server on `listener` until `shutdown` completes, then finishes the
 /// requests in flight and closes the store.

@@ -15,6 +15,8 @@ on_both_stores!(
     data_directory_and_database_are_private_to_the_server_user,
     tenant_admins_can_never_lock_out_the_server_or_their_tenant,
     key_listing_shows_only_a_prefix_and_expired_keys_answer_401,
+    a_retried_import_gets_the_first_answer_and_tokens_that_work,
+    a_reissued_device_token_replaces_the_old_one_at_once,
 );
 
 /// A server with a product, a firmware image, one device (`dev-0`) and a job released to it.
@@ -282,4 +284,79 @@ async fn key_listing_shows_only_a_prefix_and_expired_keys_answer_401(b: Backend)
     let past = (clock.now() - jiff::SignedDuration::from_secs(1)).to_string();
     let r = api.post("/api/v1/keys", json!({"role": "viewer", "expires_at": past})).await;
     assert_eq!(r.expect(400, Some("validation_failed"))["error"]["details"][0]["field"], "expires_at");
+}
+
+async fn import_with_key(api: &Api, token: &str, key: Option<&str>, csv: &str) -> common::Answer {
+    let mut r = api
+        .http
+        .post(api.server.url("/api/v1/devices/import"))
+        .bearer_auth(token)
+        .header("content-type", "text/csv")
+        .body(csv.to_owned());
+    if let Some(key) = key {
+        r = r.header("idempotency-key", key);
+    }
+    common::answer(r.send().await.unwrap()).await
+}
+
+async fn poll_status(api: &Api, device: &str, token: &str) -> u16 {
+    let url = api.server.url(&format!("/default/controller/v1/{device}"));
+    let r = api.http.get(url).header("authorization", format!("TargetToken {token}")).send().await.unwrap();
+    r.status().as_u16()
+}
+
+async fn a_retried_import_gets_the_first_answer_and_tokens_that_work(b: Backend) {
+    let (server, clock) = TestServer::start_clocked(b, |_| {}).await;
+    let api = Api::on(server);
+    api.post("/api/v1/products", json!({"key": "thermo"})).await.expect(201, None);
+    let operator = api.key("operator").await;
+    let csv = "id,product\nd1,thermo\nd2,thermo\n";
+
+    let first = import_with_key(&api, &operator, Some("import-0001"), csv).await;
+    first.expect(201, None);
+    assert!(first.headers.get("idempotent-replayed").is_none());
+    // The client lost that answer: its retry gets the same one, tokens included, and nothing more is created.
+    let retry = import_with_key(&api, &operator, Some("\"import-0001\""), csv).await;
+    assert_eq!((retry.status.as_u16(), &retry.body), (201, &first.body));
+    assert_eq!(retry.headers["idempotent-replayed"], "true");
+    assert_eq!(retry.headers["cache-control"], "no-store");
+    assert_eq!(api.get("/api/v1/devices").await.ok()["total"], 2);
+    for d in retry.body["devices"].as_array().unwrap() {
+        assert_eq!(poll_status(&api, d["id"].as_str().unwrap(), d["token"].as_str().unwrap()).await, 200);
+    }
+    // Retries that arrive together get the one answer too.
+    let (a, c) = tokio::join!(
+        import_with_key(&api, &operator, Some("import-0002"), "id,product\nd3,thermo\n"),
+        import_with_key(&api, &operator, Some("import-0002"), "id,product\nd3,thermo\n"),
+    );
+    assert_eq!((a.status.as_u16(), c.status.as_u16(), &a.body), (201, 201, &c.body));
+    // Another request under the same key is refused; another API key's keys are its own.
+    let other = import_with_key(&api, &operator, Some("import-0001"), "id,product\nd9,thermo\n").await;
+    other.expect(422, Some("idempotency_key_reused"));
+    let admin = import_with_key(&api, ADMIN_TOKEN, Some("import-0001"), csv).await;
+    admin.expect(422, Some("import_rejected"));
+    import_with_key(&api, &operator, Some(&"x".repeat(256)), csv).await.expect(400, Some("bad_request"));
+    // Keys are kept for a day: after that the same key runs the import again.
+    clock.advance(jiff::SignedDuration::from_hours(25));
+    import_with_key(&api, &operator, Some("import-0001"), csv).await.expect(422, Some("import_rejected"));
+    assert_eq!(api.get("/api/v1/devices").await.ok()["total"], 3);
+}
+
+async fn a_reissued_device_token_replaces_the_old_one_at_once(b: Backend) {
+    let api = Api::start(b).await;
+    api.post("/api/v1/products", json!({"key": "thermo"})).await.expect(201, None);
+    let d = api.post("/api/v1/devices", json!({"id": "d1", "product": "thermo"})).await;
+    let old = d.expect(201, None)["token"].as_str().unwrap().to_owned();
+    // Polls put the old token in the poll cache.
+    assert_eq!(poll_status(&api, "d1", &old).await, 200);
+    assert_eq!(poll_status(&api, "d1", &old).await, 200);
+    let r = api.post("/api/v1/devices/d1/token", json!({})).await;
+    let new = r.expect(200, None)["token"].as_str().unwrap().to_owned();
+    assert_eq!(r.headers["cache-control"], "no-store");
+    assert_ne!(new, old);
+    assert_eq!(poll_status(&api, "d1", &old).await, 401, "the old token stops working at once");
+    assert_eq!(poll_status(&api, "d1", &new).await, 200);
+    api.post("/api/v1/devices/nope/token", json!({})).await.expect(404, Some("not_found"));
+    let viewer = api.key("viewer").await;
+    api.as_key(&viewer).post("/api/v1/devices/d1/token", json!({})).await.expect(403, Some("forbidden"));
 }

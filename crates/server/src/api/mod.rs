@@ -34,6 +34,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/keys", get(keys::list).post(keys::create))
         .route("/api/v1/keys/{id}", axum::routing::delete(keys::delete).patch(keys::update))
         .route("/api/v1/tenants/{id}/keys", post(tenants::create_key))
+        .route("/api/v1/devices/{id}/token", post(devices::reissue_token))
         .route("/api/v1/products", get(products::list).post(products::create))
         .route("/api/v1/products/{key}", get(products::get).patch(products::update).delete(products::delete))
         .route("/api/v1/firmware", get(firmware::list).post(firmware::upload).layer(firmware::body_limit()))
