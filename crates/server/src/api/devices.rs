@@ -235,7 +235,7 @@ pub async fn import(
             let api_token = crate::auth::bearer_token(&headers).unwrap_or_default().to_owned();
             let fingerprint = idempotency::fingerprint("POST", "/api/v1/devices/import", &essence, &body);
             if let Some(kept) = state.store.idempotent_request(caller.tenant(), &caller.key.id, &key, now).await? {
-                return Ok(replay(kept, &fingerprint, &api_token)?.into_response());
+                return replay(kept, &fingerprint, &api_token);
             }
             Some((key, fingerprint, api_token))
         }
@@ -301,7 +301,7 @@ pub async fn import(
                 if let (Some(request), Some((_, fingerprint, api_token))) = (&kept, &idempotent) {
                     let first = state.store.idempotent_request(caller.tenant(), &caller.key.id, &request.key, now);
                     if let Some(first) = first.await? {
-                        return Ok(replay(first, fingerprint, api_token)?.into_response());
+                        return replay(first, fingerprint, api_token);
                     }
                 }
                 return Err(ApiError::of(ErrorCode::Conflict));
@@ -335,11 +335,8 @@ pub async fn import(
 
 /// The first answer of an idempotent import, its device tokens derived again;
 /// `idempotency_key_reused` when the retry asks something else.
-fn replay(
-    kept: IdempotentRequest,
-    fingerprint: &str,
-    api_token: &str,
-) -> ApiResult<(StatusCode, [(header::HeaderName, header::HeaderValue); 1], Json<ImportOut>)> {
+fn replay(kept: IdempotentRequest, fingerprint: &str, api_token: &str) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
     if kept.fingerprint != fingerprint {
         return Err(idempotency::reused());
     }
@@ -354,7 +351,8 @@ fn replay(
         .into_iter()
         .map(|id| IssuedToken { token: idempotency::device_token(api_token, &kept.key, kept.created_at, &id), id })
         .collect();
-    Ok((StatusCode::CREATED, [idempotency::REPLAYED], Json(ImportOut { created: answer.created, devices })))
+    Ok((StatusCode::CREATED, [idempotency::REPLAYED], Json(ImportOut { created: answer.created, devices }))
+        .into_response())
 }
 
 fn parse_ndjson(text: &str, errors: &mut Vec<LineError>) -> Vec<(usize, DeviceIn)> {
