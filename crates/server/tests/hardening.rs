@@ -66,7 +66,7 @@ async fn text_postgresql_cannot_store_is_refused_with_400_everywhere(b: Backend)
     api.get("/api/v1/products?search=a%00").await.expect(400, Some("bad_request"));
     api.get("/api/v1/devices/dev%000").await.expect(400, Some("bad_request"));
     api.delete("/api/v1/products/thermo%00").await.expect(400, Some("bad_request"));
-    // Imports: a raw NUL in CSV, an escaped one in NDJSON (named by line and field).
+    // Imports: a raw NUL in CSV, an escaped one in NDJSON (named by line and field): 400, nothing imported.
     api.raw(Method::POST, "/api/v1/devices/import", "text/csv", "id,product\nd3\0,thermo\n")
         .await
         .expect(400, Some("bad_request"));
@@ -78,7 +78,7 @@ async fn text_postgresql_cannot_store_is_refused_with_400_everywhere(b: Backend)
             "{\"id\": \"d4\", \"product\": \"thermo\", \"hardware_version\": \"\\u0000\"}\n",
         )
         .await;
-    let details = &r.expect(422, Some("import_rejected"))["error"]["details"][0];
+    let details = &r.expect(400, Some("bad_request"))["error"]["details"][0];
     assert_eq!((details["line"].as_u64(), details["field"].as_str()), (Some(1), Some("hardware_version")));
     // Multipart text fields.
     let form = reqwest::multipart::Form::new()

@@ -243,8 +243,18 @@ pub async fn import(
     };
     let text =
         std::str::from_utf8(&body).map_err(|_| ApiError::new(ErrorCode::BadRequest, "the body must be UTF-8"))?;
-    if let Some(line) = text.lines().position(|l| l.contains('\0')) {
-        return Err(ApiError::new(ErrorCode::BadRequest, format!("line {} holds a NUL character", line + 1)));
+    // Text PostgreSQL cannot store: a NUL byte (CSV) or a `\u0000` escape (NDJSON), on any line.
+    let nul_lines: Vec<LineError> = text
+        .lines()
+        .enumerate()
+        .filter_map(|(i, l)| {
+            let field = if l.contains('\0') { Some(String::new()) } else { crate::extract::nul_in_json(l.as_bytes()) };
+            field.map(|field| LineError { line: i + 1, field, message: "must not contain NUL characters".into() })
+        })
+        .collect();
+    if let Some(first) = nul_lines.first() {
+        let message = format!("line {} holds a NUL character; nothing was imported", first.line);
+        return Err(ApiError::new(ErrorCode::BadRequest, message).with_details(nul_lines));
     }
     let mut line_errors = Vec::new();
     let parsed: Vec<(usize, DeviceIn)> = match essence.as_str() {
@@ -362,12 +372,7 @@ fn parse_ndjson(text: &str, errors: &mut Vec<LineError>) -> Vec<(usize, DeviceIn
             continue;
         }
         match serde_json::from_str::<DeviceIn>(line) {
-            Ok(d) => match crate::extract::nul_in_json(line.as_bytes()) {
-                None => out.push((i + 1, d)),
-                Some(field) => {
-                    errors.push(LineError { line: i + 1, field, message: "must not contain NUL characters".into() })
-                }
-            },
+            Ok(d) => out.push((i + 1, d)),
             Err(e) => errors.push(LineError { line: i + 1, field: String::new(), message: e.to_string() }),
         }
     }
