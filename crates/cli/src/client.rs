@@ -92,13 +92,31 @@ impl Client {
         Ok(())
     }
 
-    pub async fn post_bytes(&self, path: &str, content_type: &str, body: Vec<u8>) -> anyhow::Result<Value> {
-        let r = self
-            .request(Method::POST, path)
-            .header(reqwest::header::CONTENT_TYPE, content_type)
-            .body(body)
-            .send()
-            .await;
+    /// POSTs `body` with an `Idempotency-Key`. A network failure (the answer
+    /// lost, the connection cut) is retried once with the same key, so a
+    /// request the server committed is answered as it was, not repeated.
+    pub async fn post_bytes_once(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+        key: &str,
+    ) -> anyhow::Result<Value> {
+        let body = bytes::Bytes::from(body);
+        let send = || {
+            self.request(Method::POST, path)
+                .header(reqwest::header::CONTENT_TYPE, content_type)
+                .header("idempotency-key", key)
+                .body(body.clone())
+                .send()
+        };
+        let r = match send().await {
+            Err(e) if !e.is_builder() => {
+                eprintln!("the request failed ({e}); retrying once with the same Idempotency-Key");
+                send().await
+            }
+            r => r,
+        };
         Ok(self.check(r).await?.json().await?)
     }
 

@@ -43,7 +43,7 @@ pub enum ClientCommand {
         #[command(subcommand)]
         cmd: FirmwareCmd,
     },
-    /// Devices: add, import, list, show, update, delete.
+    /// Devices: add, import, list, show, update, delete, token.
     Device {
         #[command(flatten)]
         conn: Conn,
@@ -491,6 +491,14 @@ pub enum DeviceCmd {
         /// Where to write the issued tokens as CSV (id,token) [default: <file>.tokens.csv].
         #[arg(long)]
         tokens_out: Option<PathBuf>,
+        /// The import's Idempotency-Key [default: a new random one]: a retry
+        /// with the same key and file answers as the first import did.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
+    /// Issue a new token for a device (its old token stops working); prints it once.
+    Token {
+        id: String,
     },
     List {
         #[command(flatten)]
@@ -581,6 +589,12 @@ pub enum KeyCmd {
         role: String,
         #[arg(long)]
         name: Option<String>,
+        /// When the key stops working (RFC 3339, e.g. 2027-01-01T00:00:00Z) [default: never].
+        #[arg(long)]
+        expires_at: Option<String>,
+        /// Issue the key in this tenant (the server administrator's key only).
+        #[arg(long)]
+        tenant: Option<String>,
     },
     Delete {
         id: String,
@@ -650,7 +664,14 @@ const DEVICE_COLUMNS: &[(&str, &str)] = &[
 ];
 const GROUP_COLUMNS: &[(&str, &str)] =
     &[("ID", "id"), ("NAME", "name"), ("PRODUCT", "product"), ("MEMBERS", "member_count")];
-const KEY_COLUMNS: &[(&str, &str)] = &[("ID", "id"), ("ROLE", "role"), ("NAME", "name"), ("CREATED", "created_at")];
+const KEY_COLUMNS: &[(&str, &str)] = &[
+    ("ID", "id"),
+    ("ROLE", "role"),
+    ("NAME", "name"),
+    ("PREFIX", "token_prefix"),
+    ("CREATED", "created_at"),
+    ("EXPIRES", "expires_at"),
+];
 
 fn show(json: bool, v: &Value, columns: &[(&str, &str)]) {
     if json { print_json(v) } else { Table::new(columns).one(v) }
@@ -808,13 +829,26 @@ async fn device(c: Client, json: bool, cmd: DeviceCmd) -> anyhow::Result<()> {
                 println!("\ntoken (shown once): {}", d["token"].as_str().unwrap_or(""));
             }
         }
-        DeviceCmd::Import { file, tokens_out } => {
+        DeviceCmd::Token { id } => {
+            let out = c.send("POST", &format!("/api/v1/devices/{id}/token"), &json!({})).await?;
+            if json {
+                print_json(&out);
+            } else {
+                println!("new token for {id} (shown once): {}", out["token"].as_str().unwrap_or(""));
+            }
+        }
+        DeviceCmd::Import { file, tokens_out, idempotency_key } => {
             let content_type = match file.extension().and_then(|e| e.to_str()) {
                 Some("csv") => "text/csv",
                 _ => "application/x-ndjson",
             };
             let body = tokio::fs::read(&file).await.with_context(|| format!("reading {}", file.display()))?;
-            let out = c.post_bytes("/api/v1/devices/import", content_type, body).await?;
+            let key = idempotency_key.unwrap_or_else(|| {
+                let mut b = [0u8; 16];
+                getrandom::fill(&mut b).expect("the operating system's random source works");
+                format!("updraft-cli-{}", hex::encode(b))
+            });
+            let out = c.post_bytes_once("/api/v1/devices/import", content_type, body, &key).await?;
             let dest = tokens_out.unwrap_or_else(|| {
                 let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("devices");
                 PathBuf::from(format!("{stem}.tokens.csv"))
@@ -938,8 +972,12 @@ async fn tenant(c: Client, json: bool, cmd: TenantCmd) -> anyhow::Result<()> {
 async fn key(c: Client, json: bool, cmd: KeyCmd) -> anyhow::Result<()> {
     match cmd {
         KeyCmd::List => show_list(json, &c.get("/api/v1/keys", &[]).await?, KEY_COLUMNS),
-        KeyCmd::Create { role, name } => {
-            let out = c.send("POST", "/api/v1/keys", &json!({"role": role, "name": name})).await?;
+        KeyCmd::Create { role, name, expires_at, tenant } => {
+            let path = match tenant {
+                Some(t) => format!("/api/v1/tenants/{t}/keys"),
+                None => "/api/v1/keys".to_owned(),
+            };
+            let out = c.send("POST", &path, &json!({"role": role, "name": name, "expires_at": expires_at})).await?;
             if json {
                 print_json(&out)
             } else {

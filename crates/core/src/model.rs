@@ -79,6 +79,67 @@ pub struct ApiKey {
     /// The server administrator's key (the bootstrap key): may create tenants.
     pub server_admin: bool,
     pub created_at: Timestamp,
+    /// When set, the key stops working at this instant.
+    pub expires_at: Option<Timestamp>,
+    /// The token's first characters, to recognise it by (never enough to use it).
+    pub token_prefix: Option<String>,
+}
+
+impl ApiKey {
+    pub fn is_expired(&self, now: Timestamp) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+
+    /// An admin key that never expires: what keeps a tenant manageable.
+    pub fn is_lasting_admin(&self) -> bool {
+        self.role == Role::Admin && self.expires_at.is_none()
+    }
+}
+
+/// A change to an API key made through the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyChange {
+    Delete,
+    /// Fields to set; `None` leaves a field as it is (`Some(None)` clears it).
+    Update {
+        role: Option<Role>,
+        name: Option<Option<String>>,
+        expires_at: Option<Option<Timestamp>>,
+    },
+}
+
+/// Why a key may not be changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRefusal {
+    /// The server administrator's key is replaced only by setting a bootstrap token.
+    ServerAdmin,
+    /// The tenant would be left without an admin key that never expires.
+    LastAdmin,
+}
+
+impl KeyChange {
+    /// Checks the change against the rules that keep every tenant manageable,
+    /// given how many other admin keys of the tenant never expire, and returns
+    /// the key as changed (`None`: deleted).
+    pub fn apply(&self, key: &ApiKey, other_lasting_admins: u64) -> Result<Option<ApiKey>, KeyRefusal> {
+        let changed = match self {
+            KeyChange::Delete => None,
+            KeyChange::Update { role, name, expires_at } => Some(ApiKey {
+                role: role.unwrap_or(key.role),
+                name: name.clone().unwrap_or_else(|| key.name.clone()),
+                expires_at: expires_at.unwrap_or(key.expires_at),
+                ..key.clone()
+            }),
+        };
+        let stays_lasting_admin = changed.as_ref().is_some_and(ApiKey::is_lasting_admin);
+        if key.server_admin && !stays_lasting_admin {
+            return Err(KeyRefusal::ServerAdmin);
+        }
+        if key.is_lasting_admin() && !stays_lasting_admin && other_lasting_admins == 0 {
+            return Err(KeyRefusal::LastAdmin);
+        }
+        Ok(changed)
+    }
 }
 
 /// A product (OEM model, ProductKey): the kind of device firmware is built for.
@@ -269,5 +330,39 @@ mod tests {
         assert_eq!(v["a"], PropertyValue::Bool(true));
         assert_eq!(v["b"], PropertyValue::Number(2.5));
         assert_eq!(v["c"], PropertyValue::String("eu".into()));
+    }
+}
+
+#[cfg(test)]
+mod key_rules {
+    use super::*;
+
+    fn key(role: Role, server_admin: bool) -> ApiKey {
+        ApiKey {
+            id: "k".into(),
+            tenant: "t".into(),
+            role,
+            name: None,
+            server_admin,
+            created_at: Timestamp::UNIX_EPOCH,
+            expires_at: None,
+            token_prefix: None,
+        }
+    }
+
+    #[test]
+    fn a_tenant_keeps_a_lasting_admin_key_and_the_server_administrator_keeps_its_key() {
+        let downgrade = KeyChange::Update { role: Some(Role::Viewer), name: None, expires_at: None };
+        let expire = KeyChange::Update { role: None, name: None, expires_at: Some(Some(Timestamp::UNIX_EPOCH)) };
+        let rename = KeyChange::Update { role: None, name: Some(Some("n".into())), expires_at: None };
+        let admin = key(Role::Admin, false);
+        for change in [&KeyChange::Delete, &downgrade, &expire] {
+            assert_eq!(change.apply(&admin, 0), Err(KeyRefusal::LastAdmin));
+            assert!(change.apply(&admin, 1).is_ok());
+            assert_eq!(change.apply(&key(Role::Admin, true), 5), Err(KeyRefusal::ServerAdmin));
+            assert!(change.apply(&key(Role::Operator, false), 0).is_ok());
+        }
+        assert_eq!(rename.apply(&key(Role::Admin, true), 0).unwrap().unwrap().name.as_deref(), Some("n"));
+        assert_eq!(KeyChange::Delete.apply(&key(Role::Viewer, false), 0), Ok(None));
     }
 }

@@ -26,6 +26,23 @@ pub fn new_id(prefix: &str) -> String {
     format!("{prefix}{}", hex::encode(b))
 }
 
+/// The first characters of a token, shown in key listings to recognise it by:
+/// `upd_k_` and four hex digits (16 bits of 256), or the first four of a chosen token.
+pub fn token_prefix(token: &str) -> String {
+    let shown = if token.starts_with("upd_k_") { 10 } else { 4 };
+    token.chars().take(shown).collect()
+}
+
+/// The bearer token of a request, if it carries one.
+pub fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
 pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
@@ -73,15 +90,11 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| ApiError::of(ErrorCode::Unauthorized))?;
+        let token = bearer_token(&parts.headers).ok_or_else(|| ApiError::of(ErrorCode::Unauthorized))?;
         let key = match state.store.key_by_token_hash(&token_hash(token)).await? {
+            Some(key) if key.is_expired(state.now()) => {
+                return Err(ApiError::new(ErrorCode::Unauthorized, "the API key has expired"));
+            }
             Some(key) => key,
             None => return Err(ApiError::new(ErrorCode::Unauthorized, "the API key is not valid")),
         };

@@ -55,6 +55,9 @@ error_codes! {
     RateLimited => ("rate_limited", TOO_MANY_REQUESTS, "too many requests; retry later"),
     Internal => ("internal", INTERNAL_SERVER_ERROR, "an internal error occurred; it was logged"),
     Unavailable => ("unavailable", SERVICE_UNAVAILABLE, "a backing service is unavailable; retry later"),
+    ServerAdminKey => ("server_admin_key", CONFLICT, "the server administrator's key cannot be deleted, downgraded or given an expiry; set a bootstrap token to replace it"),
+    LastAdminKey => ("last_admin_key", CONFLICT, "this is the tenant's last admin key that never expires; issue another one first"),
+    IdempotencyKeyReused => ("idempotency_key_reused", UNPROCESSABLE_ENTITY, "this Idempotency-Key was used for a different request"),
 }
 
 /// An error answered to an API client.
@@ -133,6 +136,15 @@ impl From<StoreError> for ApiError {
                 tracing::error!(error = %message, "store error");
                 ApiError::of(ErrorCode::Unavailable)
             }
+        }
+    }
+}
+
+impl From<updraft_core::KeyRefusal> for ApiError {
+    fn from(e: updraft_core::KeyRefusal) -> Self {
+        match e {
+            updraft_core::KeyRefusal::ServerAdmin => ApiError::of(ErrorCode::ServerAdminKey),
+            updraft_core::KeyRefusal::LastAdmin => ApiError::of(ErrorCode::LastAdminKey),
         }
     }
 }

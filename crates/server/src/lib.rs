@@ -9,6 +9,7 @@ pub mod conn;
 pub mod ddi;
 pub mod error;
 pub mod extract;
+pub mod idempotency;
 pub mod metrics;
 pub mod openapi;
 pub mod presence;
@@ -77,24 +78,26 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
 /// Returns the administrator token when it was generated now (to be shown once).
 pub async fn bootstrap(store: &dyn Store, settings: &Settings, now: jiff::Timestamp) -> anyhow::Result<Option<String>> {
     store.ensure_tenant(&Tenant { id: DEFAULT_TENANT.into(), name: DEFAULT_TENANT.into(), created_at: now }).await?;
-    let admin = |now| ApiKey {
+    let admin = |now, token: &str| ApiKey {
         id: "bootstrap".into(),
         tenant: DEFAULT_TENANT.into(),
         role: Role::Admin,
         name: Some("server administrator".into()),
         server_admin: true,
         created_at: now,
+        expires_at: None,
+        token_prefix: Some(auth::token_prefix(token)),
     };
     if let Some(token) = &settings.bootstrap_token {
         anyhow::ensure!(token.len() >= 16, "the bootstrap token must be at least 16 characters");
-        store.replace_server_admin_key(&admin(now), &auth::token_hash(token)).await?;
+        store.replace_server_admin_key(&admin(now, token), &auth::token_hash(token)).await?;
         return Ok(None);
     }
     if store.has_server_admin_key().await? {
         return Ok(None);
     }
     let token = auth::new_token("upd_k_");
-    store.replace_server_admin_key(&admin(now), &auth::token_hash(&token)).await?;
+    store.replace_server_admin_key(&admin(now, &token), &auth::token_hash(&token)).await?;
     Ok(Some(token))
 }
 
@@ -143,13 +146,16 @@ fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
         tower_http::cors::CorsLayer::new()
             .allow_origin(origins)
             .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
-            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::IF_MATCH, IDEMPOTENCY_KEY])
-            .expose_headers([header::ETAG, header::RETRY_AFTER, header::LOCATION, REQUEST_ID])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::IF_MATCH,
+                idempotency::IDEMPOTENCY_KEY,
+            ])
+            .expose_headers([header::ETAG, header::RETRY_AFTER, header::LOCATION, REQUEST_ID, idempotency::REPLAYED.0])
             .max_age(std::time::Duration::from_secs(600)),
     )
 }
-
-const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
 /// Runs the server on `listener` until `shutdown` completes, then finishes the
 /// requests in flight and closes the store.

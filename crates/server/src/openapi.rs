@@ -19,10 +19,10 @@ use crate::error::ErrorCode;
         Every call needs `Authorization: Bearer <api key>`. Errors are `{\"error\": {\"code\", \"message\", \"details\"}}` \
         with a code from the table in `x-error-codes`."),
     paths(
-        tenants::create, tenants::list, keys::create, keys::list, keys::delete,
+        tenants::create, tenants::list, tenants::create_key, keys::create, keys::list, keys::update, keys::delete,
         products::create, products::list, products::get, products::update, products::delete,
         firmware::upload, firmware::list, firmware::get, firmware::delete, firmware::download,
-        devices::create, devices::import, devices::list, devices::search, devices::get, devices::update, devices::delete,
+        devices::create, devices::import, devices::list, devices::search, devices::get, devices::update, devices::delete, devices::reissue_token,
         filters::estimate, filters::preview, filters::create, filters::list, filters::get, filters::update, filters::delete,
         groups::create, groups::list, groups::get, groups::update, groups::delete, groups::change_members, groups::members,
         gateway_tokens::create, gateway_tokens::list, gateway_tokens::delete,

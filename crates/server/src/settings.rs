@@ -66,6 +66,8 @@ pub struct Settings {
     /// Origins allowed to call the management API from a browser (CORS).
     /// Empty (the default): no CORS headers, so browsers refuse other origins.
     pub cors_allowed_origins: Vec<String>,
+    /// How long an `Idempotency-Key` is kept to answer retries, in seconds.
+    pub idempotency_ttl_secs: u64,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -101,6 +103,7 @@ impl Default for Settings {
             request_body_timeout_secs: 60,
             max_connections: None,
             cors_allowed_origins: Vec::new(),
+            idempotency_ttl_secs: 86_400,
         }
     }
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Api, Backend, TestServer};
+use common::{ADMIN_TOKEN, Api, Backend, TestServer};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -13,6 +13,10 @@ on_both_stores!(
     download_links_ignore_forged_host_headers,
     management_answers_carry_security_headers_and_no_cors_by_default,
     data_directory_and_database_are_private_to_the_server_user,
+    tenant_admins_can_never_lock_out_the_server_or_their_tenant,
+    key_listing_shows_only_a_prefix_and_expired_keys_answer_401,
+    a_retried_import_gets_the_first_answer_and_tokens_that_work,
+    a_reissued_device_token_replaces_the_old_one_at_once,
 );
 
 /// A server with a product, a firmware image, one device (`dev-0`) and a job released to it.
@@ -62,7 +66,7 @@ async fn text_postgresql_cannot_store_is_refused_with_400_everywhere(b: Backend)
     api.get("/api/v1/products?search=a%00").await.expect(400, Some("bad_request"));
     api.get("/api/v1/devices/dev%000").await.expect(400, Some("bad_request"));
     api.delete("/api/v1/products/thermo%00").await.expect(400, Some("bad_request"));
-    // Imports: a raw NUL in CSV, an escaped one in NDJSON (named by line and field).
+    // Imports: a raw NUL in CSV, an escaped one in NDJSON (named by line and field): 400, nothing imported.
     api.raw(Method::POST, "/api/v1/devices/import", "text/csv", "id,product\nd3\0,thermo\n")
         .await
         .expect(400, Some("bad_request"));
@@ -74,7 +78,7 @@ async fn text_postgresql_cannot_store_is_refused_with_400_everywhere(b: Backend)
             "{\"id\": \"d4\", \"product\": \"thermo\", \"hardware_version\": \"\\u0000\"}\n",
         )
         .await;
-    let details = &r.expect(422, Some("import_rejected"))["error"]["details"][0];
+    let details = &r.expect(400, Some("bad_request"))["error"]["details"][0];
     assert_eq!((details["line"].as_u64(), details["field"].as_str()), (Some(1), Some("hardware_version")));
     // Multipart text fields.
     let form = reqwest::multipart::Form::new()
@@ -135,7 +139,7 @@ async fn download_links_ignore_forged_host_headers(b: Backend) {
     assert!(updraft_server::build(bad, std::sync::Arc::new(updraft_server::SystemClock)).await.is_err());
 }
 
-use updraft_server::Settings;
+use updraft_server::{Clock, Settings};
 
 async fn management_answers_carry_security_headers_and_no_cors_by_default(b: Backend) {
     let api = Api::start(b).await;
@@ -204,4 +208,155 @@ async fn data_directory_and_database_are_private_to_the_server_user(b: Backend) 
             assert_eq!(mode(&data.join(name)), 0o600, "{name}");
         }
     }
+}
+
+async fn tenant_admins_can_never_lock_out_the_server_or_their_tenant(b: Backend) {
+    let api = Api::start(b).await;
+    let later = "2999-01-01T00:00:00Z";
+    // A tenant admin of the server administrator's own tenant cannot remove or weaken its key.
+    let default_admin = api.key("admin").await;
+    let admin = api.as_key(&default_admin);
+    admin.delete("/api/v1/keys/bootstrap").await.expect(409, Some("server_admin_key"));
+    admin.patch("/api/v1/keys/bootstrap", json!({"role": "viewer"})).await.expect(409, Some("server_admin_key"));
+    admin.patch("/api/v1/keys/bootstrap", json!({"expires_at": later})).await.expect(409, Some("server_admin_key"));
+    assert_eq!(api.get("/api/v1/keys").await.ok()["total"], 2, "the server administrator's key still works");
+
+    // A tenant keeps its last admin key that never expires.
+    let acme = api.post("/api/v1/tenants", json!({"name": "acme"})).await;
+    let first = acme.expect(201, None)["key"]["id"].as_str().unwrap().to_owned();
+    let acme_admin = acme.body["token"].as_str().unwrap().to_owned();
+    let acme = api.as_key(&acme_admin);
+    let first_key = format!("/api/v1/keys/{first}");
+    acme.delete(&first_key).await.expect(409, Some("last_admin_key"));
+    acme.patch(&first_key, json!({"role": "operator"})).await.expect(409, Some("last_admin_key"));
+    acme.patch(&first_key, json!({"expires_at": later})).await.expect(409, Some("last_admin_key"));
+    // An expiring admin key does not count; a lasting one does.
+    let expiring = acme.post("/api/v1/keys", json!({"role": "admin", "expires_at": later})).await;
+    expiring.expect(201, None);
+    acme.delete(&first_key).await.expect(409, Some("last_admin_key"));
+    let second = acme.post("/api/v1/keys", json!({"role": "admin"})).await;
+    let second_token = second.expect(201, None)["token"].as_str().unwrap().to_owned();
+    let second = format!("/api/v1/keys/{}", second.body["id"].as_str().unwrap());
+    acme.patch(&first_key, json!({"role": "viewer", "name": "read only"})).await.expect(200, None);
+    acme.get("/api/v1/keys").await.expect(403, Some("forbidden"));
+    let acme = api.as_key(&second_token);
+    acme.delete(&second).await.expect(409, Some("last_admin_key"));
+    acme.patch(&second, json!({"role": "operator"})).await.expect(409, Some("last_admin_key"));
+    let viewer = acme.post("/api/v1/keys", json!({"role": "viewer"})).await;
+    acme.delete(&format!("/api/v1/keys/{}", viewer.expect(201, None)["id"].as_str().unwrap())).await.expect(204, None);
+
+    // The server administrator issues keys for any tenant; no one else may.
+    let issued = api.post("/api/v1/tenants/acme/keys", json!({"role": "admin", "name": "recovery"})).await;
+    assert_eq!(issued.expect(201, None)["tenant"], "acme");
+    assert_eq!(issued.headers["cache-control"], "no-store");
+    let recovery = api.as_key(issued.body["token"].as_str().unwrap());
+    assert!(
+        recovery.get("/api/v1/keys").await.ok()["items"].as_array().unwrap().iter().any(|k| k["name"] == "recovery")
+    );
+    acme.post("/api/v1/tenants/acme/keys", json!({"role": "admin"})).await.expect(403, Some("forbidden"));
+    admin.post("/api/v1/tenants/acme/keys", json!({"role": "admin"})).await.expect(403, Some("forbidden"));
+    api.post("/api/v1/tenants/nope/keys", json!({"role": "admin"})).await.expect(404, Some("not_found"));
+    api.post("/api/v1/tenants/acme/keys", json!({"role": "root"})).await.expect(400, Some("validation_failed"));
+}
+
+async fn key_listing_shows_only_a_prefix_and_expired_keys_answer_401(b: Backend) {
+    let (server, clock) = TestServer::start_clocked(b, |_| {}).await;
+    let api = Api::on(server);
+    let in_an_hour = (clock.now() + jiff::SignedDuration::from_hours(1)).to_string();
+    let created = api.post("/api/v1/keys", json!({"role": "viewer", "expires_at": in_an_hour})).await;
+    let token = created.expect(201, None)["token"].as_str().unwrap().to_owned();
+    let listed = api.get("/api/v1/keys").await;
+    for key in listed.ok()["items"].as_array().unwrap() {
+        assert!(key.get("token").is_none(), "{key}");
+        let prefix = key["token_prefix"].as_str().unwrap();
+        assert!(prefix.len() <= 10 && prefix.len() >= 4, "{key}");
+        if key["id"] == created.body["id"] {
+            assert!(token.starts_with(prefix) && prefix.len() == 10, "{key}");
+            assert_eq!(key["expires_at"].as_str().unwrap().parse::<jiff::Timestamp>().unwrap().to_string(), in_an_hour);
+        } else {
+            assert!(ADMIN_TOKEN.starts_with(prefix), "{key}");
+        }
+    }
+    let viewer = api.as_key(&token);
+    viewer.get("/api/v1/products").await.expect(200, None);
+    clock.advance(jiff::SignedDuration::from_mins(61));
+    viewer.get("/api/v1/products").await.expect(401, Some("unauthorized"));
+    let past = (clock.now() - jiff::SignedDuration::from_secs(1)).to_string();
+    let r = api.post("/api/v1/keys", json!({"role": "viewer", "expires_at": past})).await;
+    assert_eq!(r.expect(400, Some("validation_failed"))["error"]["details"][0]["field"], "expires_at");
+}
+
+async fn import_with_key(api: &Api, token: &str, key: Option<&str>, csv: &str) -> common::Answer {
+    let mut r = api
+        .http
+        .post(api.server.url("/api/v1/devices/import"))
+        .bearer_auth(token)
+        .header("content-type", "text/csv")
+        .body(csv.to_owned());
+    if let Some(key) = key {
+        r = r.header("idempotency-key", key);
+    }
+    common::answer(r.send().await.unwrap()).await
+}
+
+async fn poll_status(api: &Api, device: &str, token: &str) -> u16 {
+    let url = api.server.url(&format!("/default/controller/v1/{device}"));
+    let r = api.http.get(url).header("authorization", format!("TargetToken {token}")).send().await.unwrap();
+    r.status().as_u16()
+}
+
+async fn a_retried_import_gets_the_first_answer_and_tokens_that_work(b: Backend) {
+    let (server, clock) = TestServer::start_clocked(b, |_| {}).await;
+    let api = Api::on(server);
+    api.post("/api/v1/products", json!({"key": "thermo"})).await.expect(201, None);
+    let operator = api.key("operator").await;
+    let csv = "id,product\nd1,thermo\nd2,thermo\n";
+
+    let first = import_with_key(&api, &operator, Some("import-0001"), csv).await;
+    first.expect(201, None);
+    assert!(first.headers.get("idempotent-replayed").is_none());
+    // The client lost that answer: its retry gets the same one, tokens included, and nothing more is created.
+    let retry = import_with_key(&api, &operator, Some("\"import-0001\""), csv).await;
+    assert_eq!((retry.status.as_u16(), &retry.body), (201, &first.body));
+    assert_eq!(retry.headers["idempotent-replayed"], "true");
+    assert_eq!(retry.headers["cache-control"], "no-store");
+    assert_eq!(api.get("/api/v1/devices").await.ok()["total"], 2);
+    for d in retry.body["devices"].as_array().unwrap() {
+        assert_eq!(poll_status(&api, d["id"].as_str().unwrap(), d["token"].as_str().unwrap()).await, 200);
+    }
+    // Retries that arrive together get the one answer too.
+    let (a, c) = tokio::join!(
+        import_with_key(&api, &operator, Some("import-0002"), "id,product\nd3,thermo\n"),
+        import_with_key(&api, &operator, Some("import-0002"), "id,product\nd3,thermo\n"),
+    );
+    assert_eq!((a.status.as_u16(), c.status.as_u16(), &a.body), (201, 201, &c.body));
+    // Another request under the same key is refused; another API key's keys are its own.
+    let other = import_with_key(&api, &operator, Some("import-0001"), "id,product\nd9,thermo\n").await;
+    other.expect(422, Some("idempotency_key_reused"));
+    let admin = import_with_key(&api, ADMIN_TOKEN, Some("import-0001"), csv).await;
+    admin.expect(422, Some("import_rejected"));
+    import_with_key(&api, &operator, Some(&"x".repeat(256)), csv).await.expect(400, Some("bad_request"));
+    // Keys are kept for a day: after that the same key runs the import again.
+    clock.advance(jiff::SignedDuration::from_hours(25));
+    import_with_key(&api, &operator, Some("import-0001"), csv).await.expect(422, Some("import_rejected"));
+    assert_eq!(api.get("/api/v1/devices").await.ok()["total"], 3);
+}
+
+async fn a_reissued_device_token_replaces_the_old_one_at_once(b: Backend) {
+    let api = Api::start(b).await;
+    api.post("/api/v1/products", json!({"key": "thermo"})).await.expect(201, None);
+    let d = api.post("/api/v1/devices", json!({"id": "d1", "product": "thermo"})).await;
+    let old = d.expect(201, None)["token"].as_str().unwrap().to_owned();
+    // Polls put the old token in the poll cache.
+    assert_eq!(poll_status(&api, "d1", &old).await, 200);
+    assert_eq!(poll_status(&api, "d1", &old).await, 200);
+    let r = api.post("/api/v1/devices/d1/token", json!({})).await;
+    let new = r.expect(200, None)["token"].as_str().unwrap().to_owned();
+    assert_eq!(r.headers["cache-control"], "no-store");
+    assert_ne!(new, old);
+    assert_eq!(poll_status(&api, "d1", &old).await, 401, "the old token stops working at once");
+    assert_eq!(poll_status(&api, "d1", &new).await, 200);
+    api.post("/api/v1/devices/nope/token", json!({})).await.expect(404, Some("not_found"));
+    let viewer = api.key("viewer").await;
+    api.as_key(&viewer).post("/api/v1/devices/d1/token", json!({})).await.expect(403, Some("forbidden"));
 }

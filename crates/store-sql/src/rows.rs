@@ -12,7 +12,8 @@ use updraft_core::{
 };
 use updraft_store::{DeviceIdentity, GatewayToken, SavedFilter, StoreError, sortable};
 
-pub const KEY_SELECT: &str = "SELECT id, tenant, role, name, server_admin, created_at FROM api_keys";
+pub const KEY_SELECT: &str =
+    "SELECT id, tenant, role, name, server_admin, created_at, expires_at, token_prefix FROM api_keys";
 pub const PRODUCT_SELECT: &str = "SELECT key, name, description, version_scheme, created_at, updated_at FROM products";
 pub const FIRMWARE_SELECT: &str = "SELECT id, product, version, name, release_notes, metadata, needs_verification, \
      verified, files, created_at FROM firmware";
@@ -103,6 +104,8 @@ pub struct KeyRow {
     name: Option<String>,
     server_admin: bool,
     created_at: i64,
+    expires_at: Option<i64>,
+    token_prefix: Option<String>,
 }
 
 impl TryFrom<KeyRow> for ApiKey {
@@ -115,6 +118,8 @@ impl TryFrom<KeyRow> for ApiKey {
             name: r.name,
             server_admin: r.server_admin,
             created_at: ts(r.created_at)?,
+            expires_at: r.expires_at.map(ts).transpose()?,
+            token_prefix: r.token_prefix,
         })
     }
 }

@@ -25,10 +25,10 @@ use jiff::Timestamp;
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, QueryBuilder};
 use updraft_core::job::{Execution, ExecutionEvent, ExecutionState, Job, JobState, Transition, TransitionError};
-use updraft_core::{ApiKey, Device, FieldError, Firmware, Group, NewDevice, Page, PageRequest, Product, Tenant};
+use updraft_core::{ApiKey, Device, FieldError, Firmware, Group, KeyChange, KeyRefusal, NewDevice, Page, PageRequest, Product, Tenant};
 use updraft_core::filter::Filter;
 use updraft_store::{
-    DeviceActions, DeviceChange, DeviceIdentity, DeviceScope, ExecutionRule, ExecutionScope, GatewayToken, MembershipChange,
+    DeviceActions, DeviceChange, DeviceIdentity, DeviceScope, ExecutionRule, ExecutionScope, GatewayToken, IdempotentRequest, MembershipChange,
     SavedFilter, Sighting, Store, StoreError, StoreResult,
 };
 use $crate::*;
@@ -244,14 +244,48 @@ impl Store for $store {
         rows.into_iter().map(ApiKey::try_from).collect()
     }
 
-    async fn delete_key(&self, tenant: &str, id: &str) -> StoreResult<()> {
-        let r = sqlx::query("DELETE FROM api_keys WHERE tenant = $1 AND id = $2")
-            .bind(tenant)
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
-        if r.rows_affected() == 0 { Err(StoreError::not_found("key", id)) } else { Ok(()) }
+    async fn change_key(
+        &self,
+        tenant: &str,
+        id: &str,
+        change: &KeyChange,
+    ) -> StoreResult<Result<Option<ApiKey>, KeyRefusal>> {
+        let mut tx = self.begin_write().await?;
+        // Lock the tenant's admin keys: two concurrent changes cannot both take the last one.
+        let admins: Vec<KeyRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "{KEY_SELECT} WHERE tenant = $1 AND role = 'admin' ORDER BY id{}",
+            $lock
+        )))
+        .bind(tenant)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let key: ApiKey = lock_one::<KeyRow, _>(&mut tx, KEY_SELECT, "key", tenant, id).await?;
+        let mut others = 0;
+        for row in admins {
+            let admin = ApiKey::try_from(row)?;
+            if admin.id != key.id && admin.is_lasting_admin() {
+                others += 1;
+            }
+        }
+        let changed = match change.apply(&key, others) {
+            Ok(changed) => changed,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+        match &changed {
+            None => sqlx::query("DELETE FROM api_keys WHERE tenant = $1 AND id = $2").bind(tenant).bind(id),
+            Some(k) => sqlx::query("UPDATE api_keys SET role = $3, name = $4, expires_at = $5 WHERE tenant = $1 AND id = $2")
+                .bind(tenant)
+                .bind(id)
+                .bind(k.role.as_str())
+                .bind(k.name.clone())
+                .bind(k.expires_at.map(us)),
+        }
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(Ok(changed))
     }
 
     async fn has_server_admin_key(&self) -> StoreResult<bool> {
@@ -423,81 +457,75 @@ impl Store for $store {
 
     async fn create_devices(&self, tenant: &str, devices: &[NewDevice], now: Timestamp) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
-        let mut errors = Vec::new();
-        let mut seen = std::collections::HashMap::with_capacity(devices.len());
-        for (i, d) in devices.iter().enumerate() {
-            if let Some(first) = seen.insert(d.id.as_str(), i) {
-                errors.push(FieldError::new(format!("{i}.id"), format!("`{}` is repeated (first at {first})", d.id)));
-            }
-        }
-        let mut products: Vec<&str> = devices.iter().map(|d| d.product.as_str()).collect();
-        products.sort_unstable();
-        products.dedup();
-        let mut missing_products = std::collections::HashSet::new();
-        for p in products {
-            if product_exists(&mut tx, tenant, p, "product").await.is_err() {
-                missing_products.insert(p);
-            }
-        }
-        for chunk in devices.chunks(500) {
-            let mut q = QueryBuilder::<sqlx::$db>::new("SELECT id FROM devices WHERE tenant = ");
-            q.push_bind(tenant).push(" AND id IN (");
-            let mut sep = q.separated(", ");
-            for d in chunk {
-                sep.push_bind(&d.id);
-            }
-            q.push(")");
-            let taken: Vec<String> = q.build_query_scalar().fetch_all(&mut *tx).await.map_err(db_err)?;
-            let taken: std::collections::HashSet<String> = taken.into_iter().collect();
-            for d in chunk {
-                if taken.contains(&d.id) {
-                    let i = seen[d.id.as_str()];
-                    errors.push(FieldError::new(format!("{i}.id"), format!("device `{}` already exists", d.id)));
-                }
-            }
-        }
-        for (i, d) in devices.iter().enumerate() {
-            if missing_products.contains(d.product.as_str()) {
-                errors.push(FieldError::new(format!("{i}.product"), format!("product `{}` not found", d.product)));
-            }
-        }
-        if !errors.is_empty() {
-            errors.sort_by_key(|e| e.field.split('.').next().and_then(|n| n.parse::<usize>().ok()));
-            return Err(StoreError::invalid(errors));
-        }
-        for chunk in devices.chunks(1000) {
-            let mut q = QueryBuilder::<sqlx::$db>::new(
-                "INSERT INTO devices (tenant, id, product, firmware, hardware_version, module_model, module_version,
-                 template_id, properties, metadata, activated_at, last_seen_at, connection_status, token_hash,
-                 created_at, updated_at, firmware_keys, hardware_version_key, module_version_key) ",
-            );
-            q.push_values(chunk, |mut b, d| {
-                let a = &d.attributes;
-                b.push_bind(tenant)
-                    .push_bind(&d.id)
-                    .push_bind(&d.product)
-                    .push_bind(Json(&a.firmware))
-                    .push_bind(&a.hardware_version)
-                    .push_bind(&a.module_model)
-                    .push_bind(&a.module_version)
-                    .push_bind(&a.template_id)
-                    .push_bind(Json(&a.properties))
-                    .push_bind(Json(&a.metadata))
-                    .push_bind(a.activated_at.map(us))
-                    .push_bind(None::<i64>)
-                    .push_bind(a.connection_status.unwrap_or_default().as_str())
-                    .push_bind(&d.token_hash)
-                    .push_bind(us(now))
-                    .push_bind(us(now))
-                    .push_bind(Json(filter_sql::firmware_keys(&a.firmware)))
-                    .push_bind(filter_sql::version_key(a.hardware_version.as_deref()))
-                    .push_bind(filter_sql::version_key(a.module_version.as_deref()));
-            });
-            q.build().execute(&mut *tx).await.map_err(|e| {
-                if is_unique_violation(&e) { StoreError::conflict("device", "(one of the batch)") } else { db_err(e) }
-            })?;
-        }
+        insert_devices(&mut tx, tenant, devices, now).await?;
         tx.commit().await.map_err(db_err)
+    }
+
+    async fn create_devices_once(
+        &self,
+        tenant: &str,
+        devices: &[NewDevice],
+        now: Timestamp,
+        request: &IdempotentRequest,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM idempotent_requests WHERE tenant = $1 AND expires_at <= $2")
+            .bind(tenant)
+            .bind(us(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        sqlx::query(
+            "INSERT INTO idempotent_requests (tenant, api_key, key, fingerprint, answer, created_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(tenant)
+        .bind(&request.api_key)
+        .bind(&request.key)
+        .bind(&request.fingerprint)
+        .bind(&request.answer)
+        .bind(us(request.created_at))
+        .bind(us(request.expires_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(conflict_or("idempotency key", &request.key))?;
+        insert_devices(&mut tx, tenant, devices, now).await?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn idempotent_request(
+        &self,
+        tenant: &str,
+        api_key: &str,
+        key: &str,
+        now: Timestamp,
+    ) -> StoreResult<Option<IdempotentRequest>> {
+        let row: Option<(String, String, String, String, i64, i64)> = sqlx::query_as(
+            "SELECT api_key, key, fingerprint, answer, created_at, expires_at FROM idempotent_requests
+             WHERE tenant = $1 AND api_key = $2 AND key = $3 AND expires_at > $4",
+        )
+        .bind(tenant)
+        .bind(api_key)
+        .bind(key)
+        .bind(us(now))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        row.map(|(api_key, key, fingerprint, answer, created_at, expires_at)| {
+            Ok(IdempotentRequest { api_key, key, fingerprint, answer, created_at: ts(created_at)?, expires_at: ts(expires_at)? })
+        })
+        .transpose()
+    }
+
+    async fn set_device_token(&self, tenant: &str, id: &str, token_hash: &str) -> StoreResult<()> {
+        let r = sqlx::query("UPDATE devices SET token_hash = $3 WHERE tenant = $1 AND id = $2")
+            .bind(tenant)
+            .bind(id)
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        if r.rows_affected() == 0 { Err(StoreError::not_found("device", id)) } else { Ok(()) }
     }
 
     async fn get_device(&self, tenant: &str, id: &str) -> StoreResult<Option<Device>> {
@@ -1421,10 +1449,94 @@ impl Store for $store {
     }
 }
 
+/// Registers all the devices or none, inside the caller's transaction (see `Store::create_devices`).
+async fn insert_devices(
+    tx: &mut <sqlx::$db as sqlx::Database>::Connection,
+    tenant: &str,
+    devices: &[NewDevice],
+    now: Timestamp,
+) -> StoreResult<()> {
+    let mut errors = Vec::new();
+    let mut seen = std::collections::HashMap::with_capacity(devices.len());
+    for (i, d) in devices.iter().enumerate() {
+        if let Some(first) = seen.insert(d.id.as_str(), i) {
+            errors.push(FieldError::new(format!("{i}.id"), format!("`{}` is repeated (first at {first})", d.id)));
+        }
+    }
+    let mut products: Vec<&str> = devices.iter().map(|d| d.product.as_str()).collect();
+    products.sort_unstable();
+    products.dedup();
+    let mut missing_products = std::collections::HashSet::new();
+    for p in products {
+        if product_exists(tx, tenant, p, "product").await.is_err() {
+            missing_products.insert(p);
+        }
+    }
+    for chunk in devices.chunks(500) {
+        let mut q = QueryBuilder::<sqlx::$db>::new("SELECT id FROM devices WHERE tenant = ");
+        q.push_bind(tenant).push(" AND id IN (");
+        let mut sep = q.separated(", ");
+        for d in chunk {
+            sep.push_bind(&d.id);
+        }
+        q.push(")");
+        let taken: Vec<String> = q.build_query_scalar().fetch_all(&mut *tx).await.map_err(db_err)?;
+        let taken: std::collections::HashSet<String> = taken.into_iter().collect();
+        for d in chunk {
+            if taken.contains(&d.id) {
+                let i = seen[d.id.as_str()];
+                errors.push(FieldError::new(format!("{i}.id"), format!("device `{}` already exists", d.id)));
+            }
+        }
+    }
+    for (i, d) in devices.iter().enumerate() {
+        if missing_products.contains(d.product.as_str()) {
+            errors.push(FieldError::new(format!("{i}.product"), format!("product `{}` not found", d.product)));
+        }
+    }
+    if !errors.is_empty() {
+        errors.sort_by_key(|e| e.field.split('.').next().and_then(|n| n.parse::<usize>().ok()));
+        return Err(StoreError::invalid(errors));
+    }
+    for chunk in devices.chunks(1000) {
+        let mut q = QueryBuilder::<sqlx::$db>::new(
+            "INSERT INTO devices (tenant, id, product, firmware, hardware_version, module_model, module_version,
+             template_id, properties, metadata, activated_at, last_seen_at, connection_status, token_hash,
+             created_at, updated_at, firmware_keys, hardware_version_key, module_version_key) ",
+        );
+        q.push_values(chunk, |mut b, d| {
+            let a = &d.attributes;
+            b.push_bind(tenant)
+                .push_bind(&d.id)
+                .push_bind(&d.product)
+                .push_bind(Json(&a.firmware))
+                .push_bind(&a.hardware_version)
+                .push_bind(&a.module_model)
+                .push_bind(&a.module_version)
+                .push_bind(&a.template_id)
+                .push_bind(Json(&a.properties))
+                .push_bind(Json(&a.metadata))
+                .push_bind(a.activated_at.map(us))
+                .push_bind(None::<i64>)
+                .push_bind(a.connection_status.unwrap_or_default().as_str())
+                .push_bind(&d.token_hash)
+                .push_bind(us(now))
+                .push_bind(us(now))
+                .push_bind(Json(filter_sql::firmware_keys(&a.firmware)))
+                .push_bind(filter_sql::version_key(a.hardware_version.as_deref()))
+                .push_bind(filter_sql::version_key(a.module_version.as_deref()));
+        });
+        q.build().execute(&mut *tx).await.map_err(|e| {
+            if is_unique_violation(&e) { StoreError::conflict("device", "(one of the batch)") } else { db_err(e) }
+        })?;
+    }
+    Ok(())
+}
+
 async fn insert_key(tx: &mut <sqlx::$db as sqlx::Database>::Connection, key: &ApiKey, token_hash: &str) -> StoreResult<()> {
     sqlx::query(
-        "INSERT INTO api_keys (id, tenant, role, name, server_admin, token_hash, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO api_keys (id, tenant, role, name, server_admin, token_hash, created_at, expires_at, token_prefix)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(&key.id)
     .bind(&key.tenant)
@@ -1433,6 +1545,8 @@ async fn insert_key(tx: &mut <sqlx::$db as sqlx::Database>::Connection, key: &Ap
     .bind(key.server_admin)
     .bind(token_hash)
     .bind(us(key.created_at))
+    .bind(key.expires_at.map(us))
+    .bind(&key.token_prefix)
     .execute(&mut *tx)
     .await
     .map_err(conflict_or("key", &key.id))?;

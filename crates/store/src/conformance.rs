@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use updraft_core::{
-    ApiKey, ConnectionStatus, DeviceAttributes, Firmware, FirmwareFile, Group, NewDevice, PageRequest, Product,
-    PropertyValue, Role, SortOrder, Tenant, VersionScheme,
+    ApiKey, ConnectionStatus, DeviceAttributes, Firmware, FirmwareFile, Group, KeyChange, KeyRefusal, NewDevice,
+    PageRequest, Product, PropertyValue, Role, SortOrder, Tenant, VersionScheme,
 };
 
 use updraft_core::job::{
@@ -17,7 +17,9 @@ use updraft_core::job::{
     on_deployment_fetched, on_device_report,
 };
 
-use crate::{DeviceScope, ExecutionScope, GatewayToken, SavedFilter, Sighting, Store, StoreError, sortable};
+use crate::{
+    DeviceScope, ExecutionScope, GatewayToken, IdempotentRequest, SavedFilter, Sighting, Store, StoreError, sortable,
+};
 use updraft_core::filter::Filter;
 
 /// Generates one `#[tokio::test]` per conformance case. `$make` is an async
@@ -33,7 +35,8 @@ macro_rules! store_conformance_suite {
             canceling_a_job, jobs_engine, verify_jobs_mark_firmware, gateway_tokens_and_presence, filters_on_a_known_fleet,
             filters_agree_with_the_core, saved_filters_crud, jobs_engine_invariants,
             first_contact_activates_and_initializes, online_devices_never_seen_go_offline,
-            a_success_that_installs_nothing_keeps_the_versions);
+            a_success_that_installs_nothing_keeps_the_versions,
+            key_changes_keep_a_lasting_admin, device_tokens_are_replaced, idempotent_imports_are_kept_with_their_devices);
     };
     (@cases $make:expr; $($case:ident),*) => {
         $(
@@ -56,7 +59,16 @@ async fn tenant(store: &dyn Store, id: &str) {
 }
 
 fn key(id: &str, tenant: &str, role: Role) -> ApiKey {
-    ApiKey { id: id.into(), tenant: tenant.into(), role, name: None, server_admin: false, created_at: t(1) }
+    ApiKey {
+        id: id.into(),
+        tenant: tenant.into(),
+        role,
+        name: None,
+        server_admin: false,
+        created_at: t(1),
+        expires_at: None,
+        token_prefix: None,
+    }
 }
 
 fn product(key: &str) -> Product {
@@ -138,8 +150,9 @@ pub async fn tenants_and_keys(store: &dyn Store) {
     store.create_key(&key("k3", "acme", Role::Viewer), "h3").await.unwrap();
     assert!(matches!(store.create_key(&key("k3", "acme", Role::Viewer), "h4").await, Err(StoreError::Conflict { .. })));
     assert_eq!(store.list_keys("acme").await.unwrap().iter().map(|k| k.id.as_str()).collect::<Vec<_>>(), ["k3"]);
-    assert!(matches!(store.delete_key("globex", "k3").await, Err(StoreError::NotFound { .. })), "keys are per tenant");
-    store.delete_key("acme", "k3").await.unwrap();
+    let deleted = store.change_key("globex", "k3", &KeyChange::Delete).await;
+    assert!(matches!(deleted, Err(StoreError::NotFound { .. })), "keys are per tenant");
+    store.change_key("acme", "k3", &KeyChange::Delete).await.unwrap().unwrap();
     assert_eq!(store.key_by_token_hash("h3").await.unwrap(), None);
 
     assert!(!store.has_server_admin_key().await.unwrap());
@@ -1372,4 +1385,96 @@ pub async fn a_success_that_installs_nothing_keeps_the_versions(store: &dyn Stor
     assert_eq!(d0.firmware.get("host").map(String::as_str), Some("1.0.0"), "nothing was installed");
     assert!(store.device_identity("acme", "d0").await.unwrap().unwrap().attributes_requested);
     assert_eq!(store.get_job("acme", "dl").await.unwrap().unwrap().state, JobState::Completed);
+}
+
+pub async fn key_changes_keep_a_lasting_admin(store: &dyn Store) {
+    tenant(store, "acme").await;
+    let expiring =
+        ApiKey { expires_at: Some(t(100)), token_prefix: Some("upd_k_ab12".into()), ..key("k2", "acme", Role::Admin) };
+    store.create_key(&key("k1", "acme", Role::Admin), "h1").await.unwrap();
+    store.create_key(&expiring, "h2").await.unwrap();
+    assert_eq!(store.key_by_token_hash("h2").await.unwrap(), Some(expiring.clone()), "expiry and prefix are kept");
+    let downgrade = KeyChange::Update { role: Some(Role::Viewer), name: None, expires_at: None };
+    // k2 expires, so k1 is the only lasting admin: it can be neither deleted nor downgraded.
+    assert_eq!(store.change_key("acme", "k1", &KeyChange::Delete).await.unwrap(), Err(KeyRefusal::LastAdmin));
+    assert_eq!(store.change_key("acme", "k1", &downgrade).await.unwrap(), Err(KeyRefusal::LastAdmin));
+    let lasting = KeyChange::Update { role: None, name: Some(Some("ops".into())), expires_at: Some(None) };
+    let k2 = store.change_key("acme", "k2", &lasting).await.unwrap().unwrap().unwrap();
+    assert_eq!((k2.expires_at, k2.name.as_deref()), (None, Some("ops")));
+    assert_eq!(store.key_by_token_hash("h2").await.unwrap(), Some(k2));
+    // Now either may go, but not both, even at once.
+    let (a, b) =
+        both(store.change_key("acme", "k1", &KeyChange::Delete), store.change_key("acme", "k2", &downgrade)).await;
+    let outcomes = [a.unwrap(), b.unwrap()];
+    assert_eq!(outcomes.iter().filter(|o| o.is_ok()).count(), 1, "{outcomes:?}");
+    assert!(outcomes.contains(&Err(KeyRefusal::LastAdmin)));
+    let boot = ApiKey { server_admin: true, ..key("boot", "acme", Role::Admin) };
+    store.replace_server_admin_key(&boot, "boot-h").await.unwrap();
+    assert_eq!(store.change_key("acme", "boot", &KeyChange::Delete).await.unwrap(), Err(KeyRefusal::ServerAdmin));
+    assert!(store.key_by_token_hash("boot-h").await.unwrap().is_some());
+}
+
+pub async fn device_tokens_are_replaced(store: &dyn Store) {
+    tenant(store, "acme").await;
+    tenant(store, "globex").await;
+    store.create_product("acme", &product("thermo")).await.unwrap();
+    store.create_devices("acme", &[device("d1", "thermo")], t(1)).await.unwrap();
+    let old = store.get_device("acme", "d1").await.unwrap().unwrap();
+    store.set_device_token("acme", "d1", "new-hash").await.unwrap();
+    assert!(store.device_identity_by_token_hash("new-hash").await.unwrap().is_some());
+    let old_hash = device("d1", "thermo").token_hash;
+    assert!(store.device_identity_by_token_hash(&old_hash).await.unwrap().is_none(), "the old token is gone");
+    assert_eq!(store.get_device("acme", "d1").await.unwrap().unwrap().id, old.id);
+    let elsewhere = store.set_device_token("globex", "d1", "other").await;
+    assert!(matches!(elsewhere, Err(StoreError::NotFound { .. })), "devices are per tenant");
+}
+
+pub async fn idempotent_imports_are_kept_with_their_devices(store: &dyn Store) {
+    tenant(store, "acme").await;
+    store.create_product("acme", &product("thermo")).await.unwrap();
+    let request = |key: &str, expires: i64| IdempotentRequest {
+        api_key: "k1".into(),
+        key: key.into(),
+        fingerprint: "f".into(),
+        answer: "{}".into(),
+        created_at: t(10),
+        expires_at: t(expires),
+    };
+    // A batch that fails keeps no request, so a retry runs again.
+    let bad = [device("d1", "thermo"), device("d1", "thermo")];
+    assert!(store.create_devices_once("acme", &bad, t(10), &request("r1", 100)).await.is_err());
+    assert_eq!(store.idempotent_request("acme", "k1", "r1", t(10)).await.unwrap(), None);
+    store.create_devices_once("acme", &[device("d1", "thermo")], t(10), &request("r1", 100)).await.unwrap();
+    assert_eq!(store.idempotent_request("acme", "k1", "r1", t(50)).await.unwrap(), Some(request("r1", 100)));
+    assert_eq!(store.idempotent_request("acme", "k2", "r1", t(50)).await.unwrap(), None, "scoped per API key");
+    assert_eq!(store.idempotent_request("globex", "k1", "r1", t(50)).await.unwrap(), None, "scoped per tenant");
+    let again = store.create_devices_once("acme", &[device("d2", "thermo")], t(20), &request("r1", 100)).await;
+    assert!(matches!(again, Err(StoreError::Conflict { .. })), "{again:?}");
+    assert_eq!(store.get_device("acme", "d2").await.unwrap(), None, "a kept key registers nothing more");
+    // Expired requests are not answered, and are dropped when the next one is kept.
+    assert_eq!(store.idempotent_request("acme", "k1", "r1", t(100)).await.unwrap(), None);
+    store.create_devices_once("acme", &[device("d3", "thermo")], t(200), &request("r1", 300)).await.unwrap();
+    assert_eq!(store.idempotent_request("acme", "k1", "r1", t(200)).await.unwrap(), Some(request("r1", 300)));
+}
+
+/// Runs two futures at once (the store crate has no async runtime of its own).
+async fn both<A: std::future::Future, B: std::future::Future>(a: A, b: B) -> (A::Output, B::Output) {
+    use std::task::Poll;
+    let (mut a, mut b) = (std::pin::pin!(a), std::pin::pin!(b));
+    let (mut ra, mut rb) = (None, None);
+    std::future::poll_fn(|cx| {
+        if ra.is_none()
+            && let Poll::Ready(v) = a.as_mut().poll(cx)
+        {
+            ra = Some(v);
+        }
+        if rb.is_none()
+            && let Poll::Ready(v) = b.as_mut().poll(cx)
+        {
+            rb = Some(v);
+        }
+        if ra.is_some() && rb.is_some() { Poll::Ready(()) } else { Poll::Pending }
+    })
+    .await;
+    (ra.expect("polled to the end"), rb.expect("polled to the end"))
 }

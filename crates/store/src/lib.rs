@@ -18,7 +18,9 @@ use jiff::Timestamp;
 use updraft_core::filter::Filter;
 use updraft_core::job::{Execution, ExecutionEvent, ExecutionState, Job, JobState, Transition, TransitionError};
 use updraft_core::rollout::{JobSpec, PaceStats, Retry};
-use updraft_core::{ApiKey, Device, Firmware, Group, NewDevice, Page, PageRequest, Product, Tenant};
+use updraft_core::{
+    ApiKey, Device, Firmware, Group, KeyChange, KeyRefusal, NewDevice, Page, PageRequest, Product, Tenant,
+};
 
 pub use error::{StoreError, StoreResult};
 
@@ -121,6 +123,21 @@ pub struct MembershipChange {
     pub removed: u64,
 }
 
+/// A request made with an `Idempotency-Key`, kept to answer its retries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotentRequest {
+    /// The id of the API key that made it (keys are scoped per tenant and API key).
+    pub api_key: String,
+    /// The client's `Idempotency-Key`.
+    pub key: String,
+    /// A digest of what was asked: a retry must ask the same.
+    pub fingerprint: String,
+    /// What to answer a retry with; never a secret (see the server's import).
+    pub answer: String,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// The backend's name, for logs and metrics: `sqlite` or `postgres`.
@@ -142,7 +159,15 @@ pub trait Store: Send + Sync + 'static {
     /// The key whose token hashes to `token_hash`, in any tenant.
     async fn key_by_token_hash(&self, token_hash: &str) -> StoreResult<Option<ApiKey>>;
     async fn list_keys(&self, tenant: &str) -> StoreResult<Vec<ApiKey>>;
-    async fn delete_key(&self, tenant: &str, id: &str) -> StoreResult<()>;
+    /// Deletes or updates a key as `change` allows, checked against the
+    /// tenant's other admin keys in the same transaction (concurrent changes
+    /// cannot both remove the last admin key). The key as changed; `None`: deleted.
+    async fn change_key(
+        &self,
+        tenant: &str,
+        id: &str,
+        change: &KeyChange,
+    ) -> StoreResult<Result<Option<ApiKey>, KeyRefusal>>;
     /// Whether a server administrator key exists.
     async fn has_server_admin_key(&self) -> StoreResult<bool>;
     /// Replaces every server administrator key by this one (a bootstrap token set at start).
@@ -184,6 +209,26 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_device(&self, tenant: &str, id: &str) -> StoreResult<()>;
     /// The device (and its tenant) whose token hashes to `token_hash`.
     async fn device_by_token_hash(&self, token_hash: &str) -> StoreResult<Option<(String, Device)>>;
+    /// Replaces a device's token (its old token stops working). `NotFound` for an unknown device.
+    async fn set_device_token(&self, tenant: &str, id: &str, token_hash: &str) -> StoreResult<()>;
+    /// [`Store::create_devices`], keeping `request` (to answer its retries) in
+    /// the same transaction; expired requests of the tenant are dropped.
+    /// `Conflict` when the request's key is already kept.
+    async fn create_devices_once(
+        &self,
+        tenant: &str,
+        devices: &[NewDevice],
+        now: Timestamp,
+        request: &IdempotentRequest,
+    ) -> StoreResult<()>;
+    /// The request kept for this API key and idempotency key, unless expired at `now`.
+    async fn idempotent_request(
+        &self,
+        tenant: &str,
+        api_key: &str,
+        key: &str,
+        now: Timestamp,
+    ) -> StoreResult<Option<IdempotentRequest>>;
 
     // --- groups -----------------------------------------------------------------------
 

@@ -253,3 +253,79 @@ fn serve_starts_on_defaults_prints_the_admin_key_once_and_stops_cleanly() {
     Command::new("kill").args(["-INT", &second.id().to_string()]).status().unwrap();
     assert!(second.wait().unwrap().success());
 }
+
+/// A proxy to `target` that loses the answer of the first request it carries:
+/// the server does the work, the client sees its connection cut.
+async fn answer_losing_proxy(target: std::net::SocketAddr) -> std::net::SocketAddr {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut first = true;
+        while let Ok((mut client, _)) = listener.accept().await {
+            let Ok(mut server) = tokio::net::TcpStream::connect(target).await else { continue };
+            if std::mem::take(&mut first) {
+                tokio::spawn(async move {
+                    let (mut client_read, client_write) = client.into_split();
+                    let (mut server_read, mut server_write) = server.into_split();
+                    tokio::spawn(async move { tokio::io::copy(&mut client_read, &mut server_write).await });
+                    let mut answer = [0u8; 1];
+                    let _ = server_read.read(&mut answer).await;
+                    drop(client_write);
+                    drop(server_read);
+                });
+            } else {
+                tokio::spawn(async move { tokio::io::copy_bidirectional(&mut client, &mut server).await });
+            }
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_import_whose_answer_is_lost_is_retried_and_its_tokens_work() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let run = |args: &[&str]| updraft(&server, ADMIN_TOKEN, args, cwd);
+    ok(run(&["product", "create", "thermo"]));
+    std::fs::write(cwd.join("fleet.csv"), "id,product\nd1,thermo\nd2,thermo\n").unwrap();
+
+    let proxy = answer_losing_proxy(server.addr).await;
+    let out = Command::new(env!("CARGO_BIN_EXE_updraft"))
+        .args(["device", "import", "fleet.csv"])
+        .env("UPDRAFT_SERVER", format!("http://{proxy}"))
+        .env("UPDRAFT_TOKEN", ADMIN_TOKEN)
+        .current_dir(cwd)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(ok(out).contains("2 devices imported"));
+    assert!(stderr.contains("retrying once with the same Idempotency-Key"), "{stderr}");
+    let tokens = std::fs::read_to_string(cwd.join("fleet.tokens.csv")).unwrap();
+    let http = reqwest::Client::new();
+    let poll = |device: String, token: String| {
+        let url = server.url(&format!("/default/controller/v1/{device}"));
+        let r = http.get(url).header("authorization", format!("TargetToken {token}")).send();
+        async move { r.await.unwrap().status().as_u16() }
+    };
+    for line in tokens.lines().skip(1) {
+        let (device, token) = line.split_once(',').unwrap();
+        assert_eq!(poll(device.into(), token.into()).await, 200, "{line}");
+    }
+
+    // A device whose token was lost gets a new one; the old one stops working.
+    let (_, old) = tokens.lines().nth(1).unwrap().split_once(',').unwrap();
+    let new = ok(run(&["device", "token", "d1"]));
+    let new = new.trim().rsplit(' ').next().unwrap().to_owned();
+    assert!(new.starts_with("upd_d_"), "{new}");
+    assert_eq!(poll("d1".into(), old.into()).await, 401);
+    assert_eq!(poll("d1".into(), new).await, 200);
+
+    // Keys may expire; listings show a prefix, never the token.
+    let key = json(run(&["key", "create", "--role", "viewer", "--expires-at", "2999-01-01T00:00:00Z", "--json"]));
+    assert!(key["expires_at"].as_str().unwrap().starts_with("2999-01-01"));
+    let listed = ok(run(&["key", "list"]));
+    assert!(listed.contains("PREFIX") && listed.contains(&key["token"].as_str().unwrap()[..10]), "{listed}");
+    assert!(!listed.contains(key["token"].as_str().unwrap()), "{listed}");
+}

@@ -13,13 +13,14 @@ use serde::{Deserialize, Serialize};
 use updraft_core::{
     Access, ConnectionStatus, Device, DeviceAttributes, FieldError, NewDevice, PropertyValue, validate,
 };
-use updraft_store::{DeviceScope, StoreError, sortable};
+use updraft_store::{DeviceScope, IdempotentRequest, StoreError, sortable};
 use utoipa::ToSchema;
 
 use super::{ListParams, PageOut, non_empty};
 use crate::auth::{Caller, new_token, token_hash};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, double_option};
+use crate::idempotency;
 use crate::metrics::DEVICES_REGISTERED;
 use crate::state::AppState;
 
@@ -240,22 +241,46 @@ pub struct LineError {
 }
 
 #[utoipa::path(post, path = "/api/v1/devices/import", tag = "devices",
+    params(("Idempotency-Key" = Option<String>, Header, description = "makes a retry of the same import answer the first answer again, device tokens included (kept 24 h by default; see docs/api.md)")),
     request_body(content((inline(super::schemas::NdjsonDevices) = "application/x-ndjson"), (inline(super::schemas::CsvDevices) = "text/csv")),
         description = "NDJSON: one device object (as for POST /api/v1/devices) per line. CSV: a header of id, product, hardware_version, module_model, module_version, template_id, activated_at, connection_status, `firmware.<component>`, `prop.<name>` (string), `prop.<name>:number`, `prop.<name>:bool`, `meta.<key>`, then one device per line"),
-    responses((status = 201, body = ImportOut), (status = 422, description = "`import_rejected`: nothing was imported; `details` lists each line's problems")))]
+    responses((status = 201, body = ImportOut), (status = 422, description = "`import_rejected`: nothing was imported; `details` lists each line's problems; `idempotency_key_reused`: the key was used for another request")))]
 pub async fn import(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
     body: Bytes,
-) -> ApiResult<(StatusCode, Json<ImportOut>)> {
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
     caller.require(Access::WriteFleet)?;
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let now = state.now();
+    let idempotent = match idempotency::key(&headers)? {
+        Some(key) => {
+            let api_token = crate::auth::bearer_token(&headers).unwrap_or_default().to_owned();
+            let fingerprint = idempotency::fingerprint("POST", "/api/v1/devices/import", &essence, &body);
+            if let Some(kept) = state.store.idempotent_request(caller.tenant(), &caller.key.id, &key, now).await? {
+                return replay(kept, &fingerprint, &api_token);
+            }
+            Some((key, fingerprint, api_token))
+        }
+        None => None,
+    };
     let text =
         std::str::from_utf8(&body).map_err(|_| ApiError::new(ErrorCode::BadRequest, "the body must be UTF-8"))?;
-    if let Some(line) = text.lines().position(|l| l.contains('\0')) {
-        return Err(ApiError::new(ErrorCode::BadRequest, format!("line {} holds a NUL character", line + 1)));
+    // Text PostgreSQL cannot store: a NUL byte (CSV) or a `\u0000` escape (NDJSON), on any line.
+    let nul_lines: Vec<LineError> = text
+        .lines()
+        .enumerate()
+        .filter_map(|(i, l)| {
+            let field = if l.contains('\0') { Some(String::new()) } else { crate::extract::nul_in_json(l.as_bytes()) };
+            field.map(|field| LineError { line: i + 1, field, message: "must not contain NUL characters".into() })
+        })
+        .collect();
+    if let Some(first) = nul_lines.first() {
+        let message = format!("line {} holds a NUL character; nothing was imported", first.line);
+        return Err(ApiError::new(ErrorCode::BadRequest, message).with_details(nul_lines));
     }
     let mut line_errors = Vec::new();
     let parsed: Vec<(usize, DeviceIn)> = match essence.as_str() {
@@ -285,9 +310,38 @@ pub async fn import(
         tokens.push(IssuedToken { id: device.id.clone(), token });
         devices.push(device);
     }
+    let mut kept = None;
+    if let Some((key, fingerprint, api_token)) = &idempotent {
+        for (device, issued) in devices.iter_mut().zip(tokens.iter_mut()) {
+            issued.token = idempotency::device_token(api_token, key, now, &device.id);
+            device.token_hash = token_hash(&issued.token);
+        }
+        let ids: Vec<&str> = devices.iter().map(|d| d.id.as_str()).collect();
+        kept = Some(IdempotentRequest {
+            api_key: caller.key.id.clone(),
+            key: key.clone(),
+            fingerprint: fingerprint.clone(),
+            answer: serde_json::json!({"created": devices.len(), "devices": ids}).to_string(),
+            created_at: now,
+            expires_at: now + jiff::SignedDuration::from_secs(state.settings.idempotency_ttl_secs as i64),
+        });
+    }
     if line_errors.is_empty() {
-        let now = state.now();
-        match state.store.create_devices(caller.tenant(), &devices, now).await {
+        let created = match &kept {
+            Some(request) => state.store.create_devices_once(caller.tenant(), &devices, now, request).await,
+            None => state.store.create_devices(caller.tenant(), &devices, now).await,
+        };
+        match created {
+            // The same key committed first (a concurrent retry): answer as it did.
+            Err(StoreError::Conflict { what: "idempotency key", .. }) => {
+                if let (Some(request), Some((_, fingerprint, api_token))) = (&kept, &idempotent) {
+                    let first = state.store.idempotent_request(caller.tenant(), &caller.key.id, &request.key, now);
+                    if let Some(first) = first.await? {
+                        return replay(first, fingerprint, api_token);
+                    }
+                }
+                return Err(ApiError::of(ErrorCode::Conflict));
+            }
             Ok(()) => {
                 let created: Vec<updraft_core::Device> = devices.iter().map(|d| d.clone().into_device(now)).collect();
                 crate::targeting::devices_changed(&state, caller.tenant(), &created).await;
@@ -312,7 +366,29 @@ pub async fn import(
     }
     metrics::counter!(DEVICES_REGISTERED).increment(devices.len() as u64);
     tracing::info!(tenant = caller.tenant(), count = devices.len(), "devices imported");
-    Ok((StatusCode::CREATED, Json(ImportOut { created: devices.len(), devices: tokens })))
+    Ok((StatusCode::CREATED, Json(ImportOut { created: devices.len(), devices: tokens })).into_response())
+}
+
+/// The first answer of an idempotent import, its device tokens derived again;
+/// `idempotency_key_reused` when the retry asks something else.
+fn replay(kept: IdempotentRequest, fingerprint: &str, api_token: &str) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    if kept.fingerprint != fingerprint {
+        return Err(idempotency::reused());
+    }
+    #[derive(Deserialize)]
+    struct Kept {
+        created: usize,
+        devices: Vec<String>,
+    }
+    let answer: Kept = serde_json::from_str(&kept.answer).map_err(|e| ApiError::internal("a kept import answer", e))?;
+    let devices = answer
+        .devices
+        .into_iter()
+        .map(|id| IssuedToken { token: idempotency::device_token(api_token, &kept.key, kept.created_at, &id), id })
+        .collect();
+    Ok((StatusCode::CREATED, [idempotency::REPLAYED], Json(ImportOut { created: answer.created, devices }))
+        .into_response())
 }
 
 fn parse_ndjson(text: &str, errors: &mut Vec<LineError>) -> Vec<(usize, DeviceIn)> {
@@ -322,12 +398,7 @@ fn parse_ndjson(text: &str, errors: &mut Vec<LineError>) -> Vec<(usize, DeviceIn
             continue;
         }
         match serde_json::from_str::<DeviceIn>(line) {
-            Ok(d) => match crate::extract::nul_in_json(line.as_bytes()) {
-                None => out.push((i + 1, d)),
-                Some(field) => {
-                    errors.push(LineError { line: i + 1, field, message: "must not contain NUL characters".into() })
-                }
-            },
+            Ok(d) => out.push((i + 1, d)),
             Err(e) => errors.push(LineError { line: i + 1, field: String::new(), message: e.to_string() }),
         }
     }
@@ -626,4 +697,20 @@ pub async fn delete(
     state.store.delete_device(caller.tenant(), &id).await?;
     state.poll_cache.forget_deleted(caller.tenant(), &id);
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/api/v1/devices/{id}/token", tag = "devices",
+    responses((status = 200, body = IssuedToken, description = "the device's new token, shown this once; the old one stops working at once")))]
+pub async fn reissue_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<IssuedToken>> {
+    caller.require(Access::WriteFleet)?;
+    let token = new_token("upd_d_");
+    state.store.set_device_token(caller.tenant(), &id, &token_hash(&token)).await?;
+    // This replica forgets the old token at once; another within its poll cache's TTL.
+    state.poll_cache.forget_deleted(caller.tenant(), &id);
+    tracing::info!(tenant = caller.tenant(), device = %id, "device token reissued");
+    Ok(Json(IssuedToken { id, token }))
 }

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use super::keys::{KeyOut, issue};
 use crate::auth::{Caller, token_hash};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiPath};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -74,4 +74,20 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Js
     caller.require_server_admin()?;
     let items: Vec<TenantOut> = state.store.list_tenants().await?.into_iter().map(Into::into).collect();
     Ok(Json(super::ItemsOut::new(items)))
+}
+
+#[utoipa::path(post, path = "/api/v1/tenants/{id}/keys", tag = "tenants", request_body = super::keys::KeyIn,
+    responses((status = 201, body = KeyOut, description = "a key of the tenant, with its token shown this once"),
+        (status = 403, description = "only the server administrator's key may issue keys for a tenant"),
+        (status = 404, description = "no such tenant")))]
+pub async fn create_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(input): ApiJson<super::keys::KeyIn>,
+) -> ApiResult<(StatusCode, [(axum::http::HeaderName, &'static str); 1], Json<KeyOut>)> {
+    caller.require_server_admin()?;
+    let tenant =
+        state.store.get_tenant(&id.to_ascii_lowercase()).await?.ok_or_else(|| ApiError::not_found("tenant", &id))?;
+    super::keys::create_for(&state, &tenant.id, input).await
 }

@@ -144,7 +144,7 @@ impl ApiAs<'_> {
     }
 }
 
-async fn answer(r: reqwest::Response) -> Answer {
+pub async fn answer(r: reqwest::Response) -> Answer {
     let status = r.status();
     let headers = r.headers().clone();
     let bytes = r.bytes().await.expect("body");
