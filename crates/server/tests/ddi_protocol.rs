@@ -21,6 +21,7 @@ on_both_stores!(
     a_device_marked_online_that_never_polls_goes_offline,
     first_contact_activates_and_the_device_initializes_until_its_next_poll,
     ranges_follow_rfc_9110,
+    action_ids_count_per_tenant_below_2_31_and_a_retry_gets_a_new_one,
 );
 
 /// A clocked server with product `thermo`, one image (`host` 2.0.0) and devices `dev-0…`.
@@ -374,4 +375,30 @@ async fn ranges_follow_rfc_9110(b: Backend) {
     assert_eq!(r.status(), 206, "If-Range with the Last-Modified date");
     let r = get(Method::GET, vec![("range", "bytes=0-0".into()), ("if-range", format!("W/{etag}"))]).await.unwrap();
     assert_eq!(r.status(), 200, "a weak tag never matches If-Range");
+}
+
+async fn action_ids_count_per_tenant_below_2_31_and_a_retry_gets_a_new_one(b: Backend) {
+    let bench = Bench::new(b, 2).await;
+    bench.job("first", &["dev-1"], json!({})).await;
+    bench.job("retried", &["dev-0"], json!({"retry": {"count": 1, "interval_minutes": 1}})).await;
+    assert_eq!(bench.deployment(1).await["id"], "1", "a tenant counts its actions from 1");
+    let d = bench.deployment(0).await;
+    assert_eq!(d["id"], "2");
+    let (s, _) = bench.device(0, Method::GET, "/deploymentBase/1", None).await;
+    assert_eq!(s, 404, "another device's action");
+    let failed = json!({"status": {"execution": "closed", "result": {"finished": "failure"}}});
+    assert_eq!(bench.feedback(0, "2", failed).await, 200);
+    bench.clock.advance(jiff::SignedDuration::from_secs(61));
+    bench.api.server.tick_scheduler().await;
+    let retried = bench.deployment(0).await;
+    assert_eq!(retried["id"], "3", "a retry is a new action for the device");
+    let done = json!({"status": {"execution": "closed", "result": {"finished": "success"}}});
+    assert_eq!(bench.feedback(0, "2", done.clone()).await, 410, "the earlier attempt's id is gone");
+    assert_eq!(bench.feedback(0, "4", done.clone()).await, 404);
+    assert_eq!(bench.feedback(0, "3", done).await, 200);
+    let e = bench.executions("dev-0").await;
+    assert_eq!(
+        (e[0]["state"].as_str(), e[0]["attempt"].as_u64(), e[0]["action_id"].as_i64()),
+        (Some("succeeded"), Some(2), Some(3))
+    );
 }

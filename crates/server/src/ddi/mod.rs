@@ -259,16 +259,16 @@ fn read_json<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> DdiResul
     serde_json::from_slice(body).map_err(|e| DdiError::BadRequest(format!("the body cannot be read: {e}")))
 }
 
-/// The device's own execution with public action id `id` (see
-/// `Execution::public_id`), or 404; 410 when `id` names an earlier attempt.
+/// The device's own execution with action id `id` (see `Execution::action`),
+/// or 404; 410 when `id` names an earlier attempt.
 async fn own_execution(state: &AppState, dev: &DdiDevice, id: &str) -> DdiResult<Execution> {
     let not_found = || DdiError::NotFound(format!("action {id} not found for target {}", dev.id));
-    let (row, attempt) = id.parse::<i64>().ok().and_then(updraft_core::job::split_public_id).ok_or_else(not_found)?;
-    match state.store.get_execution(&dev.tenant, row).await? {
+    let action = id.parse::<i64>().ok().filter(|a| *a > 0).ok_or_else(not_found)?;
+    match state.store.execution_by_action(&dev.tenant, &dev.id, action).await? {
         // Queued: not offered to the device yet (the pace releases it), so not its to see.
-        Some(e) if e.device == dev.id && e.attempt == attempt && e.state == ExecutionState::Queued => Err(not_found()),
-        Some(e) if e.device == dev.id && e.attempt == attempt => Ok(e),
-        Some(e) if e.device == dev.id && attempt < e.attempt => {
+        Some((e, attempt)) if e.attempt == attempt && e.state == ExecutionState::Queued => Err(not_found()),
+        Some((e, attempt)) if e.attempt == attempt => Ok(e),
+        Some((e, attempt)) if attempt < e.attempt => {
             Err(DdiError::Gone(format!("action {id} is closed: it was retried as action {}", e.public_id())))
         }
         _ => Err(not_found()),
