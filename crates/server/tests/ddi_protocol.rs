@@ -22,6 +22,7 @@ on_both_stores!(
     first_contact_activates_and_the_device_initializes_until_its_next_poll,
     ranges_follow_rfc_9110,
     action_ids_count_per_tenant_below_2_31_and_a_retry_gets_a_new_one,
+    the_agent_downloads_now_and_installs_in_the_maintenance_window,
 );
 
 /// A clocked server with product `thermo`, one image (`host` 2.0.0) and devices `dev-0…`.
@@ -401,4 +402,44 @@ async fn action_ids_count_per_tenant_below_2_31_and_a_retry_gets_a_new_one(b: Ba
         (e[0]["state"].as_str(), e[0]["attempt"].as_u64(), e[0]["action_id"].as_i64()),
         (Some("succeeded"), Some(2), Some(3))
     );
+}
+
+async fn the_agent_downloads_now_and_installs_in_the_maintenance_window(b: Backend) {
+    use updraft_agent::{Agent, AgentConfig, Auth, Installer, Phase};
+    let bench = Bench::new(b, 2).await;
+    let window = json!({"timezone": "UTC", "window": {"from": "22:00", "to": "06:00"}});
+    bench.job("window", &["dev-0"], json!({"maintenance_window": window})).await;
+    bench.job("download", &["dev-1"], json!({"handling": "download_only"})).await;
+    let dir = tempfile::tempdir().unwrap();
+    let agent = |i: usize| {
+        let state = dir.path().join(format!("dev-{i}"));
+        let mut c = AgentConfig::new(
+            format!("http://{}", bench.api.server.addr),
+            "default",
+            format!("dev-{i}"),
+            Auth::TargetToken(bench.tokens[i].clone()),
+            &state,
+            Installer::CopyTo(state.join("installed.bin")),
+        );
+        c.firmware.insert("host".into(), "1.0.0".into());
+        c.poll_interval = Some(std::time::Duration::from_millis(10));
+        c
+    };
+    let mut windowed = Agent::new(agent(0)).await.unwrap();
+    windowed.run_once().await.unwrap();
+    assert!(
+        matches!(windowed.state().work.as_ref().map(|w| &w.phase), Some(Phase::AwaitingWindow)),
+        "downloaded, waiting for the window: {:?}",
+        windowed.state()
+    );
+    assert_eq!(bench.executions("dev-0").await[0]["state"], "downloaded");
+    bench.clock.set("2026-06-01T23:00:00Z".parse().unwrap());
+    windowed.run_once().await.unwrap();
+    assert_eq!(bench.executions("dev-0").await[0]["state"], "succeeded");
+    assert_eq!(bench.api.get("/api/v1/devices/dev-0").await.ok()["firmware"]["host"], "2.0.0");
+
+    let mut download_only = Agent::new(agent(1)).await.unwrap();
+    download_only.run_once().await.unwrap();
+    assert_eq!(bench.executions("dev-1").await[0]["state"], "succeeded");
+    assert_eq!(bench.api.get("/api/v1/devices/dev-1").await.ok()["firmware"]["host"], "1.0.0", "downloaded only");
 }
