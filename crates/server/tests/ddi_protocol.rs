@@ -23,6 +23,7 @@ on_both_stores!(
     ranges_follow_rfc_9110,
     action_ids_count_per_tenant_below_2_31_and_a_retry_gets_a_new_one,
     the_agent_downloads_now_and_installs_in_the_maintenance_window,
+    devices_poll_sooner_as_their_maintenance_window_nears,
 );
 
 /// A clocked server with product `thermo`, one image (`host` 2.0.0) and devices `dev-0…`.
@@ -442,4 +443,22 @@ async fn the_agent_downloads_now_and_installs_in_the_maintenance_window(b: Backe
     download_only.run_once().await.unwrap();
     assert_eq!(bench.executions("dev-1").await[0]["state"], "succeeded");
     assert_eq!(bench.api.get("/api/v1/devices/dev-1").await.ok()["firmware"]["host"], "1.0.0", "downloaded only");
+}
+
+async fn devices_poll_sooner_as_their_maintenance_window_nears(b: Backend) {
+    let bench = Bench::new(b, 2).await;
+    let window = json!({"timezone": "UTC", "window": {"from": "22:00", "to": "06:00"}});
+    bench.job("window", &["dev-0"], json!({"maintenance_window": window})).await;
+    bench.job("plain", &["dev-1"], json!({})).await;
+    let bench = &bench;
+    let sleep =
+        |i: usize| async move { bench.poll(i).await["config"]["polling"]["sleep"].as_str().unwrap().to_owned() };
+    assert_eq!(sleep(0).await, "00:05:00", "10 hours before the window: the usual interval");
+    bench.clock.set("2026-06-01T21:57:00Z".parse().unwrap());
+    assert_eq!(sleep(0).await, "00:01:00", "a third of the time left, to poll about three times before it opens");
+    assert_eq!(sleep(1).await, "00:05:00", "no window: the usual interval");
+    bench.clock.set("2026-06-01T21:59:50Z".parse().unwrap());
+    assert_eq!(sleep(0).await, "00:00:30", "never under 30 s");
+    bench.clock.set("2026-06-01T22:00:00Z".parse().unwrap());
+    assert_eq!(sleep(0).await, "00:05:00", "inside the window");
 }

@@ -295,10 +295,6 @@ async fn job_of(state: &AppState, tenant: &str, e: &Execution) -> DdiResult<Job>
     state.store.get_job(tenant, &e.job).await?.ok_or_else(|| DdiError::NotFound(format!("job {} not found", e.job)))
 }
 
-fn poll_sleep(state: &AppState) -> String {
-    ddi::format_sleep(state.settings.poll_interval_secs)
-}
-
 /// `GET /{tenant}/controller/v1/{controllerId}`: what the device should do next.
 async fn poll(State(state): State<AppState>, dev: DdiDevice, headers: HeaderMap) -> DdiResult<Response> {
     state.presence.seen(&dev.tenant, &dev.id, state.now());
@@ -312,6 +308,7 @@ async fn poll(State(state): State<AppState>, dev: DdiDevice, headers: HeaderMap)
     let identity = state.store.device_identity(&dev.tenant, &dev.id).await?.ok_or(DdiError::Unauthorized)?;
     let actions = state.store.device_actions(&dev.tenant, &dev.id).await?;
     let mut links = ddi::ControllerLinks::default();
+    let mut sleep = state.settings.poll_interval_secs;
     if let Some(a) = &actions.active {
         let id = a.public_id();
         if a.cancel_requested {
@@ -320,7 +317,9 @@ async fn poll(State(state): State<AppState>, dev: DdiDevice, headers: HeaderMap)
             links.confirmation_base =
                 Some(ddi::Link::new(format!("{}/confirmationBase/{id}?c={}", dev.base_url, etag_param(a, None))));
         } else {
-            let window_open = job_of(&state, &dev.tenant, a).await?.spec.delivery(state.now()).window_open;
+            let (job, now) = (job_of(&state, &dev.tenant, a).await?, state.now());
+            sleep = job.spec.poll_secs(now, sleep);
+            let window_open = job.spec.delivery(now).window_open;
             links.deployment_base =
                 Some(ddi::Link::new(format!("{}/deploymentBase/{id}?c={}", dev.base_url, etag_param(a, window_open))));
         }
@@ -331,8 +330,8 @@ async fn poll(State(state): State<AppState>, dev: DdiDevice, headers: HeaderMap)
     if identity.attributes_requested {
         links.config_data = Some(ddi::Link::new(format!("{}/configData", dev.base_url)));
     }
-    let body =
-        ddi::ControllerBase { config: ddi::Config { polling: ddi::Polling { sleep: poll_sleep(&state) } }, links };
+    let polling = ddi::Polling { sleep: ddi::format_sleep(sleep) };
+    let body = ddi::ControllerBase { config: ddi::Config { polling }, links };
     let body = Bytes::from(serde_json::to_vec(&body).expect("DDI types serialize"));
     let etag = etag_of(&body);
     if actions.active.is_none() {
