@@ -269,6 +269,9 @@ async fn a_gateway_poll_registers_an_unknown_device_that_then_works_like_any_oth
     let href = body["_links"]["deploymentBase"]["href"].as_str().unwrap_or_else(|| panic!("no deployment: {body}"));
     let (s, d) = bench.call(Method::GET, href, &auth, None).await;
     assert_eq!((s.as_u16(), d["deployment"]["chunks"][0]["version"].as_str()), (200, Some("2.0.0")));
+    let (s, body) = bench.call(Method::GET, &bench.url("confirmer", "/confirmationBase"), &auth, None).await;
+    assert_eq!((s.as_u16(), &body["autoConfirm"]["active"]), (200, &json!(false)), "hawkBit registers here too");
+    bench.api.get("/api/v1/devices/confirmer").await.expect(200, None);
     let (s, _) = bench.call(Method::GET, &bench.url("bad id!", ""), &auth, None).await;
     assert_eq!(s, 404, "an id that is not a valid device id is not registered");
 }

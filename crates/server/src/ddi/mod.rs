@@ -205,9 +205,12 @@ impl FromRequestParts<AppState> for DdiDevice {
     }
 }
 
-/// `GET /{tenant}/controller/v1/{controllerId}`: the poll, where hawkBit registers unknown devices.
+/// `GET /{tenant}/controller/v1/{controllerId}` (the poll) or `GET …/confirmationBase`:
+/// where hawkBit registers unknown devices.
 fn is_poll(parts: &Parts) -> bool {
-    parts.method == axum::http::Method::GET && parts.uri.path().trim_end_matches('/').split('/').count() == 5
+    let segments: Vec<&str> = parts.uri.path().trim_end_matches('/').split('/').collect();
+    parts.method == axum::http::Method::GET
+        && (segments.len() == 5 || (segments.len() == 6 && segments[5] == "confirmationBase"))
 }
 
 /// Plug-and-play, as hawkBit's `findOrRegisterTargetIfItDoesNotExist`: a
