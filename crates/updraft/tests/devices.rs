@@ -508,6 +508,13 @@ async fn simulated_fleet_is_accounted_for(b: Backend) {
     assert_eq!(ids.len(), FLEET);
     assert_eq!(server.get("/api/v1/devices?limit=1").await["total"], FLEET);
     server.create("/api/v1/jobs", json!({"id": "fleet", "firmware": firmware, "devices": ids})).await;
+    // The scheduler releases on its own tick: wait for it, or the fleet may go idle before the work is offered.
+    for _ in 0..100 {
+        if server.get("/api/v1/jobs/fleet").await["counts"]["notified"] == FLEET {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 
     let mut fleet = Proc::spawn(
         "sim",
