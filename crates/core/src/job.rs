@@ -173,8 +173,13 @@ pub struct Progress {
 /// One device's part of a job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Execution {
-    /// The device API's action id: unique across the server.
+    /// The execution's key: unique across the server, never shown to devices.
     pub action_id: i64,
+    /// The device API's action id of the current attempt: the next number of
+    /// the tenant's counter, taken again for each attempt (so update clients,
+    /// which remember the actions they finished, take a retry as new work),
+    /// always from 1 to 2^31 − 1 (SWUpdate reads it as a 32-bit integer).
+    pub action: i64,
     pub job: String,
     pub device: String,
     pub firmware: String,
@@ -188,21 +193,19 @@ pub struct Execution {
     pub finished_at: Option<Timestamp>,
 }
 
-/// Attempts of one execution the public action id tells apart (retries are at most 10).
-pub const ATTEMPT_SLOTS: i64 = 16;
+/// The largest action id a device is given; a tenant's counter wraps back to 1 after it.
+pub const MAX_ACTION: i64 = i32::MAX as i64;
 
-impl Execution {
-    /// The action id devices and the API see: distinct for each attempt, so
-    /// that update clients which remember the actions they finished (hawkBit
-    /// clients do) take a retry as new work. `action_id` × 16 + attempt − 1.
-    pub fn public_id(&self) -> i64 {
-        self.action_id * ATTEMPT_SLOTS + i64::from(self.attempt.saturating_sub(1)).min(ATTEMPT_SLOTS - 1)
-    }
+/// The action id after `last` on a tenant's counter: never 0, never above [`MAX_ACTION`].
+pub fn next_action(last: i64) -> i64 {
+    if (0..MAX_ACTION).contains(&last) { last + 1 } else { 1 }
 }
 
-/// The stored `action_id` and the attempt a public action id names.
-pub fn split_public_id(id: i64) -> Option<(i64, u32)> {
-    (id >= 0).then(|| (id / ATTEMPT_SLOTS, (id % ATTEMPT_SLOTS) as u32 + 1))
+impl Execution {
+    /// The action id devices and the API see (see [`Execution::action`]).
+    pub fn public_id(&self) -> i64 {
+        self.action
+    }
 }
 
 /// Who caused a history event.
@@ -506,6 +509,7 @@ mod tests {
         let t = Timestamp::UNIX_EPOCH;
         Execution {
             action_id: 1,
+            action: 1,
             job: "j".into(),
             device: "d".into(),
             firmware: "f".into(),
@@ -573,6 +577,16 @@ mod tests {
         let closed = report(ReportKind::Closed { success: true });
         let t = on_device_report_handled(&exec(Downloaded), &closed, Handling::DownloadOnly, now).unwrap();
         assert_eq!((t.state, t.installs), (ExecutionState::Succeeded, true), "a device that installs anyway installed");
+    }
+
+    #[test]
+    fn action_ids_stay_below_2_31() {
+        assert_eq!(next_action(0), 1);
+        assert_eq!(next_action(41), 42);
+        assert_eq!(next_action(MAX_ACTION - 1), MAX_ACTION);
+        assert_eq!(next_action(MAX_ACTION), 1, "the counter wraps");
+        assert_eq!(next_action(5_000_000_000), 1, "a counter past the bound (ids of old executions) wraps too");
+        assert!(MAX_ACTION <= i64::from(i32::MAX));
     }
 
     #[test]

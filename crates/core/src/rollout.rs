@@ -333,6 +333,22 @@ impl JobSpec {
         };
         Delivery { download, update, window_open }
     }
+
+    /// How long a device with a deployment of this job sleeps between polls
+    /// (`default` otherwise), as hawkBit has it: while its maintenance window
+    /// is closed, a third of the time until it may open (so the device polls
+    /// about three times before), never under 30 s, never over `default`.
+    pub fn poll_secs(&self, now: Timestamp, default: u64) -> u64 {
+        const MIN_POLL_SECS: u64 = 30;
+        const POLLS_BEFORE_WINDOW: i64 = 3;
+        let Some(w) = &self.maintenance_window else { return default };
+        if w.phase(now) == crate::schedule::Phase::Open {
+            return default;
+        }
+        let Some(next) = w.next_change(now) else { return default };
+        let third = u64::try_from(now.duration_until(next).as_secs() / POLLS_BEFORE_WINDOW).unwrap_or(0);
+        third.max(MIN_POLL_SECS).min(default)
+    }
 }
 
 /// Whether `device` falls in the gray share of a job: a stable hash of job id

@@ -401,6 +401,38 @@ mod tests {
     }
 
     #[test]
+    fn requests_are_read_as_leniently_as_hawkbits_jackson_reads_them() {
+        let f: ActionFeedback = serde_json::from_str(
+            r#"{"status": {"execution": "proceeding", "result": {"finished": "none", "progress": {}}, "code": null, "details": null}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (f.status.result.progress, f.status.code, f.status.details.len()),
+            (Some(Progress::default()), None, 0)
+        );
+        let f: ActionFeedback = serde_json::from_str(
+            r#"{"status": {"execution": "closed", "result": {"finished": "success", "progress": {"percentage": 40, "of": "7"}}, "code": "200", "details": [1, true, "x"]}}"#,
+        )
+        .unwrap();
+        assert_eq!(f.status.result.progress, Some(Progress { cnt: None, of: Some(7) }));
+        assert_eq!((f.status.code, f.status.details), (Some(200), vec!["1".into(), "true".into(), "x".into()]));
+        let c: ConfigData = serde_json::from_str(r#"{"data": {"rev": 2, "beta": false, "name": "x"}}"#).unwrap();
+        assert_eq!(c.data["rev"], "2");
+        let c: ConfirmationFeedback = serde_json::from_str(r#"{"confirmation": "confirmed", "code": 1.9}"#).unwrap();
+        assert_eq!(c.code, Some(1), "Jackson truncates a float read into an Integer");
+        for bad in [
+            r#"{"status": {"execution": "closed", "result": {"finished": "success"}, "code": 3000000000}}"#,
+            r#"{"status": {"execution": "closed", "result": {"finished": "success"}, "details": [{}]}}"#,
+            r#"{"status": {"execution": "closed", "result": {"finished": "success", "progress": {"cnt": true}}}}"#,
+        ] {
+            assert!(serde_json::from_str::<ActionFeedback>(bad).is_err(), "{bad}");
+        }
+        assert!(serde_json::from_str::<ConfigData>(r#"{"data": {"k": {"nested": 1}}}"#).is_err());
+        assert!(serde_json::from_str::<ConfigData>(r#"{"mode": "merge"}"#).is_err(), "data is required");
+        assert!(serde_json::from_str::<ConfirmationFeedback>(r#"{"code": 1}"#).is_err(), "confirmation is required");
+    }
+
+    #[test]
     fn root_omits_empty_links() {
         let root = ControllerBase {
             config: Config { polling: Polling { sleep: "00:05:00".into() } },

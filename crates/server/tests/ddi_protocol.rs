@@ -21,6 +21,9 @@ on_both_stores!(
     a_device_marked_online_that_never_polls_goes_offline,
     first_contact_activates_and_the_device_initializes_until_its_next_poll,
     ranges_follow_rfc_9110,
+    action_ids_count_per_tenant_below_2_31_and_a_retry_gets_a_new_one,
+    the_agent_downloads_now_and_installs_in_the_maintenance_window,
+    devices_poll_sooner_as_their_maintenance_window_nears,
 );
 
 /// A clocked server with product `thermo`, one image (`host` 2.0.0) and devices `dev-0…`.
@@ -266,6 +269,9 @@ async fn a_gateway_poll_registers_an_unknown_device_that_then_works_like_any_oth
     let href = body["_links"]["deploymentBase"]["href"].as_str().unwrap_or_else(|| panic!("no deployment: {body}"));
     let (s, d) = bench.call(Method::GET, href, &auth, None).await;
     assert_eq!((s.as_u16(), d["deployment"]["chunks"][0]["version"].as_str()), (200, Some("2.0.0")));
+    let (s, body) = bench.call(Method::GET, &bench.url("confirmer", "/confirmationBase"), &auth, None).await;
+    assert_eq!((s.as_u16(), &body["autoConfirm"]["active"]), (200, &json!(false)), "hawkBit registers here too");
+    bench.api.get("/api/v1/devices/confirmer").await.expect(200, None);
     let (s, _) = bench.call(Method::GET, &bench.url("bad id!", ""), &auth, None).await;
     assert_eq!(s, 404, "an id that is not a valid device id is not registered");
 }
@@ -374,4 +380,88 @@ async fn ranges_follow_rfc_9110(b: Backend) {
     assert_eq!(r.status(), 206, "If-Range with the Last-Modified date");
     let r = get(Method::GET, vec![("range", "bytes=0-0".into()), ("if-range", format!("W/{etag}"))]).await.unwrap();
     assert_eq!(r.status(), 200, "a weak tag never matches If-Range");
+}
+
+async fn action_ids_count_per_tenant_below_2_31_and_a_retry_gets_a_new_one(b: Backend) {
+    let bench = Bench::new(b, 2).await;
+    bench.job("first", &["dev-1"], json!({})).await;
+    bench.job("retried", &["dev-0"], json!({"retry": {"count": 1, "interval_minutes": 1}})).await;
+    assert_eq!(bench.deployment(1).await["id"], "1", "a tenant counts its actions from 1");
+    let d = bench.deployment(0).await;
+    assert_eq!(d["id"], "2");
+    let (s, _) = bench.device(0, Method::GET, "/deploymentBase/1", None).await;
+    assert_eq!(s, 404, "another device's action");
+    let failed = json!({"status": {"execution": "closed", "result": {"finished": "failure"}}});
+    assert_eq!(bench.feedback(0, "2", failed).await, 200);
+    bench.clock.advance(jiff::SignedDuration::from_secs(61));
+    bench.api.server.tick_scheduler().await;
+    let retried = bench.deployment(0).await;
+    assert_eq!(retried["id"], "3", "a retry is a new action for the device");
+    let done = json!({"status": {"execution": "closed", "result": {"finished": "success"}}});
+    assert_eq!(bench.feedback(0, "2", done.clone()).await, 410, "the earlier attempt's id is gone");
+    assert_eq!(bench.feedback(0, "4", done.clone()).await, 404);
+    assert_eq!(bench.feedback(0, "3", done).await, 200);
+    let e = bench.executions("dev-0").await;
+    assert_eq!(
+        (e[0]["state"].as_str(), e[0]["attempt"].as_u64(), e[0]["action_id"].as_i64()),
+        (Some("succeeded"), Some(2), Some(3))
+    );
+}
+
+async fn the_agent_downloads_now_and_installs_in_the_maintenance_window(b: Backend) {
+    use updraft_agent::{Agent, AgentConfig, Auth, Installer, Phase};
+    let bench = Bench::new(b, 2).await;
+    let window = json!({"timezone": "UTC", "window": {"from": "22:00", "to": "06:00"}});
+    bench.job("window", &["dev-0"], json!({"maintenance_window": window})).await;
+    bench.job("download", &["dev-1"], json!({"handling": "download_only"})).await;
+    let dir = tempfile::tempdir().unwrap();
+    let agent = |i: usize| {
+        let state = dir.path().join(format!("dev-{i}"));
+        let mut c = AgentConfig::new(
+            format!("http://{}", bench.api.server.addr),
+            "default",
+            format!("dev-{i}"),
+            Auth::TargetToken(bench.tokens[i].clone()),
+            &state,
+            Installer::CopyTo(state.join("installed.bin")),
+        );
+        c.firmware.insert("host".into(), "1.0.0".into());
+        c.poll_interval = Some(std::time::Duration::from_millis(10));
+        c
+    };
+    let mut windowed = Agent::new(agent(0)).await.unwrap();
+    windowed.run_once().await.unwrap();
+    assert!(
+        matches!(windowed.state().work.as_ref().map(|w| &w.phase), Some(Phase::AwaitingWindow)),
+        "downloaded, waiting for the window: {:?}",
+        windowed.state()
+    );
+    assert_eq!(bench.executions("dev-0").await[0]["state"], "downloaded");
+    bench.clock.set("2026-06-01T23:00:00Z".parse().unwrap());
+    windowed.run_once().await.unwrap();
+    assert_eq!(bench.executions("dev-0").await[0]["state"], "succeeded");
+    assert_eq!(bench.api.get("/api/v1/devices/dev-0").await.ok()["firmware"]["host"], "2.0.0");
+
+    let mut download_only = Agent::new(agent(1)).await.unwrap();
+    download_only.run_once().await.unwrap();
+    assert_eq!(bench.executions("dev-1").await[0]["state"], "succeeded");
+    assert_eq!(bench.api.get("/api/v1/devices/dev-1").await.ok()["firmware"]["host"], "1.0.0", "downloaded only");
+}
+
+async fn devices_poll_sooner_as_their_maintenance_window_nears(b: Backend) {
+    let bench = Bench::new(b, 2).await;
+    let window = json!({"timezone": "UTC", "window": {"from": "22:00", "to": "06:00"}});
+    bench.job("window", &["dev-0"], json!({"maintenance_window": window})).await;
+    bench.job("plain", &["dev-1"], json!({})).await;
+    let bench = &bench;
+    let sleep =
+        |i: usize| async move { bench.poll(i).await["config"]["polling"]["sleep"].as_str().unwrap().to_owned() };
+    assert_eq!(sleep(0).await, "00:05:00", "10 hours before the window: the usual interval");
+    bench.clock.set("2026-06-01T21:57:00Z".parse().unwrap());
+    assert_eq!(sleep(0).await, "00:01:00", "a third of the time left, to poll about three times before it opens");
+    assert_eq!(sleep(1).await, "00:05:00", "no window: the usual interval");
+    bench.clock.set("2026-06-01T21:59:50Z".parse().unwrap());
+    assert_eq!(sleep(0).await, "00:00:30", "never under 30 s");
+    bench.clock.set("2026-06-01T22:00:00Z".parse().unwrap());
+    assert_eq!(sleep(0).await, "00:05:00", "inside the window");
 }

@@ -251,7 +251,7 @@ impl TryFrom<GroupRow> for Group {
 
 pub const JOB_SELECT: &str = "SELECT id, name, description, kind, firmware, product, state, consent_required, \
      created_at, started_at, finished_at, spec, held FROM jobs";
-pub const EXECUTION_SELECT: &str = "SELECT action_id, job, device, firmware, state, attempt, cancel_requested, \
+pub const EXECUTION_SELECT: &str = "SELECT action_id, action, job, device, firmware, state, attempt, cancel_requested, \
      progress_cnt, progress_of, created_at, updated_at, finished_at FROM executions";
 pub const EVENT_SELECT: &str =
     "SELECT at, state, source, report, code, progress_cnt, progress_of, details FROM execution_events";
@@ -326,6 +326,7 @@ impl TryFrom<JobRow> for Job {
 #[derive(sqlx::FromRow)]
 pub struct ExecutionRow {
     action_id: i64,
+    action: Option<i64>,
     job: String,
     device: String,
     firmware: String,
@@ -345,6 +346,7 @@ impl TryFrom<ExecutionRow> for Execution {
         Ok(Execution {
             state: parse("execution state", &r.state, ExecutionState::parse)?,
             action_id: r.action_id,
+            action: r.action.unwrap_or_default(),
             job: r.job,
             device: r.device,
             firmware: r.firmware,

@@ -1199,6 +1199,7 @@ impl Store for $store {
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err)?;
+                allocate_actions(&mut tx, tenant, &[(e.action_id, e.attempt + 1)]).await?;
                 out.push(e.device);
             }
         }
@@ -1297,6 +1298,24 @@ impl Store for $store {
                 .await
                 .map_err(db_err)?;
         row.map(Execution::try_from).transpose()
+    }
+
+    async fn execution_by_action(
+        &self,
+        tenant: &str,
+        device: &str,
+        action: i64,
+    ) -> StoreResult<Option<(Execution, u32)>> {
+        let found: Option<(i64, i64)> =
+            sqlx::query_as("SELECT action_id, attempt FROM execution_actions WHERE tenant = $1 AND action = $2")
+                .bind(tenant)
+                .bind(action)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)?;
+        let Some((row, attempt)) = found else { return Ok(None) };
+        let execution = self.get_execution(tenant, row).await?;
+        Ok(execution.filter(|e| e.device == device).map(|e| (e, attempt as u32)))
     }
 
     async fn execution_history(&self, tenant: &str, action_id: i64) -> StoreResult<Vec<ExecutionEvent>> {
@@ -1592,6 +1611,57 @@ where
     row.map(T::try_from).transpose()?.ok_or_else(|| StoreError::not_found(what, id))
 }
 
+/// Gives each new attempt `(execution, attempt)` the next action id of its
+/// tenant's counter (wrapping after `MAX_ACTION`: see `next_action`), on the
+/// execution and in the map of every attempt's id.
+async fn allocate_actions(
+    tx: &mut <sqlx::$db as sqlx::Database>::Connection,
+    tenant: &str,
+    attempts: &[(i64, u32)],
+) -> StoreResult<()> {
+    if attempts.is_empty() {
+        return Ok(());
+    }
+    let mut last: i64 =
+        sqlx::query_scalar(AssertSqlSafe(format!("SELECT last_action FROM tenants WHERE id = $1{}", $lock)))
+            .bind(tenant)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
+    let given: Vec<(i64, i64, u32)> = attempts
+        .iter()
+        .map(|(row, attempt)| {
+            last = updraft_core::job::next_action(last);
+            (*row, last, *attempt)
+        })
+        .collect();
+    sqlx::query("UPDATE tenants SET last_action = $2 WHERE id = $1")
+        .bind(tenant)
+        .bind(last)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    for chunk in given.chunks(1000) {
+        let mut q = QueryBuilder::<sqlx::$db>::new("WITH v (action_id, action) AS (");
+        q.push_values(chunk, |mut b, (row, n, _)| {
+            b.push_bind(*row).push_bind(*n);
+        });
+        q.push(") UPDATE executions SET action = v.action FROM v WHERE executions.action_id = v.action_id");
+        q.build().execute(&mut *tx).await.map_err(db_err)?;
+        let mut q = QueryBuilder::<sqlx::$db>::new("INSERT INTO execution_actions (tenant, action, action_id, attempt) ");
+        q.push_values(chunk, |mut b, (row, n, attempt)| {
+            b.push_bind(tenant).push_bind(*n).push_bind(*row).push_bind(i64::from(*attempt));
+        });
+        // A wrapped counter reuses a number: it now names the new attempt.
+        q.push(
+            " ON CONFLICT (tenant, action) DO UPDATE SET action_id = excluded.action_id, \
+             attempt = excluded.attempt",
+        );
+        q.build().execute(&mut *tx).await.map_err(db_err)?;
+    }
+    Ok(())
+}
+
 /// Inserts executions for `targets` (devices the job already has are left as
 /// they are), each with its first history event; answers how many were added.
 async fn insert_executions(
@@ -1624,6 +1694,8 @@ async fn insert_executions(
         if created.is_empty() {
             continue;
         }
+        let first: Vec<(i64, u32)> = created.iter().map(|(row, _)| (*row, 1)).collect();
+        allocate_actions(&mut *tx, tenant, &first).await?;
         added += created.len() as u64;
         let mut q = QueryBuilder::<sqlx::$db>::new(
             "INSERT INTO execution_events (action_id, seq, at, state, source, report, details) ",

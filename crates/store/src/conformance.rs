@@ -36,7 +36,7 @@ macro_rules! store_conformance_suite {
             filters_agree_with_the_core, saved_filters_crud, jobs_engine_invariants,
             first_contact_activates_and_initializes, online_devices_never_seen_go_offline,
             a_success_that_installs_nothing_keeps_the_versions,
-            key_changes_keep_a_lasting_admin, device_tokens_are_replaced, idempotent_imports_are_kept_with_their_devices);
+            key_changes_keep_a_lasting_admin, device_tokens_are_replaced, idempotent_imports_are_kept_with_their_devices, action_ids_count_per_tenant_and_per_attempt);
     };
     (@cases $make:expr; $($case:ident),*) => {
         $(
@@ -1477,4 +1477,39 @@ async fn both<A: std::future::Future, B: std::future::Future>(a: A, b: B) -> (A:
     })
     .await;
     (ra.expect("polled to the end"), rb.expect("polled to the end"))
+}
+
+/// Action ids come from the tenant's counter: 1, 2, … for its executions
+/// and for each new attempt of one; an earlier attempt's id still names the
+/// execution, with the attempt it was given to; another device's id names nothing.
+pub async fn action_ids_count_per_tenant_and_per_attempt(store: &dyn Store) {
+    use updraft_core::rollout::Retry;
+    fleet(store, 2).await;
+    let both = [("d0".to_owned(), ExecutionState::Queued), ("d1".to_owned(), ExecutionState::Queued)];
+    store.create_job("acme", &job("j1", "fw2"), &both, t(20)).await.unwrap();
+    store.create_job("acme", &job("j2", "fw2"), &both[..1], t(20)).await.unwrap();
+    let action =
+        |device: &'static str, n: i64| async move { store.execution_by_action("acme", device, n).await.unwrap() };
+    let (first, n) = match action("d0", 1).await {
+        Some(found) => (found, 1),
+        None => (action("d0", 2).await.expect("d0's first action is 1 or 2"), 2),
+    };
+    let (first, attempt) = first;
+    assert_eq!((first.job.as_str(), first.action, first.public_id(), attempt), ("j1", n, n, 1));
+    assert_eq!(action("d1", 3 - n).await.map(|(e, _)| e.job), Some("j1".to_owned()), "d1 has the other number");
+    assert!(action("d1", n).await.is_none(), "another device's action names nothing");
+    assert_eq!(action("d0", 3).await.map(|(e, _)| (e.job, e.action)), Some(("j2".to_owned(), 3)));
+    assert!(action("d0", 4).await.is_none());
+    store.release_executions("acme", "j1", 2, t(21)).await.unwrap();
+    let failed = report(ReportKind::Closed { success: false }, "closed/failure");
+    let rule = |e: &updraft_core::job::Execution| on_device_report(e, &failed, t(22)).map(Some);
+    store.change_execution("acme", first.action_id, &rule, t(22)).await.unwrap().unwrap();
+    let retry = Retry { count: 1, interval_minutes: 0 };
+    assert_eq!(store.retry_executions("acme", "j1", &retry, t(23)).await.unwrap(), ["d0"]);
+    let (retried, attempt) = action("d0", 4).await.expect("the retry took the next number");
+    assert_eq!((retried.action_id, retried.attempt, retried.action, attempt), (first.action_id, 2, 4, 2));
+    let (old, attempt) = action("d0", n).await.expect("the first attempt's id still names it");
+    assert_eq!((old.action_id, old.attempt, attempt), (first.action_id, 2, 1));
+    tenant(store, "globex").await;
+    assert!(store.execution_by_action("globex", "d0", 1).await.unwrap().is_none(), "tenants never see each other");
 }

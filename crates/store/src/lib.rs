@@ -303,6 +303,14 @@ pub trait Store: Send + Sync + 'static {
         page: &PageRequest,
     ) -> StoreResult<Page<Execution>>;
     async fn get_execution(&self, tenant: &str, action_id: i64) -> StoreResult<Option<Execution>>;
+    /// The execution of `device` that an action id names (see `Execution::action`),
+    /// and the attempt that id was given to (an earlier one when it was retried since).
+    async fn execution_by_action(
+        &self,
+        tenant: &str,
+        device: &str,
+        action: i64,
+    ) -> StoreResult<Option<(Execution, u32)>>;
     /// The execution's history, oldest first.
     async fn execution_history(&self, tenant: &str, action_id: i64) -> StoreResult<Vec<ExecutionEvent>>;
     /// Changes one execution as `rule` decides, atomically with reading it: the

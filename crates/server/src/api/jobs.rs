@@ -330,7 +330,7 @@ impl JobOut {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ExecutionOut {
-    /// The device API's action id (it changes with each retry: see `attempt`).
+    /// The device API's action id: unique in the tenant, below 2^31, new with each retry (see `attempt`).
     pub action_id: i64,
     pub job: String,
     pub device: String,

@@ -234,9 +234,12 @@ impl FromRequestParts<AppState> for DdiDevice {
     }
 }
 
-/// `GET /{tenant}/controller/v1/{controllerId}`: the poll, where hawkBit registers unknown devices.
+/// `GET /{tenant}/controller/v1/{controllerId}` (the poll) or `GET …/confirmationBase`:
+/// where hawkBit registers unknown devices.
 fn is_poll(parts: &Parts) -> bool {
-    parts.method == axum::http::Method::GET && parts.uri.path().trim_end_matches('/').split('/').count() == 5
+    let segments: Vec<&str> = parts.uri.path().trim_end_matches('/').split('/').collect();
+    parts.method == axum::http::Method::GET
+        && (segments.len() == 5 || (segments.len() == 6 && segments[5] == "confirmationBase"))
 }
 
 /// Plug-and-play, as hawkBit's `findOrRegisterTargetIfItDoesNotExist`: a
@@ -301,16 +304,16 @@ fn read_json<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> DdiResul
     }
 }
 
-/// The device's own execution with public action id `id` (see
-/// `Execution::public_id`), or 404; 410 when `id` names an earlier attempt.
+/// The device's own execution with action id `id` (see `Execution::action`),
+/// or 404; 410 when `id` names an earlier attempt.
 async fn own_execution(state: &AppState, dev: &DdiDevice, id: &str) -> DdiResult<Execution> {
     let not_found = || DdiError::NotFound(format!("action {id} not found for target {}", dev.id));
-    let (row, attempt) = id.parse::<i64>().ok().and_then(updraft_core::job::split_public_id).ok_or_else(not_found)?;
-    match state.store.get_execution(&dev.tenant, row).await? {
+    let action = id.parse::<i64>().ok().filter(|a| *a > 0).ok_or_else(not_found)?;
+    match state.store.execution_by_action(&dev.tenant, &dev.id, action).await? {
         // Queued: not offered to the device yet (the pace releases it), so not its to see.
-        Some(e) if e.device == dev.id && e.attempt == attempt && e.state == ExecutionState::Queued => Err(not_found()),
-        Some(e) if e.device == dev.id && e.attempt == attempt => Ok(e),
-        Some(e) if e.device == dev.id && attempt < e.attempt => {
+        Some((e, attempt)) if e.attempt == attempt && e.state == ExecutionState::Queued => Err(not_found()),
+        Some((e, attempt)) if e.attempt == attempt => Ok(e),
+        Some((e, attempt)) if attempt < e.attempt => {
             Err(DdiError::Gone(format!("action {id} is closed: it was retried as action {}", e.public_id())))
         }
         _ => Err(not_found()),
@@ -337,10 +340,6 @@ async fn job_of(state: &AppState, tenant: &str, e: &Execution) -> DdiResult<Job>
     state.store.get_job(tenant, &e.job).await?.ok_or_else(|| DdiError::NotFound(format!("job {} not found", e.job)))
 }
 
-fn poll_sleep(state: &AppState) -> String {
-    ddi::format_sleep(state.settings.poll_interval_secs)
-}
-
 /// `GET /{tenant}/controller/v1/{controllerId}`: what the device should do next.
 async fn poll(State(state): State<AppState>, dev: DdiDevice, headers: HeaderMap) -> DdiResult<Response> {
     state.presence.seen(&dev.tenant, &dev.id, state.now());
@@ -354,6 +353,7 @@ async fn poll(State(state): State<AppState>, dev: DdiDevice, headers: HeaderMap)
     let identity = state.store.device_identity(&dev.tenant, &dev.id).await?.ok_or(DdiError::Unauthorized)?;
     let actions = state.store.device_actions(&dev.tenant, &dev.id).await?;
     let mut links = ddi::ControllerLinks::default();
+    let mut sleep = state.settings.poll_interval_secs;
     if let Some(a) = &actions.active {
         let id = a.public_id();
         if a.cancel_requested {
@@ -362,7 +362,9 @@ async fn poll(State(state): State<AppState>, dev: DdiDevice, headers: HeaderMap)
             links.confirmation_base =
                 Some(ddi::Link::new(format!("{}/confirmationBase/{id}?c={}", dev.base_url, etag_param(a, None))));
         } else {
-            let window_open = job_of(&state, &dev.tenant, a).await?.spec.delivery(state.now()).window_open;
+            let (job, now) = (job_of(&state, &dev.tenant, a).await?, state.now());
+            sleep = job.spec.poll_secs(now, sleep);
+            let window_open = job.spec.delivery(now).window_open;
             links.deployment_base =
                 Some(ddi::Link::new(format!("{}/deploymentBase/{id}?c={}", dev.base_url, etag_param(a, window_open))));
         }
@@ -373,8 +375,8 @@ async fn poll(State(state): State<AppState>, dev: DdiDevice, headers: HeaderMap)
     if identity.attributes_requested {
         links.config_data = Some(ddi::Link::new(format!("{}/configData", dev.base_url)));
     }
-    let body =
-        ddi::ControllerBase { config: ddi::Config { polling: ddi::Polling { sleep: poll_sleep(&state) } }, links };
+    let polling = ddi::Polling { sleep: ddi::format_sleep(sleep) };
+    let body = ddi::ControllerBase { config: ddi::Config { polling }, links };
     let body = Bytes::from(serde_json::to_vec(&body).expect("DDI types serialize"));
     let etag = etag_of(&body);
     if actions.active.is_none() {
