@@ -16,7 +16,7 @@ use std::sync::Mutex;
 
 use jiff::{SignedDuration, Timestamp};
 use updraft_core::job::{ExecutionState, Job, JobState};
-use updraft_core::rollout::{Recurrence, abort_reason, release_budget};
+use updraft_core::rollout::{PaceStats, Recurrence, abort_reason, release_budget};
 
 use crate::state::AppState;
 use crate::targeting;
@@ -134,9 +134,11 @@ async fn step_job(
         }
     }
     if job.spec.push {
-        let stats = store.pace_stats(tenant, &job.id, now).await?;
-        let budget = release_budget(&job.spec.pace, &stats);
-        let released = store.release_executions(tenant, &job.id, budget, now).await?;
+        // The pace is read and spent in the release's own transaction, as the job stands then.
+        let budget = |j: &Job, stats: &PaceStats| {
+            if j.state == JobState::Running && j.spec.push { release_budget(&j.spec.pace, stats) } else { 0 }
+        };
+        let released = store.release_executions(tenant, &job.id, None, &budget, now).await?.devices();
         forget(state, tenant, &released);
         report.released += released.len() as u64;
     }

@@ -1,0 +1,194 @@
+//! A job's pace through the real server, on SQLite and on PostgreSQL: the
+//! scheduler ticked every second by a manual clock, releases sampled per
+//! second, ticks repeated at the same instant, and devices asking for a job
+//! all at once.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use common::{Api, Backend, TestServer};
+use jiff::SignedDuration;
+use reqwest::Method;
+use serde_json::{Value, json};
+use updraft_server::testing::ManualClock;
+
+on_both_stores!(
+    a_rate_is_spread_over_every_second_of_every_minute,
+    a_repeated_tick_releases_nothing_more,
+    concurrent_device_requests_keep_the_pace_and_one_execution_per_device,
+);
+
+struct Fleet {
+    api: Api,
+    clock: Arc<ManualClock>,
+    firmware: String,
+    tokens: BTreeMap<String, String>,
+}
+
+/// A server with a manual clock, product `thermo` with firmware 2.0.0, and
+/// `n` devices `d-000` … on 1.0.0.
+async fn fleet(b: Backend, n: usize) -> Fleet {
+    let (server, clock) = TestServer::start_clocked(b, |_| {}).await;
+    let api = Api::on(server);
+    api.post("/api/v1/products", json!({"key": "thermo"})).await.expect(201, None);
+    let form = reqwest::multipart::Form::new()
+        .text("product", "thermo")
+        .text("version", "2.0.0")
+        .text("files", json!([{"name": "app.bin", "component": "host", "version": "2.0.0"}]).to_string())
+        .part("file", reqwest::multipart::Part::bytes(vec![7u8; 64]).file_name("app.bin"));
+    let firmware = api.multipart("/api/v1/firmware", form).await.expect(201, None)["id"].as_str().unwrap().to_owned();
+    let ndjson: String = (0..n)
+        .map(|i| {
+            json!({"id": format!("d-{i:03}"), "product": "thermo", "firmware": {"host": "1.0.0"}}).to_string() + "\n"
+        })
+        .collect();
+    let imported = api.raw(Method::POST, "/api/v1/devices/import", "application/x-ndjson", ndjson).await;
+    let tokens = imported.expect(201, None)["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["id"].as_str().unwrap().to_owned(), d["token"].as_str().unwrap().to_owned()))
+        .collect();
+    Fleet { api, clock, firmware, tokens }
+}
+
+impl Fleet {
+    async fn job(&self, mut body: Value) {
+        body["firmware"] = json!(self.firmware);
+        self.api.post("/api/v1/jobs", body).await.expect(201, None);
+    }
+
+    async fn tick(&self) -> u64 {
+        self.api.server.tick_scheduler().await.released
+    }
+
+    fn advance(&self, secs: i64) {
+        self.clock.advance(SignedDuration::from_secs(secs));
+    }
+
+    /// Ticks once a second for `secs` seconds, each tick twice (the second must
+    /// release nothing); answers the releases of each second.
+    async fn run(&self, secs: usize) -> Vec<u64> {
+        let mut per_second = Vec::with_capacity(secs);
+        for s in 0..secs {
+            per_second.push(self.tick().await);
+            assert_eq!(self.tick().await, 0, "a tick repeated at second {s} released more");
+            self.advance(1);
+        }
+        per_second
+    }
+
+    /// The device asks for `job` itself: the status.
+    async fn ask(&self, device: &str, job: &str) -> u16 {
+        let url = self.api.server.url(&format!("/default/controller/v1/{device}/updraft/jobs/{job}"));
+        let r = self
+            .api
+            .http
+            .post(url)
+            .header("authorization", format!("TargetToken {}", self.tokens[device]))
+            .send()
+            .await
+            .unwrap();
+        r.status().as_u16()
+    }
+
+    async fn in_progress(&self, path: &str) -> usize {
+        let page = self.api.get(path).await;
+        let items = page.ok()["items"].as_array().unwrap().clone();
+        items
+            .iter()
+            .filter(|e| matches!(e["state"].as_str(), Some("notified" | "downloading" | "downloaded" | "installing")))
+            .count()
+    }
+}
+
+/// Checks a job's per-second releases against its rate `r`: never more than
+/// a second's share (`⌈r/60⌉`) at once, never more than `r` in any 60 s, and
+/// about `r` a minute overall.
+#[track_caller]
+fn assert_spread(r: u64, per_second: &[u64], expected_total: u64) {
+    let share = r.div_ceil(60);
+    for (s, n) in per_second.iter().enumerate() {
+        assert!(*n <= share, "{n} released at second {s}, more than {share}: {per_second:?}");
+    }
+    for (s, w) in per_second.windows(60).enumerate() {
+        let n: u64 = w.iter().sum();
+        assert!(n <= r, "{n} released in the minute from second {s}, more than {r}");
+    }
+    let total: u64 = per_second.iter().sum();
+    assert!(
+        total.abs_diff(expected_total) <= share,
+        "{total} released, expected about {expected_total}: {per_second:?}"
+    );
+}
+
+async fn a_rate_is_spread_over_every_second_of_every_minute(b: Backend) {
+    let f = fleet(b, 200).await;
+    f.job(json!({"id": "sixty", "all": true, "max_per_minute": 60, "max_concurrency": 1000})).await;
+    // From its start: about one a second, not 60 at once.
+    let first = f.run(150).await;
+    assert_eq!(&first[..5], [1, 1, 1, 1, 1], "{first:?}");
+    assert_spread(60, &first, 150);
+
+    // After a pause of more than a minute: again one a second, not a minute's worth at once.
+    f.api.post("/api/v1/jobs/sixty/pause", json!({})).await.ok();
+    f.advance(90);
+    f.tick().await;
+    f.api.post("/api/v1/jobs/sixty/resume", json!({})).await.ok();
+    let after = f.run(50).await;
+    assert_spread(60, &after, 50);
+    assert_eq!(first.iter().sum::<u64>() + after.iter().sum::<u64>(), 200, "all 200 released");
+    f.api.post("/api/v1/jobs/sixty/cancel", json!({})).await.ok();
+
+    // A rate that is not a whole number a second, and one below one a second.
+    let f = fleet(b, 200).await;
+    f.job(json!({"id": "ninety", "all": true, "max_per_minute": 90, "max_concurrency": 1000})).await;
+    let per_second = f.run(130).await;
+    assert_spread(90, &per_second, 195);
+    let f = fleet(b, 20).await;
+    f.job(json!({"id": "six", "all": true, "max_per_minute": 6, "max_concurrency": 1000})).await;
+    let per_second = f.run(185).await;
+    assert_spread(6, &per_second, 19);
+}
+
+async fn a_repeated_tick_releases_nothing_more(b: Backend) {
+    let f = fleet(b, 300).await;
+    let named = |from: usize, to: usize| (from..to).map(|i| format!("d-{i:03}")).collect::<Vec<_>>();
+    // A ramp fed by the executions released so far, with and without a cap, and a plain rate.
+    f.job(json!({"id": "ramp", "devices": named(0, 150), "max_per_minute": 600, "max_concurrency": 1000,
+                 "ramp": {"base_per_minute": 60, "increment_factor": 2.0, "every": 2}}))
+        .await;
+    f.job(json!({"id": "uncapped", "devices": named(150, 200), "max_concurrency": 30,
+                 "ramp": {"base_per_minute": 60, "increment_factor": 3.0, "every": 1}}))
+        .await;
+    f.job(json!({"id": "rate", "devices": named(200, 300), "max_per_minute": 120, "max_concurrency": 1000})).await;
+    // `run` repeats every tick and checks that the repeat releases nothing.
+    let per_second = f.run(40).await;
+    assert!(per_second.iter().sum::<u64>() >= 100, "the jobs ran: {per_second:?}");
+}
+
+async fn concurrent_device_requests_keep_the_pace_and_one_execution_per_device(b: Backend) {
+    let f = fleet(b, 12).await;
+    let devices: Vec<String> = (0..10).map(|i| format!("d-{i:03}")).collect();
+    f.job(json!({"id": "asked", "devices": devices, "push": false, "allow_device_request": true,
+                 "max_concurrency": 1}))
+        .await;
+    let asks = devices.iter().map(|d| f.ask(d, "asked"));
+    let answers = futures_util::future::join_all(asks).await;
+    assert_eq!(answers.iter().filter(|s| **s == 200).count(), 1, "max_concurrency 1, ten at once: {answers:?}");
+    assert!(answers.iter().all(|s| matches!(s, 200 | 503)), "{answers:?}");
+    assert_eq!(f.in_progress("/api/v1/jobs/asked/executions").await, 1);
+
+    // One device, several jobs it may ask for, asked for all at once: it gets one.
+    let jobs: Vec<String> = (0..6).map(|j| format!("own-{j}")).collect();
+    for j in &jobs {
+        f.job(json!({"id": j, "devices": ["d-011"], "push": false, "allow_device_request": true})).await;
+    }
+    let asks = jobs.iter().map(|j| f.ask("d-011", j));
+    let answers = futures_util::future::join_all(asks).await;
+    assert_eq!(answers.iter().filter(|s| **s == 200).count(), 1, "one execution at a time: {answers:?}");
+    assert!(answers.iter().all(|s| matches!(s, 200 | 409)), "{answers:?}");
+    assert_eq!(f.in_progress("/api/v1/devices/d-011/executions").await, 1);
+}
