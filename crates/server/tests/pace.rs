@@ -18,6 +18,7 @@ on_both_stores!(
     a_rate_is_spread_over_every_second_of_every_minute,
     a_repeated_tick_releases_nothing_more,
     concurrent_device_requests_keep_the_pace_and_one_execution_per_device,
+    an_empty_null_or_array_filter_is_refused,
 );
 
 struct Fleet {
@@ -191,4 +192,40 @@ async fn concurrent_device_requests_keep_the_pace_and_one_execution_per_device(b
     assert_eq!(answers.iter().filter(|s| **s == 200).count(), 1, "one execution at a time: {answers:?}");
     assert!(answers.iter().all(|s| matches!(s, 200 | 409)), "{answers:?}");
     assert_eq!(f.in_progress("/api/v1/devices/d-011/executions").await, 1);
+}
+
+async fn an_empty_null_or_array_filter_is_refused(b: Backend) {
+    let f = fleet(b, 3).await;
+    let refused = |r: &common::Answer, what: &str| {
+        assert_eq!(r.status.as_u16(), 400, "{what}: {}", r.body);
+        assert_eq!(r.body["error"]["code"], "invalid_filter", "{what}: {}", r.body);
+    };
+    let empty_texts = [json!(""), json!("  ")];
+    let empty_jsons = [json!({}), json!(null), json!([]), json!([[], []]), json!({"exclude": []})];
+    for filter in empty_texts.iter().chain(&empty_jsons) {
+        let r = f.api.post("/api/v1/jobs", json!({"firmware": f.firmware, "filter": filter})).await;
+        refused(&r, &format!("a job with filter {filter}"));
+        let r =
+            f.api.post("/api/v1/jobs", json!({"firmware": f.firmware, "devices": ["d-000"], "filter": filter})).await;
+        refused(&r, &format!("a job with devices and filter {filter}"));
+    }
+    for text in ["", " \n "] {
+        for path in ["/api/v1/filters/estimate", "/api/v1/filters/preview"] {
+            refused(&f.api.post(path, json!({"query": text})).await, &format!("{path} {text:?}"));
+        }
+        refused(&f.api.post("/api/v1/filters", json!({"name": "n", "query": text})).await, "a saved filter");
+        refused(&f.api.get(&format!("/api/v1/devices?q={}", text.trim())).await, "a device search");
+    }
+    f.api.post("/api/v1/filters", json!({"id": "low", "name": "low", "query": "fw.host < \"2.0.0\""})).await.ok();
+    for filter in &empty_jsons {
+        for path in ["/api/v1/filters/estimate", "/api/v1/filters/preview"] {
+            refused(&f.api.post(path, json!({"filter": filter})).await, &format!("{path} {filter}"));
+        }
+        refused(&f.api.post("/api/v1/filters", json!({"name": "n", "filter": filter})).await, "a saved filter");
+        refused(&f.api.patch("/api/v1/filters/low", json!({"filter": filter})).await, "a saved filter's edit");
+    }
+    assert!(f.api.get("/api/v1/jobs").await.ok()["items"].as_array().unwrap().is_empty(), "no job was created");
+    // Every device, in so many words.
+    let all = f.api.post("/api/v1/filters/estimate", json!({"query": "all"})).await;
+    assert_eq!(all.ok()["count"], 3);
 }

@@ -159,13 +159,39 @@ impl Filter {
         json::from_json(json)
     }
 
-    /// Reads the JSON form from its source text. Malformed JSON is reported with
-    /// its line and column.
+    /// Reads the JSON form from its source text (as stored and round-tripped: `{}` is
+    /// `all`). Malformed JSON is reported with its line and column.
     pub fn parse_json(text: &str) -> Result<Filter, Vec<FilterError>> {
         let json: FilterJson = serde_json::from_str(text).map_err(|e| {
             let location = text_location(text, e.line(), e.column());
             vec![FilterError::new(ErrorKind::Syntax, location, e.to_string())]
         })?;
+        Filter::from_json(&json)
+    }
+
+    /// Reads the JSON form as a client gives it. It must be an object with at least
+    /// one condition, `include` or `exclude`: `null`, an array (which would read as an
+    /// empty object) or `{}` never stand for every device (the text form's `all` does).
+    pub fn from_json_value(value: serde_json::Value) -> Result<Filter, Vec<FilterError>> {
+        let at = Location::Json { path: String::new() };
+        let empty = |what: &str| {
+            vec![
+                FilterError::new(ErrorKind::Structure, at.clone(), format!("the filter is {what}"))
+                    .expected("an object with a condition, `include` or `exclude`"),
+            ]
+        };
+        match &value {
+            serde_json::Value::Object(m) if m.is_empty() => return Err(empty("empty")),
+            serde_json::Value::Object(_) => {}
+            serde_json::Value::Null => return Err(empty("null")),
+            serde_json::Value::Array(_) => return Err(empty("an array")),
+            _ => return Err(empty("not an object")),
+        }
+        let json: FilterJson = serde_json::from_value(value)
+            .map_err(|e| vec![FilterError::new(ErrorKind::Structure, at.clone(), e.to_string())])?;
+        if json == FilterJson::default() {
+            return Err(empty("empty"));
+        }
         Filter::from_json(&json)
     }
 

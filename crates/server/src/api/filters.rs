@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use updraft_core::filter::{Filter, FilterError, FilterJson, Location};
+use updraft_core::filter::{Filter, FilterError, Location};
 use updraft_core::{Access, PageRequest, SortOrder, validate};
 use updraft_store::{DeviceScope, SavedFilter, sortable};
 use utoipa::ToSchema;
@@ -35,6 +35,7 @@ pub struct FilterSpecIn {
     /// The text form: `product == "thermo-x" and fw.host < "2.0.0"`.
     pub query: Option<String>,
     /// The JSON form.
+    #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<Object>)]
     pub filter: Option<Value>,
     /// A saved filter's id.
@@ -46,6 +47,7 @@ pub struct FilterSpecIn {
 #[serde(deny_unknown_fields)]
 pub struct PreviewIn {
     pub query: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<Object>)]
     pub filter: Option<Value>,
     pub filter_id: Option<String>,
@@ -75,6 +77,7 @@ pub struct SavedFilterIn {
     /// The text form (give this or `filter`).
     pub query: Option<String>,
     /// The JSON form (give this or `query`).
+    #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<Object>)]
     pub filter: Option<Value>,
 }
@@ -88,6 +91,7 @@ pub struct SavedFilterPatch {
     #[schema(value_type = Option<String>)]
     pub description: Option<Option<String>>,
     pub query: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<Object>)]
     pub filter: Option<Value>,
 }
@@ -167,17 +171,16 @@ pub fn parse_query(field: &str, text: &str) -> ApiResult<Filter> {
     Filter::parse(text).map_err(|e| invalid_filter(field, &[e]))
 }
 
-/// Reads the JSON form.
+/// Reads the JSON form (`null`, an array or an empty object are refused: see
+/// [`Filter::from_json_value`]).
 pub fn parse_json(field: &str, value: Value) -> ApiResult<Filter> {
-    let json: FilterJson = serde_json::from_value(value).map_err(|e| {
-        let e = FilterError::new(
-            updraft_core::filter::ErrorKind::Structure,
-            Location::Json { path: String::new() },
-            e.to_string(),
-        );
-        invalid_filter(field, &[e])
-    })?;
-    Filter::from_json(&json).map_err(|errors| invalid_filter(field, &errors))
+    Filter::from_json_value(value).map_err(|errors| invalid_filter(field, &errors))
+}
+
+/// Reads a filter field that may be absent (`None`) or given, `null` included
+/// (`Some(Value::Null)`), so that a `null` filter is refused rather than taken as none.
+pub fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
 }
 
 /// The filter given by a query text or a JSON form, exactly one of them.

@@ -67,6 +67,7 @@ pub struct JobIn {
     #[serde(default)]
     pub groups: Vec<String>,
     /// An inline filter: the text form, or the JSON form.
+    #[serde(default, deserialize_with = "super::filters::present")]
     #[schema(value_type = Option<Object>)]
     pub filter: Option<serde_json::Value>,
     /// A saved filter; a continuous job follows its edits.
