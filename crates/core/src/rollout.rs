@@ -21,10 +21,10 @@ use crate::schedule::Schedule;
 
 /// Default of `max_concurrency`.
 pub const DEFAULT_MAX_CONCURRENCY: u32 = 300;
-/// Bounds and default of `timeout_seconds`.
-pub const MIN_TIMEOUT_SECONDS: u32 = 300;
+/// Bounds of `timeout_seconds` (absent: no limit, as seed 003's `TimeoutInMinutes`, which
+/// allows 1 to 1,440 minutes; seed 001's `upgradeTimeout` allows up to 172,800 s).
+pub const MIN_TIMEOUT_SECONDS: u32 = 60;
 pub const MAX_TIMEOUT_SECONDS: u32 = 172_800;
-pub const DEFAULT_TIMEOUT_SECONDS: u32 = 7_200;
 /// The most retries.
 pub const MAX_RETRIES: u32 = 10;
 /// The most devices a verify job may name.
@@ -145,6 +145,21 @@ pub struct Retry {
     pub interval_minutes: u32,
 }
 
+impl Retry {
+    /// A retry policy as a client gives it. An interval without a count (or with a
+    /// count of 0) is refused rather than read as "no retry": the client meant retries.
+    /// Without an interval, a retry is due at once.
+    pub fn given(count: Option<u32>, interval_minutes: Option<u32>, errors: &mut Vec<FieldError>) -> Retry {
+        if interval_minutes.is_some() && count.unwrap_or(0) == 0 {
+            errors.push(FieldError::new(
+                "retry.count",
+                format!("an interval needs a count of retries: 1 to {MAX_RETRIES}"),
+            ));
+        }
+        Retry { count: count.unwrap_or(0), interval_minutes: interval_minutes.unwrap_or(0) }
+    }
+}
+
 /// Everything a job says besides its image and its identity.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -158,7 +173,8 @@ pub struct JobSpec {
     pub pace: Pace,
     pub schedule: Option<Schedule>,
     pub retry: Retry,
-    pub timeout_seconds: u32,
+    /// How long an execution may be in progress (from its release); `None`: no limit.
+    pub timeout_seconds: Option<u32>,
     pub translations: BTreeMap<String, String>,
     pub metadata: BTreeMap<String, String>,
     pub additional_params: BTreeMap<String, serde_json::Value>,
@@ -174,7 +190,7 @@ impl Default for JobSpec {
             pace: Pace::default(),
             schedule: None,
             retry: Retry::default(),
-            timeout_seconds: DEFAULT_TIMEOUT_SECONDS,
+            timeout_seconds: None,
             translations: BTreeMap::new(),
             metadata: BTreeMap::new(),
             additional_params: BTreeMap::new(),
@@ -237,7 +253,9 @@ impl JobSpec {
         if self.retry.count > 0 && self.retry.interval_minutes > 10_080 {
             errors.push(FieldError::new("retry.interval_minutes", "at most 10080 (a week)"));
         }
-        if !(MIN_TIMEOUT_SECONDS..=MAX_TIMEOUT_SECONDS).contains(&self.timeout_seconds) {
+        if let Some(t) = self.timeout_seconds
+            && !(MIN_TIMEOUT_SECONDS..=MAX_TIMEOUT_SECONDS).contains(&t)
+        {
             errors.push(FieldError::new(
                 "timeout_seconds",
                 format!("must be from {MIN_TIMEOUT_SECONDS} to {MAX_TIMEOUT_SECONDS}"),
@@ -544,6 +562,39 @@ mod tests {
             Pace { max_per_minute: None, ramp: Some(ramp), ..Pace::default() },
         ] {
             run(&pace, 10_000, 120, true);
+        }
+    }
+
+    #[test]
+    fn a_retry_interval_without_a_count_is_an_error() {
+        let mut errors = vec![];
+        assert_eq!(Retry::given(Some(2), Some(10), &mut errors), Retry { count: 2, interval_minutes: 10 });
+        assert_eq!(Retry::given(Some(1), None, &mut errors), Retry { count: 1, interval_minutes: 0 });
+        assert_eq!(Retry::given(None, None, &mut errors), Retry::default());
+        assert!(errors.is_empty(), "{errors:?}");
+        Retry::given(None, Some(10), &mut errors);
+        Retry::given(Some(0), Some(10), &mut errors);
+        assert_eq!(errors.iter().map(|e| e.field.as_str()).collect::<Vec<_>>(), ["retry.count", "retry.count"]);
+    }
+
+    #[test]
+    fn a_timeout_may_be_absent_or_as_short_as_a_minute() {
+        let errors = |t: Option<u32>| {
+            let mut e = vec![];
+            let spec = JobSpec {
+                timeout_seconds: t,
+                target: Targeting { all: true, ..Targeting::default() },
+                ..JobSpec::default()
+            };
+            spec.validate(&mut e);
+            e.into_iter().map(|e| e.field).collect::<Vec<_>>()
+        };
+        assert_eq!(JobSpec::default().timeout_seconds, None, "no limit unless one is given");
+        for ok in [None, Some(60), Some(86_400), Some(172_800)] {
+            assert!(errors(ok).is_empty(), "{ok:?}");
+        }
+        for bad in [Some(0), Some(59), Some(172_801)] {
+            assert_eq!(errors(bad), ["timeout_seconds"], "{bad:?}");
         }
     }
 

@@ -105,10 +105,12 @@ async fn step_job(
         return Ok(());
     }
     // Timeouts apply while paused too: the device was given the work.
-    let timeout = SignedDuration::from_secs(i64::from(job.spec.timeout_seconds));
-    let timed_out = store.time_out_executions(tenant, &job.id, now - timeout, now).await?;
-    forget(state, tenant, &timed_out);
-    report.timed_out += timed_out.len() as u64;
+    if let Some(secs) = job.spec.timeout_seconds {
+        let timeout = SignedDuration::from_secs(i64::from(secs));
+        let timed_out = store.time_out_executions(tenant, &job.id, now - timeout, now).await?;
+        forget(state, tenant, &timed_out);
+        report.timed_out += timed_out.len() as u64;
+    }
     // Abort.
     if !job.spec.pace.abort.is_empty() {
         let counts: BTreeMap<ExecutionState, u64> =

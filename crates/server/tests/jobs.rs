@@ -411,7 +411,7 @@ async fn retries_and_timeouts(b: Backend) {
     f.tick().await;
     assert_eq!(f.job_state("r").await, "completed");
     for (field, value) in
-        [("timeout_seconds", json!(299)), ("timeout_seconds", json!(172_801)), ("retry", json!({"count": 11}))]
+        [("timeout_seconds", json!(59)), ("timeout_seconds", json!(172_801)), ("retry", json!({"count": 11}))]
     {
         let bad = f.api.post("/api/v1/jobs", json!({"firmware": f.firmware, "all": true, field: value})).await;
         bad.expect(400, Some("validation_failed"));
@@ -547,7 +547,7 @@ async fn identity_validation_and_listing(b: Backend) {
     assert_eq!(j["recurrence"], "snapshot");
     assert_eq!(
         (j["push"].as_bool(), j["max_concurrency"].as_u64(), j["timeout_seconds"].as_u64()),
-        (Some(true), Some(300), Some(7200))
+        (Some(true), Some(300), None)
     );
     assert!(j["created_at"].is_string() && j["started_at"].is_string());
     let dup =

@@ -19,6 +19,8 @@ on_both_stores!(
     a_repeated_tick_releases_nothing_more,
     concurrent_device_requests_keep_the_pace_and_one_execution_per_device,
     an_empty_null_or_array_filter_is_refused,
+    a_timeout_may_be_absent_for_no_limit_or_as_short_as_a_minute,
+    a_retry_interval_without_a_count_is_an_error,
 );
 
 struct Fleet {
@@ -228,4 +230,50 @@ async fn an_empty_null_or_array_filter_is_refused(b: Backend) {
     // Every device, in so many words.
     let all = f.api.post("/api/v1/filters/estimate", json!({"query": "all"})).await;
     assert_eq!(all.ok()["count"], 3);
+}
+
+async fn a_timeout_may_be_absent_for_no_limit_or_as_short_as_a_minute(b: Backend) {
+    let f = fleet(b, 2).await;
+    let state = |job: &'static str| {
+        let api = &f.api;
+        async move {
+            let page = api.get(&format!("/api/v1/jobs/{job}/executions")).await;
+            page.ok()["items"][0]["state"].as_str().unwrap().to_owned()
+        }
+    };
+    let unlimited =
+        f.api.post("/api/v1/jobs", json!({"id": "unlimited", "firmware": f.firmware, "devices": ["d-000"]})).await;
+    assert_eq!(unlimited.expect(201, None)["timeout_seconds"], Value::Null, "absent: no limit");
+    let minute = f
+        .api
+        .post(
+            "/api/v1/jobs",
+            json!({"id": "minute", "firmware": f.firmware, "devices": ["d-001"], "timeout_seconds": 60}),
+        )
+        .await;
+    assert_eq!(minute.expect(201, None)["timeout_seconds"], 60);
+    f.tick().await;
+    f.advance(59);
+    f.tick().await;
+    assert_eq!(state("minute").await, "notified");
+    f.advance(2);
+    f.tick().await;
+    assert_eq!(state("minute").await, "timed_out", "more than a minute after its release");
+    f.advance(30 * 86_400);
+    f.tick().await;
+    assert_eq!(state("unlimited").await, "notified", "no limit: still in progress after 30 days");
+    for bad in [json!(0), json!(59), json!(172_801)] {
+        let r = f.api.post("/api/v1/jobs", json!({"firmware": f.firmware, "all": true, "timeout_seconds": bad})).await;
+        assert_eq!(r.expect(400, Some("validation_failed"))["error"]["details"][0]["field"], "timeout_seconds");
+    }
+}
+
+async fn a_retry_interval_without_a_count_is_an_error(b: Backend) {
+    let f = fleet(b, 1).await;
+    for retry in [json!({"interval_minutes": 10}), json!({"count": 0, "interval_minutes": 10})] {
+        let r = f.api.post("/api/v1/jobs", json!({"firmware": f.firmware, "all": true, "retry": retry})).await;
+        assert_eq!(r.expect(400, Some("validation_failed"))["error"]["details"][0]["field"], "retry.count", "{retry}");
+    }
+    let ok = f.api.post("/api/v1/jobs", json!({"firmware": f.firmware, "all": true, "retry": {"count": 2}})).await;
+    assert_eq!(ok.expect(201, None)["retry"], json!({"count": 2, "interval_minutes": 0}));
 }

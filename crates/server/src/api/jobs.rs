@@ -14,8 +14,8 @@ use updraft_core::job::{
     EventSource, Execution, ExecutionEvent, ExecutionState, Job, JobCommand, JobKind, JobState, on_consent,
 };
 use updraft_core::rollout::{
-    AbortRule, DEFAULT_MAX_CONCURRENCY, DEFAULT_TIMEOUT_SECONDS, JobSpec, MAX_VERIFY_DEVICES, Pace, Ramp, Recurrence,
-    Retry, Targeting, current_rate,
+    AbortRule, DEFAULT_MAX_CONCURRENCY, JobSpec, MAX_VERIFY_DEVICES, Pace, Ramp, Recurrence, Retry, Targeting,
+    current_rate,
 };
 use updraft_core::schedule::{DailyWindow, Schedule};
 use updraft_core::{Access, FieldError, validate};
@@ -106,11 +106,19 @@ pub struct JobIn {
     #[schema(value_type = Option<Object>)]
     pub schedule: Option<ScheduleIn>,
     #[schema(value_type = Option<Object>)]
-    pub retry: Option<Retry>,
-    /// 300–172800 (default 7200).
+    pub retry: Option<RetryIn>,
+    /// 60–172800; absent or `null`: no limit.
     pub timeout_seconds: Option<u32>,
     /// Start now (default true); `false` creates it to start later.
     pub start: Option<bool>,
+}
+
+/// Retries: `count` (1–10) and `interval_minutes` (default 0: at once); an interval without a count is refused.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryIn {
+    pub count: Option<u32>,
+    pub interval_minutes: Option<u32>,
 }
 
 /// A schedule: the core's form, or seed 001's seconds of day (`startSchedule`, `endSchedule`).
@@ -218,7 +226,7 @@ pub struct JobSpecOut {
     abort: Vec<AbortRule>,
     schedule: Option<Schedule>,
     retry: Retry,
-    timeout_seconds: u32,
+    timeout_seconds: Option<u32>,
     translations: BTreeMap<String, String>,
     metadata: BTreeMap<String, String>,
     additional_params: BTreeMap<String, serde_json::Value>,
@@ -441,8 +449,8 @@ pub async fn create(
             abort: input.abort,
         },
         schedule,
-        retry: input.retry.unwrap_or_default(),
-        timeout_seconds: input.timeout_seconds.unwrap_or(DEFAULT_TIMEOUT_SECONDS),
+        retry: input.retry.map(|r| Retry::given(r.count, r.interval_minutes, &mut errors)).unwrap_or_default(),
+        timeout_seconds: input.timeout_seconds,
         translations: input.translations,
         metadata: input.metadata,
         additional_params: input.additional_params,
