@@ -21,6 +21,7 @@ on_both_stores!(
     an_empty_null_or_array_filter_is_refused,
     a_timeout_may_be_absent_for_no_limit_or_as_short_as_a_minute,
     a_retry_interval_without_a_count_is_an_error,
+    seed_schedules_keep_their_seconds,
 );
 
 struct Fleet {
@@ -276,4 +277,34 @@ async fn a_retry_interval_without_a_count_is_an_error(b: Backend) {
     }
     let ok = f.api.post("/api/v1/jobs", json!({"firmware": f.firmware, "all": true, "retry": {"count": 2}})).await;
     assert_eq!(ok.expect(201, None)["retry"], json!({"count": 2, "interval_minutes": 0}));
+}
+
+async fn seed_schedules_keep_their_seconds(b: Backend) {
+    let f = fleet(b, 1).await;
+    f.clock.set("2026-11-27T23:59:58Z".parse().unwrap());
+    let j = f
+        .api
+        .post(
+            "/api/v1/jobs",
+            json!({"id": "late", "firmware": f.firmware, "all": true,
+                                      "schedule": {"startSchedule": 3_661, "endSchedule": 86_399}}),
+        )
+        .await;
+    let j = j.expect(201, None);
+    assert_eq!(j["schedule"]["window"], json!({"from": "01:01:01", "to": "23:59:59"}), "86,399 is 23:59:59");
+    assert_eq!(j["state"], "running", "23:59:58 is inside the window");
+    f.advance(1);
+    f.tick().await;
+    let got = f.api.get("/api/v1/jobs/late").await;
+    assert_eq!(got.ok()["state"], "paused", "23:59:59 is not");
+    assert_eq!(got.ok()["schedule"]["window"]["to"], "23:59:59", "kept as stored");
+    let native = f
+        .api
+        .post(
+            "/api/v1/jobs",
+            json!({"firmware": f.firmware, "all": true,
+                                      "schedule": {"window": {"from": "22:00:30", "to": "06:00"}}}),
+        )
+        .await;
+    assert_eq!(native.expect(201, None)["schedule"]["window"], json!({"from": "22:00:30", "to": "06:00"}));
 }
