@@ -268,9 +268,7 @@ impl JobSpec {
             if k.is_empty() || k.len() > 35 {
                 errors.push(FieldError::new(format!("translations.{k}"), "a language tag (at most 35 characters)"));
             }
-            if v.chars().count() > 256 {
-                errors.push(FieldError::new(format!("translations.{k}"), "at most 256 characters"));
-            }
+            crate::validate::text(&format!("translations.{k}"), v, 256, errors);
         }
         if self.metadata.len() > 100 || self.additional_params.len() > 100 {
             errors.push(FieldError::new("metadata", "at most 100 entries in metadata and in additional_params"));

@@ -22,6 +22,7 @@ on_both_stores!(
     a_timeout_may_be_absent_for_no_limit_or_as_short_as_a_minute,
     a_retry_interval_without_a_count_is_an_error,
     seed_schedules_keep_their_seconds,
+    names_and_descriptions_refuse_control_bidi_and_zero_width_characters,
 );
 
 struct Fleet {
@@ -307,4 +308,41 @@ async fn seed_schedules_keep_their_seconds(b: Backend) {
         )
         .await;
     assert_eq!(native.expect(201, None)["schedule"]["window"], json!({"from": "22:00:30", "to": "06:00"}));
+}
+
+async fn names_and_descriptions_refuse_control_bidi_and_zero_width_characters(b: Backend) {
+    let f = fleet(b, 1).await;
+    let field = |r: &common::Answer| r.expect(400, Some("validation_failed"))["error"]["details"][0]["field"].clone();
+    for bad in ["evil\u{202E}gpj.exe", "pay\u{200B}pal", "a\u{2066}b", "\u{FEFF}x", "bell\u{7}"] {
+        let job = |extra: Value| {
+            let mut body = json!({"firmware": f.firmware, "all": true});
+            for (k, v) in extra.as_object().unwrap() {
+                body[k] = v.clone();
+            }
+            f.api.post("/api/v1/jobs", body)
+        };
+        assert_eq!(field(&job(json!({"name": bad})).await), "name", "{bad:?}");
+        assert_eq!(field(&job(json!({"description": bad})).await), "description", "{bad:?}");
+        assert_eq!(field(&job(json!({"translations": {"de": bad}})).await), "translations.de", "{bad:?}");
+        let r = f.api.post("/api/v1/products", json!({"key": "p", "name": bad})).await;
+        assert_eq!(field(&r), "name", "a product's name {bad:?}");
+        let r = f.api.post("/api/v1/products", json!({"key": "p", "description": bad})).await;
+        assert_eq!(field(&r), "description", "a product's description {bad:?}");
+        let r = f.api.post("/api/v1/groups", json!({"id": "g", "name": bad})).await;
+        assert_eq!(field(&r), "name", "a group's name {bad:?}");
+        let r = f.api.post("/api/v1/filters", json!({"name": bad, "query": "all"})).await;
+        assert_eq!(field(&r), "name", "a filter's name {bad:?}");
+        let r = f.api.post("/api/v1/keys", json!({"role": "viewer", "name": bad})).await;
+        assert_eq!(field(&r), "name", "a key's name {bad:?}");
+    }
+    let r = f.api.post("/api/v1/jobs", json!({"firmware": f.firmware, "all": true, "description": "two\nlines"})).await;
+    assert_eq!(field(&r), "description", "seed 002: no control characters, line breaks included");
+    let ok = f
+        .api
+        .post(
+            "/api/v1/jobs",
+            json!({"firmware": f.firmware, "all": true, "name": "Frühling 🌱", "description": "日本語の説明"}),
+        )
+        .await;
+    ok.expect(201, None);
 }

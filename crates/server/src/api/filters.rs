@@ -247,7 +247,7 @@ fn check(f: &SavedFilter) -> ApiResult<()> {
     }
     validate::text("name", &f.name, 256, &mut errors);
     if let Some(d) = &f.description {
-        validate::long_text("description", d, validate::MAX_DESCRIPTION, &mut errors);
+        validate::description("description", d, validate::MAX_DESCRIPTION, &mut errors);
     }
     if errors.is_empty() { Ok(()) } else { Err(ApiError::invalid(errors)) }
 }

@@ -404,7 +404,7 @@ pub async fn create(
     }
     let description = non_empty(input.description);
     if let Some(d) = &description {
-        validate::long_text("description", d, validate::MAX_DESCRIPTION, &mut errors);
+        validate::description("description", d, validate::MAX_DESCRIPTION, &mut errors);
     }
     for (field, list) in [
         ("devices", &input.devices),
