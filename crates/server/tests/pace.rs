@@ -23,6 +23,7 @@ on_both_stores!(
     a_retry_interval_without_a_count_is_an_error,
     seed_schedules_keep_their_seconds,
     names_and_descriptions_refuse_control_bidi_and_zero_width_characters,
+    a_reference_to_what_does_not_exist_answers_not_found,
 );
 
 struct Fleet {
@@ -345,4 +346,34 @@ async fn names_and_descriptions_refuse_control_bidi_and_zero_width_characters(b:
         )
         .await;
     ok.expect(201, None);
+}
+
+async fn a_reference_to_what_does_not_exist_answers_not_found(b: Backend) {
+    let f = fleet(b, 1).await;
+    let not_found = |r: &common::Answer| {
+        let body = r.expect(404, Some("not_found"));
+        body["error"]["details"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["field"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let job = |body: Value| f.api.post("/api/v1/jobs", body);
+    assert_eq!(not_found(&job(json!({"firmware": "fw_nope", "all": true})).await), ["firmware"]);
+    assert_eq!(not_found(&job(json!({"firmware": f.firmware, "groups": ["ghosts"]})).await), ["groups.ghosts"]);
+    assert_eq!(
+        not_found(&job(json!({"firmware": f.firmware, "devices": ["d-000", "ghost"]})).await),
+        ["devices.ghost"]
+    );
+    assert_eq!(
+        not_found(&job(json!({"firmware": f.firmware, "all": true, "include": ["ghost"]})).await),
+        ["include.ghost"]
+    );
+    assert_eq!(not_found(&job(json!({"firmware": f.firmware, "filter_id": "nope"})).await), ["filter_id"]);
+    let all = not_found(&job(json!({"firmware": "fw_nope", "groups": ["g"], "devices": ["ghost"]})).await);
+    assert_eq!(all, ["groups.g", "firmware", "devices.ghost"], "every missing reference is named");
+    // A request that is invalid besides is refused as invalid first.
+    let r = job(json!({"firmware": "fw_nope", "all": true, "max_concurrency": 0})).await;
+    r.expect(400, Some("validation_failed"));
 }

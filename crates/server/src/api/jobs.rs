@@ -359,14 +359,16 @@ fn dedup(field: &str, list: &[String], errors: &mut Vec<FieldError>) {
     }
 }
 
-/// Checks that each named device exists and is of `product`.
+/// Checks that each named device exists (else it is `missing`) and is of `product`
+/// (when the product is known).
 async fn check_named(
     state: &AppState,
     tenant: &str,
     field: &str,
     ids: &[String],
-    product: &str,
+    product: Option<&str>,
     errors: &mut Vec<FieldError>,
+    missing: &mut Vec<FieldError>,
 ) -> ApiResult<()> {
     if ids.is_empty() {
         return Ok(());
@@ -375,10 +377,10 @@ async fn check_named(
         state.store.get_devices(tenant, ids).await?.into_iter().map(|d| (d.id.clone(), d)).collect();
     for id in ids {
         match found.get(id) {
-            None => errors.push(FieldError::new(format!("{field}.{id}"), format!("device `{id}` not found"))),
-            Some(d) if d.product != product => errors.push(FieldError::new(
+            None => missing.push(FieldError::new(format!("{field}.{id}"), format!("device `{id}` not found"))),
+            Some(d) if product.is_some_and(|product| d.product != product) => errors.push(FieldError::new(
                 format!("{field}.{id}"),
-                format!("device `{id}` is a `{}`, the image is for `{product}`", d.product),
+                format!("device `{id}` is a `{}`, the image is for `{}`", d.product, product.unwrap_or_default()),
             )),
             _ => {}
         }
@@ -420,10 +422,12 @@ pub async fn create(
         Some(serde_json::Value::String(text)) => Some(super::filters::parse_query("filter", &text)?),
         Some(json) => Some(super::filters::parse_json("filter", json)?),
     };
+    // References to what does not exist answer 404, once the request is otherwise valid.
+    let mut missing = Vec::new();
     if let Some(fid) = &input.filter_id
         && state.store.get_saved_filter(tenant, fid).await?.is_none()
     {
-        errors.push(FieldError::new("filter_id", format!("saved filter `{fid}` not found")));
+        missing.push(FieldError::new("filter_id", format!("saved filter `{fid}` not found")));
     }
     let kind = input.kind.unwrap_or_default();
     let schedule = input.schedule.and_then(|s| s.into_schedule(&mut errors));
@@ -470,18 +474,22 @@ pub async fn create(
     }
     for g in &t.groups {
         if state.store.get_group(tenant, g).await?.is_none() {
-            errors.push(FieldError::new(format!("groups.{g}"), format!("group `{g}` not found")));
+            missing.push(FieldError::new(format!("groups.{g}"), format!("group `{g}` not found")));
         }
     }
-    let Some(firmware) = state.store.get_firmware(tenant, &input.firmware).await? else {
-        errors.push(FieldError::new("firmware", format!("firmware `{}` not found", input.firmware)));
-        return Err(ApiError::invalid(errors));
-    };
-    check_named(&state, tenant, "devices", &t.devices, &firmware.product, &mut errors).await?;
-    check_named(&state, tenant, "include", &t.include, &firmware.product, &mut errors).await?;
+    let firmware = state.store.get_firmware(tenant, &input.firmware).await?;
+    if firmware.is_none() {
+        missing.push(FieldError::new("firmware", format!("firmware `{}` not found", input.firmware)));
+    }
+    let product = firmware.as_ref().map(|f| f.product.as_str());
+    check_named(&state, tenant, "devices", &t.devices, product, &mut errors, &mut missing).await?;
+    check_named(&state, tenant, "include", &t.include, product, &mut errors, &mut missing).await?;
     if !errors.is_empty() {
         return Err(ApiError::invalid(errors));
     }
+    let Some(firmware) = firmware.filter(|_| missing.is_empty()) else {
+        return Err(ApiError::missing(missing));
+    };
     if kind == JobKind::Upgrade && firmware.needs_verification && !firmware.verified {
         return Err(ApiError::new(
             ErrorCode::FirmwareNotVerified,
