@@ -951,7 +951,7 @@ pub async fn filters_on_a_known_fleet(store: &dyn Store) {
     assert!(store.device_groups("acme", "dsn-2").await.unwrap().is_empty());
 
     let cases: &[(&str, &[&str])] = &[
-        ("", &["dsn-1", "dsn-2", "dsn-3", "dsn-4", "dsn-5"]),
+        ("all", &["dsn-1", "dsn-2", "dsn-3", "dsn-4", "dsn-5"]),
         ("all exclude [\"dsn-2\"]", &["dsn-1", "dsn-3", "dsn-4", "dsn-5"]),
         ("product == \"lamp\" include [\"dsn-1\", \"dsn-2\"] exclude [\"dsn-2\", \"dsn-5\"]", &["dsn-1", "dsn-4"]),
         ("product == \"thermo-x\" and status == online", &["dsn-1"]),
