@@ -21,10 +21,10 @@ use crate::schedule::Schedule;
 
 /// Default of `max_concurrency`.
 pub const DEFAULT_MAX_CONCURRENCY: u32 = 300;
-/// Bounds and default of `timeout_seconds`.
-pub const MIN_TIMEOUT_SECONDS: u32 = 300;
+/// Bounds of `timeout_seconds` (absent: no limit, as seed 003's `TimeoutInMinutes`, which
+/// allows 1 to 1,440 minutes; seed 001's `upgradeTimeout` allows up to 172,800 s).
+pub const MIN_TIMEOUT_SECONDS: u32 = 60;
 pub const MAX_TIMEOUT_SECONDS: u32 = 172_800;
-pub const DEFAULT_TIMEOUT_SECONDS: u32 = 7_200;
 /// The most retries.
 pub const MAX_RETRIES: u32 = 10;
 /// The most devices a verify job may name.
@@ -175,6 +175,21 @@ pub struct Delivery {
     pub window_open: Option<bool>,
 }
 
+impl Retry {
+    /// A retry policy as a client gives it. An interval without a count (or with a
+    /// count of 0) is refused rather than read as "no retry": the client meant retries.
+    /// Without an interval, a retry is due at once.
+    pub fn given(count: Option<u32>, interval_minutes: Option<u32>, errors: &mut Vec<FieldError>) -> Retry {
+        if interval_minutes.is_some() && count.unwrap_or(0) == 0 {
+            errors.push(FieldError::new(
+                "retry.count",
+                format!("an interval needs a count of retries: 1 to {MAX_RETRIES}"),
+            ));
+        }
+        Retry { count: count.unwrap_or(0), interval_minutes: interval_minutes.unwrap_or(0) }
+    }
+}
+
 /// Everything a job says besides its image and its identity.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -188,7 +203,8 @@ pub struct JobSpec {
     pub pace: Pace,
     pub schedule: Option<Schedule>,
     pub retry: Retry,
-    pub timeout_seconds: u32,
+    /// How long an execution may be in progress (from its release); `None`: no limit.
+    pub timeout_seconds: Option<u32>,
     pub translations: BTreeMap<String, String>,
     pub metadata: BTreeMap<String, String>,
     pub additional_params: BTreeMap<String, serde_json::Value>,
@@ -209,7 +225,7 @@ impl Default for JobSpec {
             pace: Pace::default(),
             schedule: None,
             retry: Retry::default(),
-            timeout_seconds: DEFAULT_TIMEOUT_SECONDS,
+            timeout_seconds: None,
             translations: BTreeMap::new(),
             metadata: BTreeMap::new(),
             additional_params: BTreeMap::new(),
@@ -274,7 +290,9 @@ impl JobSpec {
         if self.retry.count > 0 && self.retry.interval_minutes > 10_080 {
             errors.push(FieldError::new("retry.interval_minutes", "at most 10080 (a week)"));
         }
-        if !(MIN_TIMEOUT_SECONDS..=MAX_TIMEOUT_SECONDS).contains(&self.timeout_seconds) {
+        if let Some(t) = self.timeout_seconds
+            && !(MIN_TIMEOUT_SECONDS..=MAX_TIMEOUT_SECONDS).contains(&t)
+        {
             errors.push(FieldError::new(
                 "timeout_seconds",
                 format!("must be from {MIN_TIMEOUT_SECONDS} to {MAX_TIMEOUT_SECONDS}"),
@@ -307,9 +325,7 @@ impl JobSpec {
             if k.is_empty() || k.len() > 35 {
                 errors.push(FieldError::new(format!("translations.{k}"), "a language tag (at most 35 characters)"));
             }
-            if v.chars().count() > 256 {
-                errors.push(FieldError::new(format!("translations.{k}"), "at most 256 characters"));
-            }
+            crate::validate::text(&format!("translations.{k}"), v, 256, errors);
         }
         if self.metadata.len() > 100 || self.additional_params.len() > 100 {
             errors.push(FieldError::new("metadata", "at most 100 entries in metadata and in additional_params"));
@@ -414,21 +430,28 @@ fn versions_equal(a: &str, b: &str) -> bool {
 }
 
 /// What the scheduler knows of a job's executions at a tick.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PaceStats {
     /// Executions notified through installing.
     pub in_progress: u64,
-    /// Executions released in the last 60 seconds.
+    /// Releases (every attempt) in the last 60 seconds: the sum of `released_by_second`.
     pub released_last_minute: u64,
-    /// Executions ever released (notified), for the ramp.
+    /// Releases of the last 60 seconds by age in whole seconds: `[0]` counts those less
+    /// than a second old (this instant's included), `[59]` those 59 to 60 seconds old.
+    /// Missing entries are zero.
+    pub released_by_second: Vec<u64>,
+    /// Executions released before this instant, for the ramp. This instant's releases are
+    /// left out so that a tick repeated at the same instant sees the rate the first one saw.
     pub released_total: u64,
-    /// Executions that succeeded, for the ramp.
+    /// Executions that succeeded before this instant, for the ramp.
     pub succeeded_total: u64,
-    /// Seconds since the job last released an execution (`None`: never).
-    pub since_last_release_secs: Option<u64>,
 }
 
 /// The rate in executions per minute at this point of the job; `None` is unlimited.
+///
+/// With a ramp: `⌊base × factor^k⌋` where `k = min(⌊count / every⌋, 64)` and `count`
+/// is the executions released (or succeeded) before this instant; at most
+/// `max_per_minute` when that is set.
 pub fn current_rate(pace: &Pace, s: &PaceStats) -> Option<u64> {
     match (&pace.ramp, pace.max_per_minute) {
         (Some(r), max) => {
@@ -436,7 +459,7 @@ pub fn current_rate(pace: &Pace, s: &PaceStats) -> Option<u64> {
                 RampCriterion::Notified => s.released_total,
                 RampCriterion::Succeeded => s.succeeded_total,
             };
-            let steps = (done / r.every).min(64) as i32;
+            let steps = (done / r.every).min(MAX_RAMP_STEPS) as i32;
             let rate = f64::from(r.base_per_minute) * r.increment_factor.powi(steps);
             let rate = if rate.is_finite() { rate.floor() as u64 } else { u64::MAX };
             Some(max.map_or(rate, |m| rate.min(u64::from(m))))
@@ -446,21 +469,33 @@ pub fn current_rate(pace: &Pace, s: &PaceStats) -> Option<u64> {
     }
 }
 
-/// How many queued executions a tick may release now: room under the
-/// concurrency, and under the rate both over the last 60 seconds and spread
-/// evenly (a rate of R releases about R/60 a second, not R at the top of each
-/// minute).
+/// The ramp's exponent stops growing here (5^64 is far beyond any fleet).
+pub const MAX_RAMP_STEPS: u64 = 64;
+
+/// How many queued executions may be released now: room under the
+/// concurrency, and under the rate spread evenly over the minute.
+///
+/// A rate of R a minute allows, for every span of the last `w` seconds
+/// (`w` = 1 … 60), at most `⌈R × w / 60⌉` releases in it, this instant's
+/// included. So a job at 60 a minute releases one a second from its first
+/// tick on (and again after a pause), never 60 at once, and never more than
+/// R in any 60 seconds. A repeated tick at the same instant finds its own
+/// releases in every span and releases nothing more.
 pub fn release_budget(pace: &Pace, s: &PaceStats) -> u64 {
     let by_concurrency = u64::from(pace.max_concurrency).saturating_sub(s.in_progress);
-    let by_rate = current_rate(pace, s).map_or(u64::MAX, |r| {
-        let window = r.saturating_sub(s.released_last_minute);
-        let spread = match s.since_last_release_secs {
-            Some(secs) => (r.saturating_mul(secs.max(1))).div_ceil(60),
-            None => r,
-        };
-        window.min(spread)
-    });
+    let by_rate = current_rate(pace, s).map_or(u64::MAX, |r| spread_allowance(r, &s.released_by_second));
     by_concurrency.min(by_rate)
+}
+
+/// See [`release_budget`]: the least room over the spans of the last 1 … 60 seconds.
+fn spread_allowance(rate: u64, by_second: &[u64]) -> u64 {
+    let mut seen = 0u64;
+    let mut allowed = u64::MAX;
+    for w in 1..=60u64 {
+        seen = seen.saturating_add(by_second.get(w as usize - 1).copied().unwrap_or(0));
+        allowed = allowed.min(rate.saturating_mul(w).div_ceil(60).saturating_sub(seen));
+    }
+    allowed
 }
 
 /// The first abort rule the counts meet, if any.
@@ -539,15 +574,117 @@ mod tests {
         assert_eq!(at(100, 25), Some(45));
     }
 
+    /// Pace statistics as a store computes them, from release times in seconds.
+    fn stats_at(releases: &[i64], now: i64, in_progress: u64) -> PaceStats {
+        let mut by_second = vec![0u64; 60];
+        for age in releases.iter().map(|t| (now - t).max(0)).filter(|age| *age < 60) {
+            by_second[age as usize] += 1;
+        }
+        PaceStats {
+            in_progress,
+            released_last_minute: by_second.iter().sum(),
+            released_by_second: by_second,
+            released_total: releases.iter().filter(|t| **t < now).count() as u64,
+            succeeded_total: 0,
+        }
+    }
+
+    /// Ticks every second for `secs` seconds (each tick twice when `repeat`), executions
+    /// finishing within the second; answers the releases of each second.
+    fn run(pace: &Pace, queued: u64, secs: i64, repeat: bool) -> Vec<u64> {
+        let mut releases: Vec<i64> = vec![];
+        let mut per_second = vec![];
+        for now in 0..secs {
+            let mut this_second = 0;
+            for round in 0..if repeat { 2 } else { 1 } {
+                let busy = releases.iter().filter(|t| **t == now).count() as u64;
+                let n = release_budget(pace, &stats_at(&releases, now, busy)).min(queued - releases.len() as u64);
+                assert!(round == 0 || n == 0, "a repeated tick at {now} s released {n} more");
+                releases.extend(std::iter::repeat_n(now, n as usize));
+                this_second += n;
+            }
+            per_second.push(this_second);
+        }
+        per_second
+    }
+
     #[test]
     fn a_rate_is_spread_over_the_minute() {
         let pace = Pace { max_per_minute: Some(600), ..Pace::default() };
-        let after = |secs| release_budget(&pace, &PaceStats { since_last_release_secs: secs, ..Default::default() });
-        assert_eq!(after(None), 300, "the first tick: the concurrency");
-        assert_eq!(after(Some(1)), 10, "600 a minute is 10 a second");
-        assert_eq!(after(Some(3)), 30);
-        let full = PaceStats { released_last_minute: 595, since_last_release_secs: Some(5), ..Default::default() };
-        assert_eq!(release_budget(&pace, &full), 5, "never more than the rate over a minute");
+        let fresh = release_budget(&pace, &PaceStats::default());
+        assert_eq!(fresh, 10, "the first tick: 600 a minute is 10 a second, not 600 at once");
+        assert_eq!(release_budget(&pace, &stats_at(&[0; 10], 0, 10)), 0, "this second's share is spent");
+        assert_eq!(release_budget(&pace, &stats_at(&[0; 10], 1, 10)), 10, "the next second's");
+        assert_eq!(release_budget(&pace, &stats_at(&[0; 10], 300, 10)), 10, "after a long pause: a second's worth");
+        let full: Vec<i64> = (1..60).flat_map(|t| std::iter::repeat_n(t, 10)).chain([1; 5]).collect();
+        assert_eq!(release_budget(&pace, &stats_at(&full, 60, 10)), 5, "never more than the rate over a minute");
+    }
+
+    #[test]
+    fn sixty_a_minute_releases_one_a_second_from_the_start() {
+        let pace = Pace { max_per_minute: Some(60), ..Pace::default() };
+        let per_second = run(&pace, 200, 180, false);
+        assert!(per_second.iter().all(|n| *n == 1), "{per_second:?}");
+    }
+
+    #[test]
+    fn every_rate_is_spread_and_kept_per_minute() {
+        for rate in [1u32, 7, 30, 59, 60, 61, 90, 600, 1000, 5000] {
+            let pace = Pace { max_concurrency: u32::MAX, max_per_minute: Some(rate), ..Pace::default() };
+            let per_second = run(&pace, u64::MAX / 2, 300, false);
+            let per_second_cap = u64::from(rate).div_ceil(60);
+            assert!(per_second.iter().all(|n| *n <= per_second_cap), "{rate}: {per_second:?}");
+            for w in per_second.windows(60) {
+                assert!(w.iter().sum::<u64>() <= u64::from(rate), "{rate}: more than the rate in 60 s");
+            }
+            let total: u64 = per_second.iter().sum();
+            assert!(total + u64::from(rate) / 60 + 1 >= 5 * u64::from(rate), "{rate}: {total} in 5 minutes");
+        }
+    }
+
+    #[test]
+    fn a_repeated_tick_releases_nothing_more() {
+        let ramp = Ramp { base_per_minute: 60, increment_factor: 2.0, criterion: RampCriterion::Notified, every: 3 };
+        for pace in [
+            Pace { max_per_minute: Some(600), ..Pace::default() },
+            Pace { max_per_minute: Some(6000), ramp: Some(ramp), ..Pace::default() },
+            Pace { max_per_minute: None, ramp: Some(ramp), ..Pace::default() },
+        ] {
+            run(&pace, 10_000, 120, true);
+        }
+    }
+
+    #[test]
+    fn a_retry_interval_without_a_count_is_an_error() {
+        let mut errors = vec![];
+        assert_eq!(Retry::given(Some(2), Some(10), &mut errors), Retry { count: 2, interval_minutes: 10 });
+        assert_eq!(Retry::given(Some(1), None, &mut errors), Retry { count: 1, interval_minutes: 0 });
+        assert_eq!(Retry::given(None, None, &mut errors), Retry::default());
+        assert!(errors.is_empty(), "{errors:?}");
+        Retry::given(None, Some(10), &mut errors);
+        Retry::given(Some(0), Some(10), &mut errors);
+        assert_eq!(errors.iter().map(|e| e.field.as_str()).collect::<Vec<_>>(), ["retry.count", "retry.count"]);
+    }
+
+    #[test]
+    fn a_timeout_may_be_absent_or_as_short_as_a_minute() {
+        let errors = |t: Option<u32>| {
+            let mut e = vec![];
+            let spec = JobSpec {
+                timeout_seconds: t,
+                target: Targeting { all: true, ..Targeting::default() },
+                ..JobSpec::default()
+            };
+            spec.validate(&mut e);
+            e.into_iter().map(|e| e.field).collect::<Vec<_>>()
+        };
+        assert_eq!(JobSpec::default().timeout_seconds, None, "no limit unless one is given");
+        for ok in [None, Some(60), Some(86_400), Some(172_800)] {
+            assert!(errors(ok).is_empty(), "{ok:?}");
+        }
+        for bad in [Some(0), Some(59), Some(172_801)] {
+            assert_eq!(errors(bad), ["timeout_seconds"], "{bad:?}");
+        }
     }
 
     #[test]
@@ -596,32 +733,24 @@ mod tests {
             for s in steps {
                 match s {
                     Step::Tick => {
-                        let stats = PaceStats {
-                            in_progress: in_progress.len() as u64,
-                            released_last_minute: releases.iter().filter(|t| **t > now - 60).count() as u64,
-                            released_total: releases.len() as u64,
-                            succeeded_total: 0,
-                            since_last_release_secs: releases.last().map(|t| (now - t) as u64),
-                        };
+                        let stats = stats_at(&releases, now, in_progress.len() as u64);
                         let n = release_budget(&pace, &stats).min(waiting);
                         waiting -= n;
                         for _ in 0..n { in_progress.push(now); releases.push(now); }
+                        let again = stats_at(&releases, now, in_progress.len() as u64);
+                        prop_assert_eq!(release_budget(&pace, &again).min(waiting), 0, "a repeated tick releases more");
                     }
                     Step::Advance(secs) => now += i64::from(secs),
                     Step::Finish(i) => if !in_progress.is_empty() { in_progress.remove(i % in_progress.len()); },
                 }
                 prop_assert!(in_progress.len() as u64 <= u64::from(concurrency));
-                if let (Some(r), None) = (rate, ramp) {
+                if let Some(r) = rate {
+                    // With a ramp too: never more than the cap in 60 s, nor a second's share at once.
                     for t in &releases {
                         let window = releases.iter().filter(|u| **u >= *t && **u < t + 60).count();
                         prop_assert!(window as u64 <= u64::from(r), "{window} releases within a minute of {t}");
-                    }
-                }
-                if let Some(r) = rate {
-                    // With a ramp, the cap still holds.
-                    for t in &releases {
-                        let window = releases.iter().filter(|u| **u >= *t && **u < t + 60).count();
-                        prop_assert!(window as u64 <= u64::from(r));
+                        let second = releases.iter().filter(|u| **u == *t).count();
+                        prop_assert!(second as u64 <= u64::from(r).div_ceil(60), "{second} releases at {t}");
                     }
                 }
             }

@@ -140,21 +140,34 @@ mod hhmm {
     use jiff::civil::Time;
     use serde::{Deserialize, Deserializer, Serializer};
 
+    /// `HH:MM`, or `HH:MM:SS` when the seconds are not zero (seed 001's windows are
+    /// given in seconds of the day: 86,399 is 23:59:59).
     pub fn serialize<S: Serializer>(t: &Time, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format!("{:02}:{:02}", t.hour(), t.minute()))
+        let text = match t.second() {
+            0 => format!("{:02}:{:02}", t.hour(), t.minute()),
+            sec => format!("{:02}:{:02}:{sec:02}", t.hour(), t.minute()),
+        };
+        s.serialize_str(&text)
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Time, D::Error> {
         let s = String::deserialize(d)?;
-        parse(&s).ok_or_else(|| serde::de::Error::custom(format!("`{s}` is not a time of day HH:MM")))
+        parse(&s).ok_or_else(|| serde::de::Error::custom(format!("`{s}` is not a time of day HH:MM or HH:MM:SS")))
     }
 
     pub fn parse(s: &str) -> Option<Time> {
-        let (h, m) = s.split_once(':')?;
-        if h.len() != 2 || m.len() != 2 {
+        let mut parts = s.split(':');
+        let mut part = || parts.next().filter(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_digit()));
+        let (h, m) = (part()?, part()?);
+        let sec = match parts.next() {
+            None => "00",
+            Some(p) if p.len() == 2 && p.bytes().all(|b| b.is_ascii_digit()) => p,
+            Some(_) => return None,
+        };
+        if parts.next().is_some() {
             return None;
         }
-        Time::new(h.parse().ok()?, m.parse().ok()?, 0, 0).ok()
+        Time::new(h.parse().ok()?, m.parse().ok()?, sec.parse().ok()?, 0).ok()
     }
 }
 
@@ -265,6 +278,25 @@ mod tests {
         let w = DailyWindow::from_seconds(3600, 7200).unwrap();
         assert_eq!((w.from.hour(), w.to.hour()), (1, 2));
         assert!(DailyWindow::from_seconds(86_400, 0).is_none());
+    }
+
+    #[test]
+    fn seed_windows_keep_their_seconds() {
+        let w = DailyWindow::from_seconds(3_661, 86_399).unwrap();
+        let json = serde_json::to_value(w).unwrap();
+        assert_eq!(json, serde_json::json!({"from": "01:01:01", "to": "23:59:59"}));
+        assert_eq!(serde_json::from_value::<DailyWindow>(json).unwrap(), w, "a round trip keeps the seconds");
+        let s = Schedule { start: None, end: None, timezone: utc(), days: vec![], window: Some(w) };
+        assert_eq!(s.phase(at("2026-11-27T01:01:00Z")), Phase::Closed, "precise to the second");
+        assert_eq!(s.phase(at("2026-11-27T01:01:01Z")), Phase::Open);
+        assert_eq!(s.phase(at("2026-11-27T23:59:58Z")), Phase::Open);
+        assert_eq!(s.phase(at("2026-11-27T23:59:59Z")), Phase::Closed, "86,399 is 23:59:59, not 23:59");
+        assert_eq!(s.next_change(at("2026-11-27T12:00:00Z")), Some(at("2026-11-27T23:59:59Z")));
+        let minutes: DailyWindow = serde_json::from_str(r#"{"from": "22:00", "to": "06:00"}"#).unwrap();
+        assert_eq!(serde_json::to_string(&minutes).unwrap(), r#"{"from":"22:00","to":"06:00"}"#);
+        for bad in ["22:00:", "22:00:60", "2:00", "22:00:00:00", "22:0a"] {
+            assert!(hhmm::parse(bad).is_none(), "{bad}");
+        }
     }
 
     #[test]

@@ -1,6 +1,10 @@
 //! Rules for identifiers and inputs, shared by every front door.
 //! Each function returns every broken rule it finds, not just the first.
 
+use std::sync::LazyLock;
+
+use regex::Regex;
+
 use crate::{DeviceAttributes, FieldError, PropertyValue};
 
 pub const MAX_FIRMWARE_FILES: usize = 50;
@@ -41,21 +45,42 @@ pub fn attribute_name(field: &str, s: &str, errors: &mut Vec<FieldError>) {
     }
 }
 
-/// A short human text (names, versions of hardware and modules).
+/// Unicode's "other" characters (`\p{C}`): controls, format characters (the
+/// bidirectional overrides and isolates, zero-width spaces and joiners, the byte
+/// order mark), private use and unassigned code points. A text shown to people
+/// never needs them, and the invisible ones can make a name read as another.
+static OTHER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\p{C}").expect("a valid pattern"));
+
+const NO_OTHER: &str =
+    "must not contain control, format (bidirectional or zero-width), private-use or unassigned characters";
+
+/// Whether `s` holds a character of `\p{C}` other than those `allowed`.
+fn has_other(s: &str, allowed: &[char]) -> bool {
+    OTHER.find_iter(s).any(|m| !m.as_str().chars().all(|c| allowed.contains(&c)))
+}
+
+/// A short human text (names, versions of hardware and modules): seed 002's
+/// `[^\p{C}]+`, at most `max` characters.
 pub fn text(field: &str, s: &str, max: usize, errors: &mut Vec<FieldError>) {
     if s.is_empty() || s.chars().count() > max {
         errors.push(FieldError::new(field, format!("must be 1 to {max} characters")));
-    } else if s.chars().any(char::is_control) {
-        errors.push(FieldError::new(field, "must not contain control characters"));
+    } else if has_other(s, &[]) {
+        errors.push(FieldError::new(field, NO_OTHER));
     }
 }
 
-/// A longer free text (descriptions, release notes) that may hold line breaks.
+/// A description: one paragraph, seed 002's `[^\p{C}]+` (no line breaks either), at most `max` characters.
+pub fn description(field: &str, s: &str, max: usize, errors: &mut Vec<FieldError>) {
+    text(field, s, max, errors);
+}
+
+/// A longer free text (release notes, metadata and property values) that may hold
+/// line breaks and tabs, but no other character of `\p{C}`.
 pub fn long_text(field: &str, s: &str, max: usize, errors: &mut Vec<FieldError>) {
     if s.chars().count() > max {
         errors.push(FieldError::new(field, format!("must be at most {max} characters")));
-    } else if s.chars().any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t') {
-        errors.push(FieldError::new(field, "must not contain control characters"));
+    } else if has_other(s, &['\n', '\r', '\t']) {
+        errors.push(FieldError::new(field, NO_OTHER));
     }
 }
 
@@ -122,6 +147,36 @@ mod tests {
         device_id("id", &"x".repeat(129), &mut e);
         key("id", "a.b", &mut e);
         assert_eq!(e.len(), 4);
+    }
+
+    #[test]
+    fn names_and_descriptions_refuse_invisible_and_control_characters() {
+        let refused = |f: fn(&str, &str, usize, &mut Vec<FieldError>), s: &str| {
+            let mut e = vec![];
+            f("x", s, 100, &mut e);
+            !e.is_empty()
+        };
+        for ok in ["Spring release", "Frühling 🌱", "日本語の説明", "a-b_c.d"] {
+            assert!(!refused(text, ok) && !refused(description, ok) && !refused(long_text, ok), "{ok}");
+        }
+        for bad in [
+            "evil\u{202E}txt.exe", // right-to-left override
+            "a\u{2066}b",          // left-to-right isolate
+            "pay\u{200B}pal",      // zero-width space
+            "a\u{200D}b",          // zero-width joiner
+            "\u{FEFF}bom",         // byte order mark
+            "soft\u{00AD}hyphen",  // soft hyphen (format)
+            "bell\u{7}",
+            "nul\u{0}",
+            "private\u{E000}",
+            "unassigned\u{0378}",
+        ] {
+            assert!(refused(text, bad) && refused(description, bad) && refused(long_text, bad), "{bad:?}");
+        }
+        assert!(refused(description, "two\nlines"), "a description is [^\\p{{C}}]+");
+        assert!(refused(text, "tab\there"));
+        assert!(!refused(long_text, "notes\r\n- line\twith tab"), "release notes keep their lines");
+        assert!(refused(description, ""), "at least one character");
     }
 
     #[test]

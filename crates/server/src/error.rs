@@ -95,6 +95,16 @@ impl ApiError {
         Self::new(ErrorCode::NotFound, format!("{what} `{id}` not found"))
     }
 
+    /// References to resources that do not exist: 404 `not_found`, each named in
+    /// `details` as a field error is.
+    pub fn missing(references: Vec<FieldError>) -> Self {
+        let message = match references.as_slice() {
+            [one] => format!("{}: {}", one.field, one.message),
+            _ => format!("{} references not found", references.len()),
+        };
+        Self::new(ErrorCode::NotFound, message).with_details(references)
+    }
+
     pub fn invalid(errors: Vec<FieldError>) -> Self {
         let message = match errors.as_slice() {
             [one] => format!("{}: {}", one.field, one.message),

@@ -16,7 +16,7 @@ use std::sync::Mutex;
 
 use jiff::{SignedDuration, Timestamp};
 use updraft_core::job::{ExecutionState, Job, JobState};
-use updraft_core::rollout::{Recurrence, abort_reason, release_budget};
+use updraft_core::rollout::{PaceStats, Recurrence, abort_reason, release_budget};
 
 use crate::state::AppState;
 use crate::targeting;
@@ -105,10 +105,12 @@ async fn step_job(
         return Ok(());
     }
     // Timeouts apply while paused too: the device was given the work.
-    let timeout = SignedDuration::from_secs(i64::from(job.spec.timeout_seconds));
-    let timed_out = store.time_out_executions(tenant, &job.id, now - timeout, now).await?;
-    forget(state, tenant, &timed_out);
-    report.timed_out += timed_out.len() as u64;
+    if let Some(secs) = job.spec.timeout_seconds {
+        let timeout = SignedDuration::from_secs(i64::from(secs));
+        let timed_out = store.time_out_executions(tenant, &job.id, now - timeout, now).await?;
+        forget(state, tenant, &timed_out);
+        report.timed_out += timed_out.len() as u64;
+    }
     // Abort.
     if !job.spec.pace.abort.is_empty() {
         let counts: BTreeMap<ExecutionState, u64> =
@@ -134,9 +136,11 @@ async fn step_job(
         }
     }
     if job.spec.push {
-        let stats = store.pace_stats(tenant, &job.id, now).await?;
-        let budget = release_budget(&job.spec.pace, &stats);
-        let released = store.release_executions(tenant, &job.id, budget, now).await?;
+        // The pace is read and spent in the release's own transaction, as the job stands then.
+        let budget = |j: &Job, stats: &PaceStats| {
+            if j.state == JobState::Running && j.spec.push { release_budget(&j.spec.pace, stats) } else { 0 }
+        };
+        let released = store.release_executions(tenant, &job.id, None, &budget, now).await?.devices();
         forget(state, tenant, &released);
         report.released += released.len() as u64;
     }

@@ -152,7 +152,7 @@ async fn estimate_preview_and_search(b: Backend) {
         let api = &api;
         async move { api.post("/api/v1/filters/estimate", json!({"query": q})).await.ok()["count"].as_u64().unwrap() }
     };
-    assert_eq!(estimate("").await, 5);
+    assert_eq!(estimate("all").await, 5);
     assert_eq!(estimate("product == \"thermo-x\" and fw.host < \"2.0.0\" and status == online").await, 1);
     assert_eq!(estimate("fw.host < \"2.0.0\"").await, 2, "semver order; build-7 is never ordered");
     assert_eq!(estimate("fw.host >= \"1.9.0\"").await, 3);

@@ -253,11 +253,15 @@ async fn pace_limits_concurrency_rate_and_ramp(b: Backend) {
 
     let j = f.job(json!({"id": "rate", "devices": rate, "max_per_minute": 2})).await;
     assert_eq!(j["max_per_minute"], 2);
-    assert_eq!(f.tick().await.released, 2);
-    f.advance(30);
+    assert_eq!(f.tick().await.released, 1, "2 per minute is one every 30 s, not 2 at once");
+    f.advance(29);
+    assert_eq!(f.tick().await.released, 0);
+    f.advance(1);
+    assert_eq!(f.tick().await.released, 1, "30 s later");
+    f.advance(10);
     assert_eq!(f.tick().await.released, 0, "2 per minute");
-    f.advance(31);
-    assert_eq!(f.tick().await.released, 2, "a minute later");
+    f.advance(21);
+    assert_eq!(f.tick().await.released, 1, "a minute after the first");
     let got = f.api.get("/api/v1/jobs/rate").await;
     assert_eq!(got.ok()["progress"]["current_rate_per_minute"], 2);
     assert!(got.ok()["progress"]["eta"].is_string(), "an ETA while it runs: {}", got.body);
@@ -268,13 +272,16 @@ async fn pace_limits_concurrency_rate_and_ramp(b: Backend) {
                     "ramp": {"base_per_minute": 1, "increment_factor": 2.0, "every": 1}}))
         .await;
     assert_eq!(j["ramp"]["base_per_minute"], 1);
-    let mut per_minute = Vec::new();
-    for _ in 0..4 {
-        per_minute.push(f.tick().await.released);
-        f.advance(61);
+    let mut released_at = Vec::new();
+    for second in 0..180 {
+        for _ in 0..f.tick().await.released {
+            released_at.push(second);
+        }
+        f.advance(1);
     }
-    // The rate is base × factor^(notified / every): 1 (0 notified), 2 (1), 8 (3: 2^3, the cap), then the last 1 of 12.
-    assert_eq!(per_minute, [1, 2, 8, 1]);
+    // The rate is base × factor^⌊notified / every⌋, spread over the minute: 1 a minute (0
+    // notified), 2 (1: one 30 s later), 4 (2: 15 s), 8 (3 and more: 2^3 is the cap, every 7.5 s).
+    assert_eq!(released_at, [0, 30, 45, 52, 60, 67, 75, 82, 90, 97, 105, 112]);
 }
 
 async fn abort_ends_a_failing_job(b: Backend) {
@@ -404,7 +411,7 @@ async fn retries_and_timeouts(b: Backend) {
     f.tick().await;
     assert_eq!(f.job_state("r").await, "completed");
     for (field, value) in
-        [("timeout_seconds", json!(299)), ("timeout_seconds", json!(172_801)), ("retry", json!({"count": 11}))]
+        [("timeout_seconds", json!(59)), ("timeout_seconds", json!(172_801)), ("retry", json!({"count": 11}))]
     {
         let bad = f.api.post("/api/v1/jobs", json!({"firmware": f.firmware, "all": true, field: value})).await;
         bad.expect(400, Some("validation_failed"));
@@ -540,7 +547,7 @@ async fn identity_validation_and_listing(b: Backend) {
     assert_eq!(j["recurrence"], "snapshot");
     assert_eq!(
         (j["push"].as_bool(), j["max_concurrency"].as_u64(), j["timeout_seconds"].as_u64()),
-        (Some(true), Some(300), Some(7200))
+        (Some(true), Some(300), None)
     );
     assert!(j["created_at"].is_string() && j["started_at"].is_string());
     let dup =

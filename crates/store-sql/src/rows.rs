@@ -257,6 +257,8 @@ pub const EVENT_SELECT: &str =
     "SELECT at, state, source, report, code, progress_cnt, progress_of, details FROM execution_events";
 /// The states of unfinished executions, as an SQL list.
 pub const ACTIVE_STATES: &str = "('queued', 'awaiting_consent', 'notified', 'downloading', 'downloaded', 'installing')";
+/// States of an execution the device is working on (`ExecutionState::is_in_progress`).
+pub const IN_PROGRESS_STATES: &str = "('notified', 'downloading', 'downloaded', 'installing')";
 /// The states of executions a device is offered: waiting for its consent, or released to it.
 pub const OFFERED_STATES: &str = "('awaiting_consent', 'notified', 'downloading', 'downloaded', 'installing')";
 

@@ -1055,76 +1055,58 @@ impl Store for $store {
     }
 
     async fn pace_stats(&self, tenant: &str, job: &str, now: Timestamp) -> StoreResult<updraft_core::rollout::PaceStats> {
-        let minute_ago = us(now) - 60_000_000;
-        let (in_progress, last_minute, released, succeeded, last): (Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>) = sqlx::query_as(
-            "SELECT
-                 SUM(CASE WHEN state IN ('notified', 'downloading', 'downloaded', 'installing') THEN 1 ELSE 0 END),
-                 SUM(CASE WHEN released_at > $3 THEN 1 ELSE 0 END),
-                 SUM(CASE WHEN released_at IS NOT NULL THEN 1 ELSE 0 END),
-                 SUM(CASE WHEN state = 'succeeded' THEN 1 ELSE 0 END),
-                 MAX(released_at)
-             FROM executions WHERE tenant = $1 AND job = $2",
-        )
-        .bind(tenant)
-        .bind(job)
-        .bind(minute_ago)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db_err)?;
-        // Releases in the last minute, counting every attempt: an execution released in the
-        // window has its latest release in it, and its history keeps the earlier ones.
-        let last_minute: i64 = if last_minute.unwrap_or(0) == 0 {
-            0
-        } else {
-            sqlx::query_scalar(
-                "SELECT COUNT(*) FROM execution_events ev WHERE ev.report = 'released' AND ev.at > $3
-                 AND ev.action_id IN (SELECT action_id FROM executions WHERE tenant = $1 AND job = $2 AND released_at > $3)",
-            )
-            .bind(tenant)
-            .bind(job)
-            .bind(minute_ago)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db_err)?
-        };
-        let last_minute = Some(last_minute);
-        let n = |v: Option<i64>| v.unwrap_or(0).max(0) as u64;
-        Ok(updraft_core::rollout::PaceStats {
-            in_progress: n(in_progress),
-            released_last_minute: n(last_minute),
-            released_total: n(released),
-            succeeded_total: n(succeeded),
-            since_last_release_secs: last.map(|l| ((us(now) - l).max(0) / 1_000_000) as u64),
-        })
+        let mut conn = self.pool.acquire().await.map_err(db_err)?;
+        pace_stats_in(&mut conn, tenant, job, now).await
     }
 
-    async fn release_executions(&self, tenant: &str, job: &str, max: u64, now: Timestamp) -> StoreResult<Vec<String>> {
-        if max == 0 {
-            return Ok(vec![]);
-        }
+    async fn release_executions(
+        &self,
+        tenant: &str,
+        job: &str,
+        device: Option<&str>,
+        budget: updraft_store::ReleaseBudget<'_>,
+        now: Timestamp,
+    ) -> StoreResult<updraft_store::Released> {
         let mut tx = self.begin_write().await?;
+        // Releases of one job queue on its row: each sees the others' in its pace.
+        let j: Job = lock_one::<JobRow, _>(&mut tx, JOB_SELECT, "job", tenant, job).await?;
+        let stats = pace_stats_in(&mut tx, tenant, job, now).await?;
+        let allowed = budget(&j, &stats);
+        if allowed == 0 {
+            return Ok(updraft_store::Released { allowed, executions: vec![] });
+        }
         let rows: Vec<ExecutionRow> = sqlx::query_as(AssertSqlSafe(format!(
-            "{EXECUTION_SELECT} WHERE tenant = $1 AND job = $2 AND state = 'queued' AND NOT EXISTS (
+            "{EXECUTION_SELECT} WHERE tenant = $1 AND job = $2 AND state = 'queued' AND ($4 IS NULL OR device = $4)
+             AND NOT EXISTS (
                  SELECT 1 FROM executions o WHERE o.tenant = executions.tenant AND o.device = executions.device
-                 AND o.state IN ('notified', 'downloading', 'downloaded', 'installing'))
+                 AND o.state IN {IN_PROGRESS_STATES})
              ORDER BY action_id LIMIT $3{}",
             $lock
         )))
         .bind(tenant)
         .bind(job)
-        .bind(max.min(i64::MAX as u64) as i64)
+        .bind(allowed.min(i64::MAX as u64) as i64)
+        .bind(device)
         .fetch_all(&mut *tx)
         .await
         .map_err(db_err)?;
-        let mut released = Vec::with_capacity(rows.len());
-        for row in rows {
-            let mut e = Execution::try_from(row)?;
+        let candidates = rows.into_iter().map(Execution::try_from).collect::<StoreResult<Vec<_>>>()?;
+        let devices: Vec<String> = candidates.iter().map(|e| e.device.clone()).collect();
+        // Releases of other jobs to the same devices queue here; once in, look again
+        // at what they committed.
+        $store::lock_devices(&mut tx, tenant, &devices).await?;
+        let busy = busy_devices(&mut tx, tenant, &devices).await?;
+        let mut executions = Vec::with_capacity(candidates.len());
+        for mut e in candidates {
+            if busy.contains(&e.device) {
+                continue;
+            }
             let Ok(t) = updraft_core::job::on_release(&e, now) else { continue };
             apply_transition(&mut tx, tenant, &mut e, t, now).await?;
-            released.push(e.device);
+            executions.push(e);
         }
         tx.commit().await.map_err(db_err)?;
-        Ok(released)
+        Ok(updraft_store::Released { allowed, executions })
     }
 
     async fn time_out_executions(
@@ -1584,6 +1566,84 @@ async fn product_exists(tx: &mut <sqlx::$db as sqlx::Database>::Connection, tena
     } else {
         Ok(())
     }
+}
+
+/// See [`Store::pace_stats`]; in a transaction, or on a connection of the pool.
+async fn pace_stats_in(
+    conn: &mut <sqlx::$db as sqlx::Database>::Connection,
+    tenant: &str,
+    job: &str,
+    now: Timestamp,
+) -> StoreResult<updraft_core::rollout::PaceStats> {
+    let minute_ago = us(now) - 60_000_000;
+    let (in_progress, last_minute, released, succeeded): (Option<i64>, Option<i64>, Option<i64>, Option<i64>) =
+        sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT
+                 SUM(CASE WHEN state IN {IN_PROGRESS_STATES} THEN 1 ELSE 0 END),
+                 SUM(CASE WHEN released_at > $3 THEN 1 ELSE 0 END),
+                 SUM(CASE WHEN released_at < $4 THEN 1 ELSE 0 END),
+                 SUM(CASE WHEN state = 'succeeded' AND finished_at < $4 THEN 1 ELSE 0 END)
+             FROM executions WHERE tenant = $1 AND job = $2"
+        )))
+        .bind(tenant)
+        .bind(job)
+        .bind(minute_ago)
+        .bind(us(now))
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    // Releases of the last minute by age in seconds, counting every attempt: an execution
+    // released in the window has its latest release in it, and its history keeps the earlier ones.
+    let mut by_second = vec![0u64; 60];
+    if last_minute.unwrap_or(0) > 0 {
+        let ages: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT ($4 - ev.at) / 1000000, COUNT(*) FROM execution_events ev
+             WHERE ev.report = 'released' AND ev.at > $3
+             AND ev.action_id IN (SELECT action_id FROM executions WHERE tenant = $1 AND job = $2 AND released_at > $3)
+             GROUP BY 1",
+        )
+        .bind(tenant)
+        .bind(job)
+        .bind(minute_ago)
+        .bind(us(now))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_err)?;
+        for (age, n) in ages {
+            // A release stamped after `now` (another replica's clock) counts as this second's.
+            by_second[age.clamp(0, 59) as usize] += n.max(0) as u64;
+        }
+    }
+    let n = |v: Option<i64>| v.unwrap_or(0).max(0) as u64;
+    Ok(updraft_core::rollout::PaceStats {
+        in_progress: n(in_progress),
+        released_last_minute: by_second.iter().sum(),
+        released_by_second: by_second,
+        released_total: n(released),
+        succeeded_total: n(succeeded),
+    })
+}
+
+/// Those of `devices` with an execution in progress.
+async fn busy_devices(
+    tx: &mut <sqlx::$db as sqlx::Database>::Connection,
+    tenant: &str,
+    devices: &[String],
+) -> StoreResult<std::collections::HashSet<String>> {
+    let mut busy = std::collections::HashSet::new();
+    for chunk in devices.chunks(1000) {
+        let mut q = QueryBuilder::<sqlx::$db>::new("SELECT DISTINCT device FROM executions WHERE tenant = ");
+        q.push_bind(tenant.to_owned());
+        q.push(format!(" AND state IN {IN_PROGRESS_STATES} AND device IN ("));
+        let mut list = q.separated(", ");
+        for d in chunk {
+            list.push_bind(d.clone());
+        }
+        q.push(")");
+        let found: Vec<String> = q.build_query_scalar().fetch_all(&mut *tx).await.map_err(db_err)?;
+        busy.extend(found);
+    }
+    Ok(busy)
 }
 
 /// Writes a transition: the execution's new state, its history event, and

@@ -50,6 +50,11 @@ impl SqliteStore {
     async fn begin_write(&self) -> StoreResult<Transaction<'_, Sqlite>> {
         self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)
     }
+
+    /// Nothing to do: a write transaction already excludes every other writer.
+    async fn lock_devices(_: &mut sqlx::SqliteConnection, _tenant: &str, _devices: &[String]) -> StoreResult<()> {
+        Ok(())
+    }
 }
 
 /// Creates the database file readable by this user only (0600 on Unix) before

@@ -36,7 +36,8 @@ macro_rules! store_conformance_suite {
             filters_agree_with_the_core, saved_filters_crud, jobs_engine_invariants,
             first_contact_activates_and_initializes, online_devices_never_seen_go_offline,
             a_success_that_installs_nothing_keeps_the_versions,
-            key_changes_keep_a_lasting_admin, device_tokens_are_replaced, idempotent_imports_are_kept_with_their_devices, action_ids_count_per_tenant_and_per_attempt);
+            key_changes_keep_a_lasting_admin, device_tokens_are_replaced, idempotent_imports_are_kept_with_their_devices, action_ids_count_per_tenant_and_per_attempt,
+            concurrent_releases_keep_the_pace_and_one_execution_per_device);
     };
     (@cases $make:expr; $($case:ident),*) => {
         $(
@@ -437,6 +438,11 @@ async fn fleet(store: &dyn Store, n: usize) {
     store.create_firmware("acme", &fw).await.unwrap();
 }
 
+/// Releases up to `max` of job `job`'s queued executions (of tenant `acme`): the devices released.
+async fn release(store: &dyn Store, job: &str, max: u64, now: Timestamp) -> Vec<String> {
+    store.release_executions("acme", job, None, &|_, _| max, now).await.unwrap().devices()
+}
+
 pub async fn jobs_and_executions(store: &dyn Store) {
     fleet(store, 3).await;
     let targets = vec![
@@ -474,7 +480,7 @@ pub async fn jobs_and_executions(store: &dyn Store) {
     let skipped = &listed.items[2];
     assert_eq!((skipped.state, skipped.finished_at), (ExecutionState::Skipped, Some(t(20))));
     assert_eq!(store.device_actions("acme", "d0").await.unwrap().active, None, "a queued execution is not offered");
-    assert_eq!(store.release_executions("acme", "j1", 10, t(21)).await.unwrap(), ["d0"]);
+    assert_eq!(release(store, "j1", 10, t(21)).await, ["d0"]);
     let actions = store.device_actions("acme", "d0").await.unwrap();
     let active = actions.active.clone().unwrap();
     assert_eq!((active.state, active.attempt, actions.installed), (ExecutionState::Notified, 1, None));
@@ -497,7 +503,7 @@ pub async fn execution_changes_are_atomic_and_complete_jobs(store: &dyn Store) {
     fleet(store, 2).await;
     let targets = vec![("d0".to_owned(), ExecutionState::Queued), ("d1".to_owned(), ExecutionState::AwaitingConsent)];
     store.create_job("acme", &job("j1", "fw2"), &targets, t(20)).await.unwrap();
-    assert_eq!(store.release_executions("acme", "j1", 10, t(30)).await.unwrap(), ["d0"]);
+    assert_eq!(release(store, "j1", 10, t(30)).await, ["d0"]);
     let d0 = store.device_actions("acme", "d0").await.unwrap().active.unwrap();
     let d1 = store
         .list_executions(
@@ -591,7 +597,7 @@ pub async fn canceling_a_job(store: &dyn Store) {
         )
         .await
         .unwrap();
-    assert_eq!(store.release_executions("acme", "j1", 1, t(21)).await.unwrap(), ["d0"], "oldest first, at most 1");
+    assert_eq!(release(store, "j1", 1, t(21)).await, ["d0"], "oldest first, at most 1");
     let job = store.cancel_job("acme", "j1", t(30)).await.unwrap();
     assert_eq!((job.state, job.finished_at), (JobState::Canceled, Some(t(30))));
     let d1 = store.device_actions("acme", "d1").await.unwrap();
@@ -619,10 +625,17 @@ pub async fn jobs_engine(store: &dyn Store) {
     let mut j2 = job("j2", "fw2");
     j2.spec.recurrence = Recurrence::Continuous;
     store.create_job("acme", &j2, &[("d0".to_owned(), ExecutionState::Queued)], t(20)).await.unwrap();
-    assert_eq!(store.release_executions("acme", "j1", 10, t(30)).await.unwrap(), ["d0", "d1"]);
-    assert_eq!(store.release_executions("acme", "j2", 10, t(30)).await.unwrap(), Vec::<String>::new(), "d0 is busy");
+    assert_eq!(release(store, "j1", 10, t(30)).await, ["d0", "d1"]);
+    assert_eq!(release(store, "j2", 10, t(30)).await, Vec::<String>::new(), "d0 is busy");
     let stats = store.pace_stats("acme", "j1", t(60)).await.unwrap();
     assert_eq!((stats.in_progress, stats.released_last_minute, stats.released_total), (2, 2, 2));
+    assert_eq!(stats.released_by_second[30], 2, "by age in seconds");
+    let at_release = store.pace_stats("acme", "j1", t(30)).await.unwrap();
+    assert_eq!(
+        (at_release.released_by_second[0], at_release.released_total),
+        (2, 0),
+        "this instant's releases count in its second, not in the ramp's total"
+    );
     assert_eq!(store.pace_stats("acme", "j1", t(95)).await.unwrap().released_last_minute, 0, "a minute later");
     // Additions are idempotent.
     let added = store
@@ -671,8 +684,8 @@ pub async fn jobs_engine(store: &dyn Store) {
         "every attempt stays in the history"
     );
     // j2 can release d0 now that it is queued again in j1? No: queued is not busy, so yes.
-    assert_eq!(store.release_executions("acme", "j2", 10, t(401)).await.unwrap(), ["d0", "d2"]);
-    assert_eq!(store.release_executions("acme", "j1", 10, t(402)).await.unwrap(), ["d1"], "d0 is busy with j2 now");
+    assert_eq!(release(store, "j2", 10, t(401)).await, ["d0", "d2"]);
+    assert_eq!(release(store, "j1", 10, t(402)).await, ["d1"], "d0 is busy with j2 now");
     // Moves are compare-and-set.
     assert!(store.move_job("acme", "j1", JobState::Paused, JobState::Running, false, t(403)).await.unwrap().is_none());
     let paused =
@@ -717,13 +730,62 @@ pub async fn jobs_engine(store: &dyn Store) {
     assert_eq!(listed.items.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(), ["j1"]);
 }
 
+/// Releases check the pace and the device's other executions inside their own
+/// transaction: many at once (devices asking, the scheduler) never release
+/// more than the pace allows, nor two executions to one device.
+pub async fn concurrent_releases_keep_the_pace_and_one_execution_per_device(store: &dyn Store) {
+    use updraft_core::rollout::{Pace, release_budget};
+    const N: usize = 12;
+    fleet(store, N + 1).await;
+    let mut one_at_a_time = job("j1", "fw2");
+    one_at_a_time.spec.pace = Pace { max_concurrency: 1, ..Pace::default() };
+    let targets: Vec<(String, ExecutionState)> = (0..N).map(|i| (format!("d{i}"), ExecutionState::Queued)).collect();
+    store.create_job("acme", &one_at_a_time, &targets, t(20)).await.unwrap();
+    let paced = |j: &Job, stats: &updraft_core::rollout::PaceStats| release_budget(&j.spec.pace, stats);
+    let devices: Vec<String> = (0..N).map(|i| format!("d{i}")).collect();
+    let asks = devices.iter().map(|d| store.release_executions("acme", "j1", Some(d), &paced, t(30)));
+    let released: Vec<String> =
+        futures_util::future::join_all(asks).await.into_iter().flat_map(|r| r.unwrap().devices()).collect();
+    assert_eq!(released.len(), 1, "max_concurrency 1, asked by {N} devices at once: {released:?}");
+    let counts = store.execution_counts("acme", "j1").await.unwrap();
+    assert_eq!(counts, [(ExecutionState::Queued, N as u64 - 1), (ExecutionState::Notified, 1)]);
+
+    // One device, N jobs released to it at once: it works on one.
+    for i in 0..N {
+        let j = job(&format!("k{i}"), "fw2");
+        store.create_job("acme", &j, &[("d12".to_owned(), ExecutionState::Queued)], t(40)).await.unwrap();
+    }
+    let free = |_: &Job, _: &updraft_core::rollout::PaceStats| 10;
+    let ids: Vec<String> = (0..N).map(|i| format!("k{i}")).collect();
+    let asks = ids.iter().map(|j| store.release_executions("acme", j, Some("d12"), &free, t(50)));
+    let released: Vec<String> =
+        futures_util::future::join_all(asks).await.into_iter().flat_map(|r| r.unwrap().devices()).collect();
+    assert_eq!(released, ["d12"], "asked for {N} jobs at once, a device works on one");
+    let all = store
+        .list_executions(
+            "acme",
+            &ExecutionScope { device: Some("d12".into()), ..Default::default() },
+            &PageRequest::all(),
+        )
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(all.iter().filter(|e| e.state.is_in_progress()).count(), 1, "{all:#?}");
+    // A device limits the release to its own execution; an unknown job is not found.
+    assert_eq!(store.release_executions("acme", "j1", Some("d12"), &free, t(60)).await.unwrap().executions, []);
+    assert!(matches!(
+        store.release_executions("acme", "nope", None, &free, t(60)).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
 /// A verify job whose executions all succeed marks its firmware verified.
 pub async fn verify_jobs_mark_firmware(store: &dyn Store) {
     fleet(store, 1).await;
     let mut j = job("v1", "fw2");
     j.kind = JobKind::Verify;
     store.create_job("acme", &j, &[("d0".to_owned(), ExecutionState::Queued)], t(20)).await.unwrap();
-    store.release_executions("acme", "v1", 1, t(21)).await.unwrap();
+    release(store, "v1", 1, t(21)).await;
     let d0 = store.device_actions("acme", "d0").await.unwrap().active.unwrap();
     assert!(!store.get_firmware("acme", "fw2").await.unwrap().unwrap().verified);
     let ok = report(ReportKind::Closed { success: true }, "closed/success");
@@ -906,7 +968,7 @@ pub async fn filters_on_a_known_fleet(store: &dyn Store) {
     assert!(store.device_groups("acme", "dsn-2").await.unwrap().is_empty());
 
     let cases: &[(&str, &[&str])] = &[
-        ("", &["dsn-1", "dsn-2", "dsn-3", "dsn-4", "dsn-5"]),
+        ("all", &["dsn-1", "dsn-2", "dsn-3", "dsn-4", "dsn-5"]),
         ("all exclude [\"dsn-2\"]", &["dsn-1", "dsn-3", "dsn-4", "dsn-5"]),
         ("product == \"lamp\" include [\"dsn-1\", \"dsn-2\"] exclude [\"dsn-2\", \"dsn-5\"]", &["dsn-1", "dsn-4"]),
         ("product == \"thermo-x\" and status == online", &["dsn-1"]),
@@ -1174,7 +1236,7 @@ async fn engine_invariants(store: &dyn Store) {
     use updraft_core::rollout::{Pace, PaceStats, Retry, release_budget, select};
 
     const DEVICES: usize = 8;
-    const CASES: usize = 24;
+    const CASES: usize = 48;
 
     #[derive(Debug, Clone)]
     enum Op {
@@ -1234,9 +1296,13 @@ async fn engine_invariants(store: &dyn Store) {
                 }
                 Op::Tick(i) => {
                     let Some((j, released)) = jobs.get_mut(i) else { continue };
-                    let stats: PaceStats = store.pace_stats(&tenant_id, &j.id, t(now)).await.unwrap();
-                    let budget = release_budget(&j.spec.pace, &stats);
-                    let got = store.release_executions(&tenant_id, &j.id, budget, t(now)).await.unwrap();
+                    let budget = |j: &Job, stats: &PaceStats| {
+                        if j.state == JobState::Running { release_budget(&j.spec.pace, stats) } else { 0 }
+                    };
+                    let got =
+                        store.release_executions(&tenant_id, &j.id, None, &budget, t(now)).await.unwrap().devices();
+                    let again = store.release_executions(&tenant_id, &j.id, None, &budget, t(now)).await.unwrap();
+                    assert_eq!(again.executions, [], "a tick repeated at the same instant releases nothing more");
                     for d in &got {
                         let e = store
                             .list_executions(
@@ -1318,6 +1384,8 @@ async fn engine_invariants(store: &dyn Store) {
                             "job {} released {window} in a minute (max {rate}): {released:?} at {now}",
                             j.id
                         );
+                        let second = released.iter().filter(|r| **r == *start).count();
+                        assert!(second as u32 <= rate.div_ceil(60), "job {} released {second} at once", j.id);
                         releases_checked += 1;
                     }
                 }
@@ -1373,7 +1441,7 @@ pub async fn a_success_that_installs_nothing_keeps_the_versions(store: &dyn Stor
     use updraft_core::rollout::Handling;
     fleet(store, 1).await;
     store.create_job("acme", &job("dl", "fw2"), &[("d0".to_owned(), ExecutionState::Queued)], t(20)).await.unwrap();
-    store.release_executions("acme", "dl", 1, t(21)).await.unwrap();
+    release(store, "dl", 1, t(21)).await;
     let e = store.device_actions("acme", "d0").await.unwrap().active.unwrap();
     let downloaded = report(ReportKind::Downloaded, "downloaded");
     let rule = |x: &updraft_core::job::Execution| {
@@ -1500,7 +1568,7 @@ pub async fn action_ids_count_per_tenant_and_per_attempt(store: &dyn Store) {
     assert!(action("d1", n).await.is_none(), "another device's action names nothing");
     assert_eq!(action("d0", 3).await.map(|(e, _)| (e.job, e.action)), Some(("j2".to_owned(), 3)));
     assert!(action("d0", 4).await.is_none());
-    store.release_executions("acme", "j1", 2, t(21)).await.unwrap();
+    release(store, "j1", 2, t(21)).await;
     let failed = report(ReportKind::Closed { success: false }, "closed/failure");
     let rule = |e: &updraft_core::job::Execution| on_device_report(e, &failed, t(22)).map(Some);
     store.change_execution("acme", first.action_id, &rule, t(22)).await.unwrap().unwrap();

@@ -109,6 +109,26 @@ pub type DeviceChange<'a> = &'a (dyn Fn(&mut Device) -> Result<(), Vec<updraft_c
 /// `Ok(None)` leaves it as it is.
 pub type ExecutionRule<'a> = &'a (dyn Fn(&Execution) -> Result<Option<Transition>, TransitionError> + Send + Sync);
 
+/// How many executions a release may set off, decided inside its transaction
+/// from the job as stored and its pace statistics.
+pub type ReleaseBudget<'a> = &'a (dyn Fn(&Job, &PaceStats) -> u64 + Send + Sync);
+
+/// What a release did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Released {
+    /// What the budget allowed.
+    pub allowed: u64,
+    /// The executions released, oldest first.
+    pub executions: Vec<Execution>,
+}
+
+impl Released {
+    /// The devices released, oldest first.
+    pub fn devices(&self) -> Vec<String> {
+        self.executions.iter().map(|e| e.device.clone()).collect()
+    }
+}
+
 /// Which devices a device list covers, besides paging and search.
 #[derive(Debug, Clone, Default)]
 pub struct DeviceScope {
@@ -363,10 +383,22 @@ pub trait Store: Send + Sync + 'static {
     async fn update_job_spec(&self, tenant: &str, id: &str, spec: &JobSpec) -> StoreResult<()>;
     /// What pacing needs to know of a job's executions at `now`.
     async fn pace_stats(&self, tenant: &str, job: &str, now: Timestamp) -> StoreResult<PaceStats>;
-    /// Releases up to `max` queued executions of the job (oldest first) to
-    /// their devices (`notified`), skipping devices that are working on
-    /// another execution; answers the devices released.
-    async fn release_executions(&self, tenant: &str, job: &str, max: u64, now: Timestamp) -> StoreResult<Vec<String>>;
+    /// Releases queued executions of the job to their devices (`notified`),
+    /// oldest first, all in one write transaction: it reads the job (locked
+    /// against other releases of it) and its [`PaceStats`] at `now`, asks
+    /// `budget` how many it may release, and releases up to that many, skipping
+    /// devices working on another execution (a device never has two in
+    /// progress, however many releases run at once). `device` limits it to
+    /// that device's execution (a device asking for the job).
+    /// `NotFound` when the job does not exist.
+    async fn release_executions(
+        &self,
+        tenant: &str,
+        job: &str,
+        device: Option<&str>,
+        budget: ReleaseBudget<'_>,
+        now: Timestamp,
+    ) -> StoreResult<Released>;
     /// Ends as `timed_out` the job's executions in progress released before `released_before`.
     async fn time_out_executions(
         &self,

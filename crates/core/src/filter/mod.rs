@@ -175,6 +175,31 @@ impl Filter {
         Filter::read_json(&value)
     }
 
+    /// Reads the JSON form as a client gives it. It must be an object with at least
+    /// one condition, `include` or `exclude`: `null`, an array (which would read as an
+    /// empty object) or `{}` never stand for every device (the text form's `all` does).
+    pub fn from_json_value(value: serde_json::Value) -> Result<Filter, Vec<FilterError>> {
+        let at = Location::Json { path: String::new() };
+        let empty = |what: &str| {
+            vec![
+                FilterError::new(ErrorKind::Structure, at.clone(), format!("the filter is {what}"))
+                    .expected("an object with a condition, `include` or `exclude`"),
+            ]
+        };
+        match &value {
+            serde_json::Value::Object(m) if m.is_empty() => return Err(empty("empty")),
+            serde_json::Value::Object(_) => {}
+            serde_json::Value::Null => return Err(empty("null")),
+            serde_json::Value::Array(_) => return Err(empty("an array")),
+            _ => return Err(empty("not an object")),
+        }
+        let filter = Filter::read_json(&value)?;
+        if filter.criteria.is_none() && filter.include.is_empty() && filter.exclude.is_empty() {
+            return Err(empty("empty"));
+        }
+        Ok(filter)
+    }
+
     /// The JSON form of this filter.
     pub fn to_json(&self) -> FilterJson {
         json::to_json(self)

@@ -32,6 +32,9 @@ const RESERVED: [&str; 9] = ["and", "or", "not", "in", "contains", "exists", "ag
 
 const AFTER_CONDITION: &str = "`and`, `or`, `include`, `exclude` or the end of the filter";
 
+/// What an empty filter should have said.
+pub(super) const EMPTY_EXPECTED: &str = "a condition, `include`/`exclude` lists, or `all` for every device";
+
 pub(super) fn parse(input: &str) -> Result<Filter, FilterError> {
     if input.len() > MAX_TEXT {
         return Err(FilterError::new(
@@ -88,7 +91,12 @@ impl<'a> Parser<'a> {
 
     fn filter(&mut self) -> Result<Filter, FilterError> {
         let first = self.peek()?.tok.clone();
-        let criteria = if first == Tok::Eof || is_keyword(&first, "include") || is_keyword(&first, "exclude") {
+        if first == Tok::Eof {
+            // Every device must be asked for in so many words (`all`), never by leaving a filter empty.
+            let t = self.next()?;
+            return Err(self.unexpected(&t, "the filter is empty", EMPTY_EXPECTED));
+        }
+        let criteria = if is_keyword(&first, "include") || is_keyword(&first, "exclude") {
             None
         } else if is_keyword(&first, "all") {
             self.next()?;

@@ -344,7 +344,7 @@ fn include_and_exclude() {
         &["d2", "d3", "d4", "d5"],
     );
     check(r#"exclude ["d1", "d2"]"#, r#"{"exclude": ["d1", "d2"]}"#, &["d3", "d4", "d5"]);
-    check("", "{}", &["d1", "d2", "d3", "d4", "d5"]);
+    check("all", "{}", &["d1", "d2", "d3", "d4", "d5"]);
 }
 
 #[test]
@@ -860,4 +860,19 @@ mod hot_path {
         let per_check = start.elapsed() / rounds;
         eprintln!("1000 compiled filters x 1 device: {per_check:?} per device ({} matches)", matched / rounds as usize);
     }
+}
+
+#[test]
+fn an_empty_null_or_array_filter_is_refused() {
+    for text in ["", "   ", "\n\t"] {
+        let e = Filter::parse(text).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Syntax, "{text:?}");
+        assert!(e.message.contains("empty"), "{e}");
+    }
+    assert!(Filter::parse("all").unwrap().criteria().is_none(), "every device, in so many words");
+    for json in ["{}", "null", "[]", "[[], []]", "\"\"", "7", r#"{"exclude": []}"#, r#"{"properties": []}"#] {
+        let e = Filter::from_json_value(serde_json::from_str(json).unwrap()).unwrap_err();
+        assert_eq!(e[0].kind, ErrorKind::Structure, "{json}: {e:?}");
+    }
+    assert!(Filter::from_json_value(serde_json::json!({"product": "thermo"})).is_ok());
 }

@@ -35,6 +35,7 @@ pub struct FilterSpecIn {
     /// The text form: `product == "thermo-x" and fw.host < "2.0.0"`.
     pub query: Option<String>,
     /// The JSON form.
+    #[serde(default, deserialize_with = "present")]
     #[schema(schema_with = super::schemas::filter_json_in)]
     pub filter: Option<Value>,
     /// A saved filter's id.
@@ -46,6 +47,7 @@ pub struct FilterSpecIn {
 #[serde(deny_unknown_fields)]
 pub struct PreviewIn {
     pub query: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     #[schema(schema_with = super::schemas::filter_json_in)]
     pub filter: Option<Value>,
     pub filter_id: Option<String>,
@@ -78,6 +80,7 @@ pub struct SavedFilterIn {
     /// The text form (give this or `filter`).
     pub query: Option<String>,
     /// The JSON form (give this or `query`).
+    #[serde(default, deserialize_with = "present")]
     #[schema(schema_with = super::schemas::filter_json_in)]
     pub filter: Option<Value>,
 }
@@ -91,6 +94,7 @@ pub struct SavedFilterPatch {
     #[schema(value_type = Option<String>)]
     pub description: Option<Option<String>>,
     pub query: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     #[schema(schema_with = super::schemas::filter_json_in)]
     pub filter: Option<Value>,
 }
@@ -170,9 +174,16 @@ pub fn parse_query(field: &str, text: &str) -> ApiResult<Filter> {
     Filter::parse(text).map_err(|e| invalid_filter(field, &[e]))
 }
 
-/// Reads the JSON form.
+/// Reads the JSON form (`null`, an array or an empty object are refused: see
+/// [`Filter::from_json_value`]).
 pub fn parse_json(field: &str, value: Value) -> ApiResult<Filter> {
-    Filter::read_json(&value).map_err(|errors| invalid_filter(field, &errors))
+    Filter::from_json_value(value).map_err(|errors| invalid_filter(field, &errors))
+}
+
+/// Reads a filter field that may be absent (`None`) or given, `null` included
+/// (`Some(Value::Null)`), so that a `null` filter is refused rather than taken as none.
+pub fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
 }
 
 /// The filter given by a query text or a JSON form, exactly one of them.
@@ -239,7 +250,7 @@ fn check(f: &SavedFilter) -> ApiResult<()> {
     }
     validate::text("name", &f.name, 256, &mut errors);
     if let Some(d) = &f.description {
-        validate::long_text("description", d, validate::MAX_DESCRIPTION, &mut errors);
+        validate::description("description", d, validate::MAX_DESCRIPTION, &mut errors);
     }
     if errors.is_empty() { Ok(()) } else { Err(ApiError::invalid(errors)) }
 }

@@ -88,7 +88,7 @@ fn check(g: &Group) -> ApiResult<()> {
     validate::key("id", &g.id, &mut errors);
     validate::text("name", &g.name, 256, &mut errors);
     if let Some(d) = &g.description {
-        validate::long_text("description", d, validate::MAX_DESCRIPTION, &mut errors);
+        validate::description("description", d, validate::MAX_DESCRIPTION, &mut errors);
     }
     if errors.is_empty() { Ok(()) } else { Err(ApiError::invalid(errors)) }
 }

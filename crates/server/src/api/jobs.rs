@@ -14,8 +14,8 @@ use updraft_core::job::{
     EventSource, Execution, ExecutionEvent, ExecutionState, Job, JobCommand, JobKind, JobState, on_consent,
 };
 use updraft_core::rollout::{
-    AbortRule, DEFAULT_MAX_CONCURRENCY, DEFAULT_TIMEOUT_SECONDS, Handling, JobSpec, MAX_VERIFY_DEVICES, Pace, Ramp,
-    Recurrence, Retry, Targeting, current_rate,
+    AbortRule, DEFAULT_MAX_CONCURRENCY, Handling, JobSpec, MAX_VERIFY_DEVICES, Pace, Ramp, Recurrence, Retry,
+    Targeting, current_rate,
 };
 use updraft_core::schedule::{DailyWindow, Schedule};
 use updraft_core::{Access, FieldError, validate};
@@ -68,6 +68,7 @@ pub struct JobIn {
     #[serde(default)]
     pub groups: Vec<String>,
     /// An inline filter: the text form, or the JSON form.
+    #[serde(default, deserialize_with = "super::filters::present")]
     #[schema(schema_with = super::schemas::filter_in)]
     pub filter: Option<serde_json::Value>,
     /// A saved filter; a continuous job follows its edits.
@@ -109,8 +110,8 @@ pub struct JobIn {
     #[schema(schema_with = super::schemas::schedule_in)]
     pub schedule: Option<ScheduleIn>,
     #[schema(schema_with = super::schemas::retry)]
-    pub retry: Option<Retry>,
-    /// 300–172800 (default 7200).
+    pub retry: Option<RetryIn>,
+    /// 60–172800; absent or `null`: no limit.
     #[schema(schema_with = super::schemas::timeout_seconds)]
     pub timeout_seconds: Option<u32>,
     /// Start now (default true); `false` creates it to start later.
@@ -121,6 +122,14 @@ pub struct JobIn {
     /// When devices may install (they download at any time): `{"timezone", "days", "window": {"from", "to"}}`.
     #[schema(schema_with = super::schemas::schedule_in)]
     pub maintenance_window: Option<ScheduleIn>,
+}
+
+/// Retries: `count` (1–10) and `interval_minutes` (default 0: at once); an interval without a count is refused.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryIn {
+    pub count: Option<u32>,
+    pub interval_minutes: Option<u32>,
 }
 
 /// A schedule: the core's form, or seed 001's seconds of day (`startSchedule`, `endSchedule`)
@@ -243,7 +252,7 @@ pub struct JobSpecOut {
     schedule: Option<Schedule>,
     #[schema(schema_with = super::schemas::retry_out)]
     retry: Retry,
-    timeout_seconds: u32,
+    timeout_seconds: Option<u32>,
     translations: BTreeMap<String, String>,
     metadata: BTreeMap<String, String>,
     #[schema(schema_with = super::schemas::additional_params)]
@@ -384,14 +393,16 @@ fn dedup(field: &str, list: &[String], errors: &mut Vec<FieldError>) {
     }
 }
 
-/// Checks that each named device exists and is of `product`.
+/// Checks that each named device exists (else it is `missing`) and is of `product`
+/// (when the product is known).
 async fn check_named(
     state: &AppState,
     tenant: &str,
     field: &str,
     ids: &[String],
-    product: &str,
+    product: Option<&str>,
     errors: &mut Vec<FieldError>,
+    missing: &mut Vec<FieldError>,
 ) -> ApiResult<()> {
     if ids.is_empty() {
         return Ok(());
@@ -400,10 +411,10 @@ async fn check_named(
         state.store.get_devices(tenant, ids).await?.into_iter().map(|d| (d.id.clone(), d)).collect();
     for id in ids {
         match found.get(id) {
-            None => errors.push(FieldError::new(format!("{field}.{id}"), format!("device `{id}` not found"))),
-            Some(d) if d.product != product => errors.push(FieldError::new(
+            None => missing.push(FieldError::new(format!("{field}.{id}"), format!("device `{id}` not found"))),
+            Some(d) if product.is_some_and(|product| d.product != product) => errors.push(FieldError::new(
                 format!("{field}.{id}"),
-                format!("device `{id}` is a `{}`, the image is for `{product}`", d.product),
+                format!("device `{id}` is a `{}`, the image is for `{}`", d.product, product.unwrap_or_default()),
             )),
             _ => {}
         }
@@ -429,7 +440,7 @@ pub async fn create(
     }
     let description = non_empty(input.description);
     if let Some(d) = &description {
-        validate::long_text("description", d, validate::MAX_DESCRIPTION, &mut errors);
+        validate::description("description", d, validate::MAX_DESCRIPTION, &mut errors);
     }
     for (field, list) in [
         ("devices", &input.devices),
@@ -445,10 +456,12 @@ pub async fn create(
         Some(serde_json::Value::String(text)) => Some(super::filters::parse_query("filter", &text)?),
         Some(json) => Some(super::filters::parse_json("filter", json)?),
     };
+    // References to what does not exist answer 404, once the request is otherwise valid.
+    let mut missing = Vec::new();
     if let Some(fid) = &input.filter_id
         && state.store.get_saved_filter(tenant, fid).await?.is_none()
     {
-        errors.push(FieldError::new("filter_id", format!("saved filter `{fid}` not found")));
+        missing.push(FieldError::new("filter_id", format!("saved filter `{fid}` not found")));
     }
     let kind = input.kind.unwrap_or_default();
     let schedule = input.schedule.and_then(|s| s.into_schedule(&mut errors));
@@ -474,8 +487,8 @@ pub async fn create(
             abort: input.abort,
         },
         schedule,
-        retry: input.retry.unwrap_or_default(),
-        timeout_seconds: input.timeout_seconds.unwrap_or(DEFAULT_TIMEOUT_SECONDS),
+        retry: input.retry.map(|r| Retry::given(r.count, r.interval_minutes, &mut errors)).unwrap_or_default(),
+        timeout_seconds: input.timeout_seconds,
         translations: input.translations,
         metadata: input.metadata,
         additional_params: input.additional_params,
@@ -497,18 +510,22 @@ pub async fn create(
     }
     for g in &t.groups {
         if state.store.get_group(tenant, g).await?.is_none() {
-            errors.push(FieldError::new(format!("groups.{g}"), format!("group `{g}` not found")));
+            missing.push(FieldError::new(format!("groups.{g}"), format!("group `{g}` not found")));
         }
     }
-    let Some(firmware) = state.store.get_firmware(tenant, &input.firmware).await? else {
-        errors.push(FieldError::new("firmware", format!("firmware `{}` not found", input.firmware)));
-        return Err(ApiError::invalid(errors));
-    };
-    check_named(&state, tenant, "devices", &t.devices, &firmware.product, &mut errors).await?;
-    check_named(&state, tenant, "include", &t.include, &firmware.product, &mut errors).await?;
+    let firmware = state.store.get_firmware(tenant, &input.firmware).await?;
+    if firmware.is_none() {
+        missing.push(FieldError::new("firmware", format!("firmware `{}` not found", input.firmware)));
+    }
+    let product = firmware.as_ref().map(|f| f.product.as_str());
+    check_named(&state, tenant, "devices", &t.devices, product, &mut errors, &mut missing).await?;
+    check_named(&state, tenant, "include", &t.include, product, &mut errors, &mut missing).await?;
     if !errors.is_empty() {
         return Err(ApiError::invalid(errors));
     }
+    let Some(firmware) = firmware.filter(|_| missing.is_empty()) else {
+        return Err(ApiError::missing(missing));
+    };
     if kind == JobKind::Upgrade && firmware.needs_verification && !firmware.verified {
         return Err(ApiError::new(
             ErrorCode::FirmwareNotVerified,

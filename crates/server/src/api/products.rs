@@ -70,7 +70,7 @@ fn check(p: &Product) -> ApiResult<()> {
     validate::key("key", &p.key, &mut errors);
     validate::text("name", &p.name, 256, &mut errors);
     if let Some(d) = &p.description {
-        validate::long_text("description", d, validate::MAX_DESCRIPTION, &mut errors);
+        validate::description("description", d, validate::MAX_DESCRIPTION, &mut errors);
     }
     if errors.is_empty() { Ok(()) } else { Err(ApiError::invalid(errors)) }
 }

@@ -2,7 +2,8 @@
 //! Jobs with `allow_device_request` (and those not pushed at all) keep a
 //! device's execution queued until the device asks for it here; the ask
 //! releases it at once if the job is running and its pace allows (a free slot
-//! under `max_concurrency`, and `max_per_minute` not spent in the last minute).
+//! under `max_concurrency`, and the rate's share of this second not spent:
+//! `updraft_core::rollout::release_budget`, as for the scheduler's releases).
 //!
 //! - `GET  {base}/updraft/jobs` — the jobs this device may ask for;
 //! - `POST {base}/updraft/jobs/{job}` — ask: answers the `deploymentBase`
@@ -13,8 +14,8 @@ use axum::Json;
 use axum::extract::State;
 use serde::Serialize;
 use updraft_core::PageRequest;
-use updraft_core::job::{ExecutionState, JobState, on_release};
-use updraft_core::rollout::current_rate;
+use updraft_core::job::{ExecutionState, Job, JobState};
+use updraft_core::rollout::{PaceStats, release_budget};
 use updraft_store::ExecutionScope;
 
 use super::{DdiDevice, DdiError, DdiResult, etag_param};
@@ -67,22 +68,29 @@ pub async fn request(
     let Some((_, e)) = requestable_jobs(&state, &dev).await?.into_iter().find(|(j, _)| j.job == wanted) else {
         return Err(DdiError::NotFound(format!("no job {wanted} this device may ask for")));
     };
-    if state.store.device_actions(&dev.tenant, &dev.id).await?.active.is_some_and(|a| a.state.is_in_progress()) {
-        return Err(DdiError::Conflict("the device is working on another action".into()));
-    }
-    let job = state.store.get_job(&dev.tenant, &e.job).await?.ok_or_else(|| DdiError::NotFound(e.job.clone()))?;
     let now = state.now();
-    let stats = state.store.pace_stats(&dev.tenant, &job.id, now).await?;
-    // Within the job's pace: its concurrency, and its rate over the last minute.
-    let rate_spent = current_rate(&job.spec.pace, &stats).is_some_and(|r| stats.released_last_minute >= r);
-    if stats.in_progress >= u64::from(job.spec.pace.max_concurrency) || rate_spent {
-        return Err(DdiError::Unavailable);
-    }
-    let released = state
-        .change_execution(&dev.tenant, &e, &|x| on_release(x, now).map(Some), now)
-        .await?
-        .map_err(|_| DdiError::NotFound(format!("action {} is no longer queued", e.public_id())))?;
-    tracing::info!(job = %job.id, device = %dev.id, "device asked for its job");
+    // The pace and the device's other executions are checked in the release's own
+    // transaction, so concurrent asks (and the scheduler) cannot both pass.
+    let budget = |j: &Job, stats: &PaceStats| {
+        if j.state == JobState::Running && j.spec.allow_device_request {
+            release_budget(&j.spec.pace, stats)
+        } else {
+            0
+        }
+    };
+    let released = state.store.release_executions(&dev.tenant, &e.job, Some(&dev.id), &budget, now).await?;
+    state.poll_cache.forget_device(&dev.tenant, &dev.id);
+    let Some(released) = released.executions.into_iter().next() else {
+        if state.store.device_actions(&dev.tenant, &dev.id).await?.active.is_some_and(|a| a.state.is_in_progress()) {
+            return Err(DdiError::Conflict("the device is working on another action".into()));
+        }
+        if released.allowed == 0 {
+            return Err(DdiError::Unavailable);
+        }
+        return Err(DdiError::NotFound(format!("action {} is no longer queued", e.public_id())));
+    };
+    tracing::info!(job = %e.job, device = %dev.id, "device asked for its job");
+    let job = state.store.get_job(&dev.tenant, &e.job).await?.ok_or_else(|| DdiError::NotFound(e.job.clone()))?;
     let href = format!(
         "{}/deploymentBase/{}?c={}",
         dev.base_url,
