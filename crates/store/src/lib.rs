@@ -303,8 +303,9 @@ pub trait Store: Send + Sync + 'static {
     // --- jobs and executions -------------------------------------------------------------
 
     /// Creates a job and one execution per target, in the target's initial state.
-    /// `Conflict` when the id is taken; `Invalid` names each target that already
-    /// has an unfinished execution or does not exist.
+    /// `Conflict` when the id is taken; `Invalid` names each target that does not
+    /// exist (a device busy with another job's execution is fine: its execution
+    /// waits, queued, until the other one ends).
     async fn create_job(
         &self,
         tenant: &str,
