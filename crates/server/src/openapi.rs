@@ -45,17 +45,19 @@ const ERROR_RESPONSES: &[(u16, &str)] = &[
     (415, "UnsupportedMediaType"),
     (422, "Unprocessable"),
     (429, "RateLimited"),
+    (500, "Internal"),
     (503, "Unavailable"),
 ];
 
 /// The errors an operation can answer because of what it is: every call is
 /// authenticated (401), checked against the key's role (403), rate limited
-/// (429) and served by the store (503); a call with a body can send one that
+/// (429) and served by the store (503) and the blob store (500 when it
+/// fails, 503 when the database does); a call with a body can send one that
 /// is malformed (400), too large (413) or of another type (415); a call with
 /// parameters can send malformed ones (400); a call that names resources, in
 /// its path or its body, can name one that does not exist (404).
 pub fn common_errors(has_body: bool, has_path_params: bool, has_query_params: bool) -> Vec<u16> {
-    let mut statuses = vec![401, 403, 429, 503];
+    let mut statuses = vec![401, 403, 429, 500, 503];
     if has_body || has_path_params || has_query_params {
         statuses.push(400);
     }
@@ -238,7 +240,7 @@ mod tests {
         let doc = document();
         for (path, item) in doc["paths"].as_object().unwrap() {
             for (method, op) in item.as_object().unwrap() {
-                for s in [401, 403, 429, 503] {
+                for s in [401, 403, 429, 500, 503] {
                     assert!(op["responses"].get(s.to_string()).is_some(), "{method} {path} lacks {s}");
                 }
                 for (status, r) in op["responses"].as_object().unwrap() {
