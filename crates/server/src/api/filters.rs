@@ -160,9 +160,16 @@ fn problem(field: &str, e: &FilterError) -> Value {
 
 /// A 400 `invalid_filter` naming every problem, each with where it is.
 pub fn invalid_filter(field: &str, errors: &[FilterError]) -> ApiError {
+    // A problem in the JSON form is named by its path (`filter.status.connection_status`),
+    // one in the text form by its place in the text (`query: at line 1, column 9: …`).
+    let say = |e: &FilterError| match &e.location {
+        Location::Json { path } if path.is_empty() => format!("{field}: {}", e.describe()),
+        Location::Json { path } => format!("{field}.{path}: {}", e.describe()),
+        _ => format!("{field}: {e}"),
+    };
     let message = match errors {
-        [one] => format!("{field}: {one}"),
-        [first, rest @ ..] => format!("{field}: {first} (and {} more problems)", rest.len()),
+        [one] => say(one),
+        [first, rest @ ..] => format!("{} (and {} more problems)", say(first), rest.len()),
         [] => format!("{field}: the filter is invalid"),
     };
     let details: Vec<Value> = errors.iter().map(|e| problem(field, e)).collect();
