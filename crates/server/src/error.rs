@@ -142,6 +142,7 @@ impl From<StoreError> for ApiError {
                 ApiError::new(ErrorCode::InUse, format!("{what} `{id}` is in use by {by}"))
             }
             StoreError::Invalid(e) => e.into(),
+            StoreError::Missing(references) => ApiError::missing(references),
             StoreError::Backend(message) => {
                 tracing::error!(error = %message, "store error");
                 ApiError::of(ErrorCode::Unavailable)

@@ -178,7 +178,7 @@ async fn bad_requests_are_answered_and_write_nothing(b: Backend) {
     api.post("/api/v1/products", json!({"key": "p2", "description": long}))
         .await
         .expect(400, Some("validation_failed"));
-    api.post("/api/v1/devices", json!({"id": "d1", "product": "ghost"})).await.expect(400, Some("validation_failed"));
+    api.post("/api/v1/devices", json!({"id": "d1", "product": "ghost"})).await.expect(404, Some("not_found"));
     api.post("/api/v1/devices", json!({"id": "d1", "product": "thermo", "properties": {"bad name": 1}}))
         .await
         .expect(400, Some("validation_failed"));
@@ -190,7 +190,7 @@ async fn bad_requests_are_answered_and_write_nothing(b: Backend) {
         .expect(400, Some("invalid_json"));
     api.post("/api/v1/groups", json!({"id": "g", "name": "G", "product": "ghost"}))
         .await
-        .expect(400, Some("validation_failed"));
+        .expect(404, Some("not_found"));
     assert_eq!(api.get("/api/v1/products").await.ok()["total"], 1);
     assert_eq!(api.get("/api/v1/devices").await.ok()["total"], 0);
     assert_eq!(api.get("/api/v1/groups").await.ok()["total"], 0);
@@ -310,8 +310,8 @@ async fn firmware_uploads_that_fail_leave_nothing(b: Backend) {
                 .text("product", "ghost")
                 .text("version", "2.0.0")
                 .part("file", part(b"x".to_vec(), "fw.bin")),
-            400,
-            "validation_failed",
+            404,
+            "not_found",
         ),
         // not a semantic version
         (

@@ -691,6 +691,7 @@ impl Store for $store {
             return Err(StoreError::not_found("group", group));
         };
         let mut errors = Vec::new();
+        let mut missing = Vec::new();
         let mut found = std::collections::HashMap::new();
         for chunk in add.chunks(500) {
             let mut q = QueryBuilder::<sqlx::$db>::new("SELECT id, product FROM devices WHERE tenant = ");
@@ -705,7 +706,7 @@ impl Store for $store {
         }
         for (i, id) in add.iter().enumerate() {
             match (found.get(id), &group_product) {
-                (None, _) => errors.push(FieldError::new(format!("add.{i}"), format!("device `{id}` not found"))),
+                (None, _) => missing.push(FieldError::new(format!("add.{i}"), format!("device `{id}` not found"))),
                 (Some(p), Some(gp)) if p != gp => errors.push(FieldError::new(
                     format!("add.{i}"),
                     format!("device `{id}` is of product `{p}`, the group only holds `{gp}`"),
@@ -713,9 +714,7 @@ impl Store for $store {
                 _ => {}
             }
         }
-        if !errors.is_empty() {
-            return Err(StoreError::invalid(errors));
-        }
+        StoreError::refuse(errors, missing)?;
         let mut change = MembershipChange::default();
         for chunk in add.chunks(1000) {
             let mut q = QueryBuilder::<sqlx::$db>::new("INSERT INTO group_members (tenant, group_id, device_id, added_at) ");
@@ -907,7 +906,7 @@ impl Store for $store {
 
     async fn create_job(&self, tenant: &str, job: &Job, targets: &[(String, ExecutionState)], now: Timestamp) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
-        let mut errors = Vec::new();
+        let mut missing = Vec::new();
         for chunk in targets.chunks(500) {
             let mut q = QueryBuilder::<sqlx::$db>::new("SELECT id FROM devices d WHERE d.tenant = ");
             q.push_bind(tenant).push(" AND d.id IN (");
@@ -920,13 +919,11 @@ impl Store for $store {
             let found: std::collections::HashSet<String> = rows.into_iter().collect();
             for (id, _) in chunk {
                 if !found.contains(id) {
-                    errors.push(FieldError::new(format!("devices.{id}"), format!("device `{id}` not found")));
+                    missing.push(FieldError::new(format!("devices.{id}"), format!("device `{id}` not found")));
                 }
             }
         }
-        if !errors.is_empty() {
-            return Err(StoreError::invalid(errors));
-        }
+        StoreError::refuse(Vec::new(), missing)?;
         let spec = serde_json::to_string(&job.spec).map_err(|e| StoreError::Backend(e.to_string()))?;
         sqlx::query(
             "INSERT INTO jobs (tenant, id, name, description, kind, firmware, product, state, consent_required,
@@ -1469,7 +1466,7 @@ async fn insert_devices(
     products.dedup();
     let mut missing_products = std::collections::HashSet::new();
     for p in products {
-        if product_exists(tx, tenant, p, "product").await.is_err() {
+        if !product_known(tx, tenant, p).await? {
             missing_products.insert(p);
         }
     }
@@ -1490,15 +1487,12 @@ async fn insert_devices(
             }
         }
     }
-    for (i, d) in devices.iter().enumerate() {
-        if missing_products.contains(d.product.as_str()) {
-            errors.push(FieldError::new(format!("{i}.product"), format!("product `{}` not found", d.product)));
-        }
-    }
-    if !errors.is_empty() {
-        errors.sort_by_key(|e| e.field.split('.').next().and_then(|n| n.parse::<usize>().ok()));
-        return Err(StoreError::invalid(errors));
-    }
+    let missing: Vec<FieldError> = (devices.iter().enumerate())
+        .filter(|(_, d)| missing_products.contains(d.product.as_str()))
+        .map(|(i, d)| FieldError::new(format!("{i}.product"), format!("product `{}` not found", d.product)))
+        .collect();
+    errors.sort_by_key(|e| e.field.split('.').next().and_then(|n| n.parse::<usize>().ok()));
+    StoreError::refuse(errors, missing)?;
     for chunk in devices.chunks(1000) {
         let mut q = QueryBuilder::<sqlx::$db>::new(
             "INSERT INTO devices (tenant, id, product, firmware, hardware_version, module_model, module_version,
@@ -1554,17 +1548,22 @@ async fn insert_key(tx: &mut <sqlx::$db as sqlx::Database>::Connection, key: &Ap
     Ok(())
 }
 
-async fn product_exists(tx: &mut <sqlx::$db as sqlx::Database>::Connection, tenant: &str, key: &str, field: &str) -> StoreResult<()> {
+async fn product_known(tx: &mut <sqlx::$db as sqlx::Database>::Connection, tenant: &str, key: &str) -> StoreResult<bool> {
     let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM products WHERE tenant = $1 AND key = $2")
         .bind(tenant)
         .bind(key)
         .fetch_one(&mut *tx)
         .await
         .map_err(db_err)?;
-    if n == 0 {
-        Err(StoreError::invalid(vec![FieldError::new(field, format!("product `{key}` not found"))]))
-    } else {
+    Ok(n > 0)
+}
+
+/// `Missing` (`field`) when the tenant has no product `key`.
+async fn product_exists(tx: &mut <sqlx::$db as sqlx::Database>::Connection, tenant: &str, key: &str, field: &str) -> StoreResult<()> {
+    if product_known(tx, tenant, key).await? {
         Ok(())
+    } else {
+        Err(StoreError::Missing(vec![FieldError::new(field, format!("product `{key}` not found"))]))
     }
 }
 

@@ -132,6 +132,14 @@ fn invalid_fields(e: StoreError) -> Vec<String> {
     }
 }
 
+/// The references to rows that do not exist, of a `Missing` error.
+fn missing_fields(e: StoreError) -> Vec<String> {
+    match e {
+        StoreError::Missing(references) => references.into_iter().map(|e| e.field).collect(),
+        other => panic!("expected Missing, got {other:?}"),
+    }
+}
+
 pub async fn tenants_and_keys(store: &dyn Store) {
     let acme = Tenant { id: "acme".into(), name: "Acme".into(), created_at: t(0) };
     assert!(store.ensure_tenant(&acme).await.unwrap());
@@ -222,7 +230,7 @@ pub async fn firmware_crud_and_version_conflict(store: &dyn Store) {
     let same_id = store.create_firmware("acme", &firmware("fw1", "thermo", "1.1.0")).await;
     assert!(matches!(same_id, Err(StoreError::Conflict { .. })), "{same_id:?}");
     let no_product = store.create_firmware("acme", &firmware("fw3", "ghost", "1.0.0")).await;
-    assert_eq!(invalid_fields(no_product.unwrap_err()), ["product"]);
+    assert_eq!(missing_fields(no_product.unwrap_err()), ["product"], "an unknown product is a missing reference");
     store.create_firmware("acme", &firmware("fw4", "thermo", "1.1.0")).await.unwrap();
     store.create_product("acme", &product("other")).await.unwrap();
     store.create_firmware("acme", &firmware("fw5", "other", "1.0.0")).await.unwrap();
@@ -242,7 +250,10 @@ pub async fn devices_bulk_create_is_all_or_nothing(store: &dyn Store) {
     store.create_devices("acme", &[device("d0", "thermo")], t(5)).await.unwrap();
     let batch = vec![device("d1", "thermo"), device("d0", "thermo"), device("d2", "ghost"), device("d1", "thermo")];
     let err = store.create_devices("acme", &batch, t(6)).await.unwrap_err();
-    assert_eq!(invalid_fields(err), ["1.id", "2.product", "3.id"]);
+    assert_eq!(invalid_fields(err), ["1.id", "3.id", "2.product"], "taken ids, then unknown products");
+    let unknown = store.create_devices("acme", &[device("d5", "thermo"), device("d6", "ghost")], t(6)).await;
+    assert_eq!(missing_fields(unknown.unwrap_err()), ["1.product"], "only unknown products: a missing reference");
+    assert_eq!(store.get_device("acme", "d5").await.unwrap(), None, "nothing of a refused batch is written");
     assert_eq!(store.get_device("acme", "d1").await.unwrap(), None, "nothing of a rejected batch is written");
 
     let many: Vec<NewDevice> = (0..2500).map(|i| device(&format!("dev-{i:05}"), "thermo")).collect();
@@ -318,7 +329,7 @@ pub async fn groups_and_membership(store: &dyn Store) {
     store.create_group("acme", &g).await.unwrap();
     assert!(matches!(store.create_group("acme", &g).await, Err(StoreError::Conflict { .. })));
     let bad_product = Group { id: "x".into(), product: Some("ghost".into()), ..g.clone() };
-    assert_eq!(invalid_fields(store.create_group("acme", &bad_product).await.unwrap_err()), ["product"]);
+    assert_eq!(missing_fields(store.create_group("acme", &bad_product).await.unwrap_err()), ["product"]);
 
     let add: Vec<String> = (0..20).map(|i| format!("t{i:02}")).collect();
     let change = store.change_members("acme", "lab", &add, &[], t(7)).await.unwrap();
@@ -326,7 +337,9 @@ pub async fn groups_and_membership(store: &dyn Store) {
     let change = store.change_members("acme", "lab", &add[..5], &add[15..], t(8)).await.unwrap();
     assert_eq!((change.added, change.removed), (0, 5), "re-adding is a no-op");
     let bad = store.change_members("acme", "lab", &["t25".into(), "ghost".into(), "p0".into()], &[], t(9)).await;
-    assert_eq!(invalid_fields(bad.unwrap_err()), ["add.1", "add.2"]);
+    assert_eq!(invalid_fields(bad.unwrap_err()), ["add.2", "add.1"], "another product's device, then unknown ones");
+    let unknown = store.change_members("acme", "lab", &["t25".into(), "ghost".into()], &[], t(9)).await;
+    assert_eq!(missing_fields(unknown.unwrap_err()), ["add.1"], "only unknown devices: a missing reference");
     assert_eq!(
         store.get_group("acme", "lab").await.unwrap().unwrap().member_count,
         15,
@@ -460,7 +473,7 @@ pub async fn jobs_and_executions(store: &dyn Store) {
             t(21),
         )
         .await;
-    assert_eq!(invalid_fields(again.unwrap_err()), ["devices.ghost"], "an unknown device refuses the job");
+    assert_eq!(missing_fields(again.unwrap_err()), ["devices.ghost"], "an unknown device refuses the job");
     assert_eq!(store.get_job("acme", "j2").await.unwrap(), None, "nothing of a refused job is written");
     assert_eq!(store.get_job("acme", "j1").await.unwrap(), Some(job("j1", "fw2")));
     let counts = store.execution_counts("acme", "j1").await.unwrap();

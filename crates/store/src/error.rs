@@ -12,6 +12,11 @@ pub enum StoreError {
     InUse { what: &'static str, id: String, by: String },
     #[error(transparent)]
     Invalid(#[from] updraft_core::Error),
+    /// The write names rows that do not exist (a product, a device, ...): each
+    /// reference, as a field error. Only when nothing else is wrong with the
+    /// write; see [`StoreError::refuse`].
+    #[error("{} reference(s) not found", .0.len())]
+    Missing(Vec<FieldError>),
     #[error("database error: {0}")]
     Backend(String),
 }
@@ -27,5 +32,20 @@ impl StoreError {
 
     pub fn invalid(errors: Vec<FieldError>) -> Self {
         StoreError::Invalid(updraft_core::Error::Invalid(errors))
+    }
+
+    /// Refuses a write for its problems: `Invalid` listing every one (the
+    /// `missing` references last) when any field is `invalid`; `Missing` when
+    /// every problem is a reference to a row that does not exist; `Ok` when
+    /// there is none.
+    pub fn refuse(mut invalid: Vec<FieldError>, missing: Vec<FieldError>) -> StoreResult<()> {
+        if !invalid.is_empty() {
+            invalid.extend(missing);
+            Err(StoreError::invalid(invalid))
+        } else if !missing.is_empty() {
+            Err(StoreError::Missing(missing))
+        } else {
+            Ok(())
+        }
     }
 }

@@ -204,7 +204,7 @@ pub trait Store: Send + Sync + 'static {
 
     // --- firmware -----------------------------------------------------------------
 
-    /// `Conflict` when the id, or the product's version, is taken; `Invalid` for an unknown product.
+    /// `Conflict` when the id, or the product's version, is taken; `Missing` (`product`) for an unknown product.
     async fn create_firmware(&self, tenant: &str, firmware: &Firmware) -> StoreResult<()>;
     async fn get_firmware(&self, tenant: &str, id: &str) -> StoreResult<Option<Firmware>>;
     async fn list_firmware(
@@ -217,8 +217,10 @@ pub trait Store: Send + Sync + 'static {
 
     // --- devices --------------------------------------------------------------------
 
-    /// Registers all the devices or none. `Invalid` lists every device (by index
-    /// in `devices`) whose id is taken or repeated, or whose product is unknown.
+    /// Registers all the devices or none. The problems name each device by its
+    /// index in `devices`: `Invalid` when an id is taken or repeated (listing
+    /// those, then each device whose product is unknown); `Missing` when the
+    /// only problem is unknown products (see [`StoreError::refuse`]).
     async fn create_devices(&self, tenant: &str, devices: &[NewDevice], now: Timestamp) -> StoreResult<()>;
     async fn get_device(&self, tenant: &str, id: &str) -> StoreResult<Option<Device>>;
     /// The devices among `ids` that exist, in any order (unknown ids are left out).
@@ -252,13 +254,16 @@ pub trait Store: Send + Sync + 'static {
 
     // --- groups -----------------------------------------------------------------------
 
+    /// `Conflict` when the id is taken; `Missing` (`product`) for an unknown product.
     async fn create_group(&self, tenant: &str, group: &Group) -> StoreResult<()>;
     async fn get_group(&self, tenant: &str, id: &str) -> StoreResult<Option<Group>>;
     async fn list_groups(&self, tenant: &str, page: &PageRequest) -> StoreResult<Page<Group>>;
     async fn update_group(&self, tenant: &str, group: &Group) -> StoreResult<()>;
     async fn delete_group(&self, tenant: &str, id: &str) -> StoreResult<()>;
-    /// Adds and removes members at once, all or nothing. `Invalid` names each
-    /// unknown device and each device of another product than the group's.
+    /// Adds and removes members at once, all or nothing. `NotFound` for an
+    /// unknown group. `Invalid` names each device of another product than the
+    /// group's (and then each unknown device); `Missing` names each unknown
+    /// device when that is the only problem (see [`StoreError::refuse`]).
     /// Adding a member twice and removing a non-member are no-ops.
     async fn change_members(
         &self,
@@ -303,7 +308,7 @@ pub trait Store: Send + Sync + 'static {
     // --- jobs and executions -------------------------------------------------------------
 
     /// Creates a job and one execution per target, in the target's initial state.
-    /// `Conflict` when the id is taken; `Invalid` names each target that does not
+    /// `Conflict` when the id is taken; `Missing` names each target that does not
     /// exist (a device busy with another job's execution is fine: its execution
     /// waits, queued, until the other one ends).
     async fn create_job(

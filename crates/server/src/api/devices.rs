@@ -167,6 +167,7 @@ fn new_device(input: DeviceIn, prefix: &str, errors: &mut Vec<FieldError>) -> (N
 
 #[utoipa::path(post, path = "/api/v1/devices", tag = "devices", request_body = DeviceIn,
     responses((status = 201, body = DeviceOut, description = "the device, with its token shown this once"),
+        (status = 404, description = "`not_found`: the product does not exist"),
         (status = 409, description = "the id is taken")))]
 pub async fn create(
     State(state): State<AppState>,
@@ -184,12 +185,16 @@ pub async fn create(
         StoreError::Invalid(updraft_core::Error::Invalid(errs)) if errs.iter().any(|e| e.field == "0.id") => {
             ApiError::new(ErrorCode::Conflict, format!("device `{id}` already exists"))
         }
-        StoreError::Invalid(updraft_core::Error::Invalid(errs)) => ApiError::invalid(
-            errs.into_iter().map(|e| FieldError::new(e.field.trim_start_matches("0."), e.message)).collect(),
-        ),
+        StoreError::Invalid(updraft_core::Error::Invalid(errs)) => ApiError::invalid(unprefixed(errs)),
+        StoreError::Missing(references) => ApiError::missing(unprefixed(references)),
         other => other.into(),
     })?;
     Ok((StatusCode::CREATED, Json(DeviceOut::new(device, Some(token)))))
+}
+
+/// The problems of a batch of one, named as fields of the device.
+fn unprefixed(errors: Vec<FieldError>) -> Vec<FieldError> {
+    errors.into_iter().map(|e| FieldError::new(e.field.trim_start_matches("0."), e.message)).collect()
 }
 
 /// Registers one device and runs what follows a registration (live
@@ -244,7 +249,7 @@ pub struct LineError {
     params(("Idempotency-Key" = Option<String>, Header, description = "makes a retry of the same import answer the first answer again, device tokens included (kept 24 h by default; see docs/api.md)")),
     request_body(content((inline(super::schemas::NdjsonDevices) = "application/x-ndjson"), (inline(super::schemas::CsvDevices) = "text/csv")),
         description = "NDJSON: one device object (as for POST /api/v1/devices) per line. CSV: a header of id, product, hardware_version, module_model, module_version, template_id, activated_at, connection_status, `firmware.<component>`, `prop.<name>` (string), `prop.<name>:number`, `prop.<name>:bool`, `meta.<key>`, then one device per line"),
-    responses((status = 201, body = ImportOut), (status = 422, description = "`import_rejected`: nothing was imported; `details` lists each line's problems; `idempotency_key_reused`: the key was used for another request")))]
+    responses((status = 201, body = ImportOut), (status = 422, description = "`import_rejected`: nothing was imported; `details` lists each line's problems (an unknown product among them); `idempotency_key_reused`: the key was used for another request")))]
 pub async fn import(
     State(state): State<AppState>,
     caller: Caller,
@@ -346,7 +351,8 @@ pub async fn import(
                 let created: Vec<updraft_core::Device> = devices.iter().map(|d| d.clone().into_device(now)).collect();
                 crate::targeting::devices_changed(&state, caller.tenant(), &created).await;
             }
-            Err(StoreError::Invalid(updraft_core::Error::Invalid(errs))) => {
+            // Unknown products stay among the batch's line errors: a batch mixes problems.
+            Err(StoreError::Invalid(updraft_core::Error::Invalid(errs)) | StoreError::Missing(errs)) => {
                 for e in errs {
                     let (index, field) = e.field.split_once('.').unwrap_or((&e.field, ""));
                     let line = index.parse::<usize>().ok().and_then(|i| lines.get(i).copied()).unwrap_or(0);

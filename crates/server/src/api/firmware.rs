@@ -137,7 +137,7 @@ fn check_file_name(field: &str, name: &str, errors: &mut Vec<FieldError>) {
 #[utoipa::path(post, path = "/api/v1/firmware", tag = "firmware",
     request_body(content = inline(super::schemas::FirmwareUpload), content_type = "multipart/form-data",
         description = "text fields `product`, `version` (required), `id`, `name`, `release_notes`, `metadata` (JSON object), `needs_verification`, `files` (JSON array of {name, component, version}); one or more file parts"),
-    responses((status = 201, body = FirmwareOut), (status = 409, description = "the id or the product's version is taken"), (status = 413, description = "larger than the upload limit")))]
+    responses((status = 201, body = FirmwareOut), (status = 404, description = "`not_found`: the product does not exist"), (status = 409, description = "the id or the product's version is taken"), (status = 413, description = "larger than the upload limit")))]
 pub async fn upload(
     State(state): State<AppState>,
     caller: Caller,
@@ -284,11 +284,13 @@ async fn describe(
         errors.push(FieldError::new("file", "at least one file part is required"));
     }
 
+    // An unknown product answers 404, once the upload is otherwise valid.
+    let mut missing = Vec::new();
     let product = match &product_key {
         Some(k) => match state.store.get_product(caller.tenant(), k).await? {
             Some(p) => Some(p),
             None => {
-                errors.push(FieldError::new("product", format!("product `{k}` not found")));
+                missing.push(FieldError::new("product", format!("product `{k}` not found")));
                 None
             }
         },
@@ -347,6 +349,9 @@ async fn describe(
     }
     if !errors.is_empty() {
         return Err(ApiError::invalid(errors));
+    }
+    if !missing.is_empty() {
+        return Err(ApiError::missing(missing));
     }
     Ok(Firmware {
         id,

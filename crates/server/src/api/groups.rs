@@ -94,7 +94,8 @@ fn check(g: &Group) -> ApiResult<()> {
 }
 
 #[utoipa::path(post, path = "/api/v1/groups", tag = "groups", request_body = GroupIn,
-    responses((status = 201, body = GroupOut), (status = 409, description = "the id is taken")))]
+    responses((status = 201, body = GroupOut), (status = 404, description = "`not_found`: the product does not exist"),
+        (status = 409, description = "the id is taken")))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -175,7 +176,8 @@ pub async fn delete(
 }
 
 #[utoipa::path(post, path = "/api/v1/groups/{id}/members", tag = "groups", request_body = MembersIn,
-    responses((status = 200, body = MembersOut), (status = 400, description = "unknown devices or devices of another product; nothing changed")))]
+    responses((status = 200, body = MembersOut), (status = 400, description = "devices of another product than the group's; nothing changed"),
+        (status = 404, description = "`not_found`: the group, or devices to add, do not exist (`details` names each); nothing changed")))]
 pub async fn change_members(
     State(state): State<AppState>,
     caller: Caller,

@@ -94,6 +94,7 @@ impl From<StoreError> for DdiError {
         match e {
             StoreError::NotFound { what, id } => DdiError::NotFound(format!("{what} {id} not found")),
             StoreError::Invalid(e) => DdiError::BadRequest(e.to_string()),
+            e @ StoreError::Missing(_) => DdiError::NotFound(e.to_string()),
             other => {
                 tracing::error!(error = %other, "store error in the device api");
                 DdiError::Unavailable
@@ -257,7 +258,7 @@ async fn register_on_poll(
     match crate::api::devices::register(state, tenant, device).await {
         Ok(_) => tracing::info!(tenant = %tenant, device = %controller, product = %product, "device registered itself"),
         // Another poll registered it first, or the product is not the tenant's.
-        Err(StoreError::Invalid(_) | StoreError::Conflict { .. }) => {}
+        Err(StoreError::Invalid(_) | StoreError::Missing(_) | StoreError::Conflict { .. }) => {}
         Err(e) => return Err(e.into()),
     }
     state.store.device_identity(tenant, controller).await?.ok_or_else(unknown)
