@@ -14,24 +14,9 @@ on_both_stores!(
     an_artifact_download_whose_if_match_fails_answers_412,
 );
 
-/// A product `thermo`, a firmware image, and device `dev-0` with its job released: its token.
-async fn device_with_work(api: &Api) -> (String, String) {
-    api.post("/api/v1/products", json!({"key": "thermo"})).await.expect(201, None);
-    let form = reqwest::multipart::Form::new()
-        .text("product", "thermo")
-        .text("version", "2.0.0")
-        .part("file", reqwest::multipart::Part::bytes(vec![7u8; 1000]).file_name("app.bin"));
-    let fw = api.multipart("/api/v1/firmware", form).await.expect(201, None)["id"].as_str().unwrap().to_owned();
-    let device = api.post("/api/v1/devices", json!({"id": "dev-0", "product": "thermo"})).await;
-    let token = device.expect(201, None)["token"].as_str().unwrap().to_owned();
-    api.post("/api/v1/jobs", json!({"id": "rollout", "firmware": fw, "devices": ["dev-0"]})).await.expect(201, None);
-    api.server.tick_scheduler().await;
-    (fw, token)
-}
-
 async fn a_store_outage_answers_503_unavailable_in_each_apis_error_format(b: Backend) {
     let api = Api::start(b).await;
-    let (_, token) = device_with_work(&api).await;
+    let (_, token) = common::device_with_work(&api).await;
     api.server.state.store.close().await;
 
     let r = api.get("/api/v1/products").await;
@@ -67,7 +52,7 @@ async fn a_failing_blob_store_answers_500_internal_and_keeps_nothing(b: Backend)
 
 async fn an_artifact_download_whose_if_match_fails_answers_412(b: Backend) {
     let api = Api::start(b).await;
-    let (fw, token) = device_with_work(&api).await;
+    let (fw, token) = common::device_with_work(&api).await;
     let sha1 = api.get(&format!("/api/v1/firmware/{fw}")).await.ok()["files"][0]["sha1"].as_str().unwrap().to_owned();
     let base = api.server.url("/default/controller/v1/dev-0");
     let get = |url: String| api.http.request(Method::GET, url).header("authorization", format!("TargetToken {token}"));

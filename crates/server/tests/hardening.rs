@@ -19,21 +19,6 @@ on_both_stores!(
     a_reissued_device_token_replaces_the_old_one_at_once,
 );
 
-/// A server with a product, a firmware image, one device (`dev-0`) and a job released to it.
-async fn one_device_with_work(api: &Api) -> String {
-    api.post("/api/v1/products", json!({"key": "thermo"})).await.expect(201, None);
-    let form = reqwest::multipart::Form::new()
-        .text("product", "thermo")
-        .text("version", "2.0.0")
-        .part("file", reqwest::multipart::Part::bytes(vec![7u8; 1000]).file_name("app.bin"));
-    let fw = api.multipart("/api/v1/firmware", form).await.expect(201, None)["id"].as_str().unwrap().to_owned();
-    let device = api.post("/api/v1/devices", json!({"id": "dev-0", "product": "thermo"})).await;
-    let token = device.expect(201, None)["token"].as_str().unwrap().to_owned();
-    api.post("/api/v1/jobs", json!({"id": "rollout", "firmware": fw, "devices": ["dev-0"]})).await.expect(201, None);
-    api.server.tick_scheduler().await;
-    token
-}
-
 async fn device_get(api: &Api, token: &str, url: &str, headers: &[(&str, &str)]) -> (u16, Value) {
     let mut r = api.http.get(url).header("authorization", format!("TargetToken {token}"));
     for (k, v) in headers {
@@ -46,7 +31,7 @@ async fn device_get(api: &Api, token: &str, url: &str, headers: &[(&str, &str)])
 
 async fn text_postgresql_cannot_store_is_refused_with_400_everywhere(b: Backend) {
     let api = Api::start(b).await;
-    let token = one_device_with_work(&api).await;
+    let token = common::device_with_work(&api).await.1;
 
     // JSON bodies: the field is named, at any depth.
     let r = api.post("/api/v1/products", json!({"key": "p2", "name": "a\u{0}b"})).await;
@@ -114,7 +99,7 @@ async fn text_postgresql_cannot_store_is_refused_with_400_everywhere(b: Backend)
 
 async fn download_links_ignore_forged_host_headers(b: Backend) {
     let api = Api::start(b).await;
-    let token = one_device_with_work(&api).await;
+    let token = common::device_with_work(&api).await.1;
     let base = api.server.url("/default/controller/v1/dev-0");
     let own = format!("http://{}/default/controller/v1/dev-0", api.server.addr);
     let forged: &[(&str, &str)] =
@@ -130,7 +115,7 @@ async fn download_links_ignore_forged_host_headers(b: Backend) {
     // A configured public URL is the base of every link, whatever the headers say.
     let api =
         Api::on(TestServer::start_with(b, |s| s.public_url = Some("https://updates.example.com/ota/".into())).await);
-    let token = one_device_with_work(&api).await;
+    let token = common::device_with_work(&api).await.1;
     let (_, poll) = device_get(&api, &token, &api.server.url("/default/controller/v1/dev-0"), forged).await;
     let href = poll["_links"]["deploymentBase"]["href"].as_str().unwrap();
     assert!(href.starts_with("https://updates.example.com/ota/default/controller/v1/dev-0/deploymentBase/"), "{href}");

@@ -215,3 +215,21 @@ impl WriteProbe {
         marker
     }
 }
+
+/// A product `thermo`, a 1,000-byte firmware image for it, and device `dev-0`
+/// with job `rollout` released to it: the firmware id and the device's token.
+pub async fn device_with_work(api: &Api) -> (String, String) {
+    api.post("/api/v1/products", serde_json::json!({"key": "thermo"})).await.expect(201, None);
+    let form = reqwest::multipart::Form::new()
+        .text("product", "thermo")
+        .text("version", "2.0.0")
+        .part("file", reqwest::multipart::Part::bytes(vec![7u8; 1000]).file_name("app.bin"));
+    let fw = api.multipart("/api/v1/firmware", form).await.expect(201, None)["id"].as_str().unwrap().to_owned();
+    let device = api.post("/api/v1/devices", serde_json::json!({"id": "dev-0", "product": "thermo"})).await;
+    let token = device.expect(201, None)["token"].as_str().unwrap().to_owned();
+    api.post("/api/v1/jobs", serde_json::json!({"id": "rollout", "firmware": fw, "devices": ["dev-0"]}))
+        .await
+        .expect(201, None);
+    api.server.tick_scheduler().await;
+    (fw, token)
+}
