@@ -608,25 +608,19 @@ pub(super) fn to_json(f: &Filter) -> FilterJson {
 pub(super) fn read(value: &Value) -> Result<Filter, Vec<FilterError>> {
     let mut check = Check { errors: Vec::new(), dropped: Vec::new() };
     let cleaned = check.block(value, "", 0);
-    let parsed = cleaned.map(serde_json::from_value::<FilterJson>);
-    let semantic = match parsed {
+    let Check { mut errors, dropped } = check;
+    let semantic = match cleaned.map(serde_json::from_value::<FilterJson>) {
+        // Well-formed: the cleaned value is the whole filter, read the one way every filter is.
+        Some(Ok(json)) if errors.is_empty() => return from_json(&json),
         Some(Ok(json)) => from_json(&json).err().unwrap_or_default(),
         Some(Err(e)) => vec![FilterError::new(ErrorKind::Structure, Location::json(""), e.to_string())],
         None => Vec::new(),
     };
     // A block emptied by dropping its malformed members is not a problem of its own.
-    let Check { mut errors, dropped } = check;
     errors.extend(semantic.into_iter().filter(|e| {
         let Location::Json { path } = &e.location else { return true };
         !(e.kind == ErrorKind::Structure && dropped.iter().any(|d| d.starts_with(path.as_str())))
     }));
-    if errors.is_empty() {
-        // Well-formed and valid: read it the one way every filter is read.
-        return from_json(
-            &serde_json::from_value(value.clone())
-                .map_err(|e| vec![FilterError::new(ErrorKind::Structure, Location::json(""), e.to_string())])?,
-        );
-    }
     Err(errors)
 }
 

@@ -573,6 +573,17 @@ fn nesting_is_limited() {
     assert_eq!(at(&text_error(&t)).0, ErrorKind::Limit);
 }
 
+/// Each problem of the JSON form as its kind and path.
+fn json_problems(errors: &[FilterError]) -> Vec<(ErrorKind, &str)> {
+    errors
+        .iter()
+        .map(|e| match &e.location {
+            Location::Json { path } => (e.kind, path.as_str()),
+            other => panic!("{other:?}"),
+        })
+        .collect()
+}
+
 #[test]
 fn json_errors_have_paths_and_are_all_reported() {
     let errors = Filter::parse_json(
@@ -584,13 +595,7 @@ fn json_errors_have_paths_and_are_all_reported() {
             "include": ["bad id"]}"#,
     )
     .unwrap_err();
-    let got: Vec<_> = errors
-        .iter()
-        .map(|e| match &e.location {
-            Location::Json { path } => (e.kind, path.as_str()),
-            other => panic!("{other:?}"),
-        })
-        .collect();
+    let got = json_problems(&errors);
     assert_eq!(
         got,
         [
@@ -631,13 +636,7 @@ fn json_form_reports_every_problem_structural_and_semantic_at_once() {
             "colour": "red"}"#,
     )
     .unwrap_err();
-    let mut got: Vec<_> = errors
-        .iter()
-        .map(|e| match &e.location {
-            Location::Json { path } => (e.kind, path.as_str()),
-            other => panic!("{other:?}"),
-        })
-        .collect();
+    let mut got = json_problems(&errors);
     got.sort_by_key(|(k, p)| (k.code(), *p));
     let mut want = vec![
         (ErrorKind::Structure, "versions.hardware_version"),
