@@ -4,16 +4,30 @@
 
 pub mod testing;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Postgres, Transaction};
-use updraft_store::{StoreError, StoreResult};
+use updraft_store::{EventFeed, StoreError, StoreResult};
 use updraft_store_sql::db_err;
 
 pub struct PostgresStore {
     pool: PgPool,
+    feed: Arc<EventFeed>,
+    /// This process's name in event notifications (its own are not news to it).
+    origin: String,
+    listener: tokio::task::JoinHandle<()>,
 }
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+/// The channel committed events are announced on.
+const EVENTS_CHANNEL: &str = "updraft_events";
 
 impl PostgresStore {
     /// Connects to the database at `url` (`postgres://…`) and runs migrations.
@@ -25,9 +39,59 @@ impl PostgresStore {
             .await
             .map_err(db_err)?;
         sqlx::migrate!("./migrations").run(&pool).await.map_err(|e| StoreError::Backend(e.to_string()))?;
-        let store = Self { pool };
+        let feed = Arc::<EventFeed>::default();
+        let origin = format!("{}-{}", std::process::id(), Self::random_suffix());
+        let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await.map_err(db_err)?;
+        listener.listen(EVENTS_CHANNEL).await.map_err(db_err)?;
+        let listener = tokio::spawn(Self::listen(listener, feed.clone(), origin.clone()));
+        let store = Self { pool, feed, origin, listener };
         store.backfill_version_keys().await?;
         Ok(store)
+    }
+
+    fn random_suffix() -> u64 {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+        h.finish()
+    }
+
+    /// Wakes this process's followers when another process commits events.
+    /// A lost connection may have lost notifications: reconnecting wakes
+    /// them too, and they read the stream from where they are.
+    async fn listen(mut listener: sqlx::postgres::PgListener, feed: Arc<EventFeed>, origin: String) {
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(n)) if n.payload() == origin => {}
+                Ok(Some(_)) => feed.remote_committed(),
+                Ok(None) => {
+                    tracing::warn!("event notifications: connection lost, reconnecting");
+                    feed.remote_committed();
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "event notifications failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    feed.remote_committed();
+                }
+            }
+        }
+    }
+
+    /// Stops listening for other processes' events (the listener holds a
+    /// pooled connection, which closing the pool waits for).
+    fn stop_listening(&self) {
+        self.listener.abort();
+    }
+
+    /// Tells the other processes on this database, at commit, that events were appended.
+    async fn notify_events(&self, conn: &mut sqlx::PgConnection) -> StoreResult<()> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(EVENTS_CHANNEL)
+            .bind(&self.origin)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_err)?;
+        Ok(())
     }
 
     async fn begin_write(&self) -> StoreResult<Transaction<'_, Postgres>> {
@@ -79,5 +143,6 @@ updraft_store_sql::impl_sql_store!(
     like = " ILIKE ",
     lock = " FOR UPDATE",
     name = "postgres",
-    dialect = updraft_store_sql::Dialect::Postgres
+    dialect = updraft_store_sql::Dialect::Postgres,
+    visible = "tx < pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
 );

@@ -11,7 +11,13 @@
 //!   the write transaction already excludes other writers);
 //! - `name`: the backend's name;
 //! - `dialect`: the [`crate::Dialect`] device filters are compiled to
-//!   (JSON access, string collation; see [`crate::filter_sql`]).
+//!   (JSON access, string collation; see [`crate::filter_sql`]);
+//! - `visible`: the condition that keeps event reads gap-free (see
+//!   `updraft_store::events`), appended after `AND`.
+//!
+//! Every method that changes state appends its events (`append_events`) in
+//! its transaction and hands them to the feed once committed (`commit_events`);
+//! the backend's `notify_events` tells other processes, where it can.
 //!
 //! Backend-specific operations (leases, `SKIP LOCKED`) live in the backend
 //! crates, outside this macro.
@@ -19,7 +25,7 @@
 /// Implements `Store` for `$store`; see the module documentation.
 #[macro_export]
 macro_rules! impl_sql_store {
-    ($store:ident, $db:ident, like = $like:literal, lock = $lock:literal, name = $name:literal, dialect = $dialect:expr) => {
+    ($store:ident, $db:ident, like = $like:literal, lock = $lock:literal, name = $name:literal, dialect = $dialect:expr, visible = $visible:literal) => {
 const _: () = {
 use jiff::Timestamp;
 use sqlx::types::Json;
@@ -28,8 +34,8 @@ use updraft_core::job::{Execution, ExecutionEvent, ExecutionState, Job, JobState
 use updraft_core::{ApiKey, Device, FieldError, Firmware, Group, KeyChange, KeyRefusal, NewDevice, Page, PageRequest, Product, Tenant};
 use updraft_core::filter::Filter;
 use updraft_store::{
-    DeviceActions, DeviceChange, DeviceIdentity, DeviceScope, ExecutionRule, ExecutionScope, GatewayToken, IdempotentRequest, MembershipChange,
-    SavedFilter, Sighting, Store, StoreError, StoreResult,
+    Change, DeviceActions, DeviceChange, DeviceIdentity, DeviceScope, Event, EventCursor, EventFeed, ExecutionRule, ExecutionScope, GatewayToken,
+    IdempotentRequest, MembershipChange, SavedFilter, Sighting, Store, StoreError, StoreResult,
 };
 use $crate::*;
 
@@ -52,7 +58,51 @@ fn push_condition(q: &mut QueryBuilder<sqlx::$db>, c: &SqlCondition) {
     }
 }
 
+/// Appends `changes` of `tenant` to the event stream inside the caller's transaction.
+async fn append_events(
+    conn: &mut <sqlx::$db as sqlx::Database>::Connection,
+    tenant: &str,
+    changes: Vec<Change>,
+) -> StoreResult<Vec<Event>> {
+    if changes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let at = Timestamp::from_microsecond(Timestamp::now().as_microsecond()).map_err(|e| StoreError::Backend(e.to_string()))?;
+    let mut events = Vec::with_capacity(changes.len());
+    for change in changes {
+        let (seq, tx): (i64, i64) = sqlx::query_as(
+            "INSERT INTO events (tenant, at, kind, subject, payload) VALUES ($1, $2, $3, $4, $5) RETURNING seq, tx",
+        )
+        .bind(tenant)
+        .bind(us(at))
+        .bind(change.kind())
+        .bind(change.subject())
+        .bind(Json(&change))
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db_err)?;
+        events.push(Event { cursor: EventCursor { tx, seq }, tenant: tenant.to_owned(), at, change });
+    }
+    Ok(events)
+}
+
 impl $store {
+    /// Appends `changes`, commits `tx`, and hands the events to the feed.
+    async fn commit_events(&self, mut tx: sqlx::Transaction<'_, sqlx::$db>, tenant: &str, changes: Vec<Change>) -> StoreResult<()> {
+        let events = append_events(&mut tx, tenant, changes).await?;
+        self.commit_appended(tx, events).await
+    }
+
+    /// Commits `tx`, whose `events` are appended, and hands them to the feed.
+    async fn commit_appended(&self, mut tx: sqlx::Transaction<'_, sqlx::$db>, events: Vec<Event>) -> StoreResult<()> {
+        if !events.is_empty() {
+            self.notify_events(&mut tx).await?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        self.feed.committed(events);
+        Ok(())
+    }
+
     /// One record of `tenant` by its key column, decoded from `select`'s row.
     async fn get_one<R, T>(&self, select: &str, key_column: &str, tenant: &str, key: &str) -> StoreResult<Option<T>>
     where
@@ -176,18 +226,23 @@ impl Store for $store {
     }
 
     async fn close(&self) {
+        self.stop_listening();
         self.pool.close().await;
     }
 
     async fn ensure_tenant(&self, t: &Tenant) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
         let r = sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING")
             .bind(&t.id)
             .bind(&t.name)
             .bind(us(t.created_at))
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-        Ok(r.rows_affected() == 1)
+        let created = r.rows_affected() == 1;
+        let changes = if created { vec![Change::TenantCreated { tenant: t.id.clone() }] } else { Vec::new() };
+        self.commit_events(tx, &t.id, changes).await?;
+        Ok(created)
     }
 
     async fn create_tenant(&self, t: &Tenant, key: &ApiKey, token_hash: &str) -> StoreResult<()> {
@@ -200,7 +255,8 @@ impl Store for $store {
             .await
             .map_err(conflict_or("tenant", &t.id))?;
         insert_key(&mut tx, key, token_hash).await?;
-        tx.commit().await.map_err(db_err)
+        let changes = vec![Change::TenantCreated { tenant: t.id.clone() }, Change::KeyCreated { key: key.id.clone() }];
+        self.commit_events(tx, &t.id, changes).await
     }
 
     async fn get_tenant(&self, id: &str) -> StoreResult<Option<Tenant>> {
@@ -223,7 +279,7 @@ impl Store for $store {
     async fn create_key(&self, key: &ApiKey, token_hash: &str) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
         insert_key(&mut tx, key, token_hash).await?;
-        tx.commit().await.map_err(db_err)
+        self.commit_events(tx, &key.tenant, vec![Change::KeyCreated { key: key.id.clone() }]).await
     }
 
     async fn key_by_token_hash(&self, token_hash: &str) -> StoreResult<Option<ApiKey>> {
@@ -284,7 +340,7 @@ impl Store for $store {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
+        self.commit_events(tx, tenant, vec![Change::KeyChanged { key: id.to_owned(), deleted: changed.is_none() }]).await?;
         Ok(Ok(changed))
     }
 
@@ -304,10 +360,11 @@ impl Store for $store {
             .await
             .map_err(db_err)?;
         insert_key(&mut tx, key, token_hash).await?;
-        tx.commit().await.map_err(db_err)
+        self.commit_events(tx, &key.tenant, vec![Change::KeyCreated { key: key.id.clone() }]).await
     }
 
     async fn create_product(&self, tenant: &str, p: &Product) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO products (tenant, key, name, description, version_scheme, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -319,10 +376,10 @@ impl Store for $store {
         .bind(p.version_scheme.as_str())
         .bind(us(p.created_at))
         .bind(us(p.updated_at))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(conflict_or("product", &p.key))?;
-        Ok(())
+        self.commit_events(tx, tenant, vec![Change::ProductCreated { product: p.key.clone() }]).await
     }
 
     async fn get_product(&self, tenant: &str, key: &str) -> StoreResult<Option<Product>> {
@@ -335,6 +392,7 @@ impl Store for $store {
     }
 
     async fn update_product(&self, tenant: &str, p: &Product) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
         let r = sqlx::query(
             "UPDATE products SET name = $3, description = $4, version_scheme = $5, updated_at = $6
              WHERE tenant = $1 AND key = $2",
@@ -345,10 +403,13 @@ impl Store for $store {
         .bind(&p.description)
         .bind(p.version_scheme.as_str())
         .bind(us(p.updated_at))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        if r.rows_affected() == 0 { Err(StoreError::not_found("product", &p.key)) } else { Ok(()) }
+        if r.rows_affected() == 0 {
+            return Err(StoreError::not_found("product", &p.key));
+        }
+        self.commit_events(tx, tenant, vec![Change::ProductUpdated { product: p.key.clone() }]).await
     }
 
     async fn delete_product(&self, tenant: &str, key: &str) -> StoreResult<()> {
@@ -373,7 +434,7 @@ impl Store for $store {
         if r.rows_affected() == 0 {
             return Err(StoreError::not_found("product", key));
         }
-        tx.commit().await.map_err(db_err)
+        self.commit_events(tx, tenant, vec![Change::ProductDeleted { product: key.to_owned() }]).await
     }
 
     async fn create_firmware(&self, tenant: &str, f: &Firmware) -> StoreResult<()> {
@@ -410,7 +471,7 @@ impl Store for $store {
                 db_err(e)
             }
         })?;
-        tx.commit().await.map_err(db_err)
+        self.commit_events(tx, tenant, vec![Change::FirmwareCreated { firmware: f.id.clone() }]).await
     }
 
     async fn get_firmware(&self, tenant: &str, id: &str) -> StoreResult<Option<Firmware>> {
@@ -452,13 +513,14 @@ impl Store for $store {
         if r.rows_affected() == 0 {
             return Err(StoreError::not_found("firmware", id));
         }
-        tx.commit().await.map_err(db_err)
+        self.commit_events(tx, tenant, vec![Change::FirmwareDeleted { firmware: id.to_owned() }]).await
     }
 
     async fn create_devices(&self, tenant: &str, devices: &[NewDevice], now: Timestamp) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
         insert_devices(&mut tx, tenant, devices, now).await?;
-        tx.commit().await.map_err(db_err)
+        let devices = devices.iter().map(|d| d.id.clone()).collect();
+        self.commit_events(tx, tenant, vec![Change::DevicesCreated { devices }]).await
     }
 
     async fn create_devices_once(
@@ -490,7 +552,8 @@ impl Store for $store {
         .await
         .map_err(conflict_or("idempotency key", &request.key))?;
         insert_devices(&mut tx, tenant, devices, now).await?;
-        tx.commit().await.map_err(db_err)
+        let devices = devices.iter().map(|d| d.id.clone()).collect();
+        self.commit_events(tx, tenant, vec![Change::DevicesCreated { devices }]).await
     }
 
     async fn idempotent_request(
@@ -518,14 +581,18 @@ impl Store for $store {
     }
 
     async fn set_device_token(&self, tenant: &str, id: &str, token_hash: &str) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
         let r = sqlx::query("UPDATE devices SET token_hash = $3 WHERE tenant = $1 AND id = $2")
             .bind(tenant)
             .bind(id)
             .bind(token_hash)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-        if r.rows_affected() == 0 { Err(StoreError::not_found("device", id)) } else { Ok(()) }
+        if r.rows_affected() == 0 {
+            return Err(StoreError::not_found("device", id));
+        }
+        self.commit_events(tx, tenant, vec![Change::DeviceTokenChanged { device: id.to_owned() }]).await
     }
 
     async fn get_device(&self, tenant: &str, id: &str) -> StoreResult<Option<Device>> {
@@ -563,6 +630,7 @@ impl Store for $store {
     }
 
     async fn update_device(&self, tenant: &str, d: &Device) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
         let r = sqlx::query(
             "UPDATE devices SET firmware = $3, hardware_version = $4, module_model = $5, module_version = $6,
                  template_id = $7, properties = $8, metadata = $9, activated_at = $10, last_seen_at = $11,
@@ -586,20 +654,27 @@ impl Store for $store {
         .bind(Json(filter_sql::firmware_keys(&d.firmware)))
         .bind(filter_sql::version_key(d.hardware_version.as_deref()))
         .bind(filter_sql::version_key(d.module_version.as_deref()))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        if r.rows_affected() == 0 { Err(StoreError::not_found("device", &d.id)) } else { Ok(()) }
+        if r.rows_affected() == 0 {
+            return Err(StoreError::not_found("device", &d.id));
+        }
+        self.commit_events(tx, tenant, vec![Change::DeviceUpdated { device: d.id.clone() }]).await
     }
 
     async fn delete_device(&self, tenant: &str, id: &str) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
         let r = sqlx::query("DELETE FROM devices WHERE tenant = $1 AND id = $2")
             .bind(tenant)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-        if r.rows_affected() == 0 { Err(StoreError::not_found("device", id)) } else { Ok(()) }
+        if r.rows_affected() == 0 {
+            return Err(StoreError::not_found("device", id));
+        }
+        self.commit_events(tx, tenant, vec![Change::DeviceDeleted { device: id.to_owned() }]).await
     }
 
     async fn device_by_token_hash(&self, token_hash: &str) -> StoreResult<Option<(String, Device)>> {
@@ -634,7 +709,7 @@ impl Store for $store {
         .execute(&mut *tx)
         .await
         .map_err(conflict_or("group", &g.id))?;
-        tx.commit().await.map_err(db_err)
+        self.commit_events(tx, tenant, vec![Change::GroupCreated { group: g.id.clone() }]).await
     }
 
     async fn get_group(&self, tenant: &str, id: &str) -> StoreResult<Option<Group>> {
@@ -647,6 +722,7 @@ impl Store for $store {
     }
 
     async fn update_group(&self, tenant: &str, g: &Group) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
         let r = sqlx::query(
             "UPDATE device_groups SET name = $3, description = $4, updated_at = $5 WHERE tenant = $1 AND id = $2",
         )
@@ -655,20 +731,27 @@ impl Store for $store {
         .bind(&g.name)
         .bind(&g.description)
         .bind(us(g.updated_at))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        if r.rows_affected() == 0 { Err(StoreError::not_found("group", &g.id)) } else { Ok(()) }
+        if r.rows_affected() == 0 {
+            return Err(StoreError::not_found("group", &g.id));
+        }
+        self.commit_events(tx, tenant, vec![Change::GroupUpdated { group: g.id.clone() }]).await
     }
 
     async fn delete_group(&self, tenant: &str, id: &str) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
         let r = sqlx::query("DELETE FROM device_groups WHERE tenant = $1 AND id = $2")
             .bind(tenant)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-        if r.rows_affected() == 0 { Err(StoreError::not_found("group", id)) } else { Ok(()) }
+        if r.rows_affected() == 0 {
+            return Err(StoreError::not_found("group", id));
+        }
+        self.commit_events(tx, tenant, vec![Change::GroupDeleted { group: id.to_owned() }]).await
     }
 
     async fn change_members(
@@ -743,20 +826,26 @@ impl Store for $store {
                 .await
                 .map_err(db_err)?;
         }
-        tx.commit().await.map_err(db_err)?;
+        let changes = if change.added + change.removed > 0 {
+            vec![Change::MembersChanged { group: group.to_owned(), added: add.to_vec(), removed: remove.to_vec() }]
+        } else {
+            Vec::new()
+        };
+        self.commit_events(tx, tenant, changes).await?;
         Ok(change)
     }
     async fn create_gateway_token(&self, t: &GatewayToken, token_hash: &str) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
         sqlx::query("INSERT INTO gateway_tokens (id, tenant, name, token_hash, created_at) VALUES ($1, $2, $3, $4, $5)")
             .bind(&t.id)
             .bind(&t.tenant)
             .bind(&t.name)
             .bind(token_hash)
             .bind(us(t.created_at))
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(conflict_or("gateway token", &t.id))?;
-        Ok(())
+        self.commit_events(tx, &t.tenant, vec![Change::GatewayTokenCreated { token: t.id.clone() }]).await
     }
 
     async fn list_gateway_tokens(&self, tenant: &str) -> StoreResult<Vec<GatewayToken>> {
@@ -770,13 +859,17 @@ impl Store for $store {
     }
 
     async fn delete_gateway_token(&self, tenant: &str, id: &str) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
         let r = sqlx::query("DELETE FROM gateway_tokens WHERE tenant = $1 AND id = $2")
             .bind(tenant)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-        if r.rows_affected() == 0 { Err(StoreError::not_found("gateway token", id)) } else { Ok(()) }
+        if r.rows_affected() == 0 {
+            return Err(StoreError::not_found("gateway token", id));
+        }
+        self.commit_events(tx, tenant, vec![Change::GatewayTokenDeleted { token: id.to_owned() }]).await
     }
 
     async fn gateway_tenant(&self, token_hash: &str) -> StoreResult<Option<String>> {
@@ -869,7 +962,7 @@ impl Store for $store {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
+        self.commit_events(tx, tenant, vec![Change::DeviceUpdated { device: d.id.clone() }]).await?;
         Ok(Ok(d))
     }
 
@@ -948,7 +1041,11 @@ impl Store for $store {
         .await
         .map_err(conflict_or("job", &job.id))?;
         insert_executions(&mut tx, tenant, job, targets, now).await?;
-        tx.commit().await.map_err(db_err)
+        let mut changes = vec![Change::JobCreated { job: job.id.clone() }];
+        if !targets.is_empty() {
+            changes.push(Change::ExecutionsChanged { job: job.id.clone(), devices: targets.iter().map(|(d, _)| d.clone()).collect() });
+        }
+        self.commit_events(tx, tenant, changes).await
     }
 
     async fn live_jobs(&self) -> StoreResult<Vec<(String, Job)>> {
@@ -1004,7 +1101,7 @@ impl Store for $store {
         if to.is_finished() {
             end_executions(&mut tx, tenant, id, now).await?;
         }
-        tx.commit().await.map_err(db_err)?;
+        self.commit_events(tx, tenant, vec![Change::JobChanged { job: id.to_owned() }]).await?;
         Ok(Some(job))
     }
 
@@ -1036,19 +1133,20 @@ impl Store for $store {
     }
 
     async fn update_job_spec(&self, tenant: &str, id: &str, spec: &updraft_core::rollout::JobSpec) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
         let spec = serde_json::to_string(spec).map_err(|e| StoreError::Backend(e.to_string()))?;
         let n = sqlx::query("UPDATE jobs SET spec = $3 WHERE tenant = $1 AND id = $2")
             .bind(tenant)
             .bind(id)
             .bind(spec)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(db_err)?
             .rows_affected();
         if n == 0 {
             return Err(StoreError::not_found("job", id));
         }
-        Ok(())
+        self.commit_events(tx, tenant, vec![Change::JobChanged { job: id.to_owned() }]).await
     }
 
     async fn pace_stats(&self, tenant: &str, job: &str, now: Timestamp) -> StoreResult<updraft_core::rollout::PaceStats> {
@@ -1102,7 +1200,13 @@ impl Store for $store {
             apply_transition(&mut tx, tenant, &mut e, t, now).await?;
             executions.push(e);
         }
-        tx.commit().await.map_err(db_err)?;
+        let released: Vec<String> = executions.iter().map(|e| e.device.clone()).collect();
+        let changes = if released.is_empty() {
+            Vec::new()
+        } else {
+            vec![Change::ExecutionsChanged { job: job.to_owned(), devices: released.clone() }]
+        };
+        self.commit_events(tx, tenant, changes).await?;
         Ok(updraft_store::Released { allowed, executions })
     }
 
@@ -1134,7 +1238,12 @@ impl Store for $store {
                 out.push(e.device);
             }
         }
-        tx.commit().await.map_err(db_err)?;
+        let changes = if out.is_empty() {
+            Vec::new()
+        } else {
+            vec![Change::ExecutionsChanged { job: job.to_owned(), devices: out.clone() }]
+        };
+        self.commit_events(tx, tenant, changes).await?;
         Ok(out)
     }
 
@@ -1182,7 +1291,12 @@ impl Store for $store {
                 out.push(e.device);
             }
         }
-        tx.commit().await.map_err(db_err)?;
+        let changes = if out.is_empty() {
+            Vec::new()
+        } else {
+            vec![Change::ExecutionsChanged { job: job.to_owned(), devices: out.clone() }]
+        };
+        self.commit_events(tx, tenant, changes).await?;
         Ok(out)
     }
 
@@ -1198,7 +1312,12 @@ impl Store for $store {
         }
         let mut tx = self.begin_write().await?;
         let n = insert_executions(&mut tx, tenant, job, targets, now).await?;
-        tx.commit().await.map_err(db_err)?;
+        let changes = if n == 0 {
+            Vec::new()
+        } else {
+            vec![Change::ExecutionsChanged { job: job.id.clone(), devices: targets.iter().map(|(d, _)| d.clone()).collect() }]
+        };
+        self.commit_events(tx, tenant, changes).await?;
         Ok(n)
     }
 
@@ -1221,7 +1340,8 @@ impl Store for $store {
     async fn complete_job_if_done(&self, tenant: &str, id: &str, now: Timestamp) -> StoreResult<bool> {
         let mut tx = self.begin_write().await?;
         let done = complete_if_done(&mut tx, tenant, id, now).await?;
-        tx.commit().await.map_err(db_err)?;
+        let changes = if done { vec![Change::JobChanged { job: id.to_owned() }] } else { Vec::new() };
+        self.commit_events(tx, tenant, changes).await?;
         Ok(done)
     }
 
@@ -1335,7 +1455,8 @@ impl Store for $store {
             Err(e) => return Ok(Err(e)),
         };
         apply_transition(&mut tx, tenant, &mut execution, transition, now).await?;
-        tx.commit().await.map_err(db_err)?;
+        let change = Change::ExecutionsChanged { job: execution.job.clone(), devices: vec![execution.device.clone()] };
+        self.commit_events(tx, tenant, vec![change]).await?;
         Ok(Ok(execution))
     }
 
@@ -1385,6 +1506,7 @@ impl Store for $store {
     }
 
     async fn create_saved_filter(&self, tenant: &str, f: &SavedFilter) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO saved_filters (tenant, id, name, description, filter, created_at, updated_at, updated_by)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -1397,10 +1519,10 @@ impl Store for $store {
         .bind(us(f.created_at))
         .bind(us(f.updated_at))
         .bind(&f.updated_by)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(conflict_or("filter", &f.id))?;
-        Ok(())
+        self.commit_events(tx, tenant, vec![Change::FilterCreated { filter: f.id.clone() }]).await
     }
 
     async fn get_saved_filter(&self, tenant: &str, id: &str) -> StoreResult<Option<SavedFilter>> {
@@ -1419,6 +1541,7 @@ impl Store for $store {
     }
 
     async fn update_saved_filter(&self, tenant: &str, f: &SavedFilter) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
         let r = sqlx::query(
             "UPDATE saved_filters SET name = $3, description = $4, filter = $5, updated_at = $6, updated_by = $7
              WHERE tenant = $1 AND id = $2",
@@ -1430,20 +1553,121 @@ impl Store for $store {
         .bind(Json(f.filter.to_json()))
         .bind(us(f.updated_at))
         .bind(&f.updated_by)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        if r.rows_affected() == 0 { Err(StoreError::not_found("filter", &f.id)) } else { Ok(()) }
+        if r.rows_affected() == 0 {
+            return Err(StoreError::not_found("filter", &f.id));
+        }
+        self.commit_events(tx, tenant, vec![Change::FilterUpdated { filter: f.id.clone() }]).await
     }
 
     async fn delete_saved_filter(&self, tenant: &str, id: &str) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
         let r = sqlx::query("DELETE FROM saved_filters WHERE tenant = $1 AND id = $2")
             .bind(tenant)
             .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::not_found("filter", id));
+        }
+        self.commit_events(tx, tenant, vec![Change::FilterDeleted { filter: id.to_owned() }]).await
+    }
+
+    fn feed(&self) -> &EventFeed {
+        &self.feed
+    }
+
+    async fn events_after(&self, after: EventCursor, limit: u32) -> StoreResult<Vec<Event>> {
+        let rows: Vec<(i64, i64, String, i64, Json<Change>)> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT seq, tx, tenant, at, payload FROM events WHERE (tx, seq) > ($1, $2) AND {} ORDER BY tx, seq LIMIT $3",
+            $visible
+        )))
+        .bind(after.tx)
+        .bind(after.seq)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.into_iter()
+            .map(|(seq, tx, tenant, at, change)| Ok(Event { cursor: EventCursor { tx, seq }, tenant, at: ts(at)?, change: change.0 }))
+            .collect()
+    }
+
+    async fn event_tail(&self) -> StoreResult<EventCursor> {
+        let row: Option<(i64, i64)> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT tx, seq FROM events WHERE {} ORDER BY tx DESC, seq DESC LIMIT 1",
+            $visible
+        )))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(row.map(|(tx, seq)| EventCursor { tx, seq }).unwrap_or_default())
+    }
+
+    async fn claim_follower(&self, follower: &str, owner: &str, until: Timestamp, now: Timestamp) -> StoreResult<Option<EventCursor>> {
+        for _ in 0..2 {
+            let claimed: Option<(i64, i64)> = sqlx::query_as(
+                "UPDATE event_followers SET owner = $2, lease_until = $3
+                 WHERE name = $1 AND (owner IS NULL OR owner = $2 OR lease_until IS NULL OR lease_until < $4)
+                 RETURNING tx, seq",
+            )
+            .bind(follower)
+            .bind(owner)
+            .bind(us(until))
+            .bind(us(now))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+            if let Some((tx, seq)) = claimed {
+                return Ok(Some(EventCursor { tx, seq }));
+            }
+            let known: Option<i64> = sqlx::query_scalar("SELECT seq FROM event_followers WHERE name = $1")
+                .bind(follower)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)?;
+            if known.is_some() {
+                return Ok(None);
+            }
+            let tail = self.event_tail().await?;
+            sqlx::query("INSERT INTO event_followers (name, tx, seq) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING")
+                .bind(follower)
+                .bind(tail.tx)
+                .bind(tail.seq)
+                .execute(&self.pool)
+                .await
+                .map_err(db_err)?;
+        }
+        Ok(None)
+    }
+
+    async fn advance_follower(&self, follower: &str, owner: &str, to: EventCursor) -> StoreResult<bool> {
+        let r = sqlx::query("UPDATE event_followers SET tx = $3, seq = $4 WHERE name = $1 AND owner = $2 AND (tx, seq) <= ($3, $4)")
+            .bind(follower)
+            .bind(owner)
+            .bind(to.tx)
+            .bind(to.seq)
             .execute(&self.pool)
             .await
             .map_err(db_err)?;
-        if r.rows_affected() == 0 { Err(StoreError::not_found("filter", id)) } else { Ok(()) }
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn release_followers(&self, owner: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE event_followers SET owner = NULL, lease_until = NULL WHERE owner = $1")
+            .bind(owner)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn prune_events(&self, before: Timestamp) -> StoreResult<u64> {
+        let r = sqlx::query("DELETE FROM events WHERE at < $1").bind(us(before)).execute(&self.pool).await.map_err(db_err)?;
+        Ok(r.rows_affected())
     }
 }
 

@@ -17,6 +17,7 @@ use updraft_store_sql::db_err;
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    feed: std::sync::Arc<updraft_store::EventFeed>,
 }
 
 impl SqliteStore {
@@ -42,13 +43,22 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(30));
         let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await.map_err(db_err)?;
         sqlx::migrate!("./migrations").run(&pool).await.map_err(|e| StoreError::Backend(e.to_string()))?;
-        let store = Self { pool };
+        let store = Self { pool, feed: Default::default() };
         store.backfill_version_keys().await?;
         Ok(store)
     }
 
     async fn begin_write(&self) -> StoreResult<Transaction<'_, Sqlite>> {
         self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)
+    }
+
+    /// Nothing to stop: no other process announces events here.
+    fn stop_listening(&self) {}
+
+    /// Nothing to do: one process owns the database file, and its feed hands
+    /// committed events to its followers.
+    async fn notify_events(&self, _: &mut sqlx::SqliteConnection) -> StoreResult<()> {
+        Ok(())
     }
 
     /// Nothing to do: a write transaction already excludes every other writer.
@@ -81,5 +91,6 @@ updraft_store_sql::impl_sql_store!(
     like = " LIKE ",
     lock = "",
     name = "sqlite",
-    dialect = updraft_store_sql::Dialect::Sqlite
+    dialect = updraft_store_sql::Dialect::Sqlite,
+    visible = "1 = 1"
 );

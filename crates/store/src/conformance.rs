@@ -22,6 +22,9 @@ use crate::{
 };
 use updraft_core::filter::Filter;
 
+mod events;
+pub use events::*;
+
 /// Generates one `#[tokio::test]` per conformance case. `$make` is an async
 /// expression that yields a fresh store (`impl Store`).
 #[macro_export]
@@ -37,7 +40,8 @@ macro_rules! store_conformance_suite {
             first_contact_activates_and_initializes, online_devices_never_seen_go_offline,
             a_success_that_installs_nothing_keeps_the_versions,
             key_changes_keep_a_lasting_admin, device_tokens_are_replaced, idempotent_imports_are_kept_with_their_devices, action_ids_count_per_tenant_and_per_attempt,
-            concurrent_releases_keep_the_pace_and_one_execution_per_device);
+            concurrent_releases_keep_the_pace_and_one_execution_per_device,
+            events_are_written_with_their_change_and_rolled_back_with_it, followers_keep_their_place_under_a_lease);
     };
     (@cases $make:expr; $($case:ident),*) => {
         $(

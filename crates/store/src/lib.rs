@@ -12,6 +12,7 @@
 
 pub mod conformance;
 mod error;
+pub mod events;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
@@ -23,6 +24,7 @@ use updraft_core::{
 };
 
 pub use error::{StoreError, StoreResult};
+pub use events::{Change, Event, EventCursor, EventFeed};
 
 /// Sortable fields per resource; the first is the default.
 pub mod sortable {
@@ -463,4 +465,32 @@ pub trait Store: Send + Sync + 'static {
     /// Writes the name, description, filter, `updated_at` and `updated_by`.
     async fn update_saved_filter(&self, tenant: &str, filter: &SavedFilter) -> StoreResult<()>;
     async fn delete_saved_filter(&self, tenant: &str, id: &str) -> StoreResult<()>;
+
+    // The event stream (see [`events`]); across tenants on purpose: followers
+    // serve every tenant.
+
+    /// Where this store hands the events it commits to followers in this process.
+    fn feed(&self) -> &EventFeed;
+    /// Up to `limit` events after `after`, in stream order, as far as they are
+    /// visible without gaps (an event committed later never sorts before one
+    /// already returned).
+    async fn events_after(&self, after: EventCursor, limit: u32) -> StoreResult<Vec<Event>>;
+    /// The cursor of the last visible event: a follower starting now starts here.
+    async fn event_tail(&self) -> StoreResult<EventCursor>;
+    /// Takes or renews `follower`'s lease for `owner` until `until` and returns
+    /// where it is; `None` while another owner's lease runs. A follower never
+    /// seen before starts at the tail.
+    async fn claim_follower(
+        &self,
+        follower: &str,
+        owner: &str,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<Option<EventCursor>>;
+    /// Moves `follower`'s cursor forward to `to` if `owner` still holds it.
+    async fn advance_follower(&self, follower: &str, owner: &str, to: EventCursor) -> StoreResult<bool>;
+    /// Lets go of `owner`'s follower leases (a replica stopping).
+    async fn release_followers(&self, owner: &str) -> StoreResult<()>;
+    /// Deletes the events recorded before `before`; returns how many.
+    async fn prune_events(&self, before: Timestamp) -> StoreResult<u64>;
 }

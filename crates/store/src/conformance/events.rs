@@ -1,0 +1,99 @@
+//! The event stream's conformance cases: events are written with their change
+//! in one transaction, read back in order, and followers keep their place.
+
+use jiff::{SignedDuration, Timestamp};
+use updraft_core::Tenant;
+
+use super::{device, product, t};
+use crate::{Change, Event, EventCursor, Store, StoreError};
+
+fn changes(events: &[Event]) -> Vec<(String, Change)> {
+    events.iter().map(|e| (e.tenant.clone(), e.change.clone())).collect()
+}
+
+fn devices_created(ids: &[&str]) -> Change {
+    Change::DevicesCreated { devices: ids.iter().map(|s| s.to_string()).collect() }
+}
+
+pub async fn events_are_written_with_their_change_and_rolled_back_with_it(store: &dyn Store) {
+    let start = store.event_tail().await.unwrap();
+    let mut local = store.feed().subscribe();
+    let hooked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = hooked.clone();
+    store.feed().on_commit(move |events| seen.lock().unwrap().extend(events.iter().map(|e| e.change.clone())));
+
+    store.ensure_tenant(&Tenant { id: "acme".into(), name: "Acme".into(), created_at: t(0) }).await.unwrap();
+    assert!(!store.ensure_tenant(&Tenant { id: "acme".into(), name: "Acme".into(), created_at: t(0) }).await.unwrap());
+    store.create_product("acme", &product("thermo")).await.unwrap();
+    store.create_devices("acme", &[device("d0", "thermo"), device("d1", "thermo")], t(5)).await.unwrap();
+    let written = store.events_after(start, 100).await.unwrap();
+    let acme = |c: Change| ("acme".to_string(), c);
+    assert_eq!(
+        changes(&written),
+        [
+            acme(Change::TenantCreated { tenant: "acme".into() }),
+            acme(Change::ProductCreated { product: "thermo".into() }),
+            acme(devices_created(&["d0", "d1"])),
+        ],
+        "one event per change, none for a change that changed nothing"
+    );
+    assert!(written.windows(2).all(|w| w[0].cursor < w[1].cursor), "in stream order");
+    assert_eq!(written[2].change.kind(), "devices.created");
+    assert_eq!(store.event_tail().await.unwrap(), written[2].cursor);
+
+    // Refused or failed writes roll their events back with them.
+    let tail = store.event_tail().await.unwrap();
+    let taken = store.create_devices("acme", &[device("d2", "thermo"), device("d0", "thermo")], t(6)).await;
+    assert!(matches!(taken, Err(StoreError::Invalid(_))), "{taken:?}");
+    let missing = store.delete_device("acme", "ghost").await;
+    assert!(matches!(missing, Err(StoreError::NotFound { .. })), "{missing:?}");
+    store.create_product("acme", &product("thermo")).await.unwrap_err();
+    assert_eq!(store.events_after(tail, 100).await.unwrap(), [], "no event without its change");
+    assert_eq!(store.get_device("acme", "d2").await.unwrap(), None, "and no change without its event");
+
+    // This process's followers got each committed batch at once, in order.
+    let mut batches = Vec::new();
+    while let Ok(batch) = local.try_recv() {
+        batches.extend(batch.iter().cloned());
+    }
+    assert_eq!(batches, written, "the feed hands over exactly what was committed");
+    assert_eq!(hooked.lock().unwrap().len(), 3);
+    assert_eq!(store.feed().published(), written[2].cursor.seq);
+
+    // Paging through the stream.
+    store.delete_device("acme", "d1").await.unwrap();
+    let first = store.events_after(start, 2).await.unwrap();
+    let rest = store.events_after(first[1].cursor, 100).await.unwrap();
+    assert_eq!(first.len() + rest.len(), 4);
+    assert_eq!(rest.last().unwrap().change, Change::DeviceDeleted { device: "d1".into() });
+}
+
+pub async fn followers_keep_their_place_under_a_lease(store: &dyn Store) {
+    store.ensure_tenant(&Tenant { id: "acme".into(), name: "Acme".into(), created_at: t(0) }).await.unwrap();
+    let tail = store.event_tail().await.unwrap();
+    assert_ne!(tail, EventCursor::default());
+    let claimed = store.claim_follower("checks", "a", t(100), t(0)).await.unwrap();
+    assert_eq!(claimed, Some(tail), "a new follower starts at the tail, not at the beginning");
+    assert_eq!(store.claim_follower("checks", "b", t(150), t(50)).await.unwrap(), None, "a's lease runs");
+    assert_eq!(store.claim_follower("checks", "a", t(200), t(50)).await.unwrap(), Some(tail), "renewed");
+
+    store.create_product("acme", &product("thermo")).await.unwrap();
+    let next = store.events_after(tail, 10).await.unwrap();
+    assert_eq!(next.len(), 1);
+    assert!(store.advance_follower("checks", "a", next[0].cursor).await.unwrap());
+    assert!(!store.advance_follower("checks", "b", tail).await.unwrap(), "only the holder moves it");
+    assert_eq!(store.claim_follower("checks", "b", t(300), t(201)).await.unwrap(), Some(next[0].cursor), "taken over");
+    assert!(!store.advance_follower("checks", "a", tail).await.unwrap(), "a lost it");
+    store.release_followers("b").await.unwrap();
+    assert_eq!(store.claim_follower("checks", "a", t(400), t(202)).await.unwrap(), Some(next[0].cursor));
+    assert_eq!(store.claim_follower("other", "a", t(400), t(202)).await.unwrap(), Some(next[0].cursor));
+
+    // Retention: events older than the cut are pruned; cursors stay valid.
+    let later = Timestamp::now() + SignedDuration::from_hours(1);
+    assert_eq!(store.prune_events(later).await.unwrap(), 2);
+    assert_eq!(store.events_after(EventCursor::default(), 10).await.unwrap(), []);
+    store.create_product("acme", &product("lamp")).await.unwrap();
+    let after = store.events_after(next[0].cursor, 10).await.unwrap();
+    assert_eq!(after.len(), 1, "the stream goes on after a prune");
+    assert!(after[0].cursor > next[0].cursor);
+}

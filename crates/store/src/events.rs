@@ -1,0 +1,226 @@
+//! The event stream: every state change a store method commits appends, in
+//! the same transaction, one or more [`Event`]s to the `events` table (the
+//! outbox). Followers read it in order after a cursor; in-process they are
+//! also handed each committed batch at once through the store's [`EventFeed`].
+//!
+//! Order: events are read in the order they became visible, so a follower
+//! that has read up to a cursor has seen every event committed before it.
+//! On SQLite writers are serialised, so the sequence number is that order.
+//! On PostgreSQL sequence numbers are taken before commit and transactions
+//! commit out of order; events are therefore ordered by the writing
+//! transaction's id, then by sequence, and read only up to the oldest
+//! transaction still in progress (see `updraft-store-postgres`).
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, watch};
+
+/// What changed. The payload names the subject and what followers need to
+/// act without reading it again where that is cheap (device ids).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind")]
+pub enum Change {
+    #[serde(rename = "tenant.created")]
+    TenantCreated { tenant: String },
+    #[serde(rename = "key.created")]
+    KeyCreated { key: String },
+    #[serde(rename = "key.changed")]
+    KeyChanged { key: String, deleted: bool },
+    #[serde(rename = "product.created")]
+    ProductCreated { product: String },
+    #[serde(rename = "product.updated")]
+    ProductUpdated { product: String },
+    #[serde(rename = "product.deleted")]
+    ProductDeleted { product: String },
+    #[serde(rename = "firmware.created")]
+    FirmwareCreated { firmware: String },
+    #[serde(rename = "firmware.deleted")]
+    FirmwareDeleted { firmware: String },
+    /// Devices registered (one request, any number).
+    #[serde(rename = "devices.created")]
+    DevicesCreated { devices: Vec<String> },
+    /// A device's record changed: properties, metadata, reported attributes.
+    #[serde(rename = "device.updated")]
+    DeviceUpdated { device: String },
+    #[serde(rename = "device.deleted")]
+    DeviceDeleted { device: String },
+    /// A device's token was replaced: the old one no longer authenticates.
+    #[serde(rename = "device.token_changed")]
+    DeviceTokenChanged { device: String },
+    #[serde(rename = "group.created")]
+    GroupCreated { group: String },
+    #[serde(rename = "group.updated")]
+    GroupUpdated { group: String },
+    #[serde(rename = "group.deleted")]
+    GroupDeleted { group: String },
+    #[serde(rename = "group.members_changed")]
+    MembersChanged { group: String, added: Vec<String>, removed: Vec<String> },
+    #[serde(rename = "gateway_token.created")]
+    GatewayTokenCreated { token: String },
+    #[serde(rename = "gateway_token.deleted")]
+    GatewayTokenDeleted { token: String },
+    #[serde(rename = "filter.created")]
+    FilterCreated { filter: String },
+    #[serde(rename = "filter.updated")]
+    FilterUpdated { filter: String },
+    #[serde(rename = "filter.deleted")]
+    FilterDeleted { filter: String },
+    #[serde(rename = "job.created")]
+    JobCreated { job: String },
+    /// A job's state or specification changed.
+    #[serde(rename = "job.changed")]
+    JobChanged { job: String },
+    /// Executions of a job changed state (released, reported, timed out,
+    /// retried, canceled) or were added: the devices they belong to.
+    #[serde(rename = "executions.changed")]
+    ExecutionsChanged { job: String, devices: Vec<String> },
+}
+
+impl Change {
+    /// The event's kind, as stored (`device.updated`, …).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Change::TenantCreated { .. } => "tenant.created",
+            Change::KeyCreated { .. } => "key.created",
+            Change::KeyChanged { .. } => "key.changed",
+            Change::ProductCreated { .. } => "product.created",
+            Change::ProductUpdated { .. } => "product.updated",
+            Change::ProductDeleted { .. } => "product.deleted",
+            Change::FirmwareCreated { .. } => "firmware.created",
+            Change::FirmwareDeleted { .. } => "firmware.deleted",
+            Change::DevicesCreated { .. } => "devices.created",
+            Change::DeviceUpdated { .. } => "device.updated",
+            Change::DeviceDeleted { .. } => "device.deleted",
+            Change::DeviceTokenChanged { .. } => "device.token_changed",
+            Change::GroupCreated { .. } => "group.created",
+            Change::GroupUpdated { .. } => "group.updated",
+            Change::GroupDeleted { .. } => "group.deleted",
+            Change::MembersChanged { .. } => "group.members_changed",
+            Change::GatewayTokenCreated { .. } => "gateway_token.created",
+            Change::GatewayTokenDeleted { .. } => "gateway_token.deleted",
+            Change::FilterCreated { .. } => "filter.created",
+            Change::FilterUpdated { .. } => "filter.updated",
+            Change::FilterDeleted { .. } => "filter.deleted",
+            Change::JobCreated { .. } => "job.created",
+            Change::JobChanged { .. } => "job.changed",
+            Change::ExecutionsChanged { .. } => "executions.changed",
+        }
+    }
+
+    /// The id of what changed (for a batch, the first device or the job).
+    pub fn subject(&self) -> &str {
+        match self {
+            Change::TenantCreated { tenant } => tenant,
+            Change::KeyCreated { key } | Change::KeyChanged { key, .. } => key,
+            Change::ProductCreated { product }
+            | Change::ProductUpdated { product }
+            | Change::ProductDeleted { product } => product,
+            Change::FirmwareCreated { firmware } | Change::FirmwareDeleted { firmware } => firmware,
+            Change::DevicesCreated { devices } => devices.first().map(String::as_str).unwrap_or(""),
+            Change::DeviceUpdated { device }
+            | Change::DeviceDeleted { device }
+            | Change::DeviceTokenChanged { device } => device,
+            Change::GroupCreated { group }
+            | Change::GroupUpdated { group }
+            | Change::GroupDeleted { group }
+            | Change::MembersChanged { group, .. } => group,
+            Change::GatewayTokenCreated { token } | Change::GatewayTokenDeleted { token } => token,
+            Change::FilterCreated { filter } | Change::FilterUpdated { filter } | Change::FilterDeleted { filter } => {
+                filter
+            }
+            Change::JobCreated { job } | Change::JobChanged { job } | Change::ExecutionsChanged { job, .. } => job,
+        }
+    }
+}
+
+/// Where a follower is in the stream: it has read every event up to here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct EventCursor {
+    /// The writing transaction (PostgreSQL's `pg_current_xact_id`; 0 on SQLite).
+    pub tx: i64,
+    pub seq: i64,
+}
+
+/// One committed change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// Where this event is in the stream.
+    pub cursor: EventCursor,
+    pub tenant: String,
+    /// When the store recorded it.
+    pub at: Timestamp,
+    pub change: Change,
+}
+
+type Hook = Box<dyn Fn(&[Event]) + Send + Sync>;
+
+/// How a store hands committed events to followers in its own process, at
+/// once, and wakes them when another process (a replica) committed some.
+pub struct EventFeed {
+    hooks: RwLock<Vec<Hook>>,
+    local: broadcast::Sender<Arc<[Event]>>,
+    remote: watch::Sender<u64>,
+    published: AtomicI64,
+}
+
+impl Default for EventFeed {
+    fn default() -> Self {
+        EventFeed {
+            hooks: Default::default(),
+            local: broadcast::channel(4096).0,
+            remote: watch::channel(0).0,
+            published: AtomicI64::new(0),
+        }
+    }
+}
+
+impl std::fmt::Debug for EventFeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventFeed").field("published", &self.published()).finish_non_exhaustive()
+    }
+}
+
+impl EventFeed {
+    /// Called by the store after a transaction that appended `events`
+    /// committed: runs the hooks, then hands the batch to the local followers.
+    pub fn committed(&self, events: Vec<Event>) {
+        if events.is_empty() {
+            return;
+        }
+        for hook in self.hooks.read().expect("feed lock").iter() {
+            hook(&events);
+        }
+        let last = events.iter().map(|e| e.cursor.seq).max().unwrap_or(0);
+        self.published.fetch_max(last, Ordering::SeqCst);
+        let _ = self.local.send(events.into());
+    }
+
+    /// Called by the store when another process committed events.
+    pub fn remote_committed(&self) {
+        self.remote.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Runs `hook` on every batch committed by this process, synchronously,
+    /// before the writing call returns (keep it cheap: no I/O).
+    pub fn on_commit(&self, hook: impl Fn(&[Event]) + Send + Sync + 'static) {
+        self.hooks.write().expect("feed lock").push(Box::new(hook));
+    }
+
+    /// The batches this process commits from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<[Event]>> {
+        self.local.subscribe()
+    }
+
+    /// Changes whenever another process commits events.
+    pub fn remote(&self) -> watch::Receiver<u64> {
+        self.remote.subscribe()
+    }
+
+    /// The highest sequence number this process has committed.
+    pub fn published(&self) -> i64 {
+        self.published.load(Ordering::SeqCst)
+    }
+}
