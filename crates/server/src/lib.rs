@@ -9,6 +9,7 @@ pub mod conn;
 pub mod ddi;
 pub mod error;
 pub mod extract;
+pub mod followers;
 pub mod idempotency;
 pub mod metrics;
 pub mod openapi;
@@ -107,8 +108,9 @@ pub fn router(state: AppState) -> Router {
     let body_timeout = std::time::Duration::from_secs(state.settings.request_body_timeout_secs.max(1));
     let cors = cors(&state.settings.cors_allowed_origins);
     api::routes()
-        .with_state(state)
+        .with_state(state.clone())
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(body_timeout))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), settle))
         .layer(axum::middleware::from_fn(security_headers))
         .layer(tower::util::option_layer(cors))
         .layer(axum::middleware::from_fn(extract::refuse_nul_in_uri))
@@ -120,6 +122,23 @@ pub fn router(state: AppState) -> Router {
             tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
         }))
         .layer(SetRequestIdLayer::new(REQUEST_ID, ids))
+}
+
+/// Read your writes: a request that changed something is answered once this
+/// replica's event followers have acted on it (a device registered is in the
+/// continuous jobs it matches when its registration is answered).
+async fn settle(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: Request<axum::body::Body>,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let reads = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let before = state.store.feed().published();
+    let response = next.run(req).await;
+    if !reads && state.store.feed().published() != before {
+        state.followers.settle(&state).await;
+    }
+    response
 }
 
 /// What every answer carries: `X-Content-Type-Options: nosniff`, and on the
@@ -196,8 +215,12 @@ pub async fn build(mut settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Res
              Use it as `Authorization: Bearer <key>` (or UPDRAFT_TOKEN for the CLI).\n"
         );
     }
-    let settings_cache_ttl =
-        settings.poll_cache_ttl_ms.unwrap_or(if store.backend() == "sqlite" { 600_000 } else { 5_000 });
+    let poll_cache = Arc::new(ddi::cache::PollCache::new(
+        settings.poll_cache_ttl_ms.map(std::time::Duration::from_millis),
+        1_000_000,
+    ));
+    let forget = poll_cache.clone();
+    store.feed().on_commit(move |events| forget.apply(events));
     let settings_rate = (settings.api_rate_limit_per_sec, settings.api_rate_limit_burst);
     Ok(AppState {
         store,
@@ -207,12 +230,10 @@ pub async fn build(mut settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Res
         metrics: metrics::recorder(),
         presence: Default::default(),
         reevaluations: Default::default(),
+        followers: Default::default(),
         replica: crate::auth::new_id("replica_").into(),
         rate_limiter: Arc::new(ratelimit::RateLimiter::new(settings_rate.0, settings_rate.1)),
-        poll_cache: Arc::new(ddi::cache::PollCache::new(
-            std::time::Duration::from_millis(settings_cache_ttl),
-            1_000_000,
-        )),
+        poll_cache,
     })
 }
 
@@ -225,7 +246,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
-    let (stop_workers, workers) = workers::spawn(state.clone());
+    let (stop_workers, mut workers) = workers::spawn(state.clone());
+    workers.extend(followers::spawn(&state, &stop_workers.subscribe()));
     tracing::info!(%addr, backend = state.store.backend(), "updraft listening");
     let settings = &state.settings;
     let limits = conn::Limits {

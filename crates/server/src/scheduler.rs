@@ -96,7 +96,6 @@ async fn step_job(
             tracing::info!(job = %job.id, from = job.state.as_str(), to = next.as_str(), "job moved by its schedule");
             report.moved += 1;
             job = moved;
-            state.poll_cache.forget_tenant(tenant);
         } else {
             return Ok(());
         }
@@ -108,7 +107,6 @@ async fn step_job(
     if let Some(secs) = job.spec.timeout_seconds {
         let timeout = SignedDuration::from_secs(i64::from(secs));
         let timed_out = store.time_out_executions(tenant, &job.id, now - timeout, now).await?;
-        forget(state, tenant, &timed_out);
         report.timed_out += timed_out.len() as u64;
     }
     // Abort.
@@ -119,7 +117,6 @@ async fn step_job(
             if store.move_job(tenant, &job.id, job.state, JobState::Aborted, false, now).await?.is_some() {
                 tracing::warn!(job = %job.id, failure = ?rule.failure, threshold = rule.threshold_percent, "job aborted");
                 report.moved += 1;
-                state.poll_cache.forget_tenant(tenant);
             }
             return Ok(());
         }
@@ -141,7 +138,6 @@ async fn step_job(
             if j.state == JobState::Running && j.spec.push { release_budget(&j.spec.pace, stats) } else { 0 }
         };
         let released = store.release_executions(tenant, &job.id, None, &budget, now).await?.devices();
-        forget(state, tenant, &released);
         report.released += released.len() as u64;
     }
     if store.complete_job_if_done(tenant, &job.id, now).await? {
@@ -149,10 +145,4 @@ async fn step_job(
         report.moved += 1;
     }
     Ok(())
-}
-
-fn forget(state: &AppState, tenant: &str, devices: &[String]) {
-    for d in devices {
-        state.poll_cache.forget_device(tenant, d);
-    }
 }

@@ -27,11 +27,16 @@ pub struct Settings {
     pub offline_after_secs: u64,
     /// How often the presence worker writes device sightings, in milliseconds.
     pub presence_flush_ms: u64,
-    /// How long a device's idle poll answer and token may be served from memory,
-    /// in milliseconds: another replica offers a new job after at most this long.
-    /// Default: 5 s on PostgreSQL (replicas), 10 min on SQLite (one process,
-    /// where every change forgets its entries at once).
+    /// The longest a device's idle poll answer and token are served from
+    /// memory, in milliseconds. Unset (the default): until something changes
+    /// (the poll cache follows the event stream, every replica's changes included).
     pub poll_cache_ttl_ms: Option<u64>,
+    /// How long events are kept in the event stream, in hours: a follower
+    /// stopped for longer misses what was pruned.
+    pub event_retention_hours: u64,
+    /// How often a durable follower looks at the event stream without being
+    /// woken, in seconds (to take over from a replica that stopped).
+    pub follower_poll_secs: u64,
     /// Management API calls allowed per API key per second on average (0: no limit).
     pub api_rate_limit_per_sec: u32,
     /// How many calls a key may make at once above its average.
@@ -91,6 +96,8 @@ impl Default for Settings {
             offline_after_secs: 900,
             presence_flush_ms: 10_000,
             poll_cache_ttl_ms: None,
+            event_retention_hours: 168,
+            follower_poll_secs: 30,
             api_rate_limit_per_sec: 200,
             api_rate_limit_burst: 2000,
             scheduler_tick_ms: 1000,

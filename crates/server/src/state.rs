@@ -36,6 +36,8 @@ pub struct AppState {
     pub poll_cache: Arc<crate::ddi::cache::PollCache>,
     pub rate_limiter: Arc<crate::ratelimit::RateLimiter>,
     pub reevaluations: Arc<crate::scheduler::Reevaluations>,
+    /// How far this replica's event followers are.
+    pub followers: Arc<crate::followers::Progress>,
     /// This process's name in scheduler leases (random per start).
     pub replica: Arc<str>,
 }
@@ -45,8 +47,7 @@ impl AppState {
         self.clock.now()
     }
 
-    /// Changes an execution as `rule` decides (see `Store::change_execution`)
-    /// and forgets the device's cached poll answer.
+    /// Changes an execution as `rule` decides (see `Store::change_execution`).
     pub async fn change_execution(
         &self,
         tenant: &str,
@@ -54,8 +55,6 @@ impl AppState {
         rule: ExecutionRule<'_>,
         now: Timestamp,
     ) -> StoreResult<Result<Execution, TransitionError>> {
-        let changed = self.store.change_execution(tenant, execution.action_id, rule, now).await;
-        self.poll_cache.forget_device(tenant, &execution.device);
-        changed
+        self.store.change_execution(tenant, execution.action_id, rule, now).await
     }
 }

@@ -2,16 +2,16 @@
 //! of the product, named devices, groups, a filter), narrowed and completed by
 //! the core's [`select`] (gray share, source versions, include, exclude, up to
 //! date). Used when a job starts (snapshot), by the periodic re-evaluation of
-//! continuous jobs, and, one device at a time, when a device changes.
+//! continuous jobs, and, following the event stream, when devices change.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::Timestamp;
 use updraft_core::filter::{Field, Filter, Subject};
 use updraft_core::job::{ExecutionState, Job, JobState};
 use updraft_core::rollout::{Recurrence, select};
 use updraft_core::{Device, PageRequest};
-use updraft_store::{DeviceScope, StoreResult};
+use updraft_store::{Change, DeviceScope, Event, StoreResult};
 
 use crate::state::AppState;
 
@@ -122,16 +122,33 @@ pub async fn reevaluate(state: &AppState, tenant: &str, job: &Job, now: Timestam
     Ok(added)
 }
 
-/// Checks changed devices against the tenant's live continuous jobs in memory
-/// and adds an execution where one starts to match. Never fails the caller's
-/// request: a failure is logged, and the periodic re-evaluation catches up.
-pub async fn devices_changed(state: &AppState, tenant: &str, devices: &[Device]) {
-    if devices.is_empty() {
-        return;
+/// The continuous-jobs follower: checks the devices events say were
+/// registered, changed or added to a group against their tenant's live
+/// continuous jobs, and adds an execution where one starts to match. Adding
+/// is idempotent, so an event handled twice adds nothing the second time.
+pub async fn devices_changed(state: &AppState, events: &[Event]) -> StoreResult<()> {
+    let mut by_tenant: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for e in events {
+        let devices: &mut BTreeSet<&str> = by_tenant.entry(e.tenant.as_str()).or_default();
+        match &e.change {
+            Change::DevicesCreated { devices: ids } | Change::MembersChanged { added: ids, .. } => {
+                devices.extend(ids.iter().map(String::as_str))
+            }
+            Change::DeviceUpdated { device } => {
+                devices.insert(device);
+            }
+            _ => {}
+        }
     }
-    if let Err(e) = check_changed(state, tenant, devices).await {
-        tracing::warn!(tenant = %tenant, error = %e, "continuous jobs: checking changed devices failed");
+    for (tenant, ids) in by_tenant {
+        if ids.is_empty() {
+            continue;
+        }
+        let ids: Vec<String> = ids.into_iter().map(str::to_owned).collect();
+        let devices = state.store.get_devices(tenant, &ids).await?;
+        check_changed(state, tenant, &devices).await?;
     }
+    Ok(())
 }
 
 async fn check_changed(state: &AppState, tenant: &str, devices: &[Device]) -> StoreResult<()> {

@@ -79,6 +79,7 @@ impl TestServer {
             |s| {
                 s.scheduler_tick_ms = 3_600_000;
                 s.presence_flush_ms = 3_600_000;
+                s.follower_poll_secs = 3_600;
                 configure(s);
             },
             clock.clone(),

@@ -18,15 +18,18 @@ pub enum Worker {
     Presence,
     /// Moves jobs: schedules, timeouts, aborts, retries, continuous jobs, releases.
     Scheduler,
+    /// Prunes the event stream past its retention.
+    Events,
 }
 
 impl Worker {
-    pub const ALL: &[Worker] = &[Worker::Presence, Worker::Scheduler];
+    pub const ALL: &[Worker] = &[Worker::Presence, Worker::Scheduler, Worker::Events];
 
     pub fn name(self) -> &'static str {
         match self {
             Worker::Presence => "presence",
             Worker::Scheduler => "scheduler",
+            Worker::Events => "events",
         }
     }
 
@@ -34,6 +37,7 @@ impl Worker {
         match self {
             Worker::Presence => Duration::from_millis(state.settings.presence_flush_ms.max(10)),
             Worker::Scheduler => Duration::from_millis(state.settings.scheduler_tick_ms.max(10)),
+            Worker::Events => Duration::from_secs(600),
         }
     }
 
@@ -49,6 +53,13 @@ impl Worker {
                 metrics::counter!(crate::metrics::EXECUTIONS_RELEASED).increment(r.released);
                 metrics::counter!(crate::metrics::EXECUTIONS_TIMED_OUT).increment(r.timed_out);
                 metrics::counter!(crate::metrics::EXECUTIONS_RETRIED).increment(r.retried);
+            }
+            Worker::Events => {
+                let keep = SignedDuration::from_hours(state.settings.event_retention_hours.max(1) as i64);
+                let pruned = state.store.prune_events(now - keep).await?;
+                if pruned > 0 {
+                    tracing::info!(pruned, "events pruned");
+                }
             }
         }
         Ok(())

@@ -1596,6 +1596,16 @@ impl Store for $store {
             .collect()
     }
 
+    async fn events_waiting(&self, after: EventCursor) -> StoreResult<bool> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM (SELECT 1 FROM events WHERE (tx, seq) > ($1, $2) LIMIT 1) AS e")
+            .bind(after.tx)
+            .bind(after.seq)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(n > 0)
+    }
+
     async fn event_tail(&self) -> StoreResult<EventCursor> {
         let row: Option<(i64, i64)> = sqlx::query_as(AssertSqlSafe(format!(
             "SELECT tx, seq FROM events WHERE {} ORDER BY tx DESC, seq DESC LIMIT 1",

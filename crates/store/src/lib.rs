@@ -475,6 +475,9 @@ pub trait Store: Send + Sync + 'static {
     /// visible without gaps (an event committed later never sorts before one
     /// already returned).
     async fn events_after(&self, after: EventCursor, limit: u32) -> StoreResult<Vec<Event>>;
+    /// Whether events after `after` were committed that [`Store::events_after`]
+    /// does not return yet (an older transaction is still running): read again shortly.
+    async fn events_waiting(&self, after: EventCursor) -> StoreResult<bool>;
     /// The cursor of the last visible event: a follower starting now starts here.
     async fn event_tail(&self) -> StoreResult<EventCursor>;
     /// Takes or renews `follower`'s lease for `owner` until `until` and returns

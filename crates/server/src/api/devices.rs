@@ -205,7 +205,6 @@ pub(crate) async fn register(state: &AppState, tenant: &str, device: NewDevice) 
     state.store.create_devices(tenant, std::slice::from_ref(&device), now).await?;
     metrics::counter!(DEVICES_REGISTERED).increment(1);
     let device = device.into_device(now);
-    crate::targeting::devices_changed(state, tenant, std::slice::from_ref(&device)).await;
     Ok(device)
 }
 
@@ -347,10 +346,7 @@ pub async fn import(
                 }
                 return Err(ApiError::of(ErrorCode::Conflict));
             }
-            Ok(()) => {
-                let created: Vec<updraft_core::Device> = devices.iter().map(|d| d.clone().into_device(now)).collect();
-                crate::targeting::devices_changed(&state, caller.tenant(), &created).await;
-            }
+            Ok(()) => {}
             // Unknown products stay among the batch's line errors: a batch mixes problems.
             Err(StoreError::Invalid(updraft_core::Error::Invalid(errs)) | StoreError::Missing(errs)) => {
                 for e in errs {
@@ -689,7 +685,6 @@ pub async fn update(
         .modify_device(caller.tenant(), &id, &apply, false, state.now())
         .await?
         .map_err(ApiError::invalid)?;
-    crate::targeting::devices_changed(&state, caller.tenant(), std::slice::from_ref(&d)).await;
     Ok(Json(d.into()))
 }
 
@@ -701,7 +696,6 @@ pub async fn delete(
 ) -> ApiResult<StatusCode> {
     caller.require(Access::WriteFleet)?;
     state.store.delete_device(caller.tenant(), &id).await?;
-    state.poll_cache.forget_deleted(caller.tenant(), &id);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -715,8 +709,6 @@ pub async fn reissue_token(
     caller.require(Access::WriteFleet)?;
     let token = new_token("upd_d_");
     state.store.set_device_token(caller.tenant(), &id, &token_hash(&token)).await?;
-    // This replica forgets the old token at once; another within its poll cache's TTL.
-    state.poll_cache.forget_deleted(caller.tenant(), &id);
     tracing::info!(tenant = caller.tenant(), device = %id, "device token reissued");
     Ok(Json(IssuedToken { id, token }))
 }

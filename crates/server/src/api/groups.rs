@@ -189,10 +189,6 @@ pub async fn change_members(
         return Err(ApiError::field("add", format!("at most {MAX_MEMBER_CHANGE} device ids per call")));
     }
     let change = state.store.change_members(caller.tenant(), &id, &input.add, &input.remove, state.now()).await?;
-    if !input.add.is_empty() {
-        let joined = state.store.get_devices(caller.tenant(), &input.add).await?;
-        crate::targeting::devices_changed(&state, caller.tenant(), &joined).await;
-    }
     let group = load(&state, caller.tenant(), &id).await?;
     Ok(Json(MembersOut { added: change.added, removed: change.removed, member_count: group.member_count }))
 }

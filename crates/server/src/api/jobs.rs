@@ -563,7 +563,6 @@ pub async fn create(
     };
     state.store.create_job(tenant, &job, &targets, now).await?;
     state.store.complete_job_if_done(tenant, &job.id, now).await?;
-    state.poll_cache.forget_tenant(tenant);
     tracing::info!(job = %job.id, firmware = %job.firmware, devices = targets.len(), "job created");
     let job = load(&state, tenant, &job.id).await?;
     Ok((StatusCode::CREATED, Json(described(&state, tenant, job).await?)))
@@ -670,7 +669,6 @@ async fn command(state: &AppState, caller: &Caller, id: &str, cmd: JobCommand) -
             if cmd == JobCommand::Start {
                 state.store.complete_job_if_done(tenant, id, now).await?;
             }
-            state.poll_cache.forget_tenant(tenant);
             tracing::info!(job = %id, command = ?cmd, state = moved.state.as_str(), "job command");
             let job = load(state, tenant, id).await?;
             return Ok(Json(described(state, tenant, job).await?));

@@ -1,20 +1,18 @@
-//! What makes a poll cheap: two small in-memory caches in front of the store.
+//! What makes a poll cheap: small in-memory caches in front of the store.
 //!
-//! - Tokens: a device token's hash → (tenant, device). A token never changes
-//!   for a device, so entries only go stale when the device is deleted: this
-//!   replica forgets them at once, others within `ttl`.
+//! - Tokens: a device token's hash → (tenant, device); a gateway token's
+//!   hash → its tenant, and the devices known to exist behind gateways.
 //! - Idle devices: (tenant, device) → what the poll answers when the device
 //!   has nothing to do. Only idle answers are cached: an answer that offers
-//!   work is always read fresh, so a cache can delay a new job by at most
-//!   `ttl` (on another replica) but can never offer work that is over. Every
-//!   change to a device's executions or attributes on this replica forgets
-//!   its entry.
+//!   work is always read fresh, so the cache can never offer work that is over.
 //!
-//! Both maps are bounded: past `capacity` entries they are cleared. Each
-//! entry lives between half the TTL and the TTL, so that a fleet cached at
-//! once does not expire at once.
+//! Entries live until something changes: the cache follows the event stream
+//! ([`PollCache::apply`]), on this replica at once (the store's feed runs it
+//! before the writing call returns) and from other replicas as soon as they
+//! announce their events. An optional TTL bounds an entry's life besides.
+//! Both maps are bounded: past `capacity` entries they are cleared.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
@@ -22,16 +20,25 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::http::HeaderValue;
+use updraft_store::{Change, Event};
 
 /// Idle answers by tenant, then device: looked up with borrowed ids, no allocation.
-type IdleMap = HashMap<String, HashMap<String, (Arc<IdleAnswer>, Instant)>>;
+type IdleMap = HashMap<String, HashMap<String, (Arc<IdleAnswer>, Option<Instant>)>>;
+/// Device tokens' hashes → tenant, device, and when the entry expires (if ever).
+type TokenMap = HashMap<String, (String, String, Option<Instant>)>;
+
+/// More devices than this in one change forget the tenant's answers at once.
+const FORGET_TENANT_ABOVE: usize = 1000;
 
 pub struct PollCache {
-    ttl: Duration,
+    ttl: Option<Duration>,
     capacity: usize,
     /// Bumped by every forget: an answer read before a forget is never cached after it.
     epoch: std::sync::atomic::AtomicU64,
-    tokens: RwLock<HashMap<String, (String, String, Instant)>>,
+    tokens: RwLock<TokenMap>,
+    gateways: RwLock<HashMap<String, String>>,
+    /// Devices known to exist, by tenant (what a gateway's call needs to know).
+    known: RwLock<HashMap<String, HashSet<String>>>,
     idle: RwLock<IdleMap>,
 }
 
@@ -44,24 +51,38 @@ pub struct IdleAnswer {
     pub etag: HeaderValue,
 }
 
+fn live(until: &Option<Instant>) -> bool {
+    until.is_none_or(|u| Instant::now() < u)
+}
+
 impl PollCache {
-    pub fn new(ttl: Duration, capacity: usize) -> Self {
-        Self { ttl, capacity, epoch: Default::default(), tokens: Default::default(), idle: Default::default() }
+    /// A cache whose entries live until a change forgets them, or at most `ttl`.
+    pub fn new(ttl: Option<Duration>, capacity: usize) -> Self {
+        Self {
+            ttl,
+            capacity,
+            epoch: Default::default(),
+            tokens: Default::default(),
+            gateways: Default::default(),
+            known: Default::default(),
+            idle: Default::default(),
+        }
     }
 
-    /// When an entry made now expires: between half the TTL and the TTL, spread by
-    /// `seed` so that entries made together do not all expire together.
-    fn expiry(&self, seed: &str) -> Instant {
+    /// When an entry made now expires, if ever: between half the TTL and the
+    /// TTL, spread by `seed` so that entries made together do not all expire together.
+    fn expiry(&self, seed: &str) -> Option<Instant> {
+        let ttl = self.ttl?;
         let spread = seed.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100000001b3));
         let nanos =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
         let fraction = 0.5 + ((spread ^ u64::from(nanos)) % 1000) as f64 / 2000.0;
-        Instant::now() + self.ttl.mul_f64(fraction)
+        Some(Instant::now() + ttl.mul_f64(fraction))
     }
 
     pub fn device_for_token(&self, token_hash: &str) -> Option<(String, String)> {
         let map = self.tokens.read().expect("cache lock");
-        map.get(token_hash).filter(|(_, _, until)| Instant::now() < *until).map(|(t, d, _)| (t.clone(), d.clone()))
+        map.get(token_hash).filter(|(_, _, until)| live(until)).map(|(t, d, _)| (t.clone(), d.clone()))
     }
 
     pub fn remember_token(&self, token_hash: &str, tenant: &str, device: &str) {
@@ -73,9 +94,39 @@ impl PollCache {
         map.insert(token_hash.to_owned(), (tenant.to_owned(), device.to_owned(), until));
     }
 
+    /// The tenant of a gateway token, when known.
+    pub fn gateway_tenant(&self, token_hash: &str) -> Option<String> {
+        self.gateways.read().expect("cache lock").get(token_hash).cloned()
+    }
+
+    pub fn remember_gateway(&self, token_hash: &str, tenant: &str) {
+        let mut map = self.gateways.write().expect("cache lock");
+        if map.len() >= self.capacity {
+            map.clear();
+        }
+        map.insert(token_hash.to_owned(), tenant.to_owned());
+    }
+
+    /// Whether `device` is known to exist (take the epoch before looking it up).
+    pub fn known(&self, tenant: &str, device: &str) -> bool {
+        self.known.read().expect("cache lock").get(tenant).is_some_and(|d| d.contains(device))
+    }
+
+    /// Remembers that a device exists, unless something was forgotten since `epoch`.
+    pub fn remember_known(&self, epoch: u64, tenant: &str, device: &str) {
+        let mut map = self.known.write().expect("cache lock");
+        if self.epoch() != epoch {
+            return;
+        }
+        if map.values().map(HashSet::len).sum::<usize>() >= self.capacity {
+            map.clear();
+        }
+        map.entry(tenant.to_owned()).or_default().insert(device.to_owned());
+    }
+
     pub fn idle(&self, tenant: &str, device: &str) -> Option<Arc<IdleAnswer>> {
         let map = self.idle.read().expect("cache lock");
-        map.get(tenant)?.get(device).filter(|(_, until)| Instant::now() < *until).map(|(a, _)| a.clone())
+        map.get(tenant)?.get(device).filter(|(_, until)| live(until)).map(|(a, _)| a.clone())
     }
 
     /// The current epoch: take it before reading what an answer is built from.
@@ -98,8 +149,42 @@ impl PollCache {
         map.entry(tenant.to_owned()).or_default().insert(device.to_owned(), (Arc::new(answer), until));
     }
 
+    /// Forgets what events say has changed.
+    pub fn apply(&self, events: &[Event]) {
+        for e in events {
+            let tenant = e.tenant.as_str();
+            match &e.change {
+                Change::DevicesCreated { devices } | Change::ExecutionsChanged { devices, .. }
+                    if devices.len() > FORGET_TENANT_ABOVE =>
+                {
+                    self.forget_tenant(tenant)
+                }
+                Change::DevicesCreated { devices } | Change::ExecutionsChanged { devices, .. } => {
+                    devices.iter().for_each(|d| self.forget_device(tenant, d))
+                }
+                Change::DeviceUpdated { device } => self.forget_device(tenant, device),
+                Change::DeviceDeleted { device } | Change::DeviceTokenChanged { device } => {
+                    self.forget_deleted(tenant, device)
+                }
+                Change::JobCreated { .. } | Change::JobChanged { .. } => self.forget_tenant(tenant),
+                Change::GatewayTokenDeleted { .. } => self.forget_gateways(tenant),
+                _ => {}
+            }
+        }
+    }
+
+    /// Forgets everything: events may have been missed.
+    pub fn clear(&self) {
+        let mut idle = self.idle.write().expect("cache lock");
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        idle.clear();
+        self.tokens.write().expect("cache lock").clear();
+        self.gateways.write().expect("cache lock").clear();
+        self.known.write().expect("cache lock").clear();
+    }
+
     /// Forgets what is known of a device's work and attributes.
-    pub fn forget_device(&self, tenant: &str, device: &str) {
+    fn forget_device(&self, tenant: &str, device: &str) {
         let mut map = self.idle.write().expect("cache lock");
         self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if let Some(devices) = map.get_mut(tenant) {
@@ -107,17 +192,26 @@ impl PollCache {
         }
     }
 
-    /// Forgets everything about a device, its token included (it was deleted).
-    pub fn forget_deleted(&self, tenant: &str, device: &str) {
+    /// Forgets everything about a device, its token included (it was deleted,
+    /// or its token replaced).
+    fn forget_deleted(&self, tenant: &str, device: &str) {
         self.forget_device(tenant, device);
         self.tokens.write().expect("cache lock").retain(|_, (t, d, _)| !(t == tenant && d == device));
+        if let Some(known) = self.known.write().expect("cache lock").get_mut(tenant) {
+            known.remove(device);
+        }
     }
 
     /// Forgets every idle answer of a tenant (a job was created or changed).
-    pub fn forget_tenant(&self, tenant: &str) {
+    fn forget_tenant(&self, tenant: &str) {
         let mut map = self.idle.write().expect("cache lock");
         self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         map.remove(tenant);
+    }
+
+    /// Forgets a tenant's gateway tokens (one was deleted).
+    fn forget_gateways(&self, tenant: &str) {
+        self.gateways.write().expect("cache lock").retain(|_, t| t != tenant);
     }
 }
 
@@ -133,35 +227,47 @@ mod tests {
         }
     }
 
+    fn event(change: Change) -> Event {
+        Event { cursor: Default::default(), tenant: "t".into(), at: jiff::Timestamp::UNIX_EPOCH, change }
+    }
+
     #[test]
-    fn idle_answers_are_cached_and_forgotten() {
-        let c = PollCache::new(Duration::from_secs(60), 10);
+    fn idle_answers_are_cached_until_an_event_forgets_them() {
+        let c = PollCache::new(None, 10);
         assert!(c.idle("t", "d").is_none());
         c.remember_idle(c.epoch(), "t", "d", answer());
         assert!(c.idle("t", "d").is_some());
-        c.forget_device("t", "d");
+        c.apply(&[event(Change::GroupCreated { group: "g".into() })]);
+        assert!(c.idle("t", "d").is_some(), "what does not change a poll's answer forgets nothing");
+        c.apply(&[event(Change::ExecutionsChanged { job: "j".into(), devices: vec!["d".into()] })]);
         assert!(c.idle("t", "d").is_none());
         c.remember_idle(c.epoch(), "t", "d", answer());
-        c.forget_tenant("t");
-        assert!(c.idle("t", "d").is_none());
+        c.apply(&[event(Change::JobCreated { job: "j".into() })]);
+        assert!(c.idle("t", "d").is_none(), "a new job forgets the tenant's answers");
         c.remember_token("h", "t", "d");
+        let epoch = c.epoch();
+        c.remember_known(epoch, "t", "d");
         assert_eq!(c.device_for_token("h"), Some(("t".into(), "d".into())));
-        c.forget_deleted("t", "d");
-        assert_eq!(c.device_for_token("h"), None);
+        c.apply(&[event(Change::DeviceTokenChanged { device: "d".into() })]);
+        assert_eq!(c.device_for_token("h"), None, "the old token no longer authenticates");
+        assert!(!c.known("t", "d"));
+        c.remember_gateway("g", "t");
+        c.apply(&[event(Change::GatewayTokenDeleted { token: "x".into() })]);
+        assert_eq!(c.gateway_tenant("g"), None);
         let before = c.epoch();
-        c.forget_device("t", "other");
+        c.apply(&[event(Change::DeviceUpdated { device: "other".into() })]);
         c.remember_idle(before, "t", "d", answer());
         assert!(c.idle("t", "d").is_none(), "an answer read before a change is not cached after it");
     }
 
     #[test]
     fn entries_expire_and_the_maps_stay_bounded() {
-        let c = PollCache::new(Duration::ZERO, 2);
+        let c = PollCache::new(Some(Duration::ZERO), 2);
         c.remember_token("h", "t", "d");
         assert_eq!(c.device_for_token("h"), None, "expired");
         c.remember_idle(c.epoch(), "t", "d", answer());
         assert!(c.idle("t", "d").is_none(), "expired");
-        let c = PollCache::new(Duration::from_secs(60), 2);
+        let c = PollCache::new(None, 2);
         for i in 0..5 {
             c.remember_token(&format!("h{i}"), "t", "d");
             c.remember_idle(c.epoch(), "t", &format!("d{i}"), answer());

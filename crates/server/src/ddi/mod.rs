@@ -213,17 +213,32 @@ impl FromRequestParts<AppState> for DdiDevice {
             }
             (t, d)
         } else if let Some(token) = auth.strip_prefix("GatewayToken ") {
-            let gateway_tenant =
-                state.store.gateway_tenant(&token_hash(token.trim())).await?.ok_or(DdiError::Unauthorized)?;
+            let hash = token_hash(token.trim());
+            let gateway_tenant = match state.poll_cache.gateway_tenant(&hash) {
+                Some(known) => known,
+                None => {
+                    let known = state.store.gateway_tenant(&hash).await?.ok_or(DdiError::Unauthorized)?;
+                    state.poll_cache.remember_gateway(&hash, &known);
+                    known
+                }
+            };
             if gateway_tenant != tenant {
                 return Err(DdiError::Unauthorized);
             }
-            let identity = match state.store.device_identity(&tenant, controller).await? {
-                Some(identity) => identity,
-                None if is_poll(parts) => register_on_poll(state, &tenant, controller).await?,
-                None => return Err(DdiError::NotFound(format!("target {controller} not found; register it first"))),
-            };
-            (identity.tenant, identity.id)
+            if !state.poll_cache.known(&tenant, controller) {
+                let epoch = state.poll_cache.epoch();
+                match state.store.device_identity(&tenant, controller).await? {
+                    Some(_) => {}
+                    None if is_poll(parts) => {
+                        register_on_poll(state, &tenant, controller).await?;
+                    }
+                    None => {
+                        return Err(DdiError::NotFound(format!("target {controller} not found; register it first")));
+                    }
+                }
+                state.poll_cache.remember_known(epoch, &tenant, controller);
+            }
+            (tenant.clone(), controller.clone())
         } else {
             return Err(DdiError::Unauthorized);
         };
@@ -261,6 +276,8 @@ async fn register_on_poll(
         Err(StoreError::Invalid(_) | StoreError::Missing(_) | StoreError::Conflict { .. }) => {}
         Err(e) => return Err(e.into()),
     }
+    // The continuous jobs it matches have it before its first poll is answered.
+    state.followers.settle(state).await;
     state.store.device_identity(tenant, controller).await?.ok_or_else(unknown)
 }
 
@@ -703,13 +720,11 @@ async fn config_data(
         attributes::apply(d, mode, &data.data);
         Ok(())
     };
-    let changed = state
+    state
         .store
         .modify_device(&dev.tenant, &dev.id, &apply, true, now)
         .await?
         .map_err(|errors| DdiError::BadRequest(updraft_core::Error::Invalid(errors).to_string()))?;
-    crate::targeting::devices_changed(&state, &dev.tenant, std::slice::from_ref(&changed)).await;
-    state.poll_cache.forget_device(&dev.tenant, &dev.id);
     Ok(StatusCode::OK)
 }
 

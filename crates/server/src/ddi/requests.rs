@@ -79,7 +79,6 @@ pub async fn request(
         }
     };
     let released = state.store.release_executions(&dev.tenant, &e.job, Some(&dev.id), &budget, now).await?;
-    state.poll_cache.forget_device(&dev.tenant, &dev.id);
     let Some(released) = released.executions.into_iter().next() else {
         if state.store.device_actions(&dev.tenant, &dev.id).await?.active.is_some_and(|a| a.state.is_in_progress()) {
             return Err(DdiError::Conflict("the device is working on another action".into()));
