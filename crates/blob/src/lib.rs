@@ -1,19 +1,26 @@
-//! Firmware file storage on the local disk.
+//! Firmware file storage behind one trait, [`BlobStore`], so the server does
+//! not care where the bytes live (local disk today, S3-compatible storage
+//! later).
 //!
 //! Writes are streamed: a [`BlobWriter`] hashes (SHA-256, SHA-1, MD5) and
-//! counts bytes as they arrive into a temporary file, never holding the whole
-//! file in memory. [`StagedBlob::persist`] moves the finished file into place
-//! under its key. A writer or staged blob that is dropped before it is
-//! persisted removes its temporary file, so an interrupted or rejected upload
-//! leaves nothing behind.
+//! counts bytes as they arrive and hands each chunk to the backend's
+//! [`Staging`], never holding the whole file in memory. [`BlobStore::persist`]
+//! puts the finished bytes under their key. A writer or staged blob that is
+//! dropped before it is persisted leaves nothing behind, so an interrupted or
+//! rejected upload costs no space. Reads are streamed too, whole or by range.
 
-use std::path::{Path, PathBuf};
+mod local;
 
+use std::pin::Pin;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
 use md5::Md5;
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
-use tokio::fs::{self, File};
-use tokio::io::AsyncWriteExt;
+use tokio::io::AsyncRead;
+
+pub use local::{LocalBlobStore, create_private_dir};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {
@@ -21,21 +28,90 @@ pub enum BlobError {
     NotFound(String),
     #[error("invalid blob key `{0}`")]
     InvalidKey(String),
+    #[error("range {start}-{end} is not within blob `{key}` of {len} bytes")]
+    Range { key: String, start: u64, end: u64, len: u64 },
     #[error("blob storage i/o: {0}")]
     Io(#[from] std::io::Error),
 }
 
 pub type BlobResult<T> = Result<T, BlobError>;
 
-/// Files under `root/blobs/<key>`, staged in `root/tmp`.
-#[derive(Debug, Clone)]
-pub struct BlobStore {
-    blobs: PathBuf,
-    tmp: PathBuf,
+/// The bytes of a blob (or of a range of it), read as they are sent.
+pub type BlobReader = Pin<Box<dyn AsyncRead + Send>>;
+
+/// What [`BlobStore::read`] opened.
+pub struct BlobRead {
+    /// The bytes asked for: the whole blob, or just the range.
+    pub reader: BlobReader,
+    /// The whole blob's length, whatever range was asked for.
+    pub len: u64,
+}
+
+/// What [`BlobStore::stat`] says about a stored blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobMeta {
+    pub len: u64,
+    pub modified: SystemTime,
+}
+
+/// Where firmware bytes live.
+///
+/// Keys are `/`-separated segments of `[A-Za-z0-9._+-]`, none empty or
+/// starting with `.` (see [`check_key`]); every method refuses other keys
+/// with [`BlobError::InvalidKey`]. A key that names no blob is
+/// [`BlobError::NotFound`].
+#[async_trait]
+pub trait BlobStore: Send + Sync + 'static {
+    /// Starts a staged upload.
+    async fn writer(&self) -> BlobResult<BlobWriter>;
+
+    /// Puts a finished upload under `key`, replacing any blob there. A staged
+    /// blob belongs to the store whose writer made it: it is persisted there.
+    async fn persist(&self, staged: StagedBlob, key: &str) -> BlobResult<()> {
+        check_key(key)?;
+        staged.staging.persist(key).await
+    }
+
+    /// The length and modification time of a stored blob.
+    async fn stat(&self, key: &str) -> BlobResult<BlobMeta>;
+
+    /// Opens a stored blob: all of it, or the inclusive byte range
+    /// `(start, end)`, which must lie within it (`start <= end < len`, else
+    /// [`BlobError::Range`]).
+    async fn read(&self, key: &str, range: Option<(u64, u64)>) -> BlobResult<BlobRead>;
+
+    /// Removes one blob; a missing one is fine.
+    async fn delete(&self, key: &str) -> BlobResult<()>;
+
+    /// Removes every blob whose key starts with `prefix/`; none is fine.
+    async fn delete_prefix(&self, prefix: &str) -> BlobResult<()>;
+
+    /// A URL from which the blob can be fetched directly, without credentials,
+    /// until `expires` from now, when the backend can sign one. Local disk
+    /// cannot, so the server streams the bytes itself.
+    fn presigned_url(&self, _key: &str, _expires: Duration) -> Option<String> {
+        None
+    }
+}
+
+/// A backend's side of one upload: where the bytes go until they are
+/// persisted. Dropping it before [`Staging::persist`] succeeds must remove
+/// whatever it wrote. `Sync` so that a handler may hold a staged blob by
+/// reference across an await.
+#[async_trait]
+pub trait Staging: Send + Sync + 'static {
+    /// Appends a chunk.
+    async fn write(&mut self, chunk: &[u8]) -> BlobResult<()>;
+
+    /// Makes everything written durable; nothing is written after it.
+    async fn finish(&mut self) -> BlobResult<()>;
+
+    /// Puts the bytes under `key` (already checked), replacing any blob there.
+    async fn persist(self: Box<Self>, key: &str) -> BlobResult<()>;
 }
 
 /// Keys are `/`-separated segments of `[A-Za-z0-9._+-]`, none empty or starting with `.`.
-fn check_key(key: &str) -> BlobResult<()> {
+pub fn check_key(key: &str) -> BlobResult<()> {
     let ok = !key.is_empty()
         && key.split('/').all(|seg| {
             !seg.is_empty()
@@ -45,97 +121,9 @@ fn check_key(key: &str) -> BlobResult<()> {
     if ok { Ok(()) } else { Err(BlobError::InvalidKey(key.to_owned())) }
 }
 
-fn random_name() -> String {
-    let mut b = [0u8; 16];
-    getrandom::fill(&mut b).expect("the operating system's random source works");
-    hex::encode(b)
-}
-
-/// Creates `dir` and its missing parents readable by this user only (0700 on Unix).
-pub async fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    builder.mode(0o700);
-    builder.create(dir).await
-}
-
-impl BlobStore {
-    /// Opens the store under `root`, creating it, and removes staged files
-    /// left by an earlier process that stopped mid-upload.
-    pub async fn open(root: &Path) -> BlobResult<Self> {
-        let blobs = root.join("blobs");
-        let tmp = root.join("tmp");
-        create_private_dir(&blobs).await?;
-        if fs::try_exists(&tmp).await? {
-            fs::remove_dir_all(&tmp).await?;
-        }
-        create_private_dir(&tmp).await?;
-        Ok(Self { blobs, tmp })
-    }
-
-    /// Starts a new staged file.
-    pub async fn writer(&self) -> BlobResult<BlobWriter> {
-        let path = self.tmp.join(random_name());
-        let mut options = fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        options.mode(0o600);
-        let file = options.open(&path).await?;
-        Ok(BlobWriter {
-            file: Some(file),
-            temp: TempFile(Some(path)),
-            size: 0,
-            sha256: Sha256::new(),
-            sha1: Sha1::new(),
-            md5: Md5::new(),
-        })
-    }
-
-    /// The path of a stored blob, for streaming it out.
-    pub fn path(&self, key: &str) -> BlobResult<PathBuf> {
-        check_key(key)?;
-        Ok(self.blobs.join(key))
-    }
-
-    /// Opens a stored blob and returns it with its length.
-    pub async fn open_read(&self, key: &str) -> BlobResult<(File, u64)> {
-        let path = self.path(key)?;
-        match File::open(&path).await {
-            Ok(f) => {
-                let len = f.metadata().await?.len();
-                Ok((f, len))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(BlobError::NotFound(key.to_owned())),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Removes every blob under the key prefix (a directory); missing is fine.
-    pub async fn delete_prefix(&self, prefix: &str) -> BlobResult<()> {
-        let path = self.path(prefix)?;
-        match fs::remove_dir_all(&path).await {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
-            _ => Ok(()),
-        }
-    }
-}
-
-/// A temporary file removed on drop unless taken.
-struct TempFile(Option<PathBuf>);
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            let _ = std::fs::remove_file(&p);
-        }
-    }
-}
-
-/// A file being written: counts and hashes every byte.
+/// An upload being written: counts and hashes every byte on its way to the backend.
 pub struct BlobWriter {
-    file: Option<File>,
-    temp: TempFile,
+    staging: Box<dyn Staging>,
     size: u64,
     sha256: Sha256,
     sha1: Sha1,
@@ -143,13 +131,17 @@ pub struct BlobWriter {
 }
 
 impl BlobWriter {
+    /// A writer over a backend's staging (what [`BlobStore::writer`] returns).
+    pub fn new(staging: Box<dyn Staging>) -> Self {
+        Self { staging, size: 0, sha256: Sha256::new(), sha1: Sha1::new(), md5: Md5::new() }
+    }
+
     pub async fn write(&mut self, chunk: &[u8]) -> BlobResult<()> {
         self.sha256.update(chunk);
         self.sha1.update(chunk);
         self.md5.update(chunk);
         self.size += chunk.len() as u64;
-        self.file.as_mut().expect("file is open until finish").write_all(chunk).await?;
-        Ok(())
+        self.staging.write(chunk).await
     }
 
     /// Bytes written so far.
@@ -157,14 +149,11 @@ impl BlobWriter {
         self.size
     }
 
-    /// Flushes the file to disk and returns it staged, with its digests.
+    /// Makes the bytes durable and returns them staged, with their digests.
     pub async fn finish(mut self) -> BlobResult<StagedBlob> {
-        let mut file = self.file.take().expect("file is open until finish");
-        file.flush().await?;
-        file.sync_all().await?;
-        drop(file);
+        self.staging.finish().await?;
         Ok(StagedBlob {
-            temp: TempFile(self.temp.0.take()),
+            staging: self.staging,
             size: self.size,
             sha256: hex::encode(self.sha256.finalize()),
             sha1: hex::encode(self.sha1.finalize()),
@@ -173,69 +162,133 @@ impl BlobWriter {
     }
 }
 
-/// A complete file, not yet under its key.
+/// A complete upload, not yet under its key.
 pub struct StagedBlob {
-    temp: TempFile,
+    staging: Box<dyn Staging>,
     pub size: u64,
     pub sha256: String,
     pub sha1: String,
     pub md5: String,
 }
 
-impl StagedBlob {
-    /// Moves the file under `key` in `store`, replacing any file there.
-    pub async fn persist(mut self, store: &BlobStore, key: &str) -> BlobResult<()> {
-        let dest = store.path(key)?;
-        if let Some(parent) = dest.parent() {
-            create_private_dir(parent).await?;
-        }
-        let temp = self.temp.0.as_ref().expect("staged blob has its file");
-        fs::rename(temp, &dest).await?;
-        self.temp.0 = None;
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use tokio::io::AsyncReadExt;
+
     use super::*;
 
-    #[tokio::test]
-    async fn write_hash_persist_read_delete() {
+    async fn store() -> (tempfile::TempDir, Arc<dyn BlobStore>) {
         let dir = tempfile::tempdir().unwrap();
-        let store = BlobStore::open(dir.path()).await.unwrap();
+        let store = LocalBlobStore::open(dir.path()).await.unwrap();
+        (dir, Arc::new(store))
+    }
+
+    fn staged_files(dir: &tempfile::TempDir) -> usize {
+        std::fs::read_dir(dir.path().join("tmp")).unwrap().count()
+    }
+
+    async fn put(store: &dyn BlobStore, bytes: &[u8]) -> StagedBlob {
+        let mut w = store.writer().await.unwrap();
+        for chunk in bytes.chunks(7) {
+            w.write(chunk).await.unwrap();
+        }
+        w.finish().await.unwrap()
+    }
+
+    async fn read_all(store: &dyn BlobStore, key: &str, range: Option<(u64, u64)>) -> (Vec<u8>, u64) {
+        let mut read = store.read(key, range).await.unwrap();
+        let mut out = Vec::new();
+        read.reader.read_to_end(&mut out).await.unwrap();
+        (out, read.len)
+    }
+
+    #[tokio::test]
+    async fn a_staged_write_is_hashed_on_the_way_in_and_persisted_under_its_key() {
+        let (dir, store) = store().await;
         let mut w = store.writer().await.unwrap();
         w.write(b"hello ").await.unwrap();
         w.write(b"world").await.unwrap();
+        assert_eq!(w.size(), 11);
+        assert_eq!(staged_files(&dir), 1, "chunks go to staging as they arrive");
         let staged = w.finish().await.unwrap();
         assert_eq!(staged.size, 11);
         assert_eq!(staged.sha256, "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9");
         assert_eq!(staged.sha1, "2aae6c35c94fcfb415dbe95f408b9ce91ee846ed");
         assert_eq!(staged.md5, "5eb63bbbe01eeed093cb22bb8f5acdc3");
-        staged.persist(&store, "t/fw1/app.bin").await.unwrap();
-        let (_, len) = store.open_read("t/fw1/app.bin").await.unwrap();
-        assert_eq!(len, 11);
-        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
-        store.delete_prefix("t/fw1").await.unwrap();
-        assert!(matches!(store.open_read("t/fw1/app.bin").await, Err(BlobError::NotFound(_))));
+        assert!(matches!(store.stat("t/fw1/app.bin").await, Err(BlobError::NotFound(_))));
+        store.persist(staged, "t/fw1/app.bin").await.unwrap();
+        assert_eq!(staged_files(&dir), 0);
+        assert_eq!(store.stat("t/fw1/app.bin").await.unwrap().len, 11);
+        assert_eq!(read_all(store.as_ref(), "t/fw1/app.bin", None).await, (b"hello world".to_vec(), 11));
+
+        let again = put(store.as_ref(), b"replaced").await;
+        store.persist(again, "t/fw1/app.bin").await.unwrap();
+        assert_eq!(read_all(store.as_ref(), "t/fw1/app.bin", None).await, (b"replaced".to_vec(), 8));
+        assert_eq!(store.presigned_url("t/fw1/app.bin", Duration::from_secs(60)), None, "local disk signs nothing");
     }
 
     #[tokio::test]
-    async fn dropped_uploads_leave_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = BlobStore::open(dir.path()).await.unwrap();
+    async fn ranged_reads_return_the_range_and_the_whole_length() {
+        let (_dir, store) = store().await;
+        let bytes: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+        let staged = put(store.as_ref(), &bytes).await;
+        store.persist(staged, "t/fw/a.bin").await.unwrap();
+        assert_eq!(read_all(store.as_ref(), "t/fw/a.bin", Some((100, 199))).await, (bytes[100..200].to_vec(), 1000));
+        assert_eq!(read_all(store.as_ref(), "t/fw/a.bin", Some((990, 999))).await, (bytes[990..].to_vec(), 1000));
+        assert_eq!(read_all(store.as_ref(), "t/fw/a.bin", Some((5, 5))).await, (vec![5], 1000));
+        for (start, end) in [(0, 1000), (1000, 1000), (9, 1)] {
+            assert!(
+                matches!(store.read("t/fw/a.bin", Some((start, end))).await, Err(BlobError::Range { .. })),
+                "{start}-{end}"
+            );
+        }
+        assert!(matches!(store.read("t/fw/nope.bin", None).await, Err(BlobError::NotFound(_))));
+        assert!(matches!(store.read("../a.bin", None).await, Err(BlobError::InvalidKey(_))));
+    }
+
+    #[tokio::test]
+    async fn delete_and_delete_prefix_remove_what_is_under_them() {
+        let (_dir, store) = store().await;
+        for key in ["t/fw1-x/a.bin", "t/fw1-x/b.bin", "t/fw1-y/a.bin", "t/fw10/a.bin"] {
+            let staged = put(store.as_ref(), key.as_bytes()).await;
+            store.persist(staged, key).await.unwrap();
+        }
+        store.delete("t/fw1-x/b.bin").await.unwrap();
+        store.delete("t/fw1-x/b.bin").await.unwrap();
+        assert!(matches!(store.stat("t/fw1-x/b.bin").await, Err(BlobError::NotFound(_))));
+        assert!(store.stat("t/fw1-x/a.bin").await.is_ok());
+        store.delete_prefix("t/fw1-x").await.unwrap();
+        store.delete_prefix("t/fw1-x").await.unwrap();
+        store.delete_prefix("t/never").await.unwrap();
+        assert!(matches!(store.stat("t/fw1-x/a.bin").await, Err(BlobError::NotFound(_))));
+        for kept in ["t/fw1-y/a.bin", "t/fw10/a.bin"] {
+            assert_eq!(read_all(store.as_ref(), kept, None).await.0, kept.as_bytes());
+        }
+        assert!(matches!(store.delete_prefix("t/../..").await, Err(BlobError::InvalidKey(_))));
+    }
+
+    #[tokio::test]
+    async fn an_upload_dropped_before_persist_leaves_nothing() {
+        let (dir, store) = store().await;
         let mut w = store.writer().await.unwrap();
         w.write(b"partial").await.unwrap();
         drop(w);
-        let mut w = store.writer().await.unwrap();
-        w.write(b"staged").await.unwrap();
-        drop(w.finish().await.unwrap());
-        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        let staged = put(store.as_ref(), b"staged").await;
+        assert_eq!(staged_files(&dir), 1);
+        drop(staged);
+        assert_eq!(staged_files(&dir), 0);
+        assert!(matches!(store.stat("t/fw/a.bin").await, Err(BlobError::NotFound(_))));
+        let staged = put(store.as_ref(), b"refused").await;
+        assert!(matches!(store.persist(staged, "t/../a.bin").await, Err(BlobError::InvalidKey(_))));
+        assert_eq!(staged_files(&dir), 0, "a refused persist drops the staged file");
+        assert_eq!(std::fs::read_dir(dir.path().join("blobs")).unwrap().count(), 0);
     }
 
     #[test]
     fn keys_cannot_escape() {
-        for bad in ["", "../x", "a//b", "a/.hidden", "a/b c", "/abs"] {
+        for bad in ["", "../x", "a//b", "a/.hidden", "a/b c", "/abs", "a/"] {
             assert!(check_key(bad).is_err(), "{bad}");
         }
         assert!(check_key("default/fw_1/app-1.2+b.bin").is_ok());

@@ -31,7 +31,7 @@ use axum::http::{HeaderName, HeaderValue, Method, Request, header};
 use tokio::net::TcpListener;
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
-use updraft_blob::BlobStore;
+use updraft_blob::{BlobStore, LocalBlobStore};
 use updraft_core::{ApiKey, DEFAULT_TENANT, Role, Tenant};
 use updraft_store::Store;
 use updraft_store_postgres::PostgresStore;
@@ -208,7 +208,8 @@ pub async fn build(mut settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Res
         );
     }
     let store = open_store(&settings).await?;
-    let blobs = BlobStore::open(&settings.data_dir.join("firmware")).await.context("opening firmware storage")?;
+    let blobs: Arc<dyn BlobStore> =
+        Arc::new(LocalBlobStore::open(&settings.data_dir.join("firmware")).await.context("opening firmware storage")?);
     if let Some(token) = bootstrap(store.as_ref(), &settings, clock.now()).await? {
         eprintln!(
             "\n  updraft generated the server administrator's API key. It is shown only this once:\n\n      {token}\n\n  \

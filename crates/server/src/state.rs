@@ -28,7 +28,7 @@ impl Clock for SystemClock {
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
-    pub blobs: BlobStore,
+    pub blobs: Arc<dyn BlobStore>,
     pub settings: Arc<Settings>,
     pub clock: Arc<dyn Clock>,
     pub metrics: PrometheusHandle,

@@ -206,7 +206,7 @@ pub async fn upload(
 
     let firmware = describe(&state, &caller, text, &staged).await?;
     for ((_, blob), file) in staged.into_iter().zip(&firmware.files) {
-        blob.persist(&state.blobs, &file.blob).await?;
+        state.blobs.persist(blob, &file.blob).await?;
     }
     if let Err(e) = state.store.create_firmware(caller.tenant(), &firmware).await {
         state.blobs.delete_prefix(&blob_dir(&firmware.files[0].blob)).await?;
@@ -437,12 +437,12 @@ pub async fn download(
     caller.require(Access::Read)?;
     let firmware = load(&state, caller.tenant(), &id).await?;
     let file = firmware.files.iter().find(|f| f.name == name).ok_or_else(|| ApiError::not_found("file", &name))?;
-    let (reader, len) = state.blobs.open_read(&file.blob).await?;
+    let read = state.blobs.read(&file.blob, None).await?;
     let headers = [
         (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
-        (header::CONTENT_LENGTH, len.to_string()),
+        (header::CONTENT_LENGTH, read.len.to_string()),
         (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{}\"", file.name)),
         (header::ETAG, format!("\"{}\"", file.sha256)),
     ];
-    Ok((headers, Body::from_stream(ReaderStream::with_capacity(reader, 256 * 1024))).into_response())
+    Ok((headers, Body::from_stream(ReaderStream::with_capacity(read.reader, 256 * 1024))).into_response())
 }

@@ -1,18 +1,18 @@
 //! Streaming a file to a device with HTTP range support (RFC 9110): `Range`
 //! with single, multiple and suffix ranges (206, `multipart/byteranges` for
 //! several), 416 for unsatisfiable ones, `If-Range` by ETag or date, and the
-//! validators `ETag` and `Last-Modified`. Nothing here touches the database.
+//! validators `ETag` and `Last-Modified`. Nothing here touches the database;
+//! the bytes come from the blob store, read by range.
 
-use std::io::SeekFrom;
-use std::path::PathBuf;
+use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::{StreamExt, TryStreamExt, stream};
 use jiff::Timestamp;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
+use updraft_blob::{BlobReader, BlobResult, BlobStore};
 
 const BUFFER: usize = 256 * 1024;
 const BOUNDARY: &str = "THIS_STRING_SEPARATES_MULTIPART";
@@ -107,7 +107,8 @@ fn coalesce(parts: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
 
 /// The file to send and its validators.
 pub struct FileToSend {
-    pub path: PathBuf,
+    /// Its key in the blob store.
+    pub blob: String,
     pub len: u64,
     pub name: String,
     /// The ETag, unquoted (a content hash).
@@ -132,18 +133,34 @@ fn if_range_holds(value: &str, file: &FileToSend) -> bool {
     date.is_ok_and(|d| d.timestamp().as_second() == file.modified.as_second())
 }
 
-fn segment(path: PathBuf, start: u64, len: u64) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send {
+fn stream_of(reader: BlobReader) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send {
+    ReaderStream::with_capacity(reader, BUFFER)
+}
+
+/// The inclusive range `(start, end)` of a blob, opened when the body gets to it.
+fn segment(
+    blobs: Arc<dyn BlobStore>,
+    key: String,
+    range: (u64, u64),
+) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send {
     stream::once(async move {
-        let mut f = tokio::fs::File::open(&path).await?;
-        f.seek(SeekFrom::Start(start)).await?;
-        Ok::<_, std::io::Error>(ReaderStream::with_capacity(f.take(len), BUFFER))
+        let read = blobs.read(&key, Some(range)).await.map_err(std::io::Error::other)?;
+        Ok::<_, std::io::Error>(stream_of(read.reader))
     })
     .try_flatten()
 }
 
 /// Answers a GET (or HEAD) for `file`, honouring `Range` and `If-Range` on a
-/// GET (range handling is defined for GET only: RFC 9110 §14.2).
-pub fn respond(file: FileToSend, method: &Method, request: &HeaderMap, counter: &'static str) -> Response {
+/// GET (range handling is defined for GET only: RFC 9110 §14.2). The blob is
+/// opened before the answer starts, so a missing one is an error rather than
+/// a cut-off body; a HEAD does not open it.
+pub async fn respond(
+    blobs: &Arc<dyn BlobStore>,
+    file: FileToSend,
+    method: &Method,
+    request: &HeaderMap,
+    counter: &'static str,
+) -> BlobResult<Response> {
     let mut headers = HeaderMap::new();
     let set = |h: &mut HeaderMap, k, v: String| {
         if let Ok(v) = HeaderValue::from_str(&v) {
@@ -163,12 +180,16 @@ pub fn respond(file: FileToSend, method: &Method, request: &HeaderMap, counter: 
         Some(r) if if_range_ok => parse_range(r, file.len),
         _ => Ranges::Full,
     };
-    match ranges {
+    Ok(match ranges {
         Ranges::Full => {
             headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
             set(&mut headers, header::CONTENT_LENGTH, file.len.to_string());
+            if method == Method::HEAD {
+                return Ok((StatusCode::OK, headers).into_response());
+            }
+            let read = blobs.read(&file.blob, None).await?;
             metrics::counter!(counter).increment(file.len);
-            (StatusCode::OK, headers, Body::from_stream(segment(file.path, 0, file.len))).into_response()
+            (StatusCode::OK, headers, Body::from_stream(stream_of(read.reader))).into_response()
         }
         Ranges::Unsatisfiable => {
             set(&mut headers, header::CONTENT_RANGE, format!("bytes */{}", file.len));
@@ -176,11 +197,12 @@ pub fn respond(file: FileToSend, method: &Method, request: &HeaderMap, counter: 
         }
         Ranges::Parts(parts) if parts.len() == 1 => {
             let (a, b) = parts[0];
+            let read = blobs.read(&file.blob, Some((a, b))).await?;
             headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
             set(&mut headers, header::CONTENT_RANGE, format!("bytes {a}-{b}/{}", file.len));
             set(&mut headers, header::CONTENT_LENGTH, (b - a + 1).to_string());
             metrics::counter!(counter).increment(b - a + 1);
-            (StatusCode::PARTIAL_CONTENT, headers, Body::from_stream(segment(file.path, a, b - a + 1))).into_response()
+            (StatusCode::PARTIAL_CONTENT, headers, Body::from_stream(stream_of(read.reader))).into_response()
         }
         Ranges::Parts(parts) => {
             let heads: Vec<Bytes> = parts
@@ -196,18 +218,24 @@ pub fn respond(file: FileToSend, method: &Method, request: &HeaderMap, counter: 
             let total: u64 = heads.iter().map(|h| h.len() as u64).sum::<u64>()
                 + parts.iter().map(|(a, b)| b - a + 1).sum::<u64>()
                 + tail.len() as u64;
+            // The first part is opened now (see above); each later one when the body reaches it.
+            let mut first = Some(blobs.read(&file.blob, Some(parts[0])).await?.reader);
             metrics::counter!(counter).increment(parts.iter().map(|(a, b)| b - a + 1).sum::<u64>());
-            let path = file.path.clone();
+            let (blobs, key) = (Arc::clone(blobs), file.blob);
             let body = stream::iter(heads.into_iter().zip(parts))
-                .flat_map(move |(head, (a, b))| {
-                    stream::once(async move { Ok(head) }).chain(segment(path.clone(), a, b - a + 1)).boxed()
+                .flat_map(move |(head, range)| {
+                    let bytes = match first.take() {
+                        Some(reader) => stream_of(reader).boxed(),
+                        None => segment(Arc::clone(&blobs), key.clone(), range).boxed(),
+                    };
+                    stream::once(async move { Ok(head) }).chain(bytes).boxed()
                 })
                 .chain(stream::once(async move { Ok(tail) }));
             set(&mut headers, header::CONTENT_TYPE, format!("multipart/byteranges; boundary={BOUNDARY}"));
             set(&mut headers, header::CONTENT_LENGTH, total.to_string());
             (StatusCode::PARTIAL_CONTENT, headers, Body::from_stream(body)).into_response()
         }
-    }
+    })
 }
 
 #[cfg(test)]

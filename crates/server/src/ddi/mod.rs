@@ -822,15 +822,22 @@ async fn artifact(
         {
             return Ok(StatusCode::PRECONDITION_FAILED.into_response());
         }
-        let path = state.blobs.path(&f.blob).map_err(|_| DdiError::NotFound(name.clone()))?;
         let file = files::FileToSend {
-            path,
+            blob: f.blob.clone(),
             len: f.size,
             name: f.name.clone(),
             etag: f.sha1.clone(),
             modified: fw.created_at,
         };
-        return Ok(files::respond(file, &method, &headers, ARTIFACT_BYTES));
+        return files::respond(&state.blobs, file, &method, &headers, ARTIFACT_BYTES).await.map_err(|e| match e {
+            updraft_blob::BlobError::NotFound(_) | updraft_blob::BlobError::InvalidKey(_) => {
+                DdiError::NotFound(format!("artifact {name} not found"))
+            }
+            other => {
+                tracing::error!(error = %other, "blob storage error in the device api");
+                DdiError::Unavailable
+            }
+        });
     }
     if let Some(f) = name.strip_suffix(".MD5SUM").and_then(|base| fw.files.iter().find(|f| f.name == base)) {
         let body = format!("{}  {}", f.md5, f.name);
