@@ -9,18 +9,13 @@ pub mod conn;
 pub mod ddi;
 pub mod error;
 pub mod extract;
-pub mod followers;
 pub mod idempotency;
 pub mod metrics;
 pub mod openapi;
-pub mod presence;
 pub mod ratelimit;
-pub mod scheduler;
 pub mod settings;
 pub mod state;
-pub mod targeting;
 pub mod testing;
-pub mod workers;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -38,7 +33,8 @@ use updraft_store_postgres::PostgresStore;
 use updraft_store_sqlite::SqliteStore;
 
 pub use settings::{LogFormat, Settings};
-pub use state::{AppState, Clock, SystemClock};
+pub use state::AppState;
+pub use updraft_app::{Clock, SystemClock};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -136,7 +132,7 @@ async fn settle(
     let before = state.store.feed().published();
     let response = next.run(req).await;
     if !reads && state.store.feed().published() != before {
-        state.followers.settle(&state).await;
+        state.app.settle().await;
     }
     response
 }
@@ -216,23 +212,18 @@ pub async fn build(mut settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Res
              Use it as `Authorization: Bearer <key>` (or UPDRAFT_TOKEN for the CLI).\n"
         );
     }
+    let app = updraft_app::App::new(store, blobs, settings.app_config(), clock);
     let poll_cache = Arc::new(ddi::cache::PollCache::new(
         settings.poll_cache_ttl_ms.map(std::time::Duration::from_millis),
         1_000_000,
     ));
     let forget = poll_cache.clone();
-    store.feed().on_commit(move |events| forget.apply(events));
+    app.on_events(move |events| forget.apply(events));
     let settings_rate = (settings.api_rate_limit_per_sec, settings.api_rate_limit_burst);
     Ok(AppState {
-        store,
-        blobs,
+        app,
         settings: Arc::new(settings),
-        clock,
         metrics: metrics::recorder(),
-        presence: Default::default(),
-        reevaluations: Default::default(),
-        followers: Default::default(),
-        replica: crate::auth::new_id("replica_").into(),
         rate_limiter: Arc::new(ratelimit::RateLimiter::new(settings_rate.0, settings_rate.1)),
         poll_cache,
     })
@@ -247,8 +238,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
-    let (stop_workers, mut workers) = workers::spawn(state.clone());
-    workers.extend(followers::spawn(&state, &stop_workers.subscribe()));
+    let (stop_workers, workers) = state.app.spawn_background();
     tracing::info!(%addr, backend = state.store.backend(), "updraft listening");
     let settings = &state.settings;
     let limits = conn::Limits {

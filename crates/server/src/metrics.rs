@@ -18,24 +18,12 @@ pub const UPLOAD_BYTES: &str = "updraft_firmware_upload_bytes_total";
 /// Devices registered (one by one or imported).
 pub const DEVICES_REGISTERED: &str = "updraft_devices_registered_total";
 
-/// Device sightings written by the presence worker.
-pub const PRESENCE_FLUSHED: &str = "updraft_presence_flushed_total";
 /// Device API polls answered.
 pub const DDI_POLLS: &str = "updraft_ddi_polls_total";
 /// Device feedback reports accepted, by report.
 pub const DDI_FEEDBACK: &str = "updraft_ddi_feedback_total";
 /// Artifact bytes sent to devices.
 pub const ARTIFACT_BYTES: &str = "updraft_artifact_bytes_total";
-/// Worker ticks, by worker and outcome.
-pub const WORKER_TICKS: &str = "updraft_worker_ticks_total";
-/// How long the last tick took, in seconds, by worker.
-pub const WORKER_LAST_TICK: &str = "updraft_worker_last_tick_seconds";
-/// Executions the scheduler released to devices.
-pub const EXECUTIONS_RELEASED: &str = "updraft_executions_released_total";
-/// Executions the scheduler ended as timed out.
-pub const EXECUTIONS_TIMED_OUT: &str = "updraft_executions_timed_out_total";
-/// Executions queued again for another attempt.
-pub const EXECUTIONS_RETRIED: &str = "updraft_executions_retried_total";
 
 /// Installs the process-wide recorder once and returns its handle.
 pub fn recorder() -> PrometheusHandle {

@@ -116,6 +116,21 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// What the application layer takes of these settings.
+    pub fn app_config(&self) -> updraft_app::Config {
+        updraft_app::Config {
+            poll_interval_secs: self.poll_interval_secs,
+            offline_after_secs: self.offline_after_secs,
+            presence_flush_ms: self.presence_flush_ms,
+            scheduler_tick_ms: self.scheduler_tick_ms,
+            continuous_reevaluation_secs: self.continuous_reevaluation_secs,
+            event_retention_hours: self.event_retention_hours,
+            follower_poll_secs: self.follower_poll_secs,
+            ddi_default_product: self.ddi_default_product.clone(),
+            idempotency_ttl_secs: self.idempotency_ttl_secs,
+        }
+    }
+
     /// Reads settings from a TOML file; absent keys keep their defaults.
     pub fn from_toml(text: &str) -> Result<Self, String> {
         toml::from_str(text).map_err(|e| e.to_string())

@@ -148,8 +148,8 @@ impl TestServer {
     }
 
     /// Runs one scheduler tick now (releases, timeouts, retries, schedules).
-    pub async fn tick_scheduler(&self) -> crate::scheduler::TickReport {
-        crate::scheduler::tick(&self.state, self.state.now()).await.expect("scheduler tick")
+    pub async fn tick_scheduler(&self) -> updraft_app::scheduler::TickReport {
+        self.state.app.tick_scheduler().await.expect("scheduler tick")
     }
 
     pub fn url(&self, path: &str) -> String {

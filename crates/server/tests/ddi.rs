@@ -609,13 +609,13 @@ async fn gateway_tokens_and_presence(b: Backend) {
     assert_eq!(still, before, "a poll changes nothing of the device by itself");
     let state = &f.api.server.state;
     let now = jiff::Timestamp::now();
-    updraft_server::workers::Worker::Presence.tick(state, now).await.unwrap();
+    updraft_app::workers::Worker::Presence.tick(state, now).await.unwrap();
     assert_ne!(probe.marker().await, written, "the presence worker writes the sightings (the probe sees writes)");
     let after = f.api.get("/api/v1/devices/dev-1").await.ok().clone();
     assert_eq!(after["connection_status"], "online");
     assert!(after["last_seen_at"].is_string());
     let later = now + jiff::SignedDuration::from_secs(state.settings.offline_after_secs as i64 + 1);
-    updraft_server::workers::Worker::Presence.tick(state, later).await.unwrap();
+    updraft_app::workers::Worker::Presence.tick(state, later).await.unwrap();
     assert_eq!(
         f.api.get("/api/v1/devices/dev-1").await.ok()["connection_status"],
         "offline",

@@ -304,7 +304,7 @@ async fn a_device_marked_online_that_never_polls_goes_offline(b: Backend) {
         .await
         .expect(201, None);
     let state = &bench.api.server.state;
-    let presence = updraft_server::workers::Worker::Presence;
+    let presence = updraft_app::workers::Worker::Presence;
     presence.tick(state, bench.clock.advance(jiff::SignedDuration::from_secs(60))).await.unwrap();
     assert_eq!(bench.api.get("/api/v1/devices/marked").await.ok()["connection_status"], "online");
     let silent = jiff::SignedDuration::from_secs(state.settings.offline_after_secs as i64);
@@ -315,7 +315,7 @@ async fn a_device_marked_online_that_never_polls_goes_offline(b: Backend) {
 async fn first_contact_activates_and_the_device_initializes_until_its_next_poll(b: Backend) {
     let bench = Bench::new(b, 1).await;
     let state = &bench.api.server.state;
-    let presence = updraft_server::workers::Worker::Presence;
+    let presence = updraft_app::workers::Worker::Presence;
     let before = bench.api.get("/api/v1/devices/dev-0").await.ok().clone();
     assert!(before["activated_at"].is_null(), "{before}");
     let first = bench.clock.advance(jiff::SignedDuration::from_secs(10));

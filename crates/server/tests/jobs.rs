@@ -34,7 +34,7 @@ struct Fleet {
 }
 
 impl Fleet {
-    async fn tick(&self) -> updraft_server::scheduler::TickReport {
+    async fn tick(&self) -> updraft_app::scheduler::TickReport {
         self.api.server.tick_scheduler().await
     }
 

@@ -1,6 +1,6 @@
 //! Jobs: deliver one firmware image to the devices a job selects, at the
 //! pace and in the windows it says, and follow each device's execution. The
-//! scheduler (`crate::scheduler`) carries jobs out; these handlers create,
+//! scheduler (`updraft_app::scheduler`) carries jobs out; these handlers create,
 //! command and show them.
 
 use std::collections::BTreeMap;
@@ -27,7 +27,7 @@ use crate::auth::{Caller, new_id};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
-use crate::targeting;
+use updraft_app::targeting;
 
 /// The most devices a job may name.
 pub const MAX_JOB_DEVICES: usize = 100_000;

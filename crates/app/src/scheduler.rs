@@ -17,8 +17,9 @@ use std::sync::Mutex;
 use jiff::{SignedDuration, Timestamp};
 use updraft_core::job::{ExecutionState, Job, JobState};
 use updraft_core::rollout::{PaceStats, Recurrence, abort_reason, release_budget};
+use updraft_store::StoreResult;
 
-use crate::state::AppState;
+use crate::App;
 use crate::targeting;
 
 /// What one tick did, summed over jobs (for tests, logs and metrics).
@@ -66,7 +67,7 @@ const LEASE: SignedDuration = SignedDuration::from_secs(10);
 
 /// One round over every live job as of `now`, for the jobs this replica
 /// holds (or can take) the lease of.
-pub async fn tick(state: &AppState, now: Timestamp) -> anyhow::Result<TickReport> {
+pub async fn tick(state: &App, now: Timestamp) -> StoreResult<TickReport> {
     let mut report = TickReport::default();
     let live = state.store.live_jobs().await?;
     state.reevaluations.keep_only(live.iter().map(|(t, j)| (t.as_str(), j.id.as_str())));
@@ -82,13 +83,7 @@ pub async fn tick(state: &AppState, now: Timestamp) -> anyhow::Result<TickReport
     Ok(report)
 }
 
-async fn step_job(
-    state: &AppState,
-    tenant: &str,
-    mut job: Job,
-    now: Timestamp,
-    report: &mut TickReport,
-) -> anyhow::Result<()> {
+async fn step_job(state: &App, tenant: &str, mut job: Job, now: Timestamp, report: &mut TickReport) -> StoreResult<()> {
     let store = state.store.as_ref();
     // The schedule.
     if let Some(next) = job.on_tick(now) {
@@ -127,7 +122,7 @@ async fn step_job(
     let retried = store.retry_executions(tenant, &job.id, &job.spec.retry, now).await?;
     report.retried += retried.len() as u64;
     if job.spec.recurrence == Recurrence::Continuous {
-        let every = SignedDuration::from_secs(state.settings.continuous_reevaluation_secs.max(1) as i64);
+        let every = SignedDuration::from_secs(state.config.continuous_reevaluation_secs.max(1) as i64);
         if state.reevaluations.due(tenant, &job.id, now, every) {
             report.added += targeting::reevaluate(state, tenant, &job, now).await?;
         }

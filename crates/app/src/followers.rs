@@ -1,10 +1,10 @@
 //! Followers of the event stream: what happens because something changed,
 //! instead of every writer remembering to do it.
 //!
-//! - The poll cache ([`crate::ddi::cache::PollCache::apply`]) forgets what
-//!   events say has changed: this replica's events through the store's feed,
-//!   before the writing call returns; other replicas' events as soon as they
-//!   announce them ([`follow_for_cache`]).
+//! - Listeners ([`crate::App::on_events`]; the device API's poll cache is
+//!   one) see every event: this replica's through the store's feed, before
+//!   the writing call returns; other replicas' as soon as they announce them
+//!   ([`follow_remote`]).
 //! - Durable followers ([`Follower`]) act on events and keep their place in
 //!   the store, under a lease, so that exactly one replica moves each one
 //!   forward and none misses an event across restarts. Each handles this
@@ -23,7 +23,7 @@ use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 use updraft_store::{Event, EventCursor, StoreResult};
 
-use crate::state::AppState;
+use crate::App;
 
 /// How long a replica holds a durable follower without renewing it.
 const LEASE: SignedDuration = SignedDuration::from_secs(30);
@@ -51,7 +51,7 @@ impl Follower {
     }
 
     /// Acts on `events`.
-    pub async fn handle(self, state: &AppState, events: &[Event]) -> StoreResult<()> {
+    pub async fn handle(self, state: &App, events: &[Event]) -> StoreResult<()> {
         match self {
             Follower::ContinuousJobs => crate::targeting::devices_changed(state, events).await,
         }
@@ -67,7 +67,7 @@ pub struct Progress {
 impl Progress {
     /// Waits (a few seconds at most) until every running follower has acted on
     /// the events this replica has committed so far.
-    pub async fn settle(&self, state: &AppState) {
+    pub async fn settle(&self, state: &App) {
         let target = state.store.feed().published();
         let receivers: Vec<watch::Receiver<i64>> = self.handled.lock().expect("not poisoned").clone();
         let all = async {
@@ -87,7 +87,7 @@ impl Progress {
 
 /// Starts every durable follower, and on a store shared with other replicas
 /// the poll cache's reader; send `true` on `stop` to end them.
-pub fn spawn(state: &AppState, stop: &watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+pub fn spawn(state: &App, stop: &watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
     let mut tasks: Vec<JoinHandle<()>> = Follower::ALL
         .iter()
         .map(|&f| {
@@ -98,21 +98,21 @@ pub fn spawn(state: &AppState, stop: &watch::Receiver<bool>) -> Vec<JoinHandle<(
         })
         .collect();
     if state.store.backend() != "sqlite" {
-        tasks.push(tokio::spawn(follow_for_cache(state.clone(), stop.clone())));
+        tasks.push(tokio::spawn(follow_remote(state.clone(), stop.clone())));
     }
     tasks
 }
 
 /// One durable follower's loop; see the module documentation.
 async fn run(
-    state: AppState,
+    state: App,
     f: Follower,
     mut local: broadcast::Receiver<Arc<[Event]>>,
     mark: watch::Sender<i64>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut remote = state.store.feed().remote();
-    let every = Duration::from_secs(state.settings.follower_poll_secs.max(1));
+    let every = Duration::from_secs(state.config.follower_poll_secs.max(1));
     let mut handled_here = BTreeSet::new();
     // At start: catch up on what was committed while no replica followed.
     let mut due = Some(tokio::time::Instant::now());
@@ -172,7 +172,7 @@ async fn run(
 /// Reads the stream from `f`'s cursor, if this replica holds it, handles what
 /// was not handled here already, and moves the cursor. Returns whether events
 /// are waiting that cannot be read yet (read again shortly).
-async fn catch_up(state: &AppState, f: Follower, handled_here: &mut BTreeSet<i64>) -> StoreResult<bool> {
+async fn catch_up(state: &App, f: Follower, handled_here: &mut BTreeSet<i64>) -> StoreResult<bool> {
     let store = state.store.as_ref();
     let now = state.now();
     let Some(mut cursor) = store.claim_follower(f.name(), &state.replica, now + LEASE, now).await? else {
@@ -202,9 +202,10 @@ async fn catch_up(state: &AppState, f: Follower, handled_here: &mut BTreeSet<i64
     store.events_waiting(cursor).await
 }
 
-/// The poll cache's reader of other replicas' events: from the tail at start
-/// (the cache starts empty), woken by their announcements.
-async fn follow_for_cache(state: AppState, mut stop: watch::Receiver<bool>) {
+/// The listeners' reader of other replicas' events: from the tail at start
+/// (listeners keep nothing from before), woken by their announcements. A
+/// failed read is tried again from the same place: nothing is lost.
+async fn follow_remote(state: App, mut stop: watch::Receiver<bool>) {
     let mut remote = state.store.feed().remote();
     let mut cursor: Option<EventCursor> = None;
     let mut retry = false;
@@ -221,18 +222,18 @@ async fn follow_for_cache(state: AppState, mut stop: watch::Receiver<bool>) {
                 _ = stop.changed() => break,
             }
         }
-        retry = match read_for_cache(&state, &mut cursor).await {
+        retry = match read_remote(&state, &mut cursor).await {
             Ok(waiting) => waiting,
             Err(e) => {
-                tracing::warn!(error = %e, "poll cache: reading the event stream failed; forgetting everything");
-                state.poll_cache.clear();
+                tracing::warn!(error = %e, "reading other replicas' events failed; retrying");
+                tokio::time::sleep(CURSOR_DELAY).await;
                 true
             }
         };
     }
 }
 
-async fn read_for_cache(state: &AppState, cursor: &mut Option<EventCursor>) -> StoreResult<bool> {
+async fn read_remote(state: &App, cursor: &mut Option<EventCursor>) -> StoreResult<bool> {
     let store = state.store.as_ref();
     let mut at = match *cursor {
         Some(c) => c,
@@ -245,7 +246,7 @@ async fn read_for_cache(state: &AppState, cursor: &mut Option<EventCursor>) -> S
     loop {
         let events = store.events_after(at, 1000).await?;
         let Some(last) = events.last() else { break };
-        state.poll_cache.apply(&events);
+        state.listeners.deliver(&events);
         at = last.cursor;
         *cursor = Some(at);
         if events.len() < 1000 {
@@ -253,4 +254,25 @@ async fn read_for_cache(state: &AppState, cursor: &mut Option<EventCursor>) -> S
         }
     }
     store.events_waiting(at).await
+}
+
+/// A callback that sees every event.
+pub type Listener = Arc<dyn Fn(&[Event]) + Send + Sync>;
+
+/// Who sees every event, this replica's and the others'.
+#[derive(Default)]
+pub struct Listeners {
+    all: std::sync::RwLock<Vec<Listener>>,
+}
+
+impl Listeners {
+    pub(crate) fn add(&self, listener: Listener) {
+        self.all.write().expect("not poisoned").push(listener);
+    }
+
+    fn deliver(&self, events: &[Event]) {
+        for l in self.all.read().expect("not poisoned").iter() {
+            l(events);
+        }
+    }
 }

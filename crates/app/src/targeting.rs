@@ -13,12 +13,12 @@ use updraft_core::rollout::{Recurrence, select};
 use updraft_core::{Device, PageRequest};
 use updraft_store::{Change, DeviceScope, Event, StoreResult};
 
-use crate::state::AppState;
+use crate::App;
 
 /// The filter a job follows: its saved filter as it is now (so edits reach
 /// running continuous jobs), else its inline filter. `None` when it has none
 /// (or its saved filter was deleted: then it matches nothing more).
-pub async fn job_filter(state: &AppState, tenant: &str, job: &Job) -> StoreResult<Option<Filter>> {
+pub async fn job_filter(state: &App, tenant: &str, job: &Job) -> StoreResult<Option<Filter>> {
     let t = &job.spec.target;
     let text = match &t.filter_id {
         Some(id) => state.store.get_saved_filter(tenant, id).await?.map(|f| f.filter.to_text()),
@@ -28,7 +28,7 @@ pub async fn job_filter(state: &AppState, tenant: &str, job: &Job) -> StoreResul
 }
 
 /// The (component, version) pairs the job installs.
-pub async fn job_targets(state: &AppState, tenant: &str, job: &Job) -> StoreResult<Vec<(String, String)>> {
+pub async fn job_targets(state: &App, tenant: &str, job: &Job) -> StoreResult<Vec<(String, String)>> {
     Ok(state
         .store
         .get_firmware(tenant, &job.firmware)
@@ -38,7 +38,7 @@ pub async fn job_targets(state: &AppState, tenant: &str, job: &Job) -> StoreResu
 }
 
 async fn all_pages(
-    state: &AppState,
+    state: &App,
     tenant: &str,
     scope: &DeviceScope,
     filter: Option<&Filter>,
@@ -64,7 +64,7 @@ async fn all_pages(
 
 /// Every device the job selects now, with its initial execution state.
 pub async fn resolve(
-    state: &AppState,
+    state: &App,
     tenant: &str,
     job: &Job,
     now: Timestamp,
@@ -113,7 +113,7 @@ pub async fn resolve(
 }
 
 /// Adds to a continuous job the devices that match it now and it lacks.
-pub async fn reevaluate(state: &AppState, tenant: &str, job: &Job, now: Timestamp) -> StoreResult<u64> {
+pub async fn reevaluate(state: &App, tenant: &str, job: &Job, now: Timestamp) -> StoreResult<u64> {
     let targets = resolve(state, tenant, job, now).await?;
     let added = state.store.add_executions(tenant, job, &targets, now).await?;
     if added > 0 {
@@ -126,7 +126,7 @@ pub async fn reevaluate(state: &AppState, tenant: &str, job: &Job, now: Timestam
 /// registered, changed or added to a group against their tenant's live
 /// continuous jobs, and adds an execution where one starts to match. Adding
 /// is idempotent, so an event handled twice adds nothing the second time.
-pub async fn devices_changed(state: &AppState, events: &[Event]) -> StoreResult<()> {
+pub async fn devices_changed(state: &App, events: &[Event]) -> StoreResult<()> {
     let mut by_tenant: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     for e in events {
         let devices: &mut BTreeSet<&str> = by_tenant.entry(e.tenant.as_str()).or_default();
@@ -151,7 +151,7 @@ pub async fn devices_changed(state: &AppState, events: &[Event]) -> StoreResult<
     Ok(())
 }
 
-async fn check_changed(state: &AppState, tenant: &str, devices: &[Device]) -> StoreResult<()> {
+async fn check_changed(state: &App, tenant: &str, devices: &[Device]) -> StoreResult<()> {
     let now = state.now();
     let jobs: Vec<Job> = state
         .store

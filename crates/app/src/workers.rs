@@ -9,7 +9,7 @@ use jiff::{SignedDuration, Timestamp};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::state::AppState;
+use crate::App;
 
 /// The workers the server runs, by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,19 +33,19 @@ impl Worker {
         }
     }
 
-    fn interval(self, state: &AppState) -> Duration {
+    fn interval(self, state: &App) -> Duration {
         match self {
-            Worker::Presence => Duration::from_millis(state.settings.presence_flush_ms.max(10)),
-            Worker::Scheduler => Duration::from_millis(state.settings.scheduler_tick_ms.max(10)),
+            Worker::Presence => Duration::from_millis(state.config.presence_flush_ms.max(10)),
+            Worker::Scheduler => Duration::from_millis(state.config.scheduler_tick_ms.max(10)),
             Worker::Events => Duration::from_secs(600),
         }
     }
 
     /// Does one round of the worker's work as of `now`.
-    pub async fn tick(self, state: &AppState, now: Timestamp) -> anyhow::Result<()> {
+    pub async fn tick(self, state: &App, now: Timestamp) -> updraft_store::StoreResult<()> {
         match self {
             Worker::Presence => {
-                let offline_after = SignedDuration::from_secs(state.settings.offline_after_secs as i64);
+                let offline_after = SignedDuration::from_secs(state.config.offline_after_secs as i64);
                 state.presence.flush(state.store.as_ref(), now, offline_after).await?;
             }
             Worker::Scheduler => {
@@ -55,7 +55,7 @@ impl Worker {
                 metrics::counter!(crate::metrics::EXECUTIONS_RETRIED).increment(r.retried);
             }
             Worker::Events => {
-                let keep = SignedDuration::from_hours(state.settings.event_retention_hours.max(1) as i64);
+                let keep = SignedDuration::from_hours(state.config.event_retention_hours.max(1) as i64);
                 let pruned = state.store.prune_events(now - keep).await?;
                 if pruned > 0 {
                     tracing::info!(pruned, "events pruned");
@@ -67,7 +67,7 @@ impl Worker {
 }
 
 /// Starts every worker; send `true` on the returned channel to stop them.
-pub fn spawn(state: AppState) -> (watch::Sender<bool>, Vec<JoinHandle<()>>) {
+pub fn spawn(state: App) -> (watch::Sender<bool>, Vec<JoinHandle<()>>) {
     let (tx, rx) = watch::channel(false);
     let handles = Worker::ALL
         .iter()

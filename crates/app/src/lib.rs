@@ -1,0 +1,146 @@
+//! updraft's application layer: the use cases every front door calls (the
+//! management API, the device API, and the ones to come), the jobs engine's
+//! workers, and the followers of the event stream.
+//!
+//! A use case takes an [`Actor`] (who calls; authorization is decided here,
+//! once), works over the store, the blob store and a clock, and returns
+//! domain values or an [`Error`] with a stable code, which each front door
+//! maps onto its own wire. Nothing here knows HTTP.
+
+pub mod actor;
+pub mod error;
+pub mod followers;
+pub mod metrics;
+pub mod presence;
+pub mod scheduler;
+pub mod targeting;
+pub mod workers;
+
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use updraft_blob::BlobStore;
+use updraft_store::Store;
+
+pub use actor::Actor;
+pub use error::{Error, ErrorCode, Kind, Result};
+
+/// Where use cases and workers read the time from; tests substitute their own.
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> Timestamp;
+}
+
+/// The operating system's clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    /// Now, to the microsecond (what the stores keep).
+    fn now(&self) -> Timestamp {
+        Timestamp::from_microsecond(Timestamp::now().as_microsecond()).expect("now is in range")
+    }
+}
+
+/// What the application layer is configured with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// How often devices should poll, in seconds.
+    pub poll_interval_secs: u64,
+    /// A device not seen for this long is offline, in seconds.
+    pub offline_after_secs: u64,
+    /// How often the presence worker writes sightings, in milliseconds.
+    pub presence_flush_ms: u64,
+    /// How often the scheduler moves jobs, in milliseconds.
+    pub scheduler_tick_ms: u64,
+    /// How often a running continuous job is fully re-evaluated, in seconds.
+    pub continuous_reevaluation_secs: u64,
+    /// How long events are kept, in hours.
+    pub event_retention_hours: u64,
+    /// How often a durable follower looks at the stream without being woken, in seconds.
+    pub follower_poll_secs: u64,
+    /// The product a device registering itself through a gateway gets.
+    pub ddi_default_product: Option<String>,
+    /// How long an `Idempotency-Key` is kept, in seconds.
+    pub idempotency_ttl_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            poll_interval_secs: 300,
+            offline_after_secs: 900,
+            presence_flush_ms: 10_000,
+            scheduler_tick_ms: 1000,
+            continuous_reevaluation_secs: 3600,
+            event_retention_hours: 168,
+            follower_poll_secs: 30,
+            ddi_default_product: None,
+            idempotency_ttl_secs: 86_400,
+        }
+    }
+}
+
+/// The application: what every use case, worker and follower works with.
+#[derive(Clone)]
+pub struct App {
+    pub store: Arc<dyn Store>,
+    pub blobs: Arc<dyn BlobStore>,
+    pub config: Arc<Config>,
+    pub clock: Arc<dyn Clock>,
+    pub presence: Arc<presence::Presence>,
+    pub reevaluations: Arc<scheduler::Reevaluations>,
+    /// How far this replica's event followers are.
+    pub followers: Arc<followers::Progress>,
+    /// Who sees every event (see [`App::on_events`]).
+    pub listeners: Arc<followers::Listeners>,
+    /// This process's name in leases (random per start).
+    pub replica: Arc<str>,
+}
+
+impl App {
+    pub fn new(store: Arc<dyn Store>, blobs: Arc<dyn BlobStore>, config: Config, clock: Arc<dyn Clock>) -> Self {
+        App {
+            store,
+            blobs,
+            config: Arc::new(config),
+            clock,
+            presence: Default::default(),
+            reevaluations: Default::default(),
+            followers: Default::default(),
+            listeners: Default::default(),
+            replica: actor::new_id("replica_").into(),
+        }
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// Runs `listener` on every batch of events: this replica's before the
+    /// writing call returns, other replicas' as soon as they are announced.
+    /// Keep it cheap: it runs on the writer's task.
+    pub fn on_events(&self, listener: impl Fn(&[updraft_store::Event]) + Send + Sync + 'static) {
+        let listener: followers::Listener = Arc::new(listener);
+        let local = listener.clone();
+        self.store.feed().on_commit(move |events| local(events));
+        self.listeners.add(listener);
+    }
+
+    /// Starts the workers and the followers; send `true` on the returned
+    /// channel to stop them, then await the handles.
+    pub fn spawn_background(&self) -> (tokio::sync::watch::Sender<bool>, Vec<tokio::task::JoinHandle<()>>) {
+        let (stop, mut tasks) = workers::spawn(self.clone());
+        tasks.extend(followers::spawn(self, &stop.subscribe()));
+        (stop, tasks)
+    }
+
+    /// Waits until this replica's followers have acted on what it committed
+    /// (see [`followers::Progress::settle`]).
+    pub async fn settle(&self) {
+        self.followers.settle(self).await;
+    }
+
+    /// Runs one scheduler tick as of now (tests step the engine with it).
+    pub async fn tick_scheduler(&self) -> Result<scheduler::TickReport> {
+        Ok(scheduler::tick(self, self.now()).await?)
+    }
+}

@@ -1,0 +1,14 @@
+//! Every Prometheus metric this crate records, declared in one place.
+
+/// Device sightings written by the presence worker.
+pub const PRESENCE_FLUSHED: &str = "updraft_presence_flushed_total";
+/// Worker ticks, by worker and outcome.
+pub const WORKER_TICKS: &str = "updraft_worker_ticks_total";
+/// How long the last tick took, in seconds, by worker.
+pub const WORKER_LAST_TICK: &str = "updraft_worker_last_tick_seconds";
+/// Executions the scheduler released to devices.
+pub const EXECUTIONS_RELEASED: &str = "updraft_executions_released_total";
+/// Executions the scheduler ended as timed out.
+pub const EXECUTIONS_TIMED_OUT: &str = "updraft_executions_timed_out_total";
+/// Executions queued again for another attempt.
+pub const EXECUTIONS_RETRIED: &str = "updraft_executions_retried_total";
