@@ -7,6 +7,7 @@
 //! domain values or an [`Error`] with a stable code, which each front door
 //! maps onto its own wire. Nothing here knows HTTP.
 
+pub mod access;
 pub mod actor;
 pub mod error;
 pub mod followers;

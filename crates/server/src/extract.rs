@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde::de::{DeserializeOwned, Visitor};
 
 use crate::ddi::DdiError;
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, ErrorCode, HttpStatus};
 
 /// Which part of a request could not be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

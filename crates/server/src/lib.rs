@@ -27,7 +27,6 @@ use tokio::net::TcpListener;
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 use updraft_blob::{BlobStore, LocalBlobStore};
-use updraft_core::{ApiKey, DEFAULT_TENANT, Role, Tenant};
 use updraft_store::Store;
 use updraft_store_postgres::PostgresStore;
 use updraft_store_sqlite::SqliteStore;
@@ -69,33 +68,6 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
             Ok(Arc::new(SqliteStore::open(&path).await.context("opening the SQLite database")?))
         }
     }
-}
-
-/// Makes sure the `default` tenant and a server administrator key exist.
-/// Returns the administrator token when it was generated now (to be shown once).
-pub async fn bootstrap(store: &dyn Store, settings: &Settings, now: jiff::Timestamp) -> anyhow::Result<Option<String>> {
-    store.ensure_tenant(&Tenant { id: DEFAULT_TENANT.into(), name: DEFAULT_TENANT.into(), created_at: now }).await?;
-    let admin = |now, token: &str| ApiKey {
-        id: "bootstrap".into(),
-        tenant: DEFAULT_TENANT.into(),
-        role: Role::Admin,
-        name: Some("server administrator".into()),
-        server_admin: true,
-        created_at: now,
-        expires_at: None,
-        token_prefix: Some(auth::token_prefix(token)),
-    };
-    if let Some(token) = &settings.bootstrap_token {
-        anyhow::ensure!(token.len() >= 16, "the bootstrap token must be at least 16 characters");
-        store.replace_server_admin_key(&admin(now, token), &auth::token_hash(token)).await?;
-        return Ok(None);
-    }
-    if store.has_server_admin_key().await? {
-        return Ok(None);
-    }
-    let token = auth::new_token("upd_k_");
-    store.replace_server_admin_key(&admin(now, &token), &auth::token_hash(&token)).await?;
-    Ok(Some(token))
 }
 
 /// The whole HTTP application for a state.
@@ -206,13 +178,13 @@ pub async fn build(mut settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Res
     let store = open_store(&settings).await?;
     let blobs: Arc<dyn BlobStore> =
         Arc::new(LocalBlobStore::open(&settings.data_dir.join("firmware")).await.context("opening firmware storage")?);
-    if let Some(token) = bootstrap(store.as_ref(), &settings, clock.now()).await? {
+    let app = updraft_app::App::new(store, blobs, settings.app_config(), clock);
+    if let Some(token) = app.bootstrap(settings.bootstrap_token.as_deref()).await? {
         eprintln!(
             "\n  updraft generated the server administrator's API key. It is shown only this once:\n\n      {token}\n\n  \
              Use it as `Authorization: Bearer <key>` (or UPDRAFT_TOKEN for the CLI).\n"
         );
     }
-    let app = updraft_app::App::new(store, blobs, settings.app_config(), clock);
     let poll_cache = Arc::new(ddi::cache::PollCache::new(
         settings.poll_cache_ttl_ms.map(std::time::Duration::from_millis),
         1_000_000,

@@ -11,7 +11,7 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use crate::api::{devices, filters, firmware, gateway_tokens, groups, jobs, keys, products, tenants};
-use crate::error::ErrorCode;
+use crate::error::{ErrorCode, HttpStatus};
 
 #[derive(OpenApi)]
 #[openapi(

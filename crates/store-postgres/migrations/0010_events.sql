@@ -2,7 +2,8 @@
 -- same transaction. Sequence numbers are taken before commit, and
 -- transactions commit out of order: readers order by the writing
 -- transaction's id, then `seq`, and read only transactions older than the
--- oldest one still running, so no event ever appears behind a reader's cursor.
+-- oldest one of this database still running, so no event ever appears behind
+-- a reader's cursor.
 CREATE TABLE events (
     seq BIGSERIAL PRIMARY KEY,
     tx BIGINT NOT NULL DEFAULT (pg_current_xact_id()::text::bigint),

@@ -137,6 +137,11 @@ fn device_lock_slot(tenant: &str, device: &str) -> i32 {
     (h % DEVICE_LOCK_SLOTS) as i32
 }
 
+// Events are visible once every transaction of this database with a smaller
+// id has ended: the horizon is the oldest transaction still running in the
+// snapshot (`xip`), leaving out those pg_stat_activity shows running in other
+// databases (they never write here); one that ended since the snapshot counts
+// as ours, which only delays a read. Without running transactions, `xmax`.
 updraft_store_sql::impl_sql_store!(
     PostgresStore,
     Postgres,
@@ -144,5 +149,9 @@ updraft_store_sql::impl_sql_store!(
     lock = " FOR UPDATE",
     name = "postgres",
     dialect = updraft_store_sql::Dialect::Postgres,
-    visible = "tx < pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+    visible = "tx < (SELECT COALESCE(MIN(x::text::bigint), pg_snapshot_xmax(pg_current_snapshot())::text::bigint) \
+               FROM pg_snapshot_xip(pg_current_snapshot()) AS x WHERE NOT EXISTS ( \
+                   SELECT 1 FROM pg_stat_activity a WHERE a.backend_xid IS NOT NULL \
+                   AND a.datname IS DISTINCT FROM current_database() \
+                   AND a.backend_xid::text::bigint = x::text::bigint % 4294967296))"
 );

@@ -9,7 +9,7 @@
 //! On PostgreSQL sequence numbers are taken before commit and transactions
 //! commit out of order; events are therefore ordered by the writing
 //! transaction's id, then by sequence, and read only up to the oldest
-//! transaction still in progress (see `updraft-store-postgres`).
+//! transaction of the database still in progress (see `updraft-store-postgres`).
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};

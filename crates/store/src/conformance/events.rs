@@ -7,6 +7,33 @@ use updraft_core::Tenant;
 use super::{device, product, t};
 use crate::{Change, Event, EventCursor, Store, StoreError};
 
+/// Every event after `after`, waiting (a few seconds at most) for those that
+/// cannot be read yet: on PostgreSQL, transactions still running elsewhere
+/// hold the stream back.
+async fn read_after(store: &dyn Store, after: EventCursor) -> Vec<Event> {
+    for _ in 0..250 {
+        let events = store.events_after(after, 1000).await.unwrap();
+        let last = events.last().map_or(after, |e| e.cursor);
+        if !store.events_waiting(last).await.unwrap() {
+            return events;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("events stayed unreadable");
+}
+
+/// The tail, once nothing committed is waiting behind it.
+async fn tail(store: &dyn Store) -> EventCursor {
+    for _ in 0..250 {
+        let tail = store.event_tail().await.unwrap();
+        if !store.events_waiting(tail).await.unwrap() {
+            return tail;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("events stayed unreadable");
+}
+
 fn changes(events: &[Event]) -> Vec<(String, Change)> {
     events.iter().map(|e| (e.tenant.clone(), e.change.clone())).collect()
 }
@@ -16,7 +43,7 @@ fn devices_created(ids: &[&str]) -> Change {
 }
 
 pub async fn events_are_written_with_their_change_and_rolled_back_with_it(store: &dyn Store) {
-    let start = store.event_tail().await.unwrap();
+    let start = tail(store).await;
     let mut local = store.feed().subscribe();
     let hooked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let seen = hooked.clone();
@@ -26,7 +53,7 @@ pub async fn events_are_written_with_their_change_and_rolled_back_with_it(store:
     assert!(!store.ensure_tenant(&Tenant { id: "acme".into(), name: "Acme".into(), created_at: t(0) }).await.unwrap());
     store.create_product("acme", &product("thermo")).await.unwrap();
     store.create_devices("acme", &[device("d0", "thermo"), device("d1", "thermo")], t(5)).await.unwrap();
-    let written = store.events_after(start, 100).await.unwrap();
+    let written = read_after(store, start).await;
     let acme = |c: Change| ("acme".to_string(), c);
     assert_eq!(
         changes(&written),
@@ -39,16 +66,16 @@ pub async fn events_are_written_with_their_change_and_rolled_back_with_it(store:
     );
     assert!(written.windows(2).all(|w| w[0].cursor < w[1].cursor), "in stream order");
     assert_eq!(written[2].change.kind(), "devices.created");
-    assert_eq!(store.event_tail().await.unwrap(), written[2].cursor);
+    assert_eq!(tail(store).await, written[2].cursor);
 
     // Refused or failed writes roll their events back with them.
-    let tail = store.event_tail().await.unwrap();
+    let tail = self::tail(store).await;
     let taken = store.create_devices("acme", &[device("d2", "thermo"), device("d0", "thermo")], t(6)).await;
     assert!(matches!(taken, Err(StoreError::Invalid(_))), "{taken:?}");
     let missing = store.delete_device("acme", "ghost").await;
     assert!(matches!(missing, Err(StoreError::NotFound { .. })), "{missing:?}");
     store.create_product("acme", &product("thermo")).await.unwrap_err();
-    assert_eq!(store.events_after(tail, 100).await.unwrap(), [], "no event without its change");
+    assert_eq!(read_after(store, tail).await, [], "no event without its change");
     assert_eq!(store.get_device("acme", "d2").await.unwrap(), None, "and no change without its event");
 
     // This process's followers got each committed batch at once, in order.
@@ -62,15 +89,16 @@ pub async fn events_are_written_with_their_change_and_rolled_back_with_it(store:
 
     // Paging through the stream.
     store.delete_device("acme", "d1").await.unwrap();
+    read_after(store, start).await;
     let first = store.events_after(start, 2).await.unwrap();
-    let rest = store.events_after(first[1].cursor, 100).await.unwrap();
+    let rest = read_after(store, first[1].cursor).await;
     assert_eq!(first.len() + rest.len(), 4);
     assert_eq!(rest.last().unwrap().change, Change::DeviceDeleted { device: "d1".into() });
 }
 
 pub async fn followers_keep_their_place_under_a_lease(store: &dyn Store) {
     store.ensure_tenant(&Tenant { id: "acme".into(), name: "Acme".into(), created_at: t(0) }).await.unwrap();
-    let tail = store.event_tail().await.unwrap();
+    let tail = self::tail(store).await;
     assert_ne!(tail, EventCursor::default());
     let claimed = store.claim_follower("checks", "a", t(100), t(0)).await.unwrap();
     assert_eq!(claimed, Some(tail), "a new follower starts at the tail, not at the beginning");
@@ -78,7 +106,7 @@ pub async fn followers_keep_their_place_under_a_lease(store: &dyn Store) {
     assert_eq!(store.claim_follower("checks", "a", t(200), t(50)).await.unwrap(), Some(tail), "renewed");
 
     store.create_product("acme", &product("thermo")).await.unwrap();
-    let next = store.events_after(tail, 10).await.unwrap();
+    let next = read_after(store, tail).await;
     assert_eq!(next.len(), 1);
     assert!(store.advance_follower("checks", "a", next[0].cursor).await.unwrap());
     assert!(!store.advance_follower("checks", "b", tail).await.unwrap(), "only the holder moves it");
@@ -91,9 +119,9 @@ pub async fn followers_keep_their_place_under_a_lease(store: &dyn Store) {
     // Retention: events older than the cut are pruned; cursors stay valid.
     let later = Timestamp::now() + SignedDuration::from_hours(1);
     assert_eq!(store.prune_events(later).await.unwrap(), 2);
-    assert_eq!(store.events_after(EventCursor::default(), 10).await.unwrap(), []);
+    assert_eq!(read_after(store, EventCursor::default()).await, []);
     store.create_product("acme", &product("lamp")).await.unwrap();
-    let after = store.events_after(next[0].cursor, 10).await.unwrap();
+    let after = read_after(store, next[0].cursor).await;
     assert_eq!(after.len(), 1, "the stream goes on after a prune");
     assert!(after[0].cursor > next[0].cursor);
 }
