@@ -9,8 +9,11 @@
 
 pub mod access;
 pub mod actor;
+pub mod devices;
 pub mod error;
 pub mod followers;
+pub mod idempotency;
+pub mod jobs;
 pub mod metrics;
 pub mod presence;
 pub mod scheduler;

@@ -12,3 +12,5 @@ pub const EXECUTIONS_RELEASED: &str = "updraft_executions_released_total";
 pub const EXECUTIONS_TIMED_OUT: &str = "updraft_executions_timed_out_total";
 /// Executions queued again for another attempt.
 pub const EXECUTIONS_RETRIED: &str = "updraft_executions_retried_total";
+/// Devices registered (one by one or imported).
+pub const DEVICES_REGISTERED: &str = "updraft_devices_registered_total";

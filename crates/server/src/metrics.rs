@@ -15,8 +15,6 @@ pub const HTTP_DURATION: &str = "updraft_http_request_duration_seconds";
 pub const API_ERRORS: &str = "updraft_api_errors_total";
 /// Firmware bytes received by uploads.
 pub const UPLOAD_BYTES: &str = "updraft_firmware_upload_bytes_total";
-/// Devices registered (one by one or imported).
-pub const DEVICES_REGISTERED: &str = "updraft_devices_registered_total";
 
 /// Device API polls answered.
 pub const DDI_POLLS: &str = "updraft_ddi_polls_total";

@@ -10,22 +10,20 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use updraft_core::{
-    Access, ConnectionStatus, Device, DeviceAttributes, FieldError, NewDevice, PropertyValue, validate,
-};
-use updraft_store::{DeviceScope, IdempotentRequest, StoreError, sortable};
+use updraft_core::{Access, ConnectionStatus, Device, DeviceAttributes, PropertyValue};
+use updraft_store::{DeviceScope, sortable};
 use utoipa::ToSchema;
 
 use super::{ListParams, PageOut, non_empty};
-use crate::auth::{Caller, new_token, token_hash};
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, double_option};
 use crate::idempotency;
-use crate::metrics::DEVICES_REGISTERED;
 use crate::state::AppState;
+use updraft_app::devices::{DeviceDraft, ImportBatch, ImportKey, Imported, LineProblem};
 
 /// The most devices one import may carry.
-pub const MAX_IMPORT: usize = 100_000;
+pub use updraft_app::devices::MAX_IMPORT;
 
 pub fn import_body_limit() -> DefaultBodyLimit {
     DefaultBodyLimit::max(64 << 20)
@@ -143,11 +141,8 @@ impl From<Device> for DeviceOut {
     }
 }
 
-/// Converts and validates one device; field errors are prefixed with `prefix`.
-fn new_device(input: DeviceIn, prefix: &str, errors: &mut Vec<FieldError>) -> (NewDevice, String) {
-    let mut own = Vec::new();
-    validate::device_id("id", &input.id, &mut own);
-    validate::key("product", &input.product, &mut own);
+/// A device as read off the wire.
+fn draft(input: DeviceIn) -> DeviceDraft {
     let attributes = DeviceAttributes {
         firmware: input.firmware,
         hardware_version: non_empty(input.hardware_version),
@@ -159,10 +154,7 @@ fn new_device(input: DeviceIn, prefix: &str, errors: &mut Vec<FieldError>) -> (N
         activated_at: input.activated_at,
         connection_status: input.connection_status,
     };
-    validate::device_attributes(&attributes, &mut own);
-    errors.extend(own.into_iter().map(|e| FieldError::new(format!("{prefix}{}", e.field), e.message)));
-    let token = new_token("upd_d_");
-    (NewDevice { id: input.id, product: input.product, attributes, token_hash: token_hash(&token) }, token)
+    DeviceDraft { id: input.id, product: input.product, attributes }
 }
 
 #[utoipa::path(post, path = "/api/v1/devices", tag = "devices", request_body = DeviceIn,
@@ -174,52 +166,8 @@ pub async fn create(
     caller: Caller,
     ApiJson(input): ApiJson<DeviceIn>,
 ) -> ApiResult<(StatusCode, Json<DeviceOut>)> {
-    caller.require(Access::WriteFleet)?;
-    let mut errors = Vec::new();
-    let (device, token) = new_device(input, "", &mut errors);
-    if !errors.is_empty() {
-        return Err(ApiError::invalid(errors));
-    }
-    let id = device.id.clone();
-    let device = register(&state, caller.tenant(), device).await.map_err(|e| match e {
-        StoreError::Invalid(updraft_core::Error::Invalid(errs)) if errs.iter().any(|e| e.field == "0.id") => {
-            ApiError::new(ErrorCode::Conflict, format!("device `{id}` already exists"))
-        }
-        StoreError::Invalid(updraft_core::Error::Invalid(errs)) => ApiError::invalid(unprefixed(errs)),
-        StoreError::Missing(references) => ApiError::missing(unprefixed(references)),
-        other => other.into(),
-    })?;
+    let (device, token) = state.app.register_device(&caller.actor, draft(input)).await?;
     Ok((StatusCode::CREATED, Json(DeviceOut::new(device, Some(token)))))
-}
-
-/// The problems of a batch of one, named as fields of the device.
-fn unprefixed(errors: Vec<FieldError>) -> Vec<FieldError> {
-    errors.into_iter().map(|e| FieldError::new(e.field.trim_start_matches("0."), e.message)).collect()
-}
-
-/// Registers one device and runs what follows a registration (live
-/// continuous jobs see it): for the API and for a device that registers
-/// itself through the device API.
-pub(crate) async fn register(state: &AppState, tenant: &str, device: NewDevice) -> Result<Device, StoreError> {
-    let now = state.now();
-    state.store.create_devices(tenant, std::slice::from_ref(&device), now).await?;
-    metrics::counter!(DEVICES_REGISTERED).increment(1);
-    let device = device.into_device(now);
-    Ok(device)
-}
-
-/// A device registering itself (plug-and-play) with `product`: a valid id,
-/// no attributes yet (it reports them through `configData`), a token of its
-/// own that nobody has seen (it speaks through a gateway token).
-pub(crate) fn self_registered(id: &str, product: &str) -> Option<NewDevice> {
-    let mut errors = Vec::new();
-    validate::device_id("id", id, &mut errors);
-    errors.is_empty().then(|| NewDevice {
-        id: id.to_owned(),
-        product: product.to_owned(),
-        attributes: DeviceAttributes::default(),
-        token_hash: token_hash(&new_token("upd_d_")),
-    })
 }
 
 /// One device's id and token, as answered by an import.
@@ -255,19 +203,19 @@ pub async fn import(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<axum::response::Response> {
-    use axum::response::IntoResponse;
-    caller.require(Access::WriteFleet)?;
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    let now = state.now();
-    let idempotent = match idempotency::key(&headers)? {
+    let key = match idempotency::key(&headers)? {
         Some(key) => {
-            let api_token = crate::auth::bearer_token(&headers).unwrap_or_default().to_owned();
-            let fingerprint = idempotency::fingerprint("POST", "/api/v1/devices/import", &essence, &body);
-            if let Some(kept) = state.store.idempotent_request(caller.tenant(), &caller.key.id, &key, now).await? {
-                return replay(kept, &fingerprint, &api_token);
+            let key = ImportKey {
+                key,
+                fingerprint: idempotency::fingerprint("POST", "/api/v1/devices/import", &essence, &body),
+                api_token: crate::auth::bearer_token(&headers).unwrap_or_default().to_owned(),
+            };
+            if let Some(first) = state.app.kept_import(&caller.actor, &key).await? {
+                return Ok(imported(first));
             }
-            Some((key, fingerprint, api_token))
+            Some(key)
         }
         None => None,
     };
@@ -303,94 +251,27 @@ pub async fn import(
     if parsed.len() > MAX_IMPORT {
         return Err(ApiError::new(ErrorCode::PayloadTooLarge, format!("at most {MAX_IMPORT} devices per import")));
     }
-    let mut lines = Vec::with_capacity(parsed.len());
-    let mut devices = Vec::with_capacity(parsed.len());
-    let mut tokens = Vec::with_capacity(parsed.len());
-    for (line, input) in parsed {
-        let mut errors = Vec::new();
-        let (device, token) = new_device(input, "", &mut errors);
-        line_errors.extend(errors.into_iter().map(|e| LineError { line, field: e.field, message: e.message }));
-        lines.push(line);
-        tokens.push(IssuedToken { id: device.id.clone(), token });
-        devices.push(device);
-    }
-    let mut kept = None;
-    if let Some((key, fingerprint, api_token)) = &idempotent {
-        for (device, issued) in devices.iter_mut().zip(tokens.iter_mut()) {
-            issued.token = idempotency::device_token(api_token, key, now, &device.id);
-            device.token_hash = token_hash(&issued.token);
-        }
-        let ids: Vec<&str> = devices.iter().map(|d| d.id.as_str()).collect();
-        kept = Some(IdempotentRequest {
-            api_key: caller.key.id.clone(),
-            key: key.clone(),
-            fingerprint: fingerprint.clone(),
-            answer: serde_json::json!({"created": devices.len(), "devices": ids}).to_string(),
-            created_at: now,
-            expires_at: now + jiff::SignedDuration::from_secs(state.settings.idempotency_ttl_secs as i64),
-        });
-    }
-    if line_errors.is_empty() {
-        let created = match &kept {
-            Some(request) => state.store.create_devices_once(caller.tenant(), &devices, now, request).await,
-            None => state.store.create_devices(caller.tenant(), &devices, now).await,
-        };
-        match created {
-            // The same key committed first (a concurrent retry): answer as it did.
-            Err(StoreError::Conflict { what: "idempotency key", .. }) => {
-                if let (Some(request), Some((_, fingerprint, api_token))) = (&kept, &idempotent) {
-                    let first = state.store.idempotent_request(caller.tenant(), &caller.key.id, &request.key, now);
-                    if let Some(first) = first.await? {
-                        return replay(first, fingerprint, api_token);
-                    }
-                }
-                return Err(ApiError::of(ErrorCode::Conflict));
-            }
-            Ok(()) => {}
-            // Unknown products stay among the batch's line errors: a batch mixes problems.
-            Err(StoreError::Invalid(updraft_core::Error::Invalid(errs)) | StoreError::Missing(errs)) => {
-                for e in errs {
-                    let (index, field) = e.field.split_once('.').unwrap_or((&e.field, ""));
-                    let line = index.parse::<usize>().ok().and_then(|i| lines.get(i).copied()).unwrap_or(0);
-                    line_errors.push(LineError { line, field: field.to_owned(), message: e.message });
-                }
-            }
-            Err(other) => return Err(other.into()),
-        }
-    }
-    if !line_errors.is_empty() {
-        line_errors.sort_by_key(|e| e.line);
-        return Err(ApiError::new(
-            ErrorCode::ImportRejected,
-            format!("{} problem(s) in the batch; nothing was imported", line_errors.len()),
-        )
-        .with_details(line_errors));
-    }
-    metrics::counter!(DEVICES_REGISTERED).increment(devices.len() as u64);
-    tracing::info!(tenant = caller.tenant(), count = devices.len(), "devices imported");
-    Ok((StatusCode::CREATED, Json(ImportOut { created: devices.len(), devices: tokens })).into_response())
+    let batch = ImportBatch {
+        lines: parsed.into_iter().map(|(line, input)| (line, draft(input))).collect(),
+        problems: line_errors
+            .into_iter()
+            .map(|e| LineProblem { line: e.line, field: e.field, message: e.message })
+            .collect(),
+        key,
+    };
+    Ok(imported(state.app.import_devices(&caller.actor, batch).await?))
 }
 
-/// The first answer of an idempotent import, its device tokens derived again;
-/// `idempotency_key_reused` when the retry asks something else.
-fn replay(kept: IdempotentRequest, fingerprint: &str, api_token: &str) -> ApiResult<axum::response::Response> {
+/// An import's answer: 201, marked `Idempotent-Replayed` when it is the first one again.
+fn imported(outcome: Imported) -> axum::response::Response {
     use axum::response::IntoResponse;
-    if kept.fingerprint != fingerprint {
-        return Err(idempotency::reused());
+    let devices = outcome.devices.into_iter().map(|(id, token)| IssuedToken { id, token }).collect();
+    let body = Json(ImportOut { created: outcome.created, devices });
+    if outcome.replayed {
+        (StatusCode::CREATED, [idempotency::REPLAYED], body).into_response()
+    } else {
+        (StatusCode::CREATED, body).into_response()
     }
-    #[derive(Deserialize)]
-    struct Kept {
-        created: usize,
-        devices: Vec<String>,
-    }
-    let answer: Kept = serde_json::from_str(&kept.answer).map_err(|e| ApiError::internal("a kept import answer", e))?;
-    let devices = answer
-        .devices
-        .into_iter()
-        .map(|id| IssuedToken { token: idempotency::device_token(api_token, &kept.key, kept.created_at, &id), id })
-        .collect();
-    Ok((StatusCode::CREATED, [idempotency::REPLAYED], Json(ImportOut { created: answer.created, devices }))
-        .into_response())
 }
 
 fn parse_ndjson(text: &str, errors: &mut Vec<LineError>) -> Vec<(usize, DeviceIn)> {
@@ -575,7 +456,6 @@ pub async fn list(
     caller: Caller,
     ApiQuery(p): ApiQuery<DeviceListParams>,
 ) -> ApiResult<Json<PageOut<DeviceOut>>> {
-    caller.require(Access::Read)?;
     let filter = p.q.as_deref().map(|q| super::filters::parse_query("q", q)).transpose()?;
     list_filtered(&state, &caller, p, filter).await
 }
@@ -590,10 +470,7 @@ async fn list_filtered(
     let req =
         ListParams { limit: p.limit, offset: p.offset, sort: p.sort, search: p.search }.page(sortable::DEVICES)?;
     let scope = DeviceScope { product: p.product, group: p.group };
-    let page = match filter {
-        Some(f) => state.store.list_devices_matching(caller.tenant(), &scope, &f, state.now(), &req).await?,
-        None => state.store.list_devices(caller.tenant(), &scope, &req).await?,
-    };
+    let page = state.app.list_devices(&caller.actor, &scope, filter.as_ref(), &req).await?;
     Ok(Json(PageOut::from_page(page, &req, Into::into)))
 }
 
@@ -614,18 +491,13 @@ pub async fn search(
     list_filtered(&state, &caller, p, Some(filter)).await
 }
 
-async fn load(state: &AppState, tenant: &str, id: &str) -> ApiResult<Device> {
-    state.store.get_device(tenant, id).await?.ok_or_else(|| ApiError::not_found("device", id))
-}
-
 #[utoipa::path(get, path = "/api/v1/devices/{id}", tag = "devices", responses((status = 200, body = DeviceOut)))]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<DeviceOut>> {
-    caller.require(Access::Read)?;
-    Ok(Json(load(&state, caller.tenant(), &id).await?.into()))
+    Ok(Json(state.app.get_device(&caller.actor, &id).await?.into()))
 }
 
 #[utoipa::path(patch, path = "/api/v1/devices/{id}", tag = "devices", request_body = DevicePatch,
@@ -636,7 +508,6 @@ pub async fn update(
     ApiPath(id): ApiPath<String>,
     ApiJson(patch): ApiJson<DevicePatch>,
 ) -> ApiResult<Json<DeviceOut>> {
-    caller.require(Access::WriteFleet)?;
     let apply = |d: &mut Device| {
         if let Some(v) = &patch.firmware {
             d.firmware = v.clone();
@@ -665,27 +536,9 @@ pub async fn update(
         if let Some(v) = patch.connection_status {
             d.connection_status = v;
         }
-        let attributes = DeviceAttributes {
-            firmware: d.firmware.clone(),
-            hardware_version: d.hardware_version.clone(),
-            module_model: d.module_model.clone(),
-            module_version: d.module_version.clone(),
-            template_id: d.template_id.clone(),
-            properties: d.properties.clone(),
-            metadata: d.metadata.clone(),
-            activated_at: d.activated_at,
-            connection_status: Some(d.connection_status),
-        };
-        let mut errors = Vec::new();
-        validate::device_attributes(&attributes, &mut errors);
-        if errors.is_empty() { Ok(()) } else { Err(errors) }
+        Ok(())
     };
-    let d = state
-        .store
-        .modify_device(caller.tenant(), &id, &apply, false, state.now())
-        .await?
-        .map_err(ApiError::invalid)?;
-    Ok(Json(d.into()))
+    Ok(Json(state.app.update_device(&caller.actor, &id, &apply).await?.into()))
 }
 
 #[utoipa::path(delete, path = "/api/v1/devices/{id}", tag = "devices", responses((status = 204)))]
@@ -694,8 +547,7 @@ pub async fn delete(
     caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
-    caller.require(Access::WriteFleet)?;
-    state.store.delete_device(caller.tenant(), &id).await?;
+    state.app.delete_device(&caller.actor, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -706,9 +558,6 @@ pub async fn reissue_token(
     caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<IssuedToken>> {
-    caller.require(Access::WriteFleet)?;
-    let token = new_token("upd_d_");
-    state.store.set_device_token(caller.tenant(), &id, &token_hash(&token)).await?;
-    tracing::info!(tenant = caller.tenant(), device = %id, "device token reissued");
+    let token = state.app.reissue_device_token(&caller.actor, &id).await?;
     Ok(Json(IssuedToken { id, token }))
 }

@@ -10,24 +10,21 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use updraft_core::job::{
-    EventSource, Execution, ExecutionEvent, ExecutionState, Job, JobCommand, JobKind, JobState, on_consent,
-};
+use updraft_core::FieldError;
+use updraft_core::job::{Execution, ExecutionEvent, ExecutionState, Job, JobCommand, JobKind, JobState};
 use updraft_core::rollout::{
-    AbortRule, DEFAULT_MAX_CONCURRENCY, Handling, JobSpec, MAX_VERIFY_DEVICES, Pace, Ramp, Recurrence, Retry,
-    Targeting, current_rate,
+    AbortRule, DEFAULT_MAX_CONCURRENCY, Handling, JobSpec, Pace, Ramp, Recurrence, Retry, Targeting,
 };
 use updraft_core::schedule::{DailyWindow, Schedule};
-use updraft_core::{Access, FieldError, validate};
-use updraft_store::{ExecutionScope, sortable};
+use updraft_store::sortable;
 use utoipa::ToSchema;
 
 use super::{ListParams, PageOut, non_empty};
-use crate::auth::{Caller, new_id};
-use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
-use updraft_app::targeting;
+use updraft_app::jobs::{JobDraft, JobReport};
 
 /// The most devices a job may name.
 pub const MAX_JOB_DEVICES: usize = 100_000;
@@ -393,35 +390,6 @@ fn dedup(field: &str, list: &[String], errors: &mut Vec<FieldError>) {
     }
 }
 
-/// Checks that each named device exists (else it is `missing`) and is of `product`
-/// (when the product is known).
-async fn check_named(
-    state: &AppState,
-    tenant: &str,
-    field: &str,
-    ids: &[String],
-    product: Option<&str>,
-    errors: &mut Vec<FieldError>,
-    missing: &mut Vec<FieldError>,
-) -> ApiResult<()> {
-    if ids.is_empty() {
-        return Ok(());
-    }
-    let found: std::collections::HashMap<String, updraft_core::Device> =
-        state.store.get_devices(tenant, ids).await?.into_iter().map(|d| (d.id.clone(), d)).collect();
-    for id in ids {
-        match found.get(id) {
-            None => missing.push(FieldError::new(format!("{field}.{id}"), format!("device `{id}` not found"))),
-            Some(d) if product.is_some_and(|product| d.product != product) => errors.push(FieldError::new(
-                format!("{field}.{id}"),
-                format!("device `{id}` is a `{}`, the image is for `{}`", d.product, product.unwrap_or_default()),
-            )),
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
 #[utoipa::path(post, path = "/api/v1/jobs", tag = "jobs", request_body = JobIn,
     responses((status = 201, body = JobOut), (status = 409, description = "the id is taken, or the firmware needs verification")))]
 pub async fn create(
@@ -429,19 +397,7 @@ pub async fn create(
     caller: Caller,
     ApiJson(input): ApiJson<JobIn>,
 ) -> ApiResult<(StatusCode, Json<JobOut>)> {
-    caller.require(Access::WriteFleet)?;
-    let tenant = caller.tenant();
-    let mut errors = Vec::new();
-    let id = input.id.unwrap_or_else(|| new_id("job_"));
-    validate::key("id", &id, &mut errors);
-    let name = non_empty(input.name);
-    if let Some(n) = &name {
-        validate::text("name", n, 256, &mut errors);
-    }
-    let description = non_empty(input.description);
-    if let Some(d) = &description {
-        validate::description("description", d, validate::MAX_DESCRIPTION, &mut errors);
-    }
+    let mut problems = Vec::new();
     for (field, list) in [
         ("devices", &input.devices),
         ("groups", &input.groups),
@@ -449,22 +405,14 @@ pub async fn create(
         ("exclude", &input.exclude),
         ("source_versions", &input.source_versions),
     ] {
-        dedup(field, list, &mut errors);
+        dedup(field, list, &mut problems);
     }
     let filter = match input.filter {
         None => None,
         Some(serde_json::Value::String(text)) => Some(super::filters::parse_query("filter", &text)?),
         Some(json) => Some(super::filters::parse_json("filter", json)?),
     };
-    // References to what does not exist answer 404, once the request is otherwise valid.
-    let mut missing = Vec::new();
-    if let Some(fid) = &input.filter_id
-        && state.store.get_saved_filter(tenant, fid).await?.is_none()
-    {
-        missing.push(FieldError::new("filter_id", format!("saved filter `{fid}` not found")));
-    }
-    let kind = input.kind.unwrap_or_default();
-    let schedule = input.schedule.and_then(|s| s.into_schedule(&mut errors));
+    let schedule = input.schedule.and_then(|s| s.into_schedule(&mut problems));
     let spec = JobSpec {
         target: Targeting {
             all: input.all,
@@ -487,120 +435,46 @@ pub async fn create(
             abort: input.abort,
         },
         schedule,
-        retry: input.retry.map(|r| Retry::given(r.count, r.interval_minutes, &mut errors)).unwrap_or_default(),
+        retry: input.retry.map(|r| Retry::given(r.count, r.interval_minutes, &mut problems)).unwrap_or_default(),
         timeout_seconds: input.timeout_seconds,
         translations: input.translations,
         metadata: input.metadata,
         additional_params: input.additional_params,
         handling: input.handling.unwrap_or_default(),
-        maintenance_window: input.maintenance_window.and_then(|w| w.into_maintenance_window(&mut errors)),
+        maintenance_window: input.maintenance_window.and_then(|w| w.into_maintenance_window(&mut problems)),
     };
-    spec.validate(&mut errors);
-    let t = &spec.target;
-    if kind == JobKind::Verify {
-        if t.all || !t.groups.is_empty() || t.filter.is_some() || t.filter_id.is_some() || t.gray_percent.is_some() {
-            errors.push(FieldError::new("kind", "a verify job names its devices: use `devices` only"));
-        }
-        if t.devices.is_empty() || t.devices.len() > MAX_VERIFY_DEVICES {
-            errors.push(FieldError::new("devices", format!("a verify job names 1 to {MAX_VERIFY_DEVICES} devices")));
-        }
-        if spec.recurrence == Recurrence::Continuous {
-            errors.push(FieldError::new("recurrence", "a verify job is a snapshot"));
-        }
-    }
-    for g in &t.groups {
-        if state.store.get_group(tenant, g).await?.is_none() {
-            missing.push(FieldError::new(format!("groups.{g}"), format!("group `{g}` not found")));
-        }
-    }
-    let firmware = state.store.get_firmware(tenant, &input.firmware).await?;
-    if firmware.is_none() {
-        missing.push(FieldError::new("firmware", format!("firmware `{}` not found", input.firmware)));
-    }
-    let product = firmware.as_ref().map(|f| f.product.as_str());
-    check_named(&state, tenant, "devices", &t.devices, product, &mut errors, &mut missing).await?;
-    check_named(&state, tenant, "include", &t.include, product, &mut errors, &mut missing).await?;
-    if !errors.is_empty() {
-        return Err(ApiError::invalid(errors));
-    }
-    let Some(firmware) = firmware.filter(|_| missing.is_empty()) else {
-        return Err(ApiError::missing(missing));
-    };
-    if kind == JobKind::Upgrade && firmware.needs_verification && !firmware.verified {
-        return Err(ApiError::new(
-            ErrorCode::FirmwareNotVerified,
-            format!("firmware `{}` needs verification: run a verify job on it that succeeds first", firmware.id),
-        ));
-    }
-    let now = state.now();
-    let mut job = Job {
-        id,
-        name,
-        description,
-        kind,
-        firmware: firmware.id.clone(),
-        product: firmware.product.clone(),
-        state: JobState::Created,
-        consent_required: input.consent_required,
-        created_at: now,
-        started_at: None,
-        finished_at: None,
+    let draft = JobDraft {
+        id: input.id,
+        name: non_empty(input.name),
+        description: non_empty(input.description),
+        kind: input.kind.unwrap_or_default(),
+        firmware: input.firmware,
         spec,
-        held: false,
+        consent_required: input.consent_required,
+        start: input.start.unwrap_or(true),
+        problems,
     };
-    let start = input.start.unwrap_or(true);
-    let targets = if start {
-        job.state = job.scheduled_state(now);
-        if job.state == JobState::Running {
-            job.started_at = Some(now);
-        }
-        if job.state.is_finished() {
-            job.finished_at = Some(now);
-        }
-        targeting::resolve(&state, tenant, &job, now).await?
-    } else {
-        vec![]
-    };
-    state.store.create_job(tenant, &job, &targets, now).await?;
-    state.store.complete_job_if_done(tenant, &job.id, now).await?;
-    tracing::info!(job = %job.id, firmware = %job.firmware, devices = targets.len(), "job created");
-    let job = load(&state, tenant, &job.id).await?;
-    Ok((StatusCode::CREATED, Json(described(&state, tenant, job).await?)))
+    let report = state.app.create_job(&caller.actor, draft).await?;
+    Ok((StatusCode::CREATED, Json(described(report))))
 }
 
-/// A job with its counts and progress figures.
-async fn described(state: &AppState, tenant: &str, job: Job) -> ApiResult<JobOut> {
-    let now = state.now();
-    let by_state: BTreeMap<ExecutionState, u64> =
-        state.store.execution_counts(tenant, &job.id).await?.into_iter().collect();
-    let stats = state.store.pace_stats(tenant, &job.id, now).await?;
-    let n = |s: ExecutionState| by_state.get(&s).copied().unwrap_or(0);
-    let total: u64 = by_state.values().sum();
-    let finished: u64 = by_state.iter().filter(|(s, _)| s.is_terminal()).map(|(_, c)| c).sum();
-    let judged = n(ExecutionState::Succeeded)
-        + n(ExecutionState::Failed)
-        + n(ExecutionState::TimedOut)
-        + n(ExecutionState::Rejected);
-    let rate = |x: u64| (judged > 0).then(|| (x as f64) * 100.0 / judged as f64);
-    let remaining = total - finished;
-    let eta = (stats.released_last_minute > 0 && remaining > 0 && job.state == JobState::Running).then(|| {
-        let minutes = remaining as f64 / stats.released_last_minute as f64;
-        now + jiff::SignedDuration::from_secs_f64(minutes * 60.0)
-    });
+/// A job with its counts and progress figures, on the wire.
+fn described(report: JobReport) -> JobOut {
+    let p = report.progress;
     let progress = ProgressOut {
-        total,
-        finished,
-        success_rate: rate(n(ExecutionState::Succeeded)),
-        failure_rate: rate(n(ExecutionState::Failed) + n(ExecutionState::TimedOut) + n(ExecutionState::Rejected)),
-        in_progress: stats.in_progress,
-        current_rate_per_minute: stats.released_last_minute,
-        allowed_rate_per_minute: current_rate(&job.spec.pace, &stats),
-        eta,
+        total: p.total,
+        finished: p.finished,
+        success_rate: p.success_rate,
+        failure_rate: p.failure_rate,
+        in_progress: p.in_progress,
+        current_rate_per_minute: p.current_rate_per_minute,
+        allowed_rate_per_minute: p.allowed_rate_per_minute,
+        eta: p.eta,
     };
-    let counts = by_state.into_iter().map(|(s, c)| (s.as_str().to_owned(), c)).collect();
-    let mut out = JobOut::new(job, Some(counts));
+    let counts = report.counts.into_iter().map(|(s, c)| (s.as_str().to_owned(), c)).collect();
+    let mut out = JobOut::new(report.job, Some(counts));
     out.progress = Some(progress);
-    Ok(out)
+    out
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -625,16 +499,11 @@ pub async fn list(
     caller: Caller,
     ApiQuery(params): ApiQuery<JobListParams>,
 ) -> ApiResult<Json<PageOut<JobOut>>> {
-    caller.require(Access::Read)?;
     let filter = state_param(params.state.as_deref(), JobState::parse, JobState::ALL.iter().map(|s| s.as_str()))?;
     let req = ListParams { limit: params.limit, offset: params.offset, sort: params.sort, search: params.search }
         .page(sortable::JOBS)?;
-    let page = state.store.list_jobs(caller.tenant(), filter, &req).await?;
+    let page = state.app.list_jobs(&caller.actor, filter, &req).await?;
     Ok(Json(PageOut::from_page(page, &req, |j| JobOut::new(j, None))))
-}
-
-async fn load(state: &AppState, tenant: &str, id: &str) -> ApiResult<Job> {
-    state.store.get_job(tenant, id).await?.ok_or_else(|| ApiError::not_found("job", id))
 }
 
 #[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "jobs", responses((status = 200, body = JobOut)))]
@@ -643,38 +512,12 @@ pub async fn get(
     caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<JobOut>> {
-    caller.require(Access::Read)?;
-    let job = load(&state, caller.tenant(), &id).await?;
-    Ok(Json(described(&state, caller.tenant(), job).await?))
+    Ok(Json(described(state.app.job_report(&caller.actor, &id).await?)))
 }
 
 /// Applies an operator's command to a job.
 async fn command(state: &AppState, caller: &Caller, id: &str, cmd: JobCommand) -> ApiResult<Json<JobOut>> {
-    caller.require(Access::WriteFleet)?;
-    let tenant = caller.tenant();
-    let now = state.now();
-    for _ in 0..5 {
-        let job = load(state, tenant, id).await?;
-        let (to, held) = job.on_command(cmd, now).map_err(|_| {
-            ApiError::new(
-                ErrorCode::JobState,
-                format!("job `{id}` is {}: it cannot be {cmd:?}d", job.state.as_str()).to_lowercase(),
-            )
-        })?;
-        if cmd == JobCommand::Start {
-            let targets = targeting::resolve(state, tenant, &job, now).await?;
-            state.store.add_executions(tenant, &job, &targets, now).await?;
-        }
-        if let Some(moved) = state.store.move_job(tenant, id, job.state, to, held, now).await? {
-            if cmd == JobCommand::Start {
-                state.store.complete_job_if_done(tenant, id, now).await?;
-            }
-            tracing::info!(job = %id, command = ?cmd, state = moved.state.as_str(), "job command");
-            let job = load(state, tenant, id).await?;
-            return Ok(Json(described(state, tenant, job).await?));
-        }
-    }
-    Err(ApiError::new(ErrorCode::JobState, format!("job `{id}` kept changing; try again")))
+    Ok(Json(described(state.app.command_job(&caller.actor, id, cmd).await?)))
 }
 
 #[utoipa::path(post, path = "/api/v1/jobs/{id}/start", tag = "jobs",
@@ -726,22 +569,9 @@ pub async fn set_schedule(
     ApiPath(id): ApiPath<String>,
     ApiJson(input): ApiJson<Option<ScheduleIn>>,
 ) -> ApiResult<Json<JobOut>> {
-    caller.require(Access::WriteFleet)?;
-    let tenant = caller.tenant();
-    let mut job = load(&state, tenant, &id).await?;
-    if job.state.is_finished() {
-        return Err(ApiError::new(ErrorCode::JobState, format!("job `{id}` is {}", job.state.as_str())));
-    }
-    let mut errors = Vec::new();
-    job.spec.schedule = input.and_then(|s| s.into_schedule(&mut errors));
-    job.spec.validate(&mut errors);
-    if !errors.is_empty() {
-        return Err(ApiError::invalid(errors));
-    }
-    state.store.update_job_spec(tenant, &id, &job.spec).await?;
-    tracing::info!(job = %id, "job schedule changed");
-    let job = load(&state, tenant, &id).await?;
-    Ok(Json(described(&state, tenant, job).await?))
+    let mut problems = Vec::new();
+    let schedule = input.and_then(|s| s.into_schedule(&mut problems));
+    Ok(Json(described(state.app.set_job_schedule(&caller.actor, &id, schedule, problems).await?)))
 }
 
 /// How many devices a job would select if it started now.
@@ -761,11 +591,8 @@ pub async fn estimate(
     caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<EstimateOut>> {
-    caller.require(Access::Read)?;
-    let job = load(&state, caller.tenant(), &id).await?;
-    let targets = targeting::resolve(&state, caller.tenant(), &job, state.now()).await?;
-    let skipped = targets.iter().filter(|(_, s)| *s == ExecutionState::Skipped).count() as u64;
-    Ok(Json(EstimateOut { count: targets.len() as u64 - skipped, skipped }))
+    let estimate = state.app.estimate_job(&caller.actor, &id).await?;
+    Ok(Json(EstimateOut { count: estimate.count, skipped: estimate.skipped }))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -815,11 +642,8 @@ pub async fn executions(
     ApiPath(id): ApiPath<String>,
     ApiQuery(params): ApiQuery<ExecutionListParams>,
 ) -> ApiResult<Json<PageOut<ExecutionOut>>> {
-    caller.require(Access::Read)?;
-    load(&state, caller.tenant(), &id).await?;
     let (req, filter) = params.split()?;
-    let scope = ExecutionScope { job: Some(id), device: None, state: filter };
-    let page = state.store.list_executions(caller.tenant(), &scope, &req).await?;
+    let page = state.app.job_executions(&caller.actor, &id, filter, &req).await?;
     Ok(Json(PageOut::from_page(page, &req, |e| ExecutionOut::new(e, None))))
 }
 
@@ -831,18 +655,9 @@ pub async fn device_executions(
     ApiPath(device): ApiPath<String>,
     ApiQuery(params): ApiQuery<ExecutionListParams>,
 ) -> ApiResult<Json<PageOut<ExecutionOut>>> {
-    caller.require(Access::Read)?;
-    if state.store.get_device(caller.tenant(), &device).await?.is_none() {
-        return Err(ApiError::not_found("device", &device));
-    }
     let (req, filter) = params.split()?;
-    let scope = ExecutionScope { job: None, device: Some(device), state: filter };
-    let page = state.store.list_executions(caller.tenant(), &scope, &req).await?;
-    let mut items = Vec::with_capacity(page.items.len());
-    for e in page.items {
-        let history = state.store.execution_history(caller.tenant(), e.action_id).await?;
-        items.push(ExecutionOut::new(e, Some(history)));
-    }
+    let page = state.app.device_executions(&caller.actor, &device, filter, &req).await?;
+    let items = page.items.into_iter().map(|(e, history)| ExecutionOut::new(e, Some(history))).collect();
     Ok(Json(PageOut { items, total: page.total, limit: req.limit, offset: req.offset }))
 }
 
@@ -862,29 +677,11 @@ pub async fn consent(
     ApiPath((device, job)): ApiPath<(String, String)>,
     ApiJson(input): ApiJson<ConsentIn>,
 ) -> ApiResult<Json<ExecutionOut>> {
-    caller.require(Access::GiveConsent)?;
     let approve = match input.decision.as_str() {
         "approve" => true,
         "deny" => false,
         other => return Err(ApiError::field("decision", format!("`{other}` is neither approve nor deny"))),
     };
-    let scope = ExecutionScope { job: Some(job.clone()), device: Some(device.clone()), state: None };
-    let page = state
-        .store
-        .list_executions(
-            caller.tenant(),
-            &scope,
-            &updraft_core::PageRequest { sort: "action_id".into(), ..updraft_core::PageRequest::all() },
-        )
-        .await?;
-    let e =
-        page.items.into_iter().next().ok_or_else(|| ApiError::not_found("execution", &format!("{job}/{device}")))?;
-    let now = state.now();
-    let changed = state
-        .change_execution(caller.tenant(), &e, &|x| on_consent(x, approve, EventSource::Operator, now).map(Some), now)
-        .await?;
-    let changed = changed.map_err(|_| {
-        ApiError::new(ErrorCode::InUse, format!("the execution is {}, not awaiting consent", e.state.as_str()))
-    })?;
+    let changed = state.app.give_consent(&caller.actor, &device, &job, approve).await?;
     Ok(Json(ExecutionOut::new(changed, None)))
 }

@@ -103,6 +103,22 @@ impl From<StoreError> for DdiError {
     }
 }
 
+impl From<updraft_app::Error> for DdiError {
+    fn from(e: updraft_app::Error) -> Self {
+        use updraft_app::Kind;
+        match e.code.kind() {
+            Kind::NotFound => DdiError::NotFound(e.message),
+            Kind::BadRequest | Kind::Unprocessable => DdiError::BadRequest(e.message),
+            Kind::Unauthenticated | Kind::Forbidden => DdiError::Unauthorized,
+            Kind::Conflict => DdiError::Conflict(e.message),
+            Kind::TooLarge => DdiError::TooLarge,
+            Kind::UnsupportedFormat => DdiError::UnsupportedMediaType,
+            Kind::NotSupported => DdiError::MethodNotAllowed,
+            Kind::RateLimited | Kind::Internal | Kind::Unavailable => DdiError::Unavailable,
+        }
+    }
+}
+
 impl IntoResponse for DdiError {
     fn into_response(self) -> Response {
         let (status, class, code, message) = match self {
@@ -262,23 +278,13 @@ fn is_poll(parts: &Parts) -> bool {
 /// gateway speaking for an unknown device registers it, with the configured
 /// default product, through the API's registration path (so continuous jobs
 /// see it). Without a product to give it, the device stays unknown (404).
-async fn register_on_poll(
-    state: &AppState,
-    tenant: &str,
-    controller: &str,
-) -> DdiResult<updraft_store::DeviceIdentity> {
+async fn register_on_poll(state: &AppState, tenant: &str, controller: &str) -> DdiResult<()> {
     let unknown = || DdiError::NotFound(format!("target {controller} not found; register it first"));
     let product = state.settings.ddi_default_product.as_deref().ok_or_else(unknown)?;
-    let device = crate::api::devices::self_registered(controller, product).ok_or_else(unknown)?;
-    match crate::api::devices::register(state, tenant, device).await {
-        Ok(_) => tracing::info!(tenant = %tenant, device = %controller, product = %product, "device registered itself"),
-        // Another poll registered it first, or the product is not the tenant's.
-        Err(StoreError::Invalid(_) | StoreError::Missing(_) | StoreError::Conflict { .. }) => {}
-        Err(e) => return Err(e.into()),
+    if !state.app.register_self(tenant, controller, product).await? {
+        return Err(unknown());
     }
-    // The continuous jobs it matches have it before its first poll is answered.
-    state.followers.settle(state).await;
-    state.store.device_identity(tenant, controller).await?.ok_or_else(unknown)
+    state.store.device_identity(tenant, controller).await?.ok_or_else(unknown).map(|_| ())
 }
 
 /// The tenant and controller id of a device API path, when they need no
