@@ -629,40 +629,6 @@ impl Store for $store {
         .await
     }
 
-    async fn update_device(&self, tenant: &str, d: &Device) -> StoreResult<()> {
-        let mut tx = self.begin_write().await?;
-        let r = sqlx::query(
-            "UPDATE devices SET firmware = $3, hardware_version = $4, module_model = $5, module_version = $6,
-                 template_id = $7, properties = $8, metadata = $9, activated_at = $10, last_seen_at = $11,
-                 connection_status = $12, updated_at = $13,
-                 firmware_keys = $14, hardware_version_key = $15, module_version_key = $16
-             WHERE tenant = $1 AND id = $2",
-        )
-        .bind(tenant)
-        .bind(&d.id)
-        .bind(Json(&d.firmware))
-        .bind(&d.hardware_version)
-        .bind(&d.module_model)
-        .bind(&d.module_version)
-        .bind(&d.template_id)
-        .bind(Json(&d.properties))
-        .bind(Json(&d.metadata))
-        .bind(d.activated_at.map(us))
-        .bind(d.last_seen_at.map(us))
-        .bind(d.connection_status.as_str())
-        .bind(us(d.updated_at))
-        .bind(Json(filter_sql::firmware_keys(&d.firmware)))
-        .bind(filter_sql::version_key(d.hardware_version.as_deref()))
-        .bind(filter_sql::version_key(d.module_version.as_deref()))
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        if r.rows_affected() == 0 {
-            return Err(StoreError::not_found("device", &d.id));
-        }
-        self.commit_events(tx, tenant, vec![Change::DeviceUpdated { device: d.id.clone() }]).await
-    }
-
     async fn delete_device(&self, tenant: &str, id: &str) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
         let r = sqlx::query("DELETE FROM devices WHERE tenant = $1 AND id = $2")
@@ -675,19 +641,6 @@ impl Store for $store {
             return Err(StoreError::not_found("device", id));
         }
         self.commit_events(tx, tenant, vec![Change::DeviceDeleted { device: id.to_owned() }]).await
-    }
-
-    async fn device_by_token_hash(&self, token_hash: &str) -> StoreResult<Option<(String, Device)>> {
-        let row: Option<DeviceRow> = sqlx::query_as(AssertSqlSafe(format!("{DEVICE_SELECT} WHERE token_hash = $1")))
-            .bind(token_hash)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
-        row.map(|r| {
-            let tenant = r.tenant.clone();
-            Device::try_from(r).map(|d| (tenant, d))
-        })
-        .transpose()
     }
 
     async fn create_group(&self, tenant: &str, g: &Group) -> StoreResult<()> {
@@ -1458,15 +1411,6 @@ impl Store for $store {
         let change = Change::ExecutionsChanged { job: execution.job.clone(), devices: vec![execution.device.clone()] };
         self.commit_events(tx, tenant, vec![change]).await?;
         Ok(Ok(execution))
-    }
-
-    async fn cancel_job(&self, tenant: &str, id: &str, now: Timestamp) -> StoreResult<Job> {
-        let job = self.get_job(tenant, id).await?.ok_or_else(|| StoreError::not_found("job", id))?;
-        let ended = || StoreError::InUse { what: "job", id: id.to_owned(), by: "its own end: it has finished".into() };
-        if job.state.is_finished() {
-            return Err(ended());
-        }
-        self.move_job(tenant, id, job.state, JobState::Canceled, false, now).await?.ok_or_else(ended)
     }
 
     async fn count_devices_matching(&self, tenant: &str, filter: &Filter, now: Timestamp) -> StoreResult<u64> {

@@ -8,13 +8,13 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use updraft_core::{
-    ApiKey, ConnectionStatus, DeviceAttributes, Firmware, FirmwareFile, Group, KeyChange, KeyRefusal, NewDevice,
-    PageRequest, Product, PropertyValue, Role, SortOrder, Tenant, VersionScheme,
+    ApiKey, ConnectionStatus, Device, DeviceAttributes, Firmware, FirmwareFile, Group, KeyChange, KeyRefusal,
+    NewDevice, PageRequest, Product, PropertyValue, Role, SortOrder, Tenant, VersionScheme,
 };
 
 use updraft_core::job::{
-    DeviceReport, EventSource, ExecutionState, Job, JobKind, JobState, ReportKind, TransitionError, on_consent,
-    on_deployment_fetched, on_device_report,
+    DeviceReport, EventSource, ExecutionState, Job, JobCommand, JobKind, JobState, ReportKind, TransitionError,
+    on_consent, on_deployment_fetched, on_device_report,
 };
 
 use crate::{
@@ -134,6 +134,22 @@ fn invalid_fields(e: StoreError) -> Vec<String> {
         StoreError::Invalid(updraft_core::Error::Invalid(errors)) => errors.into_iter().map(|e| e.field).collect(),
         other => panic!("expected Invalid, got {other:?}"),
     }
+}
+
+/// Writes `d` over the stored device with its id as the server does: the
+/// last contact through `record_presence`, the rest of the record through
+/// `modify_device` (which stamps `updated_at` with `now`). The device as written.
+async fn put_device(store: &dyn Store, tenant: &str, d: &Device, now: Timestamp) -> Device {
+    if let Some(seen) = d.last_seen_at {
+        let sighting = Sighting { tenant: tenant.into(), device: d.id.clone(), first: seen, last: seen, polls: 2 };
+        store.record_presence(&[sighting], Timestamp::MIN).await.unwrap();
+    }
+    let wanted = d.clone();
+    let change = move |stored: &mut Device| {
+        *stored = wanted.clone();
+        Ok(())
+    };
+    store.modify_device(tenant, &d.id, &change, false, now).await.unwrap().unwrap()
 }
 
 /// The references to rows that do not exist, of a `Missing` error.
@@ -280,8 +296,8 @@ pub async fn devices_bulk_create_is_all_or_nothing(store: &dyn Store) {
     assert_eq!(d.activated_at, Some(t(10)));
     assert_eq!(d.connection_status, ConnectionStatus::Offline);
     assert_eq!((d.created_at, d.last_seen_at), (t(7), None));
-    let (tenant_id, by_token) = store.device_by_token_hash(&many[42].token_hash).await.unwrap().unwrap();
-    assert_eq!((tenant_id.as_str(), by_token), ("acme", d));
+    let by_token = store.device_identity_by_token_hash(&many[42].token_hash).await.unwrap().unwrap();
+    assert_eq!((by_token.tenant.as_str(), by_token.id.as_str()), ("acme", "dev-00042"));
 }
 
 pub async fn device_update_list_and_delete(store: &dyn Store) {
@@ -298,7 +314,7 @@ pub async fn device_update_list_and_delete(store: &dyn Store) {
     d.last_seen_at = Some(t(50));
     d.connection_status = ConnectionStatus::Online;
     d.updated_at = t(50);
-    store.update_device("acme", &d).await.unwrap();
+    assert_eq!(put_device(store, "acme", &d, t(50)).await, d);
     assert_eq!(store.get_device("acme", "b").await.unwrap(), Some(d.clone()));
 
     let scope = DeviceScope { product: Some("thermo".into()), group: None };
@@ -311,7 +327,8 @@ pub async fn device_update_list_and_delete(store: &dyn Store) {
     assert_eq!(sorted.items[0].id, "b", "sort by last_seen_at");
     store.delete_device("acme", "b").await.unwrap();
     assert!(matches!(store.delete_device("acme", "b").await, Err(StoreError::NotFound { .. })));
-    assert!(matches!(store.update_device("acme", &d).await, Err(StoreError::NotFound { .. })));
+    let gone = store.modify_device("acme", "b", &|_| Ok(()), false, t(51)).await;
+    assert!(matches!(gone, Err(StoreError::NotFound { .. })), "{gone:?}");
 }
 
 pub async fn groups_and_membership(store: &dyn Store) {
@@ -453,6 +470,14 @@ async fn fleet(store: &dyn Store, n: usize) {
     let mut fw = firmware("fw2", "thermo", "2.0.0");
     fw.files[0].component = "host".into();
     store.create_firmware("acme", &fw).await.unwrap();
+}
+
+/// Cancels a job as the API's `cancel` command does: the job's rule, then a
+/// move from the state it was read in. `None` when it had ended.
+async fn cancel(store: &dyn Store, tenant: &str, id: &str, now: Timestamp) -> Option<Job> {
+    let job = store.get_job(tenant, id).await.unwrap()?;
+    let (to, held) = job.on_command(JobCommand::Cancel, now).ok()?;
+    store.move_job(tenant, id, job.state, to, held, now).await.unwrap()
 }
 
 /// Releases up to `max` of job `job`'s queued executions (of tenant `acme`): the devices released.
@@ -615,14 +640,16 @@ pub async fn canceling_a_job(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(release(store, "j1", 1, t(21)).await, ["d0"], "oldest first, at most 1");
-    let job = store.cancel_job("acme", "j1", t(30)).await.unwrap();
+    let job = cancel(store, "acme", "j1", t(30)).await.unwrap();
     assert_eq!((job.state, job.finished_at), (JobState::Canceled, Some(t(30))));
     let d1 = store.device_actions("acme", "d1").await.unwrap();
     assert_eq!(d1.active, None, "a queued execution ends at once");
     let d0 = store.device_actions("acme", "d0").await.unwrap().active.unwrap();
     assert_eq!((d0.state, d0.cancel_requested), (ExecutionState::Notified, true), "a started one is asked to stop");
-    assert!(matches!(store.cancel_job("acme", "j1", t(31)).await, Err(StoreError::InUse { .. })));
-    assert!(matches!(store.cancel_job("acme", "nope", t(31)).await, Err(StoreError::NotFound { .. })));
+    let again = store.move_job("acme", "j1", JobState::Running, JobState::Canceled, false, t(31)).await;
+    assert_eq!(again.unwrap(), None, "a move from a state the job has left changes nothing");
+    let unknown = store.move_job("acme", "nope", JobState::Running, JobState::Canceled, false, t(31)).await;
+    assert!(matches!(unknown, Err(StoreError::NotFound { .. })), "{unknown:?}");
     let counts = store.execution_counts("acme", "j1").await.unwrap();
     assert_eq!(counts, [(ExecutionState::Notified, 1), (ExecutionState::Canceled, 1)]);
 }
@@ -965,7 +992,7 @@ pub async fn filters_on_a_known_fleet(store: &dyn Store) {
     for id in ["dsn-1", "dsn-2", "dsn-3", "dsn-4", "dsn-5"] {
         let mut d = store.get_device("acme", id).await.unwrap().unwrap();
         set(&mut d, id);
-        store.update_device("acme", &d).await.unwrap();
+        put_device(store, "acme", &d, t(1)).await;
     }
     for g in ["beta", "canary"] {
         let group = Group {
@@ -1079,7 +1106,7 @@ pub async fn filters_on_a_known_fleet(store: &dyn Store) {
     // A successful update's versions are filtered by, too.
     let mut d = store.get_device("acme", "dsn-3").await.unwrap().unwrap();
     d.firmware.insert("host".into(), "2.1.0".into());
-    store.update_device("acme", &d).await.unwrap();
+    put_device(store, "acme", &d, t(2)).await;
     assert_eq!(matching(store, "acme", &Filter::parse("fw.host > \"2.0.0\"").unwrap(), now).await, ["dsn-3"]);
 }
 
@@ -1149,7 +1176,7 @@ async fn agree_with_the_core(store: &dyn Store) {
             .collect();
         store.create_devices(&tenant_id, &new, now).await.unwrap();
         for (d, groups) in &devices {
-            store.update_device(&tenant_id, d).await.unwrap();
+            put_device(store, &tenant_id, d, now).await;
             for g in groups {
                 store.change_members(&tenant_id, g, std::slice::from_ref(&d.id), &[], now).await.unwrap();
             }
@@ -1367,7 +1394,7 @@ async fn engine_invariants(store: &dyn Store) {
                 }
                 Op::Cancel(i) => {
                     if let Some((j, _)) = jobs.get(i) {
-                        let _ = store.cancel_job(&tenant_id, &j.id, t(now)).await;
+                        cancel(store, &tenant_id, &j.id, t(now)).await;
                     }
                 }
             }

@@ -228,11 +228,7 @@ pub trait Store: Send + Sync + 'static {
     /// The devices among `ids` that exist, in any order (unknown ids are left out).
     async fn get_devices(&self, tenant: &str, ids: &[String]) -> StoreResult<Vec<Device>>;
     async fn list_devices(&self, tenant: &str, scope: &DeviceScope, page: &PageRequest) -> StoreResult<Page<Device>>;
-    /// Writes the device's owner-set attributes (not its id, product or times of creation).
-    async fn update_device(&self, tenant: &str, device: &Device) -> StoreResult<()>;
     async fn delete_device(&self, tenant: &str, id: &str) -> StoreResult<()>;
-    /// The device (and its tenant) whose token hashes to `token_hash`.
-    async fn device_by_token_hash(&self, token_hash: &str) -> StoreResult<Option<(String, Device)>>;
     /// Replaces a device's token (its old token stops working). `NotFound` for an unknown device.
     async fn set_device_token(&self, tenant: &str, id: &str, token_hash: &str) -> StoreResult<()>;
     /// [`Store::create_devices`], keeping `request` (to answer its retries) in
@@ -352,8 +348,6 @@ pub trait Store: Send + Sync + 'static {
         rule: ExecutionRule<'_>,
         now: Timestamp,
     ) -> StoreResult<Result<Execution, TransitionError>>;
-    /// Cancels a job: unstarted executions end, started ones are asked to stop.
-    async fn cancel_job(&self, tenant: &str, id: &str, now: Timestamp) -> StoreResult<Job>;
 
     // --- the jobs engine ---------------------------------------------------------------
 
