@@ -28,8 +28,6 @@ use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, 
 use tower_http::trace::TraceLayer;
 use updraft_blob::{BlobStore, LocalBlobStore};
 use updraft_store::Store;
-use updraft_store_postgres::PostgresStore;
-use updraft_store_sqlite::SqliteStore;
 
 pub use settings::{LogFormat, Settings};
 pub use state::AppState;
@@ -56,16 +54,16 @@ impl MakeRequestId for RequestIds {
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     match settings.database_url.as_deref() {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            Ok(Arc::new(PostgresStore::connect(url).await.context("connecting to PostgreSQL")?))
+            Ok(Arc::new(updraft_store_postgres::connect(url).await.context("connecting to PostgreSQL")?))
         }
         Some(url) if url.starts_with("sqlite:") => {
-            Ok(Arc::new(SqliteStore::open_url(url).await.context("opening the SQLite database")?))
+            Ok(Arc::new(updraft_store_sqlite::open_url(url).await.context("opening the SQLite database")?))
         }
         Some(other) => anyhow::bail!("unsupported database URL `{other}`: use postgres://… or sqlite:…"),
         None => {
             updraft_blob::create_private_dir(&settings.data_dir).await.context("creating the data directory")?;
             let path = settings.data_dir.join("updraft.db");
-            Ok(Arc::new(SqliteStore::open(&path).await.context("opening the SQLite database")?))
+            Ok(Arc::new(updraft_store_sqlite::open(&path).await.context("opening the SQLite database")?))
         }
     }
 }

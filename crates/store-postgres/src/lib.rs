@@ -1,110 +1,112 @@
 //! updraft's store on PostgreSQL: for fleets that outgrow one machine, and
-//! for several server replicas sharing one database. The `Store` methods are
-//! shared with SQLite (`updraft_store_sql::impl_sql_store!`).
+//! for several server replicas sharing one database. The store itself is
+//! shared with SQLite ([`SqlStore`] over [`PostgresBackend`]).
 
 pub mod testing;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::PgPoolOptions;
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::postgres::{PgPoolOptions, PgQueryResult};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use updraft_store::{EventFeed, StoreError, StoreResult};
-use updraft_store_sql::db_err;
+use updraft_store_sql::{Dialect, SqlBackend, SqlStore, db_err};
 
-pub struct PostgresStore {
-    pool: PgPool,
-    feed: Arc<EventFeed>,
+/// updraft's store on PostgreSQL.
+pub type PostgresStore = SqlStore<PostgresBackend>;
+
+/// The channel committed events are announced on.
+const EVENTS_CHANNEL: &str = "updraft_events";
+
+/// Connects to the database at `url` (`postgres://…`) and runs migrations.
+pub async fn connect(url: &str) -> StoreResult<PostgresStore> {
+    let pool = PgPoolOptions::new()
+        .max_connections(16)
+        .acquire_timeout(Duration::from_secs(30))
+        .connect(url)
+        .await
+        .map_err(db_err)?;
+    sqlx::migrate!("./migrations").run(&pool).await.map_err(|e| StoreError::Backend(e.to_string()))?;
+    let feed = Arc::<EventFeed>::default();
+    let origin = format!("{}-{}", std::process::id(), random_suffix());
+    let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await.map_err(db_err)?;
+    listener.listen(EVENTS_CHANNEL).await.map_err(db_err)?;
+    let listener = tokio::spawn(listen(listener, feed.clone(), origin.clone()));
+    SqlStore::open(pool, feed, PostgresBackend { origin, listener }).await
+}
+
+fn random_suffix() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    h.finish()
+}
+
+/// Wakes this process's followers when another process commits events.
+/// A lost connection may have lost notifications: reconnecting wakes
+/// them too, and they read the stream from where they are.
+async fn listen(mut listener: sqlx::postgres::PgListener, feed: Arc<EventFeed>, origin: String) {
+    loop {
+        match listener.try_recv().await {
+            Ok(Some(n)) if n.payload() == origin => {}
+            Ok(Some(_)) => feed.remote_committed(),
+            Ok(None) => {
+                tracing::warn!("event notifications: connection lost, reconnecting");
+                feed.remote_committed();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "event notifications failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                feed.remote_committed();
+            }
+        }
+    }
+}
+
+/// PostgreSQL's side of [`SqlStore`]: what it runs besides the pool.
+pub struct PostgresBackend {
     /// This process's name in event notifications (its own are not news to it).
     origin: String,
     listener: tokio::task::JoinHandle<()>,
 }
 
-impl Drop for PostgresStore {
+impl Drop for PostgresBackend {
     fn drop(&mut self) {
         self.listener.abort();
     }
 }
 
-/// The channel committed events are announced on.
-const EVENTS_CHANNEL: &str = "updraft_events";
+impl SqlBackend for PostgresBackend {
+    type Db = Postgres;
 
-impl PostgresStore {
-    /// Connects to the database at `url` (`postgres://…`) and runs migrations.
-    pub async fn connect(url: &str) -> StoreResult<Self> {
-        let pool = PgPoolOptions::new()
-            .max_connections(16)
-            .acquire_timeout(Duration::from_secs(30))
-            .connect(url)
-            .await
-            .map_err(db_err)?;
-        sqlx::migrate!("./migrations").run(&pool).await.map_err(|e| StoreError::Backend(e.to_string()))?;
-        let feed = Arc::<EventFeed>::default();
-        let origin = format!("{}-{}", std::process::id(), Self::random_suffix());
-        let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await.map_err(db_err)?;
-        listener.listen(EVENTS_CHANNEL).await.map_err(db_err)?;
-        let listener = tokio::spawn(Self::listen(listener, feed.clone(), origin.clone()));
-        let store = Self { pool, feed, origin, listener };
-        store.backfill_version_keys().await?;
-        Ok(store)
-    }
+    const NAME: &'static str = "postgres";
+    const LIKE: &'static str = " ILIKE ";
+    const LOCK: &'static str = " FOR UPDATE";
+    const DIALECT: Dialect = Dialect::Postgres;
+    /// Sequence numbers are taken before commit and transactions commit out
+    /// of order: events are visible once every transaction of this database
+    /// with a smaller id has ended. The horizon is the oldest transaction
+    /// still running in the snapshot (`xip`), leaving out those
+    /// pg_stat_activity shows running in other databases (they never write
+    /// here); one that ended since the snapshot counts as ours, which only
+    /// delays a read. Without running transactions, `xmax`.
+    const EVENTS_VISIBLE: &'static str = "tx < (SELECT COALESCE(MIN(x::text::bigint), pg_snapshot_xmax(pg_current_snapshot())::text::bigint) \
+               FROM pg_snapshot_xip(pg_current_snapshot()) AS x WHERE NOT EXISTS ( \
+                   SELECT 1 FROM pg_stat_activity a WHERE a.backend_xid IS NOT NULL \
+                   AND a.datname IS DISTINCT FROM current_database() \
+                   AND a.backend_xid::text::bigint = x::text::bigint % 4294967296))";
 
-    fn random_suffix() -> u64 {
-        use std::hash::{BuildHasher, Hasher};
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
-        h.finish()
-    }
-
-    /// Wakes this process's followers when another process commits events.
-    /// A lost connection may have lost notifications: reconnecting wakes
-    /// them too, and they read the stream from where they are.
-    async fn listen(mut listener: sqlx::postgres::PgListener, feed: Arc<EventFeed>, origin: String) {
-        loop {
-            match listener.try_recv().await {
-                Ok(Some(n)) if n.payload() == origin => {}
-                Ok(Some(_)) => feed.remote_committed(),
-                Ok(None) => {
-                    tracing::warn!("event notifications: connection lost, reconnecting");
-                    feed.remote_committed();
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "event notifications failed; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    feed.remote_committed();
-                }
-            }
-        }
-    }
-
-    /// Stops listening for other processes' events (the listener holds a
-    /// pooled connection, which closing the pool waits for).
-    fn stop_listening(&self) {
-        self.listener.abort();
-    }
-
-    /// Tells the other processes on this database, at commit, that events were appended.
-    async fn notify_events(&self, conn: &mut sqlx::PgConnection) -> StoreResult<()> {
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(EVENTS_CHANNEL)
-            .bind(&self.origin)
-            .execute(&mut *conn)
-            .await
-            .map_err(db_err)?;
-        Ok(())
-    }
-
-    async fn begin_write(&self) -> StoreResult<Transaction<'_, Postgres>> {
-        self.pool.begin().await.map_err(db_err)
+    async fn begin_write(pool: &PgPool) -> StoreResult<Transaction<'static, Postgres>> {
+        pool.begin().await.map_err(db_err)
     }
 
     /// Makes releases to the same devices wait for each other until the
     /// transaction ends (so that a device never gets two executions in
     /// progress): a transaction-scoped advisory lock per device, taken in one
     /// order so that releases never wait on each other in a circle. Devices
-    /// share [`DEVICE_LOCK_SLOTS`] locks (a shared slot only makes two releases
+    /// share `DEVICE_LOCK_SLOTS` locks (a shared slot only makes two releases
     /// wait), which bounds the locks one release holds.
-    async fn lock_devices(tx: &mut sqlx::PgConnection, tenant: &str, devices: &[String]) -> StoreResult<()> {
+    async fn lock_devices(tx: &mut PgConnection, tenant: &str, devices: &[String]) -> StoreResult<()> {
         if devices.is_empty() {
             return Ok(());
         }
@@ -121,6 +123,27 @@ impl PostgresStore {
         .map_err(db_err)?;
         Ok(())
     }
+
+    /// Tells the other processes on this database, at commit, that events were appended.
+    async fn notify_events(&self, conn: &mut PgConnection) -> StoreResult<()> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(EVENTS_CHANNEL)
+            .bind(&self.origin)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    /// Stops listening for other processes' events (the listener holds a
+    /// pooled connection, which closing the pool waits for).
+    fn close(&self) {
+        self.listener.abort();
+    }
+
+    fn rows_affected(result: &PgQueryResult) -> u64 {
+        result.rows_affected()
+    }
 }
 
 /// The advisory lock space of device releases (`pg_advisory_xact_lock(space, slot)`).
@@ -136,22 +159,3 @@ fn device_lock_slot(tenant: &str, device: &str) -> i32 {
     }
     (h % DEVICE_LOCK_SLOTS) as i32
 }
-
-// Events are visible once every transaction of this database with a smaller
-// id has ended: the horizon is the oldest transaction still running in the
-// snapshot (`xip`), leaving out those pg_stat_activity shows running in other
-// databases (they never write here); one that ended since the snapshot counts
-// as ours, which only delays a read. Without running transactions, `xmax`.
-updraft_store_sql::impl_sql_store!(
-    PostgresStore,
-    Postgres,
-    like = " ILIKE ",
-    lock = " FOR UPDATE",
-    name = "postgres",
-    dialect = updraft_store_sql::Dialect::Postgres,
-    visible = "tx < (SELECT COALESCE(MIN(x::text::bigint), pg_snapshot_xmax(pg_current_snapshot())::text::bigint) \
-               FROM pg_snapshot_xip(pg_current_snapshot()) AS x WHERE NOT EXISTS ( \
-                   SELECT 1 FROM pg_stat_activity a WHERE a.backend_xid IS NOT NULL \
-                   AND a.datname IS DISTINCT FROM current_database() \
-                   AND a.backend_xid::text::bigint = x::text::bigint % 4294967296))"
-);

@@ -3,7 +3,7 @@
 use updraft_store_postgres::{PostgresStore, testing};
 
 async fn fresh() -> PostgresStore {
-    PostgresStore::connect(&testing::create_database().await).await.unwrap()
+    updraft_store_postgres::connect(&testing::create_database().await).await.unwrap()
 }
 
 updraft_store::store_conformance_suite!(fresh());

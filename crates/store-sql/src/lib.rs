@@ -1,17 +1,34 @@
-//! What the two SQL backends share: the row types (decoded the same way from
-//! SQLite and PostgreSQL), their conversion into domain records, the SELECT
-//! lists they decode, and small SQL helpers. The backends themselves keep
-//! their own connection handling, transactions and dialect differences.
+//! What the two SQL backends share: [`SqlStore`], the traits of
+//! `updraft-store` written once in the SQL SQLite and PostgreSQL have in
+//! common, over a [`SqlBackend`] that says where the two differ (see ADR 4);
+//! the row types (decoded the same way from both), their conversion into
+//! domain records, the SELECT lists, and small SQL helpers.
+//!
+//! One module per store trait — `tenants`, `catalog`, `devices`, `jobs`,
+//! `engine`, `events` — and `store` for what they share. [`query`] is how
+//! that code calls sqlx while generic over the database. Each backend crate
+//! keeps its connection setup, migrations and what only its dialect does.
 
+mod backend;
+mod catalog;
+mod devices;
+mod engine;
+mod events;
 pub mod filter_sql;
+mod jobs;
+pub mod query;
 mod rows;
+mod store;
+mod tenants;
 
 use jiff::Timestamp;
 use updraft_core::{PageRequest, SortOrder};
 use updraft_store::StoreError;
 
+pub use backend::{Conn, SqlBackend};
 pub use filter_sql::{Arg, Dialect, Piece, SqlCondition};
 pub use rows::*;
+pub use store::SqlStore;
 
 pub fn db_err(e: sqlx::Error) -> StoreError {
     StoreError::Backend(e.to_string())
@@ -57,12 +74,3 @@ pub fn sort_column<'a>(page: &'a PageRequest, allowed: &[&'a str]) -> &'a str {
 pub fn conflict_or(what: &'static str, id: &str) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |e| if is_unique_violation(&e) { StoreError::conflict(what, id) } else { db_err(e) }
 }
-
-mod shared_impl;
-
-/// What the `impl_sql_store!` expansion needs, reachable from the backend crates.
-#[doc(hidden)]
-pub mod __private {
-    pub use async_trait::async_trait;
-}
-pub use serde_json;

@@ -325,6 +325,24 @@ impl TryFrom<JobRow> for Job {
     }
 }
 
+/// A device's versions, as the backfill of their sort keys reads them.
+#[derive(sqlx::FromRow)]
+pub struct VersionsRow {
+    pub tenant: String,
+    pub id: String,
+    pub firmware: Json<BTreeMap<String, String>>,
+    pub hardware_version: Option<String>,
+    pub module_version: Option<String>,
+}
+
+/// A job with its tenant, for the jobs that span tenants (`live_jobs`).
+#[derive(sqlx::FromRow)]
+pub struct TenantJobRow {
+    pub tenant: String,
+    #[sqlx(flatten)]
+    pub job: JobRow,
+}
+
 #[derive(sqlx::FromRow)]
 pub struct ExecutionRow {
     action_id: i64,

@@ -3,67 +3,80 @@
 //! One database file in WAL mode. SQLite allows one writer at a time; write
 //! transactions start with `BEGIN IMMEDIATE`, so writers queue on the busy
 //! timeout instead of failing when two try to upgrade a read lock at once.
-//! The `Store` methods themselves are shared with PostgreSQL
-//! (`updraft_store_sql::impl_sql_store!`).
+//! The store itself is shared with PostgreSQL ([`SqlStore`] over
+//! [`SqliteBackend`]).
 
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteQueryResult, SqliteSynchronous};
+use sqlx::{Sqlite, SqliteConnection, SqlitePool, Transaction};
 use updraft_store::{StoreError, StoreResult};
-use updraft_store_sql::db_err;
+use updraft_store_sql::{Dialect, SqlBackend, SqlStore, db_err};
 
-pub struct SqliteStore {
-    pool: SqlitePool,
-    feed: std::sync::Arc<updraft_store::EventFeed>,
+/// updraft's store on SQLite.
+pub type SqliteStore = SqlStore<SqliteBackend>;
+
+/// Opens (creating if needed) the database at `path` and runs migrations.
+pub async fn open(path: &Path) -> StoreResult<SqliteStore> {
+    let options = SqliteConnectOptions::new().filename(path).create_if_missing(true);
+    connect(options).await
 }
 
-impl SqliteStore {
-    /// Opens (creating if needed) the database at `path` and runs migrations.
-    pub async fn open(path: &Path) -> StoreResult<Self> {
-        let options = SqliteConnectOptions::new().filename(path).create_if_missing(true);
-        Self::connect(options).await
-    }
+/// Opens a database from a `sqlite:` URL.
+pub async fn open_url(url: &str) -> StoreResult<SqliteStore> {
+    let options = SqliteConnectOptions::from_str(url).map_err(db_err)?.create_if_missing(true);
+    connect(options).await
+}
 
-    /// Opens a database from a `sqlite:` URL.
-    pub async fn open_url(url: &str) -> StoreResult<Self> {
-        let options = SqliteConnectOptions::from_str(url).map_err(db_err)?.create_if_missing(true);
-        Self::connect(options).await
-    }
+async fn connect(options: SqliteConnectOptions) -> StoreResult<SqliteStore> {
+    create_private_file(options.get_filename())
+        .map_err(|e| StoreError::Backend(format!("creating the database file: {e}")))?;
+    let options = options
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(30));
+    let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await.map_err(db_err)?;
+    sqlx::migrate!("./migrations").run(&pool).await.map_err(|e| StoreError::Backend(e.to_string()))?;
+    SqlStore::open(pool, Default::default(), SqliteBackend).await
+}
 
-    async fn connect(options: SqliteConnectOptions) -> StoreResult<Self> {
-        create_private_file(options.get_filename())
-            .map_err(|e| StoreError::Backend(format!("creating the database file: {e}")))?;
-        let options = options
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(30));
-        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await.map_err(db_err)?;
-        sqlx::migrate!("./migrations").run(&pool).await.map_err(|e| StoreError::Backend(e.to_string()))?;
-        let store = Self { pool, feed: Default::default() };
-        store.backfill_version_keys().await?;
-        Ok(store)
-    }
+/// SQLite's side of [`SqlStore`].
+pub struct SqliteBackend;
 
-    async fn begin_write(&self) -> StoreResult<Transaction<'_, Sqlite>> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)
-    }
+impl SqlBackend for SqliteBackend {
+    type Db = Sqlite;
 
-    /// Nothing to stop: no other process announces events here.
-    fn stop_listening(&self) {}
+    const NAME: &'static str = "sqlite";
+    const LIKE: &'static str = " LIKE ";
+    /// Nothing: a write transaction already excludes every other writer.
+    const LOCK: &'static str = "";
+    const DIALECT: Dialect = Dialect::Sqlite;
+    /// Everything: SQLite serialises writers, so events are visible in sequence order.
+    const EVENTS_VISIBLE: &'static str = "1 = 1";
 
-    /// Nothing to do: one process owns the database file, and its feed hands
-    /// committed events to its followers.
-    async fn notify_events(&self, _: &mut sqlx::SqliteConnection) -> StoreResult<()> {
-        Ok(())
+    async fn begin_write(pool: &SqlitePool) -> StoreResult<Transaction<'static, Sqlite>> {
+        pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)
     }
 
     /// Nothing to do: a write transaction already excludes every other writer.
-    async fn lock_devices(_: &mut sqlx::SqliteConnection, _tenant: &str, _devices: &[String]) -> StoreResult<()> {
+    async fn lock_devices(_: &mut SqliteConnection, _tenant: &str, _devices: &[String]) -> StoreResult<()> {
         Ok(())
+    }
+
+    /// Nothing to do: one process owns the database file, and its feed hands
+    /// committed events to its followers.
+    async fn notify_events(&self, _: &mut SqliteConnection) -> StoreResult<()> {
+        Ok(())
+    }
+
+    /// Nothing to stop: no other process announces events here.
+    fn close(&self) {}
+
+    fn rows_affected(result: &SqliteQueryResult) -> u64 {
+        result.rows_affected()
     }
 }
 
@@ -84,13 +97,3 @@ fn create_private_file(path: &Path) -> std::io::Result<()> {
         Err(e) => Err(e),
     }
 }
-
-updraft_store_sql::impl_sql_store!(
-    SqliteStore,
-    Sqlite,
-    like = " LIKE ",
-    lock = "",
-    name = "sqlite",
-    dialect = updraft_store_sql::Dialect::Sqlite,
-    visible = "1 = 1"
-);

@@ -4,15 +4,14 @@ use jiff::Timestamp;
 use sqlx::Connection;
 use updraft_core::filter::Filter;
 use updraft_core::{DeviceAttributes, NewDevice, Product, Tenant, VersionScheme};
-use updraft_store::Store;
-use updraft_store_sqlite::SqliteStore;
+use updraft_store::{CatalogStore, DeviceStore, Store, TenantStore};
 
 #[tokio::test]
 async fn version_keys_are_filled_in_at_open() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("updraft.db");
     let now = Timestamp::from_second(1_700_000_000).unwrap();
-    let store = SqliteStore::open(&path).await.unwrap();
+    let store = updraft_store_sqlite::open(&path).await.unwrap();
     store.ensure_tenant(&Tenant { id: "acme".into(), name: "Acme".into(), created_at: now }).await.unwrap();
     let product = Product {
         key: "thermo".into(),
@@ -38,7 +37,7 @@ async fn version_keys_are_filled_in_at_open() {
         .unwrap();
     conn.close().await.unwrap();
 
-    let store = SqliteStore::open(&path).await.unwrap();
+    let store = updraft_store_sqlite::open(&path).await.unwrap();
     let filter = Filter::parse("fw.host > \"1.9.0\" and hw == \"2.0.0\"").unwrap();
     assert_eq!(store.count_devices_matching("acme", &filter, now).await.unwrap(), 1);
     store.close().await;

@@ -4,7 +4,7 @@ use updraft_store_sqlite::SqliteStore;
 
 async fn fresh() -> SqliteStore {
     let dir = tempfile::tempdir().unwrap().keep();
-    SqliteStore::open(&dir.join("updraft.db")).await.unwrap()
+    updraft_store_sqlite::open(&dir.join("updraft.db")).await.unwrap()
 }
 
 updraft_store::store_conformance_suite!(fresh());

@@ -14,9 +14,12 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
+use async_trait::async_trait;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
+
+use crate::StoreResult;
 
 /// What changed. The payload names the subject and what followers need to
 /// act without reading it again where that is cheap (device ids).
@@ -223,4 +226,37 @@ impl EventFeed {
     pub fn published(&self) -> i64 {
         self.published.load(Ordering::SeqCst)
     }
+}
+
+/// The event stream and its durable followers; across tenants on purpose:
+/// followers serve every tenant.
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// Where this store hands the events it commits to followers in this process.
+    fn feed(&self) -> &EventFeed;
+    /// Up to `limit` events after `after`, in stream order, as far as they are
+    /// visible without gaps (an event committed later never sorts before one
+    /// already returned).
+    async fn events_after(&self, after: EventCursor, limit: u32) -> StoreResult<Vec<Event>>;
+    /// Whether events after `after` were committed that [`EventStore::events_after`]
+    /// does not return yet (an older transaction is still running): read again shortly.
+    async fn events_waiting(&self, after: EventCursor) -> StoreResult<bool>;
+    /// The cursor of the last visible event: a follower starting now starts here.
+    async fn event_tail(&self) -> StoreResult<EventCursor>;
+    /// Takes or renews `follower`'s lease for `owner` until `until` and returns
+    /// where it is; `None` while another owner's lease runs. A follower never
+    /// seen before starts at the tail.
+    async fn claim_follower(
+        &self,
+        follower: &str,
+        owner: &str,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<Option<EventCursor>>;
+    /// Moves `follower`'s cursor forward to `to` if `owner` still holds it.
+    async fn advance_follower(&self, follower: &str, owner: &str, to: EventCursor) -> StoreResult<bool>;
+    /// Lets go of `owner`'s follower leases (a replica stopping).
+    async fn release_followers(&self, owner: &str) -> StoreResult<()>;
+    /// Deletes the events recorded before `before`; returns how many.
+    async fn prune_events(&self, before: Timestamp) -> StoreResult<u64>;
 }

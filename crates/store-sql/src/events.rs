@@ -1,0 +1,127 @@
+//! [`EventStore`] on SQL: reading the event stream, and its followers.
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use sqlx::AssertSqlSafe;
+use sqlx::types::Json;
+use updraft_store::{Change, Event, EventCursor, EventFeed, EventStore, StoreResult};
+
+use crate::query::{QueryExt, query};
+use crate::{SqlBackend, SqlStore, db_err, ts, us};
+
+#[async_trait]
+impl<B: SqlBackend> EventStore for SqlStore<B> {
+    fn feed(&self) -> &EventFeed {
+        &self.feed
+    }
+
+    async fn events_after(&self, after: EventCursor, limit: u32) -> StoreResult<Vec<Event>> {
+        let rows: Vec<(i64, i64, String, i64, Json<Change>)> = query::<B>(AssertSqlSafe(format!(
+            "SELECT seq, tx, tenant, at, payload FROM events WHERE (tx, seq) > ($1, $2) AND {} ORDER BY tx, seq LIMIT $3",
+            B::EVENTS_VISIBLE
+        )))
+        .arg(after.tx)
+        .arg(after.seq)
+        .arg(i64::from(limit))
+        .rows(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.into_iter()
+            .map(|(seq, tx, tenant, at, change)| {
+                Ok(Event { cursor: EventCursor { tx, seq }, tenant, at: ts(at)?, change: change.0 })
+            })
+            .collect()
+    }
+
+    async fn events_waiting(&self, after: EventCursor) -> StoreResult<bool> {
+        let n: i64 = query::<B>("SELECT COUNT(*) FROM (SELECT 1 FROM events WHERE (tx, seq) > ($1, $2) LIMIT 1) AS e")
+            .arg(after.tx)
+            .arg(after.seq)
+            .scalar(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(n > 0)
+    }
+
+    async fn event_tail(&self) -> StoreResult<EventCursor> {
+        let row: Option<(i64, i64)> = query::<B>(AssertSqlSafe(format!(
+            "SELECT tx, seq FROM events WHERE {} ORDER BY tx DESC, seq DESC LIMIT 1",
+            B::EVENTS_VISIBLE
+        )))
+        .optional_row(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(row.map(|(tx, seq)| EventCursor { tx, seq }).unwrap_or_default())
+    }
+
+    async fn claim_follower(
+        &self,
+        follower: &str,
+        owner: &str,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<Option<EventCursor>> {
+        for _ in 0..2 {
+            let claimed: Option<(i64, i64)> = query::<B>(
+                "UPDATE event_followers SET owner = $2, lease_until = $3
+                 WHERE name = $1 AND (owner IS NULL OR owner = $2 OR lease_until IS NULL OR lease_until < $4)
+                 RETURNING tx, seq",
+            )
+            .arg(follower)
+            .arg(owner)
+            .arg(us(until))
+            .arg(us(now))
+            .optional_row(&self.pool)
+            .await
+            .map_err(db_err)?;
+            if let Some((tx, seq)) = claimed {
+                return Ok(Some(EventCursor { tx, seq }));
+            }
+            let known: Option<i64> = query::<B>("SELECT seq FROM event_followers WHERE name = $1")
+                .arg(follower)
+                .optional_scalar(&self.pool)
+                .await
+                .map_err(db_err)?;
+            if known.is_some() {
+                return Ok(None);
+            }
+            let tail = self.event_tail().await?;
+            query::<B>("INSERT INTO event_followers (name, tx, seq) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING")
+                .arg(follower)
+                .arg(tail.tx)
+                .arg(tail.seq)
+                .run(&self.pool)
+                .await
+                .map_err(db_err)?;
+        }
+        Ok(None)
+    }
+
+    async fn advance_follower(&self, follower: &str, owner: &str, to: EventCursor) -> StoreResult<bool> {
+        let r = query::<B>(
+            "UPDATE event_followers SET tx = $3, seq = $4 WHERE name = $1 AND owner = $2 AND (tx, seq) <= ($3, $4)",
+        )
+        .arg(follower)
+        .arg(owner)
+        .arg(to.tx)
+        .arg(to.seq)
+        .run(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(B::rows_affected(&r) == 1)
+    }
+
+    async fn release_followers(&self, owner: &str) -> StoreResult<()> {
+        query::<B>("UPDATE event_followers SET owner = NULL, lease_until = NULL WHERE owner = $1")
+            .arg(owner)
+            .run(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn prune_events(&self, before: Timestamp) -> StoreResult<u64> {
+        let r = query::<B>("DELETE FROM events WHERE at < $1").arg(us(before)).run(&self.pool).await.map_err(db_err)?;
+        Ok(B::rows_affected(&r))
+    }
+}

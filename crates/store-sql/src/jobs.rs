@@ -1,0 +1,852 @@
+//! [`JobStore`] on SQL: jobs, executions, and the engine's steps on one job.
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use sqlx::types::Json;
+use sqlx::{AssertSqlSafe, QueryBuilder};
+use updraft_core::job::{Execution, ExecutionEvent, ExecutionState, Job, JobState, Transition, TransitionError};
+use updraft_core::{FieldError, Page, PageRequest};
+use updraft_store::{Change, DeviceActions, ExecutionRule, ExecutionScope, JobStore, StoreError, StoreResult};
+
+use crate::query::{BuilderExt, QueryExt, query};
+use crate::{
+    ACTIVE_STATES, Conn, EVENT_SELECT, EXECUTION_LIST, EXECUTION_SELECT, EventRow, ExecutionRow, IN_PROGRESS_STATES,
+    JOB_LIST, JOB_SELECT, JobRow, OFFERED_STATES, SqlBackend, SqlStore, conflict_or, db_err, filter_sql, us,
+};
+
+#[async_trait]
+impl<B: SqlBackend> JobStore for SqlStore<B> {
+    async fn create_job(
+        &self,
+        tenant: &str,
+        job: &Job,
+        targets: &[(String, ExecutionState)],
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        let mut missing = Vec::new();
+        for chunk in targets.chunks(500) {
+            let mut q = QueryBuilder::<B::Db>::new("SELECT id FROM devices d WHERE d.tenant = ");
+            q.push_arg(tenant).push(" AND d.id IN (");
+            let mut sep = q.separated(", ");
+            for (id, _) in chunk {
+                sep.push_arg(id);
+            }
+            q.push(")");
+            let rows: Vec<String> = q.build().scalars(&mut *tx).await.map_err(db_err)?;
+            let found: std::collections::HashSet<String> = rows.into_iter().collect();
+            for (id, _) in chunk {
+                if !found.contains(id) {
+                    missing.push(FieldError::new(format!("devices.{id}"), format!("device `{id}` not found")));
+                }
+            }
+        }
+        StoreError::refuse(Vec::new(), missing)?;
+        let spec = serde_json::to_string(&job.spec).map_err(|e| StoreError::Backend(e.to_string()))?;
+        query::<B>(
+            "INSERT INTO jobs (tenant, id, name, description, kind, firmware, product, state, consent_required,
+                 created_at, started_at, finished_at, spec, held)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        )
+        .arg(tenant)
+        .arg(&job.id)
+        .arg(&job.name)
+        .arg(&job.description)
+        .arg(job.kind.as_str())
+        .arg(&job.firmware)
+        .arg(&job.product)
+        .arg(job.state.as_str())
+        .arg(job.consent_required)
+        .arg(us(job.created_at))
+        .arg(job.started_at.map(us))
+        .arg(job.finished_at.map(us))
+        .arg(spec)
+        .arg(job.held)
+        .run(&mut *tx)
+        .await
+        .map_err(conflict_or("job", &job.id))?;
+        Self::insert_executions(&mut tx, tenant, job, targets, now).await?;
+        let mut changes = vec![Change::JobCreated { job: job.id.clone() }];
+        if !targets.is_empty() {
+            changes.push(Change::ExecutionsChanged {
+                job: job.id.clone(),
+                devices: targets.iter().map(|(d, _)| d.clone()).collect(),
+            });
+        }
+        self.commit_events(tx, tenant, changes).await
+    }
+
+    async fn get_job(&self, tenant: &str, id: &str) -> StoreResult<Option<Job>> {
+        self.get_one::<JobRow, _>(JOB_SELECT, "id", tenant, id).await
+    }
+
+    async fn list_jobs(&self, tenant: &str, state: Option<JobState>, page: &PageRequest) -> StoreResult<Page<Job>> {
+        let mut filters = vec![("tenant = {}", tenant.to_owned())];
+        if let Some(s) = state {
+            filters.push(("state = {}", s.as_str().to_owned()));
+        }
+        self.list::<JobRow, Job>(&JOB_LIST, &filters, page).await
+    }
+
+    async fn execution_counts(&self, tenant: &str, job: &str) -> StoreResult<Vec<(ExecutionState, u64)>> {
+        let rows: Vec<(String, i64)> =
+            query::<B>("SELECT state, COUNT(*) FROM executions WHERE tenant = $1 AND job = $2 GROUP BY state")
+                .arg(tenant)
+                .arg(job)
+                .rows(&self.pool)
+                .await
+                .map_err(db_err)?;
+        let mut counts = Vec::with_capacity(rows.len());
+        for (state, n) in rows {
+            let state =
+                ExecutionState::parse(&state).ok_or_else(|| StoreError::Backend(format!("bad state {state}")))?;
+            counts.push((state, n as u64));
+        }
+        counts.sort();
+        Ok(counts)
+    }
+
+    async fn list_executions(
+        &self,
+        tenant: &str,
+        scope: &ExecutionScope,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Execution>> {
+        let mut filters = vec![("tenant = {}", tenant.to_owned())];
+        if let Some(j) = &scope.job {
+            filters.push(("job = {}", j.clone()));
+        }
+        if let Some(d) = &scope.device {
+            filters.push(("device = {}", d.clone()));
+        }
+        if let Some(s) = scope.state {
+            filters.push(("state = {}", s.as_str().to_owned()));
+        }
+        self.list::<ExecutionRow, Execution>(&EXECUTION_LIST, &filters, page).await
+    }
+
+    async fn get_execution(&self, tenant: &str, action_id: i64) -> StoreResult<Option<Execution>> {
+        let row: Option<ExecutionRow> =
+            query::<B>(AssertSqlSafe(format!("{EXECUTION_SELECT} WHERE tenant = $1 AND action_id = $2")))
+                .arg(tenant)
+                .arg(action_id)
+                .optional_row(&self.pool)
+                .await
+                .map_err(db_err)?;
+        row.map(Execution::try_from).transpose()
+    }
+
+    async fn execution_by_action(
+        &self,
+        tenant: &str,
+        device: &str,
+        action: i64,
+    ) -> StoreResult<Option<(Execution, u32)>> {
+        let found: Option<(i64, i64)> =
+            query::<B>("SELECT action_id, attempt FROM execution_actions WHERE tenant = $1 AND action = $2")
+                .arg(tenant)
+                .arg(action)
+                .optional_row(&self.pool)
+                .await
+                .map_err(db_err)?;
+        let Some((row, attempt)) = found else { return Ok(None) };
+        let execution = self.get_execution(tenant, row).await?;
+        Ok(execution.filter(|e| e.device == device).map(|e| (e, attempt as u32)))
+    }
+
+    async fn execution_history(&self, tenant: &str, action_id: i64) -> StoreResult<Vec<ExecutionEvent>> {
+        let rows: Vec<EventRow> = query::<B>(AssertSqlSafe(format!(
+            "{EVENT_SELECT} WHERE action_id = $2 AND EXISTS (SELECT 1 FROM executions e WHERE e.tenant = $1 \
+             AND e.action_id = execution_events.action_id) ORDER BY seq"
+        )))
+        .arg(tenant)
+        .arg(action_id)
+        .rows(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.into_iter().map(ExecutionEvent::try_from).collect()
+    }
+
+    async fn device_actions(&self, tenant: &str, device: &str) -> StoreResult<DeviceActions> {
+        let sql = format!(
+            "SELECT * FROM ({EXECUTION_SELECT} WHERE tenant = $1 AND device = $2 AND state IN {OFFERED_STATES} \
+             ORDER BY action_id LIMIT 1) a \
+             UNION ALL SELECT * FROM ({EXECUTION_SELECT} WHERE tenant = $1 AND device = $2 AND state = 'succeeded' \
+             ORDER BY action_id DESC LIMIT 1) b"
+        );
+        let rows: Vec<ExecutionRow> =
+            query::<B>(AssertSqlSafe(sql)).arg(tenant).arg(device).rows(&self.pool).await.map_err(db_err)?;
+        let mut actions = DeviceActions::default();
+        for r in rows {
+            let e = Execution::try_from(r)?;
+            if e.state == updraft_core::job::ExecutionState::Succeeded {
+                actions.installed = Some(e);
+            } else {
+                actions.active = Some(e);
+            }
+        }
+        Ok(actions)
+    }
+
+    async fn change_execution(
+        &self,
+        tenant: &str,
+        action_id: i64,
+        rule: ExecutionRule<'_>,
+        now: Timestamp,
+    ) -> StoreResult<Result<Execution, TransitionError>> {
+        let mut tx = self.begin_write().await?;
+        let row: Option<ExecutionRow> =
+            query::<B>(AssertSqlSafe(format!("{EXECUTION_SELECT} WHERE tenant = $1 AND action_id = $2{}", B::LOCK)))
+                .arg(tenant)
+                .arg(action_id)
+                .optional_row(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        let Some(row) = row else {
+            return Err(StoreError::not_found("execution", action_id.to_string()));
+        };
+        let mut execution = Execution::try_from(row)?;
+        let transition = match rule(&execution) {
+            Ok(Some(t)) => t,
+            Ok(None) => return Ok(Ok(execution)),
+            Err(e) => return Ok(Err(e)),
+        };
+        Self::apply_transition(&mut tx, tenant, &mut execution, transition, now).await?;
+        let change = Change::ExecutionsChanged { job: execution.job.clone(), devices: vec![execution.device.clone()] };
+        self.commit_events(tx, tenant, vec![change]).await?;
+        Ok(Ok(execution))
+    }
+
+    async fn move_job(
+        &self,
+        tenant: &str,
+        id: &str,
+        from: JobState,
+        to: JobState,
+        held: bool,
+        now: Timestamp,
+    ) -> StoreResult<Option<Job>> {
+        let mut tx = self.begin_write().await?;
+        let mut job: Job = Self::lock_one::<JobRow, _>(&mut tx, JOB_SELECT, "job", tenant, id).await?;
+        if job.state != from {
+            return Ok(None);
+        }
+        job.state = to;
+        job.held = held;
+        if to == JobState::Running && job.started_at.is_none() {
+            job.started_at = Some(now);
+        }
+        if to.is_finished() {
+            job.finished_at = Some(now);
+            job.held = false;
+        }
+        query::<B>(
+            "UPDATE jobs SET state = $3, held = $4, started_at = $5, finished_at = $6 WHERE tenant = $1 AND id = $2",
+        )
+        .arg(tenant)
+        .arg(id)
+        .arg(to.as_str())
+        .arg(held)
+        .arg(job.started_at.map(us))
+        .arg(job.finished_at.map(us))
+        .run(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if to.is_finished() {
+            Self::end_executions(&mut tx, tenant, id, now).await?;
+        }
+        self.commit_events(tx, tenant, vec![Change::JobChanged { job: id.to_owned() }]).await?;
+        Ok(Some(job))
+    }
+
+    async fn update_job_spec(&self, tenant: &str, id: &str, spec: &updraft_core::rollout::JobSpec) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        let spec = serde_json::to_string(spec).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let r = query::<B>("UPDATE jobs SET spec = $3 WHERE tenant = $1 AND id = $2")
+            .arg(tenant)
+            .arg(id)
+            .arg(spec)
+            .run(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if B::rows_affected(&r) == 0 {
+            return Err(StoreError::not_found("job", id));
+        }
+        self.commit_events(tx, tenant, vec![Change::JobChanged { job: id.to_owned() }]).await
+    }
+
+    async fn pace_stats(
+        &self,
+        tenant: &str,
+        job: &str,
+        now: Timestamp,
+    ) -> StoreResult<updraft_core::rollout::PaceStats> {
+        let mut conn = self.pool.acquire().await.map_err(db_err)?;
+        Self::pace_stats_in(&mut conn, tenant, job, now).await
+    }
+
+    async fn release_executions(
+        &self,
+        tenant: &str,
+        job: &str,
+        device: Option<&str>,
+        budget: updraft_store::ReleaseBudget<'_>,
+        now: Timestamp,
+    ) -> StoreResult<updraft_store::Released> {
+        let mut tx = self.begin_write().await?;
+        // Releases of one job queue on its row: each sees the others' in its pace.
+        let j: Job = Self::lock_one::<JobRow, _>(&mut tx, JOB_SELECT, "job", tenant, job).await?;
+        let stats = Self::pace_stats_in(&mut tx, tenant, job, now).await?;
+        let allowed = budget(&j, &stats);
+        if allowed == 0 {
+            return Ok(updraft_store::Released { allowed, executions: vec![] });
+        }
+        let rows: Vec<ExecutionRow> = query::<B>(AssertSqlSafe(format!(
+            "{EXECUTION_SELECT} WHERE tenant = $1 AND job = $2 AND state = 'queued' AND ($4 IS NULL OR device = $4)
+             AND NOT EXISTS (
+                 SELECT 1 FROM executions o WHERE o.tenant = executions.tenant AND o.device = executions.device
+                 AND o.state IN {IN_PROGRESS_STATES})
+             ORDER BY action_id LIMIT $3{}",
+            B::LOCK
+        )))
+        .arg(tenant)
+        .arg(job)
+        .arg(allowed.min(i64::MAX as u64) as i64)
+        .arg(device.map(str::to_owned))
+        .rows(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let candidates = rows.into_iter().map(Execution::try_from).collect::<StoreResult<Vec<_>>>()?;
+        let devices: Vec<String> = candidates.iter().map(|e| e.device.clone()).collect();
+        // Releases of other jobs to the same devices queue here; once in, look again
+        // at what they committed.
+        B::lock_devices(&mut tx, tenant, &devices).await?;
+        let busy = Self::busy_devices(&mut tx, tenant, &devices).await?;
+        let mut executions = Vec::with_capacity(candidates.len());
+        for mut e in candidates {
+            if busy.contains(&e.device) {
+                continue;
+            }
+            let Ok(t) = updraft_core::job::on_release(&e, now) else { continue };
+            Self::apply_transition(&mut tx, tenant, &mut e, t, now).await?;
+            executions.push(e);
+        }
+        let released: Vec<String> = executions.iter().map(|e| e.device.clone()).collect();
+        let changes = if released.is_empty() {
+            Vec::new()
+        } else {
+            vec![Change::ExecutionsChanged { job: job.to_owned(), devices: released.clone() }]
+        };
+        self.commit_events(tx, tenant, changes).await?;
+        Ok(updraft_store::Released { allowed, executions })
+    }
+
+    async fn time_out_executions(
+        &self,
+        tenant: &str,
+        job: &str,
+        released_before: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<Vec<String>> {
+        let mut tx = self.begin_write().await?;
+        let rows: Vec<ExecutionRow> = query::<B>(AssertSqlSafe(format!(
+            "{EXECUTION_SELECT} WHERE tenant = $1 AND job = $2
+             AND state IN ('notified', 'downloading', 'downloaded', 'installing') AND released_at < $3
+             ORDER BY action_id{}",
+            B::LOCK
+        )))
+        .arg(tenant)
+        .arg(job)
+        .arg(us(released_before))
+        .rows(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let mut e = Execution::try_from(row)?;
+            if let Some(t) = updraft_core::job::on_timeout(&e, now) {
+                Self::apply_transition(&mut tx, tenant, &mut e, t, now).await?;
+                out.push(e.device);
+            }
+        }
+        let changes = if out.is_empty() {
+            Vec::new()
+        } else {
+            vec![Change::ExecutionsChanged { job: job.to_owned(), devices: out.clone() }]
+        };
+        self.commit_events(tx, tenant, changes).await?;
+        Ok(out)
+    }
+
+    async fn retry_executions(
+        &self,
+        tenant: &str,
+        job: &str,
+        retry: &updraft_core::rollout::Retry,
+        now: Timestamp,
+    ) -> StoreResult<Vec<String>> {
+        if retry.count == 0 {
+            return Ok(vec![]);
+        }
+        let due_before = us(now) - i64::from(retry.interval_minutes) * 60_000_000;
+        let mut tx = self.begin_write().await?;
+        let rows: Vec<ExecutionRow> = query::<B>(AssertSqlSafe(format!(
+            "{EXECUTION_SELECT} WHERE tenant = $1 AND job = $2 AND state IN ('failed', 'timed_out')
+             AND attempt <= $3 AND finished_at <= $4 ORDER BY action_id{}",
+            B::LOCK
+        )))
+        .arg(tenant)
+        .arg(job)
+        .arg(i64::from(retry.count))
+        .arg(due_before)
+        .rows(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let mut e = Execution::try_from(row)?;
+            if !updraft_core::rollout::retry_due(retry, e.attempt, e.finished_at.unwrap_or(now), now) {
+                continue;
+            }
+            if let Some(t) = updraft_core::job::on_retry(&e, now) {
+                Self::apply_transition(&mut tx, tenant, &mut e, t, now).await?;
+                query::<B>(
+                    "UPDATE executions SET attempt = attempt + 1, finished_at = NULL,
+                         cancel_requested = FALSE WHERE action_id = $1",
+                )
+                .arg(e.action_id)
+                .run(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                Self::allocate_actions(&mut tx, tenant, &[(e.action_id, e.attempt + 1)]).await?;
+                out.push(e.device);
+            }
+        }
+        let changes = if out.is_empty() {
+            Vec::new()
+        } else {
+            vec![Change::ExecutionsChanged { job: job.to_owned(), devices: out.clone() }]
+        };
+        self.commit_events(tx, tenant, changes).await?;
+        Ok(out)
+    }
+
+    async fn add_executions(
+        &self,
+        tenant: &str,
+        job: &Job,
+        targets: &[(String, ExecutionState)],
+        now: Timestamp,
+    ) -> StoreResult<u64> {
+        if targets.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.begin_write().await?;
+        let n = Self::insert_executions(&mut tx, tenant, job, targets, now).await?;
+        let changes = if n == 0 {
+            Vec::new()
+        } else {
+            vec![Change::ExecutionsChanged {
+                job: job.id.clone(),
+                devices: targets.iter().map(|(d, _)| d.clone()).collect(),
+            }]
+        };
+        self.commit_events(tx, tenant, changes).await?;
+        Ok(n)
+    }
+
+    async fn job_has_devices(&self, tenant: &str, job: &str, devices: &[String]) -> StoreResult<Vec<String>> {
+        let mut out = Vec::new();
+        for chunk in devices.chunks(500) {
+            let mut q = QueryBuilder::<B::Db>::new("SELECT device FROM executions WHERE tenant = ");
+            q.push_arg(tenant).push(" AND job = ").push_arg(job).push(" AND device IN (");
+            let mut sep = q.separated(", ");
+            for d in chunk {
+                sep.push_arg(d);
+            }
+            q.push(")");
+            let rows: Vec<String> = q.build().scalars(&self.pool).await.map_err(db_err)?;
+            out.extend(rows);
+        }
+        Ok(out)
+    }
+
+    async fn complete_job_if_done(&self, tenant: &str, id: &str, now: Timestamp) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let done = Self::complete_if_done(&mut tx, tenant, id, now).await?;
+        let changes = if done { vec![Change::JobChanged { job: id.to_owned() }] } else { Vec::new() };
+        self.commit_events(tx, tenant, changes).await?;
+        Ok(done)
+    }
+}
+
+impl<B: SqlBackend> SqlStore<B> {
+    /// See [`Store::pace_stats`]; in a transaction, or on a connection of the pool.
+    pub(crate) async fn pace_stats_in(
+        conn: &mut Conn<B>,
+        tenant: &str,
+        job: &str,
+        now: Timestamp,
+    ) -> StoreResult<updraft_core::rollout::PaceStats> {
+        let minute_ago = us(now) - 60_000_000;
+        let (in_progress, last_minute, released, succeeded): (Option<i64>, Option<i64>, Option<i64>, Option<i64>) =
+            query::<B>(AssertSqlSafe(format!(
+                "SELECT
+                 SUM(CASE WHEN state IN {IN_PROGRESS_STATES} THEN 1 ELSE 0 END),
+                 SUM(CASE WHEN released_at > $3 THEN 1 ELSE 0 END),
+                 SUM(CASE WHEN released_at < $4 THEN 1 ELSE 0 END),
+                 SUM(CASE WHEN state = 'succeeded' AND finished_at < $4 THEN 1 ELSE 0 END)
+             FROM executions WHERE tenant = $1 AND job = $2"
+            )))
+            .arg(tenant)
+            .arg(job)
+            .arg(minute_ago)
+            .arg(us(now))
+            .row(&mut *conn)
+            .await
+            .map_err(db_err)?;
+        // Releases of the last minute by age in seconds, counting every attempt: an execution
+        // released in the window has its latest release in it, and its history keeps the earlier ones.
+        let mut by_second = vec![0u64; 60];
+        if last_minute.unwrap_or(0) > 0 {
+            let ages: Vec<(i64, i64)> = query::<B>(
+                "SELECT ($4 - ev.at) / 1000000, COUNT(*) FROM execution_events ev
+             WHERE ev.report = 'released' AND ev.at > $3
+             AND ev.action_id IN (SELECT action_id FROM executions WHERE tenant = $1 AND job = $2 AND released_at > $3)
+             GROUP BY 1",
+            )
+            .arg(tenant)
+            .arg(job)
+            .arg(minute_ago)
+            .arg(us(now))
+            .rows(&mut *conn)
+            .await
+            .map_err(db_err)?;
+            for (age, n) in ages {
+                // A release stamped after `now` (another replica's clock) counts as this second's.
+                by_second[age.clamp(0, 59) as usize] += n.max(0) as u64;
+            }
+        }
+        let n = |v: Option<i64>| v.unwrap_or(0).max(0) as u64;
+        Ok(updraft_core::rollout::PaceStats {
+            in_progress: n(in_progress),
+            released_last_minute: by_second.iter().sum(),
+            released_by_second: by_second,
+            released_total: n(released),
+            succeeded_total: n(succeeded),
+        })
+    }
+
+    /// Those of `devices` with an execution in progress.
+    pub(crate) async fn busy_devices(
+        tx: &mut Conn<B>,
+        tenant: &str,
+        devices: &[String],
+    ) -> StoreResult<std::collections::HashSet<String>> {
+        let mut busy = std::collections::HashSet::new();
+        for chunk in devices.chunks(1000) {
+            let mut q = QueryBuilder::<B::Db>::new("SELECT DISTINCT device FROM executions WHERE tenant = ");
+            q.push_arg(tenant.to_owned());
+            q.push(format!(" AND state IN {IN_PROGRESS_STATES} AND device IN ("));
+            let mut list = q.separated(", ");
+            for d in chunk {
+                list.push_arg(d.clone());
+            }
+            q.push(")");
+            let found: Vec<String> = q.build().scalars(&mut *tx).await.map_err(db_err)?;
+            busy.extend(found);
+        }
+        Ok(busy)
+    }
+
+    /// Gives each new attempt `(execution, attempt)` the next action id of its
+    /// tenant's counter (wrapping after `MAX_ACTION`: see `next_action`), on the
+    /// execution and in the map of every attempt's id.
+    pub(crate) async fn allocate_actions(tx: &mut Conn<B>, tenant: &str, attempts: &[(i64, u32)]) -> StoreResult<()> {
+        if attempts.is_empty() {
+            return Ok(());
+        }
+        let mut last: i64 =
+            query::<B>(AssertSqlSafe(format!("SELECT last_action FROM tenants WHERE id = $1{}", B::LOCK)))
+                .arg(tenant)
+                .scalar(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        let given: Vec<(i64, i64, u32)> = attempts
+            .iter()
+            .map(|(row, attempt)| {
+                last = updraft_core::job::next_action(last);
+                (*row, last, *attempt)
+            })
+            .collect();
+        query::<B>("UPDATE tenants SET last_action = $2 WHERE id = $1")
+            .arg(tenant)
+            .arg(last)
+            .run(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        for chunk in given.chunks(1000) {
+            let mut q = QueryBuilder::<B::Db>::new("WITH v (action_id, action) AS (");
+            q.push_values(chunk, |mut b, (row, n, _)| {
+                b.push_arg(*row).push_arg(*n);
+            });
+            q.push(") UPDATE executions SET action = v.action FROM v WHERE executions.action_id = v.action_id");
+            q.build().run(&mut *tx).await.map_err(db_err)?;
+            let mut q =
+                QueryBuilder::<B::Db>::new("INSERT INTO execution_actions (tenant, action, action_id, attempt) ");
+            q.push_values(chunk, |mut b, (row, n, attempt)| {
+                b.push_arg(tenant).push_arg(*n).push_arg(*row).push_arg(i64::from(*attempt));
+            });
+            // A wrapped counter reuses a number: it now names the new attempt.
+            q.push(
+                " ON CONFLICT (tenant, action) DO UPDATE SET action_id = excluded.action_id, \
+             attempt = excluded.attempt",
+            );
+            q.build().run(&mut *tx).await.map_err(db_err)?;
+        }
+        Ok(())
+    }
+
+    /// Inserts executions for `targets` (devices the job already has are left as
+    /// they are), each with its first history event; answers how many were added.
+    pub(crate) async fn insert_executions(
+        tx: &mut Conn<B>,
+        tenant: &str,
+        job: &Job,
+        targets: &[(String, ExecutionState)],
+        now: Timestamp,
+    ) -> StoreResult<u64> {
+        let mut added = 0;
+        for chunk in targets.chunks(1000) {
+            let mut q = QueryBuilder::<B::Db>::new(
+                "INSERT INTO executions (tenant, job, device, firmware, state, attempt, cancel_requested,
+             created_at, updated_at, finished_at) ",
+            );
+            q.push_values(chunk, |mut b, (device, state)| {
+                b.push_arg(tenant)
+                    .push_arg(&job.id)
+                    .push_arg(device)
+                    .push_arg(&job.firmware)
+                    .push_arg(state.as_str())
+                    .push_arg(1i64)
+                    .push_arg(false)
+                    .push_arg(us(now))
+                    .push_arg(us(now))
+                    .push_arg(if state.is_terminal() { Some(us(now)) } else { None });
+            });
+            q.push(" ON CONFLICT (tenant, job, device) DO NOTHING RETURNING action_id, state");
+            let created: Vec<(i64, String)> = q.build().rows(&mut *tx).await.map_err(db_err)?;
+            if created.is_empty() {
+                continue;
+            }
+            let first: Vec<(i64, u32)> = created.iter().map(|(row, _)| (*row, 1)).collect();
+            Self::allocate_actions(&mut *tx, tenant, &first).await?;
+            added += created.len() as u64;
+            let mut q = QueryBuilder::<B::Db>::new(
+                "INSERT INTO execution_events (action_id, seq, at, state, source, report, details) ",
+            );
+            q.push_values(&created, |mut b, (action_id, state)| {
+                b.push_arg(*action_id)
+                    .push_arg(1i64)
+                    .push_arg(us(now))
+                    .push_arg(state.as_str())
+                    .push_arg("server")
+                    .push_arg("created")
+                    .push_arg(Json(Vec::<String>::new()));
+            });
+            q.build().run(&mut *tx).await.map_err(db_err)?;
+        }
+        Ok(added)
+    }
+
+    /// Ends a job's unstarted executions and asks its started ones to stop.
+    pub(crate) async fn end_executions(tx: &mut Conn<B>, tenant: &str, job: &str, now: Timestamp) -> StoreResult<()> {
+        let rows: Vec<ExecutionRow> = query::<B>(AssertSqlSafe(format!(
+            "{EXECUTION_SELECT} WHERE tenant = $1 AND job = $2 AND state IN {ACTIVE_STATES} ORDER BY action_id{}",
+            B::LOCK
+        )))
+        .arg(tenant)
+        .arg(job)
+        .rows(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        for row in rows {
+            let mut e = Execution::try_from(row)?;
+            if let Some(t) = updraft_core::job::on_cancel_requested(&e, now) {
+                Self::apply_transition(&mut *tx, tenant, &mut e, t, now).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// See [`Store::complete_job_if_done`].
+    pub(crate) async fn complete_if_done(
+        tx: &mut Conn<B>,
+        tenant: &str,
+        job: &str,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let row: Option<JobRow> = query::<B>(AssertSqlSafe(format!("{JOB_SELECT} WHERE tenant = $1 AND id = $2")))
+            .arg(tenant)
+            .arg(job)
+            .optional_row(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let Some(row) = row else { return Ok(false) };
+        let j = Job::try_from(row)?;
+        if !matches!(j.state, JobState::Running | JobState::Paused)
+            || j.spec.recurrence == updraft_core::rollout::Recurrence::Continuous
+        {
+            return Ok(false);
+        }
+        // Runs on every execution that finishes: look for one unfinished execution through the
+        // (tenant, job, state) index and stop there, rather than counting the whole job.
+        let open: Option<i32> = query::<B>(
+            "SELECT 1 FROM executions WHERE tenant = $1 AND job = $2
+             AND state IN ('queued', 'awaiting_consent', 'notified', 'downloading', 'downloaded', 'installing',
+                           'failed', 'timed_out')
+             AND (state NOT IN ('failed', 'timed_out') OR attempt <= $3)
+         LIMIT 1",
+        )
+        .arg(tenant)
+        .arg(job)
+        .arg(i64::from(j.spec.retry.count))
+        .optional_scalar(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if open.is_some() {
+            return Ok(false);
+        }
+        query::<B>("UPDATE jobs SET state = 'completed', held = FALSE, finished_at = $3 WHERE tenant = $1 AND id = $2")
+            .arg(tenant)
+            .arg(job)
+            .arg(us(now))
+            .run(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if j.kind == updraft_core::job::JobKind::Verify {
+            let other: Option<i32> =
+                query::<B>("SELECT 1 FROM executions WHERE tenant = $1 AND job = $2 AND state <> 'succeeded' LIMIT 1")
+                    .arg(tenant)
+                    .arg(job)
+                    .optional_scalar(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+            if other.is_some() {
+                return Ok(true);
+            }
+            query::<B>("UPDATE firmware SET verified = TRUE WHERE tenant = $1 AND id = $2")
+                .arg(tenant)
+                .arg(&j.firmware)
+                .run(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
+        Ok(true)
+    }
+
+    pub(crate) async fn apply_transition(
+        tx: &mut Conn<B>,
+        tenant: &str,
+        e: &mut Execution,
+        t: Transition,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        if e.state == ExecutionState::Queued && t.state == ExecutionState::Notified {
+            // Released to the device: pace and timeouts count from now.
+            query::<B>("UPDATE executions SET released_at = $2 WHERE action_id = $1")
+                .arg(e.action_id)
+                .arg(us(now))
+                .run(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
+        let finished = t.state.is_terminal() && !e.state.is_terminal();
+        e.state = t.state;
+        e.cancel_requested = t.cancel_requested;
+        e.progress = t.progress;
+        e.updated_at = now;
+        if finished {
+            e.finished_at = Some(now);
+        }
+        query::<B>(
+            "UPDATE executions SET state = $2, cancel_requested = $3, progress_cnt = $4, progress_of = $5,
+             updated_at = $6, finished_at = $7 WHERE action_id = $1",
+        )
+        .arg(e.action_id)
+        .arg(e.state.as_str())
+        .arg(e.cancel_requested)
+        .arg(e.progress.map(|p| p.cnt as i64))
+        .arg(e.progress.and_then(|p| p.of).map(|o| o as i64))
+        .arg(us(now))
+        .arg(e.finished_at.map(us))
+        .run(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let ev = &t.event;
+        query::<B>(
+        "INSERT INTO execution_events (action_id, seq, at, state, source, report, code, progress_cnt, progress_of, details)
+         VALUES ($1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM execution_events WHERE action_id = $1), $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .arg(e.action_id)
+    .arg(us(ev.at))
+    .arg(ev.state.as_str())
+    .arg(ev.source.as_str())
+    .arg(&ev.report)
+    .arg(ev.code.map(i64::from))
+    .arg(ev.progress.map(|p| p.cnt as i64))
+    .arg(ev.progress.and_then(|p| p.of).map(|o| o as i64))
+    .arg(Json(&ev.details))
+    .run(&mut *tx)
+    .await
+    .map_err(db_err)?;
+        if !finished {
+            return Ok(());
+        }
+        if e.state == ExecutionState::Succeeded && !t.installs {
+            // A download-only success: nothing installed; the device is asked for its attributes.
+            query::<B>("UPDATE devices SET attributes_requested = TRUE WHERE tenant = $1 AND id = $2")
+                .arg(tenant)
+                .arg(&e.device)
+                .run(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
+        if e.state == ExecutionState::Succeeded && t.installs {
+            let files: Option<Json<Vec<updraft_core::FirmwareFile>>> =
+                query::<B>("SELECT files FROM firmware WHERE tenant = $1 AND id = $2")
+                    .arg(tenant)
+                    .arg(&e.firmware)
+                    .optional_scalar(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+            let installed: Option<Json<std::collections::BTreeMap<String, String>>> =
+                query::<B>("SELECT firmware FROM devices WHERE tenant = $1 AND id = $2")
+                    .arg(tenant)
+                    .arg(&e.device)
+                    .optional_scalar(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+            if let (Some(files), Some(Json(mut installed))) = (files, installed) {
+                for f in files.0 {
+                    installed.insert(f.component, f.version);
+                }
+                query::<B>(
+                    "UPDATE devices SET firmware = $3, attributes_requested = TRUE, updated_at = $4, firmware_keys = $5
+                 WHERE tenant = $1 AND id = $2",
+                )
+                .arg(tenant)
+                .arg(&e.device)
+                .arg(Json(&installed))
+                .arg(us(now))
+                .arg(Json(filter_sql::firmware_keys(&installed)))
+                .run(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            }
+        }
+        Self::complete_if_done(&mut *tx, tenant, &e.job, now).await?;
+        Ok(())
+    }
+}

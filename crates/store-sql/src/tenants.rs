@@ -1,0 +1,170 @@
+//! [`TenantStore`] on SQL: tenants and their API keys.
+
+use async_trait::async_trait;
+use sqlx::AssertSqlSafe;
+use updraft_core::{ApiKey, KeyChange, KeyRefusal, Tenant};
+use updraft_store::{Change, StoreResult, TenantStore};
+
+use crate::query::{QueryExt, query};
+use crate::{Conn, KEY_SELECT, KeyRow, SqlBackend, SqlStore, TenantRow, conflict_or, db_err, us};
+
+#[async_trait]
+impl<B: SqlBackend> TenantStore for SqlStore<B> {
+    async fn ensure_tenant(&self, t: &Tenant) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let r =
+            query::<B>("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING")
+                .arg(&t.id)
+                .arg(&t.name)
+                .arg(us(t.created_at))
+                .run(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        let created = B::rows_affected(&r) == 1;
+        let changes = if created { vec![Change::TenantCreated { tenant: t.id.clone() }] } else { Vec::new() };
+        self.commit_events(tx, &t.id, changes).await?;
+        Ok(created)
+    }
+
+    async fn create_tenant(&self, t: &Tenant, key: &ApiKey, token_hash: &str) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        query::<B>("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
+            .arg(&t.id)
+            .arg(&t.name)
+            .arg(us(t.created_at))
+            .run(&mut *tx)
+            .await
+            .map_err(conflict_or("tenant", &t.id))?;
+        Self::insert_key(&mut tx, key, token_hash).await?;
+        let changes = vec![Change::TenantCreated { tenant: t.id.clone() }, Change::KeyCreated { key: key.id.clone() }];
+        self.commit_events(tx, &t.id, changes).await
+    }
+
+    async fn get_tenant(&self, id: &str) -> StoreResult<Option<Tenant>> {
+        let row: Option<TenantRow> = query::<B>("SELECT id, name, created_at FROM tenants WHERE id = $1")
+            .arg(id)
+            .optional_row(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.map(Tenant::try_from).transpose()
+    }
+
+    async fn list_tenants(&self) -> StoreResult<Vec<Tenant>> {
+        let rows: Vec<TenantRow> = query::<B>("SELECT id, name, created_at FROM tenants ORDER BY id")
+            .rows(&self.pool)
+            .await
+            .map_err(db_err)?;
+        rows.into_iter().map(Tenant::try_from).collect()
+    }
+
+    async fn create_key(&self, key: &ApiKey, token_hash: &str) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        Self::insert_key(&mut tx, key, token_hash).await?;
+        self.commit_events(tx, &key.tenant, vec![Change::KeyCreated { key: key.id.clone() }]).await
+    }
+
+    async fn key_by_token_hash(&self, token_hash: &str) -> StoreResult<Option<ApiKey>> {
+        let row: Option<KeyRow> = query::<B>(AssertSqlSafe(format!("{KEY_SELECT} WHERE token_hash = $1")))
+            .arg(token_hash)
+            .optional_row(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.map(ApiKey::try_from).transpose()
+    }
+
+    async fn list_keys(&self, tenant: &str) -> StoreResult<Vec<ApiKey>> {
+        let rows: Vec<KeyRow> =
+            query::<B>(AssertSqlSafe(format!("{KEY_SELECT} WHERE tenant = $1 ORDER BY created_at, id")))
+                .arg(tenant)
+                .rows(&self.pool)
+                .await
+                .map_err(db_err)?;
+        rows.into_iter().map(ApiKey::try_from).collect()
+    }
+
+    async fn change_key(
+        &self,
+        tenant: &str,
+        id: &str,
+        change: &KeyChange,
+    ) -> StoreResult<Result<Option<ApiKey>, KeyRefusal>> {
+        let mut tx = self.begin_write().await?;
+        // Lock the tenant's admin keys: two concurrent changes cannot both take the last one.
+        let admins: Vec<KeyRow> = query::<B>(AssertSqlSafe(format!(
+            "{KEY_SELECT} WHERE tenant = $1 AND role = 'admin' ORDER BY id{}",
+            B::LOCK
+        )))
+        .arg(tenant)
+        .rows(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let key: ApiKey = Self::lock_one::<KeyRow, _>(&mut tx, KEY_SELECT, "key", tenant, id).await?;
+        let mut others = 0;
+        for row in admins {
+            let admin = ApiKey::try_from(row)?;
+            if admin.id != key.id && admin.is_lasting_admin() {
+                others += 1;
+            }
+        }
+        let changed = match change.apply(&key, others) {
+            Ok(changed) => changed,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+        match &changed {
+            None => query::<B>("DELETE FROM api_keys WHERE tenant = $1 AND id = $2").arg(tenant).arg(id),
+            Some(k) => {
+                query::<B>("UPDATE api_keys SET role = $3, name = $4, expires_at = $5 WHERE tenant = $1 AND id = $2")
+                    .arg(tenant)
+                    .arg(id)
+                    .arg(k.role.as_str())
+                    .arg(k.name.clone())
+                    .arg(k.expires_at.map(us))
+            }
+        }
+        .run(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        self.commit_events(tx, tenant, vec![Change::KeyChanged { key: id.to_owned(), deleted: changed.is_none() }])
+            .await?;
+        Ok(Ok(changed))
+    }
+
+    async fn has_server_admin_key(&self) -> StoreResult<bool> {
+        let n: i64 =
+            query::<B>("SELECT COUNT(*) FROM api_keys WHERE server_admin").scalar(&self.pool).await.map_err(db_err)?;
+        Ok(n > 0)
+    }
+
+    async fn replace_server_admin_key(&self, key: &ApiKey, token_hash: &str) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        query::<B>("DELETE FROM api_keys WHERE server_admin OR token_hash = $1")
+            .arg(token_hash)
+            .run(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        Self::insert_key(&mut tx, key, token_hash).await?;
+        self.commit_events(tx, &key.tenant, vec![Change::KeyCreated { key: key.id.clone() }]).await
+    }
+}
+
+impl<B: SqlBackend> SqlStore<B> {
+    pub(crate) async fn insert_key(tx: &mut Conn<B>, key: &ApiKey, token_hash: &str) -> StoreResult<()> {
+        query::<B>(
+        "INSERT INTO api_keys (id, tenant, role, name, server_admin, token_hash, created_at, expires_at, token_prefix)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .arg(&key.id)
+    .arg(&key.tenant)
+    .arg(key.role.as_str())
+    .arg(&key.name)
+    .arg(key.server_admin)
+    .arg(token_hash)
+    .arg(us(key.created_at))
+    .arg(key.expires_at.map(us))
+    .arg(&key.token_prefix)
+    .run(&mut *tx)
+    .await
+    .map_err(conflict_or("key", &key.id))?;
+        Ok(())
+    }
+}

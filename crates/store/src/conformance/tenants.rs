@@ -1,0 +1,131 @@
+//! [`TenantStore`](crate::TenantStore): tenants and API keys, and tenancy across every store.
+
+use updraft_core::{ApiKey, KeyChange, KeyRefusal, PageRequest, Role, SortOrder, Tenant};
+
+use super::{device, firmware, page, product, t, tenant};
+use crate::{DeviceScope, Store, StoreError};
+
+fn key(id: &str, tenant: &str, role: Role) -> ApiKey {
+    ApiKey {
+        id: id.into(),
+        tenant: tenant.into(),
+        role,
+        name: None,
+        server_admin: false,
+        created_at: t(1),
+        expires_at: None,
+        token_prefix: None,
+    }
+}
+
+pub async fn tenants_and_keys(store: &dyn Store) {
+    let acme = Tenant { id: "acme".into(), name: "Acme".into(), created_at: t(0) };
+    assert!(store.ensure_tenant(&acme).await.unwrap());
+    assert!(!store.ensure_tenant(&acme).await.unwrap(), "ensure_tenant is idempotent");
+    assert_eq!(store.get_tenant("acme").await.unwrap(), Some(acme.clone()));
+    assert_eq!(store.get_tenant("nope").await.unwrap(), None);
+
+    let first = key("k1", "globex", Role::Admin);
+    let globex = Tenant { id: "globex".into(), name: "Globex".into(), created_at: t(0) };
+    store.create_tenant(&globex, &first, "h1").await.unwrap();
+    let again = store.create_tenant(&globex, &key("k2", "globex", Role::Admin), "h2").await;
+    assert!(matches!(again, Err(StoreError::Conflict { .. })), "{again:?}");
+    assert_eq!(store.key_by_token_hash("h2").await.unwrap(), None, "a failed create_tenant writes no key");
+    assert_eq!(store.list_tenants().await.unwrap().len(), 2);
+
+    assert_eq!(store.key_by_token_hash("h1").await.unwrap(), Some(first.clone()));
+    store.create_key(&key("k3", "acme", Role::Viewer), "h3").await.unwrap();
+    assert!(matches!(store.create_key(&key("k3", "acme", Role::Viewer), "h4").await, Err(StoreError::Conflict { .. })));
+    assert_eq!(store.list_keys("acme").await.unwrap().iter().map(|k| k.id.as_str()).collect::<Vec<_>>(), ["k3"]);
+    let deleted = store.change_key("globex", "k3", &KeyChange::Delete).await;
+    assert!(matches!(deleted, Err(StoreError::NotFound { .. })), "keys are per tenant");
+    store.change_key("acme", "k3", &KeyChange::Delete).await.unwrap().unwrap();
+    assert_eq!(store.key_by_token_hash("h3").await.unwrap(), None);
+
+    assert!(!store.has_server_admin_key().await.unwrap());
+    let admin = ApiKey { server_admin: true, ..key("boot1", "acme", Role::Admin) };
+    store.replace_server_admin_key(&admin, "boot-h1").await.unwrap();
+    assert!(store.has_server_admin_key().await.unwrap());
+    let admin2 = ApiKey { server_admin: true, ..key("boot2", "acme", Role::Admin) };
+    store.replace_server_admin_key(&admin2, "boot-h2").await.unwrap();
+    assert_eq!(store.key_by_token_hash("boot-h1").await.unwrap(), None, "the old bootstrap key is gone");
+    assert_eq!(store.key_by_token_hash("boot-h2").await.unwrap(), Some(admin2.clone()));
+    store.replace_server_admin_key(&admin2, "boot-h2").await.unwrap();
+    assert_eq!(store.key_by_token_hash("boot-h2").await.unwrap(), Some(admin2), "replacing with the same key works");
+}
+
+pub async fn tenants_never_see_each_other(store: &dyn Store) {
+    for t in ["acme", "globex"] {
+        tenant(store, t).await;
+        store.create_product(t, &product("thermo")).await.unwrap();
+    }
+    store.create_firmware("acme", &firmware("fw1", "thermo", "1.0.0")).await.unwrap();
+    store.create_devices("acme", &[device("d1", "thermo")], t(5)).await.unwrap();
+    store
+        .create_devices("globex", &[device("d1", "thermo")], t(5))
+        .await
+        .expect("the same device id may exist in two tenants");
+    assert_eq!(store.get_firmware("globex", "fw1").await.unwrap(), None);
+    let all = PageRequest::all();
+    assert_eq!(store.list_firmware("globex", None, &page("id", SortOrder::Asc, 10, 0, None)).await.unwrap().total, 0);
+    assert_eq!(
+        store
+            .list_devices("globex", &DeviceScope::default(), &PageRequest { sort: "id".into(), ..all })
+            .await
+            .unwrap()
+            .total,
+        1
+    );
+    assert!(matches!(store.delete_firmware("globex", "fw1").await, Err(StoreError::NotFound { .. })));
+    store.delete_device("globex", "d1").await.unwrap();
+    assert!(store.get_device("acme", "d1").await.unwrap().is_some(), "deleting in one tenant leaves the other");
+}
+
+pub async fn key_changes_keep_a_lasting_admin(store: &dyn Store) {
+    tenant(store, "acme").await;
+    let expiring =
+        ApiKey { expires_at: Some(t(100)), token_prefix: Some("upd_k_ab12".into()), ..key("k2", "acme", Role::Admin) };
+    store.create_key(&key("k1", "acme", Role::Admin), "h1").await.unwrap();
+    store.create_key(&expiring, "h2").await.unwrap();
+    assert_eq!(store.key_by_token_hash("h2").await.unwrap(), Some(expiring.clone()), "expiry and prefix are kept");
+    let downgrade = KeyChange::Update { role: Some(Role::Viewer), name: None, expires_at: None };
+    // k2 expires, so k1 is the only lasting admin: it can be neither deleted nor downgraded.
+    assert_eq!(store.change_key("acme", "k1", &KeyChange::Delete).await.unwrap(), Err(KeyRefusal::LastAdmin));
+    assert_eq!(store.change_key("acme", "k1", &downgrade).await.unwrap(), Err(KeyRefusal::LastAdmin));
+    let lasting = KeyChange::Update { role: None, name: Some(Some("ops".into())), expires_at: Some(None) };
+    let k2 = store.change_key("acme", "k2", &lasting).await.unwrap().unwrap().unwrap();
+    assert_eq!((k2.expires_at, k2.name.as_deref()), (None, Some("ops")));
+    assert_eq!(store.key_by_token_hash("h2").await.unwrap(), Some(k2));
+    // Now either may go, but not both, even at once.
+    let (a, b) =
+        both(store.change_key("acme", "k1", &KeyChange::Delete), store.change_key("acme", "k2", &downgrade)).await;
+    let outcomes = [a.unwrap(), b.unwrap()];
+    assert_eq!(outcomes.iter().filter(|o| o.is_ok()).count(), 1, "{outcomes:?}");
+    assert!(outcomes.contains(&Err(KeyRefusal::LastAdmin)));
+    let boot = ApiKey { server_admin: true, ..key("boot", "acme", Role::Admin) };
+    store.replace_server_admin_key(&boot, "boot-h").await.unwrap();
+    assert_eq!(store.change_key("acme", "boot", &KeyChange::Delete).await.unwrap(), Err(KeyRefusal::ServerAdmin));
+    assert!(store.key_by_token_hash("boot-h").await.unwrap().is_some());
+}
+
+/// Runs two futures at once (the store crate has no async runtime of its own).
+async fn both<A: std::future::Future, B: std::future::Future>(a: A, b: B) -> (A::Output, B::Output) {
+    use std::task::Poll;
+    let (mut a, mut b) = (std::pin::pin!(a), std::pin::pin!(b));
+    let (mut ra, mut rb) = (None, None);
+    std::future::poll_fn(|cx| {
+        if ra.is_none()
+            && let Poll::Ready(v) = a.as_mut().poll(cx)
+        {
+            ra = Some(v);
+        }
+        if rb.is_none()
+            && let Poll::Ready(v) = b.as_mut().poll(cx)
+        {
+            rb = Some(v);
+        }
+        if ra.is_some() && rb.is_some() { Poll::Ready(()) } else { Poll::Pending }
+    })
+    .await;
+    (ra.expect("polled to the end"), rb.expect("polled to the end"))
+}
