@@ -11,6 +11,7 @@ pub mod access;
 pub mod actor;
 pub mod devices;
 pub mod error;
+pub mod executions;
 pub mod followers;
 pub mod idempotency;
 pub mod jobs;

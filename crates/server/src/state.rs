@@ -2,11 +2,8 @@
 
 use std::sync::Arc;
 
-use jiff::Timestamp;
 use metrics_exporter_prometheus::PrometheusHandle;
 use updraft_app::App;
-use updraft_core::job::{Execution, TransitionError};
-use updraft_store::{ExecutionRule, StoreResult};
 
 use crate::Settings;
 
@@ -25,18 +22,5 @@ impl std::ops::Deref for AppState {
 
     fn deref(&self) -> &App {
         &self.app
-    }
-}
-
-impl AppState {
-    /// Changes an execution as `rule` decides (see `Store::change_execution`).
-    pub async fn change_execution(
-        &self,
-        tenant: &str,
-        execution: &Execution,
-        rule: ExecutionRule<'_>,
-        now: Timestamp,
-    ) -> StoreResult<Result<Execution, TransitionError>> {
-        self.store.change_execution(tenant, execution.action_id, rule, now).await
     }
 }

@@ -25,8 +25,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use updraft_core::job::{
-    DeviceReport, EventSource, Execution, ExecutionState, Job, Progress, ReportKind, TransitionError, on_cancel_report,
-    on_consent, on_device_report_handled,
+    DeviceReport, EventSource, Execution, ExecutionState, Job, Progress, ReportKind, TransitionError,
 };
 use updraft_core::rollout::Directive;
 use updraft_core::{Firmware, attributes};
@@ -38,6 +37,8 @@ use crate::extract::{DdiPath, DdiQuery};
 use crate::metrics::{ARTIFACT_BYTES, DDI_FEEDBACK, DDI_POLLS};
 use crate::state::AppState;
 use cache::IdleAnswer;
+use updraft_app::Actor;
+use updraft_app::executions::{Action, Module};
 
 const BASE: &str = "/{tenant}/controller/v1/{controller_id}";
 /// Most detail messages kept from one report, and most characters of each.
@@ -191,6 +192,8 @@ pub struct DdiDevice {
     pub id: String,
     /// `{public URL}/{tenant}/controller/v1/{controllerId}` (see [`public_base`]).
     pub base_url: String,
+    /// The device, as the application's use cases know their callers.
+    pub actor: Actor,
 }
 
 impl FromRequestParts<AppState> for DdiDevice {
@@ -218,10 +221,9 @@ impl FromRequestParts<AppState> for DdiDevice {
             let (t, d) = match state.poll_cache.device_for_token(&hash) {
                 Some(known) => known,
                 None => {
-                    let identity =
-                        state.store.device_identity_by_token_hash(&hash).await?.ok_or(DdiError::Unauthorized)?;
-                    state.poll_cache.remember_token(&hash, &identity.tenant, &identity.id);
-                    (identity.tenant, identity.id)
+                    let (t, d) = state.app.device_for_token(token.trim()).await?.ok_or(DdiError::Unauthorized)?;
+                    state.poll_cache.remember_token(&hash, &t, &d);
+                    (t, d)
                 }
             };
             if t != tenant || &d != controller {
@@ -233,7 +235,7 @@ impl FromRequestParts<AppState> for DdiDevice {
             let gateway_tenant = match state.poll_cache.gateway_tenant(&hash) {
                 Some(known) => known,
                 None => {
-                    let known = state.store.gateway_tenant(&hash).await?.ok_or(DdiError::Unauthorized)?;
+                    let known = state.app.gateway_for_token(token.trim()).await?.ok_or(DdiError::Unauthorized)?;
                     state.poll_cache.remember_gateway(&hash, &known);
                     known
                 }
@@ -243,7 +245,8 @@ impl FromRequestParts<AppState> for DdiDevice {
             }
             if !state.poll_cache.known(&tenant, controller) {
                 let epoch = state.poll_cache.epoch();
-                match state.store.device_identity(&tenant, controller).await? {
+                let device = Actor::Device { tenant: tenant.clone(), device: controller.clone() };
+                match state.app.device_identity(&device).await? {
                     Some(_) => {}
                     None if is_poll(parts) => {
                         register_on_poll(state, &tenant, controller).await?;
@@ -259,6 +262,7 @@ impl FromRequestParts<AppState> for DdiDevice {
             return Err(DdiError::Unauthorized);
         };
         Ok(DdiDevice {
+            actor: Actor::Device { tenant: device_tenant.clone(), device: device_id.clone() },
             base_url: format!("{}/{path_tenant}/controller/v1/{controller}", public_base(state, parts)),
             tenant: device_tenant,
             id: device_id,
@@ -284,7 +288,8 @@ async fn register_on_poll(state: &AppState, tenant: &str, controller: &str) -> D
     if !state.app.register_self(tenant, controller, product).await? {
         return Err(unknown());
     }
-    state.store.device_identity(tenant, controller).await?.ok_or_else(unknown).map(|_| ())
+    let device = Actor::Device { tenant: tenant.to_owned(), device: controller.to_owned() };
+    state.app.device_identity(&device).await?.ok_or_else(unknown).map(|_| ())
 }
 
 /// The tenant and controller id of a device API path, when they need no
@@ -333,14 +338,12 @@ fn read_json<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> DdiResul
 async fn own_execution(state: &AppState, dev: &DdiDevice, id: &str) -> DdiResult<Execution> {
     let not_found = || DdiError::NotFound(format!("action {id} not found for target {}", dev.id));
     let action = id.parse::<i64>().ok().filter(|a| *a > 0).ok_or_else(not_found)?;
-    match state.store.execution_by_action(&dev.tenant, &dev.id, action).await? {
-        // Queued: not offered to the device yet (the pace releases it), so not its to see.
-        Some((e, attempt)) if e.attempt == attempt && e.state == ExecutionState::Queued => Err(not_found()),
-        Some((e, attempt)) if e.attempt == attempt => Ok(e),
-        Some((e, attempt)) if attempt < e.attempt => {
-            Err(DdiError::Gone(format!("action {id} is closed: it was retried as action {}", e.public_id())))
+    match state.app.device_action(&dev.actor, action).await? {
+        Action::Current(e) => Ok(e),
+        Action::Retried { now } => {
+            Err(DdiError::Gone(format!("action {id} is closed: it was retried as action {now}")))
         }
-        _ => Err(not_found()),
+        Action::Unknown => Err(not_found()),
     }
 }
 
@@ -360,13 +363,13 @@ pub(crate) fn etag_param(e: &Execution, window_open: Option<bool>) -> i32 {
 }
 
 /// The job an execution belongs to.
-async fn job_of(state: &AppState, tenant: &str, e: &Execution) -> DdiResult<Job> {
-    state.store.get_job(tenant, &e.job).await?.ok_or_else(|| DdiError::NotFound(format!("job {} not found", e.job)))
+async fn job_of(state: &AppState, dev: &DdiDevice, e: &Execution) -> DdiResult<Job> {
+    state.app.device_job(&dev.actor, e).await?.ok_or_else(|| DdiError::NotFound(format!("job {} not found", e.job)))
 }
 
 /// `GET /{tenant}/controller/v1/{controllerId}`: what the device should do next.
 async fn poll(State(state): State<AppState>, dev: DdiDevice, headers: HeaderMap) -> DdiResult<Response> {
-    state.presence.seen(&dev.tenant, &dev.id, state.now());
+    state.app.device_seen(&dev.actor);
     metrics::counter!(DDI_POLLS).increment(1);
     if let Some(cached) = state.poll_cache.idle(&dev.tenant, &dev.id)
         && cached.base_url == dev.base_url
@@ -374,8 +377,8 @@ async fn poll(State(state): State<AppState>, dev: DdiDevice, headers: HeaderMap)
         return Ok(etagged(&headers, cached.body.clone(), &cached.etag));
     }
     let epoch = state.poll_cache.epoch();
-    let identity = state.store.device_identity(&dev.tenant, &dev.id).await?.ok_or(DdiError::Unauthorized)?;
-    let actions = state.store.device_actions(&dev.tenant, &dev.id).await?;
+    let identity = state.app.device_identity(&dev.actor).await?.ok_or(DdiError::Unauthorized)?;
+    let actions = state.app.device_actions(&dev.actor).await?;
     let mut links = ddi::ControllerLinks::default();
     let mut sleep = state.settings.poll_interval_secs;
     if let Some(a) = &actions.active {
@@ -386,7 +389,7 @@ async fn poll(State(state): State<AppState>, dev: DdiDevice, headers: HeaderMap)
             links.confirmation_base =
                 Some(ddi::Link::new(format!("{}/confirmationBase/{id}?c={}", dev.base_url, etag_param(a, None))));
         } else {
-            let (job, now) = (job_of(&state, &dev.tenant, a).await?, state.now());
+            let (job, now) = (job_of(&state, &dev, a).await?, state.now());
             sleep = job.spec.poll_secs(now, sleep);
             let window_open = job.spec.delivery(now).window_open;
             links.deployment_base =
@@ -466,7 +469,7 @@ async fn history(
         return Ok(None);
     };
     let limit = if n < 0 { 100 } else { n.min(100) as usize };
-    let events = state.store.execution_history(&dev.tenant, e.action_id).await?;
+    let events = state.app.device_history(&dev.actor, e).await?;
     let messages = events
         .iter()
         .rev()
@@ -531,11 +534,11 @@ fn artifact_of(f: &updraft_core::FirmwareFile, href: &str) -> ddi::Artifact {
 
 async fn deployment_of(state: &AppState, dev: &DdiDevice, e: &Execution) -> DdiResult<ddi::Deployment> {
     let fw = state
-        .store
-        .get_firmware(&dev.tenant, &e.firmware)
+        .app
+        .device_firmware(&dev.actor, e)
         .await?
         .ok_or_else(|| DdiError::NotFound(format!("firmware {} not found", e.firmware)))?;
-    let job = job_of(state, &dev.tenant, e).await?;
+    let job = job_of(state, dev, e).await?;
     let delivery = job.spec.delivery(state.now());
     let directive = |d: Directive| match d {
         Directive::Skip => ddi::HandlingType::Skip,
@@ -643,11 +646,7 @@ async fn deployment_feedback(
     let e = own_execution(&state, &dev, &params["action"]).await?;
     let feedback: ddi::ActionFeedback = read_json(&headers, &body)?;
     let report = device_report(&feedback.status);
-    let handling = job_of(&state, &dev.tenant, &e).await?.spec.handling;
-    let now = state.now();
-    let changed = state
-        .change_execution(&dev.tenant, &e, &|x| on_device_report_handled(x, &report, handling, now).map(Some), now)
-        .await?;
+    let changed = state.app.report_deployment(&dev.actor, &e, &report).await?;
     let changed = changed.map_err(|err| refused(err, e.public_id()))?;
     metrics::counter!(DDI_FEEDBACK, "report" => report.label.clone()).increment(1);
     tracing::debug!(tenant = %dev.tenant, device = %dev.id, action = e.public_id(), report = %report.label, state = changed.state.as_str(), "device feedback");
@@ -679,10 +678,7 @@ async fn cancel_feedback(
     let e = own_execution(&state, &dev, &params["action"]).await?;
     let feedback: ddi::ActionFeedback = read_json(&headers, &body)?;
     let report = device_report(&feedback.status);
-    let now = state.now();
-    let changed =
-        state.change_execution(&dev.tenant, &e, &|x| on_cancel_report(x, &report, now).map(Some), now).await?;
-    match changed {
+    match state.app.report_cancel(&dev.actor, &e, &report).await? {
         Ok(_) => Ok(StatusCode::OK),
         Err(TransitionError::Finished) => Err(DdiError::Gone(format!("action {} is closed", e.public_id()))),
         Err(TransitionError::NotApplicable) => {
@@ -714,21 +710,14 @@ async fn config_data(
     body: Bytes,
 ) -> DdiResult<StatusCode> {
     let data: ddi::ConfigData = read_json(&headers, &body)?;
-    attributes::validate(&data.data)
-        .map_err(|errors| DdiError::BadRequest(updraft_core::Error::Invalid(errors).to_string()))?;
     let mode = match data.mode.unwrap_or(ddi::ConfigMode::Merge) {
         ddi::ConfigMode::Merge => attributes::Mode::Merge,
         ddi::ConfigMode::Replace => attributes::Mode::Replace,
         ddi::ConfigMode::Remove => attributes::Mode::Remove,
     };
-    let now = state.now();
-    let apply = |d: &mut updraft_core::Device| {
-        attributes::apply(d, mode, &data.data);
-        Ok(())
-    };
     state
-        .store
-        .modify_device(&dev.tenant, &dev.id, &apply, true, now)
+        .app
+        .report_attributes(&dev.actor, mode, &data.data)
         .await?
         .map_err(|errors| DdiError::BadRequest(updraft_core::Error::Invalid(errors).to_string()))?;
     Ok(StatusCode::OK)
@@ -736,7 +725,7 @@ async fn config_data(
 
 /// `GET confirmationBase`: auto-confirmation is off; links to an action awaiting consent.
 async fn confirmation_base(State(state): State<AppState>, dev: DdiDevice) -> DdiResult<Json<ddi::ConfirmationBase>> {
-    let actions = state.store.device_actions(&dev.tenant, &dev.id).await?;
+    let actions = state.app.device_actions(&dev.actor).await?;
     let mut links = std::collections::BTreeMap::new();
     if let Some(a) = actions.active.filter(|a| a.state == ExecutionState::AwaitingConsent) {
         links.insert(
@@ -773,27 +762,20 @@ async fn confirmation_feedback(
     let e = own_execution(&state, &dev, &params["action"]).await?;
     let feedback: ddi::ConfirmationFeedback = read_json(&headers, &body)?;
     let approve = feedback.confirmation == ddi::Confirmation::Confirmed;
-    let now = state.now();
-    let changed = state
-        .change_execution(&dev.tenant, &e, &|x| on_consent(x, approve, EventSource::Device, now).map(Some), now)
-        .await?;
-    changed.map_err(|err| refused(err, e.public_id()))?;
+    state.app.device_consent(&dev.actor, &e, approve).await?.map_err(|err| refused(err, e.public_id()))?;
     Ok(StatusCode::OK)
 }
 
 /// The firmware image behind a software module id, if this device may download it:
 /// the image of its open execution or of the last one it installed.
 async fn module_for_device(state: &AppState, dev: &DdiDevice, module: &str) -> DdiResult<Firmware> {
-    let actions = state.store.device_actions(&dev.tenant, &dev.id).await?;
-    let allowed = actions.active.iter().chain(actions.installed.iter()).any(|e| e.firmware == module);
-    if !allowed {
-        return Err(DdiError::NotFound(format!("software module {module} is not assigned to target {}", dev.id)));
+    match state.app.device_module(&dev.actor, module).await? {
+        Module::Assigned(fw) => Ok(fw),
+        Module::NotAssigned => {
+            Err(DdiError::NotFound(format!("software module {module} is not assigned to target {}", dev.id)))
+        }
+        Module::Missing => Err(DdiError::NotFound(format!("software module {module} not found"))),
     }
-    state
-        .store
-        .get_firmware(&dev.tenant, module)
-        .await?
-        .ok_or_else(|| DdiError::NotFound(format!("software module {module} not found")))
 }
 
 /// `GET softwaremodules/{id}/artifacts`.

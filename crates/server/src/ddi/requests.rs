@@ -13,10 +13,7 @@
 use axum::Json;
 use axum::extract::State;
 use serde::Serialize;
-use updraft_core::PageRequest;
-use updraft_core::job::{ExecutionState, Job, JobState};
-use updraft_core::rollout::{PaceStats, release_budget};
-use updraft_store::ExecutionScope;
+use updraft_app::executions::Asked;
 
 use super::{DdiDevice, DdiError, DdiResult, etag_param};
 use crate::extract::DdiPath;
@@ -35,22 +32,13 @@ async fn requestable_jobs(
     state: &AppState,
     dev: &DdiDevice,
 ) -> DdiResult<Vec<(RequestableJob, updraft_core::job::Execution)>> {
-    let scope = ExecutionScope { job: None, device: Some(dev.id.clone()), state: Some(ExecutionState::Queued) };
-    let page = state
-        .store
-        .list_executions(&dev.tenant, &scope, &PageRequest { sort: "action_id".into(), ..PageRequest::all() })
-        .await?;
-    let mut out = Vec::new();
-    for e in page.items {
-        let Some(job) = state.store.get_job(&dev.tenant, &e.job).await? else { continue };
-        if job.spec.allow_device_request && job.state == JobState::Running {
-            out.push((
-                RequestableJob { job: job.id, name: job.name, firmware: job.firmware, action: e.public_id() },
-                e,
-            ));
-        }
-    }
-    Ok(out)
+    let jobs = state.app.requestable_jobs(&dev.actor).await?;
+    Ok(jobs
+        .into_iter()
+        .map(|(job, e)| {
+            (RequestableJob { job: job.id, name: job.name, firmware: job.firmware, action: e.public_id() }, e)
+        })
+        .collect())
 }
 
 /// `GET {base}/updraft/jobs`.
@@ -68,28 +56,13 @@ pub async fn request(
     let Some((_, e)) = requestable_jobs(&state, &dev).await?.into_iter().find(|(j, _)| j.job == wanted) else {
         return Err(DdiError::NotFound(format!("no job {wanted} this device may ask for")));
     };
+    let (released, job) = match state.app.ask_for_job(&dev.actor, &e).await? {
+        Asked::Released { execution, job } => (execution, job),
+        Asked::Busy => return Err(DdiError::Conflict("the device is working on another action".into())),
+        Asked::NoRoom => return Err(DdiError::Unavailable),
+        Asked::Gone => return Err(DdiError::NotFound(format!("action {} is no longer queued", e.public_id()))),
+    };
     let now = state.now();
-    // The pace and the device's other executions are checked in the release's own
-    // transaction, so concurrent asks (and the scheduler) cannot both pass.
-    let budget = |j: &Job, stats: &PaceStats| {
-        if j.state == JobState::Running && j.spec.allow_device_request {
-            release_budget(&j.spec.pace, stats)
-        } else {
-            0
-        }
-    };
-    let released = state.store.release_executions(&dev.tenant, &e.job, Some(&dev.id), &budget, now).await?;
-    let Some(released) = released.executions.into_iter().next() else {
-        if state.store.device_actions(&dev.tenant, &dev.id).await?.active.is_some_and(|a| a.state.is_in_progress()) {
-            return Err(DdiError::Conflict("the device is working on another action".into()));
-        }
-        if released.allowed == 0 {
-            return Err(DdiError::Unavailable);
-        }
-        return Err(DdiError::NotFound(format!("action {} is no longer queued", e.public_id())));
-    };
-    tracing::info!(job = %e.job, device = %dev.id, "device asked for its job");
-    let job = state.store.get_job(&dev.tenant, &e.job).await?.ok_or_else(|| DdiError::NotFound(e.job.clone()))?;
     let href = format!(
         "{}/deploymentBase/{}?c={}",
         dev.base_url,

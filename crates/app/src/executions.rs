@@ -1,0 +1,241 @@
+//! What devices do: identify themselves, find their work, report progress,
+//! accept a cancellation, give consent, report their attributes, ask for a
+//! job, fetch what they install. Every front door that speaks for devices
+//! (hawkBit's device API today) calls these; each device only ever sees and
+//! changes its own executions.
+
+use updraft_core::attributes;
+use updraft_core::job::{
+    DeviceReport, EventSource, Execution, ExecutionEvent, ExecutionState, Job, JobState, TransitionError,
+    on_cancel_report, on_consent, on_device_report_handled,
+};
+use updraft_core::rollout::{PaceStats, release_budget};
+use updraft_core::{Device, FieldError, Firmware, PageRequest};
+use updraft_store::{DeviceActions, DeviceIdentity, ExecutionRule, ExecutionScope};
+
+use crate::actor::token_hash;
+use crate::error::{Error, ErrorCode, Result};
+use crate::{Actor, App};
+
+/// Where an action id a device names leads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// The device's execution, as it is now.
+    Current(Execution),
+    /// An earlier attempt of an execution since retried under another id.
+    Retried { now: i64 },
+    /// Nothing of this device's (or not offered to it yet).
+    Unknown,
+}
+
+/// Whether a device may download a firmware image.
+#[derive(Debug, Clone)]
+pub enum Module {
+    Assigned(Firmware),
+    NotAssigned,
+    Missing,
+}
+
+/// What a device's ask for a job did.
+#[derive(Debug, Clone)]
+pub enum Asked {
+    /// Released to the device: follow its deployment.
+    Released { execution: Execution, job: Box<Job> },
+    /// The device is working on another execution.
+    Busy,
+    /// The job's pace allows none now.
+    NoRoom,
+    /// The execution is no longer queued.
+    Gone,
+}
+
+/// The device an actor speaks for.
+fn device_of(actor: &Actor) -> Result<(&str, &str)> {
+    match actor {
+        Actor::Device { tenant, device } => Ok((tenant, device)),
+        _ => Err(Error::new(ErrorCode::Forbidden, "only a device reports on its executions")),
+    }
+}
+
+impl App {
+    /// The device a device token belongs to: (tenant, device).
+    pub async fn device_for_token(&self, token: &str) -> Result<Option<(String, String)>> {
+        let identity = self.store.device_identity_by_token_hash(&token_hash(token)).await?;
+        Ok(identity.map(|i| (i.tenant, i.id)))
+    }
+
+    /// The tenant a gateway token speaks for.
+    pub async fn gateway_for_token(&self, token: &str) -> Result<Option<String>> {
+        Ok(self.store.gateway_tenant(&token_hash(token)).await?)
+    }
+
+    /// Who the device is, as the device API needs it.
+    pub async fn device_identity(&self, actor: &Actor) -> Result<Option<DeviceIdentity>> {
+        let (tenant, device) = device_of(actor)?;
+        Ok(self.store.device_identity(tenant, device).await?)
+    }
+
+    /// Notes a poll (written later, in a batch, by the presence worker).
+    pub fn device_seen(&self, actor: &Actor) {
+        if let Ok((tenant, device)) = device_of(actor) {
+            self.presence.seen(tenant, device, self.now());
+        }
+    }
+
+    /// The device's open execution and the last one it installed.
+    pub async fn device_actions(&self, actor: &Actor) -> Result<DeviceActions> {
+        let (tenant, device) = device_of(actor)?;
+        Ok(self.store.device_actions(tenant, device).await?)
+    }
+
+    /// The device's execution behind action id `action`.
+    pub async fn device_action(&self, actor: &Actor, action: i64) -> Result<Action> {
+        let (tenant, device) = device_of(actor)?;
+        Ok(match self.store.execution_by_action(tenant, device, action).await? {
+            // Queued: not offered to the device yet (the pace releases it), so not its to see.
+            Some((e, attempt)) if e.attempt == attempt && e.state == ExecutionState::Queued => Action::Unknown,
+            Some((e, attempt)) if e.attempt == attempt => Action::Current(e),
+            Some((e, attempt)) if attempt < e.attempt => Action::Retried { now: e.public_id() },
+            _ => Action::Unknown,
+        })
+    }
+
+    /// The job of one of the device's executions.
+    pub async fn device_job(&self, actor: &Actor, e: &Execution) -> Result<Option<Job>> {
+        let (tenant, _) = device_of(actor)?;
+        Ok(self.store.get_job(tenant, &e.job).await?)
+    }
+
+    /// The firmware of one of the device's executions.
+    pub async fn device_firmware(&self, actor: &Actor, e: &Execution) -> Result<Option<Firmware>> {
+        let (tenant, _) = device_of(actor)?;
+        Ok(self.store.get_firmware(tenant, &e.firmware).await?)
+    }
+
+    /// An execution's history, oldest first.
+    pub async fn device_history(&self, actor: &Actor, e: &Execution) -> Result<Vec<ExecutionEvent>> {
+        let (tenant, _) = device_of(actor)?;
+        Ok(self.store.execution_history(tenant, e.action_id).await?)
+    }
+
+    async fn change_own(
+        &self,
+        actor: &Actor,
+        e: &Execution,
+        rule: ExecutionRule<'_>,
+    ) -> Result<Result<Execution, TransitionError>> {
+        let (tenant, device) = device_of(actor)?;
+        if e.device != device {
+            return Err(Error::not_found("execution", &e.public_id().to_string()));
+        }
+        Ok(self.store.change_execution(tenant, e.action_id, rule, self.now()).await?)
+    }
+
+    /// A device's report on its deployment, as its job's handling reads it.
+    pub async fn report_deployment(
+        &self,
+        actor: &Actor,
+        e: &Execution,
+        report: &DeviceReport,
+    ) -> Result<Result<Execution, TransitionError>> {
+        let handling = self.device_job(actor, e).await?.ok_or_else(|| Error::not_found("job", &e.job))?.spec.handling;
+        let now = self.now();
+        self.change_own(actor, e, &|x| on_device_report_handled(x, report, handling, now).map(Some)).await
+    }
+
+    /// A device's report on a cancellation asked of it.
+    pub async fn report_cancel(
+        &self,
+        actor: &Actor,
+        e: &Execution,
+        report: &DeviceReport,
+    ) -> Result<Result<Execution, TransitionError>> {
+        let now = self.now();
+        self.change_own(actor, e, &|x| on_cancel_report(x, report, now).map(Some)).await
+    }
+
+    /// A device's (its user's) consent to, or refusal of, an execution.
+    pub async fn device_consent(
+        &self,
+        actor: &Actor,
+        e: &Execution,
+        approve: bool,
+    ) -> Result<Result<Execution, TransitionError>> {
+        let now = self.now();
+        self.change_own(actor, e, &|x| on_consent(x, approve, EventSource::Device, now).map(Some)).await
+    }
+
+    /// The attributes a device reports about itself update its record.
+    pub async fn report_attributes(
+        &self,
+        actor: &Actor,
+        mode: attributes::Mode,
+        data: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Result<Device, Vec<FieldError>>> {
+        let (tenant, device) = device_of(actor)?;
+        if let Err(errors) = attributes::validate(data) {
+            return Ok(Err(errors));
+        }
+        let apply = |d: &mut Device| {
+            attributes::apply(d, mode, data);
+            Ok(())
+        };
+        Ok(self.store.modify_device(tenant, device, &apply, true, self.now()).await?)
+    }
+
+    /// The jobs the device may ask for, with its queued execution of each.
+    pub async fn requestable_jobs(&self, actor: &Actor) -> Result<Vec<(Job, Execution)>> {
+        let (tenant, device) = device_of(actor)?;
+        let scope = ExecutionScope { job: None, device: Some(device.to_owned()), state: Some(ExecutionState::Queued) };
+        let all = PageRequest { sort: "action_id".into(), ..PageRequest::all() };
+        let page = self.store.list_executions(tenant, &scope, &all).await?;
+        let mut out = Vec::new();
+        for e in page.items {
+            let Some(job) = self.store.get_job(tenant, &e.job).await? else { continue };
+            if job.spec.allow_device_request && job.state == JobState::Running {
+                out.push((job, e));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The device asks for its queued execution `e`: released at once if the
+    /// job runs and its pace allows. The pace and the device's other
+    /// executions are checked in the release's own transaction, so concurrent
+    /// asks (and the scheduler) cannot both pass.
+    pub async fn ask_for_job(&self, actor: &Actor, e: &Execution) -> Result<Asked> {
+        let (tenant, device) = device_of(actor)?;
+        let budget = |j: &Job, stats: &PaceStats| {
+            if j.state == JobState::Running && j.spec.allow_device_request {
+                release_budget(&j.spec.pace, stats)
+            } else {
+                0
+            }
+        };
+        let released = self.store.release_executions(tenant, &e.job, Some(device), &budget, self.now()).await?;
+        let Some(execution) = released.executions.into_iter().next() else {
+            if self.store.device_actions(tenant, device).await?.active.is_some_and(|a| a.state.is_in_progress()) {
+                return Ok(Asked::Busy);
+            }
+            return Ok(if released.allowed == 0 { Asked::NoRoom } else { Asked::Gone });
+        };
+        tracing::info!(job = %e.job, device = %device, "device asked for its job");
+        let job = self.store.get_job(tenant, &e.job).await?.ok_or_else(|| Error::not_found("job", &e.job))?;
+        Ok(Asked::Released { execution, job: Box::new(job) })
+    }
+
+    /// The firmware image behind a software module id, if this device may
+    /// download it: the image of its open execution or of the last one it installed.
+    pub async fn device_module(&self, actor: &Actor, module: &str) -> Result<Module> {
+        let (tenant, _) = device_of(actor)?;
+        let actions = self.device_actions(actor).await?;
+        let allowed = actions.active.iter().chain(actions.installed.iter()).any(|e| e.firmware == module);
+        if !allowed {
+            return Ok(Module::NotAssigned);
+        }
+        Ok(match self.store.get_firmware(tenant, module).await? {
+            Some(fw) => Module::Assigned(fw),
+            None => Module::Missing,
+        })
+    }
+}
