@@ -144,6 +144,20 @@ impl App {
         self.followers.settle(self).await;
     }
 
+    /// Hands this replica's jobs over at once (after a crash they wait for
+    /// their leases to expire) and closes the store.
+    pub async fn shut_down(&self) {
+        if let Err(e) = self.store.release_leases(&self.replica).await {
+            tracing::warn!(error = %e, "releasing scheduler leases failed");
+        }
+        self.store.close().await;
+    }
+
+    /// Which store backend holds the data (`sqlite`, `postgres`).
+    pub fn backend(&self) -> &'static str {
+        self.store.backend()
+    }
+
     /// Runs one scheduler tick as of now (tests step the engine with it).
     pub async fn tick_scheduler(&self) -> Result<scheduler::TickReport> {
         Ok(scheduler::tick(self, self.now()).await?)

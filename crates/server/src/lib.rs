@@ -1,7 +1,8 @@
-//! updraft's server: the management REST API over the store and blob storage.
-//!
-//! [`launch`] is the one entry point: the binary calls it with the listener it
-//! bound, and so do the integration tests (on port 0).
+//! updraft's HTTP front door: the management REST API and hawkBit's device
+//! API over the application layer (`updraft-app`). It knows no store: the
+//! binary opens the backends, builds the `App`, and hands it to [`build`],
+//! then [`serve`]s it on the listener it bound (the integration tests do the
+//! same on port 0).
 
 pub mod api;
 pub mod auth;
@@ -15,19 +16,15 @@ pub mod openapi;
 pub mod ratelimit;
 pub mod settings;
 pub mod state;
-pub mod testing;
 
 use std::future::Future;
 use std::sync::Arc;
 
-use anyhow::Context;
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, Method, Request, header};
 use tokio::net::TcpListener;
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
-use updraft_blob::{BlobStore, LocalBlobStore};
-use updraft_store::Store;
 
 pub use settings::{LogFormat, Settings};
 pub use state::AppState;
@@ -46,25 +43,6 @@ impl MakeRequestId for RequestIds {
     fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
         let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         format!("{}-{n:08x}", self.prefix).parse().ok().map(RequestId::new)
-    }
-}
-
-/// Opens the store the settings name: PostgreSQL for a `postgres://` URL,
-/// otherwise SQLite (by default `<data_dir>/updraft.db`).
-pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
-    match settings.database_url.as_deref() {
-        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            Ok(Arc::new(updraft_store_postgres::connect(url).await.context("connecting to PostgreSQL")?))
-        }
-        Some(url) if url.starts_with("sqlite:") => {
-            Ok(Arc::new(updraft_store_sqlite::open_url(url).await.context("opening the SQLite database")?))
-        }
-        Some(other) => anyhow::bail!("unsupported database URL `{other}`: use postgres://… or sqlite:…"),
-        None => {
-            updraft_blob::create_private_dir(&settings.data_dir).await.context("creating the data directory")?;
-            let path = settings.data_dir.join("updraft.db");
-            Ok(Arc::new(updraft_store_sqlite::open(&path).await.context("opening the SQLite database")?))
-        }
     }
 }
 
@@ -142,30 +120,10 @@ fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
     )
 }
 
-/// Runs the server on `listener` until `shutdown` completes, then finishes the
-/// requests in flight and closes the store.
-pub async fn launch(
-    settings: Settings,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    launch_with_clock(settings, listener, shutdown, Arc::new(SystemClock)).await
-}
-
-/// [`launch`] with a clock of the caller's choosing (tests drive time with it).
-pub async fn launch_with_clock(
-    settings: Settings,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-    clock: Arc<dyn Clock>,
-) -> anyhow::Result<()> {
-    let state = build(settings, clock).await?;
-    serve(state, listener, shutdown).await
-}
-
-/// Opens the store and blob storage, bootstraps the administrator key, and
-/// returns the state every handler and worker shares.
-pub async fn build(mut settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
+/// Checks the settings, bootstraps the administrator key, and returns the
+/// state every handler shares, over `app` (whose store and blob storage the
+/// binary chose).
+pub async fn build(mut settings: Settings, app: updraft_app::App) -> anyhow::Result<AppState> {
     settings.public_url = settings.public_base().map_err(anyhow::Error::msg)?;
     for origin in &settings.cors_allowed_origins {
         anyhow::ensure!(
@@ -173,10 +131,6 @@ pub async fn build(mut settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Res
             "cors_allowed_origins: `{origin}` is not a valid origin"
         );
     }
-    let store = open_store(&settings).await?;
-    let blobs: Arc<dyn BlobStore> =
-        Arc::new(LocalBlobStore::open(&settings.data_dir.join("firmware")).await.context("opening firmware storage")?);
-    let app = updraft_app::App::new(store, blobs, settings.app_config(), clock);
     if let Some(token) = app.bootstrap(settings.bootstrap_token.as_deref()).await? {
         eprintln!(
             "\n  updraft generated the server administrator's API key. It is shown only this once:\n\n      {token}\n\n  \
@@ -209,7 +163,7 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let (stop_workers, workers) = state.app.spawn_background();
-    tracing::info!(%addr, backend = state.store.backend(), "updraft listening");
+    tracing::info!(%addr, backend = state.app.backend(), "updraft listening");
     let settings = &state.settings;
     let limits = conn::Limits {
         header_read_timeout: std::time::Duration::from_secs(settings.header_read_timeout_secs.max(1)),
@@ -226,10 +180,6 @@ pub async fn serve(
     for w in workers {
         let _ = w.await;
     }
-    // Hand this replica's jobs over at once (after a crash they wait for their leases to expire).
-    if let Err(e) = state.store.release_leases(&state.replica).await {
-        tracing::warn!(error = %e, "releasing scheduler leases failed");
-    }
-    state.store.close().await;
+    state.app.shut_down().await;
     Ok(())
 }

@@ -116,5 +116,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(open_file_limit = ?files, "open file limit");
     let listener =
         tokio::net::TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
-    updraft_server::launch(settings, listener, crate::process::shutdown_signal()).await
+    let state = updraft::backends::build(settings, std::sync::Arc::new(updraft_app::SystemClock)).await?;
+    updraft_server::serve(state, listener, crate::process::shutdown_signal()).await
 }

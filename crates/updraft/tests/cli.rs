@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
-use updraft_server::testing::{ADMIN_TOKEN, Backend, TestServer};
+use updraft::testing::{ADMIN_TOKEN, Backend, TestServer};
 
 fn updraft(server: &TestServer, token: &str, args: &[&str], cwd: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_updraft"))

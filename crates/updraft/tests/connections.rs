@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use updraft_server::testing::ADMIN_TOKEN;
+use updraft::testing::ADMIN_TOKEN;
 
 struct Server(Child);
 

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{Value, json};
+use updraft::testing::{ADMIN_TOKEN, Backend, TestServer};
 use updraft_agent::sim::{Fate, OutcomeMode, Outcomes};
-use updraft_server::testing::{ADMIN_TOKEN, Backend, TestServer};
 
 /// Runs each listed test body (an `async fn(Backend)`) on SQLite and on PostgreSQL. The runtime
 /// has worker threads of its own so the in-process server keeps serving while a test waits.

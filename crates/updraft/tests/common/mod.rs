@@ -3,7 +3,7 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
-pub use updraft_server::testing::{ADMIN_TOKEN, Backend, TestServer};
+pub use updraft::testing::{ADMIN_TOKEN, Backend, TestServer};
 
 /// Runs each listed test body (an `async fn(Backend)`) on SQLite and on PostgreSQL.
 #[macro_export]

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use common::{Api, Backend, TestServer};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use updraft_server::testing::ManualClock;
+use updraft::testing::ManualClock;
 
 on_both_stores!(
     feedback_with_empty_or_foreign_progress_completes_the_deployment,

@@ -121,7 +121,7 @@ async fn download_links_ignore_forged_host_headers(b: Backend) {
     assert!(href.starts_with("https://updates.example.com/ota/default/controller/v1/dev-0/deploymentBase/"), "{href}");
     // An unusable public URL stops the server at start.
     let bad = Settings { public_url: Some("updates.example.com".into()), ..Settings::default() };
-    assert!(updraft_server::build(bad, std::sync::Arc::new(updraft_server::SystemClock)).await.is_err());
+    assert!(updraft::backends::build(bad, std::sync::Arc::new(updraft_app::SystemClock)).await.is_err());
 }
 
 use updraft_server::{Clock, Settings};

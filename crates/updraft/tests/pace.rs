@@ -12,7 +12,7 @@ use common::{Api, Backend, TestServer};
 use jiff::SignedDuration;
 use reqwest::Method;
 use serde_json::{Value, json};
-use updraft_server::testing::ManualClock;
+use updraft::testing::ManualClock;
 
 on_both_stores!(
     a_rate_is_spread_over_every_second_of_every_minute,

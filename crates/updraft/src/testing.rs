@@ -1,6 +1,7 @@
-//! A real server for integration tests: started with [`launch`](crate::launch)
-//! on port 0 in a temporary data directory, on SQLite or on a fresh
-//! PostgreSQL database, with a known administrator token.
+//! A real server for integration tests: the binary's wiring
+//! ([`crate::backends`], `updraft_server::serve`) on port 0, in a temporary
+//! data directory, on SQLite or on a fresh PostgreSQL database, with a known
+//! administrator token.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,7 +12,7 @@ use jiff::{SignedDuration, Timestamp};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::Settings;
+use updraft_server::Settings;
 
 /// The administrator token every test server starts with.
 pub const ADMIN_TOKEN: &str = "upd_k_test_admin_token_0123456789";
@@ -36,7 +37,7 @@ impl ManualClock {
     }
 }
 
-impl crate::Clock for ManualClock {
+impl updraft_app::Clock for ManualClock {
     fn now(&self) -> Timestamp {
         *self.0.lock().expect("not poisoned")
     }
@@ -52,7 +53,7 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub settings: Settings,
     /// The server's shared state: tests step workers with it (`Worker::tick`).
-    pub state: crate::AppState,
+    pub state: updraft_server::AppState,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
     _dir: Option<tempfile::TempDir>,
@@ -66,7 +67,7 @@ impl TestServer {
 
     /// Starts a server on a fresh store, after `configure` adjusts its settings.
     pub async fn start_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> Self {
-        Self::start_on(backend, configure, Arc::new(crate::SystemClock)).await
+        Self::start_on(backend, configure, Arc::new(updraft_app::SystemClock)).await
     }
 
     /// Starts a server on a fresh store with a clock the test moves
@@ -88,7 +89,11 @@ impl TestServer {
         (server, clock)
     }
 
-    async fn start_on(backend: Backend, configure: impl FnOnce(&mut Settings), clock: Arc<dyn crate::Clock>) -> Self {
+    async fn start_on(
+        backend: Backend,
+        configure: impl FnOnce(&mut Settings),
+        clock: Arc<dyn updraft_app::Clock>,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         let mut settings = Settings {
             data_dir: dir.path().to_path_buf(),
@@ -106,18 +111,18 @@ impl TestServer {
 
     /// Starts a server with exactly these settings (to restart on the same data).
     pub async fn start_settings(settings: Settings) -> Self {
-        Self::start_settings_clocked(settings, Arc::new(crate::SystemClock)).await
+        Self::start_settings_clocked(settings, Arc::new(updraft_app::SystemClock)).await
     }
 
     /// [`TestServer::start_settings`] with the given clock.
-    pub async fn start_settings_clocked(settings: Settings, clock: Arc<dyn crate::Clock>) -> Self {
+    pub async fn start_settings_clocked(settings: Settings, clock: Arc<dyn updraft_app::Clock>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
         let addr = listener.local_addr().expect("local address");
         let (tx, rx) = oneshot::channel::<()>();
-        let state = crate::build(settings.clone(), clock).await.expect("server state");
+        let state = crate::backends::build(settings.clone(), clock).await.expect("server state");
         let serving = state.clone();
         let task = tokio::spawn(async move {
-            crate::serve(serving, listener, async move {
+            updraft_server::serve(serving, listener, async move {
                 let _ = rx.await;
             })
             .await

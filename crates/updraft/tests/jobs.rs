@@ -11,7 +11,7 @@ use common::{Api, Backend, TestServer};
 use jiff::{SignedDuration, Timestamp};
 use reqwest::Method;
 use serde_json::{Value, json};
-use updraft_server::testing::ManualClock;
+use updraft::testing::ManualClock;
 
 on_both_stores!(
     targeting_selects_exactly_the_scope,

@@ -102,7 +102,7 @@ async fn a_follower_catches_up_on_what_it_missed_while_stopped(b: Backend) {
     let dir = api.server.stop().await;
 
     // While no server runs, a device that matches is registered straight in the store.
-    let store = updraft_server::open_store(&settings).await.unwrap();
+    let store = updraft::backends::open_store(&settings).await.unwrap();
     let mut attributes = updraft_core::DeviceAttributes::default();
     attributes.properties.insert("region".into(), updraft_core::PropertyValue::String("eu".into()));
     let device = updraft_core::NewDevice {
