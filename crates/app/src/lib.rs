@@ -29,6 +29,9 @@ use updraft_store::Store;
 
 pub use actor::Actor;
 pub use error::{Error, ErrorCode, Kind, Result};
+/// The store's types front doors name: scopes of lists, sortable fields,
+/// what a device is offered, and the events listeners see.
+pub use updraft_store::{Change, DeviceActions, DeviceIdentity, DeviceScope, Event, ExecutionScope, sortable};
 
 /// Where use cases and workers read the time from; tests substitute their own.
 pub trait Clock: Send + Sync + 'static {
@@ -136,6 +139,11 @@ impl App {
         let (stop, mut tasks) = workers::spawn(self.clone());
         tasks.extend(followers::spawn(self, &stop.subscribe()));
         (stop, tasks)
+    }
+
+    /// The last event this replica committed (see [`App::settle`]).
+    pub fn published(&self) -> i64 {
+        self.store.feed().published()
     }
 
     /// Waits until this replica's followers have acted on what it committed

@@ -77,9 +77,9 @@ async fn settle(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     let reads = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    let before = state.store.feed().published();
+    let before = state.app.published();
     let response = next.run(req).await;
-    if !reads && state.store.feed().published() != before {
+    if !reads && state.app.published() != before {
         state.app.settle().await;
     }
     response

@@ -10,8 +10,8 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
+use updraft_app::{DeviceScope, sortable};
 use updraft_core::{Access, ConnectionStatus, Device, DeviceAttributes, PropertyValue};
-use updraft_store::{DeviceScope, sortable};
 use utoipa::ToSchema;
 
 use super::{ListParams, PageOut, non_empty};

@@ -10,13 +10,13 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
+use updraft_app::sortable;
 use updraft_core::FieldError;
 use updraft_core::job::{Execution, ExecutionEvent, ExecutionState, Job, JobCommand, JobKind, JobState};
 use updraft_core::rollout::{
     AbortRule, DEFAULT_MAX_CONCURRENCY, Handling, JobSpec, Pace, Ramp, Recurrence, Retry, Targeting,
 };
 use updraft_core::schedule::{DailyWindow, Schedule};
-use updraft_store::sortable;
 use utoipa::ToSchema;
 
 use super::{ListParams, PageOut, non_empty};

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::http::HeaderValue;
-use updraft_store::{Change, Event};
+use updraft_app::{Change, Event};
 
 /// Idle answers by tenant, then device: looked up with borrowed ids, no allocation.
 type IdleMap = HashMap<String, HashMap<String, (Arc<IdleAnswer>, Option<Instant>)>>;

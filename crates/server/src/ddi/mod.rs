@@ -30,7 +30,6 @@ use updraft_core::job::{
 use updraft_core::rollout::Directive;
 use updraft_core::{Firmware, attributes};
 use updraft_ddi as ddi;
-use updraft_store::StoreError;
 
 use crate::auth::token_hash;
 use crate::extract::{DdiPath, DdiQuery};
@@ -88,20 +87,6 @@ pub fn is_device_path(path: &str) -> bool {
     segments.next().is_some_and(|t| !t.is_empty())
         && segments.next() == Some("controller")
         && segments.next() == Some("v1")
-}
-
-impl From<StoreError> for DdiError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::NotFound { what, id } => DdiError::NotFound(format!("{what} {id} not found")),
-            StoreError::Invalid(e) => DdiError::BadRequest(e.to_string()),
-            e @ StoreError::Missing(_) => DdiError::NotFound(e.to_string()),
-            other => {
-                tracing::error!(error = %other, "store error in the device api");
-                DdiError::Unavailable
-            }
-        }
-    }
 }
 
 impl From<updraft_app::Error> for DdiError {
