@@ -21,6 +21,9 @@ pub mod scheduler;
 pub mod targeting;
 pub mod workers;
 
+pub mod products;
+mod text;
+
 use std::sync::Arc;
 
 use jiff::Timestamp;

@@ -5,13 +5,14 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use updraft_core::{Access, Product, VersionScheme, validate};
+use updraft_app::products::{NewProduct, ProductChange};
+use updraft_core::{Product, VersionScheme};
 use updraft_store::sortable;
 use utoipa::ToSchema;
 
-use super::{ListParams, PageOut, non_empty};
+use super::{ListParams, PageOut};
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, double_option};
 use crate::state::AppState;
 
@@ -65,16 +66,6 @@ impl From<Product> for ProductOut {
     }
 }
 
-fn check(p: &Product) -> ApiResult<()> {
-    let mut errors = vec![];
-    validate::key("key", &p.key, &mut errors);
-    validate::text("name", &p.name, 256, &mut errors);
-    if let Some(d) = &p.description {
-        validate::description("description", d, validate::MAX_DESCRIPTION, &mut errors);
-    }
-    if errors.is_empty() { Ok(()) } else { Err(ApiError::invalid(errors)) }
-}
-
 #[utoipa::path(post, path = "/api/v1/products", tag = "products", request_body = ProductIn,
     responses((status = 201, body = ProductOut), (status = 409, description = "the key is taken")))]
 pub async fn create(
@@ -82,18 +73,13 @@ pub async fn create(
     caller: Caller,
     ApiJson(input): ApiJson<ProductIn>,
 ) -> ApiResult<(StatusCode, Json<ProductOut>)> {
-    caller.require(Access::WriteFleet)?;
-    let now = state.now();
-    let product = Product {
-        name: non_empty(input.name).unwrap_or_else(|| input.key.clone()),
+    let input = NewProduct {
         key: input.key,
-        description: non_empty(input.description),
-        version_scheme: input.version_scheme.unwrap_or_default(),
-        created_at: now,
-        updated_at: now,
+        name: input.name,
+        description: input.description,
+        version_scheme: input.version_scheme,
     };
-    check(&product)?;
-    state.store.create_product(caller.tenant(), &product).await?;
+    let product = state.create_product(&caller.actor, input).await?;
     Ok((StatusCode::CREATED, Json(product.into())))
 }
 
@@ -104,14 +90,9 @@ pub async fn list(
     caller: Caller,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> ApiResult<Json<PageOut<ProductOut>>> {
-    caller.require(Access::Read)?;
     let req = params.page(sortable::PRODUCTS)?;
-    let page = state.store.list_products(caller.tenant(), &req).await?;
+    let page = state.list_products(&caller.actor, &req).await?;
     Ok(Json(PageOut::from_page(page, &req, Into::into)))
-}
-
-pub async fn load(state: &AppState, tenant: &str, key: &str) -> ApiResult<Product> {
-    state.store.get_product(tenant, key).await?.ok_or_else(|| ApiError::not_found("product", key))
 }
 
 #[utoipa::path(get, path = "/api/v1/products/{key}", tag = "products", responses((status = 200, body = ProductOut)))]
@@ -120,8 +101,7 @@ pub async fn get(
     caller: Caller,
     ApiPath(key): ApiPath<String>,
 ) -> ApiResult<Json<ProductOut>> {
-    caller.require(Access::Read)?;
-    Ok(Json(load(&state, caller.tenant(), &key).await?.into()))
+    Ok(Json(state.product(&caller.actor, &key).await?.into()))
 }
 
 #[utoipa::path(patch, path = "/api/v1/products/{key}", tag = "products", request_body = ProductPatch,
@@ -132,21 +112,9 @@ pub async fn update(
     ApiPath(key): ApiPath<String>,
     ApiJson(patch): ApiJson<ProductPatch>,
 ) -> ApiResult<Json<ProductOut>> {
-    caller.require(Access::WriteFleet)?;
-    let mut p = load(&state, caller.tenant(), &key).await?;
-    if let Some(name) = patch.name {
-        p.name = name.trim().to_owned();
-    }
-    if let Some(d) = patch.description {
-        p.description = non_empty(d);
-    }
-    if let Some(s) = patch.version_scheme {
-        p.version_scheme = s;
-    }
-    p.updated_at = state.now();
-    check(&p)?;
-    state.store.update_product(caller.tenant(), &p).await?;
-    Ok(Json(p.into()))
+    let change =
+        ProductChange { name: patch.name, description: patch.description, version_scheme: patch.version_scheme };
+    Ok(Json(state.update_product(&caller.actor, &key, change).await?.into()))
 }
 
 #[utoipa::path(delete, path = "/api/v1/products/{key}", tag = "products",
@@ -156,7 +124,6 @@ pub async fn delete(
     caller: Caller,
     ApiPath(key): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
-    caller.require(Access::WriteFleet)?;
-    state.store.delete_product(caller.tenant(), &key).await?;
+    state.delete_product(&caller.actor, &key).await?;
     Ok(StatusCode::NO_CONTENT)
 }
