@@ -5,19 +5,17 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use updraft_core::{Access, Group, validate};
-use updraft_store::{DeviceScope, sortable};
+use updraft_app::groups::{GroupChange, NewGroup};
+use updraft_core::Group;
+use updraft_store::sortable;
 use utoipa::ToSchema;
 
 use super::devices::DeviceOut;
-use super::{ListParams, PageOut, non_empty};
-use crate::auth::{Caller, new_id};
-use crate::error::{ApiError, ApiResult};
+use super::{ListParams, PageOut};
+use crate::auth::Caller;
+use crate::error::ApiResult;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, double_option};
 use crate::state::AppState;
-
-/// The most device ids one membership change may name.
-pub const MAX_MEMBER_CHANGE: usize = 100_000;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -83,16 +81,6 @@ pub struct MembersOut {
     pub member_count: u64,
 }
 
-fn check(g: &Group) -> ApiResult<()> {
-    let mut errors = vec![];
-    validate::key("id", &g.id, &mut errors);
-    validate::text("name", &g.name, 256, &mut errors);
-    if let Some(d) = &g.description {
-        validate::description("description", d, validate::MAX_DESCRIPTION, &mut errors);
-    }
-    if errors.is_empty() { Ok(()) } else { Err(ApiError::invalid(errors)) }
-}
-
 #[utoipa::path(post, path = "/api/v1/groups", tag = "groups", request_body = GroupIn,
     responses((status = 201, body = GroupOut), (status = 404, description = "`not_found`: the product does not exist"),
         (status = 409, description = "the id is taken")))]
@@ -101,19 +89,8 @@ pub async fn create(
     caller: Caller,
     ApiJson(input): ApiJson<GroupIn>,
 ) -> ApiResult<(StatusCode, Json<GroupOut>)> {
-    caller.require(Access::WriteFleet)?;
-    let now = state.now();
-    let group = Group {
-        id: input.id.unwrap_or_else(|| new_id("grp_")),
-        name: input.name.trim().to_owned(),
-        description: non_empty(input.description),
-        product: non_empty(input.product),
-        member_count: 0,
-        created_at: now,
-        updated_at: now,
-    };
-    check(&group)?;
-    state.store.create_group(caller.tenant(), &group).await?;
+    let input = NewGroup { id: input.id, name: input.name, description: input.description, product: input.product };
+    let group = state.create_group(&caller.actor, input).await?;
     Ok((StatusCode::CREATED, Json(group.into())))
 }
 
@@ -123,14 +100,9 @@ pub async fn list(
     caller: Caller,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> ApiResult<Json<PageOut<GroupOut>>> {
-    caller.require(Access::Read)?;
     let req = params.page(sortable::GROUPS)?;
-    let page = state.store.list_groups(caller.tenant(), &req).await?;
+    let page = state.list_groups(&caller.actor, &req).await?;
     Ok(Json(PageOut::from_page(page, &req, Into::into)))
-}
-
-async fn load(state: &AppState, tenant: &str, id: &str) -> ApiResult<Group> {
-    state.store.get_group(tenant, id).await?.ok_or_else(|| ApiError::not_found("group", id))
 }
 
 #[utoipa::path(get, path = "/api/v1/groups/{id}", tag = "groups", responses((status = 200, body = GroupOut)))]
@@ -139,8 +111,7 @@ pub async fn get(
     caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<GroupOut>> {
-    caller.require(Access::Read)?;
-    Ok(Json(load(&state, caller.tenant(), &id).await?.into()))
+    Ok(Json(state.group(&caller.actor, &id).await?.into()))
 }
 
 #[utoipa::path(patch, path = "/api/v1/groups/{id}", tag = "groups", request_body = GroupPatch, responses((status = 200, body = GroupOut)))]
@@ -150,18 +121,8 @@ pub async fn update(
     ApiPath(id): ApiPath<String>,
     ApiJson(patch): ApiJson<GroupPatch>,
 ) -> ApiResult<Json<GroupOut>> {
-    caller.require(Access::WriteFleet)?;
-    let mut g = load(&state, caller.tenant(), &id).await?;
-    if let Some(n) = patch.name {
-        g.name = n.trim().to_owned();
-    }
-    if let Some(d) = patch.description {
-        g.description = non_empty(d);
-    }
-    g.updated_at = state.now();
-    check(&g)?;
-    state.store.update_group(caller.tenant(), &g).await?;
-    Ok(Json(g.into()))
+    let change = GroupChange { name: patch.name, description: patch.description };
+    Ok(Json(state.update_group(&caller.actor, &id, change).await?.into()))
 }
 
 #[utoipa::path(delete, path = "/api/v1/groups/{id}", tag = "groups", responses((status = 204)))]
@@ -170,8 +131,7 @@ pub async fn delete(
     caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
-    caller.require(Access::WriteFleet)?;
-    state.store.delete_group(caller.tenant(), &id).await?;
+    state.delete_group(&caller.actor, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -184,13 +144,8 @@ pub async fn change_members(
     ApiPath(id): ApiPath<String>,
     ApiJson(input): ApiJson<MembersIn>,
 ) -> ApiResult<Json<MembersOut>> {
-    caller.require(Access::WriteFleet)?;
-    if input.add.len() + input.remove.len() > MAX_MEMBER_CHANGE {
-        return Err(ApiError::field("add", format!("at most {MAX_MEMBER_CHANGE} device ids per call")));
-    }
-    let change = state.store.change_members(caller.tenant(), &id, &input.add, &input.remove, state.now()).await?;
-    let group = load(&state, caller.tenant(), &id).await?;
-    Ok(Json(MembersOut { added: change.added, removed: change.removed, member_count: group.member_count }))
+    let changed = state.change_group_members(&caller.actor, &id, &input.add, &input.remove).await?;
+    Ok(Json(MembersOut { added: changed.added, removed: changed.removed, member_count: changed.member_count }))
 }
 
 #[utoipa::path(get, path = "/api/v1/groups/{id}/members", tag = "groups", params(ListParams),
@@ -201,10 +156,7 @@ pub async fn members(
     ApiPath(id): ApiPath<String>,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> ApiResult<Json<PageOut<DeviceOut>>> {
-    caller.require(Access::Read)?;
-    load(&state, caller.tenant(), &id).await?;
     let req = params.page(sortable::DEVICES)?;
-    let scope = DeviceScope { product: None, group: Some(id) };
-    let page = state.store.list_devices(caller.tenant(), &scope, &req).await?;
+    let page = state.group_members(&caller.actor, &id, &req).await?;
     Ok(Json(PageOut::from_page(page, &req, Into::into)))
 }
