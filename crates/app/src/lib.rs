@@ -21,6 +21,7 @@ pub mod scheduler;
 pub mod targeting;
 pub mod workers;
 
+pub mod filters;
 pub mod groups;
 pub mod products;
 mod text;

@@ -9,14 +9,14 @@ use axum::http::StatusCode;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use updraft_app::filters::{FilterSpec, NewSavedFilter, SavedFilterChange};
 use updraft_core::filter::{Filter, FilterError, Location};
-use updraft_core::{Access, PageRequest, SortOrder, validate};
-use updraft_store::{DeviceScope, SavedFilter, sortable};
+use updraft_store::{SavedFilter, sortable};
 use utoipa::ToSchema;
 
 use super::devices::DeviceOut;
-use super::{ListParams, PageOut, non_empty};
-use crate::auth::{Caller, new_id};
+use super::{ListParams, PageOut};
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, double_option};
 use crate::state::AppState;
@@ -24,9 +24,6 @@ use crate::state::AppState;
 /// Devices a preview shows by default, and at most.
 pub const PREVIEW_DEFAULT: u32 = 50;
 pub const PREVIEW_MAX: u32 = 1000;
-
-/// Ids a saved filter may not take: they are routes of their own.
-const RESERVED_IDS: &[&str] = &["estimate", "preview"];
 
 /// Which filter: exactly one of `query`, `filter` and `filter_id`.
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -203,15 +200,20 @@ fn given(query: Option<String>, filter: Option<Value>) -> ApiResult<Option<Filte
     }
 }
 
-/// The filter a request names, by text, JSON or saved filter id.
-pub async fn resolve(state: &AppState, tenant: &str, spec: FilterSpecIn) -> ApiResult<Filter> {
+/// Which filter a request names: by text, JSON or saved filter id, exactly one of them.
+pub fn spec(spec: FilterSpecIn) -> ApiResult<FilterSpec> {
     let FilterSpecIn { query, filter, filter_id } = spec;
     match (given(query, filter)?, filter_id) {
         (Some(_), Some(_)) => Err(ApiError::field("filter_id", "give one of `query`, `filter` and `filter_id`")),
-        (Some(f), None) => Ok(f),
-        (None, Some(id)) => Ok(load(state, tenant, &id).await?.filter),
+        (Some(f), None) => Ok(FilterSpec::Given(f)),
+        (None, Some(id)) => Ok(FilterSpec::Saved(id)),
         (None, None) => Err(ApiError::field("query", "give one of `query`, `filter` and `filter_id`")),
     }
+}
+
+/// The filter a request names, by text, JSON or saved filter id.
+pub async fn resolve(state: &AppState, tenant: &str, input: FilterSpecIn) -> ApiResult<Filter> {
+    Ok(state.resolve_filter(tenant, spec(input)?).await?)
 }
 
 #[utoipa::path(post, path = "/api/v1/filters/estimate", tag = "filters", request_body = FilterSpecIn,
@@ -221,9 +223,7 @@ pub async fn estimate(
     caller: Caller,
     ApiJson(input): ApiJson<FilterSpecIn>,
 ) -> ApiResult<Json<EstimateOut>> {
-    caller.require(Access::Read)?;
-    let filter = resolve(&state, caller.tenant(), input).await?;
-    let count = state.store.count_devices_matching(caller.tenant(), &filter, state.now()).await?;
+    let count = state.estimate_filter(&caller.actor, spec(input)?).await?;
     Ok(Json(EstimateOut { count }))
 }
 
@@ -234,36 +234,13 @@ pub async fn preview(
     caller: Caller,
     ApiJson(input): ApiJson<PreviewIn>,
 ) -> ApiResult<Json<PreviewOut>> {
-    caller.require(Access::Read)?;
     let limit = input.limit.unwrap_or(PREVIEW_DEFAULT);
     if limit == 0 || limit > PREVIEW_MAX {
         return Err(ApiError::field("limit", format!("must be between 1 and {PREVIEW_MAX}")));
     }
-    let spec = FilterSpecIn { query: input.query, filter: input.filter, filter_id: input.filter_id };
-    let filter = resolve(&state, caller.tenant(), spec).await?;
-    // A preview is the first matches; the count is what `estimate` is for.
-    let req =
-        PageRequest { limit, offset: 0, sort: "id".into(), order: SortOrder::Asc, search: None, count_total: false };
-    let page =
-        state.store.list_devices_matching(caller.tenant(), &DeviceScope::default(), &filter, state.now(), &req).await?;
-    Ok(Json(PreviewOut { items: page.items.into_iter().map(Into::into).collect(), limit }))
-}
-
-fn check(f: &SavedFilter) -> ApiResult<()> {
-    let mut errors = vec![];
-    validate::key("id", &f.id, &mut errors);
-    if RESERVED_IDS.contains(&f.id.as_str()) {
-        errors.push(updraft_core::FieldError::new("id", format!("`{}` is reserved", f.id)));
-    }
-    validate::text("name", &f.name, 256, &mut errors);
-    if let Some(d) = &f.description {
-        validate::description("description", d, validate::MAX_DESCRIPTION, &mut errors);
-    }
-    if errors.is_empty() { Ok(()) } else { Err(ApiError::invalid(errors)) }
-}
-
-async fn load(state: &AppState, tenant: &str, id: &str) -> ApiResult<SavedFilter> {
-    state.store.get_saved_filter(tenant, id).await?.ok_or_else(|| ApiError::not_found("filter", id))
+    let spec = spec(FilterSpecIn { query: input.query, filter: input.filter, filter_id: input.filter_id })?;
+    let devices = state.preview_filter(&caller.actor, spec, limit).await?;
+    Ok(Json(PreviewOut { items: devices.into_iter().map(Into::into).collect(), limit }))
 }
 
 #[utoipa::path(post, path = "/api/v1/filters", tag = "filters", request_body = SavedFilterIn,
@@ -274,21 +251,10 @@ pub async fn create(
     caller: Caller,
     ApiJson(input): ApiJson<SavedFilterIn>,
 ) -> ApiResult<(StatusCode, Json<SavedFilterOut>)> {
-    caller.require(Access::WriteFleet)?;
     let filter = given(input.query, input.filter)?
         .ok_or_else(|| ApiError::field("query", "give the filter as `query` (text) or `filter` (JSON)"))?;
-    let now = state.now();
-    let saved = SavedFilter {
-        id: input.id.unwrap_or_else(|| new_id("flt_")),
-        name: input.name.trim().to_owned(),
-        description: non_empty(input.description),
-        filter,
-        created_at: now,
-        updated_at: now,
-        updated_by: Some(caller.key.id.clone()),
-    };
-    check(&saved)?;
-    state.store.create_saved_filter(caller.tenant(), &saved).await?;
+    let input = NewSavedFilter { id: input.id, name: input.name, description: input.description, filter };
+    let saved = state.create_saved_filter(&caller.actor, input).await?;
     Ok((StatusCode::CREATED, Json(saved.into())))
 }
 
@@ -299,9 +265,8 @@ pub async fn list(
     caller: Caller,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> ApiResult<Json<PageOut<SavedFilterOut>>> {
-    caller.require(Access::Read)?;
     let req = params.page(sortable::SAVED_FILTERS)?;
-    let page = state.store.list_saved_filters(caller.tenant(), &req).await?;
+    let page = state.list_saved_filters(&caller.actor, &req).await?;
     Ok(Json(PageOut::from_page(page, &req, Into::into)))
 }
 
@@ -311,8 +276,7 @@ pub async fn get(
     caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<SavedFilterOut>> {
-    caller.require(Access::Read)?;
-    Ok(Json(load(&state, caller.tenant(), &id).await?.into()))
+    Ok(Json(state.saved_filter(&caller.actor, &id).await?.into()))
 }
 
 #[utoipa::path(patch, path = "/api/v1/filters/{id}", tag = "filters", request_body = SavedFilterPatch,
@@ -323,23 +287,9 @@ pub async fn update(
     ApiPath(id): ApiPath<String>,
     ApiJson(patch): ApiJson<SavedFilterPatch>,
 ) -> ApiResult<Json<SavedFilterOut>> {
-    caller.require(Access::WriteFleet)?;
     let filter = given(patch.query, patch.filter)?;
-    let mut f = load(&state, caller.tenant(), &id).await?;
-    if let Some(n) = patch.name {
-        f.name = n.trim().to_owned();
-    }
-    if let Some(d) = patch.description {
-        f.description = non_empty(d);
-    }
-    if let Some(filter) = filter {
-        f.filter = filter;
-    }
-    f.updated_at = state.now();
-    f.updated_by = Some(caller.key.id.clone());
-    check(&f)?;
-    state.store.update_saved_filter(caller.tenant(), &f).await?;
-    Ok(Json(f.into()))
+    let change = SavedFilterChange { name: patch.name, description: patch.description, filter };
+    Ok(Json(state.update_saved_filter(&caller.actor, &id, change).await?.into()))
 }
 
 #[utoipa::path(delete, path = "/api/v1/filters/{id}", tag = "filters", responses((status = 204)))]
@@ -348,7 +298,6 @@ pub async fn delete(
     caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
-    caller.require(Access::WriteFleet)?;
-    state.store.delete_saved_filter(caller.tenant(), &id).await?;
+    state.delete_saved_filter(&caller.actor, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
