@@ -22,6 +22,7 @@ pub mod targeting;
 pub mod workers;
 
 pub mod filters;
+pub mod firmware;
 pub mod groups;
 pub mod products;
 mod text;

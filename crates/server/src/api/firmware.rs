@@ -6,7 +6,7 @@
 //! or more file parts. Files are hashed and written to disk as they arrive;
 //! nothing is stored unless the whole upload is valid.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use axum::Json;
 use axum::body::Body;
@@ -17,13 +17,14 @@ use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use tokio_util::io::ReaderStream;
+use updraft_app::firmware::{FileDescription, NewFirmware};
 use updraft_blob::StagedBlob;
-use updraft_core::{Access, FieldError, Firmware, FirmwareFile, validate, version};
+use updraft_core::{FieldError, Firmware, validate};
 use updraft_store::sortable;
 use utoipa::ToSchema;
 
 use super::{ListParams, PageOut};
-use crate::auth::{Caller, new_id};
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiPath, ApiQuery};
 use crate::metrics::UPLOAD_BYTES;
@@ -123,17 +124,6 @@ fn too_large(limit: u64) -> ApiError {
     ApiError::new(ErrorCode::PayloadTooLarge, format!("the upload is larger than the limit of {limit} bytes"))
 }
 
-/// File names: `[A-Za-z0-9._+-]{1,128}`, not starting with a dot.
-fn check_file_name(field: &str, name: &str, errors: &mut Vec<FieldError>) {
-    let ok = !name.is_empty()
-        && name.len() <= 128
-        && !name.starts_with('.')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+'));
-    if !ok {
-        errors.push(FieldError::new(field, format!("file name `{name}` must be 1 to 128 characters of A-Z, a-z, 0-9, `.`, `_`, `+` or `-`, not starting with `.`")));
-    }
-}
-
 #[utoipa::path(post, path = "/api/v1/firmware", tag = "firmware",
     request_body(content = inline(super::schemas::FirmwareUpload), content_type = "multipart/form-data",
         description = "text fields `product`, `version` (required), `id`, `name`, `release_notes`, `metadata` (JSON object), `needs_verification`, `files` (JSON array of {name, component, version}); one or more file parts"),
@@ -144,7 +134,7 @@ pub async fn upload(
     headers: HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> ApiResult<(StatusCode, Json<FirmwareOut>)> {
-    caller.require(Access::WriteFleet)?;
+    let upload = state.firmware_upload(&caller.actor)?;
     let limit = state.settings.max_upload_bytes;
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit.saturating_add(1 << 20)) {
@@ -172,7 +162,7 @@ pub async fn upload(
                     format!("at most {} files per image", validate::MAX_FIRMWARE_FILES),
                 ));
             }
-            let mut writer = state.blobs.writer().await?;
+            let mut writer = upload.writer().await?;
             while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
                 received += chunk.len() as u64;
                 if received > limit {
@@ -204,71 +194,32 @@ pub async fn upload(
         }
     }
 
-    let firmware = describe(&state, &caller, text, &staged).await?;
-    for ((_, blob), file) in staged.into_iter().zip(&firmware.files) {
-        state.blobs.persist(blob, &file.blob).await?;
-    }
-    if let Err(e) = state.store.create_firmware(caller.tenant(), &firmware).await {
-        state.blobs.delete_prefix(&blob_dir(&firmware.files[0].blob)).await?;
-        return Err(e.into());
-    }
-    tracing::info!(firmware = %firmware.id, product = %firmware.product, version = %firmware.version,
-        files = firmware.files.len(), bytes = firmware.total_size(), "firmware uploaded");
+    let firmware = state.create_firmware(&caller.actor, describe(text, staged)).await?;
     Ok((StatusCode::CREATED, Json(firmware.into())))
 }
 
-/// The directory part of a blob key.
-fn blob_dir(key: &str) -> String {
-    key.rsplit_once('/').map(|(d, _)| d.to_owned()).unwrap_or_default()
-}
-
-/// Validates the upload's fields and files and builds the firmware record.
-async fn describe(
-    state: &AppState,
-    caller: &Caller,
-    mut text: HashMap<String, String>,
-    staged: &[(String, StagedBlob)],
-) -> ApiResult<Firmware> {
-    let mut errors = Vec::new();
+/// Reads the upload's text fields into what the use case takes; what cannot
+/// be read is handed on to be reported with every other problem.
+fn describe(mut text: HashMap<String, String>, files: Vec<(String, StagedBlob)>) -> NewFirmware {
+    let mut unreadable = Vec::new();
     let mut take = |k: &str| text.remove(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-    let product_key = take("product");
-    let version = take("version");
-    let id = take("id");
-    let name = take("name");
-    let release_notes = take("release_notes");
-    let metadata_text = take("metadata");
-    let needs_verification_text = take("needs_verification");
-    let files_text = take("files");
-
-    if product_key.is_none() {
-        errors.push(FieldError::new("product", "required"));
-    }
-    if version.is_none() {
-        errors.push(FieldError::new("version", "required"));
-    }
-    if let Some(id) = &id {
-        validate::key("id", id, &mut errors);
-    }
-    if let Some(n) = &name {
-        validate::text("name", n, 256, &mut errors);
-    }
-    if let Some(r) = &release_notes {
-        validate::long_text("release_notes", r, 65536, &mut errors);
-    }
+    let (id, product, version, name, release_notes) =
+        (take("id"), take("product"), take("version"), take("name"), take("release_notes"));
+    let (metadata_text, needs_verification_text, files_text) =
+        (take("metadata"), take("needs_verification"), take("files"));
     let metadata: BTreeMap<String, String> = match metadata_text.as_deref().map(serde_json::from_str) {
         None => BTreeMap::new(),
         Some(Ok(m)) => m,
         Some(Err(e)) => {
-            errors.push(FieldError::new("metadata", format!("must be a JSON object of strings: {e}")));
+            unreadable.push(FieldError::new("metadata", format!("must be a JSON object of strings: {e}")));
             BTreeMap::new()
         }
     };
-    validate::metadata("metadata", metadata.iter(), &mut errors);
     let needs_verification = match needs_verification_text.as_deref() {
         None | Some("false") | Some("0") => false,
         Some("true") | Some("1") => true,
         Some(other) => {
-            errors.push(FieldError::new("needs_verification", format!("must be true or false, not `{other}`")));
+            unreadable.push(FieldError::new("needs_verification", format!("must be true or false, not `{other}`")));
             false
         }
     };
@@ -276,95 +227,26 @@ async fn describe(
         None => Vec::new(),
         Some(Ok(s)) => s,
         Some(Err(e)) => {
-            errors.push(FieldError::new("files", format!("must be a JSON array of {{name, component, version}}: {e}")));
+            unreadable
+                .push(FieldError::new("files", format!("must be a JSON array of {{name, component, version}}: {e}")));
             Vec::new()
         }
     };
-    if staged.is_empty() {
-        errors.push(FieldError::new("file", "at least one file part is required"));
-    }
-
-    // An unknown product answers 404, once the upload is otherwise valid.
-    let mut missing = Vec::new();
-    let product = match &product_key {
-        Some(k) => match state.store.get_product(caller.tenant(), k).await? {
-            Some(p) => Some(p),
-            None => {
-                missing.push(FieldError::new("product", format!("product `{k}` not found")));
-                None
-            }
-        },
-        None => None,
-    };
-    let scheme = product.as_ref().map(|p| p.version_scheme).unwrap_or_default();
-    if let (Some(v), Some(_)) = (&version, &product)
-        && let Err(m) = version::validate(v, scheme)
-    {
-        errors.push(FieldError::new("version", m));
-    }
-
-    let id = id.unwrap_or_else(|| new_id("fw_"));
-    let dir = format!("{}/{}-{}", caller.tenant(), id, new_id(""));
-    let mut names = HashSet::new();
-    let mut components = HashSet::new();
-    let mut files = Vec::with_capacity(staged.len());
-    for (i, (file_name, blob)) in staged.iter().enumerate() {
-        let field = format!("file[{i}]");
-        check_file_name(&field, file_name, &mut errors);
-        if !names.insert(file_name.as_str()) {
-            errors.push(FieldError::new(&field, format!("file `{file_name}` is uploaded twice")));
-        }
-        let spec = specs.iter().find(|s| &s.name == file_name);
-        let component = spec.and_then(|s| s.component.clone()).unwrap_or_else(|| {
-            if staged.len() == 1 { "host".into() } else { file_name.split('.').next().unwrap_or(file_name).to_owned() }
-        });
-        validate::attribute_name(&format!("{field}.component"), &component, &mut errors);
-        if !components.insert(component.clone()) {
-            errors.push(FieldError::new(&field, format!("component `{component}` is delivered by two files")));
-        }
-        let file_version = spec.and_then(|s| s.version.clone()).or_else(|| version.clone()).unwrap_or_default();
-        if spec.and_then(|s| s.version.as_ref()).is_some()
-            && let Err(m) = version::validate(&file_version, scheme)
-        {
-            errors.push(FieldError::new(format!("{field}.version"), m));
-        }
-        files.push(FirmwareFile {
-            blob: format!("{dir}/{file_name}"),
-            name: file_name.clone(),
-            component,
-            version: file_version,
-            size: blob.size,
-            sha256: blob.sha256.clone(),
-            sha1: blob.sha1.clone(),
-            md5: blob.md5.clone(),
-        });
-    }
-    for (i, spec) in specs.iter().enumerate() {
-        if !names.contains(spec.name.as_str()) {
-            errors.push(FieldError::new(
-                format!("files[{i}].name"),
-                format!("no file part named `{}` was uploaded", spec.name),
-            ));
-        }
-    }
-    if !errors.is_empty() {
-        return Err(ApiError::invalid(errors));
-    }
-    if !missing.is_empty() {
-        return Err(ApiError::missing(missing));
-    }
-    Ok(Firmware {
+    NewFirmware {
         id,
-        product: product_key.unwrap_or_default(),
-        version: version.unwrap_or_default(),
+        product,
+        version,
         name,
         release_notes,
         metadata,
         needs_verification,
-        verified: false,
+        descriptions: specs
+            .into_iter()
+            .map(|s| FileDescription { name: s.name, component: s.component, version: s.version })
+            .collect(),
         files,
-        created_at: state.now(),
-    })
+        unreadable,
+    }
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -389,15 +271,10 @@ pub async fn list(
     caller: Caller,
     ApiQuery(p): ApiQuery<FirmwareListParams>,
 ) -> ApiResult<Json<PageOut<FirmwareOut>>> {
-    caller.require(Access::Read)?;
     let req =
         ListParams { limit: p.limit, offset: p.offset, sort: p.sort, search: p.search }.page(sortable::FIRMWARE)?;
-    let page = state.store.list_firmware(caller.tenant(), p.product.as_deref(), &req).await?;
+    let page = state.list_firmware(&caller.actor, p.product.as_deref(), &req).await?;
     Ok(Json(PageOut::from_page(page, &req, Into::into)))
-}
-
-async fn load(state: &AppState, tenant: &str, id: &str) -> ApiResult<Firmware> {
-    state.store.get_firmware(tenant, id).await?.ok_or_else(|| ApiError::not_found("firmware", id))
 }
 
 #[utoipa::path(get, path = "/api/v1/firmware/{id}", tag = "firmware", responses((status = 200, body = FirmwareOut)))]
@@ -406,8 +283,7 @@ pub async fn get(
     caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<FirmwareOut>> {
-    caller.require(Access::Read)?;
-    Ok(Json(load(&state, caller.tenant(), &id).await?.into()))
+    Ok(Json(state.firmware(&caller.actor, &id).await?.into()))
 }
 
 #[utoipa::path(delete, path = "/api/v1/firmware/{id}", tag = "firmware",
@@ -417,13 +293,7 @@ pub async fn delete(
     caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
-    caller.require(Access::WriteFleet)?;
-    let firmware = load(&state, caller.tenant(), &id).await?;
-    state.store.delete_firmware(caller.tenant(), &id).await?;
-    if let Some(f) = firmware.files.first() {
-        state.blobs.delete_prefix(&blob_dir(&f.blob)).await?;
-    }
-    tracing::info!(firmware = %id, "firmware deleted");
+    state.delete_firmware(&caller.actor, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -434,10 +304,7 @@ pub async fn download(
     caller: Caller,
     ApiPath((id, name)): ApiPath<(String, String)>,
 ) -> ApiResult<Response> {
-    caller.require(Access::Read)?;
-    let firmware = load(&state, caller.tenant(), &id).await?;
-    let file = firmware.files.iter().find(|f| f.name == name).ok_or_else(|| ApiError::not_found("file", &name))?;
-    let read = state.blobs.read(&file.blob, None).await?;
+    let (file, read) = state.read_firmware_file(&caller.actor, &id, &name).await?;
     let headers = [
         (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
         (header::CONTENT_LENGTH, read.len.to_string()),

@@ -1,0 +1,265 @@
+//! Firmware images: uploaded as staged files plus a description, checked as
+//! a whole, then stored (files under a key prefix unique to the upload, so a
+//! rejected upload can never overwrite another's); read back, and deleted
+//! with their files.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use updraft_blob::{BlobRead, BlobStore, BlobWriter, StagedBlob};
+use updraft_core::{Access, FieldError, Firmware, FirmwareFile, Page, PageRequest, validate, version};
+
+use crate::actor::new_id;
+use crate::error::{Error, Result};
+use crate::{Actor, App};
+
+/// Where an upload's files are staged until [`App::create_firmware`] keeps
+/// or drops them; handed out to actors who may upload.
+pub struct FirmwareUpload {
+    blobs: Arc<dyn BlobStore>,
+}
+
+impl FirmwareUpload {
+    /// A writer for one more file: it hashes and counts the bytes on their way
+    /// to staging. A writer or staged file dropped before the upload is
+    /// stored leaves nothing behind.
+    pub async fn writer(&self) -> Result<BlobWriter> {
+        Ok(self.blobs.writer().await?)
+    }
+}
+
+/// How the upload describes one of its files.
+#[derive(Debug, Clone)]
+pub struct FileDescription {
+    pub name: String,
+    /// `host` for an image of one file, else the name up to its first dot, when absent.
+    pub component: Option<String>,
+    /// The image's version when absent.
+    pub version: Option<String>,
+}
+
+/// A firmware image to store: its description and its staged files.
+#[derive(Default)]
+pub struct NewFirmware {
+    /// Generated when absent.
+    pub id: Option<String>,
+    /// Required, like `version`.
+    pub product: Option<String>,
+    pub version: Option<String>,
+    pub name: Option<String>,
+    pub release_notes: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    pub needs_verification: bool,
+    /// Components and versions of files, by file name.
+    pub descriptions: Vec<FileDescription>,
+    /// The files, by name, in the order they came, staged through [`FirmwareUpload`].
+    pub files: Vec<(String, StagedBlob)>,
+    /// What the front door could not read (`metadata`, `needs_verification`,
+    /// `files`), in that order: reported with every other problem of the upload.
+    pub unreadable: Vec<FieldError>,
+}
+
+/// File names: `[A-Za-z0-9._+-]{1,128}`, not starting with a dot.
+fn check_file_name(field: &str, name: &str, errors: &mut Vec<FieldError>) {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with('.')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+'));
+    if !ok {
+        errors.push(FieldError::new(field, format!("file name `{name}` must be 1 to 128 characters of A-Z, a-z, 0-9, `.`, `_`, `+` or `-`, not starting with `.`")));
+    }
+}
+
+/// The directory part of a blob key.
+fn blob_dir(key: &str) -> String {
+    key.rsplit_once('/').map(|(d, _)| d.to_owned()).unwrap_or_default()
+}
+
+impl App {
+    /// Starts an upload: where its files are staged.
+    pub fn firmware_upload(&self, actor: &Actor) -> Result<FirmwareUpload> {
+        actor.require(Access::WriteFleet)?;
+        Ok(FirmwareUpload { blobs: self.blobs.clone() })
+    }
+
+    /// Checks an upload as a whole and stores it: its files under their keys,
+    /// then the record. Whatever fails, nothing of it is left.
+    pub async fn create_firmware(&self, actor: &Actor, input: NewFirmware) -> Result<Firmware> {
+        actor.require(Access::WriteFleet)?;
+        let tenant = actor.tenant();
+        let NewFirmware {
+            id,
+            product: product_key,
+            version,
+            name,
+            release_notes,
+            metadata,
+            needs_verification,
+            descriptions,
+            files: staged,
+            unreadable,
+        } = input;
+        let mut errors = Vec::new();
+        if product_key.is_none() {
+            errors.push(FieldError::new("product", "required"));
+        }
+        if version.is_none() {
+            errors.push(FieldError::new("version", "required"));
+        }
+        if let Some(id) = &id {
+            validate::key("id", id, &mut errors);
+        }
+        if let Some(n) = &name {
+            validate::text("name", n, 256, &mut errors);
+        }
+        if let Some(r) = &release_notes {
+            validate::long_text("release_notes", r, 65536, &mut errors);
+        }
+        let (unreadable_metadata, unreadable_rest): (Vec<_>, Vec<_>) =
+            unreadable.into_iter().partition(|e| e.field == "metadata");
+        errors.extend(unreadable_metadata);
+        validate::metadata("metadata", metadata.iter(), &mut errors);
+        errors.extend(unreadable_rest);
+        if staged.is_empty() {
+            errors.push(FieldError::new("file", "at least one file part is required"));
+        }
+
+        // An unknown product answers 404, once the upload is otherwise valid.
+        let mut missing = Vec::new();
+        let product = match &product_key {
+            Some(k) => match self.store.get_product(tenant, k).await? {
+                Some(p) => Some(p),
+                None => {
+                    missing.push(FieldError::new("product", format!("product `{k}` not found")));
+                    None
+                }
+            },
+            None => None,
+        };
+        let scheme = product.as_ref().map(|p| p.version_scheme).unwrap_or_default();
+        if let (Some(v), Some(_)) = (&version, &product)
+            && let Err(m) = version::validate(v, scheme)
+        {
+            errors.push(FieldError::new("version", m));
+        }
+
+        let id = id.unwrap_or_else(|| new_id("fw_"));
+        let dir = format!("{tenant}/{id}-{}", new_id(""));
+        let mut names = HashSet::new();
+        let mut components = HashSet::new();
+        let mut files = Vec::with_capacity(staged.len());
+        for (i, (file_name, blob)) in staged.iter().enumerate() {
+            let field = format!("file[{i}]");
+            check_file_name(&field, file_name, &mut errors);
+            if !names.insert(file_name.as_str()) {
+                errors.push(FieldError::new(&field, format!("file `{file_name}` is uploaded twice")));
+            }
+            let described = descriptions.iter().find(|s| &s.name == file_name);
+            let component = described.and_then(|s| s.component.clone()).unwrap_or_else(|| {
+                if staged.len() == 1 {
+                    "host".into()
+                } else {
+                    file_name.split('.').next().unwrap_or(file_name).to_owned()
+                }
+            });
+            validate::attribute_name(&format!("{field}.component"), &component, &mut errors);
+            if !components.insert(component.clone()) {
+                errors.push(FieldError::new(&field, format!("component `{component}` is delivered by two files")));
+            }
+            let file_version =
+                described.and_then(|s| s.version.clone()).or_else(|| version.clone()).unwrap_or_default();
+            if described.and_then(|s| s.version.as_ref()).is_some()
+                && let Err(m) = version::validate(&file_version, scheme)
+            {
+                errors.push(FieldError::new(format!("{field}.version"), m));
+            }
+            files.push(FirmwareFile {
+                blob: format!("{dir}/{file_name}"),
+                name: file_name.clone(),
+                component,
+                version: file_version,
+                size: blob.size,
+                sha256: blob.sha256.clone(),
+                sha1: blob.sha1.clone(),
+                md5: blob.md5.clone(),
+            });
+        }
+        for (i, described) in descriptions.iter().enumerate() {
+            if !names.contains(described.name.as_str()) {
+                errors.push(FieldError::new(
+                    format!("files[{i}].name"),
+                    format!("no file part named `{}` was uploaded", described.name),
+                ));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(Error::invalid(errors));
+        }
+        if !missing.is_empty() {
+            return Err(Error::missing(missing));
+        }
+        let firmware = Firmware {
+            id,
+            product: product_key.unwrap_or_default(),
+            version: version.unwrap_or_default(),
+            name,
+            release_notes,
+            metadata,
+            needs_verification,
+            verified: false,
+            files,
+            created_at: self.now(),
+        };
+
+        for ((_, blob), file) in staged.into_iter().zip(&firmware.files) {
+            if let Err(e) = self.blobs.persist(blob, &file.blob).await {
+                self.blobs.delete_prefix(&dir).await?;
+                return Err(e.into());
+            }
+        }
+        if let Err(e) = self.store.create_firmware(tenant, &firmware).await {
+            self.blobs.delete_prefix(&dir).await?;
+            return Err(e.into());
+        }
+        tracing::info!(firmware = %firmware.id, product = %firmware.product, version = %firmware.version,
+            files = firmware.files.len(), bytes = firmware.total_size(), "firmware uploaded");
+        Ok(firmware)
+    }
+
+    /// The tenant's images, of one product when `product` is given.
+    pub async fn list_firmware(
+        &self,
+        actor: &Actor,
+        product: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<Firmware>> {
+        actor.require(Access::Read)?;
+        Ok(self.store.list_firmware(actor.tenant(), product, page).await?)
+    }
+
+    pub async fn firmware(&self, actor: &Actor, id: &str) -> Result<Firmware> {
+        actor.require(Access::Read)?;
+        self.store.get_firmware(actor.tenant(), id).await?.ok_or_else(|| Error::not_found("firmware", id))
+    }
+
+    /// Deletes an image and its files; `in_use` while a running job uses it.
+    pub async fn delete_firmware(&self, actor: &Actor, id: &str) -> Result<()> {
+        actor.require(Access::WriteFleet)?;
+        let firmware = self.firmware(actor, id).await?;
+        self.store.delete_firmware(actor.tenant(), id).await?;
+        if let Some(f) = firmware.files.first() {
+            self.blobs.delete_prefix(&blob_dir(&f.blob)).await?;
+        }
+        tracing::info!(firmware = %id, "firmware deleted");
+        Ok(())
+    }
+
+    /// One file of an image, opened for reading.
+    pub async fn read_firmware_file(&self, actor: &Actor, id: &str, name: &str) -> Result<(FirmwareFile, BlobRead)> {
+        actor.require(Access::Read)?;
+        let firmware = self.firmware(actor, id).await?;
+        let file = firmware.files.into_iter().find(|f| f.name == name).ok_or_else(|| Error::not_found("file", name))?;
+        let read = self.blobs.read(&file.blob, None).await?;
+        Ok((file, read))
+    }
+}
