@@ -23,8 +23,11 @@ pub mod workers;
 
 pub mod filters;
 pub mod firmware;
+pub mod gateway_tokens;
 pub mod groups;
+pub mod keys;
 pub mod products;
+pub mod tenants;
 mod text;
 
 use std::sync::Arc;

@@ -6,13 +6,11 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use updraft_core::Access;
 use updraft_store::GatewayToken;
 use utoipa::ToSchema;
 
-use super::non_empty;
-use crate::auth::{Caller, new_id, new_token, token_hash};
-use crate::error::{ApiError, ApiResult};
+use crate::auth::Caller;
+use crate::error::ApiResult;
 use crate::extract::{ApiJson, ApiPath};
 use crate::state::AppState;
 
@@ -44,27 +42,14 @@ pub async fn create(
     caller: Caller,
     ApiJson(input): ApiJson<GatewayTokenIn>,
 ) -> ApiResult<(StatusCode, Json<GatewayTokenOut>)> {
-    caller.require(Access::ManageKeys)?;
-    let name = non_empty(input.name);
-    if let Some(n) = &name {
-        let mut errors = vec![];
-        updraft_core::validate::text("name", n, 128, &mut errors);
-        if !errors.is_empty() {
-            return Err(ApiError::invalid(errors));
-        }
-    }
-    let t = GatewayToken { id: new_id("gw_"), tenant: caller.tenant().to_owned(), name, created_at: state.now() };
-    let token = new_token("upd_g_");
-    state.store.create_gateway_token(&t, &token_hash(&token)).await?;
-    tracing::info!(gateway_token = %t.id, tenant = %t.tenant, "gateway token created");
+    let (t, token) = state.create_gateway_token(&caller.actor, input.name).await?;
     Ok((StatusCode::CREATED, Json(out(t, Some(token)))))
 }
 
 #[utoipa::path(get, path = "/api/v1/gateway-tokens", tag = "keys", responses((status = 200, body = super::ItemsOut<GatewayTokenOut>)))]
 pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<super::ItemsOut<GatewayTokenOut>>> {
-    caller.require(Access::ManageKeys)?;
     let items: Vec<GatewayTokenOut> =
-        state.store.list_gateway_tokens(caller.tenant()).await?.into_iter().map(|t| out(t, None)).collect();
+        state.list_gateway_tokens(&caller.actor).await?.into_iter().map(|t| out(t, None)).collect();
     Ok(Json(super::ItemsOut::new(items)))
 }
 
@@ -74,7 +59,6 @@ pub async fn delete(
     caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
-    caller.require(Access::ManageKeys)?;
-    state.store.delete_gateway_token(caller.tenant(), &id).await?;
+    state.delete_gateway_token(&caller.actor, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

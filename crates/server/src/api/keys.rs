@@ -5,11 +5,12 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use updraft_core::{Access, ApiKey, FieldError, KeyChange, Role};
+use updraft_app::keys::{IssuedKey, KeyUpdate, NewKey};
+use updraft_core::{ApiKey, Role};
 use utoipa::ToSchema;
 
-use crate::auth::{Caller, new_id, new_token, token_hash, token_prefix};
-use crate::error::{ApiError, ApiResult};
+use crate::auth::Caller;
+use crate::error::ApiResult;
 use crate::extract::{ApiJson, ApiPath};
 use crate::state::AppState;
 
@@ -77,60 +78,22 @@ impl KeyOut {
     }
 }
 
-pub fn parse_role(role: &str) -> ApiResult<Role> {
-    Role::parse(role).ok_or_else(|| {
-        ApiError::field("role", format!("unknown role `{role}`; roles: admin, operator, viewer, consent"))
-    })
-}
-
-/// A new key record and its token, for `tenant`.
-pub fn issue(tenant: &str, role: Role, name: Option<String>, now: Timestamp) -> (ApiKey, String) {
-    let token = new_token("upd_k_");
-    let key = ApiKey {
-        id: new_id("key_"),
-        tenant: tenant.to_owned(),
-        role,
-        name,
-        server_admin: false,
-        created_at: now,
-        expires_at: None,
-        token_prefix: Some(token_prefix(&token)),
-    };
-    (key, token)
-}
-
-/// Checks a requested key and issues it for `tenant` (its token shown this once).
-pub async fn create_for(
-    state: &AppState,
-    tenant: &str,
-    input: KeyIn,
-) -> ApiResult<(StatusCode, [(header::HeaderName, &'static str); 1], Json<KeyOut>)> {
-    let now = state.now();
-    let mut errors: Vec<FieldError> = vec![];
-    let role = Role::parse(&input.role);
-    if role.is_none() {
-        errors.push(FieldError::new(
-            "role",
-            format!("unknown role `{}`; roles: admin, operator, viewer, consent", input.role),
-        ));
-    }
-    let name = super::non_empty(input.name);
-    if let Some(n) = &name {
-        updraft_core::validate::text("name", n, 128, &mut errors);
-    }
-    if input.expires_at.is_some_and(|at| at <= now) {
-        errors.push(FieldError::new("expires_at", "must be in the future"));
-    }
-    let Some(role) = role.filter(|_| errors.is_empty()) else { return Err(ApiError::invalid(errors)) };
-    let (mut key, token) = issue(tenant, role, name, now);
-    key.expires_at = input.expires_at;
-    state.store.create_key(&key, &token_hash(&token)).await?;
-    tracing::info!(key = %key.id, role = role.as_str(), tenant = %key.tenant, "api key created");
-    Ok((StatusCode::CREATED, NO_STORE, Json(KeyOut::new(key, Some(token)))))
-}
-
 /// For answers that carry a secret: no cache may keep them.
 pub const NO_STORE: [(header::HeaderName, &str); 1] = [(header::CACHE_CONTROL, "no-store")];
+
+/// What a key's creation answers: the key, with its token shown this once.
+pub type Created = (StatusCode, [(header::HeaderName, &'static str); 1], Json<KeyOut>);
+
+impl From<KeyIn> for NewKey {
+    fn from(k: KeyIn) -> Self {
+        NewKey { role: k.role, name: k.name, expires_at: k.expires_at }
+    }
+}
+
+/// The answer to a key's creation.
+pub fn created(issued: IssuedKey) -> Created {
+    (StatusCode::CREATED, NO_STORE, Json(KeyOut::new(issued.key, Some(issued.token))))
+}
 
 #[utoipa::path(post, path = "/api/v1/keys", tag = "keys", request_body = KeyIn,
     responses((status = 201, body = KeyOut, description = "the key, with its token shown this once")))]
@@ -138,17 +101,14 @@ pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(input): ApiJson<KeyIn>,
-) -> ApiResult<(StatusCode, [(header::HeaderName, &'static str); 1], Json<KeyOut>)> {
-    caller.require(Access::ManageKeys)?;
-    create_for(&state, caller.tenant(), input).await
+) -> ApiResult<Created> {
+    Ok(created(state.create_key(&caller.actor, input.into()).await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/keys", tag = "keys",
     responses((status = 200, body = super::ItemsOut<KeyOut>, description = "the tenant's keys, each with its token's prefix only")))]
 pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<super::ItemsOut<KeyOut>>> {
-    caller.require(Access::ManageKeys)?;
-    let keys: Vec<KeyOut> =
-        state.store.list_keys(caller.tenant()).await?.into_iter().map(|k| KeyOut::new(k, None)).collect();
+    let keys: Vec<KeyOut> = state.list_keys(&caller.actor).await?.into_iter().map(|k| KeyOut::new(k, None)).collect();
     Ok(Json(super::ItemsOut::new(keys)))
 }
 
@@ -161,32 +121,8 @@ pub async fn update(
     ApiPath(id): ApiPath<String>,
     ApiJson(patch): ApiJson<KeyPatch>,
 ) -> ApiResult<Json<KeyOut>> {
-    caller.require(Access::ManageKeys)?;
-    let mut errors: Vec<FieldError> = vec![];
-    let role = match patch.role.as_deref().map(|r| (r, Role::parse(r))) {
-        Some((r, None)) => {
-            errors
-                .push(FieldError::new("role", format!("unknown role `{r}`; roles: admin, operator, viewer, consent")));
-            None
-        }
-        Some((_, role)) => role,
-        None => None,
-    };
-    let name = patch.name.map(super::non_empty);
-    if let Some(Some(n)) = &name {
-        updraft_core::validate::text("name", n, 128, &mut errors);
-    }
-    if patch.expires_at.flatten().is_some_and(|at| at <= state.now()) {
-        errors.push(FieldError::new("expires_at", "must be in the future"));
-    }
-    if !errors.is_empty() {
-        return Err(ApiError::invalid(errors));
-    }
-    let change = KeyChange::Update { role, name, expires_at: patch.expires_at };
-    let key = state.store.change_key(caller.tenant(), &id, &change).await??;
-    let key = key.ok_or_else(|| ApiError::not_found("key", &id))?;
-    tracing::info!(key = %id, role = key.role.as_str(), tenant = caller.tenant(), "api key changed");
-    Ok(Json(KeyOut::new(key, None)))
+    let update = KeyUpdate { role: patch.role, name: patch.name, expires_at: patch.expires_at };
+    Ok(Json(KeyOut::new(state.update_key(&caller.actor, &id, update).await?, None)))
 }
 
 #[utoipa::path(delete, path = "/api/v1/keys/{id}", tag = "keys",
@@ -197,8 +133,6 @@ pub async fn delete(
     caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
-    caller.require(Access::ManageKeys)?;
-    state.store.change_key(caller.tenant(), &id, &KeyChange::Delete).await??;
-    tracing::info!(key = %id, tenant = caller.tenant(), "api key deleted");
+    state.delete_key(&caller.actor, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -5,12 +5,12 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use updraft_core::{Role, Tenant};
+use updraft_core::Tenant;
 use utoipa::ToSchema;
 
-use super::keys::{KeyOut, issue};
-use crate::auth::{Caller, token_hash};
-use crate::error::{ApiError, ApiResult};
+use super::keys::{Created, KeyIn, KeyOut, created};
+use crate::auth::Caller;
+use crate::error::ApiResult;
 use crate::extract::{ApiJson, ApiPath};
 use crate::state::AppState;
 
@@ -52,27 +52,17 @@ pub async fn create(
     caller: Caller,
     ApiJson(input): ApiJson<TenantIn>,
 ) -> ApiResult<(StatusCode, Json<TenantCreated>)> {
-    caller.require_server_admin()?;
-    let mut errors = vec![];
-    updraft_core::validate::tenant_name("name", &input.name, &mut errors);
-    if !errors.is_empty() {
-        return Err(ApiError::invalid(errors));
-    }
-    let now = state.now();
-    let tenant = Tenant { id: input.name.to_ascii_lowercase(), name: input.name, created_at: now };
-    let (key, token) = issue(&tenant.id, Role::Admin, Some("first admin key".into()), now);
-    state.store.create_tenant(&tenant, &key, &token_hash(&token)).await?;
-    tracing::info!(tenant = %tenant.id, "tenant created");
+    let (tenant, first) = state.create_tenant(&caller.actor, &input.name).await?;
+    let token = first.token;
     Ok((
         StatusCode::CREATED,
-        Json(TenantCreated { tenant: tenant.into(), key: KeyOut::new(key, Some(token.clone())), token }),
+        Json(TenantCreated { tenant: tenant.into(), key: KeyOut::new(first.key, Some(token.clone())), token }),
     ))
 }
 
 #[utoipa::path(get, path = "/api/v1/tenants", tag = "tenants", responses((status = 200, body = super::ItemsOut<TenantOut>)))]
 pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<super::ItemsOut<TenantOut>>> {
-    caller.require_server_admin()?;
-    let items: Vec<TenantOut> = state.store.list_tenants().await?.into_iter().map(Into::into).collect();
+    let items: Vec<TenantOut> = state.list_tenants(&caller.actor).await?.into_iter().map(Into::into).collect();
     Ok(Json(super::ItemsOut::new(items)))
 }
 
@@ -84,10 +74,7 @@ pub async fn create_key(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<String>,
-    ApiJson(input): ApiJson<super::keys::KeyIn>,
-) -> ApiResult<(StatusCode, [(axum::http::HeaderName, &'static str); 1], Json<KeyOut>)> {
-    caller.require_server_admin()?;
-    let tenant =
-        state.store.get_tenant(&id.to_ascii_lowercase()).await?.ok_or_else(|| ApiError::not_found("tenant", &id))?;
-    super::keys::create_for(&state, &tenant.id, input).await
+    ApiJson(input): ApiJson<KeyIn>,
+) -> ApiResult<Created> {
+    Ok(created(state.create_tenant_key(&caller.actor, &id, input.into()).await?))
 }
