@@ -27,6 +27,7 @@ pub mod gateway_tokens;
 pub mod groups;
 pub mod keys;
 pub mod products;
+pub mod system;
 pub mod tenants;
 mod text;
 

@@ -10,12 +10,11 @@ use crate::state::AppState;
 
 /// Liveness and readiness: 200 when the store answers.
 pub async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
-    match state.store.get_tenant(updraft_core::DEFAULT_TENANT).await {
-        Ok(_) => (StatusCode::OK, Json(json!({"status": "ok", "store": state.store.backend()}))),
-        Err(e) => {
-            tracing::warn!(error = %e, "health check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "store": state.store.backend()})))
-        }
+    let health = state.health().await;
+    if health.ok {
+        (StatusCode::OK, Json(json!({"status": "ok", "store": health.store})))
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "store": health.store})))
     }
 }
 
