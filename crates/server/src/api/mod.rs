@@ -1,8 +1,9 @@
 //! The management API under `/api/v1`, one module per resource.
 //!
 //! Handlers convert wire types (this module's `*In`/`*Out` structs, with the
-//! JSON field names of the API) to domain types explicitly, check the caller's
-//! role, validate, and call the store.
+//! JSON field names of the API) to a use case's input explicitly, call one use
+//! case of `updraft_app` with the caller's actor (which checks the role and
+//! validates), and convert its answer back.
 
 pub mod devices;
 pub mod filters;
