@@ -114,14 +114,14 @@ impl App {
         Ok(self.store.list_saved_filters(actor.tenant(), page).await?)
     }
 
-    pub async fn saved_filter(&self, actor: &Actor, id: &str) -> Result<SavedFilter> {
+    pub async fn get_saved_filter(&self, actor: &Actor, id: &str) -> Result<SavedFilter> {
         actor.require(Access::Read)?;
         self.saved_filter_in(actor.tenant(), id).await
     }
 
     pub async fn update_saved_filter(&self, actor: &Actor, id: &str, change: SavedFilterChange) -> Result<SavedFilter> {
         actor.require(Access::WriteFleet)?;
-        let mut f = self.saved_filter(actor, id).await?;
+        let mut f = self.get_saved_filter(actor, id).await?;
         if let Some(n) = change.name {
             f.name = n.trim().to_owned();
         }

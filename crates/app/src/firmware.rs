@@ -237,7 +237,7 @@ impl App {
         Ok(self.store.list_firmware(actor.tenant(), product, page).await?)
     }
 
-    pub async fn firmware(&self, actor: &Actor, id: &str) -> Result<Firmware> {
+    pub async fn get_firmware(&self, actor: &Actor, id: &str) -> Result<Firmware> {
         actor.require(Access::Read)?;
         self.store.get_firmware(actor.tenant(), id).await?.ok_or_else(|| Error::not_found("firmware", id))
     }
@@ -245,7 +245,7 @@ impl App {
     /// Deletes an image and its files; `in_use` while a running job uses it.
     pub async fn delete_firmware(&self, actor: &Actor, id: &str) -> Result<()> {
         actor.require(Access::WriteFleet)?;
-        let firmware = self.firmware(actor, id).await?;
+        let firmware = self.get_firmware(actor, id).await?;
         self.store.delete_firmware(actor.tenant(), id).await?;
         if let Some(f) = firmware.files.first() {
             self.blobs.delete_prefix(&blob_dir(&f.blob)).await?;
@@ -257,7 +257,7 @@ impl App {
     /// One file of an image, opened for reading.
     pub async fn read_firmware_file(&self, actor: &Actor, id: &str, name: &str) -> Result<(FirmwareFile, BlobRead)> {
         actor.require(Access::Read)?;
-        let firmware = self.firmware(actor, id).await?;
+        let firmware = self.get_firmware(actor, id).await?;
         let file = firmware.files.into_iter().find(|f| f.name == name).ok_or_else(|| Error::not_found("file", name))?;
         let read = self.blobs.read(&file.blob, None).await?;
         Ok((file, read))

@@ -72,14 +72,14 @@ impl App {
         Ok(self.store.list_groups(actor.tenant(), page).await?)
     }
 
-    pub async fn group(&self, actor: &Actor, id: &str) -> Result<Group> {
+    pub async fn get_group(&self, actor: &Actor, id: &str) -> Result<Group> {
         actor.require(Access::Read)?;
         self.store.get_group(actor.tenant(), id).await?.ok_or_else(|| Error::not_found("group", id))
     }
 
     pub async fn update_group(&self, actor: &Actor, id: &str, change: GroupChange) -> Result<Group> {
         actor.require(Access::WriteFleet)?;
-        let mut g = self.group(actor, id).await?;
+        let mut g = self.get_group(actor, id).await?;
         if let Some(n) = change.name {
             g.name = n.trim().to_owned();
         }
@@ -111,14 +111,14 @@ impl App {
             return Err(Error::field("add", format!("at most {MAX_MEMBER_CHANGE} device ids per call")));
         }
         let change = self.store.change_members(actor.tenant(), id, add, remove, self.now()).await?;
-        let group = self.group(actor, id).await?;
+        let group = self.get_group(actor, id).await?;
         Ok(MembersChanged { added: change.added, removed: change.removed, member_count: group.member_count })
     }
 
     /// The group's members, one page.
     pub async fn group_members(&self, actor: &Actor, id: &str, page: &PageRequest) -> Result<Page<Device>> {
         actor.require(Access::Read)?;
-        self.group(actor, id).await?;
+        self.get_group(actor, id).await?;
         let scope = DeviceScope { product: None, group: Some(id.to_owned()) };
         Ok(self.store.list_devices(actor.tenant(), &scope, page).await?)
     }

@@ -65,7 +65,7 @@ impl App {
     /// Issues a key of any tenant: the server administrator's to give.
     pub async fn create_tenant_key(&self, actor: &Actor, tenant: &str, input: NewKey) -> Result<IssuedKey> {
         actor.require_server_admin()?;
-        let tenant = self.tenant(actor, tenant).await?;
+        let tenant = self.get_tenant(actor, tenant).await?;
         self.issue_key(&tenant.id, input).await
     }
 

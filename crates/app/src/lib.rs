@@ -40,8 +40,11 @@ use updraft_store::Store;
 pub use actor::Actor;
 pub use error::{Error, ErrorCode, Kind, Result};
 /// The store's types front doors name: scopes of lists, sortable fields,
-/// what a device is offered, and the events listeners see.
-pub use updraft_store::{Change, DeviceActions, DeviceIdentity, DeviceScope, Event, ExecutionScope, sortable};
+/// what a device is offered, the events listeners see, saved filters and
+/// gateway tokens.
+pub use updraft_store::{
+    Change, DeviceActions, DeviceIdentity, DeviceScope, Event, ExecutionScope, GatewayToken, SavedFilter, sortable,
+};
 
 /// Where use cases and workers read the time from; tests substitute their own.
 pub trait Clock: Send + Sync + 'static {

@@ -57,14 +57,14 @@ impl App {
         Ok(self.store.list_products(actor.tenant(), page).await?)
     }
 
-    pub async fn product(&self, actor: &Actor, key: &str) -> Result<Product> {
+    pub async fn get_product(&self, actor: &Actor, key: &str) -> Result<Product> {
         actor.require(Access::Read)?;
         self.store.get_product(actor.tenant(), key).await?.ok_or_else(|| Error::not_found("product", key))
     }
 
     pub async fn update_product(&self, actor: &Actor, key: &str, change: ProductChange) -> Result<Product> {
         actor.require(Access::WriteFleet)?;
-        let mut p = self.product(actor, key).await?;
+        let mut p = self.get_product(actor, key).await?;
         if let Some(name) = change.name {
             p.name = name.trim().to_owned();
         }

@@ -31,7 +31,7 @@ impl App {
     }
 
     /// A tenant by its id or name (matched case-insensitively).
-    pub async fn tenant(&self, actor: &Actor, id: &str) -> Result<Tenant> {
+    pub async fn get_tenant(&self, actor: &Actor, id: &str) -> Result<Tenant> {
         actor.require_server_admin()?;
         self.store.get_tenant(&id.to_ascii_lowercase()).await?.ok_or_else(|| Error::not_found("tenant", id))
     }

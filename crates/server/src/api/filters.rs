@@ -10,8 +10,8 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use updraft_app::filters::{FilterSpec, NewSavedFilter, SavedFilterChange};
+use updraft_app::{SavedFilter, sortable};
 use updraft_core::filter::{Filter, FilterError, Location};
-use updraft_store::{SavedFilter, sortable};
 use utoipa::ToSchema;
 
 use super::devices::DeviceOut;
@@ -276,7 +276,7 @@ pub async fn get(
     caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<SavedFilterOut>> {
-    Ok(Json(state.saved_filter(&caller.actor, &id).await?.into()))
+    Ok(Json(state.get_saved_filter(&caller.actor, &id).await?.into()))
 }
 
 #[utoipa::path(patch, path = "/api/v1/filters/{id}", tag = "filters", request_body = SavedFilterPatch,

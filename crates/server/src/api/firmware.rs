@@ -18,9 +18,9 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use tokio_util::io::ReaderStream;
 use updraft_app::firmware::{FileDescription, NewFirmware};
+use updraft_app::sortable;
 use updraft_blob::StagedBlob;
 use updraft_core::{FieldError, Firmware, validate};
-use updraft_store::sortable;
 use utoipa::ToSchema;
 
 use super::{ListParams, PageOut};
@@ -283,7 +283,7 @@ pub async fn get(
     caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<FirmwareOut>> {
-    Ok(Json(state.firmware(&caller.actor, &id).await?.into()))
+    Ok(Json(state.get_firmware(&caller.actor, &id).await?.into()))
 }
 
 #[utoipa::path(delete, path = "/api/v1/firmware/{id}", tag = "firmware",

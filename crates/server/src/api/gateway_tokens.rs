@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use updraft_store::GatewayToken;
+use updraft_app::GatewayToken;
 use utoipa::ToSchema;
 
 use crate::auth::Caller;

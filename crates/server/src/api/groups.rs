@@ -6,8 +6,8 @@ use axum::http::StatusCode;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use updraft_app::groups::{GroupChange, NewGroup};
+use updraft_app::sortable;
 use updraft_core::Group;
-use updraft_store::sortable;
 use utoipa::ToSchema;
 
 use super::devices::DeviceOut;
@@ -111,7 +111,7 @@ pub async fn get(
     caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<GroupOut>> {
-    Ok(Json(state.group(&caller.actor, &id).await?.into()))
+    Ok(Json(state.get_group(&caller.actor, &id).await?.into()))
 }
 
 #[utoipa::path(patch, path = "/api/v1/groups/{id}", tag = "groups", request_body = GroupPatch, responses((status = 200, body = GroupOut)))]

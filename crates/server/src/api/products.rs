@@ -6,8 +6,8 @@ use axum::http::StatusCode;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use updraft_app::products::{NewProduct, ProductChange};
+use updraft_app::sortable;
 use updraft_core::{Product, VersionScheme};
-use updraft_store::sortable;
 use utoipa::ToSchema;
 
 use super::{ListParams, PageOut};
@@ -101,7 +101,7 @@ pub async fn get(
     caller: Caller,
     ApiPath(key): ApiPath<String>,
 ) -> ApiResult<Json<ProductOut>> {
-    Ok(Json(state.product(&caller.actor, &key).await?.into()))
+    Ok(Json(state.get_product(&caller.actor, &key).await?.into()))
 }
 
 #[utoipa::path(patch, path = "/api/v1/products/{key}", tag = "products", request_body = ProductPatch,
