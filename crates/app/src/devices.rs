@@ -2,12 +2,12 @@
 //! through a gateway), reads, changes, deletion and token reissue.
 
 use serde::{Deserialize, Serialize};
-use updraft_core::filter::Filter;
 use updraft_core::{Access, Device, DeviceAttributes, FieldError, NewDevice, Page, PageRequest, validate};
 use updraft_store::{DeviceChange, DeviceScope, IdempotentRequest, StoreError};
 
 use crate::actor::{new_token, token_hash};
 use crate::error::{Error, ErrorCode, Result};
+use crate::filters::FilterSpec;
 use crate::{Actor, App, idempotency};
 
 /// A device as an operator registers it.
@@ -244,17 +244,21 @@ impl App {
         Ok(Imported { created: devices.len(), devices: tokens, replayed: false })
     }
 
-    /// The tenant's devices in `scope`, narrowed by `filter` when given.
+    /// The tenant's devices in `scope`, narrowed by a filter when given
+    /// (as such, or a saved filter's id).
     pub async fn list_devices(
         &self,
         actor: &Actor,
         scope: &DeviceScope,
-        filter: Option<&Filter>,
+        filter: Option<FilterSpec>,
         page: &PageRequest,
     ) -> Result<Page<Device>> {
         actor.require(Access::Read)?;
         Ok(match filter {
-            Some(f) => self.store.list_devices_matching(actor.tenant(), scope, f, self.now(), page).await?,
+            Some(spec) => {
+                let f = self.resolve_filter(actor.tenant(), spec).await?;
+                self.store.list_devices_matching(actor.tenant(), scope, &f, self.now(), page).await?
+            }
             None => self.store.list_devices(actor.tenant(), scope, page).await?,
         })
     }

@@ -9,7 +9,6 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::Value;
 use updraft_core::FieldError;
-use updraft_store::StoreError;
 
 pub use updraft_app::error::{ErrorCode, Kind};
 
@@ -100,12 +99,6 @@ impl From<updraft_app::Error> for ApiError {
 
 impl From<updraft_core::Error> for ApiError {
     fn from(e: updraft_core::Error) -> Self {
-        ApiError(e.into())
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
         ApiError(e.into())
     }
 }

@@ -120,10 +120,9 @@ fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
     )
 }
 
-/// Checks the settings, bootstraps the administrator key, and returns the
-/// state every handler shares, over `app` (whose store and blob storage the
-/// binary chose).
-pub async fn build(mut settings: Settings, app: updraft_app::App) -> anyhow::Result<AppState> {
+/// The settings, checked, with `public_url` normalised: what [`build`] takes
+/// (the binary checks them before it opens any backend).
+pub fn checked(mut settings: Settings) -> anyhow::Result<Settings> {
     settings.public_url = settings.public_base().map_err(anyhow::Error::msg)?;
     for origin in &settings.cors_allowed_origins {
         anyhow::ensure!(
@@ -131,6 +130,14 @@ pub async fn build(mut settings: Settings, app: updraft_app::App) -> anyhow::Res
             "cors_allowed_origins: `{origin}` is not a valid origin"
         );
     }
+    Ok(settings)
+}
+
+/// Checks the settings, bootstraps the administrator key, and returns the
+/// state every handler shares, over `app` (whose store and blob storage the
+/// binary chose).
+pub async fn build(settings: Settings, app: updraft_app::App) -> anyhow::Result<AppState> {
+    let settings = checked(settings)?;
     if let Some(token) = app.bootstrap(settings.bootstrap_token.as_deref()).await? {
         eprintln!(
             "\n  updraft generated the server administrator's API key. It is shown only this once:\n\n      {token}\n\n  \

@@ -38,6 +38,7 @@ pub async fn open(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<
 
 /// The server's state over the backends the settings name.
 pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
+    let settings = updraft_server::checked(settings)?;
     let app = open(&settings, clock).await?;
     updraft_server::build(settings, app).await
 }

@@ -10,6 +10,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
+use updraft_app::filters::FilterSpec;
 use updraft_app::{DeviceScope, sortable};
 use updraft_core::{Access, ConnectionStatus, Device, DeviceAttributes, PropertyValue};
 use utoipa::ToSchema;
@@ -457,7 +458,7 @@ pub async fn list(
     ApiQuery(p): ApiQuery<DeviceListParams>,
 ) -> ApiResult<Json<PageOut<DeviceOut>>> {
     let filter = p.q.as_deref().map(|q| super::filters::parse_query("q", q)).transpose()?;
-    list_filtered(&state, &caller, p, filter).await
+    list_filtered(&state, &caller, p, filter.map(FilterSpec::Given)).await
 }
 
 /// The device list, narrowed by a filter when one is given.
@@ -465,12 +466,12 @@ async fn list_filtered(
     state: &AppState,
     caller: &Caller,
     p: DeviceListParams,
-    filter: Option<updraft_core::filter::Filter>,
+    filter: Option<FilterSpec>,
 ) -> ApiResult<Json<PageOut<DeviceOut>>> {
     let req =
         ListParams { limit: p.limit, offset: p.offset, sort: p.sort, search: p.search }.page(sortable::DEVICES)?;
     let scope = DeviceScope { product: p.product, group: p.group };
-    let page = state.app.list_devices(&caller.actor, &scope, filter.as_ref(), &req).await?;
+    let page = state.app.list_devices(&caller.actor, &scope, filter, &req).await?;
     Ok(Json(PageOut::from_page(page, &req, Into::into)))
 }
 
@@ -487,8 +488,7 @@ pub async fn search(
     if p.q.is_some() {
         return Err(ApiError::field("q", "give the filter in the body, not as `q`"));
     }
-    let filter = super::filters::resolve(&state, caller.tenant(), spec).await?;
-    list_filtered(&state, &caller, p, Some(filter)).await
+    list_filtered(&state, &caller, p, Some(super::filters::spec(spec)?)).await
 }
 
 #[utoipa::path(get, path = "/api/v1/devices/{id}", tag = "devices", responses((status = 200, body = DeviceOut)))]

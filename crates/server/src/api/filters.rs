@@ -211,11 +211,6 @@ pub fn spec(spec: FilterSpecIn) -> ApiResult<FilterSpec> {
     }
 }
 
-/// The filter a request names, by text, JSON or saved filter id.
-pub async fn resolve(state: &AppState, tenant: &str, input: FilterSpecIn) -> ApiResult<Filter> {
-    Ok(state.resolve_filter(tenant, spec(input)?).await?)
-}
-
 #[utoipa::path(post, path = "/api/v1/filters/estimate", tag = "filters", request_body = FilterSpecIn,
     responses((status = 200, body = EstimateOut), (status = 400, description = "`invalid_filter`, with where and why")))]
 pub async fn estimate(
