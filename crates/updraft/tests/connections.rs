@@ -100,7 +100,9 @@ async fn idle_and_slow_connections_never_lock_devices_out() {
     // The slow-header connections are closed once their headers take longer than the timeout.
     for s in slow {
         let closed_after = s.await.unwrap().expect("a slow-header connection is closed, not served");
-        assert!(closed_after < header_timeout + Duration::from_secs(1), "closed after {closed_after:?}");
+        // Closed at the timeout, give or take the scheduling of a loaded 2-core machine:
+        // never served, never left open for long.
+        assert!(closed_after < header_timeout * 2, "closed after {closed_after:?}");
     }
     drop(idle);
     assert_eq!(poll().await.unwrap().status(), 200);
