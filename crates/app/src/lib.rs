@@ -103,7 +103,8 @@ impl Default for Config {
 /// The application: what every use case, worker and follower works with.
 #[derive(Clone)]
 pub struct App {
-    pub store: Arc<dyn Store>,
+    /// Only use cases reach the store: front doors call them.
+    pub(crate) store: Arc<dyn Store>,
     pub blobs: Arc<dyn BlobStore>,
     pub config: Arc<Config>,
     pub clock: Arc<dyn Clock>,

@@ -8,7 +8,7 @@ use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use updraft_app::Actor;
-use updraft_core::{Access, ApiKey, Role};
+use updraft_core::Access;
 
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::state::AppState;
@@ -25,29 +25,20 @@ pub fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// The authenticated caller of a management call.
+/// The authenticated caller of a management call: an API key's actor.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub actor: Actor,
-    pub key: ApiKey,
 }
 
 impl Caller {
     pub fn tenant(&self) -> &str {
-        &self.key.tenant
+        self.actor.tenant()
     }
 
     /// Fails with 403 unless the caller's role grants `access`.
     pub fn require(&self, access: Access) -> ApiResult<()> {
         Ok(self.actor.require(access)?)
-    }
-
-    pub fn require_server_admin(&self) -> ApiResult<()> {
-        Ok(self.actor.require_server_admin()?)
-    }
-
-    pub fn role(&self) -> Role {
-        self.key.role
     }
 }
 
@@ -57,7 +48,7 @@ impl FromRequestParts<AppState> for Caller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = bearer_token(&parts.headers).ok_or_else(|| ApiError::of(ErrorCode::Unauthorized))?;
         let actor = state.app.authenticate_key(token).await?;
-        let Some(key) = actor.key().cloned() else { return Err(ApiError::of(ErrorCode::Unauthorized)) };
+        let Some(key) = actor.key() else { return Err(ApiError::of(ErrorCode::Unauthorized)) };
         if let Err(retry_after) = state.rate_limiter.check(&key.id) {
             return Err(ApiError::new(
                 ErrorCode::RateLimited,
@@ -65,6 +56,6 @@ impl FromRequestParts<AppState> for Caller {
             )
             .with_retry_after(retry_after));
         }
-        Ok(Caller { actor, key })
+        Ok(Caller { actor })
     }
 }

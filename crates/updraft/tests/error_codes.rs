@@ -17,7 +17,7 @@ on_both_stores!(
 async fn a_store_outage_answers_503_unavailable_in_each_apis_error_format(b: Backend) {
     let api = Api::start(b).await;
     let (_, token) = common::device_with_work(&api).await;
-    api.server.state.store.close().await;
+    api.server.state.app.shut_down().await;
 
     let r = api.get("/api/v1/products").await;
     r.expect(503, Some("unavailable"));
