@@ -1,9 +1,9 @@
 //! Devices: registration (one, an import, a device registering itself
 //! through a gateway), reads, changes, deletion and token reissue.
 
+use crate::store::{DeviceChange, DeviceScope, IdempotentRequest, StoreError};
 use serde::{Deserialize, Serialize};
 use updraft_core::{Access, Device, DeviceAttributes, FieldError, NewDevice, Page, PageRequest, validate};
-use updraft_store::{DeviceChange, DeviceScope, IdempotentRequest, StoreError};
 
 use crate::actor::{new_token, token_hash};
 use crate::error::{Error, ErrorCode, Result};

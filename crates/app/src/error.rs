@@ -3,10 +3,10 @@
 //! a [`Kind`], which each front door maps to its own wire (the management
 //! API to an HTTP status, the device API to hawkBit's error bodies).
 
+use crate::store::StoreError;
 use serde::Serialize;
 use serde_json::Value;
 use updraft_core::FieldError;
-use updraft_store::StoreError;
 
 /// What sort of failure a code is, for front doors to map onto their wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,6 +4,7 @@
 //! (hawkBit's device API today) calls these; each device only ever sees and
 //! changes its own executions.
 
+use crate::store::{DeviceActions, DeviceIdentity, ExecutionRule, ExecutionScope};
 use updraft_core::attributes;
 use updraft_core::job::{
     DeviceReport, EventSource, Execution, ExecutionEvent, ExecutionState, Job, JobState, TransitionError,
@@ -11,7 +12,6 @@ use updraft_core::job::{
 };
 use updraft_core::rollout::{PaceStats, release_budget};
 use updraft_core::{Device, FieldError, Firmware, PageRequest};
-use updraft_store::{DeviceActions, DeviceIdentity, ExecutionRule, ExecutionScope};
 
 use crate::actor::token_hash;
 use crate::error::{Error, ErrorCode, Result};

@@ -1,9 +1,9 @@
 //! Device filters: what a filter matches now (a count, or the first devices),
 //! and saved filters, which jobs and searches name by id.
 
+use crate::store::{DeviceScope, SavedFilter};
 use updraft_core::filter::Filter;
 use updraft_core::{Access, Device, FieldError, Page, PageRequest, SortOrder, validate};
-use updraft_store::{DeviceScope, SavedFilter};
 
 use crate::actor::new_id;
 use crate::error::{Error, Result};

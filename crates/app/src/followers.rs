@@ -18,10 +18,10 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::store::{Event, EventCursor, StoreResult};
 use jiff::SignedDuration;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
-use updraft_store::{Event, EventCursor, StoreResult};
 
 use crate::App;
 

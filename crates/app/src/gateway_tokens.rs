@@ -1,8 +1,8 @@
 //! Gateway tokens: one secret that lets a gateway speak the device API for
 //! any device of the tenant. Managed by admin keys.
 
+use crate::store::GatewayToken;
 use updraft_core::{Access, validate};
-use updraft_store::GatewayToken;
 
 use crate::actor::{new_id, new_token, token_hash};
 use crate::error::{Error, Result};

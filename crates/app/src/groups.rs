@@ -1,7 +1,7 @@
 //! Static groups of devices and their members.
 
+use crate::store::DeviceScope;
 use updraft_core::{Access, Device, Group, Page, PageRequest, validate};
-use updraft_store::DeviceScope;
 
 use crate::actor::new_id;
 use crate::error::{Error, Result};

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::store::ExecutionScope;
 use jiff::Timestamp;
 use updraft_core::job::{
     EventSource, Execution, ExecutionEvent, ExecutionState, Job, JobCommand, JobKind, JobState, on_consent,
@@ -10,7 +11,6 @@ use updraft_core::job::{
 use updraft_core::rollout::{JobSpec, MAX_VERIFY_DEVICES, Recurrence, current_rate};
 use updraft_core::schedule::Schedule;
 use updraft_core::{Access, Device, FieldError, Page, PageRequest, validate};
-use updraft_store::ExecutionScope;
 
 use crate::actor::new_id;
 use crate::error::{Error, ErrorCode, Result};

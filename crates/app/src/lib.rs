@@ -18,6 +18,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod presence;
 pub mod scheduler;
+pub mod store;
 pub mod targeting;
 pub mod workers;
 
@@ -33,18 +34,18 @@ mod text;
 
 use std::sync::Arc;
 
+use crate::store::Store;
 use jiff::Timestamp;
 use updraft_blob::BlobStore;
-use updraft_store::Store;
 
-pub use actor::Actor;
-pub use error::{Error, ErrorCode, Kind, Result};
 /// The store's types front doors name: scopes of lists, sortable fields,
 /// what a device is offered, the events listeners see, saved filters and
 /// gateway tokens.
-pub use updraft_store::{
+pub use crate::store::{
     Change, DeviceActions, DeviceIdentity, DeviceScope, Event, ExecutionScope, GatewayToken, SavedFilter, sortable,
 };
+pub use actor::Actor;
+pub use error::{Error, ErrorCode, Kind, Result};
 
 /// Where use cases and workers read the time from; tests substitute their own.
 pub trait Clock: Send + Sync + 'static {
@@ -140,7 +141,7 @@ impl App {
     /// Runs `listener` on every batch of events: this replica's before the
     /// writing call returns, other replicas' as soon as they are announced.
     /// Keep it cheap: it runs on the writer's task.
-    pub fn on_events(&self, listener: impl Fn(&[updraft_store::Event]) + Send + Sync + 'static) {
+    pub fn on_events(&self, listener: impl Fn(&[crate::store::Event]) + Send + Sync + 'static) {
         let listener: followers::Listener = Arc::new(listener);
         let local = listener.clone();
         self.store.feed().on_commit(move |events| local(events));

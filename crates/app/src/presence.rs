@@ -11,8 +11,8 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use crate::store::{Sighting, Store, StoreResult};
 use jiff::{SignedDuration, Timestamp};
-use updraft_store::{Sighting, Store, StoreResult};
 
 /// The polls of one device since the last flush.
 #[derive(Debug, Clone, Copy)]

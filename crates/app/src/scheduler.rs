@@ -14,10 +14,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
+use crate::store::StoreResult;
 use jiff::{SignedDuration, Timestamp};
 use updraft_core::job::{ExecutionState, Job, JobState};
 use updraft_core::rollout::{PaceStats, Recurrence, abort_reason, release_budget};
-use updraft_store::StoreResult;
 
 use crate::App;
 use crate::targeting;

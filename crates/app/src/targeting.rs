@@ -6,12 +6,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::store::{Change, DeviceScope, Event, StoreResult};
 use jiff::Timestamp;
 use updraft_core::filter::{Field, Filter, Subject};
 use updraft_core::job::{ExecutionState, Job, JobState};
 use updraft_core::rollout::{Recurrence, select};
 use updraft_core::{Device, PageRequest};
-use updraft_store::{Change, DeviceScope, Event, StoreResult};
 
 use crate::App;
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgPoolOptions, PgQueryResult};
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
-use updraft_store::{EventFeed, StoreError, StoreResult};
+use updraft_app::store::{EventFeed, StoreError, StoreResult};
 use updraft_store_sql::{Dialect, SqlBackend, SqlStore, db_err};
 
 /// updraft's store on PostgreSQL.

@@ -6,4 +6,4 @@ async fn fresh() -> PostgresStore {
     updraft_store_postgres::connect(&testing::create_database().await).await.unwrap()
 }
 
-updraft_store::store_conformance_suite!(fresh());
+updraft_app::store_conformance_suite!(fresh());

@@ -5,10 +5,10 @@ use std::future::Future;
 
 use sqlx::types::Json;
 use sqlx::{Database, Pool, Transaction};
+use updraft_app::store::{Change, StoreResult};
 use updraft_core::FirmwareFile;
 use updraft_core::PropertyValue;
 use updraft_core::filter::FilterJson;
-use updraft_store::{Change, StoreResult};
 
 use crate::Dialect;
 use crate::query::{Binds, Reads, Runs};
@@ -89,7 +89,7 @@ pub trait SqlBackend: Send + Sync + Sized + 'static {
     /// The dialect device filters compile to (see [`crate::filter_sql`]).
     const DIALECT: Dialect;
     /// The condition, on the `events` table, that keeps reads of the event
-    /// stream gap-free (see `updraft_store::events`).
+    /// stream gap-free (see `updraft_app::store::events`).
     const EVENTS_VISIBLE: &'static str;
 
     /// Opens a write transaction.

@@ -3,8 +3,8 @@
 use async_trait::async_trait;
 use sqlx::AssertSqlSafe;
 use sqlx::types::Json;
+use updraft_app::store::{CatalogStore, Change, StoreError, StoreResult};
 use updraft_core::{FieldError, Firmware, Page, PageRequest, Product};
-use updraft_store::{CatalogStore, Change, StoreError, StoreResult};
 
 use crate::query::{QueryExt, query};
 use crate::{

@@ -4,12 +4,12 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, QueryBuilder};
-use updraft_core::filter::Filter;
-use updraft_core::{Device, FieldError, Group, NewDevice, Page, PageRequest};
-use updraft_store::{
+use updraft_app::store::{
     Change, DeviceChange, DeviceIdentity, DeviceScope, DeviceStore, GatewayToken, IdempotentRequest, MembershipChange,
     SavedFilter, StoreError, StoreResult,
 };
+use updraft_core::filter::Filter;
+use updraft_core::{Device, FieldError, Group, NewDevice, Page, PageRequest};
 
 use crate::query::{BuilderExt, QueryExt, query};
 use crate::{

@@ -3,8 +3,8 @@
 use async_trait::async_trait;
 use jiff::Timestamp;
 use sqlx::{AssertSqlSafe, QueryBuilder};
+use updraft_app::store::{EngineStore, Sighting, StoreResult};
 use updraft_core::job::Job;
-use updraft_store::{EngineStore, Sighting, StoreResult};
 
 use crate::query::{BuilderExt, QueryExt, query};
 use crate::{JOB_SELECT, SqlBackend, SqlStore, TenantJobRow, db_err, us};

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use sqlx::AssertSqlSafe;
 use sqlx::types::Json;
-use updraft_store::{Change, Event, EventCursor, EventFeed, EventStore, StoreResult};
+use updraft_app::store::{Change, Event, EventCursor, EventFeed, EventStore, StoreResult};
 
 use crate::query::{QueryExt, query};
 use crate::{SqlBackend, SqlStore, db_err, ts, us};

@@ -4,9 +4,9 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, QueryBuilder};
+use updraft_app::store::{Change, DeviceActions, ExecutionRule, ExecutionScope, JobStore, StoreError, StoreResult};
 use updraft_core::job::{Execution, ExecutionEvent, ExecutionState, Job, JobState, Transition, TransitionError};
 use updraft_core::{FieldError, Page, PageRequest};
-use updraft_store::{Change, DeviceActions, ExecutionRule, ExecutionScope, JobStore, StoreError, StoreResult};
 
 use crate::query::{BuilderExt, QueryExt, query};
 use crate::{
@@ -291,16 +291,16 @@ impl<B: SqlBackend> JobStore for SqlStore<B> {
         tenant: &str,
         job: &str,
         device: Option<&str>,
-        budget: updraft_store::ReleaseBudget<'_>,
+        budget: updraft_app::store::ReleaseBudget<'_>,
         now: Timestamp,
-    ) -> StoreResult<updraft_store::Released> {
+    ) -> StoreResult<updraft_app::store::Released> {
         let mut tx = self.begin_write().await?;
         // Releases of one job queue on its row: each sees the others' in its pace.
         let j: Job = Self::lock_one::<JobRow, _>(&mut tx, JOB_SELECT, "job", tenant, job).await?;
         let stats = Self::pace_stats_in(&mut tx, tenant, job, now).await?;
         let allowed = budget(&j, &stats);
         if allowed == 0 {
-            return Ok(updraft_store::Released { allowed, executions: vec![] });
+            return Ok(updraft_app::store::Released { allowed, executions: vec![] });
         }
         let rows: Vec<ExecutionRow> = query::<B>(AssertSqlSafe(format!(
             "{EXECUTION_SELECT} WHERE tenant = $1 AND job = $2 AND state = 'queued' AND ($4 IS NULL OR device = $4)
@@ -339,7 +339,7 @@ impl<B: SqlBackend> JobStore for SqlStore<B> {
             vec![Change::ExecutionsChanged { job: job.to_owned(), devices: released.clone() }]
         };
         self.commit_events(tx, tenant, changes).await?;
-        Ok(updraft_store::Released { allowed, executions })
+        Ok(updraft_app::store::Released { allowed, executions })
     }
 
     async fn time_out_executions(

@@ -1,5 +1,5 @@
 //! What the two SQL backends share: [`SqlStore`], the traits of
-//! `updraft-store` written once in the SQL SQLite and PostgreSQL have in
+//! `updraft_app::store` written once in the SQL SQLite and PostgreSQL have in
 //! common, over a [`SqlBackend`] that says where the two differ (see ADR 4);
 //! the row types (decoded the same way from both), their conversion into
 //! domain records, the SELECT lists, and small SQL helpers.
@@ -22,8 +22,8 @@ mod store;
 mod tenants;
 
 use jiff::Timestamp;
+use updraft_app::store::StoreError;
 use updraft_core::{PageRequest, SortOrder};
-use updraft_store::StoreError;
 
 pub use backend::{Conn, SqlBackend};
 pub use filter_sql::{Arg, Dialect, Piece, SqlCondition};

@@ -4,13 +4,13 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use sqlx::types::Json;
+use updraft_app::store::{DeviceIdentity, GatewayToken, SavedFilter, StoreError, sortable};
 use updraft_core::filter::{Filter, FilterJson};
 use updraft_core::job::{EventSource, Execution, ExecutionEvent, ExecutionState, Job, JobKind, JobState, Progress};
 use updraft_core::{
     ApiKey, ConnectionStatus, Device, Firmware, FirmwareFile, Group, Product, PropertyValue, Role, Tenant,
     VersionScheme,
 };
-use updraft_store::{DeviceIdentity, GatewayToken, SavedFilter, StoreError, sortable};
 
 pub const KEY_SELECT: &str =
     "SELECT id, tenant, role, name, server_admin, created_at, expires_at, token_prefix FROM api_keys";

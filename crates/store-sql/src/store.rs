@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, Pool, QueryBuilder, Transaction};
+use updraft_app::store::{Change, Event, EventCursor, EventFeed, Store, StoreError, StoreResult};
 use updraft_core::{Page, PageRequest};
-use updraft_store::{Change, Event, EventCursor, EventFeed, Store, StoreError, StoreResult};
 
 use crate::query::{BuilderExt, QueryExt, Reads, query};
 use crate::{
@@ -16,7 +16,7 @@ use crate::{
     sort_column, us,
 };
 
-/// The store on a SQL database: every trait of `updraft-store`, written once
+/// The store on a SQL database: every trait of `updraft_app::store`, written once
 /// in the SQL SQLite and PostgreSQL share (`$n` placeholders, `ON CONFLICT`,
 /// `NULLS LAST`, `RETURNING`), over the [`SqlBackend`] `B` that says where
 /// they differ. Each aggregate's implementation is in its module.

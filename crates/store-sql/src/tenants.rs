@@ -2,8 +2,8 @@
 
 use async_trait::async_trait;
 use sqlx::AssertSqlSafe;
+use updraft_app::store::{Change, StoreResult, TenantStore};
 use updraft_core::{ApiKey, KeyChange, KeyRefusal, Tenant};
-use updraft_store::{Change, StoreResult, TenantStore};
 
 use crate::query::{QueryExt, query};
 use crate::{Conn, KEY_SELECT, KeyRow, SqlBackend, SqlStore, TenantRow, conflict_or, db_err, us};

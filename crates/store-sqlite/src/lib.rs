@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteQueryResult, SqliteSynchronous};
 use sqlx::{Sqlite, SqliteConnection, SqlitePool, Transaction};
-use updraft_store::{StoreError, StoreResult};
+use updraft_app::store::{StoreError, StoreResult};
 use updraft_store_sql::{Dialect, SqlBackend, SqlStore, db_err};
 
 /// updraft's store on SQLite.

@@ -2,9 +2,9 @@
 
 use jiff::Timestamp;
 use sqlx::Connection;
+use updraft_app::store::{CatalogStore, DeviceStore, Store, TenantStore};
 use updraft_core::filter::Filter;
 use updraft_core::{DeviceAttributes, NewDevice, Product, Tenant, VersionScheme};
-use updraft_store::{CatalogStore, DeviceStore, Store, TenantStore};
 
 #[tokio::test]
 async fn version_keys_are_filled_in_at_open() {

@@ -7,4 +7,4 @@ async fn fresh() -> SqliteStore {
     updraft_store_sqlite::open(&dir.join("updraft.db")).await.unwrap()
 }
 
-updraft_store::store_conformance_suite!(fresh());
+updraft_app::store_conformance_suite!(fresh());

@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use anyhow::Context;
+use updraft_app::store::Store;
 use updraft_app::{App, Clock};
 use updraft_blob::{BlobStore, LocalBlobStore};
 use updraft_server::{AppState, Settings};
-use updraft_store::Store;
 
 /// Opens the store the settings name: PostgreSQL for a `postgres://` URL,
 /// otherwise SQLite (by default `<data_dir>/updraft.db`).

@@ -15,7 +15,7 @@
 //! - [`EventStore`]: the event stream and its durable followers (see [`events`]).
 //! - [`Store`]: all of these, with the backend's name and `close`; what the
 //!   server holds, as `Arc<dyn Store>`. A caller imports the traits whose
-//!   methods it calls (`use updraft_store::{DeviceStore, JobStore}`).
+//!   methods it calls (`use updraft_app::store::{DeviceStore, JobStore}`).
 //!
 //! Invariants every implementation keeps:
 //! - every method that takes a tenant is scoped to it: it never reads or writes
@@ -28,6 +28,7 @@
 //! - errors are reported as [`StoreError`] variants, never as panics.
 
 mod catalog;
+#[cfg(feature = "conformance")]
 pub mod conformance;
 mod devices;
 mod engine;

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use updraft_core::job::Job;
 
-use crate::StoreResult;
+use crate::store::StoreResult;
 
 /// A device seen by the device API since the last presence flush.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,4 +1,4 @@
-//! [`JobStore`](crate::JobStore): jobs, executions, and the engine's steps on one job.
+//! [`JobStore`](crate::store::JobStore): jobs, executions, and the engine's steps on one job.
 
 use jiff::Timestamp;
 use updraft_core::job::{
@@ -8,7 +8,7 @@ use updraft_core::job::{
 use updraft_core::{PageRequest, SortOrder};
 
 use super::{fleet, job, missing_fields, page, release, report, t, tenant};
-use crate::{ExecutionScope, Store, StoreError};
+use crate::store::{ExecutionScope, Store, StoreError};
 
 /// Cancels a job as the API's `cancel` command does: the job's rule, then a
 /// move from the state it was read in. `None` when it had ended.
@@ -429,13 +429,9 @@ pub async fn action_ids_count_per_tenant_and_per_attempt(store: &dyn Store) {
 /// `max_per_minute` in any minute; no device ever works on two executions at
 /// once; an excluded device never gets an execution.
 pub async fn jobs_engine_invariants(store: &dyn Store) {
-    #[cfg(feature = "proptest")]
     engine_invariants(store).await;
-    #[cfg(not(feature = "proptest"))]
-    let _ = store;
 }
 
-#[cfg(feature = "proptest")]
 async fn engine_invariants(store: &dyn Store) {
     use proptest::prelude::*;
     use proptest::strategy::ValueTree;
@@ -444,7 +440,7 @@ async fn engine_invariants(store: &dyn Store) {
     use updraft_core::rollout::{Pace, PaceStats, Retry, release_budget, select};
 
     use super::{device, firmware, product};
-    use crate::DeviceScope;
+    use crate::store::DeviceScope;
 
     const DEVICES: usize = 8;
     const CASES: usize = 48;

@@ -5,7 +5,7 @@ use jiff::{SignedDuration, Timestamp};
 use updraft_core::Tenant;
 
 use super::{device, product, t};
-use crate::{Change, Event, EventCursor, Store, StoreError};
+use crate::store::{Change, Event, EventCursor, Store, StoreError};
 
 /// Every event after `after`, waiting (a few seconds at most) for those that
 /// cannot be read yet: on PostgreSQL, transactions still running elsewhere

@@ -16,7 +16,7 @@ use updraft_core::{
     Tenant, VersionScheme,
 };
 
-use crate::{Sighting, Store, StoreError};
+use crate::store::{Sighting, Store, StoreError};
 
 pub mod catalog;
 pub mod devices;
@@ -55,8 +55,8 @@ macro_rules! store_conformance_suite {
                     #[tokio::test]
                     async fn $case() {
                         let store = $make.await;
-                        $crate::conformance::$module::$case(&store).await;
-                        $crate::Store::close(&store).await;
+                        $crate::store::conformance::$module::$case(&store).await;
+                        $crate::store::Store::close(&store).await;
                     }
                 )+
             }

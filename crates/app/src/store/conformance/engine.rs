@@ -1,10 +1,10 @@
-//! [`EngineStore`](crate::EngineStore): live jobs and their leases, presence.
+//! [`EngineStore`](crate::store::EngineStore): live jobs and their leases, presence.
 
 use updraft_core::ConnectionStatus;
 use updraft_core::job::{Job, JobState};
 
 use super::{device, firmware, fleet, job, product, t, tenant};
-use crate::{Sighting, Store};
+use crate::store::{Sighting, Store};
 
 /// The jobs the scheduler looks after are every tenant's scheduled, running
 /// and paused ones; replicas share them through leases: a job's lease is one

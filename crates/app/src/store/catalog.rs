@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use updraft_core::{Firmware, Page, PageRequest, Product};
 
-use crate::StoreResult;
+use crate::store::StoreResult;
 
 /// Products and their firmware.
 #[async_trait]

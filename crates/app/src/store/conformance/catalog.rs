@@ -1,9 +1,9 @@
-//! [`CatalogStore`](crate::CatalogStore): products and firmware.
+//! [`CatalogStore`](crate::store::CatalogStore): products and firmware.
 
 use updraft_core::{Product, SortOrder, VersionScheme};
 
 use super::{device, firmware, missing_fields, page, product, t, tenant};
-use crate::{Store, StoreError};
+use crate::store::{Store, StoreError};
 
 pub async fn products_crud_and_conflicts(store: &dyn Store) {
     tenant(store, "acme").await;

@@ -6,7 +6,7 @@ use jiff::Timestamp;
 use updraft_core::filter::Filter;
 use updraft_core::{Device, FieldError, Group, NewDevice, Page, PageRequest};
 
-use crate::StoreResult;
+use crate::store::StoreResult;
 
 /// A device filter saved under a name, to target jobs and to reuse.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,7 +84,7 @@ pub trait DeviceStore: Send + Sync {
     /// Registers all the devices or none. The problems name each device by its
     /// index in `devices`: `Invalid` when an id is taken or repeated (listing
     /// those, then each device whose product is unknown); `Missing` when the
-    /// only problem is unknown products (see [`StoreError::refuse`](crate::StoreError::refuse)).
+    /// only problem is unknown products (see [`StoreError::refuse`](crate::store::StoreError::refuse)).
     async fn create_devices(&self, tenant: &str, devices: &[NewDevice], now: Timestamp) -> StoreResult<()>;
     /// [`DeviceStore::create_devices`], keeping `request` (to answer its retries) in
     /// the same transaction; expired requests of the tenant are dropped.
@@ -140,7 +140,7 @@ pub trait DeviceStore: Send + Sync {
     /// Adds and removes members at once, all or nothing. `NotFound` for an
     /// unknown group. `Invalid` names each device of another product than the
     /// group's (and then each unknown device); `Missing` names each unknown
-    /// device when that is the only problem (see [`StoreError::refuse`](crate::StoreError::refuse)).
+    /// device when that is the only problem (see [`StoreError::refuse`](crate::store::StoreError::refuse)).
     /// Adding a member twice and removing a non-member are no-ops.
     async fn change_members(
         &self,

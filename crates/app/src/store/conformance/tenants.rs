@@ -1,9 +1,9 @@
-//! [`TenantStore`](crate::TenantStore): tenants and API keys, and tenancy across every store.
+//! [`TenantStore`](crate::store::TenantStore): tenants and API keys, and tenancy across every store.
 
 use updraft_core::{ApiKey, KeyChange, KeyRefusal, PageRequest, Role, SortOrder, Tenant};
 
 use super::{device, firmware, page, product, t, tenant};
-use crate::{DeviceScope, Store, StoreError};
+use crate::store::{DeviceScope, Store, StoreError};
 
 fn key(id: &str, tenant: &str, role: Role) -> ApiKey {
     ApiKey {

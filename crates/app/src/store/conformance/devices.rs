@@ -1,11 +1,11 @@
-//! [`DeviceStore`](crate::DeviceStore): devices, groups, device filters, gateway tokens.
+//! [`DeviceStore`](crate::store::DeviceStore): devices, groups, device filters, gateway tokens.
 
 use jiff::Timestamp;
 use updraft_core::filter::Filter;
 use updraft_core::{ConnectionStatus, DeviceAttributes, Group, NewDevice, PageRequest, PropertyValue, SortOrder};
 
 use super::{device, fleet, invalid_fields, missing_fields, page, product, put_device, t, tenant};
-use crate::{DeviceScope, GatewayToken, IdempotentRequest, SavedFilter, Sighting, Store, StoreError, sortable};
+use crate::store::{DeviceScope, GatewayToken, IdempotentRequest, SavedFilter, Sighting, Store, StoreError, sortable};
 
 pub async fn devices_bulk_create_is_all_or_nothing(store: &dyn Store) {
     tenant(store, "acme").await;
@@ -450,13 +450,9 @@ pub async fn filters_on_a_known_fleet(store: &dyn Store) {
 
 /// Random fleets and random filters: the store's answer is `Filter::matches`'s.
 pub async fn filters_agree_with_the_core(store: &dyn Store) {
-    #[cfg(feature = "proptest")]
     agree_with_the_core(store).await;
-    #[cfg(not(feature = "proptest"))]
-    let _ = store;
 }
 
-#[cfg(feature = "proptest")]
 async fn agree_with_the_core(store: &dyn Store) {
     use proptest::strategy::{Strategy, ValueTree};
     use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};

@@ -6,7 +6,7 @@ use updraft_core::job::{Execution, ExecutionEvent, ExecutionState, Job, JobState
 use updraft_core::rollout::{JobSpec, PaceStats, Retry};
 use updraft_core::{Page, PageRequest};
 
-use crate::StoreResult;
+use crate::store::StoreResult;
 
 /// What the device API offers a device: its open execution (the oldest),
 /// and the last one that succeeded.

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use updraft_core::{ApiKey, KeyChange, KeyRefusal, Tenant};
 
-use crate::StoreResult;
+use crate::store::StoreResult;
 
 /// Tenants and their API keys. The look-up by token hash and the server
 /// administrator's key work across tenants: a token names its tenant.

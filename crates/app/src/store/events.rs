@@ -19,7 +19,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 
-use crate::StoreResult;
+use crate::store::StoreResult;
 
 /// What changed. The payload names the subject and what followers need to
 /// act without reading it again where that is cheap (device ids).
