@@ -75,6 +75,7 @@ error_codes! {
     Conflict => ("conflict", Conflict, "a resource with this identity already exists"),
     InUse => ("in_use", Conflict, "the resource is in use and cannot be changed this way"),
     JobState => ("job_state", Conflict, "the job is not in a state that allows this"),
+    NoNextPhase => ("no_next_phase", Conflict, "the job has no phase after the open one (or no phases at all)"),
     FirmwareNotVerified => ("firmware_not_verified", Conflict, "the firmware needs verification: a verify job must succeed on it first"),
     PayloadTooLarge => ("payload_too_large", TooLarge, "the request body is larger than allowed"),
     UnsupportedMediaType => ("unsupported_media_type", UnsupportedFormat, "this content type is not accepted here"),

@@ -10,6 +10,7 @@ use updraft_core::job::{
 };
 use updraft_core::rollout::{JobSpec, MAX_VERIFY_DEVICES, Recurrence, current_rate};
 use updraft_core::schedule::Schedule;
+use updraft_core::waiting::{WaitContext, Waiting, why_waiting};
 use updraft_core::{Access, Device, FieldError, Page, PageRequest, validate};
 
 use crate::actor::new_id;
@@ -39,6 +40,8 @@ pub struct JobReport {
     pub job: Job,
     pub counts: BTreeMap<ExecutionState, u64>,
     pub progress: JobProgress,
+    /// The open phase of a phased job.
+    pub phase: Option<crate::phases::PhaseProgress>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -147,6 +150,7 @@ impl App {
             finished_at: None,
             spec,
             held: false,
+            phase: Default::default(),
         };
         let targets = if draft.start {
             job.state = job.scheduled_state(now);
@@ -156,7 +160,7 @@ impl App {
             if job.state.is_finished() {
                 job.finished_at = Some(now);
             }
-            targeting::resolve(self, tenant, &job, now).await?
+            targeting::initial(&job, targeting::resolve(self, tenant, &job, now).await?)
         } else {
             vec![]
         };
@@ -200,7 +204,7 @@ impl App {
     }
 
     /// A job with its counts and progress figures.
-    async fn report(&self, tenant: &str, id: &str) -> Result<JobReport> {
+    pub(crate) async fn report(&self, tenant: &str, id: &str) -> Result<JobReport> {
         let job = self.load_job(tenant, id).await?;
         let now = self.now();
         let counts: BTreeMap<ExecutionState, u64> =
@@ -229,7 +233,8 @@ impl App {
             allowed_rate_per_minute: current_rate(&job.spec.pace, &stats),
             eta,
         };
-        Ok(JobReport { job, counts, progress })
+        let phase = crate::phases::progress(self, tenant, &job, now).await?;
+        Ok(JobReport { job, counts, progress, phase })
     }
 
     /// A job, its counts and its progress.
@@ -259,7 +264,7 @@ impl App {
                 )
             })?;
             if cmd == JobCommand::Start {
-                let targets = targeting::resolve(self, tenant, &job, now).await?;
+                let targets = targeting::initial(&job, targeting::resolve(self, tenant, &job, now).await?);
                 store.add_executions(tenant, &job, &targets, now).await?;
             }
             if let Some(moved) = store.move_job(tenant, id, job.state, to, held, now).await? {
@@ -267,6 +272,56 @@ impl App {
                     store.complete_job_if_done(tenant, id, now).await?;
                 }
                 tracing::info!(job = %id, command = ?cmd, state = moved.state.as_str(), "job command");
+                return self.report(tenant, id).await;
+            }
+        }
+        Err(Error::new(ErrorCode::JobState, format!("job `{id}` kept changing; try again")))
+    }
+
+    /// Cancels a job by force: as `cancel`, and the executions devices are
+    /// working on end at once (`canceled`) instead of waiting for the devices
+    /// to confirm, so devices that will never answer free their slot and a
+    /// later job can start on them. On a job already finished, ends what it
+    /// still waits for.
+    pub async fn force_cancel_job(&self, actor: &Actor, id: &str) -> Result<JobReport> {
+        actor.require(Access::WriteFleet)?;
+        let tenant = actor.tenant();
+        let job = self.load_job(tenant, id).await?;
+        if !job.state.is_finished() {
+            self.command_job(actor, id, JobCommand::Cancel).await?;
+        }
+        let ended = self.store.force_cancel_executions(tenant, id, self.now()).await?;
+        tracing::info!(job = %id, ended = ended.len(), "job canceled by force");
+        self.report(tenant, id).await
+    }
+
+    /// Runs a completed or aborted job again for the devices that failed or
+    /// timed out, each as a new attempt; the others stay as they are.
+    pub async fn retry_failed(&self, actor: &Actor, id: &str) -> Result<JobReport> {
+        actor.require(Access::WriteFleet)?;
+        let tenant = actor.tenant();
+        let now = self.now();
+        for _ in 0..5 {
+            let job = self.load_job(tenant, id).await?;
+            let to = job.on_retry_failed(now).map_err(|e| {
+                let why = match e {
+                    updraft_core::job::TransitionError::Finished => "its schedule has ended".to_owned(),
+                    _ => format!("it is {}: only a completed or aborted job retries its failures", job.state.as_str()),
+                };
+                Error::new(ErrorCode::JobState, format!("job `{id}` cannot be retried: {why}"))
+            })?;
+            let counts: BTreeMap<ExecutionState, u64> =
+                self.store.execution_counts(tenant, id).await?.into_iter().collect();
+            if [ExecutionState::Failed, ExecutionState::TimedOut].iter().all(|s| counts.get(s).is_none_or(|n| *n == 0))
+            {
+                return Err(Error::new(
+                    ErrorCode::JobState,
+                    format!("job `{id}` has no failed or timed-out executions to retry"),
+                ));
+            }
+            if let Some(devices) = self.store.retry_failed(tenant, id, job.state, to, now).await? {
+                tracing::info!(job = %id, retried = devices.len(), "failed executions retried");
+                self.store.complete_job_if_done(tenant, id, now).await?;
                 return self.report(tenant, id).await;
             }
         }
@@ -308,18 +363,58 @@ impl App {
         Ok(Estimate { count: targets.len() as u64 - skipped, skipped })
     }
 
-    /// A job's executions, optionally only those in `state`.
+    /// A job's executions, optionally only those in `state`, each with why it
+    /// waits when it does.
     pub async fn job_executions(
         &self,
         actor: &Actor,
         id: &str,
         state: Option<ExecutionState>,
         page: &PageRequest,
-    ) -> Result<Page<Execution>> {
+    ) -> Result<Page<(Execution, Option<Waiting>)>> {
         actor.require(Access::Read)?;
-        self.load_job(actor.tenant(), id).await?;
+        let tenant = actor.tenant();
+        let job = self.load_job(tenant, id).await?;
         let scope = ExecutionScope { job: Some(id.to_owned()), device: None, state };
-        Ok(self.store.list_executions(actor.tenant(), &scope, page).await?)
+        let page = self.store.list_executions(tenant, &scope, page).await?;
+        let items = self.with_waiting(tenant, &job, page.items).await?;
+        Ok(Page { items, total: page.total })
+    }
+
+    /// Says why each of a job's executions waits (see `updraft_core::waiting`).
+    async fn with_waiting(
+        &self,
+        tenant: &str,
+        job: &Job,
+        executions: Vec<Execution>,
+    ) -> Result<Vec<(Execution, Option<Waiting>)>> {
+        let queued: Vec<String> =
+            executions.iter().filter(|e| e.state == ExecutionState::Queued).map(|e| e.device.clone()).collect();
+        if queued.is_empty() && !executions.iter().any(|e| e.state == ExecutionState::AwaitingConsent) {
+            return Ok(executions.into_iter().map(|e| (e, None)).collect());
+        }
+        let now = self.now();
+        let stats = self.store.pace_stats(tenant, &job.id, now).await?;
+        let gate = match crate::phases::progress(self, tenant, job, now).await? {
+            Some(p) => p.waiting_for,
+            None => Vec::new(),
+        };
+        let busy: HashMap<String, (String, i64)> = self
+            .store
+            .busy_elsewhere(tenant, &job.id, &queued)
+            .await?
+            .into_iter()
+            .map(|e| (e.device, (e.job, e.action)))
+            .collect();
+        let ctx = WaitContext { job, stats: &stats, gate: &gate, now };
+        Ok(executions
+            .into_iter()
+            .map(|e| {
+                let b = busy.get(&e.device).map(|(j, a)| (j.as_str(), *a));
+                let w = why_waiting(&e, b, &ctx);
+                (e, w)
+            })
+            .collect())
     }
 
     /// A device's executions across jobs, each with its full history.

@@ -16,6 +16,7 @@ pub mod followers;
 pub mod idempotency;
 pub mod jobs;
 pub mod metrics;
+pub mod phases;
 pub mod presence;
 pub mod scheduler;
 pub mod store;

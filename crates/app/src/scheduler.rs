@@ -5,7 +5,7 @@
 //! `now` changes nothing the second time).
 //!
 //! Order per job: schedule (start, pause, resume, end) → timeouts → abort →
-//! retries → continuous re-evaluation → releases within the pace → completion.
+//! phases (error threshold, gate) → retries → continuous re-evaluation → releases within the pace → completion.
 //!
 //! Replicas sharing a PostgreSQL database share the jobs through a lease per
 //! job row (`Store::lease_job`): a replica ticks only the jobs it holds, and
@@ -118,6 +118,13 @@ async fn step_job(state: &App, tenant: &str, mut job: Job, now: Timestamp, repor
     }
     if job.state != JobState::Running {
         return Ok(());
+    }
+    if job.spec.phases.len() > 1 {
+        job = crate::phases::step(state, tenant, job, now).await?;
+        if job.state != JobState::Running {
+            report.moved += 1;
+            return Ok(());
+        }
     }
     let retried = store.retry_executions(tenant, &job.id, &job.spec.retry, now).await?;
     report.retried += retried.len() as u64;

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::store::{Change, DeviceScope, Event, StoreResult};
 use jiff::Timestamp;
 use updraft_core::filter::{Field, Filter, Subject};
-use updraft_core::job::{ExecutionState, Job, JobState};
+use updraft_core::job::{ExecutionState, Job, JobState, Target};
 use updraft_core::rollout::{Recurrence, select};
 use updraft_core::{Device, PageRequest};
 
@@ -112,9 +112,23 @@ pub async fn resolve(
     Ok(out)
 }
 
+/// A job's first selection as executions: each device in the phase its rank
+/// by the job's stable hash gives it (see `updraft_core::phase`).
+pub fn initial(job: &Job, selected: Vec<(String, ExecutionState)>) -> Vec<Target> {
+    let ids: Vec<&str> = selected.iter().map(|(d, _)| d.as_str()).collect();
+    let phases = updraft_core::phase::assign(&job.id, &job.spec.phases, &ids);
+    selected.into_iter().zip(phases).map(|((device, state), phase)| Target { device, state, phase }).collect()
+}
+
+/// Devices joining a started job (a continuous job's late joiners): in the phase open now.
+pub fn joining(job: &Job, selected: Vec<(String, ExecutionState)>) -> Vec<Target> {
+    let phase = job.phase.current;
+    selected.into_iter().map(|(device, state)| Target { device, state, phase }).collect()
+}
+
 /// Adds to a continuous job the devices that match it now and it lacks.
 pub async fn reevaluate(state: &App, tenant: &str, job: &Job, now: Timestamp) -> StoreResult<u64> {
-    let targets = resolve(state, tenant, job, now).await?;
+    let targets = joining(job, resolve(state, tenant, job, now).await?);
     let added = state.store.add_executions(tenant, job, &targets, now).await?;
     if added > 0 {
         tracing::info!(job = %job.id, added, "continuous job re-evaluated");
@@ -194,7 +208,7 @@ async fn check_changed(state: &App, tenant: &str, devices: &[Device]) -> StoreRe
             }
         }
         if !add.is_empty() {
-            let n = state.store.add_executions(tenant, &job, &add, now).await?;
+            let n = state.store.add_executions(tenant, &job, &joining(&job, add), now).await?;
             tracing::info!(job = %job.id, added = n, "continuous job: changed devices added");
         }
     }

@@ -116,6 +116,8 @@ pub struct Job {
     pub spec: crate::rollout::JobSpec,
     /// Paused by an operator: the schedule does not resume it, only `resume` does.
     pub held: bool,
+    /// Where a phased job is (its spec's `phases`); unused without phases.
+    pub phase: crate::phase::PhaseState,
 }
 
 /// What an operator does to a job.
@@ -153,6 +155,24 @@ impl Job {
         }
     }
 
+    /// The state a finished job takes to retry its failed executions (`retry
+    /// failed`): only a completed or aborted job, into what its schedule says
+    /// (not a schedule that has ended).
+    pub fn on_retry_failed(&self, now: Timestamp) -> Result<JobState, TransitionError> {
+        if !matches!(self.state, JobState::Completed | JobState::Aborted) {
+            return Err(TransitionError::NotApplicable);
+        }
+        match self.scheduled_state(now) {
+            s if s.is_finished() => Err(TransitionError::Finished),
+            s => Ok(s),
+        }
+    }
+
+    /// The last phase whose executions may be released (every one without phases).
+    pub fn open_phase(&self) -> u32 {
+        if self.spec.phases.len() > 1 { self.phase.current } else { u32::MAX }
+    }
+
     /// Where the schedule moves a job at a tick: `None` when it stays.
     pub fn on_tick(&self, now: Timestamp) -> Option<JobState> {
         if self.state.is_finished() || self.state == JobState::Created || self.held {
@@ -161,6 +181,14 @@ impl Job {
         let next = self.scheduled_state(now);
         (next != self.state).then_some(next)
     }
+}
+
+/// A device a job gets an execution for: its first state and its phase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub device: String,
+    pub state: ExecutionState,
+    pub phase: u32,
 }
 
 /// Download or install progress as a device reports it.
@@ -187,6 +215,8 @@ pub struct Execution {
     pub attempt: u32,
     /// The operator asked to cancel an execution the device is working on.
     pub cancel_requested: bool,
+    /// The job's phase it belongs to (0 without phases).
+    pub phase: u32,
     pub progress: Option<Progress>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
@@ -371,6 +401,26 @@ pub fn on_retry(e: &Execution, now: Timestamp) -> Option<Transition> {
     })
 }
 
+/// An operator ended the execution by force (a force-cancel): whatever it was
+/// doing, it is canceled now and the device is no longer waited for.
+pub fn on_force_cancel(e: &Execution, now: Timestamp) -> Option<Transition> {
+    (!e.state.is_terminal()).then(|| {
+        let mut t = Transition::to(
+            e,
+            ExecutionState::Canceled,
+            server_event(
+                now,
+                ExecutionState::Canceled,
+                EventSource::Operator,
+                "force_canceled",
+                "canceled by force: the device is no longer waited for",
+            ),
+        );
+        t.progress = None;
+        t
+    })
+}
+
 /// The device fetched its deployment: nothing changes (the release notified it).
 pub fn on_deployment_fetched(e: &Execution, _now: Timestamp) -> Result<Option<Transition>, TransitionError> {
     match e.state {
@@ -516,6 +566,7 @@ mod tests {
             state,
             attempt: 1,
             cancel_requested: false,
+            phase: 0,
             progress: None,
             created_at: t,
             updated_at: t,
@@ -657,6 +708,7 @@ mod tests {
             finished_at: None,
             spec,
             held: false,
+            phase: Default::default(),
         }
     }
 

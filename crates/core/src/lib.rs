@@ -10,10 +10,12 @@ pub mod filter;
 pub mod job;
 pub mod model;
 pub mod page;
+pub mod phase;
 pub mod rollout;
 pub mod schedule;
 pub mod validate;
 pub mod version;
+pub mod waiting;
 
 pub use error::{Error, FieldError};
 pub use model::*;

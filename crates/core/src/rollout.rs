@@ -213,6 +213,8 @@ pub struct JobSpec {
     /// time zone (the `schedule` shape without `start`/`end`); they download
     /// at any time. `None`: whenever they get it.
     pub maintenance_window: Option<Schedule>,
+    /// Phases, in order (see [`crate::phase`]); none: every device at once.
+    pub phases: Vec<crate::phase::Phase>,
 }
 
 impl Default for JobSpec {
@@ -231,6 +233,7 @@ impl Default for JobSpec {
             additional_params: BTreeMap::new(),
             handling: Handling::Forced,
             maintenance_window: None,
+            phases: Vec::new(),
         }
     }
 }
@@ -327,6 +330,7 @@ impl JobSpec {
             }
             crate::validate::text(&format!("translations.{k}"), v, 256, errors);
         }
+        crate::phase::validate(&self.phases, errors);
         if self.metadata.len() > 100 || self.additional_params.len() > 100 {
             errors.push(FieldError::new("metadata", "at most 100 entries in metadata and in additional_params"));
         }
@@ -371,13 +375,18 @@ impl JobSpec {
 /// and device id, so the same devices stay chosen however the scope grows.
 pub fn in_gray_share(job: &str, device: &str, percent: Option<u8>) -> bool {
     let Some(p) = percent else { return true };
+    share_hash(job, device) % 100 < u64::from(p)
+}
+
+/// The stable hash of job id and device id that picks the gray share and
+/// orders devices into a job's phases.
+pub fn share_hash(job: &str, device: &str) -> u64 {
     let mut h = Sha256::new();
     h.update(job.as_bytes());
     h.update([0]);
     h.update(device.as_bytes());
     let d = h.finalize();
-    let bucket = u64::from_be_bytes(d[..8].try_into().expect("8 bytes")) % 100;
-    bucket < u64::from(p)
+    u64::from_be_bytes(d[..8].try_into().expect("8 bytes"))
 }
 
 /// What a job does with one device of its product that is in its scope (or

@@ -73,6 +73,7 @@ pub trait SqlBackend: Send + Sync + Sized + 'static {
         + Reads<(i64, i64)>
         + Reads<(i64, String)>
         + Reads<(String, i64)>
+        + Reads<(String, i64, i64)>
         + Reads<(String, String)>
         + Reads<(Option<i64>, Option<i64>, Option<i64>, Option<i64>)>
         + Reads<(String, String, String, String, i64, i64)>

@@ -5,7 +5,10 @@ use jiff::Timestamp;
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, QueryBuilder};
 use updraft_app::store::{Change, DeviceActions, ExecutionRule, ExecutionScope, JobStore, StoreError, StoreResult};
-use updraft_core::job::{Execution, ExecutionEvent, ExecutionState, Job, JobState, Transition, TransitionError};
+use updraft_core::job::{
+    Execution, ExecutionEvent, ExecutionState, Job, JobState, Target, Transition, TransitionError,
+};
+use updraft_core::phase::PhaseState;
 use updraft_core::{FieldError, Page, PageRequest};
 
 use crate::query::{BuilderExt, QueryExt, query};
@@ -16,26 +19,20 @@ use crate::{
 
 #[async_trait]
 impl<B: SqlBackend> JobStore for SqlStore<B> {
-    async fn create_job(
-        &self,
-        tenant: &str,
-        job: &Job,
-        targets: &[(String, ExecutionState)],
-        now: Timestamp,
-    ) -> StoreResult<()> {
+    async fn create_job(&self, tenant: &str, job: &Job, targets: &[Target], now: Timestamp) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
         let mut missing = Vec::new();
         for chunk in targets.chunks(500) {
             let mut q = QueryBuilder::<B::Db>::new("SELECT id FROM devices d WHERE d.tenant = ");
             q.push_arg(tenant).push(" AND d.id IN (");
             let mut sep = q.separated(", ");
-            for (id, _) in chunk {
-                sep.push_arg(id);
+            for t in chunk {
+                sep.push_arg(&t.device);
             }
             q.push(")");
             let rows: Vec<String> = q.build().scalars(&mut *tx).await.map_err(db_err)?;
             let found: std::collections::HashSet<String> = rows.into_iter().collect();
-            for (id, _) in chunk {
+            for Target { device: id, .. } in chunk {
                 if !found.contains(id) {
                     missing.push(FieldError::new(format!("devices.{id}"), format!("device `{id}` not found")));
                 }
@@ -70,7 +67,7 @@ impl<B: SqlBackend> JobStore for SqlStore<B> {
         if !targets.is_empty() {
             changes.push(Change::ExecutionsChanged {
                 job: job.id.clone(),
-                devices: targets.iter().map(|(d, _)| d.clone()).collect(),
+                devices: targets.iter().map(|t| t.device.clone()).collect(),
             });
         }
         self.commit_events(tx, tenant, changes).await
@@ -304,6 +301,7 @@ impl<B: SqlBackend> JobStore for SqlStore<B> {
         }
         let rows: Vec<ExecutionRow> = query::<B>(AssertSqlSafe(format!(
             "{EXECUTION_SELECT} WHERE tenant = $1 AND job = $2 AND state = 'queued' AND ($4 IS NULL OR device = $4)
+             AND phase <= $5
              AND NOT EXISTS (
                  SELECT 1 FROM executions o WHERE o.tenant = executions.tenant AND o.device = executions.device
                  AND o.state IN {IN_PROGRESS_STATES})
@@ -314,6 +312,7 @@ impl<B: SqlBackend> JobStore for SqlStore<B> {
         .arg(job)
         .arg(allowed.min(i64::MAX as u64) as i64)
         .arg(device.map(str::to_owned))
+        .arg(i64::from(j.open_phase()))
         .rows(&mut *tx)
         .await
         .map_err(db_err)?;
@@ -409,17 +408,7 @@ impl<B: SqlBackend> JobStore for SqlStore<B> {
             if !updraft_core::rollout::retry_due(retry, e.attempt, e.finished_at.unwrap_or(now), now) {
                 continue;
             }
-            if let Some(t) = updraft_core::job::on_retry(&e, now) {
-                Self::apply_transition(&mut tx, tenant, &mut e, t, now).await?;
-                query::<B>(
-                    "UPDATE executions SET attempt = attempt + 1, finished_at = NULL,
-                         cancel_requested = FALSE WHERE action_id = $1",
-                )
-                .arg(e.action_id)
-                .run(&mut *tx)
-                .await
-                .map_err(db_err)?;
-                Self::allocate_actions(&mut tx, tenant, &[(e.action_id, e.attempt + 1)]).await?;
+            if Self::requeue(&mut tx, tenant, &mut e, now).await? {
                 out.push(e.device);
             }
         }
@@ -432,13 +421,7 @@ impl<B: SqlBackend> JobStore for SqlStore<B> {
         Ok(out)
     }
 
-    async fn add_executions(
-        &self,
-        tenant: &str,
-        job: &Job,
-        targets: &[(String, ExecutionState)],
-        now: Timestamp,
-    ) -> StoreResult<u64> {
+    async fn add_executions(&self, tenant: &str, job: &Job, targets: &[Target], now: Timestamp) -> StoreResult<u64> {
         if targets.is_empty() {
             return Ok(0);
         }
@@ -449,7 +432,7 @@ impl<B: SqlBackend> JobStore for SqlStore<B> {
         } else {
             vec![Change::ExecutionsChanged {
                 job: job.id.clone(),
-                devices: targets.iter().map(|(d, _)| d.clone()).collect(),
+                devices: targets.iter().map(|t| t.device.clone()).collect(),
             }]
         };
         self.commit_events(tx, tenant, changes).await?;
@@ -468,6 +451,155 @@ impl<B: SqlBackend> JobStore for SqlStore<B> {
             q.push(")");
             let rows: Vec<String> = q.build().scalars(&self.pool).await.map_err(db_err)?;
             out.extend(rows);
+        }
+        Ok(out)
+    }
+
+    async fn phase_counts(&self, tenant: &str, job: &str, phase: u32) -> StoreResult<Vec<(ExecutionState, u32, u64)>> {
+        let rows: Vec<(String, i64, i64)> = query::<B>(
+            "SELECT state, attempt, COUNT(*) FROM executions WHERE tenant = $1 AND job = $2 AND phase = $3
+             GROUP BY state, attempt",
+        )
+        .arg(tenant)
+        .arg(job)
+        .arg(i64::from(phase))
+        .rows(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.into_iter()
+            .map(|(s, a, n)| {
+                let state =
+                    ExecutionState::parse(&s).ok_or_else(|| StoreError::Backend(format!("execution state `{s}`")))?;
+                Ok((state, a as u32, n as u64))
+            })
+            .collect()
+    }
+
+    async fn set_job_phase(
+        &self,
+        tenant: &str,
+        id: &str,
+        expected: &PhaseState,
+        new: &PhaseState,
+        pause: bool,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let job: Job = Self::lock_one::<JobRow, _>(&mut tx, JOB_SELECT, "job", tenant, id).await?;
+        if job.phase != *expected {
+            return Ok(false);
+        }
+        let text = serde_json::to_string(new).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let pause = pause && job.state == JobState::Running;
+        query::<B>(
+            "UPDATE jobs SET phase_state = $3,
+                 state = CASE WHEN $4 THEN 'paused' ELSE state END,
+                 held = CASE WHEN $4 THEN TRUE ELSE held END
+             WHERE tenant = $1 AND id = $2",
+        )
+        .arg(tenant)
+        .arg(id)
+        .arg(text)
+        .arg(pause)
+        .run(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        self.commit_events(tx, tenant, vec![Change::JobChanged { job: id.to_owned() }]).await?;
+        Ok(true)
+    }
+
+    async fn force_cancel_executions(&self, tenant: &str, job: &str, now: Timestamp) -> StoreResult<Vec<String>> {
+        let mut tx = self.begin_write().await?;
+        let rows: Vec<ExecutionRow> = query::<B>(AssertSqlSafe(format!(
+            "{EXECUTION_SELECT} WHERE tenant = $1 AND job = $2 AND state IN {ACTIVE_STATES} ORDER BY action_id{}",
+            B::LOCK
+        )))
+        .arg(tenant)
+        .arg(job)
+        .rows(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let mut e = Execution::try_from(row)?;
+            if let Some(t) = updraft_core::job::on_force_cancel(&e, now) {
+                Self::apply_transition(&mut tx, tenant, &mut e, t, now).await?;
+                out.push(e.device);
+            }
+        }
+        let mut changes = Vec::new();
+        if !out.is_empty() {
+            changes.push(Change::ExecutionsChanged { job: job.to_owned(), devices: out.clone() });
+        }
+        self.commit_events(tx, tenant, changes).await?;
+        Ok(out)
+    }
+
+    async fn retry_failed(
+        &self,
+        tenant: &str,
+        id: &str,
+        from: JobState,
+        to: JobState,
+        now: Timestamp,
+    ) -> StoreResult<Option<Vec<String>>> {
+        let mut tx = self.begin_write().await?;
+        let job: Job = Self::lock_one::<JobRow, _>(&mut tx, JOB_SELECT, "job", tenant, id).await?;
+        if job.state != from {
+            return Ok(None);
+        }
+        let started_at = job.started_at.unwrap_or(now);
+        query::<B>(
+            "UPDATE jobs SET state = $3, held = FALSE, started_at = $4, finished_at = NULL WHERE tenant = $1 AND id = $2",
+        )
+        .arg(tenant)
+        .arg(id)
+        .arg(to.as_str())
+        .arg(us(started_at))
+        .run(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let rows: Vec<ExecutionRow> = query::<B>(AssertSqlSafe(format!(
+            "{EXECUTION_SELECT} WHERE tenant = $1 AND job = $2 AND state IN ('failed', 'timed_out')
+             ORDER BY action_id{}",
+            B::LOCK
+        )))
+        .arg(tenant)
+        .arg(id)
+        .rows(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let mut e = Execution::try_from(row)?;
+            if Self::requeue(&mut tx, tenant, &mut e, now).await? {
+                out.push(e.device);
+            }
+        }
+        let mut changes = vec![Change::JobChanged { job: id.to_owned() }];
+        if !out.is_empty() {
+            changes.push(Change::ExecutionsChanged { job: id.to_owned(), devices: out.clone() });
+        }
+        self.commit_events(tx, tenant, changes).await?;
+        Ok(Some(out))
+    }
+
+    async fn busy_elsewhere(&self, tenant: &str, job: &str, devices: &[String]) -> StoreResult<Vec<Execution>> {
+        let mut out = Vec::new();
+        for chunk in devices.chunks(1000) {
+            let mut q = QueryBuilder::<B::Db>::new(format!("{EXECUTION_SELECT} WHERE tenant = "));
+            q.push_arg(tenant.to_owned());
+            q.push(" AND job <> ");
+            q.push_arg(job.to_owned());
+            q.push(format!(" AND state IN {IN_PROGRESS_STATES} AND device IN ("));
+            let mut list = q.separated(", ");
+            for d in chunk {
+                list.push_arg(d.clone());
+            }
+            q.push(") ORDER BY action_id");
+            let rows: Vec<ExecutionRow> = q.build().rows(&self.pool).await.map_err(db_err)?;
+            for r in rows {
+                out.push(Execution::try_from(r)?);
+            }
         }
         Ok(out)
     }
@@ -560,6 +692,28 @@ impl<B: SqlBackend> SqlStore<B> {
         Ok(busy)
     }
 
+    /// Queues a failed or timed-out execution again as its next attempt (with
+    /// a new action id); answers whether it was.
+    pub(crate) async fn requeue(
+        tx: &mut Conn<B>,
+        tenant: &str,
+        e: &mut Execution,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let Some(t) = updraft_core::job::on_retry(e, now) else { return Ok(false) };
+        Self::apply_transition(&mut *tx, tenant, e, t, now).await?;
+        query::<B>(
+            "UPDATE executions SET attempt = attempt + 1, finished_at = NULL,
+                 cancel_requested = FALSE WHERE action_id = $1",
+        )
+        .arg(e.action_id)
+        .run(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        Self::allocate_actions(&mut *tx, tenant, &[(e.action_id, e.attempt + 1)]).await?;
+        Ok(true)
+    }
+
     /// Gives each new attempt `(execution, attempt)` the next action id of its
     /// tenant's counter (wrapping after `MAX_ACTION`: see `next_action`), on the
     /// execution and in the map of every attempt's id.
@@ -614,16 +768,16 @@ impl<B: SqlBackend> SqlStore<B> {
         tx: &mut Conn<B>,
         tenant: &str,
         job: &Job,
-        targets: &[(String, ExecutionState)],
+        targets: &[Target],
         now: Timestamp,
     ) -> StoreResult<u64> {
         let mut added = 0;
         for chunk in targets.chunks(1000) {
             let mut q = QueryBuilder::<B::Db>::new(
                 "INSERT INTO executions (tenant, job, device, firmware, state, attempt, cancel_requested,
-             created_at, updated_at, finished_at) ",
+             created_at, updated_at, finished_at, phase) ",
             );
-            q.push_values(chunk, |mut b, (device, state)| {
+            q.push_values(chunk, |mut b, Target { device, state, phase }| {
                 b.push_arg(tenant)
                     .push_arg(&job.id)
                     .push_arg(device)
@@ -633,7 +787,8 @@ impl<B: SqlBackend> SqlStore<B> {
                     .push_arg(false)
                     .push_arg(us(now))
                     .push_arg(us(now))
-                    .push_arg(if state.is_terminal() { Some(us(now)) } else { None });
+                    .push_arg(if state.is_terminal() { Some(us(now)) } else { None })
+                    .push_arg(i64::from(*phase));
             });
             q.push(" ON CONFLICT (tenant, job, device) DO NOTHING RETURNING action_id, state");
             let created: Vec<(i64, String)> = q.build().rows(&mut *tx).await.map_err(db_err)?;

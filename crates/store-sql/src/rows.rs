@@ -250,9 +250,9 @@ impl TryFrom<GroupRow> for Group {
 }
 
 pub const JOB_SELECT: &str = "SELECT id, name, description, kind, firmware, product, state, consent_required, \
-     created_at, started_at, finished_at, spec, held FROM jobs";
+     created_at, started_at, finished_at, spec, held, phase_state FROM jobs";
 pub const EXECUTION_SELECT: &str = "SELECT action_id, action, job, device, firmware, state, attempt, cancel_requested, \
-     progress_cnt, progress_of, created_at, updated_at, finished_at FROM executions";
+     progress_cnt, progress_of, created_at, updated_at, finished_at, phase FROM executions";
 pub const EVENT_SELECT: &str =
     "SELECT at, state, source, report, code, progress_cnt, progress_of, details FROM execution_events";
 /// The states of unfinished executions, as an SQL list.
@@ -300,6 +300,7 @@ pub struct JobRow {
     finished_at: Option<i64>,
     spec: String,
     held: bool,
+    phase_state: Option<String>,
 }
 
 impl TryFrom<JobRow> for Job {
@@ -307,6 +308,12 @@ impl TryFrom<JobRow> for Job {
     fn try_from(r: JobRow) -> Result<Self, StoreError> {
         let spec = serde_json::from_str(&r.spec)
             .map_err(|e| StoreError::Backend(format!("unexpected spec of job `{}` in the database: {e}", r.id)))?;
+        let phase = match &r.phase_state {
+            Some(p) => serde_json::from_str(p).map_err(|e| {
+                StoreError::Backend(format!("unexpected phase state of job `{}` in the database: {e}", r.id))
+            })?,
+            None => Default::default(),
+        };
         Ok(Job {
             kind: parse("job kind", &r.kind, JobKind::parse)?,
             state: parse("job state", &r.state, JobState::parse)?,
@@ -321,6 +328,7 @@ impl TryFrom<JobRow> for Job {
             finished_at: r.finished_at.map(ts).transpose()?,
             spec,
             held: r.held,
+            phase,
         })
     }
 }
@@ -358,6 +366,7 @@ pub struct ExecutionRow {
     created_at: i64,
     updated_at: i64,
     finished_at: Option<i64>,
+    phase: i64,
 }
 
 impl TryFrom<ExecutionRow> for Execution {
@@ -372,6 +381,7 @@ impl TryFrom<ExecutionRow> for Execution {
             firmware: r.firmware,
             attempt: r.attempt as u32,
             cancel_requested: r.cancel_requested,
+            phase: r.phase as u32,
             progress: progress(r.progress_cnt, r.progress_of),
             created_at: ts(r.created_at)?,
             updated_at: ts(r.updated_at)?,

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use jiff::Timestamp;
-use updraft_core::job::{DeviceReport, Job, JobKind, JobState, ReportKind};
+use updraft_core::job::{DeviceReport, ExecutionState, Job, JobKind, JobState, ReportKind, Target};
 use updraft_core::{
     Device, DeviceAttributes, Firmware, FirmwareFile, NewDevice, PageRequest, Product, PropertyValue, SortOrder,
     Tenant, VersionScheme,
@@ -41,7 +41,7 @@ macro_rules! store_conformance_suite {
             jobs: jobs_and_executions, execution_changes_are_atomic_and_complete_jobs, canceling_a_job, jobs_engine,
                 concurrent_releases_keep_the_pace_and_one_execution_per_device, verify_jobs_mark_firmware,
                 a_success_that_installs_nothing_keeps_the_versions, action_ids_count_per_tenant_and_per_attempt,
-                jobs_engine_invariants;
+                jobs_engine_invariants, phases_force_cancel_and_retry_failed;
             engine: leases_share_the_live_jobs_between_replicas, first_contact_activates_and_initializes,
                 online_devices_never_seen_go_offline;
             events: events_are_written_with_their_change_and_rolled_back_with_it,
@@ -148,6 +148,11 @@ async fn put_device(store: &dyn Store, tenant: &str, d: &Device, now: Timestamp)
     store.modify_device(tenant, &d.id, &change, false, now).await.unwrap().unwrap()
 }
 
+/// Executions in phase 0 for `(device, state)` pairs.
+fn tg<S: AsRef<str>>(v: &[(S, ExecutionState)]) -> Vec<Target> {
+    v.iter().map(|(d, s)| Target { device: d.as_ref().to_owned(), state: *s, phase: 0 }).collect()
+}
+
 /// The references to rows that do not exist, of a `Missing` error.
 fn missing_fields(e: StoreError) -> Vec<String> {
     match e {
@@ -171,6 +176,7 @@ fn job(id: &str, firmware: &str) -> Job {
         finished_at: None,
         spec: Default::default(),
         held: false,
+        phase: Default::default(),
     }
 }
 

@@ -2,7 +2,10 @@
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use updraft_core::job::{Execution, ExecutionEvent, ExecutionState, Job, JobState, Transition, TransitionError};
+use updraft_core::job::{
+    Execution, ExecutionEvent, ExecutionState, Job, JobState, Target, Transition, TransitionError,
+};
+use updraft_core::phase::PhaseState;
 use updraft_core::rollout::{JobSpec, PaceStats, Retry};
 use updraft_core::{Page, PageRequest};
 
@@ -62,13 +65,7 @@ pub trait JobStore: Send + Sync {
     /// `Conflict` when the id is taken; `Missing` names each target that does not
     /// exist (a device busy with another job's execution is fine: its execution
     /// waits, queued, until the other one ends).
-    async fn create_job(
-        &self,
-        tenant: &str,
-        job: &Job,
-        targets: &[(String, ExecutionState)],
-        now: Timestamp,
-    ) -> StoreResult<()>;
+    async fn create_job(&self, tenant: &str, job: &Job, targets: &[Target], now: Timestamp) -> StoreResult<()>;
     async fn get_job(&self, tenant: &str, id: &str) -> StoreResult<Option<Job>>;
     async fn list_jobs(&self, tenant: &str, state: Option<JobState>, page: &PageRequest) -> StoreResult<Page<Job>>;
     /// How many executions of the job are in each state (states with none are left out).
@@ -158,15 +155,38 @@ pub trait JobStore: Send + Sync {
     ) -> StoreResult<Vec<String>>;
     /// Adds executions to a job for devices it does not have yet (others are
     /// left as they are); answers how many were added.
-    async fn add_executions(
-        &self,
-        tenant: &str,
-        job: &Job,
-        targets: &[(String, ExecutionState)],
-        now: Timestamp,
-    ) -> StoreResult<u64>;
+    async fn add_executions(&self, tenant: &str, job: &Job, targets: &[Target], now: Timestamp) -> StoreResult<u64>;
     /// Whether the job has an execution for each of `devices`: those it has.
     async fn job_has_devices(&self, tenant: &str, job: &str, devices: &[String]) -> StoreResult<Vec<String>>;
+    /// How many of the job's executions of `phase` are in each (state, attempt).
+    async fn phase_counts(&self, tenant: &str, job: &str, phase: u32) -> StoreResult<Vec<(ExecutionState, u32, u64)>>;
+    /// Replaces the job's phase state if it is still `expected` (`Ok(false)`
+    /// otherwise); with `pause`, a running job is paused too (held, as an
+    /// operator's pause), in the same transaction.
+    async fn set_job_phase(
+        &self,
+        tenant: &str,
+        id: &str,
+        expected: &PhaseState,
+        new: &PhaseState,
+        pause: bool,
+    ) -> StoreResult<bool>;
+    /// Ends every unfinished execution of the job as canceled (a
+    /// force-cancel), those the devices are working on included; answers their devices.
+    async fn force_cancel_executions(&self, tenant: &str, job: &str, now: Timestamp) -> StoreResult<Vec<String>>;
+    /// Moves a finished job from `from` back to `to` and queues its failed and
+    /// timed-out executions again, each as a new attempt, in one transaction.
+    /// `Ok(None)` when the job was not in `from`; else the devices queued.
+    async fn retry_failed(
+        &self,
+        tenant: &str,
+        id: &str,
+        from: JobState,
+        to: JobState,
+        now: Timestamp,
+    ) -> StoreResult<Option<Vec<String>>>;
+    /// The executions in progress on `devices` for jobs other than `job`.
+    async fn busy_elsewhere(&self, tenant: &str, job: &str, devices: &[String]) -> StoreResult<Vec<Execution>>;
     /// Completes a running or paused snapshot job with nothing left to do (no
     /// unfinished execution, no retry due); marks a verify job's firmware
     /// verified when every execution succeeded. Answers whether it completed.

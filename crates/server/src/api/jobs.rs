@@ -442,6 +442,7 @@ pub async fn create(
         additional_params: input.additional_params,
         handling: input.handling.unwrap_or_default(),
         maintenance_window: input.maintenance_window.and_then(|w| w.into_maintenance_window(&mut problems)),
+        phases: Vec::new(),
     };
     let draft = JobDraft {
         id: input.id,
@@ -644,7 +645,7 @@ pub async fn executions(
 ) -> ApiResult<Json<PageOut<ExecutionOut>>> {
     let (req, filter) = params.split()?;
     let page = state.app.job_executions(&caller.actor, &id, filter, &req).await?;
-    Ok(Json(PageOut::from_page(page, &req, |e| ExecutionOut::new(e, None))))
+    Ok(Json(PageOut::from_page(page, &req, |(e, _waiting)| ExecutionOut::new(e, None))))
 }
 
 #[utoipa::path(get, path = "/api/v1/devices/{id}/executions", tag = "jobs", params(ExecutionListParams),

@@ -2,12 +2,12 @@
 
 use jiff::Timestamp;
 use updraft_core::job::{
-    EventSource, ExecutionState, Job, JobCommand, JobKind, JobState, ReportKind, TransitionError, on_consent,
+    EventSource, ExecutionState, Job, JobCommand, JobKind, JobState, ReportKind, Target, TransitionError, on_consent,
     on_deployment_fetched, on_device_report,
 };
 use updraft_core::{PageRequest, SortOrder};
 
-use super::{fleet, job, missing_fields, page, release, report, t, tenant};
+use super::{fleet, job, missing_fields, page, release, report, t, tenant, tg};
 use crate::store::{ExecutionScope, Store, StoreError};
 
 /// Cancels a job as the API's `cancel` command does: the job's rule, then a
@@ -20,18 +20,15 @@ async fn cancel(store: &dyn Store, tenant: &str, id: &str, now: Timestamp) -> Op
 
 pub async fn jobs_and_executions(store: &dyn Store) {
     fleet(store, 3).await;
-    let targets = vec![
-        ("d0".to_owned(), ExecutionState::Queued),
-        ("d1".to_owned(), ExecutionState::AwaitingConsent),
-        ("d2".to_owned(), ExecutionState::Skipped),
-    ];
-    store.create_job("acme", &job("j1", "fw2"), &targets, t(20)).await.unwrap();
+    let targets =
+        vec![("d0", ExecutionState::Queued), ("d1", ExecutionState::AwaitingConsent), ("d2", ExecutionState::Skipped)];
+    store.create_job("acme", &job("j1", "fw2"), &tg(&targets), t(20)).await.unwrap();
     assert!(matches!(store.create_job("acme", &job("j1", "fw2"), &[], t(21)).await, Err(StoreError::Conflict { .. })));
     let again = store
         .create_job(
             "acme",
             &job("j2", "fw2"),
-            &[("d0".into(), ExecutionState::Queued), ("ghost".into(), ExecutionState::Queued)],
+            &tg(&[("d0", ExecutionState::Queued), ("ghost", ExecutionState::Queued)]),
             t(21),
         )
         .await;
@@ -76,8 +73,8 @@ pub async fn jobs_and_executions(store: &dyn Store) {
 
 pub async fn execution_changes_are_atomic_and_complete_jobs(store: &dyn Store) {
     fleet(store, 2).await;
-    let targets = vec![("d0".to_owned(), ExecutionState::Queued), ("d1".to_owned(), ExecutionState::AwaitingConsent)];
-    store.create_job("acme", &job("j1", "fw2"), &targets, t(20)).await.unwrap();
+    let targets = vec![("d0", ExecutionState::Queued), ("d1", ExecutionState::AwaitingConsent)];
+    store.create_job("acme", &job("j1", "fw2"), &tg(&targets), t(20)).await.unwrap();
     assert_eq!(release(store, "j1", 10, t(30)).await, ["d0"]);
     let d0 = store.device_actions("acme", "d0").await.unwrap().active.unwrap();
     let d1 = store
@@ -167,7 +164,7 @@ pub async fn canceling_a_job(store: &dyn Store) {
         .create_job(
             "acme",
             &job("j1", "fw2"),
-            &[("d0".into(), ExecutionState::Queued), ("d1".into(), ExecutionState::Queued)],
+            &tg(&[("d0", ExecutionState::Queued), ("d1", ExecutionState::Queued)]),
             t(20),
         )
         .await
@@ -196,13 +193,13 @@ pub async fn jobs_engine(store: &dyn Store) {
     fleet(store, 3).await;
     let mut j1 = job("j1", "fw2");
     j1.spec.retry = Retry { count: 1, interval_minutes: 5 };
-    let targets = vec![("d0".to_owned(), ExecutionState::Queued), ("d1".to_owned(), ExecutionState::Queued)];
-    store.create_job("acme", &j1, &targets, t(20)).await.unwrap();
+    let targets = vec![("d0", ExecutionState::Queued), ("d1", ExecutionState::Queued)];
+    store.create_job("acme", &j1, &tg(&targets), t(20)).await.unwrap();
     assert_eq!(store.get_job("acme", "j1").await.unwrap().unwrap().spec, j1.spec, "the spec is kept as given");
     // A second job for d0: it waits while d0 works on j1.
     let mut j2 = job("j2", "fw2");
     j2.spec.recurrence = Recurrence::Continuous;
-    store.create_job("acme", &j2, &[("d0".to_owned(), ExecutionState::Queued)], t(20)).await.unwrap();
+    store.create_job("acme", &j2, &tg(&[("d0", ExecutionState::Queued)]), t(20)).await.unwrap();
     assert_eq!(release(store, "j1", 10, t(30)).await, ["d0", "d1"]);
     assert_eq!(release(store, "j2", 10, t(30)).await, Vec::<String>::new(), "d0 is busy");
     let stats = store.pace_stats("acme", "j1", t(60)).await.unwrap();
@@ -217,12 +214,7 @@ pub async fn jobs_engine(store: &dyn Store) {
     assert_eq!(store.pace_stats("acme", "j1", t(95)).await.unwrap().released_last_minute, 0, "a minute later");
     // Additions are idempotent.
     let added = store
-        .add_executions(
-            "acme",
-            &j2,
-            &[("d0".into(), ExecutionState::Queued), ("d2".into(), ExecutionState::Queued)],
-            t(31),
-        )
+        .add_executions("acme", &j2, &tg(&[("d0", ExecutionState::Queued), ("d2", ExecutionState::Queued)]), t(31))
         .await
         .unwrap();
     assert_eq!(added, 1, "d0 is in j2 already");
@@ -308,7 +300,7 @@ pub async fn concurrent_releases_keep_the_pace_and_one_execution_per_device(stor
     let mut one_at_a_time = job("j1", "fw2");
     one_at_a_time.spec.pace = Pace { max_concurrency: 1, ..Pace::default() };
     let targets: Vec<(String, ExecutionState)> = (0..N).map(|i| (format!("d{i}"), ExecutionState::Queued)).collect();
-    store.create_job("acme", &one_at_a_time, &targets, t(20)).await.unwrap();
+    store.create_job("acme", &one_at_a_time, &tg(&targets), t(20)).await.unwrap();
     let paced = |j: &Job, stats: &updraft_core::rollout::PaceStats| release_budget(&j.spec.pace, stats);
     let devices: Vec<String> = (0..N).map(|i| format!("d{i}")).collect();
     let asks = devices.iter().map(|d| store.release_executions("acme", "j1", Some(d), &paced, t(30)));
@@ -321,7 +313,7 @@ pub async fn concurrent_releases_keep_the_pace_and_one_execution_per_device(stor
     // One device, N jobs released to it at once: it works on one.
     for i in 0..N {
         let j = job(&format!("k{i}"), "fw2");
-        store.create_job("acme", &j, &[("d12".to_owned(), ExecutionState::Queued)], t(40)).await.unwrap();
+        store.create_job("acme", &j, &tg(&[("d12", ExecutionState::Queued)]), t(40)).await.unwrap();
     }
     let free = |_: &Job, _: &updraft_core::rollout::PaceStats| 10;
     let ids: Vec<String> = (0..N).map(|i| format!("k{i}")).collect();
@@ -352,7 +344,7 @@ pub async fn verify_jobs_mark_firmware(store: &dyn Store) {
     fleet(store, 1).await;
     let mut j = job("v1", "fw2");
     j.kind = JobKind::Verify;
-    store.create_job("acme", &j, &[("d0".to_owned(), ExecutionState::Queued)], t(20)).await.unwrap();
+    store.create_job("acme", &j, &tg(&[("d0", ExecutionState::Queued)]), t(20)).await.unwrap();
     release(store, "v1", 1, t(21)).await;
     let d0 = store.device_actions("acme", "d0").await.unwrap().active.unwrap();
     assert!(!store.get_firmware("acme", "fw2").await.unwrap().unwrap().verified);
@@ -372,7 +364,7 @@ pub async fn a_success_that_installs_nothing_keeps_the_versions(store: &dyn Stor
     use updraft_core::job::on_device_report_handled;
     use updraft_core::rollout::Handling;
     fleet(store, 1).await;
-    store.create_job("acme", &job("dl", "fw2"), &[("d0".to_owned(), ExecutionState::Queued)], t(20)).await.unwrap();
+    store.create_job("acme", &job("dl", "fw2"), &tg(&[("d0", ExecutionState::Queued)]), t(20)).await.unwrap();
     release(store, "dl", 1, t(21)).await;
     let e = store.device_actions("acme", "d0").await.unwrap().active.unwrap();
     let downloaded = report(ReportKind::Downloaded, "downloaded");
@@ -393,9 +385,9 @@ pub async fn a_success_that_installs_nothing_keeps_the_versions(store: &dyn Stor
 pub async fn action_ids_count_per_tenant_and_per_attempt(store: &dyn Store) {
     use updraft_core::rollout::Retry;
     fleet(store, 2).await;
-    let both = [("d0".to_owned(), ExecutionState::Queued), ("d1".to_owned(), ExecutionState::Queued)];
-    store.create_job("acme", &job("j1", "fw2"), &both, t(20)).await.unwrap();
-    store.create_job("acme", &job("j2", "fw2"), &both[..1], t(20)).await.unwrap();
+    let both = [("d0", ExecutionState::Queued), ("d1", ExecutionState::Queued)];
+    store.create_job("acme", &job("j1", "fw2"), &tg(&both), t(20)).await.unwrap();
+    store.create_job("acme", &job("j2", "fw2"), &tg(&both[..1]), t(20)).await.unwrap();
     let action =
         |device: &'static str, n: i64| async move { store.execution_by_action("acme", device, n).await.unwrap() };
     let (first, n) = match action("d0", 1).await {
@@ -427,7 +419,8 @@ pub async fn action_ids_count_per_tenant_and_per_attempt(store: &dyn Store) {
 /// retries, pauses and cancellations: no job ever has more executions in
 /// progress than its `max_concurrency`, nor releases more than its
 /// `max_per_minute` in any minute; no device ever works on two executions at
-/// once; an excluded device never gets an execution.
+/// once; an excluded device never gets an execution; an execution of a
+/// phase is never released before that phase opened.
 pub async fn jobs_engine_invariants(store: &dyn Store) {
     engine_invariants(store).await;
 }
@@ -447,7 +440,8 @@ async fn engine_invariants(store: &dyn Store) {
 
     #[derive(Debug, Clone)]
     enum Op {
-        Create { targets: Vec<bool>, exclude: Vec<bool>, concurrency: u32, rate: Option<u32> },
+        Create { targets: Vec<bool>, exclude: Vec<bool>, concurrency: u32, rate: Option<u32>, phased: Option<u64> },
+        OpenPhase(usize),
         Tick(usize),
         Report { device: usize, success: bool },
         Advance(i64),
@@ -461,8 +455,16 @@ async fn engine_invariants(store: &dyn Store) {
             proptest::collection::vec(proptest::bool::weighted(0.2), DEVICES),
             1u32..4,
             proptest::option::of(1u32..4),
+            proptest::option::weighted(0.5, 1u64..4),
         )
-            .prop_map(|(targets, exclude, concurrency, rate)| Op::Create { targets, exclude, concurrency, rate }),
+            .prop_map(|(targets, exclude, concurrency, rate, phased)| Op::Create {
+                targets,
+                exclude,
+                concurrency,
+                rate,
+                phased
+            }),
+        1 => (0usize..4).prop_map(Op::OpenPhase),
         6 => (0usize..4).prop_map(Op::Tick),
         5 => (0usize..DEVICES, proptest::bool::weighted(0.5)).prop_map(|(device, success)| Op::Report { device, success }),
         2 => (1i64..90).prop_map(Op::Advance),
@@ -474,6 +476,7 @@ async fn engine_invariants(store: &dyn Store) {
     let mut runner = TestRunner::deterministic();
     let mut releases_checked = 0;
     let mut re_releases = 0;
+    let mut later_phase_releases = 0;
     let to_install = [("host".to_owned(), "9.0.0".to_owned())];
     for case in 0..CASES {
         let tenant_id = format!("inv{case}");
@@ -487,7 +490,7 @@ async fn engine_invariants(store: &dyn Store) {
         let mut jobs: Vec<(Job, Vec<i64>)> = Vec::new(); // each job with its release times
         for op in ops.new_tree(&mut runner).unwrap().current() {
             match op {
-                Op::Create { targets, exclude, concurrency, rate } => {
+                Op::Create { targets, exclude, concurrency, rate, phased } => {
                     let mut j = job(&format!("j{}", jobs.len()), "fw");
                     j.spec.pace = Pace { max_concurrency: concurrency, max_per_minute: rate, ..Pace::default() };
                     j.spec.retry = Retry { count: 1, interval_minutes: 0 };
@@ -498,11 +501,33 @@ async fn engine_invariants(store: &dyn Store) {
                         .filter(|d| j.spec.target.devices.contains(&d.id))
                         .filter_map(|d| select(&j.spec, &j.id, false, d, true, &to_install).map(|s| (d.id.clone(), s)))
                         .collect();
-                    store.create_job(&tenant_id, &j, &picked, t(now)).await.unwrap();
+                    let mut targets = tg(&picked);
+                    if let Some(first) = phased {
+                        use updraft_core::phase::{Gate, Phase};
+                        let gate = Gate { manual: true, ..Gate::default() };
+                        j.spec.phases =
+                            vec![Phase { devices: Some(first), gate, ..Phase::default() }, Phase::default()];
+                        let ids: Vec<&str> = picked.iter().map(|(d, _)| d.as_str()).collect();
+                        for (t, p) in targets.iter_mut().zip(updraft_core::phase::assign(&j.id, &j.spec.phases, &ids)) {
+                            t.phase = p;
+                        }
+                    }
+                    store.create_job(&tenant_id, &j, &targets, t(now)).await.unwrap();
                     jobs.push((j, vec![]));
+                }
+                Op::OpenPhase(i) => {
+                    let Some((j, _)) = jobs.get(i) else { continue };
+                    let stored = store.get_job(&tenant_id, &j.id).await.unwrap().unwrap();
+                    if (stored.phase.current as usize) + 1 < stored.spec.phases.len() {
+                        let next = updraft_core::phase::open_next(&stored.phase, t(now));
+                        assert!(store.set_job_phase(&tenant_id, &j.id, &stored.phase, &next, false).await.unwrap());
+                        let stale = store.set_job_phase(&tenant_id, &j.id, &stored.phase, &next, false).await.unwrap();
+                        assert!(!stale, "a phase state changed since it was read is not replaced");
+                    }
                 }
                 Op::Tick(i) => {
                     let Some((j, released)) = jobs.get_mut(i) else { continue };
+                    let open = store.get_job(&tenant_id, &j.id).await.unwrap().unwrap().open_phase();
                     let budget = |j: &Job, stats: &PaceStats| {
                         if j.state == JobState::Running { release_budget(&j.spec.pace, stats) } else { 0 }
                     };
@@ -522,6 +547,11 @@ async fn engine_invariants(store: &dyn Store) {
                             .items;
                         if e.first().is_some_and(|e| e.attempt > 1) {
                             re_releases += 1;
+                        }
+                        let phase = e.first().map_or(0, |e| e.phase);
+                        assert!(phase <= open, "{d} of phase {phase} released while phase {open} is open");
+                        if phase > 0 {
+                            later_phase_releases += 1;
                         }
                     }
                     released.extend(std::iter::repeat_n(now, got.len()));
@@ -601,4 +631,98 @@ async fn engine_invariants(store: &dyn Store) {
     }
     assert!(releases_checked > 20, "the sequences exercised rate limits only {releases_checked} times");
     assert!(re_releases >= 5, "the sequences released retried executions only {re_releases} times");
+    assert!(later_phase_releases >= 5, "the sequences released later phases only {later_phase_releases} times");
+}
+
+/// Phases hold executions back until they open; the phase state is replaced
+/// only as it was read, and can pause the job with it; a force-cancel ends
+/// executions devices are working on; `retry_failed` runs a finished job's
+/// failures again as new attempts; `busy_elsewhere` names what else a device works on.
+pub async fn phases_force_cancel_and_retry_failed(store: &dyn Store) {
+    use updraft_core::phase::{Gate, Phase, PhaseState, open_next};
+    fleet(store, 4).await;
+    let mut j = job("j1", "fw2");
+    j.spec.phases = vec![
+        Phase { devices: Some(1), gate: Gate { manual: true, ..Gate::default() }, ..Phase::default() },
+        Phase::default(),
+    ];
+    let targets: Vec<Target> = ["d0", "d1", "d2"]
+        .iter()
+        .enumerate()
+        .map(|(i, d)| Target { device: (*d).into(), state: ExecutionState::Queued, phase: u32::from(i > 0) })
+        .collect();
+    store.create_job("acme", &j, &targets, t(20)).await.unwrap();
+    assert_eq!(release(store, "j1", 10, t(21)).await, ["d0"], "only phase 0 is open");
+    let counts = store.phase_counts("acme", "j1", 1).await.unwrap();
+    assert_eq!(counts, [(ExecutionState::Queued, 1, 2)]);
+    assert_eq!(store.phase_counts("acme", "j1", 0).await.unwrap(), [(ExecutionState::Notified, 1, 1)]);
+
+    // Compare-and-set, with a pause.
+    let opened = open_next(&PhaseState::default(), t(22));
+    let stale = PhaseState { approved: true, ..PhaseState::default() };
+    assert!(!store.set_job_phase("acme", "j1", &stale, &opened, false).await.unwrap());
+    let paused = PhaseState { error_paused: vec![0], ..PhaseState::default() };
+    assert!(store.set_job_phase("acme", "j1", &PhaseState::default(), &paused, true).await.unwrap());
+    let stored = store.get_job("acme", "j1").await.unwrap().unwrap();
+    assert_eq!((stored.state, stored.held, &stored.phase), (JobState::Paused, true, &paused));
+    store.move_job("acme", "j1", JobState::Paused, JobState::Running, false, t(22)).await.unwrap().unwrap();
+    assert!(store.set_job_phase("acme", "j1", &paused, &opened, false).await.unwrap());
+    assert_eq!(store.get_job("acme", "j1").await.unwrap().unwrap().open_phase(), 1);
+    let mut second = release(store, "j1", 10, t(23)).await;
+    second.sort();
+    assert_eq!(second, ["d1", "d2"]);
+
+    // d0 is busy with j1 when j2 looks.
+    store.create_job("acme", &job("j2", "fw2"), &tg(&[("d0", ExecutionState::Queued)]), t(24)).await.unwrap();
+    let busy = store.busy_elsewhere("acme", "j2", &["d0".into(), "d3".into()]).await.unwrap();
+    assert_eq!(busy.iter().map(|e| (e.job.as_str(), e.device.as_str())).collect::<Vec<_>>(), [("j1", "d0")]);
+    assert_eq!(release(store, "j2", 10, t(24)).await, Vec::<String>::new(), "d0 works on j1");
+
+    // d1 fails, d2 succeeds; then j1 is force-canceled: d0, which never answers, is freed.
+    let d1 = store.device_actions("acme", "d1").await.unwrap().active.unwrap();
+    let fail = report(ReportKind::Closed { success: false }, "closed/failure");
+    store
+        .change_execution("acme", d1.action_id, &|x| on_device_report(x, &fail, t(25)).map(Some), t(25))
+        .await
+        .unwrap()
+        .unwrap();
+    let d2 = store.device_actions("acme", "d2").await.unwrap().active.unwrap();
+    let ok = report(ReportKind::Closed { success: true }, "closed/success");
+    store
+        .change_execution("acme", d2.action_id, &|x| on_device_report(x, &ok, t(25)).map(Some), t(25))
+        .await
+        .unwrap()
+        .unwrap();
+    cancel(store, "acme", "j1", t(26)).await.unwrap();
+    let d0 = store.device_actions("acme", "d0").await.unwrap().active.unwrap();
+    assert_eq!((d0.job.as_str(), d0.cancel_requested), ("j1", true), "a plain cancel waits for the device");
+    assert_eq!(store.force_cancel_executions("acme", "j1", t(27)).await.unwrap(), ["d0"]);
+    assert_eq!(store.force_cancel_executions("acme", "j1", t(27)).await.unwrap(), Vec::<String>::new());
+    let history = store.execution_history("acme", d0.action_id).await.unwrap();
+    assert_eq!(
+        history.last().map(|e| (e.state, e.report.as_str())),
+        Some((ExecutionState::Canceled, "force_canceled"))
+    );
+    assert_eq!(release(store, "j2", 10, t(28)).await, ["d0"], "the freed device starts its next job");
+
+    // Retry the failures of a finished job.
+    assert_eq!(store.retry_failed("acme", "j1", JobState::Completed, JobState::Running, t(29)).await.unwrap(), None);
+    assert_eq!(
+        store.retry_failed("acme", "j1", JobState::Canceled, JobState::Running, t(29)).await.unwrap(),
+        Some(vec!["d1".to_owned()])
+    );
+    let j1 = store.get_job("acme", "j1").await.unwrap().unwrap();
+    assert_eq!((j1.state, j1.finished_at), (JobState::Running, None));
+    let retried = store
+        .list_executions(
+            "acme",
+            &ExecutionScope { job: Some("j1".into()), device: Some("d1".into()), state: None },
+            &PageRequest::all(),
+        )
+        .await
+        .unwrap()
+        .items
+        .remove(0);
+    assert_eq!((retried.state, retried.attempt, retried.phase), (ExecutionState::Queued, 2, 1));
+    assert_ne!(retried.action, d1.action, "a new attempt, a new action id");
 }

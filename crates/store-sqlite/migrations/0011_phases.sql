@@ -1,0 +1,4 @@
+-- Phased rollouts: where a job's phases stand (JSON of `updraft_core::phase::PhaseState`;
+-- NULL before anything happened) and the phase each execution belongs to.
+ALTER TABLE jobs ADD COLUMN phase_state TEXT;
+ALTER TABLE executions ADD COLUMN phase INTEGER NOT NULL DEFAULT 0;
