@@ -32,6 +32,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use updraft_api::devices::{DeviceIn, ImportOut};
 use updraft_ddi::{Confirmation, ConfirmationFeedback, DeploymentBase, Execution, Finished};
 
 use crate::agent::safe_name;
@@ -85,24 +86,6 @@ impl Registration {
     }
 }
 
-#[derive(Serialize)]
-struct ImportLine<'a> {
-    id: &'a str,
-    product: &'a str,
-    firmware: &'a BTreeMap<String, String>,
-}
-
-#[derive(Deserialize)]
-struct ImportAnswer {
-    devices: Vec<IssuedToken>,
-}
-
-#[derive(Deserialize)]
-struct IssuedToken {
-    id: String,
-    token: String,
-}
-
 /// Registers `ids` in batches (each batch all or nothing on the server) and returns every
 /// device with the token the server issued, in the order of `ids`.
 pub async fn register_devices(
@@ -115,7 +98,12 @@ pub async fn register_devices(
     for batch in ids.chunks(registration.batch.max(1)) {
         let mut body = Vec::with_capacity(batch.len() * 80);
         for id in batch {
-            let line = ImportLine { id, product: &registration.product, firmware: &registration.firmware };
+            let line = DeviceIn {
+                id: id.clone(),
+                product: registration.product.clone(),
+                firmware: registration.firmware.clone(),
+                ..DeviceIn::default()
+            };
             serde_json::to_writer(&mut body, &line).map_err(|e| Error::Config(e.to_string()))?;
             body.push(b'\n');
         }
@@ -131,7 +119,7 @@ pub async fn register_devices(
         if !r.status().is_success() {
             return Err(status_error(r, &url).await);
         }
-        let answer: ImportAnswer = serde_json::from_slice(&read_limited(r, &url, 256 << 20).await?)
+        let answer: ImportOut = serde_json::from_slice(&read_limited(r, &url, 256 << 20).await?)
             .map_err(|e| Error::Protocol { url: url.clone(), message: format!("unexpected import answer: {e}") })?;
         let mut tokens: HashMap<String, String> = answer.devices.into_iter().map(|d| (d.id, d.token)).collect();
         for id in batch {

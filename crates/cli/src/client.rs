@@ -8,9 +8,12 @@ use anyhow::{Context, bail};
 use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use reqwest::{Method, Response};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
+use updraft_api::{ErrorBody, ErrorOut};
 
 use crate::Conn;
 
@@ -51,15 +54,13 @@ impl Client {
             return Ok(r);
         }
         let status = r.status();
-        let body: Value = r.json().await.unwrap_or(Value::Null);
-        let e = &body["error"];
-        let mut msg = format!(
-            "{} ({}): {}",
-            e["code"].as_str().unwrap_or("error"),
-            status.as_u16(),
-            e["message"].as_str().unwrap_or("")
-        );
-        if let Some(details) = e["details"].as_array() {
+        let text = r.text().await.unwrap_or_default();
+        let e = match serde_json::from_str::<ErrorOut>(&text) {
+            Ok(envelope) => envelope.error,
+            Err(_) => ErrorBody { code: "error".into(), message: text.chars().take(200).collect(), details: None },
+        };
+        let mut msg = format!("{} ({}): {}", e.code, status.as_u16(), e.message);
+        if let Some(details) = e.details.as_ref().and_then(Value::as_array) {
             for d in details.iter().take(50) {
                 let at = match (d.get("line"), d.get("field")) {
                     (Some(l), Some(f)) => format!("line {l} {}", f.as_str().unwrap_or("")),
@@ -78,11 +79,13 @@ impl Client {
         bail!(msg)
     }
 
-    pub async fn get(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
+    /// GETs `path` with `query` (one of `updraft_api`'s `*Params`, or `()`), the answer as JSON.
+    pub async fn get(&self, path: &str, query: &impl Serialize) -> anyhow::Result<Value> {
         Ok(self.check(self.request(Method::GET, path).query(query).send().await).await?.json().await?)
     }
 
-    pub async fn send(&self, method: &str, path: &str, body: &Value) -> anyhow::Result<Value> {
+    /// Sends `body` (one of `updraft_api`'s `*In` or `*Patch`), the answer as JSON.
+    pub async fn send(&self, method: &str, path: &str, body: &impl Serialize) -> anyhow::Result<Value> {
         let method = Method::from_bytes(method.as_bytes())?;
         Ok(self.check(self.request(method, path).json(body).send().await).await?.json().await?)
     }
@@ -174,4 +177,9 @@ impl Client {
         pb.finish_and_clear();
         Ok(hex::encode(hash.finalize()))
     }
+}
+
+/// An answer read into its wire type (`updraft_api`'s `*Out`).
+pub fn read<T: DeserializeOwned>(answer: &Value) -> anyhow::Result<T> {
+    T::deserialize(answer).context("the server's answer is not what this client expects (a different version?)")
 }

@@ -6,11 +6,26 @@ mod output;
 
 use std::path::PathBuf;
 
+use std::collections::BTreeMap;
+
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
+use updraft_api::devices::{DeviceIn, DeviceListParams, DevicePatch, ImportOut};
+use updraft_api::filters::{FilterSpecIn, PreviewIn, SavedFilterIn};
+use updraft_api::firmware::{FileSpec, FirmwareListParams, FirmwareOut};
+use updraft_api::gateway_tokens::{GatewayTokenIn, GatewayTokenOut};
+use updraft_api::groups::{GroupIn, MembersIn, MembersOut};
+use updraft_api::jobs::{ExecutionListParams, JobIn, JobListParams, JobOut, RetryIn, ScheduleIn};
+use updraft_api::keys::{KeyIn, KeyOut};
+use updraft_api::products::{ProductIn, ProductPatch};
+use updraft_api::tenants::{TenantCreated, TenantIn};
+use updraft_api::{ListParams, filters::EstimateOut as FilterEstimateOut};
+use updraft_core::PropertyValue;
+use updraft_core::job::JobKind;
 
 pub use client::Client;
+use client::read;
 use output::{Table, print_json};
 
 /// Where the server is and who is calling.
@@ -205,8 +220,8 @@ pub struct JobCreate {
     #[arg(long)]
     pub timeout: Option<u32>,
     /// `upgrade` (default) or `verify`.
-    #[arg(long)]
-    pub kind: Option<String>,
+    #[arg(long, value_parser = wire_enum::<JobKind>)]
+    pub kind: Option<JobKind>,
     /// Create it without starting it (`updraft job start ID` later).
     #[arg(long)]
     pub no_start: bool,
@@ -222,54 +237,65 @@ pub struct JobCreate {
 }
 
 impl JobCreate {
-    fn body(self) -> anyhow::Result<serde_json::Value> {
-        let mut body = match &self.spec {
+    /// The request: `--spec FILE` read as a job's fields, the flags given over it.
+    fn body(self) -> anyhow::Result<JobIn> {
+        let mut spec = match &self.spec {
             Some(path) => {
                 let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-                serde_json::from_str(&text).with_context(|| format!("{} is not a JSON object", path.display()))?
+                let value: Value =
+                    serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+                anyhow::ensure!(value.is_object(), "{} is not a JSON object", path.display());
+                value
             }
             None => json!({}),
         };
-        let set = |body: &mut serde_json::Value, key: &str, v: serde_json::Value| {
-            if !v.is_null() && v != json!(false) && v != json!([]) {
-                body[key] = v;
+        spec["firmware"] = json!(self.firmware);
+        let source = self.spec.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+        let mut job: JobIn =
+            serde_json::from_value(spec).with_context(|| format!("{source} does not describe a job"))?;
+        let devices = ids(self.devices, self.from)?;
+        let given = |list: Vec<String>, from_spec: &mut Vec<String>| {
+            if !list.is_empty() {
+                *from_spec = list;
             }
         };
-        let devices = ids(self.devices, self.from)?;
-        set(&mut body, "firmware", json!(self.firmware));
-        set(&mut body, "devices", json!(devices));
-        set(&mut body, "all", json!(self.all));
-        set(&mut body, "groups", json!(self.groups));
-        set(&mut body, "filter", json!(self.filter));
-        set(&mut body, "filter_id", json!(self.filter_id));
-        set(&mut body, "gray_percent", json!(self.gray_percent));
-        set(&mut body, "source_versions", json!(self.source_versions));
-        set(&mut body, "include", json!(self.include));
-        set(&mut body, "exclude", json!(self.exclude));
+        given(devices, &mut job.devices);
+        given(self.groups, &mut job.groups);
+        given(self.source_versions, &mut job.source_versions);
+        given(self.include, &mut job.include);
+        given(self.exclude, &mut job.exclude);
+        job.all |= self.all;
+        if let Some(f) = self.filter {
+            job.filter = Some(Value::String(f));
+        }
+        job.filter_id = self.filter_id.or(job.filter_id);
+        job.gray_percent = self.gray_percent.or(job.gray_percent);
         if self.continuous {
-            body["recurrence"] = json!("continuous");
+            job.recurrence = Some(updraft_core::rollout::Recurrence::Continuous);
         }
         if self.no_push {
-            body["push"] = json!(false);
-            body["allow_device_request"] = json!(true);
+            job.push = Some(false);
+            job.allow_device_request = true;
         }
-        set(&mut body, "allow_device_request", json!(self.allow_device_request));
-        set(&mut body, "consent_required", json!(self.consent_required));
-        set(&mut body, "max_concurrency", json!(self.max_concurrency));
-        set(&mut body, "max_per_minute", json!(self.max_per_minute));
+        job.allow_device_request |= self.allow_device_request;
+        job.consent_required |= self.consent_required;
+        job.max_concurrency = self.max_concurrency.or(job.max_concurrency);
+        job.max_per_minute = self.max_per_minute.or(job.max_per_minute);
         if self.retries.is_some() || self.retry_interval.is_some() {
-            body["retry"] =
-                json!({"count": self.retries.unwrap_or(0), "interval_minutes": self.retry_interval.unwrap_or(0)});
+            job.retry = Some(RetryIn {
+                count: Some(self.retries.unwrap_or(0)),
+                interval_minutes: Some(self.retry_interval.unwrap_or(0)),
+            });
         }
-        set(&mut body, "timeout_seconds", json!(self.timeout));
-        set(&mut body, "kind", json!(self.kind));
+        job.timeout_seconds = self.timeout.or(job.timeout_seconds);
+        job.kind = self.kind.or(job.kind);
         if self.no_start {
-            body["start"] = json!(false);
+            job.start = Some(false);
         }
-        set(&mut body, "id", json!(self.id));
-        set(&mut body, "name", json!(self.name));
-        set(&mut body, "description", json!(self.description));
-        Ok(body)
+        job.id = self.id.or(job.id);
+        job.name = self.name.or(job.name);
+        job.description = self.description.or(job.description);
+        Ok(job)
     }
 }
 
@@ -287,19 +313,15 @@ pub struct FilterArg {
 }
 
 impl FilterArg {
-    fn body(&self) -> anyhow::Result<serde_json::Map<String, Value>> {
-        let mut body = serde_json::Map::new();
+    fn body(&self) -> anyhow::Result<FilterSpecIn> {
+        let mut body = FilterSpecIn::default();
         match (&self.query, &self.json_file, &self.id) {
-            (Some(q), _, _) => {
-                body.insert("query".into(), q.clone().into());
-            }
+            (Some(q), _, _) => body.query = Some(q.clone()),
             (_, Some(f), _) => {
                 let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
-                body.insert("filter".into(), serde_json::from_str(&text).context("the file is not JSON")?);
+                body.filter = Some(serde_json::from_str(&text).context("the file is not JSON")?);
             }
-            (_, _, Some(id)) => {
-                body.insert("filter_id".into(), id.clone().into());
-            }
+            (_, _, Some(id)) => body.filter_id = Some(id.clone()),
             _ => anyhow::bail!("give a filter: its text, --json-file FILE or --id SAVED_FILTER"),
         }
         Ok(body)
@@ -367,15 +389,13 @@ pub struct Paging {
 }
 
 impl Paging {
-    fn query(&self) -> Vec<(&'static str, String)> {
-        let mut q = vec![("limit", self.limit.to_string()), ("offset", self.offset.to_string())];
-        if let Some(s) = &self.sort {
-            q.push(("sort", s.clone()));
+    fn query(&self) -> ListParams {
+        ListParams {
+            limit: Some(self.limit),
+            offset: Some(self.offset),
+            sort: self.sort.clone(),
+            search: self.search.clone(),
         }
-        if let Some(s) = &self.search {
-            q.push(("search", s.clone()));
-        }
-        q
     }
 }
 
@@ -392,8 +412,8 @@ pub enum ProductCmd {
         #[arg(long)]
         description: Option<String>,
         /// `semver` (default) or `free`.
-        #[arg(long)]
-        version_scheme: Option<String>,
+        #[arg(long, value_parser = wire_enum::<updraft_core::VersionScheme>)]
+        version_scheme: Option<updraft_core::VersionScheme>,
     },
     Update {
         key: String,
@@ -401,8 +421,8 @@ pub enum ProductCmd {
         name: Option<String>,
         #[arg(long)]
         description: Option<String>,
-        #[arg(long)]
-        version_scheme: Option<String>,
+        #[arg(long, value_parser = wire_enum::<updraft_core::VersionScheme>)]
+        version_scheme: Option<updraft_core::VersionScheme>,
     },
     Delete {
         key: String,
@@ -591,7 +611,7 @@ pub enum KeyCmd {
         name: Option<String>,
         /// When the key stops working (RFC 3339, e.g. 2027-01-01T00:00:00Z) [default: never].
         #[arg(long)]
-        expires_at: Option<String>,
+        expires_at: Option<jiff::Timestamp>,
         /// Issue the key in this tenant (the server administrator's key only).
         #[arg(long)]
         tenant: Option<String>,
@@ -605,21 +625,27 @@ fn parse_kv(s: &str) -> Result<(String, String), String> {
     s.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())).ok_or_else(|| format!("expected key=value, got `{s}`"))
 }
 
-fn typed(v: &str) -> Value {
+/// A value of one of the API's string enums (`semver`, `verify`, …), read as the server reads it.
+fn wire_enum<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, String> {
+    T::deserialize(serde_json::Value::from(s)).map_err(|e| e.to_string())
+}
+
+/// A property's value: `true`/`false` and finite numbers are typed, anything else is text.
+fn typed(v: &str) -> PropertyValue {
     match v {
-        "true" => Value::Bool(true),
-        "false" => Value::Bool(false),
+        "true" => PropertyValue::Bool(true),
+        "false" => PropertyValue::Bool(false),
         _ => v
             .parse::<f64>()
             .ok()
             .filter(|n| n.is_finite())
-            .and_then(|n| serde_json::Number::from_f64(n).map(Value::Number))
-            .unwrap_or_else(|| Value::String(v.to_owned())),
+            .map(PropertyValue::Number)
+            .unwrap_or_else(|| PropertyValue::String(v.to_owned())),
     }
 }
 
-fn map(kv: &[(String, String)]) -> Value {
-    Value::Object(kv.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect())
+fn map(kv: &[(String, String)]) -> BTreeMap<String, String> {
+    kv.iter().cloned().collect()
 }
 
 fn ids(args: Vec<String>, from: Option<PathBuf>) -> anyhow::Result<Vec<String>> {
@@ -684,27 +710,14 @@ fn show_list(json: bool, v: &Value, columns: &[(&str, &str)]) {
 async fn product(c: Client, json: bool, cmd: ProductCmd) -> anyhow::Result<()> {
     match cmd {
         ProductCmd::List(p) => show_list(json, &c.get("/api/v1/products", &p.query()).await?, PRODUCT_COLUMNS),
-        ProductCmd::Show { key } => show(json, &c.get(&format!("/api/v1/products/{key}"), &[]).await?, PRODUCT_COLUMNS),
+        ProductCmd::Show { key } => show(json, &c.get(&format!("/api/v1/products/{key}"), &()).await?, PRODUCT_COLUMNS),
         ProductCmd::Create { key, name, description, version_scheme } => {
-            let body = json!({"key": key, "name": name, "description": description, "version_scheme": version_scheme});
+            let body = ProductIn { key, name, description, version_scheme };
             show(json, &c.send("POST", "/api/v1/products", &body).await?, PRODUCT_COLUMNS)
         }
         ProductCmd::Update { key, name, description, version_scheme } => {
-            let mut body = serde_json::Map::new();
-            if let Some(v) = name {
-                body.insert("name".into(), v.into());
-            }
-            if let Some(v) = description {
-                body.insert("description".into(), v.into());
-            }
-            if let Some(v) = version_scheme {
-                body.insert("version_scheme".into(), v.into());
-            }
-            show(
-                json,
-                &c.send("PATCH", &format!("/api/v1/products/{key}"), &Value::Object(body)).await?,
-                PRODUCT_COLUMNS,
-            )
+            let body = ProductPatch { name, description: description.map(Some), version_scheme };
+            show(json, &c.send("PATCH", &format!("/api/v1/products/{key}"), &body).await?, PRODUCT_COLUMNS)
         }
         ProductCmd::Delete { key } => {
             c.delete(&format!("/api/v1/products/{key}")).await?;
@@ -734,27 +747,28 @@ async fn firmware(c: Client, json: bool, cmd: FirmwareCmd) -> anyhow::Result<()>
                 }
             }
             if !metadata.is_empty() {
-                fields.push(("metadata", map(&metadata).to_string()));
+                fields.push(("metadata", serde_json::to_string(&map(&metadata))?));
             }
             if needs_verification {
                 fields.push(("needs_verification", "true".into()));
             }
             if !components.is_empty() {
-                let specs: Vec<Value> = components.iter().map(|(n, c)| json!({"name": n, "component": c})).collect();
-                fields.push(("files", Value::Array(specs).to_string()));
+                let specs: Vec<FileSpec> = components
+                    .into_iter()
+                    .map(|(name, component)| FileSpec { name, component: Some(component), version: None })
+                    .collect();
+                fields.push(("files", serde_json::to_string(&specs)?));
             }
             let fw = c.upload_firmware(&fields, &files).await?;
             show(json, &fw, FIRMWARE_COLUMNS);
         }
         FirmwareCmd::List { paging, product } => {
-            let mut q = paging.query();
-            if let Some(p) = product {
-                q.push(("product", p));
-            }
+            let p = paging.query();
+            let q = FirmwareListParams { limit: p.limit, offset: p.offset, sort: p.sort, search: p.search, product };
             show_list(json, &c.get("/api/v1/firmware", &q).await?, FIRMWARE_COLUMNS)
         }
         FirmwareCmd::Show { id } => {
-            let fw = c.get(&format!("/api/v1/firmware/{id}"), &[]).await?;
+            let fw = c.get(&format!("/api/v1/firmware/{id}"), &()).await?;
             if json {
                 print_json(&fw)
             } else {
@@ -771,22 +785,22 @@ async fn firmware(c: Client, json: bool, cmd: FirmwareCmd) -> anyhow::Result<()>
             }
         }
         FirmwareCmd::Download { id, file, output } => {
-            let fw = c.get(&format!("/api/v1/firmware/{id}"), &[]).await?;
-            let files = fw["files"].as_array().cloned().unwrap_or_default();
+            let fw: FirmwareOut = read(&c.get(&format!("/api/v1/firmware/{id}"), &()).await?)?;
             let chosen = match &file {
-                Some(name) => files
+                Some(name) => fw
+                    .files
                     .iter()
-                    .find(|f| f["name"] == name.as_str())
+                    .find(|f| &f.name == name)
                     .with_context(|| format!("image {id} has no file `{name}`"))?,
-                None => files.first().context("the image has no files")?,
+                None => fw.files.first().context("the image has no files")?,
             };
-            let name = chosen["name"].as_str().unwrap_or("firmware.bin");
+            let name = &chosen.name;
             let dest = output.unwrap_or_else(|| PathBuf::from(name));
             let sha256 = c.download(&format!("/api/v1/firmware/{id}/files/{name}"), &dest).await?;
             anyhow::ensure!(
-                chosen["sha256"].as_str() == Some(sha256.as_str()),
+                chosen.sha256 == sha256,
                 "SHA-256 mismatch: the server says {}, the download is {sha256}",
-                chosen["sha256"]
+                chosen.sha256
             );
             if json {
                 print_json(&json!({"file": dest, "sha256": sha256}));
@@ -815,12 +829,18 @@ async fn device(c: Client, json: bool, cmd: DeviceCmd) -> anyhow::Result<()> {
             properties,
             metadata,
         } => {
-            let props: serde_json::Map<String, Value> = properties.iter().map(|(k, v)| (k.clone(), typed(v))).collect();
-            let body = json!({
-                "id": id, "product": product, "firmware": map(&firmware), "hardware_version": hardware_version,
-                "module_model": module_model, "module_version": module_version, "template_id": template_id,
-                "properties": props, "metadata": map(&metadata),
-            });
+            let body = DeviceIn {
+                id,
+                product,
+                firmware: map(&firmware),
+                hardware_version,
+                module_model,
+                module_version,
+                template_id,
+                properties: properties.iter().map(|(k, v)| (k.clone(), typed(v))).collect(),
+                metadata: map(&metadata),
+                ..DeviceIn::default()
+            };
             let d = c.send("POST", "/api/v1/devices", &body).await?;
             if json {
                 print_json(&d);
@@ -848,57 +868,49 @@ async fn device(c: Client, json: bool, cmd: DeviceCmd) -> anyhow::Result<()> {
                 getrandom::fill(&mut b).expect("the operating system's random source works");
                 format!("updraft-cli-{}", hex::encode(b))
             });
-            let out = c.post_bytes_once("/api/v1/devices/import", content_type, body, &key).await?;
+            let out: ImportOut = read(&c.post_bytes_once("/api/v1/devices/import", content_type, body, &key).await?)?;
             let dest = tokens_out.unwrap_or_else(|| {
                 let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("devices");
                 PathBuf::from(format!("{stem}.tokens.csv"))
             });
             let mut csv = String::from("id,token\n");
-            for d in out["devices"].as_array().map(Vec::as_slice).unwrap_or_default() {
-                csv.push_str(&format!("{},{}\n", d["id"].as_str().unwrap_or(""), d["token"].as_str().unwrap_or("")));
+            for d in &out.devices {
+                csv.push_str(&format!("{},{}\n", d.id, d.token));
             }
             std::fs::write(&dest, csv).with_context(|| format!("writing tokens to {}", dest.display()))?;
             if json {
-                print_json(&json!({"created": out["created"], "tokens": dest}));
+                print_json(&json!({"created": out.created, "tokens": dest}));
             } else {
-                println!("{} devices imported; their tokens are in {}", out["created"], dest.display());
+                println!("{} devices imported; their tokens are in {}", out.created, dest.display());
             }
         }
         DeviceCmd::List { paging, product, group, query } => {
-            let mut q = paging.query();
-            if let Some(f) = query {
-                q.push(("q", f));
-            }
-            if let Some(p) = product {
-                q.push(("product", p));
-            }
-            if let Some(g) = group {
-                q.push(("group", g));
-            }
+            let p = paging.query();
+            let q = DeviceListParams {
+                limit: p.limit,
+                offset: p.offset,
+                sort: p.sort,
+                search: p.search,
+                product,
+                group,
+                q: query,
+            };
             show_list(json, &c.get("/api/v1/devices", &q).await?, DEVICE_COLUMNS)
         }
         DeviceCmd::Show { id } => {
-            let d = c.get(&format!("/api/v1/devices/{id}"), &[]).await?;
+            let d = c.get(&format!("/api/v1/devices/{id}"), &()).await?;
             if json { print_json(&d) } else { output::fields(&d) }
         }
         DeviceCmd::Update { id, firmware, hardware_version, properties, metadata } => {
-            let mut body = serde_json::Map::new();
-            if !firmware.is_empty() {
-                body.insert("firmware".into(), map(&firmware));
-            }
-            if let Some(h) = hardware_version {
-                body.insert("hardware_version".into(), h.into());
-            }
-            if !properties.is_empty() {
-                body.insert(
-                    "properties".into(),
-                    Value::Object(properties.iter().map(|(k, v)| (k.clone(), typed(v))).collect()),
-                );
-            }
-            if !metadata.is_empty() {
-                body.insert("metadata".into(), map(&metadata));
-            }
-            let d = c.send("PATCH", &format!("/api/v1/devices/{id}"), &Value::Object(body)).await?;
+            let body = DevicePatch {
+                firmware: (!firmware.is_empty()).then(|| map(&firmware)),
+                hardware_version: hardware_version.map(Some),
+                properties: (!properties.is_empty())
+                    .then(|| properties.iter().map(|(k, v)| (k.clone(), typed(v))).collect()),
+                metadata: (!metadata.is_empty()).then(|| map(&metadata)),
+                ..DevicePatch::default()
+            };
+            let d = c.send("PATCH", &format!("/api/v1/devices/{id}"), &body).await?;
             if json { print_json(&d) } else { output::fields(&d) }
         }
         DeviceCmd::Delete { id } => {
@@ -912,9 +924,9 @@ async fn device(c: Client, json: bool, cmd: DeviceCmd) -> anyhow::Result<()> {
 async fn group(c: Client, json: bool, cmd: GroupCmd) -> anyhow::Result<()> {
     match cmd {
         GroupCmd::List(p) => show_list(json, &c.get("/api/v1/groups", &p.query()).await?, GROUP_COLUMNS),
-        GroupCmd::Show { id } => show(json, &c.get(&format!("/api/v1/groups/{id}"), &[]).await?, GROUP_COLUMNS),
+        GroupCmd::Show { id } => show(json, &c.get(&format!("/api/v1/groups/{id}"), &()).await?, GROUP_COLUMNS),
         GroupCmd::Create { id, name, description, product } => {
-            let body = json!({"id": id, "name": name.unwrap_or_else(|| id.clone()), "description": description, "product": product});
+            let body = GroupIn { name: name.unwrap_or_else(|| id.clone()), id: Some(id), description, product };
             show(json, &c.send("POST", "/api/v1/groups", &body).await?, GROUP_COLUMNS)
         }
         GroupCmd::Delete { id } => {
@@ -922,21 +934,23 @@ async fn group(c: Client, json: bool, cmd: GroupCmd) -> anyhow::Result<()> {
             eprintln!("group {id} deleted");
         }
         GroupCmd::Add { id, devices, from } => {
-            let body = json!({"add": ids(devices, from)?});
+            let body = MembersIn { add: ids(devices, from)?, remove: vec![] };
             let out = c.send("POST", &format!("/api/v1/groups/{id}/members"), &body).await?;
             if json {
                 print_json(&out)
             } else {
-                println!("{} added; the group has {} members", out["added"], out["member_count"])
+                let out: MembersOut = read(&out)?;
+                println!("{} added; the group has {} members", out.added, out.member_count)
             }
         }
         GroupCmd::Remove { id, devices, from } => {
-            let body = json!({"remove": ids(devices, from)?});
+            let body = MembersIn { add: vec![], remove: ids(devices, from)? };
             let out = c.send("POST", &format!("/api/v1/groups/{id}/members"), &body).await?;
             if json {
                 print_json(&out)
             } else {
-                println!("{} removed; the group has {} members", out["removed"], out["member_count"])
+                let out: MembersOut = read(&out)?;
+                println!("{} removed; the group has {} members", out.removed, out.member_count)
             }
         }
         GroupCmd::Members { id, paging } => {
@@ -950,19 +964,16 @@ async fn tenant(c: Client, json: bool, cmd: TenantCmd) -> anyhow::Result<()> {
     match cmd {
         TenantCmd::List => show_list(
             json,
-            &c.get("/api/v1/tenants", &[]).await?,
+            &c.get("/api/v1/tenants", &()).await?,
             &[("ID", "id"), ("NAME", "name"), ("CREATED", "created_at")],
         ),
         TenantCmd::Create { name } => {
-            let out = c.send("POST", "/api/v1/tenants", &json!({"name": name})).await?;
+            let out = c.send("POST", "/api/v1/tenants", &TenantIn { name }).await?;
             if json {
                 print_json(&out)
             } else {
-                println!(
-                    "tenant {} created\nits first admin key (shown once): {}",
-                    out["tenant"]["id"].as_str().unwrap_or(""),
-                    out["token"].as_str().unwrap_or("")
-                );
+                let out: TenantCreated = read(&out)?;
+                println!("tenant {} created\nits first admin key (shown once): {}", out.tenant.id, out.token);
             }
         }
     }
@@ -971,21 +982,22 @@ async fn tenant(c: Client, json: bool, cmd: TenantCmd) -> anyhow::Result<()> {
 
 async fn key(c: Client, json: bool, cmd: KeyCmd) -> anyhow::Result<()> {
     match cmd {
-        KeyCmd::List => show_list(json, &c.get("/api/v1/keys", &[]).await?, KEY_COLUMNS),
+        KeyCmd::List => show_list(json, &c.get("/api/v1/keys", &()).await?, KEY_COLUMNS),
         KeyCmd::Create { role, name, expires_at, tenant } => {
             let path = match tenant {
                 Some(t) => format!("/api/v1/tenants/{t}/keys"),
                 None => "/api/v1/keys".to_owned(),
             };
-            let out = c.send("POST", &path, &json!({"role": role, "name": name, "expires_at": expires_at})).await?;
+            let out = c.send("POST", &path, &KeyIn { role, name, expires_at }).await?;
             if json {
                 print_json(&out)
             } else {
+                let key: KeyOut = read(&out)?;
                 println!(
                     "key {} ({}) created\ntoken (shown once): {}",
-                    out["id"].as_str().unwrap_or(""),
-                    out["role"].as_str().unwrap_or(""),
-                    out["token"].as_str().unwrap_or("")
+                    key.id,
+                    key.role.as_str(),
+                    key.token.unwrap_or_default()
                 )
             }
         }
@@ -1015,14 +1027,12 @@ async fn job(c: Client, json: bool, cmd: JobCmd) -> anyhow::Result<()> {
             if json { print_json(&j) } else { Table::new(JOB_COLUMNS).one(&j) }
         }
         JobCmd::List { state, paging } => {
-            let mut q = paging.query();
-            if let Some(s) = state {
-                q.push(("state", s));
-            }
+            let p = paging.query();
+            let q = JobListParams { limit: p.limit, offset: p.offset, sort: p.sort, search: p.search, state };
             show_list(json, &c.get("/api/v1/jobs", &q).await?, JOB_COLUMNS)
         }
-        JobCmd::Show { id } => show(&c.get(&format!("/api/v1/jobs/{id}"), &[]).await?),
-        JobCmd::Estimate { id } => show(&c.get(&format!("/api/v1/jobs/{id}/targets/estimate"), &[]).await?),
+        JobCmd::Show { id } => show(&c.get(&format!("/api/v1/jobs/{id}"), &()).await?),
+        JobCmd::Estimate { id } => show(&c.get(&format!("/api/v1/jobs/{id}/targets/estimate"), &()).await?),
         JobCmd::Start { id } => show(&c.send("POST", &format!("/api/v1/jobs/{id}/start"), &json!({})).await?),
         JobCmd::Pause { id } => show(&c.send("POST", &format!("/api/v1/jobs/{id}/pause"), &json!({})).await?),
         JobCmd::Resume { id } => show(&c.send("POST", &format!("/api/v1/jobs/{id}/resume"), &json!({})).await?),
@@ -1033,19 +1043,18 @@ async fn job(c: Client, json: bool, cmd: JobCmd) -> anyhow::Result<()> {
             } else {
                 std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?
             };
-            let schedule: serde_json::Value = serde_json::from_str(&text).context("the schedule is not JSON")?;
+            let schedule: Option<ScheduleIn> =
+                serde_json::from_str(&text).context("the schedule is not a schedule's JSON (or `null`)")?;
             show(&c.send("PUT", &format!("/api/v1/jobs/{id}/schedule"), &schedule).await?)
         }
         JobCmd::Watch { id, every } => watch(&c, &id, every, json).await?,
         JobCmd::Executions { id, state, paging } => {
-            let mut q = paging.query();
-            if let Some(s) = state {
-                q.push(("state", s));
-            }
+            let p = paging.query();
+            let q = ExecutionListParams { limit: p.limit, offset: p.offset, sort: p.sort, search: p.search, state };
             show_list(json, &c.get(&format!("/api/v1/jobs/{id}/executions"), &q).await?, EXECUTION_COLUMNS)
         }
         JobCmd::Device { id } => {
-            let page = c.get(&format!("/api/v1/devices/{id}/executions"), &[]).await?;
+            let page = c.get(&format!("/api/v1/devices/{id}/executions"), &()).await?;
             if json {
                 print_json(&page)
             } else {
@@ -1079,27 +1088,20 @@ async fn watch(c: &Client, id: &str, every: u64, json: bool) -> anyhow::Result<(
             .progress_chars("=> "),
     );
     loop {
-        let j = c.get(&format!("/api/v1/jobs/{id}"), &[]).await?;
-        let state = j["state"].as_str().unwrap_or("?").to_owned();
+        let answer = c.get(&format!("/api/v1/jobs/{id}"), &()).await?;
+        let j: JobOut = read(&answer)?;
+        let state = j.state.as_str();
         if json {
-            println!("{}", serde_json::to_string(&j)?);
-        } else {
-            let p = &j["progress"];
-            bar.set_length(p["total"].as_u64().unwrap_or(0));
-            bar.set_position(p["finished"].as_u64().unwrap_or(0));
+            println!("{}", serde_json::to_string(&answer)?);
+        } else if let Some(p) = &j.progress {
+            bar.set_length(p.total);
+            bar.set_position(p.finished);
             bar.set_prefix(format!("{id} {state}"));
-            let counts: Vec<String> = j["counts"]
-                .as_object()
-                .map(|m| m.iter().map(|(k, v)| format!("{k} {v}")).collect())
-                .unwrap_or_default();
-            let eta = p["eta"].as_str().map(|e| format!(", eta {e}")).unwrap_or_default();
-            bar.set_message(format!(
-                "{} | {}/min{eta}",
-                counts.join(", "),
-                p["current_rate_per_minute"].as_u64().unwrap_or(0)
-            ));
+            let counts: Vec<String> = j.counts.iter().flatten().map(|(k, v)| format!("{k} {v}")).collect();
+            let eta = p.eta.map(|e| format!(", eta {e}")).unwrap_or_default();
+            bar.set_message(format!("{} | {}/min{eta}", counts.join(", "), p.current_rate_per_minute));
         }
-        if matches!(state.as_str(), "completed" | "canceled" | "aborted") {
+        if matches!(state, "completed" | "canceled" | "aborted") {
             bar.finish();
             return Ok(());
         }
@@ -1111,19 +1113,16 @@ async fn gateway(c: Client, json: bool, cmd: GatewayCmd) -> anyhow::Result<()> {
     match cmd {
         GatewayCmd::List => show_list(
             json,
-            &c.get("/api/v1/gateway-tokens", &[]).await?,
+            &c.get("/api/v1/gateway-tokens", &()).await?,
             &[("ID", "id"), ("NAME", "name"), ("CREATED", "created_at")],
         ),
         GatewayCmd::Create { name } => {
-            let out = c.send("POST", "/api/v1/gateway-tokens", &json!({"name": name})).await?;
+            let out = c.send("POST", "/api/v1/gateway-tokens", &GatewayTokenIn { name }).await?;
             if json {
                 print_json(&out)
             } else {
-                println!(
-                    "gateway token {} created\ntoken (shown once): {}",
-                    out["id"].as_str().unwrap_or(""),
-                    out["token"].as_str().unwrap_or("")
-                )
+                let t: GatewayTokenOut = read(&out)?;
+                println!("gateway token {} created\ntoken (shown once): {}", t.id, t.token.unwrap_or_default())
             }
         }
         GatewayCmd::Delete { id } => {
@@ -1140,13 +1139,13 @@ const FILTER_COLUMNS: &[(&str, &str)] =
 async fn filter(c: Client, json: bool, cmd: FilterCmd) -> anyhow::Result<()> {
     match cmd {
         FilterCmd::Estimate(f) => {
-            let out = c.send("POST", "/api/v1/filters/estimate", &Value::Object(f.body()?)).await?;
-            if json { print_json(&out) } else { println!("{} devices match", out["count"]) }
+            let out = c.send("POST", "/api/v1/filters/estimate", &f.body()?).await?;
+            if json { print_json(&out) } else { println!("{} devices match", read::<FilterEstimateOut>(&out)?.count) }
         }
         FilterCmd::Preview { filter, limit } => {
-            let mut body = filter.body()?;
-            body.insert("limit".into(), limit.into());
-            let out = c.send("POST", "/api/v1/filters/preview", &Value::Object(body)).await?;
+            let FilterSpecIn { query, filter, filter_id } = filter.body()?;
+            let body = PreviewIn { query, filter, filter_id, limit: Some(limit) };
+            let out = c.send("POST", "/api/v1/filters/preview", &body).await?;
             if json {
                 print_json(&out)
             } else {
@@ -1154,22 +1153,16 @@ async fn filter(c: Client, json: bool, cmd: FilterCmd) -> anyhow::Result<()> {
             }
         }
         FilterCmd::Create { filter, name, filter_id, description } => {
-            let mut body = filter.body()?;
-            if body.contains_key("filter_id") {
+            let FilterSpecIn { query, filter, filter_id: saved } = filter.body()?;
+            if saved.is_some() {
                 anyhow::bail!("a saved filter is created from a text or a JSON form, not from another saved filter");
             }
-            body.insert("name".into(), name.into());
-            if let Some(id) = filter_id {
-                body.insert("id".into(), id.into());
-            }
-            if let Some(d) = description {
-                body.insert("description".into(), d.into());
-            }
-            show(json, &c.send("POST", "/api/v1/filters", &Value::Object(body)).await?, FILTER_COLUMNS)
+            let body = SavedFilterIn { id: filter_id, name, description, query, filter };
+            show(json, &c.send("POST", "/api/v1/filters", &body).await?, FILTER_COLUMNS)
         }
         FilterCmd::List(p) => show_list(json, &c.get("/api/v1/filters", &p.query()).await?, FILTER_COLUMNS),
         FilterCmd::Show { id } => {
-            let f = c.get(&format!("/api/v1/filters/{id}"), &[]).await?;
+            let f = c.get(&format!("/api/v1/filters/{id}"), &()).await?;
             if json { print_json(&f) } else { output::fields(&f) }
         }
         FilterCmd::Delete { id } => {

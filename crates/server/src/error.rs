@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::Value;
+use updraft_api::{ErrorBody, ErrorOut};
 use updraft_core::FieldError;
 
 pub use updraft_app::error::{ErrorCode, Kind};
@@ -115,24 +116,12 @@ impl From<updraft_blob::BlobError> for ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: Inner<'a>,
-}
-
-#[derive(Serialize)]
-struct Inner<'a> {
-    code: &'static str,
-    message: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    details: Option<&'a Value>,
-}
-
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let e = self.0;
         metrics::counter!(crate::metrics::API_ERRORS, "code" => e.code.code()).increment(1);
-        let body = Body { error: Inner { code: e.code.code(), message: &e.message, details: e.details.as_ref() } };
+        let body =
+            ErrorOut { error: ErrorBody { code: e.code.code().to_owned(), message: e.message, details: e.details } };
         let mut response = (e.code.status(), Json(body)).into_response();
         if let Some(s) = e.retry_after {
             response.headers_mut().insert(axum::http::header::RETRY_AFTER, s.into());

@@ -422,15 +422,6 @@ pub async fn errors_in_envelope(req: Request, next: Next) -> Response {
     answer
 }
 
-/// Deserializes a field that may be absent (`None`), `null` (`Some(None)`) or a value.
-pub fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: serde::Deserialize<'de>,
-{
-    <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
-}
-
 /// Where a JSON document holds text PostgreSQL cannot store (NUL, `\u0000`):
 /// the path of the first such field (`properties.x`, `0.name`), `""` for the
 /// top level. A quick scan first, so clean bodies are not parsed twice.

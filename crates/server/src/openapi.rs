@@ -116,7 +116,7 @@ pub fn document() -> Value {
     );
     let mut value = serde_json::to_value(&doc).expect("the document serializes");
     value["components"]["schemas"]["Error"] = error_schema();
-    for (name, schema) in crate::api::schemas::components() {
+    for (name, schema) in updraft_api::schemas::components() {
         value["components"]["schemas"][name] = schema;
     }
     for (status, name) in ERROR_RESPONSES {

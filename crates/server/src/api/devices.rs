@@ -2,23 +2,20 @@
 //! reading, updating and deleting. A device's token is issued at registration
 //! and shown only in that answer.
 
-use std::collections::BTreeMap;
-
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use jiff::Timestamp;
-use serde::{Deserialize, Serialize};
+use updraft_api::devices::{DeviceIn, DeviceListParams, DeviceOut, DevicePatch, ImportOut, IssuedToken, LineError};
 use updraft_app::filters::FilterSpec;
 use updraft_app::{DeviceScope, sortable};
 use updraft_core::{Access, ConnectionStatus, Device, DeviceAttributes, PropertyValue};
-use utoipa::ToSchema;
 
 use super::{ListParams, PageOut, non_empty};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::extract::{ApiJson, ApiPath, ApiQuery, double_option};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::idempotency;
 use crate::state::AppState;
 use updraft_app::devices::{DeviceDraft, ImportBatch, ImportKey, Imported, LineProblem};
@@ -28,118 +25,6 @@ pub use updraft_app::devices::MAX_IMPORT;
 
 pub fn import_body_limit() -> DefaultBodyLimit {
     DefaultBodyLimit::max(64 << 20)
-}
-
-/// A device to register.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DeviceIn {
-    /// The device id (DSN, device key, thing name): `[A-Za-z0-9_.:-]{1,128}`.
-    #[schema(pattern = "^[A-Za-z0-9_.:-]{1,128}$")]
-    pub id: String,
-    /// The product key.
-    #[schema(pattern = "^[A-Za-z0-9_-]{1,128}$")]
-    pub product: String,
-    /// Installed firmware version per component.
-    #[serde(default)]
-    pub firmware: BTreeMap<String, String>,
-    pub hardware_version: Option<String>,
-    pub module_model: Option<String>,
-    pub module_version: Option<String>,
-    pub template_id: Option<String>,
-    /// Typed properties: string, number or boolean.
-    #[serde(default)]
-    #[schema(schema_with = super::schemas::properties)]
-    pub properties: BTreeMap<String, PropertyValue>,
-    #[serde(default)]
-    pub metadata: BTreeMap<String, String>,
-    #[schema(value_type = Option<String>, format = DateTime)]
-    pub activated_at: Option<Timestamp>,
-    /// `online`, `offline` (default) or `initializing`.
-    #[schema(schema_with = super::schemas::connection_status_or_null)]
-    pub connection_status: Option<ConnectionStatus>,
-}
-
-/// Changes to a device: absent fields stay, `null` clears, maps are replaced whole.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DevicePatch {
-    pub firmware: Option<BTreeMap<String, String>>,
-    #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
-    pub hardware_version: Option<Option<String>>,
-    #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
-    pub module_model: Option<Option<String>>,
-    #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
-    pub module_version: Option<Option<String>>,
-    #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
-    pub template_id: Option<Option<String>>,
-    #[schema(schema_with = super::schemas::properties_or_null)]
-    pub properties: Option<BTreeMap<String, PropertyValue>>,
-    pub metadata: Option<BTreeMap<String, String>>,
-    #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>, format = DateTime)]
-    pub activated_at: Option<Option<Timestamp>>,
-    #[schema(schema_with = super::schemas::connection_status_or_null)]
-    pub connection_status: Option<ConnectionStatus>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct DeviceOut {
-    pub id: String,
-    pub product: String,
-    pub firmware: BTreeMap<String, String>,
-    pub hardware_version: Option<String>,
-    pub module_model: Option<String>,
-    pub module_version: Option<String>,
-    pub template_id: Option<String>,
-    #[schema(schema_with = super::schemas::properties)]
-    pub properties: BTreeMap<String, PropertyValue>,
-    pub metadata: BTreeMap<String, String>,
-    #[schema(value_type = Option<String>, format = DateTime)]
-    pub activated_at: Option<Timestamp>,
-    #[schema(value_type = Option<String>, format = DateTime)]
-    pub last_seen_at: Option<Timestamp>,
-    #[schema(schema_with = super::schemas::connection_status)]
-    pub connection_status: ConnectionStatus,
-    #[schema(value_type = String, format = DateTime)]
-    pub created_at: Timestamp,
-    #[schema(value_type = String, format = DateTime)]
-    pub updated_at: Timestamp,
-    /// The device's token for the device API, present only when it was just issued.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub token: Option<String>,
-}
-
-impl DeviceOut {
-    fn new(d: Device, token: Option<String>) -> Self {
-        DeviceOut {
-            id: d.id,
-            product: d.product,
-            firmware: d.firmware,
-            hardware_version: d.hardware_version,
-            module_model: d.module_model,
-            module_version: d.module_version,
-            template_id: d.template_id,
-            properties: d.properties,
-            metadata: d.metadata,
-            activated_at: d.activated_at,
-            last_seen_at: d.last_seen_at,
-            connection_status: d.connection_status,
-            created_at: d.created_at,
-            updated_at: d.updated_at,
-            token,
-        }
-    }
-}
-
-impl From<Device> for DeviceOut {
-    fn from(d: Device) -> Self {
-        DeviceOut::new(d, None)
-    }
 }
 
 /// A device as read off the wire.
@@ -171,31 +56,9 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(DeviceOut::new(device, Some(token)))))
 }
 
-/// One device's id and token, as answered by an import.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct IssuedToken {
-    pub id: String,
-    pub token: String,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ImportOut {
-    pub created: usize,
-    /// Every imported device's token, shown this once.
-    pub devices: Vec<IssuedToken>,
-}
-
-/// An import problem: the 1-based line of the body (after the CSV header, counting it) and what is wrong.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct LineError {
-    pub line: usize,
-    pub field: String,
-    pub message: String,
-}
-
 #[utoipa::path(post, path = "/api/v1/devices/import", tag = "devices",
     params(("Idempotency-Key" = Option<String>, Header, description = "makes a retry of the same import answer the first answer again, device tokens included (kept 24 h by default; see docs/api.md)")),
-    request_body(content((inline(super::schemas::NdjsonDevices) = "application/x-ndjson"), (inline(super::schemas::CsvDevices) = "text/csv")),
+    request_body(content((inline(updraft_api::schemas::NdjsonDevices) = "application/x-ndjson"), (inline(updraft_api::schemas::CsvDevices) = "text/csv")),
         description = "NDJSON: one device object (as for POST /api/v1/devices) per line. CSV: a header of id, product, hardware_version, module_model, module_version, template_id, activated_at, connection_status, `firmware.<component>`, `prop.<name>` (string), `prop.<name>:number`, `prop.<name>:bool`, `meta.<key>`, then one device per line"),
     responses((status = 201, body = ImportOut), (status = 422, description = "`import_rejected`: nothing was imported; `details` lists each line's problems (an unknown product among them); `idempotency_key_reused`: the key was used for another request")))]
 pub async fn import(
@@ -366,19 +229,7 @@ fn parse_csv(text: &str, errors: &mut Vec<LineError>) -> ApiResult<Vec<(usize, D
                 continue;
             }
         };
-        let mut d = DeviceIn {
-            id: String::new(),
-            product: String::new(),
-            firmware: BTreeMap::new(),
-            hardware_version: None,
-            module_model: None,
-            module_version: None,
-            template_id: None,
-            properties: BTreeMap::new(),
-            metadata: BTreeMap::new(),
-            activated_at: None,
-            connection_status: None,
-        };
+        let mut d = DeviceIn::default();
         for (col, value) in columns.iter().zip(record.iter()) {
             if value.is_empty() {
                 continue;
@@ -429,27 +280,6 @@ fn parse_csv(text: &str, errors: &mut Vec<LineError>) -> ApiResult<Vec<(usize, D
     Ok(out)
 }
 
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-pub struct DeviceListParams {
-    #[param(minimum = 1, maximum = 1000)]
-    pub limit: Option<u32>,
-    #[param(maximum = 9223372036854775807_u64)]
-    pub offset: Option<u64>,
-    /// `id` (default), `product`, `created_at`, `updated_at`, `last_seen_at`, `activated_at`; `-` for descending.
-    pub sort: Option<String>,
-    /// Case-insensitive text in the id, hardware version, module model or template id.
-    #[param(max_length = 256)]
-    pub search: Option<String>,
-    /// Only devices of this product.
-    pub product: Option<String>,
-    /// Only members of this group.
-    pub group: Option<String>,
-    /// Only devices this filter matches, in the filter language's text form
-    /// (`product == "thermo-x" and fw.host < "2.0.0"`; see `docs/filters.md`).
-    pub q: Option<String>,
-}
-
 #[utoipa::path(get, path = "/api/v1/devices", tag = "devices", params(DeviceListParams),
     responses((status = 200, body = PageOut<DeviceOut>), (status = 400, description = "`invalid_filter` for a bad `q`")))]
 pub async fn list(
@@ -476,13 +306,13 @@ async fn list_filtered(
 }
 
 #[utoipa::path(post, path = "/api/v1/devices/search", tag = "devices", params(DeviceListParams),
-    request_body = super::filters::FilterSpecIn,
+    request_body = updraft_api::filters::FilterSpecIn,
     responses((status = 200, body = PageOut<DeviceOut>), (status = 400, description = "`invalid_filter`, with where and why")))]
 pub async fn search(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(p): ApiQuery<DeviceListParams>,
-    ApiJson(spec): ApiJson<super::filters::FilterSpecIn>,
+    ApiJson(spec): ApiJson<updraft_api::filters::FilterSpecIn>,
 ) -> ApiResult<Json<PageOut<DeviceOut>>> {
     caller.require(Access::Read)?;
     if p.q.is_some() {

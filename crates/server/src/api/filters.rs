@@ -6,126 +6,35 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use jiff::Timestamp;
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use updraft_api::filters::{
+    EstimateOut, FilterSpecIn, PreviewIn, PreviewOut, SavedFilterIn, SavedFilterOut, SavedFilterPatch,
+};
 use updraft_app::filters::{FilterSpec, NewSavedFilter, SavedFilterChange};
 use updraft_app::{SavedFilter, sortable};
 use updraft_core::filter::{Filter, FilterError, Location};
-use utoipa::ToSchema;
 
-use super::devices::DeviceOut;
 use super::{ListParams, PageOut};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::extract::{ApiJson, ApiPath, ApiQuery, double_option};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
 
 /// Devices a preview shows by default, and at most.
 pub const PREVIEW_DEFAULT: u32 = 50;
 pub const PREVIEW_MAX: u32 = 1000;
 
-/// Which filter: exactly one of `query`, `filter` and `filter_id`.
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct FilterSpecIn {
-    /// The text form: `product == "thermo-x" and fw.host < "2.0.0"`.
-    pub query: Option<String>,
-    /// The JSON form.
-    #[serde(default, deserialize_with = "present")]
-    #[schema(schema_with = super::schemas::filter_json_in)]
-    pub filter: Option<Value>,
-    /// A saved filter's id.
-    pub filter_id: Option<String>,
-}
-
-/// A preview: the filter, and how many devices to show (default 50, at most 1000).
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PreviewIn {
-    pub query: Option<String>,
-    #[serde(default, deserialize_with = "present")]
-    #[schema(schema_with = super::schemas::filter_json_in)]
-    pub filter: Option<Value>,
-    pub filter_id: Option<String>,
-    #[schema(minimum = 1, maximum = 1000)]
-    pub limit: Option<u32>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(as = FilterEstimateOut)]
-pub struct EstimateOut {
-    /// How many devices the filter matches now.
-    pub count: u64,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct PreviewOut {
-    /// The first matching devices, by id.
-    pub items: Vec<DeviceOut>,
-    pub limit: u32,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SavedFilterIn {
-    /// `[A-Za-z0-9_-]{1,128}`; generated when absent.
-    #[schema(pattern = "^[A-Za-z0-9_-]{1,128}$")]
-    pub id: Option<String>,
-    pub name: String,
-    pub description: Option<String>,
-    /// The text form (give this or `filter`).
-    pub query: Option<String>,
-    /// The JSON form (give this or `query`).
-    #[serde(default, deserialize_with = "present")]
-    #[schema(schema_with = super::schemas::filter_json_in)]
-    pub filter: Option<Value>,
-}
-
-/// Changes to a saved filter: absent fields stay; `query` or `filter` replaces the filter.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SavedFilterPatch {
-    pub name: Option<String>,
-    #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
-    pub description: Option<Option<String>>,
-    pub query: Option<String>,
-    #[serde(default, deserialize_with = "present")]
-    #[schema(schema_with = super::schemas::filter_json_in)]
-    pub filter: Option<Value>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct SavedFilterOut {
-    pub id: String,
-    pub name: String,
-    pub description: Option<String>,
-    /// The canonical text form.
-    pub query: String,
-    /// The canonical JSON form.
-    #[schema(schema_with = super::schemas::filter_json_out)]
-    pub filter: Value,
-    #[schema(value_type = String, format = DateTime)]
-    pub created_at: Timestamp,
-    #[schema(value_type = String, format = DateTime)]
-    pub updated_at: Timestamp,
-    /// The API key that last wrote it.
-    pub updated_by: Option<String>,
-}
-
-impl From<SavedFilter> for SavedFilterOut {
-    fn from(f: SavedFilter) -> Self {
-        SavedFilterOut {
-            query: f.filter.to_text(),
-            filter: serde_json::to_value(f.filter.to_json()).expect("the JSON form serializes"),
-            id: f.id,
-            name: f.name,
-            description: f.description,
-            created_at: f.created_at,
-            updated_at: f.updated_at,
-            updated_by: f.updated_by,
-        }
+/// A saved filter on the wire, in both forms.
+fn saved_filter_out(f: SavedFilter) -> SavedFilterOut {
+    SavedFilterOut {
+        query: f.filter.to_text(),
+        filter: serde_json::to_value(f.filter.to_json()).expect("the JSON form serializes"),
+        id: f.id,
+        name: f.name,
+        description: f.description,
+        created_at: f.created_at,
+        updated_at: f.updated_at,
+        updated_by: f.updated_by,
     }
 }
 
@@ -182,12 +91,6 @@ pub fn parse_query(field: &str, text: &str) -> ApiResult<Filter> {
 /// [`Filter::from_json_value`]).
 pub fn parse_json(field: &str, value: Value) -> ApiResult<Filter> {
     Filter::from_json_value(value).map_err(|errors| invalid_filter(field, &errors))
-}
-
-/// Reads a filter field that may be absent (`None`) or given, `null` included
-/// (`Some(Value::Null)`), so that a `null` filter is refused rather than taken as none.
-pub fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
-    Value::deserialize(d).map(Some)
 }
 
 /// The filter given by a query text or a JSON form, exactly one of them.
@@ -250,7 +153,7 @@ pub async fn create(
         .ok_or_else(|| ApiError::field("query", "give the filter as `query` (text) or `filter` (JSON)"))?;
     let input = NewSavedFilter { id: input.id, name: input.name, description: input.description, filter };
     let saved = state.create_saved_filter(&caller.actor, input).await?;
-    Ok((StatusCode::CREATED, Json(saved.into())))
+    Ok((StatusCode::CREATED, Json(saved_filter_out(saved))))
 }
 
 #[utoipa::path(get, path = "/api/v1/filters", tag = "filters", params(ListParams),
@@ -262,7 +165,7 @@ pub async fn list(
 ) -> ApiResult<Json<PageOut<SavedFilterOut>>> {
     let req = params.page(sortable::SAVED_FILTERS)?;
     let page = state.list_saved_filters(&caller.actor, &req).await?;
-    Ok(Json(PageOut::from_page(page, &req, Into::into)))
+    Ok(Json(PageOut::from_page(page, &req, saved_filter_out)))
 }
 
 #[utoipa::path(get, path = "/api/v1/filters/{id}", tag = "filters", responses((status = 200, body = SavedFilterOut)))]
@@ -271,7 +174,7 @@ pub async fn get(
     caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<SavedFilterOut>> {
-    Ok(Json(state.get_saved_filter(&caller.actor, &id).await?.into()))
+    Ok(Json(saved_filter_out(state.get_saved_filter(&caller.actor, &id).await?)))
 }
 
 #[utoipa::path(patch, path = "/api/v1/filters/{id}", tag = "filters", request_body = SavedFilterPatch,
@@ -284,7 +187,7 @@ pub async fn update(
 ) -> ApiResult<Json<SavedFilterOut>> {
     let filter = given(patch.query, patch.filter)?;
     let change = SavedFilterChange { name: patch.name, description: patch.description, filter };
-    Ok(Json(state.update_saved_filter(&caller.actor, &id, change).await?.into()))
+    Ok(Json(saved_filter_out(state.update_saved_filter(&caller.actor, &id, change).await?)))
 }
 
 #[utoipa::path(delete, path = "/api/v1/filters/{id}", tag = "filters", responses((status = 204)))]

@@ -14,14 +14,12 @@ use axum::extract::multipart::{MultipartError, MultipartRejection};
 use axum::extract::{DefaultBodyLimit, Multipart, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use jiff::Timestamp;
-use serde::{Deserialize, Serialize};
 use tokio_util::io::ReaderStream;
+use updraft_api::firmware::{FileSpec, FirmwareListParams, FirmwareOut};
 use updraft_app::firmware::{FileDescription, NewFirmware};
 use updraft_app::sortable;
 use updraft_blob::StagedBlob;
-use updraft_core::{FieldError, Firmware, validate};
-use utoipa::ToSchema;
+use updraft_core::{FieldError, validate};
 
 use super::{ListParams, PageOut};
 use crate::auth::Caller;
@@ -39,79 +37,6 @@ const MAX_TEXT_FIELD: usize = 256 * 1024;
 const TEXT_FIELDS: &[&str] =
     &["id", "product", "version", "name", "release_notes", "metadata", "needs_verification", "files"];
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct FirmwareFileOut {
-    pub name: String,
-    /// The device component this file installs.
-    pub component: String,
-    pub version: String,
-    pub size: u64,
-    pub sha256: String,
-    pub sha1: String,
-    pub md5: String,
-    /// Where to download it (management API).
-    pub download: String,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct FirmwareOut {
-    pub id: String,
-    pub product: String,
-    pub version: String,
-    pub name: Option<String>,
-    pub release_notes: Option<String>,
-    pub metadata: BTreeMap<String, String>,
-    pub needs_verification: bool,
-    pub verified: bool,
-    /// Total size of all files, in bytes.
-    pub size: u64,
-    pub files: Vec<FirmwareFileOut>,
-    #[schema(value_type = String, format = DateTime)]
-    pub created_at: Timestamp,
-}
-
-impl From<Firmware> for FirmwareOut {
-    fn from(f: Firmware) -> Self {
-        let size = f.total_size();
-        let files = f
-            .files
-            .into_iter()
-            .map(|x| FirmwareFileOut {
-                download: format!("/api/v1/firmware/{}/files/{}", f.id, x.name),
-                name: x.name,
-                component: x.component,
-                version: x.version,
-                size: x.size,
-                sha256: x.sha256,
-                sha1: x.sha1,
-                md5: x.md5,
-            })
-            .collect();
-        FirmwareOut {
-            id: f.id,
-            product: f.product,
-            version: f.version,
-            name: f.name,
-            release_notes: f.release_notes,
-            metadata: f.metadata,
-            needs_verification: f.needs_verification,
-            verified: f.verified,
-            size,
-            files,
-            created_at: f.created_at,
-        }
-    }
-}
-
-/// How one uploaded file is described in the `files` field.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileSpec {
-    name: String,
-    component: Option<String>,
-    version: Option<String>,
-}
-
 fn multipart_error(e: MultipartError) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::of(ErrorCode::PayloadTooLarge)
@@ -125,7 +50,7 @@ fn too_large(limit: u64) -> ApiError {
 }
 
 #[utoipa::path(post, path = "/api/v1/firmware", tag = "firmware",
-    request_body(content = inline(super::schemas::FirmwareUpload), content_type = "multipart/form-data",
+    request_body(content = inline(updraft_api::schemas::FirmwareUpload), content_type = "multipart/form-data",
         description = "text fields `product`, `version` (required), `id`, `name`, `release_notes`, `metadata` (JSON object), `needs_verification`, `files` (JSON array of {name, component, version}); one or more file parts"),
     responses((status = 201, body = FirmwareOut), (status = 404, description = "`not_found`: the product does not exist"), (status = 409, description = "the id or the product's version is taken"), (status = 413, description = "larger than the upload limit")))]
 pub async fn upload(
@@ -247,21 +172,6 @@ fn describe(mut text: HashMap<String, String>, files: Vec<(String, StagedBlob)>)
         files,
         unreadable,
     }
-}
-
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-pub struct FirmwareListParams {
-    #[param(minimum = 1, maximum = 1000)]
-    pub limit: Option<u32>,
-    #[param(maximum = 9223372036854775807_u64)]
-    pub offset: Option<u64>,
-    /// `created_at` (default), `version`, `product` or `id`; `-` prefix for descending.
-    pub sort: Option<String>,
-    #[param(max_length = 256)]
-    pub search: Option<String>,
-    /// Only this product's images.
-    pub product: Option<String>,
 }
 
 #[utoipa::path(get, path = "/api/v1/firmware", tag = "firmware", params(FirmwareListParams),

@@ -4,32 +4,13 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use jiff::Timestamp;
-use serde::{Deserialize, Serialize};
+use updraft_api::gateway_tokens::{GatewayTokenIn, GatewayTokenOut};
 use updraft_app::GatewayToken;
-use utoipa::ToSchema;
 
 use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::extract::{ApiJson, ApiPath};
 use crate::state::AppState;
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct GatewayTokenIn {
-    pub name: Option<String>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct GatewayTokenOut {
-    pub id: String,
-    pub name: Option<String>,
-    #[schema(value_type = String, format = DateTime)]
-    pub created_at: Timestamp,
-    /// The secret, present only in the answer that creates it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub token: Option<String>,
-}
 
 fn out(t: GatewayToken, token: Option<String>) -> GatewayTokenOut {
     GatewayTokenOut { id: t.id, name: t.name, created_at: t.created_at, token }

@@ -3,83 +3,16 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use jiff::Timestamp;
-use serde::{Deserialize, Serialize};
+use updraft_api::devices::DeviceOut;
+use updraft_api::groups::{GroupIn, GroupOut, GroupPatch, MembersIn, MembersOut};
 use updraft_app::groups::{GroupChange, NewGroup};
 use updraft_app::sortable;
-use updraft_core::Group;
-use utoipa::ToSchema;
 
-use super::devices::DeviceOut;
 use super::{ListParams, PageOut};
 use crate::auth::Caller;
 use crate::error::ApiResult;
-use crate::extract::{ApiJson, ApiPath, ApiQuery, double_option};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct GroupIn {
-    /// `[A-Za-z0-9_-]{1,128}`; generated when absent.
-    #[schema(pattern = "^[A-Za-z0-9_-]{1,128}$")]
-    pub id: Option<String>,
-    pub name: String,
-    pub description: Option<String>,
-    /// When set, only devices of this product may join.
-    pub product: Option<String>,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct GroupPatch {
-    pub name: Option<String>,
-    #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
-    pub description: Option<Option<String>>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct GroupOut {
-    pub id: String,
-    pub name: String,
-    pub description: Option<String>,
-    pub product: Option<String>,
-    pub member_count: u64,
-    #[schema(value_type = String, format = DateTime)]
-    pub created_at: Timestamp,
-    #[schema(value_type = String, format = DateTime)]
-    pub updated_at: Timestamp,
-}
-
-impl From<Group> for GroupOut {
-    fn from(g: Group) -> Self {
-        GroupOut {
-            id: g.id,
-            name: g.name,
-            description: g.description,
-            product: g.product,
-            member_count: g.member_count,
-            created_at: g.created_at,
-            updated_at: g.updated_at,
-        }
-    }
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct MembersIn {
-    #[serde(default)]
-    pub add: Vec<String>,
-    #[serde(default)]
-    pub remove: Vec<String>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct MembersOut {
-    pub added: u64,
-    pub removed: u64,
-    pub member_count: u64,
-}
 
 #[utoipa::path(post, path = "/api/v1/groups", tag = "groups", request_body = GroupIn,
     responses((status = 201, body = GroupOut), (status = 404, description = "`not_found`: the product does not exist"),

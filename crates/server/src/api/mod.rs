@@ -1,6 +1,6 @@
 //! The management API under `/api/v1`, one module per resource.
 //!
-//! Handlers convert wire types (this module's `*In`/`*Out` structs, with the
+//! Handlers convert wire types (`updraft_api`'s `*In`/`*Out` structs, with the
 //! JSON field names of the API) to a use case's input explicitly, call one use
 //! case of `updraft_app` with the caller's actor (which checks the role and
 //! validates), and convert its answer back.
@@ -13,17 +13,13 @@ pub mod groups;
 pub mod jobs;
 pub mod keys;
 pub mod products;
-pub mod schemas;
 pub mod system;
 pub mod tenants;
 
 use axum::Router;
 use axum::routing::{get, post, put};
-use serde::{Deserialize, Serialize};
-use updraft_core::{Page, PageRequest};
-use utoipa::ToSchema;
+pub use updraft_api::{ItemsOut, ListParams, PageOut};
 
-use crate::error::ApiError;
 use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -72,64 +68,6 @@ pub fn routes() -> Router<AppState> {
         .merge(crate::ddi::routes())
         .fallback(crate::extract::route_not_found)
         .method_not_allowed_fallback(crate::extract::method_not_allowed)
-}
-
-/// Paging and search parameters shared by every list.
-#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ListParams {
-    /// Items per page, 1–1000 (default 50).
-    #[param(minimum = 1, maximum = 1000)]
-    pub limit: Option<u32>,
-    /// Items to skip (default 0).
-    #[param(maximum = 9223372036854775807_u64)]
-    pub offset: Option<u64>,
-    /// Field to sort by; prefix with `-` for descending order.
-    pub sort: Option<String>,
-    /// Case-insensitive text searched in the resource's names and ids.
-    #[param(max_length = 256)]
-    pub search: Option<String>,
-}
-
-impl ListParams {
-    pub fn page(&self, sortable: &[&str]) -> Result<PageRequest, ApiError> {
-        Ok(PageRequest::parse(self.limit, self.offset, self.sort.as_deref(), self.search.as_deref(), sortable)?)
-    }
-}
-
-/// One page of a list.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct PageOut<T> {
-    pub items: Vec<T>,
-    /// How many items match in all.
-    pub total: u64,
-    pub limit: u32,
-    pub offset: u64,
-}
-
-impl<T> PageOut<T> {
-    pub fn from_page<D>(page: Page<D>, req: &PageRequest, f: impl FnMut(D) -> T) -> Self {
-        PageOut {
-            items: page.items.into_iter().map(f).collect(),
-            total: page.total,
-            limit: req.limit,
-            offset: req.offset,
-        }
-    }
-}
-
-/// A whole list, not paged (keys, tenants, gateway tokens).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ItemsOut<T> {
-    pub items: Vec<T>,
-    /// How many items there are.
-    pub total: u64,
-}
-
-impl<T> ItemsOut<T> {
-    pub fn new(items: Vec<T>) -> Self {
-        ItemsOut { total: items.len() as u64, items }
-    }
 }
 
 /// Trims an optional text and treats an empty one as absent.

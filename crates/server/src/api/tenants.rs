@@ -3,47 +3,14 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use jiff::Timestamp;
-use serde::{Deserialize, Serialize};
-use updraft_core::Tenant;
-use utoipa::ToSchema;
+use updraft_api::keys::{KeyIn, KeyOut};
+use updraft_api::tenants::{TenantCreated, TenantIn, TenantOut};
 
-use super::keys::{Created, KeyIn, KeyOut, created};
+use super::keys::{Created, created, new_key};
 use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::extract::{ApiJson, ApiPath};
 use crate::state::AppState;
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TenantIn {
-    /// `[A-Za-z0-9_-]{1,64}`; matched case-insensitively.
-    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
-    pub name: String,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TenantOut {
-    pub id: String,
-    pub name: String,
-    #[schema(value_type = String, format = DateTime)]
-    pub created_at: Timestamp,
-}
-
-impl From<Tenant> for TenantOut {
-    fn from(t: Tenant) -> Self {
-        TenantOut { id: t.id, name: t.name, created_at: t.created_at }
-    }
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TenantCreated {
-    pub tenant: TenantOut,
-    /// The tenant's first admin key.
-    pub key: KeyOut,
-    /// The same key's token, shown this once.
-    pub token: String,
-}
 
 #[utoipa::path(post, path = "/api/v1/tenants", tag = "tenants", request_body = TenantIn,
     responses((status = 201, body = TenantCreated), (status = 409, description = "the name is taken")))]
@@ -66,7 +33,7 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Js
     Ok(Json(super::ItemsOut::new(items)))
 }
 
-#[utoipa::path(post, path = "/api/v1/tenants/{id}/keys", tag = "tenants", request_body = super::keys::KeyIn,
+#[utoipa::path(post, path = "/api/v1/tenants/{id}/keys", tag = "tenants", request_body = KeyIn,
     responses((status = 201, body = KeyOut, description = "a key of the tenant, with its token shown this once"),
         (status = 403, description = "only the server administrator's key may issue keys for a tenant"),
         (status = 404, description = "no such tenant")))]
@@ -76,5 +43,5 @@ pub async fn create_key(
     ApiPath(id): ApiPath<String>,
     ApiJson(input): ApiJson<KeyIn>,
 ) -> ApiResult<Created> {
-    Ok(created(state.create_tenant_key(&caller.actor, &id, input.into()).await?))
+    Ok(created(state.create_tenant_key(&caller.actor, &id, new_key(input)).await?))
 }
