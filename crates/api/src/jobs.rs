@@ -7,8 +7,10 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use updraft_core::FieldError;
 use updraft_core::job::{Execution, ExecutionEvent, ExecutionState, Job, JobKind, JobState};
+use updraft_core::phase::{GateWait, Phase, PhaseCounts, PhaseState};
 use updraft_core::rollout::{AbortRule, Handling, JobSpec, Ramp, Recurrence, Retry};
 use updraft_core::schedule::{DailyWindow, Schedule};
+use updraft_core::waiting::Waiting;
 
 /// A job as created: identity, what, which devices, how, how fast, when.
 /// Every field but `firmware` and a scope (`all`, `devices`, `groups`,
@@ -118,6 +120,10 @@ pub struct JobIn {
     #[cfg_attr(feature = "openapi", schema(schema_with = crate::schemas::schedule_in))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub maintenance_window: Option<ScheduleIn>,
+    /// Phases, in order: each reaches a larger share of the devices, with a gate before the next one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::schemas::phases))]
+    pub phases: Vec<Phase>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -266,6 +272,8 @@ pub struct JobSpecOut {
     pub handling: Handling,
     #[cfg_attr(feature = "openapi", schema(schema_with = crate::schemas::schedule))]
     pub maintenance_window: Option<Schedule>,
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::schemas::phases))]
+    pub phases: Vec<Phase>,
 }
 
 impl From<JobSpec> for JobSpecOut {
@@ -296,6 +304,7 @@ impl From<JobSpec> for JobSpecOut {
             additional_params: s.additional_params,
             handling: s.handling,
             maintenance_window: s.maintenance_window,
+            phases: s.phases,
         }
     }
 }
@@ -319,6 +328,176 @@ pub struct ProgressOut {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub eta: Option<Timestamp>,
+    /// The open phase of a phased job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<PhaseOut>,
+}
+
+/// The open phase of a phased job and what its gate waits for.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PhaseOut {
+    /// The open phase: 0 for the first.
+    pub index: u32,
+    pub name: Option<String>,
+    /// How many phases the job has.
+    pub of: u32,
+    pub counts: PhaseCountsOut,
+    /// What the gate still needs before the next phase opens (empty in the last phase, or when it opens next round).
+    pub waiting_for: Vec<GateWaitOut>,
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::schemas::phase_state))]
+    pub state: PhaseState,
+}
+
+/// The open phase's executions, counted.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PhaseCountsOut {
+    pub total: u64,
+    pub succeeded: u64,
+    /// Failed, timed out or rejected.
+    pub failed: u64,
+    /// Skipped or canceled.
+    pub dropped: u64,
+    /// Queued, awaiting consent or in progress.
+    pub unfinished: u64,
+    /// Failed or timed out with a retry to come.
+    pub retry_pending: u64,
+}
+
+impl From<PhaseCounts> for PhaseCountsOut {
+    fn from(c: PhaseCounts) -> Self {
+        PhaseCountsOut {
+            total: c.total,
+            succeeded: c.succeeded,
+            failed: c.failed,
+            dropped: c.dropped,
+            unfinished: c.unfinished,
+            retry_pending: c.retry_pending,
+        }
+    }
+}
+
+/// A condition of a phase's gate not met yet.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct GateWaitOut {
+    /// `approval`, `finished`, `success_rate`, `completion` or `soak`.
+    pub reason: String,
+    pub message: String,
+    /// What there is now (finished executions; success rate in percent; unfinished executions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub have: Option<f64>,
+    /// What the gate needs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub need: Option<f64>,
+    /// When the soak time ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub until: Option<Timestamp>,
+}
+
+impl From<&GateWait> for GateWaitOut {
+    fn from(w: &GateWait) -> Self {
+        let (have, need, until) = match *w {
+            GateWait::Approval => (None, None, None),
+            GateWait::Finished { have, need } => (Some(have as f64), Some(need as f64), None),
+            GateWait::SuccessRate { have, need } => (have, Some(need), None),
+            GateWait::Completion { unfinished } => (Some(unfinished as f64), Some(0.0), None),
+            GateWait::Soak { until } => (None, None, Some(until)),
+        };
+        GateWaitOut { reason: w.reason().to_owned(), message: w.describe(), have, need, until }
+    }
+}
+
+/// Why an execution is not released yet.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WaitingOut {
+    /// `consent`, `not_started`, `schedule`, `paused`, `phase_gate`, `device_request`,
+    /// `device_busy`, `concurrency`, `rate` or `next_round`.
+    pub reason: String,
+    pub message: String,
+    /// When the schedule changes next (`schedule`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub next: Option<Timestamp>,
+    /// The execution's phase and the open one (`phase_gate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_phase: Option<u32>,
+    /// What the open phase's gate waits for (`phase_gate`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gate: Vec<GateWaitOut>,
+    /// The job and action id the device works on (`device_busy`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action_id: Option<i64>,
+    /// In progress and allowed (`concurrency`); the rate a minute (`rate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_progress: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_minute: Option<u64>,
+}
+
+impl From<&Waiting> for WaitingOut {
+    fn from(w: &Waiting) -> Self {
+        let mut out = WaitingOut {
+            reason: w.reason().to_owned(),
+            message: w.describe(),
+            next: None,
+            phase: None,
+            open_phase: None,
+            gate: Vec::new(),
+            job: None,
+            action_id: None,
+            in_progress: None,
+            max_concurrency: None,
+            per_minute: None,
+        };
+        match w {
+            Waiting::Schedule { next } => out.next = *next,
+            Waiting::Phase { phase, open, gate } => {
+                out.phase = Some(*phase);
+                out.open_phase = Some(*open);
+                out.gate = gate.iter().map(GateWaitOut::from).collect();
+            }
+            Waiting::DeviceBusy { job, action_id } => {
+                out.job = Some(job.clone());
+                out.action_id = Some(*action_id);
+            }
+            Waiting::Concurrency { in_progress, max } => {
+                out.in_progress = Some(*in_progress);
+                out.max_concurrency = Some(*max);
+            }
+            Waiting::Rate { per_minute } => out.per_minute = Some(*per_minute),
+            Waiting::Consent | Waiting::NotStarted | Waiting::Paused | Waiting::DeviceRequest | Waiting::NextRound => {}
+        }
+        out
+    }
+}
+
+/// `{"force": true}`: a cancel that ends executions devices are working on
+/// at once; an approval that opens the next phase whatever the gate waits for.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ForceIn {
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// `?force=true`, as hawkBit's force-quit takes it.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[serde(deny_unknown_fields)]
+pub struct ForceParams {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub force: Option<bool>,
 }
 
 impl JobOut {
@@ -356,6 +535,12 @@ pub struct ExecutionOut {
     pub state: ExecutionState,
     pub attempt: u32,
     pub cancel_requested: bool,
+    /// The job's phase it belongs to (0 without phases).
+    #[serde(default)]
+    pub phase: u32,
+    /// Why it is not released yet (on a job's executions, while it waits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<WaitingOut>,
     #[cfg_attr(feature = "openapi", schema(schema_with = crate::schemas::progress))]
     pub progress: Option<updraft_core::job::Progress>,
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
@@ -381,6 +566,8 @@ impl ExecutionOut {
             state: e.state,
             attempt: e.attempt,
             cancel_requested: e.cancel_requested,
+            phase: e.phase,
+            waiting: None,
             progress: e.progress,
             created_at: e.created_at,
             updated_at: e.updated_at,

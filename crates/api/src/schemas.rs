@@ -6,6 +6,7 @@
 
 use serde_json::{Value, json};
 use updraft_core::job::{ExecutionState, JobState};
+use updraft_core::phase::{MAX_PHASES, MAX_WAIT_SECONDS};
 use updraft_core::rollout::{MAX_RETRIES, MAX_TIMEOUT_SECONDS, MIN_TIMEOUT_SECONDS};
 use utoipa::openapi::{RefOr, Schema};
 
@@ -61,6 +62,62 @@ pub fn components() -> Vec<(&'static str, Value)> {
                 "properties": {
                     "count": {"type": "integer", "minimum": 0, "maximum": MAX_RETRIES, "default": 0},
                     "interval_minutes": {"type": "integer", "minimum": 0, "maximum": u32::MAX, "default": 0},
+                },
+            }),
+        ),
+        (
+            "Phase",
+            json!({
+                "type": "object",
+                "additionalProperties": false,
+                "description": "One phase of a job: the share of its devices it reaches (cumulative, `percent` or `devices`; the last phase takes the rest), the gate to pass before the next phase opens, and an error threshold that pauses the job.",
+                "properties": {
+                    "name": {"type": ["string", "null"], "maxLength": 64},
+                    "percent": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 100},
+                    "devices": {"type": ["integer", "null"], "minimum": 1, "maximum": i64::MAX},
+                    "gate": reference("Gate"),
+                    "error_threshold": {"oneOf": [reference("ErrorThreshold"), {"type": "null"}]},
+                },
+            }),
+        ),
+        (
+            "Gate",
+            json!({
+                "type": "object",
+                "additionalProperties": false,
+                "description": "What must hold before the next phase opens (all of it; a gate naming nothing opens when its phase completed).",
+                "properties": {
+                    "manual": {"type": "boolean", "default": false, "description": "an operator approves: `POST /api/v1/jobs/{id}/phases/next`"},
+                    "success_percent": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 100},
+                    "min_finished": {"type": ["integer", "null"], "minimum": 1, "maximum": i64::MAX},
+                    "wait_seconds": {"type": ["integer", "null"], "minimum": 0, "maximum": MAX_WAIT_SECONDS},
+                },
+            }),
+        ),
+        (
+            "ErrorThreshold",
+            json!({
+                "type": "object",
+                "additionalProperties": false,
+                "description": "Pause the job when, among at least `min_finished` finished executions of the phase, failures reach `percent`.",
+                "required": ["percent"],
+                "properties": {
+                    "percent": {"type": "number", "exclusiveMinimum": 0, "maximum": 100},
+                    "min_finished": {"type": "integer", "minimum": 1, "maximum": i64::MAX, "default": 1},
+                },
+            }),
+        ),
+        (
+            "PhaseState",
+            json!({
+                "type": "object",
+                "description": "Where a phased job is: the open phase, when later phases opened, whether the open phase's gate was approved, when it completed, and the phases whose errors paused the job.",
+                "properties": {
+                    "current": {"type": "integer", "minimum": 0},
+                    "opened_at": {"type": "array", "items": {"type": "string", "format": "date-time"}},
+                    "approved": {"type": "boolean"},
+                    "completed_at": {"type": ["string", "null"], "format": "date-time"},
+                    "error_paused": {"type": "array", "items": {"type": "integer", "minimum": 0}},
                 },
             }),
         ),
@@ -232,6 +289,12 @@ pub fn retry_out() -> RefOr<Schema> {
 }
 pub fn schedule_in() -> RefOr<Schema> {
     or_null(reference("ScheduleIn"))
+}
+pub fn phases() -> RefOr<Schema> {
+    schema(json!({"type": "array", "maxItems": MAX_PHASES, "items": reference("Phase")}))
+}
+pub fn phase_state() -> RefOr<Schema> {
+    schema(reference("PhaseState"))
 }
 pub fn schedule() -> RefOr<Schema> {
     or_null(reference("Schedule"))

@@ -192,7 +192,7 @@ impl App {
         let mut out = Vec::new();
         for e in page.items {
             let Some(job) = self.store.get_job(tenant, &e.job).await? else { continue };
-            if job.spec.allow_device_request && job.state == JobState::Running {
+            if job.spec.allow_device_request && job.state == JobState::Running && e.phase <= job.open_phase() {
                 out.push((job, e));
             }
         }
@@ -200,13 +200,14 @@ impl App {
     }
 
     /// The device asks for its queued execution `e`: released at once if the
-    /// job runs and its pace allows. The pace and the device's other
+    /// job runs, its phase is open and its pace allows. The pace and the device's other
     /// executions are checked in the release's own transaction, so concurrent
     /// asks (and the scheduler) cannot both pass.
     pub async fn ask_for_job(&self, actor: &Actor, e: &Execution) -> Result<Asked> {
         let (tenant, device) = device_of(actor)?;
+        // A later phase than the open one has no room yet, as a full pace.
         let budget = |j: &Job, stats: &PaceStats| {
-            if j.state == JobState::Running && j.spec.allow_device_request {
+            if j.state == JobState::Running && j.spec.allow_device_request && e.phase <= j.open_phase() {
                 release_budget(&j.spec.pace, stats)
             } else {
                 0

@@ -32,7 +32,7 @@ pub const MAX_WAIT_SECONDS: u64 = 30 * 24 * 3600;
 
 /// One phase of a job, as the operator gives it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Phase {
     pub name: Option<String>,
     /// The share of the job's devices reached once this phase opens, earlier
@@ -48,7 +48,7 @@ pub struct Phase {
 
 /// The conditions a phase must meet before the next one opens (all of them).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Gate {
     /// An operator approves (`POST /api/v1/jobs/{id}/phases/next`).
     pub manual: bool,
@@ -70,6 +70,7 @@ impl Gate {
 /// Pause the job when, among at least `min_finished` finished executions of
 /// the phase, failures (failed, timed out, rejected) reach `percent`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ErrorThreshold {
     pub percent: f64,
     #[serde(default = "one")]
@@ -164,6 +165,17 @@ pub enum GateWait {
 }
 
 impl GateWait {
+    /// A stable name for the condition.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            GateWait::Approval => "approval",
+            GateWait::Finished { .. } => "finished",
+            GateWait::SuccessRate { .. } => "success_rate",
+            GateWait::Completion { .. } => "completion",
+            GateWait::Soak { .. } => "soak",
+        }
+    }
+
     /// A sentence for a person.
     pub fn describe(&self) -> String {
         match self {

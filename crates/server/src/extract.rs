@@ -348,6 +348,30 @@ macro_rules! extractors {
 extractors!(ApiError => ApiJson, ApiQuery, ApiPath);
 extractors!(DdiError => DdiJson, DdiQuery, DdiPath);
 
+/// A JSON body that may be left out (a command's options): an empty body
+/// reads as `T::default()`; one that is there is read as [`ApiJson`] reads it.
+pub struct OptionalJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let json = is_json(req.headers());
+        let bytes = body_bytes::<ApiError, S>(req, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJson(T::default()));
+        }
+        if !json {
+            return Err(ApiError::unsupported_media_type("application/json"));
+        }
+        let value = from_json(&bytes).map_err(|e| ApiError::unreadable(Part::Body, e))?;
+        match nul_in_json(&bytes) {
+            Some(at) => Err(ApiError::nul(&at)),
+            None => Ok(OptionalJson(value)),
+        }
+    }
+}
+
 fn path_message(e: &axum::extract::rejection::PathRejection) -> String {
     use axum::extract::path::ErrorKind;
     use axum::extract::rejection::PathRejection;

@@ -26,7 +26,7 @@ use crate::error::{ErrorCode, HttpStatus};
         filters::estimate, filters::preview, filters::create, filters::list, filters::get, filters::update, filters::delete,
         groups::create, groups::list, groups::get, groups::update, groups::delete, groups::change_members, groups::members,
         gateway_tokens::create, gateway_tokens::list, gateway_tokens::delete,
-        jobs::create, jobs::list, jobs::get, jobs::start, jobs::pause, jobs::resume, jobs::cancel,
+        jobs::create, jobs::list, jobs::get, jobs::start, jobs::pause, jobs::resume, jobs::cancel, jobs::next_phase, jobs::retry_failed,
         jobs::set_schedule, jobs::estimate, jobs::executions, jobs::device_executions, jobs::consent,
     ),
     tags((name = "tenants"), (name = "keys"), (name = "products"), (name = "firmware"), (name = "devices"), (name = "filters"), (name = "groups"), (name = "jobs")),

@@ -7,7 +7,8 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use updraft_api::jobs::{
-    ConsentIn, EstimateOut, ExecutionListParams, ExecutionOut, JobIn, JobListParams, JobOut, ProgressOut, ScheduleIn,
+    ConsentIn, EstimateOut, ExecutionListParams, ExecutionOut, ForceIn, ForceParams, GateWaitOut, JobIn, JobListParams,
+    JobOut, PhaseOut, ProgressOut, ScheduleIn, WaitingOut,
 };
 use updraft_app::sortable;
 use updraft_core::FieldError;
@@ -17,7 +18,7 @@ use updraft_core::rollout::{DEFAULT_MAX_CONCURRENCY, JobSpec, Pace, Retry, Targe
 use super::{ListParams, PageOut, non_empty};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, OptionalJson};
 use crate::state::AppState;
 use updraft_app::jobs::{JobDraft, JobReport};
 
@@ -88,7 +89,7 @@ pub async fn create(
         additional_params: input.additional_params,
         handling: input.handling.unwrap_or_default(),
         maintenance_window: input.maintenance_window.and_then(|w| w.into_maintenance_window(&mut problems)),
-        phases: Vec::new(),
+        phases: input.phases,
     };
     let draft = JobDraft {
         id: input.id,
@@ -117,6 +118,14 @@ fn described(report: JobReport) -> JobOut {
         current_rate_per_minute: p.current_rate_per_minute,
         allowed_rate_per_minute: p.allowed_rate_per_minute,
         eta: p.eta,
+        phase: report.phase.map(|p| PhaseOut {
+            index: p.index,
+            name: p.name,
+            of: p.of,
+            counts: p.counts.into(),
+            waiting_for: p.waiting_for.iter().map(GateWaitOut::from).collect(),
+            state: p.state,
+        }),
     };
     let counts = report.counts.into_iter().map(|(s, c)| (s.as_str().to_owned(), c)).collect();
     let mut out = JobOut::new(report.job, Some(counts));
@@ -181,14 +190,42 @@ pub async fn resume(
     command(&state, &caller, &id, JobCommand::Resume).await
 }
 
-#[utoipa::path(post, path = "/api/v1/jobs/{id}/cancel", tag = "jobs",
-    responses((status = 200, body = JobOut), (status = 409, description = "the job has ended")))]
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/cancel", tag = "jobs", params(ForceParams),
+    request_body(content = Option<ForceIn>, description = "optional: `{\"force\": true}` as `?force=true`"),
+    responses((status = 200, body = JobOut), (status = 409, description = "the job has ended (a forced cancel ends what a finished job still waits for)")))]
 pub async fn cancel(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<String>,
+    ApiQuery(params): ApiQuery<ForceParams>,
+    OptionalJson(body): OptionalJson<ForceIn>,
 ) -> ApiResult<Json<JobOut>> {
+    if params.force.unwrap_or(false) || body.force {
+        return Ok(Json(described(state.app.force_cancel_job(&caller.actor, &id).await?)));
+    }
     command(&state, &caller, &id, JobCommand::Cancel).await
+}
+
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/phases/next", tag = "jobs",
+    request_body(content = Option<ForceIn>, description = "optional: `{\"force\": true}` opens the next phase whatever the gate waits for"),
+    responses((status = 200, body = JobOut), (status = 409, description = "the job has ended, has no phases, or is in its last phase")))]
+pub async fn next_phase(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    OptionalJson(body): OptionalJson<ForceIn>,
+) -> ApiResult<Json<JobOut>> {
+    Ok(Json(described(state.app.next_phase(&caller.actor, &id, body.force).await?)))
+}
+
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/retry-failed", tag = "jobs",
+    responses((status = 200, body = JobOut), (status = 409, description = "the job is not completed or aborted, or nothing failed")))]
+pub async fn retry_failed(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<JobOut>> {
+    Ok(Json(described(state.app.retry_failed(&caller.actor, &id).await?)))
 }
 
 #[utoipa::path(put, path = "/api/v1/jobs/{id}/schedule", tag = "jobs",
@@ -247,7 +284,11 @@ pub async fn executions(
 ) -> ApiResult<Json<PageOut<ExecutionOut>>> {
     let (req, filter) = split(params)?;
     let page = state.app.job_executions(&caller.actor, &id, filter, &req).await?;
-    Ok(Json(PageOut::from_page(page, &req, |(e, _waiting)| ExecutionOut::new(e, None))))
+    Ok(Json(PageOut::from_page(page, &req, |(e, waiting)| {
+        let mut out = ExecutionOut::new(e, None);
+        out.waiting = waiting.as_ref().map(WaitingOut::from);
+        out
+    })))
 }
 
 #[utoipa::path(get, path = "/api/v1/devices/{id}/executions", tag = "jobs", params(ExecutionListParams),

@@ -60,6 +60,8 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/jobs/{id}/pause", post(jobs::pause))
         .route("/api/v1/jobs/{id}/resume", post(jobs::resume))
         .route("/api/v1/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/api/v1/jobs/{id}/phases/next", post(jobs::next_phase))
+        .route("/api/v1/jobs/{id}/retry-failed", post(jobs::retry_failed))
         .route("/api/v1/jobs/{id}/schedule", put(jobs::set_schedule))
         .route("/api/v1/jobs/{id}/targets/estimate", get(jobs::estimate))
         .route("/api/v1/jobs/{id}/executions", get(jobs::executions))

@@ -1,6 +1,8 @@
 //! Helpers for the HTTP integration tests: a real server and a client for it.
 #![allow(dead_code)]
 
+pub mod fleet;
+
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 pub use updraft::testing::{ADMIN_TOKEN, Backend, TestServer};
