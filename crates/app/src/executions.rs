@@ -85,7 +85,26 @@ impl App {
     /// The device's open execution and the last one it installed.
     pub async fn device_actions(&self, actor: &Actor) -> Result<DeviceActions> {
         let (tenant, device) = device_of(actor)?;
-        Ok(self.store.device_actions(tenant, device).await?)
+        let mut actions = self.store.device_actions(tenant, device).await?;
+        if let Some(e) = &actions.active
+            && !self.consent_offered(tenant, e).await?
+        {
+            actions.active = None;
+        }
+        Ok(actions)
+    }
+
+    /// Whether the device is asked for its consent to `e` now (see
+    /// `updraft_core::waiting::consent_offered`); reads the job only for a
+    /// consent-awaiting execution of a later phase.
+    async fn consent_offered(&self, tenant: &str, e: &Execution) -> Result<bool> {
+        if e.state != ExecutionState::AwaitingConsent || e.phase == 0 {
+            return Ok(true);
+        }
+        Ok(match self.store.get_job(tenant, &e.job).await? {
+            Some(job) => updraft_core::waiting::consent_offered(e, &job),
+            None => false,
+        })
     }
 
     /// The device's execution behind action id `action`.
@@ -94,6 +113,7 @@ impl App {
         Ok(match self.store.execution_by_action(tenant, device, action).await? {
             // Queued: not offered to the device yet (the pace releases it), so not its to see.
             Some((e, attempt)) if e.attempt == attempt && e.state == ExecutionState::Queued => Action::Unknown,
+            Some((e, attempt)) if e.attempt == attempt && !self.consent_offered(tenant, &e).await? => Action::Unknown,
             Some((e, attempt)) if e.attempt == attempt => Action::Current(e),
             Some((e, attempt)) if attempt < e.attempt => Action::Retried { now: e.public_id() },
             _ => Action::Unknown,

@@ -90,7 +90,12 @@ impl Waiting {
 /// `busy` is the other job's execution the device works on, if any.
 pub fn why_waiting(e: &Execution, busy: Option<(&str, i64)>, ctx: &WaitContext<'_>) -> Option<Waiting> {
     let job = ctx.job;
+    let open = job.open_phase();
+    let phase_gate = || Waiting::Phase { phase: e.phase, open, gate: ctx.gate.to_vec() };
     match e.state {
+        // The device is asked for consent once its phase opened (see `consent_offered`).
+        ExecutionState::AwaitingConsent if job.state.is_finished() => return None,
+        ExecutionState::AwaitingConsent if e.phase > open => return Some(phase_gate()),
         ExecutionState::AwaitingConsent => return Some(Waiting::Consent),
         ExecutionState::Queued => {}
         _ => return None,
@@ -107,9 +112,8 @@ pub fn why_waiting(e: &Execution, busy: Option<(&str, i64)>, ctx: &WaitContext<'
         s if s.is_finished() => return None,
         _ => {}
     }
-    let open = job.open_phase();
     if e.phase > open {
-        return Some(Waiting::Phase { phase: e.phase, open, gate: ctx.gate.to_vec() });
+        return Some(phase_gate());
     }
     if !job.spec.push {
         return Some(Waiting::DeviceRequest);
@@ -125,6 +129,13 @@ pub fn why_waiting(e: &Execution, busy: Option<(&str, i64)>, ctx: &WaitContext<'
         return Some(Waiting::Rate { per_minute: current_rate(pace, ctx.stats).unwrap_or(0) });
     }
     Some(Waiting::NextRound)
+}
+
+/// Whether a device is asked for its consent to `e` now: not before the
+/// execution's phase opened (the end user would be asked about an update
+/// that may be days away, or never come).
+pub fn consent_offered(e: &Execution, job: &Job) -> bool {
+    e.state != ExecutionState::AwaitingConsent || e.phase <= job.open_phase()
 }
 
 #[cfg(test)]
@@ -203,6 +214,10 @@ mod tests {
         let mut consent = queued(0);
         consent.state = ExecutionState::AwaitingConsent;
         assert_eq!(why_waiting(&consent, None, &ctx), Some(Waiting::Consent));
+        assert!(consent_offered(&consent, &j));
+        consent.phase = 1;
+        assert!(matches!(why_waiting(&consent, None, &ctx), Some(Waiting::Phase { phase: 1, .. })));
+        assert!(!consent_offered(&consent, &j), "not asked before its phase opens");
         let mut running = queued(0);
         running.state = ExecutionState::Downloading;
         assert_eq!(why_waiting(&running, None, &ctx), None);

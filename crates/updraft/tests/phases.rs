@@ -17,6 +17,7 @@ on_both_stores!(
     force_cancel_frees_a_device_that_never_answers,
     retry_failed_runs_only_the_failures_again,
     phases_are_validated,
+    consent_is_asked_once_the_phase_opens,
 );
 
 async fn devices(f: &Fleet, n: usize) {
@@ -290,4 +291,32 @@ async fn phases_are_validated(b: Backend) {
     );
     let wrong_type = f.api.post("/api/v1/jobs", json!({"firmware": f.firmware, "all": true, "phases": {}})).await;
     wrong_type.expect(400, None);
+}
+
+/// What the device's poll links to (`deploymentBase`, `confirmationBase`, …).
+async fn links(f: &Fleet, device: &str) -> Vec<String> {
+    let url = f.api.server.url(&format!("/default/controller/v1/{device}"));
+    let r =
+        f.api.http.get(url).header("authorization", format!("TargetToken {}", f.token(device))).send().await.unwrap();
+    let v: Value = r.json().await.unwrap();
+    v["_links"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default()
+}
+
+async fn consent_is_asked_once_the_phase_opens(b: Backend) {
+    let f = fleet(b, |_| {}).await;
+    devices(&f, 2).await;
+    f.job(json!({"id": "k", "all": true, "consent_required": true, "phases": [
+        {"devices": 1, "gate": {"manual": true}},
+        {}
+    ]}))
+    .await;
+    let e = executions(&f, "k").await;
+    let first = e.iter().find(|e| e.2 == 0).unwrap().0.clone();
+    let second = e.iter().find(|e| e.2 == 1).unwrap().0.clone();
+    assert_eq!(e.iter().find(|e| e.0 == first).unwrap().3, "consent");
+    assert_eq!(e.iter().find(|e| e.0 == second).unwrap().3, "phase_gate", "{e:?}");
+    assert!(links(&f, &first).await.contains(&"confirmationBase".to_owned()));
+    assert!(!links(&f, &second).await.contains(&"confirmationBase".to_owned()), "not asked before its phase");
+    f.api.post("/api/v1/jobs/k/phases/next", json!({})).await.ok();
+    assert!(links(&f, &second).await.contains(&"confirmationBase".to_owned()), "asked once it opened");
 }
