@@ -20,6 +20,12 @@ pub enum Actor {
 }
 
 impl Actor {
+    /// Names this actor as the one acting in the current task's slot (see
+    /// `store::acting`): what the task writes from now on is recorded as its doing.
+    pub fn act(&self) {
+        crate::store::set_actor(self.name());
+    }
+
     /// The tenant the actor acts in; the system acts across tenants.
     pub fn tenant(&self) -> &str {
         match self {

@@ -52,9 +52,12 @@ impl Follower {
 
     /// Acts on `events`.
     pub async fn handle(self, state: &App, events: &[Event]) -> StoreResult<()> {
-        match self {
-            Follower::ContinuousJobs => crate::targeting::devices_changed(state, events).await,
-        }
+        let work = async {
+            match self {
+                Follower::ContinuousJobs => crate::targeting::devices_changed(state, events).await,
+            }
+        };
+        crate::store::acting(Some(format!("system:{}", self.name())), work).await
     }
 }
 

@@ -43,6 +43,10 @@ impl Worker {
 
     /// Does one round of the worker's work as of `now`.
     pub async fn tick(self, state: &App, now: Timestamp) -> crate::store::StoreResult<()> {
+        crate::store::acting(Some(format!("system:{}", self.name())), self.round(state, now)).await
+    }
+
+    async fn round(self, state: &App, now: Timestamp) -> crate::store::StoreResult<()> {
         match self {
             Worker::Presence => {
                 let offline_after = SignedDuration::from_secs(state.config.offline_after_secs as i64);

@@ -56,6 +56,7 @@ impl FromRequestParts<AppState> for Caller {
             )
             .with_retry_after(retry_after));
         }
+        actor.act();
         Ok(Caller { actor })
     }
 }

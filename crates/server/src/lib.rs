@@ -53,6 +53,7 @@ pub fn router(state: AppState) -> Router {
     let cors = cors(&state.settings.cors_allowed_origins);
     api::routes()
         .with_state(state.clone())
+        .layer(axum::middleware::from_fn(acting))
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(body_timeout))
         .layer(axum::middleware::from_fn_with_state(state.clone(), settle))
         .layer(axum::middleware::from_fn(security_headers))
@@ -66,6 +67,12 @@ pub fn router(state: AppState) -> Router {
             tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
         }))
         .layer(SetRequestIdLayer::new(REQUEST_ID, ids))
+}
+
+/// Every request runs with a slot for who acts, which its extractor fills once
+/// it authenticated the caller: the events the request writes name them.
+async fn acting(req: Request<axum::body::Body>, next: axum::middleware::Next) -> axum::response::Response {
+    updraft_app::store::acting(None, next.run(req)).await
 }
 
 /// Read your writes: a request that changed something is answered once this

@@ -77,7 +77,7 @@ pub trait SqlBackend: Send + Sync + Sized + 'static {
         + Reads<(String, String)>
         + Reads<(Option<i64>, Option<i64>, Option<i64>, Option<i64>)>
         + Reads<(String, String, String, String, i64, i64)>
-        + Reads<(i64, i64, String, i64, Json<Change>)>;
+        + Reads<(i64, i64, String, i64, Option<String>, Json<Change>)>;
 
     /// The backend's name, for logs and metrics.
     const NAME: &'static str;

@@ -16,8 +16,8 @@ impl<B: SqlBackend> EventStore for SqlStore<B> {
     }
 
     async fn events_after(&self, after: EventCursor, limit: u32) -> StoreResult<Vec<Event>> {
-        let rows: Vec<(i64, i64, String, i64, Json<Change>)> = query::<B>(AssertSqlSafe(format!(
-            "SELECT seq, tx, tenant, at, payload FROM events WHERE (tx, seq) > ($1, $2) AND {} ORDER BY tx, seq LIMIT $3",
+        let rows: Vec<(i64, i64, String, i64, Option<String>, Json<Change>)> = query::<B>(AssertSqlSafe(format!(
+            "SELECT seq, tx, tenant, at, actor, payload FROM events WHERE (tx, seq) > ($1, $2) AND {} ORDER BY tx, seq LIMIT $3",
             B::EVENTS_VISIBLE
         )))
         .arg(after.tx)
@@ -27,8 +27,8 @@ impl<B: SqlBackend> EventStore for SqlStore<B> {
         .await
         .map_err(db_err)?;
         rows.into_iter()
-            .map(|(seq, tx, tenant, at, change)| {
-                Ok(Event { cursor: EventCursor { tx, seq }, tenant, at: ts(at)?, change: change.0 })
+            .map(|(seq, tx, tenant, at, actor, change)| {
+                Ok(Event { cursor: EventCursor { tx, seq }, tenant, at: ts(at)?, actor, change: change.0 })
             })
             .collect()
     }

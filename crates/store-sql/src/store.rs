@@ -114,20 +114,29 @@ impl<B: SqlBackend> SqlStore<B> {
         }
         let at = Timestamp::from_microsecond(Timestamp::now().as_microsecond())
             .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let actor = updraft_app::store::current_actor();
         let mut events = Vec::with_capacity(changes.len());
         for change in changes {
             let (seq, tx): (i64, i64) = query::<B>(
-                "INSERT INTO events (tenant, at, kind, subject, payload) VALUES ($1, $2, $3, $4, $5) RETURNING seq, tx",
+                "INSERT INTO events (tenant, at, kind, subject, payload, actor) VALUES ($1, $2, $3, $4, $5, $6)
+                 RETURNING seq, tx",
             )
             .arg(tenant)
             .arg(us(at))
             .arg(change.kind())
             .arg(change.subject())
             .arg(Json(&change))
+            .arg(actor.clone())
             .row(&mut *conn)
             .await
             .map_err(db_err)?;
-            events.push(Event { cursor: EventCursor { tx, seq }, tenant: tenant.to_owned(), at, change });
+            events.push(Event {
+                cursor: EventCursor { tx, seq },
+                tenant: tenant.to_owned(),
+                at,
+                actor: actor.clone(),
+                change,
+            });
         }
         Ok(events)
     }

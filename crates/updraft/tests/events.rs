@@ -12,7 +12,11 @@ use common::{Api, Backend, TestServer};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-on_both_stores!(a_follower_catches_up_on_what_it_missed_while_stopped, idle_polls_read_nothing_from_the_store);
+on_both_stores!(
+    a_follower_catches_up_on_what_it_missed_while_stopped,
+    idle_polls_read_nothing_from_the_store,
+    events_name_who_acted,
+);
 
 /// A product, a firmware image for it, and a running continuous job for every
 /// device whose `region` property is `eu`.
@@ -197,4 +201,41 @@ async fn idle_polls_read_nothing_from_the_store(b: Backend) {
     let read = statements.load(Ordering::SeqCst) - before;
     assert_eq!(read, 0, "10,000 idle polls of 100 devices ran {read} SQL statements");
     assert!(before > 0, "the counter counts: setting the fleet up ran statements");
+}
+
+/// Every event names who acted: the API key of a management call, the device
+/// of a device API call, the follower that added a device to a continuous job.
+async fn events_name_who_acted(b: Backend) {
+    let api = Api::on(TestServer::start(b).await);
+    continuous_job(&api).await;
+    let key = api.get("/api/v1/keys").await.ok()["items"][0]["id"].as_str().unwrap().to_owned();
+    let d =
+        api.post("/api/v1/devices", json!({"id": "d-1", "product": "thermo", "properties": {"region": "eu"}})).await;
+    let token = d.expect(201, None)["token"].as_str().unwrap().to_owned();
+    let http = reqwest::Client::new();
+    let url = api.server.url("/default/controller/v1/d-1/configData");
+    let r = http
+        .put(url)
+        .header("authorization", format!("TargetToken {token}"))
+        .json(&json!({"mode": "merge", "data": {"hw": "v2"}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let settings = api.server.settings.clone();
+    let dir = api.server.stop().await;
+    let store = updraft::backends::open_store(&settings).await.unwrap();
+    let events = store.events_after(Default::default(), 1000).await.unwrap();
+    store.close().await;
+    let by = |kind: &str| -> Vec<Option<String>> {
+        events.iter().filter(|e| e.change.kind() == kind).map(|e| e.actor.clone()).collect()
+    };
+    let me = Some(format!("key:{key}"));
+    assert_eq!(by("job.created"), std::slice::from_ref(&me));
+    assert_eq!(by("devices.created"), [me]);
+    assert_eq!(by("device.updated"), [Some("device:d-1".to_owned())], "the device reported its attributes");
+    let executions = by("executions.changed");
+    assert_eq!(executions[0].as_deref(), Some("system:continuous_jobs"), "the follower added it");
+    assert!(executions[1..].iter().all(|a| a.as_deref() == Some("system:scheduler")), "{executions:?}");
+    drop(dir);
 }

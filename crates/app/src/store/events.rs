@@ -155,7 +155,31 @@ pub struct Event {
     pub tenant: String,
     /// When the store recorded it.
     pub at: Timestamp,
+    /// Who did it (`key:<id>`, `device:<id>`, `gateway`, `system:<worker>`), as
+    /// [`acting`] and [`set_actor`] said for the task that wrote it.
+    pub actor: Option<String>,
     pub change: Change,
+}
+
+tokio::task_local! {
+    static ACTOR: std::sync::Mutex<Option<String>>;
+}
+
+/// Runs `f` with a slot for who acts: the events it writes are recorded as
+/// done by `initial`, or by what [`set_actor`] puts in the slot (a front
+/// door, once it authenticated its caller). Writes outside any slot record no actor.
+pub async fn acting<F: std::future::Future>(initial: Option<String>, f: F) -> F::Output {
+    ACTOR.scope(std::sync::Mutex::new(initial), f).await
+}
+
+/// Names who acts in the current [`acting`] slot (nothing outside one).
+pub fn set_actor(name: String) {
+    let _ = ACTOR.try_with(|a| *a.lock().unwrap_or_else(|p| p.into_inner()) = Some(name));
+}
+
+/// Who acts in the current [`acting`] slot, if anyone was named.
+pub fn current_actor() -> Option<String> {
+    ACTOR.try_with(|a| a.lock().unwrap_or_else(|p| p.into_inner()).clone()).ok().flatten()
 }
 
 type Hook = Box<dyn Fn(&[Event]) + Send + Sync>;

@@ -228,7 +228,7 @@ mod tests {
     }
 
     fn event(change: Change) -> Event {
-        Event { cursor: Default::default(), tenant: "t".into(), at: jiff::Timestamp::UNIX_EPOCH, change }
+        Event { cursor: Default::default(), tenant: "t".into(), at: jiff::Timestamp::UNIX_EPOCH, actor: None, change }
     }
 
     #[test]

@@ -246,8 +246,10 @@ impl FromRequestParts<AppState> for DdiDevice {
         } else {
             return Err(DdiError::Unauthorized);
         };
+        let actor = Actor::Device { tenant: device_tenant.clone(), device: device_id.clone() };
+        actor.act();
         Ok(DdiDevice {
-            actor: Actor::Device { tenant: device_tenant.clone(), device: device_id.clone() },
+            actor,
             base_url: format!("{}/{path_tenant}/controller/v1/{controller}", public_base(state, parts)),
             tenant: device_tenant,
             id: device_id,
@@ -270,6 +272,7 @@ fn is_poll(parts: &Parts) -> bool {
 async fn register_on_poll(state: &AppState, tenant: &str, controller: &str) -> DdiResult<()> {
     let unknown = || DdiError::NotFound(format!("target {controller} not found; register it first"));
     let product = state.settings.ddi_default_product.as_deref().ok_or_else(unknown)?;
+    Actor::Gateway { tenant: tenant.to_owned() }.act();
     if !state.app.register_self(tenant, controller, product).await? {
         return Err(unknown());
     }

@@ -52,8 +52,14 @@ pub async fn events_are_written_with_their_change_and_rolled_back_with_it(store:
     store.ensure_tenant(&Tenant { id: "acme".into(), name: "Acme".into(), created_at: t(0) }).await.unwrap();
     assert!(!store.ensure_tenant(&Tenant { id: "acme".into(), name: "Acme".into(), created_at: t(0) }).await.unwrap());
     store.create_product("acme", &product("thermo")).await.unwrap();
-    store.create_devices("acme", &[device("d0", "thermo"), device("d1", "thermo")], t(5)).await.unwrap();
+    let register = async {
+        crate::store::set_actor("key:k1".into());
+        store.create_devices("acme", &[device("d0", "thermo"), device("d1", "thermo")], t(5)).await.unwrap()
+    };
+    crate::store::acting(None, register).await;
     let written = read_after(store, start).await;
+    let actors: Vec<Option<&str>> = written.iter().map(|e| e.actor.as_deref()).collect();
+    assert_eq!(actors, [None, None, Some("key:k1")], "an event names who acted, as the writing task said");
     let acme = |c: Change| ("acme".to_string(), c);
     assert_eq!(
         changes(&written),
