@@ -1278,7 +1278,7 @@ async fn watch(c: &Client, id: &str, every: Duration, json: bool) -> anyhow::Res
             let counts: Vec<String> = j.counts.iter().flatten().map(|(k, v)| format!("{k} {v}")).collect();
             let eta = format!("eta {}", eta(&j, now));
             let rate = format!("{}/min", p.current_rate_per_minute);
-            let phase = phase(&answer).map(|p| format!(" | phase {p}")).unwrap_or_default();
+            let phase = phase(&j).map(|p| format!(" | phase {p}")).unwrap_or_default();
             if terminal {
                 bar.set_length(p.total);
                 bar.set_position(p.finished);
@@ -1305,29 +1305,19 @@ async fn watch(c: &Client, id: &str, every: Duration, json: bool) -> anyhow::Res
     }
 }
 
-/// The job's phase as the answer gives it (`progress.phase`, which the phases API adds): a
-/// name, or an object whose name, position and state are shown. `None` for a job without
-/// phases, or a server that does not report them.
-fn phase(answer: &Value) -> Option<String> {
-    let p = answer.get("progress")?.get("phase")?;
-    match p {
-        Value::Null => None,
-        Value::String(s) => Some(s.clone()),
-        Value::Object(m) => {
-            let text =
-                |k: &str| m.get(k).filter(|v| !v.is_null()).map(|v| v.as_str().map_or(v.to_string(), str::to_owned));
-            let mut out = text("name").or_else(|| text("id")).unwrap_or_default();
-            if let (Some(i), Some(n)) = (text("index").or_else(|| text("number")), text("of").or_else(|| text("count")))
-            {
-                out = format!("{out} ({i}/{n})").trim().to_owned();
-            }
-            if let Some(w) = text("waiting").or_else(|| text("gate")).or_else(|| text("state")) {
-                out = format!("{out}, {w}").trim_start_matches(", ").to_owned();
-            }
-            Some(if out.is_empty() { p.to_string() } else { out })
-        }
-        other => Some(other.to_string()),
+/// The open phase of a phased job, for people: `2/3 canary: 40 of 50 succeeded;
+/// waiting for …`. `None` for a job without phases.
+fn phase(j: &JobOut) -> Option<String> {
+    let p = j.progress.as_ref()?.phase.as_ref()?;
+    let name = p.name.as_deref().map(|n| format!(" {n}")).unwrap_or_default();
+    let approved = if p.state.approved { " (approved)" } else { "" };
+    let mut text =
+        format!("{}/{}{name}{approved}: {} of {} succeeded", p.index + 1, p.of, p.counts.succeeded, p.counts.total);
+    if !p.waiting_for.is_empty() {
+        let waits: Vec<&str> = p.waiting_for.iter().map(|w| w.message.as_str()).collect();
+        text.push_str(&format!("; waiting for {}", waits.join("; ")));
     }
+    Some(text)
 }
 
 /// When the job should be done: relative to `now`, "unknown" before any device reported, "-"
@@ -1364,8 +1354,7 @@ fn job_summary(answer: &Value, now: jiff::Timestamp) -> anyhow::Result<String> {
     let held = if j.held { ", held by an operator" } else { "" };
     line("state", format!("{}{held}", j.state.as_str()));
     line("firmware", format!("{} (product {}), {}", j.firmware, j.product, j.kind.as_str()));
-    // The phases API adds `progress.phase`; shown when the server reports it.
-    if let Some(p) = phase(answer) {
+    if let Some(p) = phase(&j) {
         line("phase", p);
     }
     if let Some(p) = &j.progress {
@@ -1478,7 +1467,7 @@ mod tests {
             "recurrence": "snapshot", "push": true, "allow_device_request": false, "max_concurrency": 300,
             "max_per_minute": 10, "ramp": null, "abort": [], "schedule": null,
             "retry": {"count": 0, "interval_minutes": 0}, "timeout_seconds": null, "translations": {},
-            "metadata": {}, "additional_params": {}, "handling": "forced", "maintenance_window": null,
+            "metadata": {}, "additional_params": {}, "handling": "forced", "maintenance_window": null, "phases": [],
             "created_at": "2026-12-02T10:00:00Z", "started_at": "2026-12-02T10:00:00Z",
             "finished_at": finished_at, "counts": {"queued": 1, "succeeded": 1, "failed": 0},
             "progress": progress,
@@ -1501,10 +1490,16 @@ mod tests {
 
         let mut before = progress.clone();
         before["eta"] = Value::Null;
-        before["phase"] = json!({"name": "canary", "index": 1, "of": 3, "waiting": "manual gate"});
+        before["phase"] = json!({"index": 0, "name": "canary", "of": 3,
+            "state": {"current": 0, "opened_at": [], "approved": false, "completed_at": null, "error_paused": []},
+            "counts": {"total": 2, "succeeded": 1, "failed": 0, "dropped": 0, "unfinished": 1, "retry_pending": 0},
+            "waiting_for": [{"reason": "approval", "message": "an operator's approval"}]});
         let text = job_summary(&job(before, Value::Null), now).unwrap();
         assert!(text.contains("eta        unknown\n"), "{text}");
-        assert!(text.contains("phase      canary (1/3), manual gate\n"), "{text}");
+        assert!(
+            text.contains("phase      1/3 canary: 1 of 2 succeeded; waiting for an operator's approval\n"),
+            "{text}"
+        );
         let text = job_summary(&job(progress, json!("2026-12-02T10:05:00Z")), now).unwrap();
         assert!(text.contains("eta        -\n"), "{text}");
     }
