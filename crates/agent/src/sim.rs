@@ -32,6 +32,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use updraft_api::PropertyValue;
 use updraft_api::devices::{DeviceIn, ImportOut};
 use updraft_ddi::{Confirmation, ConfirmationFeedback, DeploymentBase, Execution, Finished};
 
@@ -67,6 +68,8 @@ pub struct Registration {
     pub product: String,
     /// Installed versions per component, the same for every device.
     pub firmware: BTreeMap<String, String>,
+    /// Properties, the same for every device (the simulator marks its devices so filters find them).
+    pub properties: BTreeMap<String, PropertyValue>,
     /// Devices per import call.
     pub batch: usize,
     /// The timeout of one import call.
@@ -80,6 +83,7 @@ impl Registration {
             api_token: api_token.into(),
             product: product.into(),
             firmware: BTreeMap::new(),
+            properties: BTreeMap::new(),
             batch: 5000,
             timeout: Duration::from_secs(300),
         }
@@ -102,6 +106,7 @@ pub async fn register_devices(
                 id: id.clone(),
                 product: registration.product.clone(),
                 firmware: registration.firmware.clone(),
+                properties: registration.properties.clone(),
                 ..DeviceIn::default()
             };
             serde_json::to_writer(&mut body, &line).map_err(|e| Error::Config(e.to_string()))?;

@@ -41,7 +41,7 @@ pub struct JobIn {
     #[cfg_attr(feature = "openapi", schema(schema_with = crate::schemas::job_kind_or_null))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kind: Option<JobKind>,
-    /// The firmware image to deliver (one image of one or more components).
+    /// The firmware image to deliver (one image of one or more components): its id, or `PRODUCT@VERSION`.
     pub firmware: String,
     /// Every device of the image's product.
     #[serde(default, skip_serializing_if = "is_false")]

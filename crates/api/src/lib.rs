@@ -29,6 +29,7 @@ pub mod tenants;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+pub use updraft_core::PropertyValue;
 use updraft_core::{Page, PageRequest};
 
 /// Paging and search parameters shared by every list.

@@ -29,16 +29,7 @@ impl App {
         store
             .ensure_tenant(&Tenant { id: DEFAULT_TENANT.into(), name: DEFAULT_TENANT.into(), created_at: now })
             .await?;
-        let admin = |now: Timestamp, token: &str| ApiKey {
-            id: "bootstrap".into(),
-            tenant: DEFAULT_TENANT.into(),
-            role: Role::Admin,
-            name: Some("server administrator".into()),
-            server_admin: true,
-            created_at: now,
-            expires_at: None,
-            token_prefix: Some(token_prefix(token)),
-        };
+        let admin = server_admin_key;
         if let Some(token) = token {
             if token.len() < 16 {
                 return Err(Error::field("bootstrap_token", "the bootstrap token must be at least 16 characters"));
@@ -52,5 +43,33 @@ impl App {
         let token = new_token("upd_k_");
         store.replace_server_admin_key(&admin(now, &token), &token_hash(&token)).await?;
         Ok(Some(token))
+    }
+
+    /// Issues a new server administrator key in place of the old one (lost, or leaked), which
+    /// stops working at once; returns its token, to be shown once. Only someone who can open
+    /// the server's store directly gets here (`updraft admin reset-key`), so the actor is the
+    /// system's.
+    pub async fn reset_server_admin_key(&self, actor: &Actor) -> Result<String> {
+        actor.require_server_admin()?;
+        self.bootstrap(None).await?;
+        let token = new_token("upd_k_");
+        let key = server_admin_key(self.now(), &token);
+        self.store.replace_server_admin_key(&key, &token_hash(&token)).await?;
+        tracing::warn!(key = %key.id, "server administrator key reset");
+        Ok(token)
+    }
+}
+
+/// The server administrator's key (one per server, in the `default` tenant) for `token`.
+fn server_admin_key(now: Timestamp, token: &str) -> ApiKey {
+    ApiKey {
+        id: "bootstrap".into(),
+        tenant: DEFAULT_TENANT.into(),
+        role: Role::Admin,
+        name: Some("server administrator".into()),
+        server_admin: true,
+        created_at: now,
+        expires_at: None,
+        token_prefix: Some(token_prefix(token)),
     }
 }

@@ -237,20 +237,42 @@ impl App {
         Ok(self.store.list_firmware(actor.tenant(), product, page).await?)
     }
 
-    pub async fn get_firmware(&self, actor: &Actor, id: &str) -> Result<Firmware> {
+    /// The image `reference` names: its id, or `PRODUCT@VERSION`.
+    pub async fn get_firmware(&self, actor: &Actor, reference: &str) -> Result<Firmware> {
         actor.require(Access::Read)?;
-        self.store.get_firmware(actor.tenant(), id).await?.ok_or_else(|| Error::not_found("firmware", id))
+        self.resolve_firmware(actor.tenant(), reference).await?.ok_or_else(|| Error::not_found("firmware", reference))
+    }
+
+    /// The tenant's image named by its id or as `PRODUCT@VERSION` (ids never hold `@`; a
+    /// product's versions are unique), wherever a firmware is taken.
+    pub(crate) async fn resolve_firmware(&self, tenant: &str, reference: &str) -> Result<Option<Firmware>> {
+        let Some((product, version)) = reference.split_once('@') else {
+            return Ok(self.store.get_firmware(tenant, reference).await?);
+        };
+        let mut offset = 0;
+        loop {
+            let page = PageRequest::parse(Some(1000), Some(offset), None, Some(version), crate::sortable::FIRMWARE)?;
+            let found = self.store.list_firmware(tenant, Some(product), &page).await?;
+            let seen = found.items.len() as u64;
+            if let Some(f) = found.items.into_iter().find(|f| f.version == version) {
+                return Ok(Some(f));
+            }
+            offset += seen;
+            if seen == 0 || offset >= found.total {
+                return Ok(None);
+            }
+        }
     }
 
     /// Deletes an image and its files; `in_use` while a running job uses it.
-    pub async fn delete_firmware(&self, actor: &Actor, id: &str) -> Result<()> {
+    pub async fn delete_firmware(&self, actor: &Actor, reference: &str) -> Result<()> {
         actor.require(Access::WriteFleet)?;
-        let firmware = self.get_firmware(actor, id).await?;
-        self.store.delete_firmware(actor.tenant(), id).await?;
+        let firmware = self.get_firmware(actor, reference).await?;
+        self.store.delete_firmware(actor.tenant(), &firmware.id).await?;
         if let Some(f) = firmware.files.first() {
             self.blobs.delete_prefix(&blob_dir(&f.blob)).await?;
         }
-        tracing::info!(firmware = %id, "firmware deleted");
+        tracing::info!(firmware = %firmware.id, "firmware deleted");
         Ok(())
     }
 

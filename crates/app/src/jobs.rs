@@ -116,7 +116,7 @@ impl App {
                 missing.push(FieldError::new(format!("groups.{g}"), format!("group `{g}` not found")));
             }
         }
-        let firmware = store.get_firmware(tenant, &draft.firmware).await?;
+        let firmware = self.resolve_firmware(tenant, &draft.firmware).await?;
         if firmware.is_none() {
             missing.push(FieldError::new("firmware", format!("firmware `{}` not found", draft.firmware)));
         }

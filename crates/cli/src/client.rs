@@ -21,6 +21,8 @@ pub struct Client {
     http: reqwest::Client,
     base: String,
     token: Option<String>,
+    /// Say each request and its answer on stderr (`-v`).
+    verbose: bool,
 }
 
 fn bar(len: u64, what: &str) -> ProgressBar {
@@ -37,7 +39,7 @@ fn bar(len: u64, what: &str) -> ProgressBar {
 impl Client {
     pub fn new(conn: &Conn) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder().user_agent(concat!("updraft-cli/", env!("CARGO_PKG_VERSION"))).build()?;
-        Ok(Self { http, base: conn.server.trim_end_matches('/').to_owned(), token: conn.token.clone() })
+        Ok(Self { http, base: conn.base_url(), token: conn.token.clone(), verbose: conn.verbose > 0 })
     }
 
     fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
@@ -48,8 +50,31 @@ impl Client {
         }
     }
 
+    /// Sends a request, saying it and its answer on stderr with `-v` (never a header: they hold secrets).
+    async fn send_request(&self, request: reqwest::RequestBuilder) -> reqwest::Result<Response> {
+        if !self.verbose {
+            return request.send().await;
+        }
+        let (client, built) = request.build_split();
+        let built = built?;
+        let line = format!("{} {}", built.method(), built.url());
+        let started = std::time::Instant::now();
+        let answer = client.execute(built).await;
+        let took = started.elapsed().as_millis();
+        match &answer {
+            Ok(r) => eprintln!("{line} -> {} in {took} ms", r.status().as_u16()),
+            Err(e) => eprintln!("{line} -> failed after {took} ms: {e}"),
+        }
+        answer
+    }
+
     async fn check(&self, r: reqwest::Result<Response>) -> anyhow::Result<Response> {
-        let r = r.with_context(|| format!("cannot reach the server at {}", self.base))?;
+        let r = r.with_context(|| {
+            format!(
+                "cannot reach the server at {}\n  hint: is `updraft serve` running there? --server or UPDRAFT_SERVER names it",
+                self.base
+            )
+        })?;
         if r.status().is_success() {
             return Ok(r);
         }
@@ -73,25 +98,25 @@ impl Client {
                 msg.push_str(&format!("\n  … and {} more", details.len() - 50));
             }
         }
-        if status == reqwest::StatusCode::UNAUTHORIZED && self.token.is_none() {
-            msg.push_str("\n  (set --token or UPDRAFT_TOKEN)");
+        if let Some(hint) = hint(status, &e.code, self.token.is_some()) {
+            msg.push_str(&format!("\n  hint: {hint}"));
         }
         bail!(msg)
     }
 
     /// GETs `path` with `query` (one of `updraft_api`'s `*Params`, or `()`), the answer as JSON.
     pub async fn get(&self, path: &str, query: &impl Serialize) -> anyhow::Result<Value> {
-        Ok(self.check(self.request(Method::GET, path).query(query).send().await).await?.json().await?)
+        Ok(self.check(self.send_request(self.request(Method::GET, path).query(query)).await).await?.json().await?)
     }
 
     /// Sends `body` (one of `updraft_api`'s `*In` or `*Patch`), the answer as JSON.
     pub async fn send(&self, method: &str, path: &str, body: &impl Serialize) -> anyhow::Result<Value> {
         let method = Method::from_bytes(method.as_bytes())?;
-        Ok(self.check(self.request(method, path).json(body).send().await).await?.json().await?)
+        Ok(self.check(self.send_request(self.request(method, path).json(body)).await).await?.json().await?)
     }
 
     pub async fn delete(&self, path: &str) -> anyhow::Result<()> {
-        self.check(self.request(Method::DELETE, path).send().await).await?;
+        self.check(self.send_request(self.request(Method::DELETE, path)).await).await?;
         Ok(())
     }
 
@@ -107,11 +132,12 @@ impl Client {
     ) -> anyhow::Result<Value> {
         let body = bytes::Bytes::from(body);
         let send = || {
-            self.request(Method::POST, path)
-                .header(reqwest::header::CONTENT_TYPE, content_type)
-                .header("idempotency-key", key)
-                .body(body.clone())
-                .send()
+            self.send_request(
+                self.request(Method::POST, path)
+                    .header(reqwest::header::CONTENT_TYPE, content_type)
+                    .header("idempotency-key", key)
+                    .body(body.clone()),
+            )
         };
         let r = match send().await {
             Err(e) if !e.is_builder() => {
@@ -151,7 +177,7 @@ impl Client {
                 .mime_str("application/octet-stream")?;
             form = form.part("file", part);
         }
-        let r = self.request(Method::POST, "/api/v1/firmware").multipart(form).send().await;
+        let r = self.send_request(self.request(Method::POST, "/api/v1/firmware").multipart(form)).await;
         let r = self.check(r).await;
         pb.finish_and_clear();
         Ok(r?.json().await?)
@@ -159,7 +185,7 @@ impl Client {
 
     /// Streams a download to `dest` with a progress bar; returns its SHA-256.
     pub async fn download(&self, path: &str, dest: &Path) -> anyhow::Result<String> {
-        let r = self.check(self.request(Method::GET, path).send().await).await?;
+        let r = self.check(self.send_request(self.request(Method::GET, path)).await).await?;
         let pb = bar(r.content_length().unwrap_or(0), "downloading");
         let tmp = dest.with_extension("part");
         let mut out = tokio::fs::File::create(&tmp).await.with_context(|| format!("creating {}", tmp.display()))?;
@@ -182,4 +208,18 @@ impl Client {
 /// An answer read into its wire type (`updraft_api`'s `*Out`).
 pub fn read<T: DeserializeOwned>(answer: &Value) -> anyhow::Result<T> {
     T::deserialize(answer).context("the server's answer is not what this client expects (a different version?)")
+}
+
+/// What to do about an error, where the server's message alone does not say.
+fn hint(status: reqwest::StatusCode, code: &str, has_token: bool) -> Option<&'static str> {
+    match (status.as_u16(), code) {
+        (401, _) if !has_token => Some("set --token or UPDRAFT_TOKEN to an API key"),
+        (401, _) => {
+            Some("the API key in --token or UPDRAFT_TOKEN is not valid here (expired, deleted, another server?)")
+        }
+        (403, _) => Some("this key's role may not do this: ask an admin of the tenant for an operator or admin key"),
+        (429, _) => Some("too many requests with this key: wait a moment and retry"),
+        (404, "route_not_found") => Some("this server does not know the call: is it an older updraft?"),
+        _ => None,
+    }
 }

@@ -6,6 +6,29 @@ pub fn print_json(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
+/// A size for people: `512 B`, `4.8 MiB`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if value < 10.0 { format!("{value:.1} {}", UNITS[unit]) } else { format!("{value:.0} {}", UNITS[unit]) }
+}
+
+/// A field's cell: sizes in human units, the rest by [`cell`].
+fn field_cell(name: &str, v: &Value) -> String {
+    match (name, v.as_u64()) {
+        ("size", Some(n)) => bytes(n),
+        _ => cell(v),
+    }
+}
+
 /// A cell: strings as they are, maps as `k=v` pairs, arrays by their length.
 fn cell(v: &Value) -> String {
     match v {
@@ -31,7 +54,7 @@ impl<'a> Table<'a> {
 
     pub fn rows(&self, items: &[Value]) {
         let cells: Vec<Vec<String>> =
-            items.iter().map(|i| self.columns.iter().map(|(_, f)| cell(&i[*f])).collect()).collect();
+            items.iter().map(|i| self.columns.iter().map(|(_, f)| field_cell(f, &i[*f])).collect()).collect();
         let widths: Vec<usize> = self
             .columns
             .iter()
@@ -69,7 +92,20 @@ pub fn fields(v: &Value) {
     if let Some(m) = v.as_object() {
         let w = m.keys().map(String::len).max().unwrap_or(0);
         for (k, v) in m {
-            println!("{k:<w$}  {}", cell(v));
+            println!("{k:<w$}  {}", field_cell(k, v));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_in_binary_units() {
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(5_000_000), "4.8 MiB");
+        assert_eq!(bytes(64 << 20), "64 MiB");
+        assert_eq!(bytes(3 << 30), "3.0 GiB");
     }
 }

@@ -11,23 +11,27 @@ use crate::process::{init_logging, shutdown_signal};
 use anyhow::bail;
 use clap::{ArgGroup, Args};
 use updraft_agent::{Agent, AgentConfig, Auth, Installer};
+use updraft_cli::{Conn, base_url};
 
 #[derive(Args, Debug)]
-#[command(group(ArgGroup::new("auth").required(true).args(["token", "gateway_token"])))]
 #[command(group(ArgGroup::new("install").required(true).args(["install_cmd", "install_to"])))]
+#[command(after_help = "The server is --server or UPDRAFT_SERVER, as for every command (UPDRAFT_DDI_SERVER, read \
+before, still counts when neither is set). The device's token is --device-token or UPDRAFT_DEVICE_TOKEN; \
+`--token upd_d_…` on the command line works too.
+
+Example:
+  updraft agent --server 10.0.0.5:8080 --controller-id dev-0001 --device-token upd_d_… \\
+    --state-dir /var/lib/updraft-agent --install-cmd \"/usr/local/bin/install-firmware {file}\" --firmware host=1.0.0")]
 pub struct AgentArgs {
-    /// The server's base URL.
-    #[arg(long, env = "UPDRAFT_DDI_SERVER", default_value = "http://127.0.0.1:8080")]
-    server: String,
     /// The tenant in the device API's paths.
     #[arg(long, default_value = "default")]
     tenant: String,
     /// The device's id (hawkBit's controller id).
     #[arg(long)]
     controller_id: String,
-    /// The device's own token, sent as `Authorization: TargetToken <token>`.
-    #[arg(long, env = "UPDRAFT_DEVICE_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    /// The device's own token (`upd_d_…`), sent as `Authorization: TargetToken <token>`.
+    #[arg(long, env = "UPDRAFT_DEVICE_TOKEN", hide_env_values = true, conflicts_with = "gateway_token")]
+    device_token: Option<String>,
     /// The tenant's gateway token, sent as `Authorization: GatewayToken <token>`.
     #[arg(long, env = "UPDRAFT_GATEWAY_TOKEN", hide_env_values = true)]
     gateway_token: Option<String>,
@@ -41,8 +45,9 @@ pub struct AgentArgs {
     /// Install by copying the artifact to PATH (into PATH when it is a directory).
     #[arg(long, value_name = "PATH")]
     install_to: Option<PathBuf>,
-    /// Poll every SECS seconds instead of the interval the server asks for.
-    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    /// Poll this often instead of the interval the server asks for, e.g. 30s or 5m; a bare number
+    /// is seconds (fractions allowed).
+    #[arg(long, value_name = "DURATION", value_parser = positive_secs)]
     poll_interval: Option<Duration>,
     /// Do what the server has for this device now, then exit.
     #[arg(long)]
@@ -58,8 +63,8 @@ pub struct AgentArgs {
     /// (e.g. 262144 or 256K). For devices on metered or shared links.
     #[arg(long, value_name = "BYTES_PER_SEC", value_parser = parse_rate)]
     download_rate_limit: Option<u64>,
-    /// Kill an install command that runs longer than SECS seconds.
-    #[arg(long, value_name = "SECS", default_value = "3600", value_parser = parse_secs)]
+    /// Kill an install command that runs longer than this, e.g. 30m; a bare number is seconds.
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = positive_secs)]
     install_timeout: Duration,
     /// Log format: text or json.
     #[arg(long, env = "UPDRAFT_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
@@ -74,13 +79,7 @@ pub(crate) fn parse_pair(s: &str) -> Result<(String, String), String> {
     }
 }
 
-/// Seconds, fractions allowed (`0.5`), more than zero.
-pub(crate) fn parse_secs(s: &str) -> Result<Duration, String> {
-    match s.parse::<f64>() {
-        Ok(v) if v.is_finite() && v > 0.0 && v < 1e9 => Ok(Duration::from_secs_f64(v)),
-        _ => Err(format!("expected a positive number of seconds, got {s:?}")),
-    }
-}
+pub(crate) use updraft_cli::duration::positive_secs;
 
 /// A positive byte rate: digits with an optional K, M or G (powers of 1024).
 fn parse_rate(s: &str) -> Result<u64, String> {
@@ -102,19 +101,28 @@ fn parse_rate(s: &str) -> Result<u64, String> {
     }
 }
 
-pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
-    init_logging(&args.log_format, "info");
-    let auth = match (args.token, args.gateway_token) {
-        (Some(t), _) => Auth::TargetToken(t),
+/// Runs the agent. Its device token is `--device-token`, or the global `--token` when that was
+/// given on the command line (an API key in UPDRAFT_TOKEN is never taken for a device's token).
+pub async fn run(args: AgentArgs, conn: &Conn, token_on_command_line: bool) -> anyhow::Result<()> {
+    init_logging(&args.log_format, if conn.verbose > 1 { "debug" } else { "info" });
+    let given_token = conn.token.clone().filter(|_| token_on_command_line);
+    let auth = match (args.device_token.or(given_token), args.gateway_token) {
+        (Some(t), None) => Auth::TargetToken(t),
         (None, Some(g)) => Auth::GatewayToken(g),
-        (None, None) => bail!("set --token (or UPDRAFT_DEVICE_TOKEN) or --gateway-token"),
+        (Some(_), Some(_)) => bail!("give the device's token or a gateway token, not both"),
+        (None, None) => bail!("set --device-token (or UPDRAFT_DEVICE_TOKEN) or --gateway-token"),
+    };
+    let server = match (&conn.server, std::env::var("UPDRAFT_DDI_SERVER")) {
+        (Some(s), _) => base_url(s),
+        (None, Ok(s)) => base_url(&s),
+        (None, Err(_)) => conn.base_url(),
     };
     let installer = match (args.install_cmd, args.install_to) {
         (Some(cmd), _) => Installer::Command(cmd),
         (None, Some(path)) => Installer::CopyTo(path),
         (None, None) => bail!("set --install-cmd or --install-to"),
     };
-    let mut config = AgentConfig::new(args.server, args.tenant, args.controller_id, auth, args.state_dir, installer);
+    let mut config = AgentConfig::new(server, args.tenant, args.controller_id, auth, args.state_dir, installer);
     config.firmware = args.firmware.into_iter().collect();
     config.attributes = args.attributes.into_iter().collect();
     config.poll_interval = args.poll_interval;

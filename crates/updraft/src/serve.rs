@@ -8,20 +8,47 @@ use anyhow::Context;
 use clap::Args;
 use updraft_server::{LogFormat, Settings};
 
+/// Where a server keeps its data: what `serve` and `admin` open.
 #[derive(Args, Debug)]
-pub struct ServeArgs {
+pub struct DataArgs {
     /// A TOML file with settings (keys as the flags, with `_`: listen, data_dir, database_url, …).
-    #[arg(long, env = "UPDRAFT_CONFIG")]
+    #[arg(long, env = "UPDRAFT_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Address to listen on [default: 127.0.0.1:8080].
-    #[arg(long, env = "UPDRAFT_LISTEN")]
-    listen: Option<SocketAddr>,
     /// Directory for the SQLite database and firmware files [default: ./updraft-data].
-    #[arg(long, env = "UPDRAFT_DATA_DIR")]
+    #[arg(long, env = "UPDRAFT_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// `postgres://user@host/db` for PostgreSQL (or `sqlite:path`); default: SQLite in the data directory.
-    #[arg(long, env = "UPDRAFT_DATABASE_URL")]
+    #[arg(long, env = "UPDRAFT_DATABASE_URL", value_name = "URL")]
     database_url: Option<String>,
+}
+
+impl DataArgs {
+    /// The settings: built-in defaults, then the TOML file, then these flags.
+    pub fn settings(&self) -> anyhow::Result<Settings> {
+        let mut s = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                Settings::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+            }
+            None => Settings::default(),
+        };
+        if let Some(v) = &self.data_dir {
+            s.data_dir = v.clone();
+        }
+        if let Some(v) = &self.database_url {
+            s.database_url = Some(v.clone());
+        }
+        Ok(s)
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "UPDRAFT_LISTEN", value_name = "ADDR:PORT")]
+    listen: Option<SocketAddr>,
     /// The largest firmware upload accepted, in bytes [default: 4 GiB].
     #[arg(long, env = "UPDRAFT_MAX_UPLOAD_BYTES")]
     max_upload_bytes: Option<u64>,
@@ -57,21 +84,9 @@ pub struct ServeArgs {
 
 impl ServeArgs {
     fn settings(self) -> anyhow::Result<Settings> {
-        let mut s = match &self.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-                Settings::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
-            }
-            None => Settings::default(),
-        };
+        let mut s = self.data.settings()?;
         if let Some(v) = self.listen {
             s.listen = v;
-        }
-        if let Some(v) = self.data_dir {
-            s.data_dir = v;
-        }
-        if let Some(v) = self.database_url {
-            s.database_url = Some(v);
         }
         if let Some(v) = self.max_upload_bytes {
             s.max_upload_bytes = v;
@@ -107,15 +122,73 @@ impl ServeArgs {
     }
 }
 
-pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let settings = args.settings()?;
+pub async fn run(args: ServeArgs, verbose: u8) -> anyhow::Result<()> {
+    let settings = updraft_server::checked(args.settings()?)?;
     let format = if settings.log_format == LogFormat::Json { "json" } else { "text" };
-    crate::process::init_logging(format, "info,sqlx=warn");
+    crate::process::init_logging(format, if verbose > 0 { "debug,sqlx=warn" } else { "info,sqlx=warn" });
     // Connections are files: allow as many as the system lets this process have.
     let files = updraft_server::conn::raise_open_file_limit();
     tracing::info!(open_file_limit = ?files, "open file limit");
     let listener =
         tokio::net::TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
-    let state = updraft::backends::build(settings, std::sync::Arc::new(updraft_app::SystemClock)).await?;
+    let app = updraft::backends::open(&settings, std::sync::Arc::new(updraft_app::SystemClock)).await?;
+    let generated = app.bootstrap(settings.bootstrap_token.as_deref()).await?;
+    eprintln!("{}", banner(&settings, listener.local_addr()?, generated.as_deref()));
+    let state = updraft_server::build(settings, app).await?;
     updraft_server::serve(state, listener, crate::process::shutdown_signal()).await
+}
+
+/// What a person starting the server needs: where it listens, where its data is, how the CLI
+/// reaches it, and the administrator's key on the first start (or how to recover a lost one).
+fn banner(settings: &Settings, addr: SocketAddr, generated_key: Option<&str>) -> String {
+    let mut local = addr;
+    if local.ip().is_unspecified() {
+        local.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let url = format!("http://{local}");
+    let data_dir = std::path::absolute(&settings.data_dir).unwrap_or_else(|_| settings.data_dir.clone());
+    let database = match settings.database_url.as_deref() {
+        Some(url) => format!("database: {}", redacted(url)),
+        None => format!("database: SQLite in {}", data_dir.join("updraft.db").display()),
+    };
+    let mut text = format!(
+        "\n  updraft listens on {url} (API documentation: {url}/api/docs)\n  \
+         data directory: {}\n  {database}\n",
+        data_dir.display()
+    );
+    match generated_key {
+        Some(key) => text.push_str(&format!(
+            "\n  This first start generated the server administrator's API key. It is shown only this once:\n\n      \
+             {key}\n\n  For the CLI:\n\n      export UPDRAFT_SERVER={url} UPDRAFT_TOKEN={key}\n"
+        )),
+        None => text.push_str(&format!(
+            "\n  For the CLI: export UPDRAFT_SERVER={url} UPDRAFT_TOKEN=<an API key>\n  \
+             Lost the server administrator's key? `updraft admin reset-key{}` issues a new one\n  \
+             (the old one stops working).\n",
+            admin_location(settings, &data_dir)
+        )),
+    }
+    text
+}
+
+/// The flags `updraft admin` needs to open the same data as this server.
+fn admin_location(settings: &Settings, data_dir: &std::path::Path) -> String {
+    match settings.database_url.as_deref() {
+        Some(url) => format!(" --database-url '{}' --data-dir '{}'", redacted(url), data_dir.display()),
+        None => format!(" --data-dir '{}'", data_dir.display()),
+    }
+}
+
+/// A database URL without its password.
+fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:…{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
 }

@@ -13,8 +13,10 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use updraft_agent::sim::{self, Fleet, OutcomeMode, Registration, SimConfig};
 use updraft_agent::{HttpSettings, http_client};
+use updraft_api::PropertyValue;
+use updraft_cli::Conn;
 
-use crate::agent::{parse_pair, parse_secs};
+use crate::agent::{parse_pair, positive_secs};
 use crate::process::{init_logging, shutdown_signal};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -26,41 +28,45 @@ enum Outcomes {
 }
 
 #[derive(Args, Debug)]
+#[command(
+    after_help = "The server is --server or UPDRAFT_SERVER and the API key that registers the devices --token or \
+UPDRAFT_TOKEN, as for every command. Simulated devices carry the property sim=true (and their --prefix as \
+sim_prefix), so filters select them: updraft device list -q 'prop.sim == true'.
+
+Examples:
+  updraft sim --product thermo-x --devices 10000 --fail-rate 0.05 --poll-interval 10s --until-idle 30s
+  updraft sim --product thermo-x --devices 500 --register-only --tokens-out fleet.csv
+  updraft sim --skip-register --tokens fleet.csv --until-idle 1m --json > summary.json"
+)]
 pub struct SimArgs {
-    /// The server's base URL (management and device API).
-    #[arg(long, env = "UPDRAFT_SERVER", default_value = "http://127.0.0.1:8080")]
-    server: String,
-    /// A management API key that may register devices.
-    #[arg(long, env = "UPDRAFT_TOKEN", hide_env_values = true)]
-    token: Option<String>,
     /// The tenant in the device API's paths.
     #[arg(long, default_value = "default")]
     tenant: String,
     /// The product the devices are registered as.
     #[arg(long)]
     product: Option<String>,
-    /// How many devices [default: 1000; with --skip-register, every device in --tokens].
+    /// How many devices to simulate [default: 1000; with --skip-register, every device in --tokens].
     #[arg(long)]
     devices: Option<usize>,
-    /// Device id prefix.
+    /// Device id prefix: devices are PREFIX00000, PREFIX00001, …
     #[arg(long, default_value = "sim-")]
     prefix: String,
     /// Installed version at registration, COMPONENT=VERSION (repeatable).
     #[arg(long = "firmware", value_name = "COMPONENT=VERSION", value_parser = parse_pair)]
     firmware: Vec<(String, String)>,
-    /// Poll every SECS seconds instead of the interval the server asks for.
-    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    /// Poll this often instead of the interval the server asks for, e.g. 10s; a bare number is seconds.
+    #[arg(long, value_name = "DURATION", value_parser = positive_secs)]
     poll_interval: Option<Duration>,
     /// Randomise each pause between polls by ± this fraction (0 to 1).
     #[arg(long, default_value_t = 0.1)]
     jitter: f64,
-    /// Spread the first polls over SECS seconds [default: the poll interval, else 10].
-    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    /// Spread the first polls over this long, e.g. 30s [default: the poll interval, else 10s].
+    #[arg(long, value_name = "DURATION", value_parser = positive_secs)]
     ramp_up: Option<Duration>,
-    /// Fraction of deployments reported as failed.
+    /// Fraction of deployments reported as failed (0 to 1).
     #[arg(long, default_value_t = 0.0)]
     fail_rate: f64,
-    /// Fraction of deployments never answered (the device goes silent).
+    /// Fraction of deployments never answered, the device going silent (0 to 1).
     #[arg(long, default_value_t = 0.0)]
     timeout_rate: f64,
     /// How devices pick their outcome.
@@ -81,12 +87,13 @@ pub struct SimArgs {
     /// The most other requests (polls, feedback) at once.
     #[arg(long, default_value_t = 512)]
     max_requests: usize,
-    /// Stop after SECS seconds.
-    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    /// Stop after this long, e.g. 10m; a bare number is seconds.
+    #[arg(long, value_name = "DURATION", value_parser = positive_secs)]
     duration: Option<Duration>,
     /// Stop once every device has polled and no deployment has been in progress, started or ended
-    /// for SECS seconds.
-    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    /// for this long (e.g. 30s; a bare number is seconds), and no failed execution of a running job
+    /// is still to be retried.
+    #[arg(long, value_name = "DURATION", value_parser = positive_secs)]
     until_idle: Option<Duration>,
     /// The devices exist already: read their tokens from --tokens.
     #[arg(long, requires = "tokens")]
@@ -97,6 +104,9 @@ pub struct SimArgs {
     /// Write the registered devices' tokens to FILE (id,token) for later --skip-register runs.
     #[arg(long, value_name = "FILE", conflicts_with = "skip_register")]
     tokens_out: Option<PathBuf>,
+    /// Overwrite the --tokens-out file if it exists.
+    #[arg(long)]
+    force: bool,
     /// Register the devices (and write --tokens-out), then exit without running them.
     #[arg(long, requires = "tokens_out", conflicts_with = "skip_register")]
     register_only: bool,
@@ -108,8 +118,9 @@ pub struct SimArgs {
     log_format: String,
 }
 
-pub async fn run(args: SimArgs) -> anyhow::Result<()> {
-    init_logging(&args.log_format, "warn,updraft_agent=info");
+pub async fn run(args: SimArgs, conn: &Conn) -> anyhow::Result<()> {
+    init_logging(&args.log_format, if conn.verbose > 1 { "debug" } else { "warn,updraft_agent=info" });
+    let server = conn.base_url();
     let firmware: std::collections::BTreeMap<String, String> = args.firmware.into_iter().collect();
     let devices = if args.skip_register {
         let path = args.tokens.context("--skip-register needs --tokens FILE")?;
@@ -120,25 +131,38 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
         }
         devices
     } else {
-        let Some(token) = args.token else {
+        let Some(token) = conn.token.clone() else {
             bail!("registering devices needs an API key: set --token or UPDRAFT_TOKEN")
         };
         let Some(product) = args.product else { bail!("registering devices needs --product") };
-        let mut registration = Registration::new(args.server.clone(), token, product);
+        if let Some(out) = &args.tokens_out {
+            updraft_cli::files::check_writable(out, args.force)?;
+        }
+        let mut registration = Registration::new(server.clone(), token, product);
         registration.firmware = firmware.clone();
+        registration.properties = [
+            ("sim".to_owned(), PropertyValue::Bool(true)),
+            ("sim_prefix".to_owned(), PropertyValue::String(args.prefix.clone())),
+        ]
+        .into();
         registration.batch = args.batch.max(1);
         let http = http_client(&HttpSettings::default())?;
         let ids = sim::device_ids(&args.prefix, args.devices.unwrap_or(1000));
-        let devices = sim::register_devices(&http, &registration, &ids).await?;
+        let devices = sim::register_devices(&http, &registration, &ids).await.map_err(registration_error)?;
         if let Some(out) = &args.tokens_out {
-            let mut csv = String::from("id,token\n");
-            for d in &devices {
-                csv.push_str(&format!("{},{}\n", d.id, d.token));
-            }
-            std::fs::write(out, csv).with_context(|| format!("writing {}", out.display()))?;
+            updraft_cli::files::write_tokens(
+                out,
+                args.force,
+                devices.iter().map(|d| (d.id.as_str(), d.token.as_str())),
+            )?;
         }
         if args.register_only {
-            eprintln!("{} devices registered", devices.len());
+            if conn.json {
+                let tokens = args.tokens_out.as_ref().map(|p| p.display().to_string());
+                println!("{}", serde_json::json!({"registered": devices.len(), "tokens": tokens}));
+            } else {
+                println!("{} devices registered", devices.len());
+            }
             return Ok(());
         }
         devices
@@ -147,7 +171,7 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
         bail!("no devices to simulate");
     }
 
-    let mut config = SimConfig::new(args.server);
+    let mut config = SimConfig::new(server);
     config.tenant = args.tenant;
     config.poll_interval = args.poll_interval;
     config.ramp_up = args.ramp_up.or(args.poll_interval).unwrap_or(Duration::from_secs(10));
@@ -195,7 +219,33 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
     live.abort();
     bar.finish_and_clear();
     let summary = summary?;
-    eprintln!("{}", summary.one_line());
-    println!("{}", serde_json::to_string_pretty(&summary)?);
+    if conn.json {
+        eprintln!("{}", summary.one_line());
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        println!("{}", summary.one_line());
+    }
     Ok(())
+}
+
+/// A failed registration, said once with the server's reason, and what to do when the devices
+/// exist already (a second run with the same prefix).
+fn registration_error(e: updraft_agent::Error) -> anyhow::Error {
+    let updraft_agent::Error::Status { status, body, .. } = &e else { return e.into() };
+    let Ok(answer) = serde_json::from_str::<updraft_api::ErrorOut>(body) else { return e.into() };
+    let mut text =
+        format!("registering the devices failed: {} ({status}): {}", answer.error.code, answer.error.message);
+    let exists = answer
+        .error
+        .details
+        .iter()
+        .flat_map(|d| d.as_array().into_iter().flatten())
+        .any(|d| d["message"].as_str().is_some_and(|m| m.contains("exists") || m.contains("taken")));
+    if *status == 409 || exists {
+        text.push_str(
+            "\n  hint: devices with these ids are registered already: run them with --skip-register --tokens FILE \
+             (the file --tokens-out wrote), or register new ones under another --prefix",
+        );
+    }
+    anyhow::anyhow!(text)
 }

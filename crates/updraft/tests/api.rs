@@ -269,6 +269,22 @@ async fn firmware_upload_download_and_delete(b: Backend) {
     assert_eq!(api.get("/api/v1/firmware?product=other").await.ok()["total"], 0);
     api.get("/api/v1/firmware?bogus=1").await.expect(400, Some("bad_request"));
 
+    // PRODUCT@VERSION names an image wherever an id is taken: paths and a job's `firmware`.
+    let by_name = api.get("/api/v1/firmware/thermo@10.0.0").await.ok().clone();
+    assert_eq!(by_name["version"], "10.0.0");
+    let r = api.http.get(api.server.url("/api/v1/firmware/thermo@2.1.0/files/host.bin")).bearer_auth(&api.token);
+    assert_eq!(sha256(&r.send().await.unwrap().bytes().await.unwrap()), sha256(&host));
+    api.get("/api/v1/firmware/thermo@1.0").await.expect(404, Some("not_found"));
+    api.get("/api/v1/firmware/other@10.0.0").await.expect(404, Some("not_found"));
+    api.post("/api/v1/devices", json!({"id": "d-1", "product": "thermo"})).await.expect(201, None);
+    let job = api.post("/api/v1/jobs", json!({"firmware": "thermo@10.0.0", "devices": ["d-1"], "start": false})).await;
+    assert_eq!(job.expect(201, None)["firmware"], by_name["id"], "the job holds the image's id");
+    api.post("/api/v1/jobs", json!({"firmware": "thermo@9.9.9", "devices": ["d-1"]}))
+        .await
+        .expect(404, Some("not_found"));
+    api.delete("/api/v1/firmware/thermo@2.0.0").await.expect(204, None);
+    api.get("/api/v1/firmware/thermo@2.0.0").await.expect(404, Some("not_found"));
+
     let before = stored_files(&api.server.data_dir()).len();
     api.delete("/api/v1/firmware/fw-2-1-0").await.expect(204, None);
     api.get("/api/v1/firmware/fw-2-1-0").await.expect(404, Some("not_found"));

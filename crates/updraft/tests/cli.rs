@@ -47,6 +47,11 @@ async fn client_commands_end_to_end() {
 
     let table = ok(run(&["product", "create", "thermo", "--name", "Thermostat X"]));
     assert!(table.starts_with("KEY") && table.contains("Thermostat X"), "{table}");
+    let addr = server.addr.to_string();
+    let listed = json(run(&["--json", "product", "--server", &addr, "list"]));
+    assert_eq!(listed["total"], 1, "global options anywhere; a server without a scheme is http");
+    let completions = ok(run(&["completions", "bash"]));
+    assert!(completions.contains("updraft") && completions.contains("firmware"), "bash completions");
 
     let image: Vec<u8> = (0..5_000_000u32).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8).collect();
     std::fs::write(cwd.join("fw-1.1.0.bin"), &image).unwrap();
@@ -70,6 +75,9 @@ async fn client_commands_end_to_end() {
     let line = ok(run(&["firmware", "download", &id, "-o", "back.bin"]));
     assert!(line.starts_with(&sha256_file(&cwd.join("fw-1.1.0.bin"))), "{line}");
     assert_eq!(std::fs::read(cwd.join("back.bin")).unwrap(), image);
+    let refused = run(&["firmware", "download", "thermo@1.1.0", "-o", "back.bin"]);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("back.bin exists already"), "{refused:?}");
+    ok(run(&["firmware", "download", &id, "-o", "back.bin", "--force"]));
 
     let added = ok(run(&[
         "device",
@@ -94,13 +102,19 @@ async fn client_commands_end_to_end() {
     std::fs::write(cwd.join("fleet.csv"), csv).unwrap();
     let imported = ok(run(&["device", "import", "fleet.csv"]));
     assert!(imported.contains("500 devices imported"), "{imported}");
-    let tokens = std::fs::read_to_string(cwd.join("fleet.tokens.csv")).unwrap();
+    let tokens = std::fs::read_to_string(cwd.join("fleet.csv.tokens.csv")).unwrap();
     assert_eq!(tokens.lines().count(), 501);
     assert!(tokens.lines().nth(1).unwrap().starts_with("sim-0000,upd_d_"));
     let again = run(&["device", "import", "fleet.csv"]);
     assert!(!again.status.success());
     let err = String::from_utf8_lossy(&again.stderr);
+    assert!(err.contains("fleet.csv.tokens.csv exists already") && err.contains("--force"), "{err}");
+    assert_eq!(std::fs::read_to_string(cwd.join("fleet.csv.tokens.csv")).unwrap(), tokens, "never overwritten");
+    let again = run(&["device", "import", "fleet.csv", "--tokens-out", "again.csv"]);
+    assert!(!again.status.success());
+    let err = String::from_utf8_lossy(&again.stderr);
     assert!(err.contains("import_rejected") && err.contains("line 2"), "{err}");
+    assert!(!err.contains("upd_d_"), "no token in an error: {err}");
 
     let page = json(run(&["device", "list", "--limit", "10", "--offset", "495", "--sort", "-id", "--json"]));
     assert_eq!(page["total"], 501);
@@ -111,6 +125,9 @@ async fn client_commands_end_to_end() {
     std::fs::write(cwd.join("eu.txt"), ids).unwrap();
     let added = ok(run(&["group", "add", "eu", "--from", "eu.txt"]));
     assert!(added.contains("250 added"), "{added}");
+    ok(run(&["group", "create", "all", "--product", "thermo"]));
+    let added = ok(run(&["group", "add", "all", "--from", "fleet.csv.tokens.csv"]));
+    assert!(added.contains("500 added"), "the tokens file the CLI wrote names the devices: {added}");
     let members = json(run(&["group", "members", "eu", "--limit", "5", "--json"]));
     assert_eq!(members["total"], 250);
 
@@ -155,10 +172,17 @@ async fn client_commands_end_to_end() {
     assert_eq!(json(run(&["job", "resume", "first", "--json"]))["state"], "running");
     let running = json(run(&["job", "list", "--state", "running", "--json"]));
     assert_eq!(running["items"][0]["id"], "first");
+    let shown = ok(run(&["job", "show", "first"]));
+    assert!(shown.contains("2 targeted") && shown.contains("eta        unknown"), "{shown}");
     let canceled = json(run(&["job", "cancel", "first", "--json"]));
     assert_eq!(canceled["state"], "canceled");
     let watched = ok(run(&["job", "watch", "first", "--json"]));
     assert!(watched.lines().count() == 1 && watched.contains("\"canceled\""), "watch ends with the job: {watched}");
+    let watched = ok(run(&["job", "watch", "first"]));
+    assert!(watched.lines().count() == 1 && watched.contains("first canceled"), "one plain line: {watched}");
+    assert!(!watched.contains('\x1b'), "no escape codes off a terminal: {watched:?}");
+    let summary = ok(run(&["job", "show", "first"]));
+    assert!(summary.contains("state      canceled") && summary.contains("eta        -"), "{summary}");
     let gw = ok(run(&["gateway-token", "create", "--name", "edge"]));
     assert!(gw.contains("token (shown once): upd_g_"), "{gw}");
 
@@ -232,6 +256,11 @@ fn serve_starts_on_defaults_prints_the_admin_key_once_and_stops_cleanly() {
         .expect("the key is printed");
     assert!(dir.path().join("updraft-data/updraft.db").exists(), "embedded defaults: SQLite under ./updraft-data");
     let base = format!("http://127.0.0.1:{port}");
+    let banner = lines.join("\n");
+    assert!(banner.contains(&format!("listens on {base}")), "{banner}");
+    let data_dir = dir.path().canonicalize().unwrap().join("updraft-data");
+    assert!(banner.contains(&format!("data directory: {}", data_dir.display())), "{banner}");
+    assert!(banner.contains(&format!("export UPDRAFT_SERVER={base} UPDRAFT_TOKEN={token}")), "{banner}");
     let client = reqwest::blocking::Client::new();
     assert_eq!(client.get(format!("{base}/healthz")).send().unwrap().status(), 200);
     let r = client
@@ -248,8 +277,24 @@ fn serve_starts_on_defaults_prints_the_admin_key_once_and_stops_cleanly() {
     let mut second = start();
     let lines = wait_listening(&mut second);
     assert!(!lines.iter().any(|l| l.contains("upd_k_")), "the key is printed only on the first start: {lines:?}");
+    assert!(lines.iter().any(|l| l.contains("updraft admin reset-key --data-dir")), "how to recover a key: {lines:?}");
     let r = client.get(format!("{base}/api/v1/products/thermo")).bearer_auth(&token).send().unwrap();
     assert_eq!(r.status(), 200, "the product written before the restart is there and the key still works");
+
+    // A lost key is replaced through the data directory, the server running.
+    let reset = Command::new(env!("CARGO_BIN_EXE_updraft"))
+        .args(["admin", "reset-key", "--data-dir", "updraft-data"])
+        .env_remove("UPDRAFT_DATABASE_URL")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(reset.status.success(), "{}", String::from_utf8_lossy(&reset.stderr));
+    let new_token = String::from_utf8(reset.stdout).unwrap().trim().to_owned();
+    assert!(new_token.starts_with("upd_k_") && new_token != token, "{new_token}");
+    let r = client.get(format!("{base}/api/v1/products/thermo")).bearer_auth(&token).send().unwrap();
+    assert_eq!(r.status(), 401, "the old key stops working at once");
+    let r = client.get(format!("{base}/api/v1/tenants")).bearer_auth(&new_token).send().unwrap();
+    assert_eq!(r.status(), 200, "the new key is the server administrator's");
     Command::new("kill").args(["-INT", &second.id().to_string()]).status().unwrap();
     assert!(second.wait().unwrap().success());
 }
@@ -302,7 +347,7 @@ async fn an_import_whose_answer_is_lost_is_retried_and_its_tokens_work() {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(ok(out).contains("2 devices imported"));
     assert!(stderr.contains("retrying once with the same Idempotency-Key"), "{stderr}");
-    let tokens = std::fs::read_to_string(cwd.join("fleet.tokens.csv")).unwrap();
+    let tokens = std::fs::read_to_string(cwd.join("fleet.csv.tokens.csv")).unwrap();
     let http = reqwest::Client::new();
     let poll = |device: String, token: String| {
         let url = server.url(&format!("/default/controller/v1/{device}"));

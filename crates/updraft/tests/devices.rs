@@ -541,6 +541,7 @@ async fn simulated_fleet_is_accounted_for(b: Backend) {
             "1",
             "--duration",
             "35",
+            "--json",
         ],
         &env,
     );
