@@ -5,6 +5,7 @@ mod client;
 pub mod duration;
 pub mod files;
 mod output;
+pub mod phase;
 
 use std::path::PathBuf;
 
@@ -263,6 +264,12 @@ pub struct JobCreate {
     /// Create it without starting it (`updraft job start ID` later).
     #[arg(long)]
     pub no_start: bool,
+    /// A phase, repeated in order: SHARE[,OPTION…] where SHARE is 5% (cumulative), 20 (devices)
+    /// or rest (the last), and options are manual, success=PERCENT, min=COUNT, wait=DURATION,
+    /// errors=PERCENT (pause the job), errors-min=COUNT, name=NAME. E.g. --phase 20,manual
+    /// --phase 10%,success=95,min=50,wait=1h --phase rest.
+    #[arg(long = "phase", value_name = "SPEC", value_parser = phase::parse)]
+    pub phases: Vec<updraft_core::phase::Phase>,
     /// A JSON file with more fields of the job (any field of POST /api/v1/jobs; see docs/jobs.md).
     #[arg(long, value_name = "FILE")]
     pub spec: Option<PathBuf>,
@@ -305,6 +312,9 @@ impl JobCreate {
         given(self.source_versions, &mut job.source_versions);
         given(self.include, &mut job.include);
         given(self.exclude, &mut job.exclude);
+        if !self.phases.is_empty() {
+            job.phases = self.phases;
+        }
         job.all |= self.all;
         if let Some(f) = self.filter {
             job.filter = Some(Value::String(f));
@@ -1186,7 +1196,9 @@ const EXECUTION_COLUMNS: &[(&str, &str)] = &[
     ("DEVICE", "device"),
     ("STATE", "state"),
     ("ATTEMPT", "attempt"),
+    ("PHASE", "phase"),
     ("UPDATED", "updated_at"),
+    ("WAITING FOR", "waiting"),
 ];
 
 async fn job(c: Client, json: bool, cmd: JobCmd) -> anyhow::Result<()> {
@@ -1224,7 +1236,14 @@ async fn job(c: Client, json: bool, cmd: JobCmd) -> anyhow::Result<()> {
         JobCmd::Executions { id, state, paging } => {
             let p = paging.query();
             let q = ExecutionListParams { limit: p.limit, offset: p.offset, sort: p.sort, search: p.search, state };
-            show_list(json, &c.get(&format!("/api/v1/jobs/{id}/executions"), &q).await?, EXECUTION_COLUMNS)
+            let mut page = c.get(&format!("/api/v1/jobs/{id}/executions"), &q).await?;
+            if !json {
+                // People read why an execution waits as its sentence.
+                for e in page["items"].as_array_mut().map(Vec::as_mut_slice).unwrap_or_default() {
+                    e["waiting"] = e["waiting"]["message"].clone();
+                }
+            }
+            show_list(json, &page, EXECUTION_COLUMNS)
         }
         JobCmd::Device { id } => {
             let page = c.get(&format!("/api/v1/devices/{id}/executions"), &()).await?;

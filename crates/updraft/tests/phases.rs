@@ -20,6 +20,54 @@ on_both_stores!(
     consent_is_asked_once_the_phase_opens,
 );
 
+/// The CLI creates a phased rollout with `--phase` and says why executions wait.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_creates_a_phased_rollout_and_says_why_devices_wait() {
+    let f = fleet(Backend::Sqlite, |_| {}).await;
+    devices(&f, 4).await;
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_updraft"))
+            .args(args)
+            .env("UPDRAFT_SERVER", format!("http://{}", f.api.server.addr))
+            .env("UPDRAFT_TOKEN", common::ADMIN_TOKEN)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let created = run(&[
+        "job",
+        "create",
+        "--json",
+        "--id",
+        "p",
+        "--firmware",
+        "thermo@2.0.0",
+        "--all",
+        "--phase",
+        "1,manual,name=canary",
+        "--phase",
+        "50%,success=90,min=1,wait=10m,errors=20",
+        "--phase",
+        "rest",
+    ]);
+    let job: Value = serde_json::from_str(&created).unwrap();
+    assert_eq!(
+        job["phases"][0],
+        json!({"name": "canary", "percent": null, "devices": 1,
+        "gate": {"manual": true, "success_percent": null, "min_finished": null, "wait_seconds": null},
+        "error_threshold": null})
+    );
+    assert_eq!(job["phases"][1]["gate"]["wait_seconds"], 600);
+    assert_eq!(job["phases"][1]["error_threshold"]["percent"], 20.0);
+    f.tick().await;
+    let listed = run(&["job", "executions", "p"]);
+    assert!(listed.contains("WAITING FOR") && listed.contains("PHASE"), "{listed}");
+    assert!(listed.contains("its gate waits for an operator's approval"), "{listed}");
+}
+
 async fn devices(f: &Fleet, n: usize) {
     for i in 0..n {
         f.device(&format!("d-{i}"), "thermo", "1.0.0", json!({})).await;
