@@ -132,11 +132,12 @@ impl App {
     }
 
     /// Plug-and-play, as hawkBit's `findOrRegisterTargetIfItDoesNotExist`: a
-    /// gateway speaking for an unknown device registers it with `product`, no
-    /// attributes yet (it reports them through `configData`) and a token
-    /// nobody has seen. `false` when the id is not a valid device id.
-    /// Answers once the continuous jobs it matches have it.
-    pub async fn register_self(&self, tenant: &str, id: &str, product: &str) -> Result<bool> {
+    /// gateway speaking for an unknown device registers it with the
+    /// configured `ddi_default_product`, no attributes yet (it reports them
+    /// through `configData`) and a token nobody has seen. `false` when no
+    /// default product is configured or the id is not a valid device id.
+    pub async fn register_self(&self, tenant: &str, id: &str) -> Result<bool> {
+        let Some(product) = self.config.ddi_default_product.as_deref() else { return Ok(false) };
         let mut errors = Vec::new();
         validate::device_id("id", id, &mut errors);
         if !errors.is_empty() {

@@ -271,9 +271,8 @@ fn is_poll(parts: &Parts) -> bool {
 /// see it). Without a product to give it, the device stays unknown (404).
 async fn register_on_poll(state: &AppState, tenant: &str, controller: &str) -> DdiResult<()> {
     let unknown = || DdiError::NotFound(format!("target {controller} not found; register it first"));
-    let product = state.settings.ddi_default_product.as_deref().ok_or_else(unknown)?;
     Actor::Gateway { tenant: tenant.to_owned() }.act();
-    if !state.app.register_self(tenant, controller, product).await? {
+    if !state.app.register_self(tenant, controller).await? {
         return Err(unknown());
     }
     let device = Actor::Device { tenant: tenant.to_owned(), device: controller.to_owned() };
