@@ -538,7 +538,7 @@ pub struct ExecutionOut {
     /// The job's phase it belongs to (0 without phases).
     #[serde(default)]
     pub phase: u32,
-    /// Why it is not released yet (on a job's executions, while it waits).
+    /// Why it is not released yet, while it waits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting: Option<WaitingOut>,
     #[cfg_attr(feature = "openapi", schema(schema_with = crate::schemas::progress))]

@@ -424,7 +424,7 @@ impl App {
         device: &str,
         state: Option<ExecutionState>,
         page: &PageRequest,
-    ) -> Result<Page<(Execution, Vec<ExecutionEvent>)>> {
+    ) -> Result<Page<(Execution, Vec<ExecutionEvent>, Option<Waiting>)>> {
         actor.require(Access::Read)?;
         let tenant = actor.tenant();
         if self.store.get_device(tenant, device).await?.is_none() {
@@ -435,7 +435,16 @@ impl App {
         let mut items = Vec::with_capacity(page.items.len());
         for e in page.items {
             let history = self.store.execution_history(tenant, e.action_id).await?;
-            items.push((e, history));
+            let waiting = match e.state {
+                ExecutionState::Queued | ExecutionState::AwaitingConsent => {
+                    match self.store.get_job(tenant, &e.job).await? {
+                        Some(job) => self.with_waiting(tenant, &job, vec![e.clone()]).await?.pop().and_then(|(_, w)| w),
+                        None => None,
+                    }
+                }
+                _ => None,
+            };
+            items.push((e, history, waiting));
         }
         Ok(Page { items, total: page.total })
     }

@@ -273,6 +273,9 @@ async fn force_cancel_frees_a_device_that_never_answers(b: Backend) {
     let waiting = &listed["items"][0]["waiting"];
     assert_eq!(waiting["job"], "first", "names the job it waits for: {waiting}");
     assert!(waiting["message"].as_str().unwrap().contains("first"));
+    let mine = f.api.get("/api/v1/devices/d-0/executions").await.ok().clone();
+    let second = mine["items"].as_array().unwrap().iter().find(|e| e["job"] == "second").unwrap();
+    assert_eq!(second["waiting"]["reason"], "device_busy", "a device's executions say why they wait too");
 
     // A plain cancel asks the device, which never answers: the slot stays taken.
     f.api.post("/api/v1/jobs/first/cancel", json!({})).await.ok();

@@ -301,7 +301,15 @@ pub async fn device_executions(
 ) -> ApiResult<Json<PageOut<ExecutionOut>>> {
     let (req, filter) = split(params)?;
     let page = state.app.device_executions(&caller.actor, &device, filter, &req).await?;
-    let items = page.items.into_iter().map(|(e, history)| ExecutionOut::new(e, Some(history))).collect();
+    let items = page
+        .items
+        .into_iter()
+        .map(|(e, history, waiting)| {
+            let mut out = ExecutionOut::new(e, Some(history));
+            out.waiting = waiting.as_ref().map(WaitingOut::from);
+            out
+        })
+        .collect();
     Ok(Json(PageOut { items, total: page.total, limit: req.limit, offset: req.offset }))
 }
 
