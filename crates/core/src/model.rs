@@ -69,6 +69,26 @@ impl Role {
     }
 }
 
+/// An operator's account, to sign in to the dashboard by name and password:
+/// a role in a tenant, as an API key has. Names are unique across tenants.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub id: String,
+    pub tenant: String,
+    pub name: String,
+    pub role: Role,
+    pub created_at: Timestamp,
+}
+
+/// A signed-in user's session (the store knows it by its token's hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub user: User,
+    pub created_at: Timestamp,
+    /// It stops working at this instant.
+    pub expires_at: Timestamp,
+}
+
 /// An API key as stored: never the token itself, only its SHA-256.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiKey {

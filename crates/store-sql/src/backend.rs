@@ -50,6 +50,8 @@ pub trait SqlBackend: Send + Sync + Sized + 'static {
         // Rows read.
         + Reads<TenantRow>
         + Reads<KeyRow>
+        + Reads<UserRow>
+        + Reads<SessionRow>
         + Reads<ProductRow>
         + Reads<FirmwareRow>
         + Reads<DeviceRow>

@@ -8,8 +8,8 @@ use updraft_app::store::{DeviceIdentity, GatewayToken, SavedFilter, StoreError, 
 use updraft_core::filter::{Filter, FilterJson};
 use updraft_core::job::{EventSource, Execution, ExecutionEvent, ExecutionState, Job, JobKind, JobState, Progress};
 use updraft_core::{
-    ApiKey, ConnectionStatus, Device, Firmware, FirmwareFile, Group, Product, PropertyValue, Role, Tenant,
-    VersionScheme,
+    ApiKey, ConnectionStatus, Device, Firmware, FirmwareFile, Group, Product, PropertyValue, Role, Session, Tenant,
+    User, VersionScheme,
 };
 
 pub const KEY_SELECT: &str =
@@ -120,6 +120,61 @@ impl TryFrom<KeyRow> for ApiKey {
             created_at: ts(r.created_at)?,
             expires_at: r.expires_at.map(ts).transpose()?,
             token_prefix: r.token_prefix,
+        })
+    }
+}
+
+pub const USER_SELECT: &str = "SELECT id, tenant, name, role, created_at, password_hash FROM users";
+pub const SESSION_SELECT: &str = "SELECT u.id, u.tenant, u.name, u.role, u.created_at, s.created_at AS session_created_at, \
+     s.expires_at FROM sessions s JOIN users u ON u.id = s.user_id";
+
+#[derive(sqlx::FromRow)]
+pub struct UserRow {
+    id: String,
+    tenant: String,
+    name: String,
+    role: String,
+    created_at: i64,
+    pub password_hash: String,
+}
+
+impl TryFrom<UserRow> for User {
+    type Error = StoreError;
+    fn try_from(r: UserRow) -> Result<Self, StoreError> {
+        Ok(User {
+            role: Role::parse(&r.role).ok_or_else(|| corrupt("role", &r.role))?,
+            id: r.id,
+            tenant: r.tenant,
+            name: r.name,
+            created_at: ts(r.created_at)?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub struct SessionRow {
+    id: String,
+    tenant: String,
+    name: String,
+    role: String,
+    created_at: i64,
+    session_created_at: i64,
+    expires_at: i64,
+}
+
+impl TryFrom<SessionRow> for Session {
+    type Error = StoreError;
+    fn try_from(r: SessionRow) -> Result<Self, StoreError> {
+        Ok(Session {
+            user: User {
+                role: Role::parse(&r.role).ok_or_else(|| corrupt("role", &r.role))?,
+                id: r.id,
+                tenant: r.tenant,
+                name: r.name,
+                created_at: ts(r.created_at)?,
+            },
+            created_at: ts(r.session_created_at)?,
+            expires_at: ts(r.expires_at)?,
         })
     }
 }

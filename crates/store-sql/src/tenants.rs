@@ -1,12 +1,16 @@
 //! [`TenantStore`] on SQL: tenants and their API keys.
 
 use async_trait::async_trait;
+use jiff::Timestamp;
 use sqlx::AssertSqlSafe;
-use updraft_app::store::{Change, StoreResult, TenantStore};
-use updraft_core::{ApiKey, KeyChange, KeyRefusal, Tenant};
+use updraft_app::store::{Change, StoreError, StoreResult, TenantStore};
+use updraft_core::{ApiKey, KeyChange, KeyRefusal, Session, Tenant, User};
 
 use crate::query::{QueryExt, query};
-use crate::{Conn, KEY_SELECT, KeyRow, SqlBackend, SqlStore, TenantRow, conflict_or, db_err, us};
+use crate::{
+    Conn, KEY_SELECT, KeyRow, SESSION_SELECT, SessionRow, SqlBackend, SqlStore, TenantRow, USER_SELECT, UserRow,
+    conflict_or, db_err, us,
+};
 
 #[async_trait]
 impl<B: SqlBackend> TenantStore for SqlStore<B> {
@@ -144,6 +148,133 @@ impl<B: SqlBackend> TenantStore for SqlStore<B> {
             .map_err(db_err)?;
         Self::insert_key(&mut tx, key, token_hash).await?;
         self.commit_events(tx, &key.tenant, vec![Change::KeyCreated { key: key.id.clone() }]).await
+    }
+
+    async fn create_user(&self, user: &User, password_hash: &str) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        query::<B>(
+            "INSERT INTO users (id, tenant, name, role, password_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .arg(&user.id)
+        .arg(&user.tenant)
+        .arg(&user.name)
+        .arg(user.role.as_str())
+        .arg(password_hash)
+        .arg(us(user.created_at))
+        .run(&mut *tx)
+        .await
+        .map_err(conflict_or("user", &user.name))?;
+        self.commit_events(tx, &user.tenant, vec![Change::UserCreated { user: user.id.clone() }]).await
+    }
+
+    async fn user_by_name(&self, name: &str) -> StoreResult<Option<(User, String)>> {
+        let row: Option<UserRow> = query::<B>(AssertSqlSafe(format!("{USER_SELECT} WHERE name = $1")))
+            .arg(name)
+            .optional_row(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.map(|r| {
+            let hash = r.password_hash.clone();
+            User::try_from(r).map(|u| (u, hash))
+        })
+        .transpose()
+    }
+
+    async fn list_users(&self, tenant: &str) -> StoreResult<Vec<User>> {
+        let rows: Vec<UserRow> = query::<B>(AssertSqlSafe(format!("{USER_SELECT} WHERE tenant = $1 ORDER BY name")))
+            .arg(tenant)
+            .rows(&self.pool)
+            .await
+            .map_err(db_err)?;
+        rows.into_iter().map(User::try_from).collect()
+    }
+
+    async fn delete_user(&self, tenant: &str, id: &str) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        query::<B>("DELETE FROM sessions WHERE user_id = $1 AND user_id IN (SELECT id FROM users WHERE tenant = $2)")
+            .arg(id)
+            .arg(tenant)
+            .run(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let r = query::<B>("DELETE FROM users WHERE tenant = $1 AND id = $2")
+            .arg(tenant)
+            .arg(id)
+            .run(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if B::rows_affected(&r) == 0 {
+            return Err(StoreError::not_found("user", id));
+        }
+        self.commit_events(tx, tenant, vec![Change::UserChanged { user: id.to_owned(), deleted: true }]).await
+    }
+
+    async fn set_user_password(&self, tenant: &str, id: &str, password_hash: &str) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        let r = query::<B>("UPDATE users SET password_hash = $3 WHERE tenant = $1 AND id = $2")
+            .arg(tenant)
+            .arg(id)
+            .arg(password_hash)
+            .run(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if B::rows_affected(&r) == 0 {
+            return Err(StoreError::not_found("user", id));
+        }
+        query::<B>("DELETE FROM sessions WHERE user_id = $1").arg(id).run(&mut *tx).await.map_err(db_err)?;
+        self.commit_events(tx, tenant, vec![Change::UserChanged { user: id.to_owned(), deleted: false }]).await
+    }
+
+    async fn create_session(
+        &self,
+        token_hash: &str,
+        user: &User,
+        created_at: Timestamp,
+        expires_at: Timestamp,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        query::<B>("INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+            .arg(token_hash)
+            .arg(&user.id)
+            .arg(us(created_at))
+            .arg(us(expires_at))
+            .run(&mut *tx)
+            .await
+            .map_err(conflict_or("session", "(its token)"))?;
+        self.commit_events(tx, &user.tenant, vec![Change::SignedIn { user: user.id.clone() }]).await
+    }
+
+    async fn session(&self, token_hash: &str, now: Timestamp) -> StoreResult<Option<Session>> {
+        let row: Option<SessionRow> =
+            query::<B>(AssertSqlSafe(format!("{SESSION_SELECT} WHERE s.token_hash = $1 AND s.expires_at > $2")))
+                .arg(token_hash)
+                .arg(us(now))
+                .optional_row(&self.pool)
+                .await
+                .map_err(db_err)?;
+        row.map(Session::try_from).transpose()
+    }
+
+    async fn delete_session(&self, token_hash: &str) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        let row: Option<SessionRow> = query::<B>(AssertSqlSafe(format!("{SESSION_SELECT} WHERE s.token_hash = $1")))
+            .arg(token_hash)
+            .optional_row(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let Some(session) = row.map(Session::try_from).transpose()? else { return Ok(()) };
+        query::<B>("DELETE FROM sessions WHERE token_hash = $1").arg(token_hash).run(&mut *tx).await.map_err(db_err)?;
+        let user = session.user;
+        self.commit_events(tx, &user.tenant, vec![Change::SignedOut { user: user.id }]).await
+    }
+
+    async fn prune_sessions(&self, now: Timestamp) -> StoreResult<u64> {
+        let r = query::<B>("DELETE FROM sessions WHERE expires_at <= $1")
+            .arg(us(now))
+            .run(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(B::rows_affected(&r))
     }
 }
 

@@ -32,6 +32,15 @@ pub enum Change {
     KeyCreated { key: String },
     #[serde(rename = "key.changed")]
     KeyChanged { key: String, deleted: bool },
+    #[serde(rename = "user.created")]
+    UserCreated { user: String },
+    /// A user's password was replaced (its sessions ended) or the user was deleted.
+    #[serde(rename = "user.changed")]
+    UserChanged { user: String, deleted: bool },
+    #[serde(rename = "user.signed_in")]
+    SignedIn { user: String },
+    #[serde(rename = "user.signed_out")]
+    SignedOut { user: String },
     #[serde(rename = "product.created")]
     ProductCreated { product: String },
     #[serde(rename = "product.updated")]
@@ -89,6 +98,10 @@ impl Change {
             Change::TenantCreated { .. } => "tenant.created",
             Change::KeyCreated { .. } => "key.created",
             Change::KeyChanged { .. } => "key.changed",
+            Change::UserCreated { .. } => "user.created",
+            Change::UserChanged { .. } => "user.changed",
+            Change::SignedIn { .. } => "user.signed_in",
+            Change::SignedOut { .. } => "user.signed_out",
             Change::ProductCreated { .. } => "product.created",
             Change::ProductUpdated { .. } => "product.updated",
             Change::ProductDeleted { .. } => "product.deleted",
@@ -118,6 +131,10 @@ impl Change {
         match self {
             Change::TenantCreated { tenant } => tenant,
             Change::KeyCreated { key } | Change::KeyChanged { key, .. } => key,
+            Change::UserCreated { user }
+            | Change::UserChanged { user, .. }
+            | Change::SignedIn { user }
+            | Change::SignedOut { user } => user,
             Change::ProductCreated { product }
             | Change::ProductUpdated { product }
             | Change::ProductDeleted { product } => product,

@@ -1,12 +1,14 @@
-//! Tenants and their API keys.
+//! Tenants, their API keys, and their users with their sessions.
 
 use async_trait::async_trait;
-use updraft_core::{ApiKey, KeyChange, KeyRefusal, Tenant};
+use jiff::Timestamp;
+use updraft_core::{ApiKey, KeyChange, KeyRefusal, Session, Tenant, User};
 
 use crate::store::StoreResult;
 
-/// Tenants and their API keys. The look-up by token hash and the server
-/// administrator's key work across tenants: a token names its tenant.
+/// Tenants, their API keys and their users. The look-ups by token hash, by
+/// user name and by session, and the server administrator's key, work
+/// across tenants: a token, a user name or a session names its tenant.
 #[async_trait]
 pub trait TenantStore: Send + Sync {
     /// Creates the tenant unless a tenant with its id exists; returns whether it was created.
@@ -33,4 +35,32 @@ pub trait TenantStore: Send + Sync {
     async fn has_server_admin_key(&self) -> StoreResult<bool>;
     /// Replaces every server administrator key by this one (a bootstrap token set at start).
     async fn replace_server_admin_key(&self, key: &ApiKey, token_hash: &str) -> StoreResult<()>;
+
+    // --- users and their sessions --------------------------------------------------------
+
+    /// Creates a user account; `Conflict` when its name is taken (in any tenant:
+    /// one signs in by name alone) or its id is.
+    async fn create_user(&self, user: &User, password_hash: &str) -> StoreResult<()>;
+    /// A user and its password hash, by name (across tenants: signing in names no tenant).
+    async fn user_by_name(&self, name: &str) -> StoreResult<Option<(User, String)>>;
+    /// The tenant's users, by name.
+    async fn list_users(&self, tenant: &str) -> StoreResult<Vec<User>>;
+    /// Deletes a user and ends its sessions; `NotFound` when there is none.
+    async fn delete_user(&self, tenant: &str, id: &str) -> StoreResult<()>;
+    /// Replaces a user's password hash and ends its sessions; `NotFound` when there is none.
+    async fn set_user_password(&self, tenant: &str, id: &str, password_hash: &str) -> StoreResult<()>;
+    /// Starts a session of `user`, known by its token's hash.
+    async fn create_session(
+        &self,
+        token_hash: &str,
+        user: &User,
+        created_at: Timestamp,
+        expires_at: Timestamp,
+    ) -> StoreResult<()>;
+    /// The session a token's hash names, with its user as it is now, unless it expired by `now`.
+    async fn session(&self, token_hash: &str, now: Timestamp) -> StoreResult<Option<Session>>;
+    /// Ends a session (signing out); nothing when there is none.
+    async fn delete_session(&self, token_hash: &str) -> StoreResult<()>;
+    /// Forgets the sessions that expired before `now`; answers how many.
+    async fn prune_sessions(&self, now: Timestamp) -> StoreResult<u64>;
 }

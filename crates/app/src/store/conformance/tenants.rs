@@ -129,3 +129,50 @@ async fn both<A: std::future::Future, B: std::future::Future>(a: A, b: B) -> (A:
     .await;
     (ra.expect("polled to the end"), rb.expect("polled to the end"))
 }
+
+/// Users sign in by a name unique across tenants; a session names its user
+/// until it expires, is ended, or the user's password changes or the user goes.
+pub async fn users_and_sessions(store: &dyn Store) {
+    use updraft_core::User;
+    tenant(store, "acme").await;
+    tenant(store, "globex").await;
+    let ann =
+        User { id: "u1".into(), tenant: "acme".into(), name: "ann".into(), role: Role::Operator, created_at: t(1) };
+    store.create_user(&ann, "hash-1").await.unwrap();
+    let taken = User { id: "u2".into(), tenant: "globex".into(), ..ann.clone() };
+    assert!(
+        matches!(store.create_user(&taken, "h").await, Err(StoreError::Conflict { .. })),
+        "names are unique across tenants"
+    );
+    let bob =
+        User { id: "u3".into(), tenant: "globex".into(), name: "bob".into(), role: Role::Viewer, created_at: t(2) };
+    store.create_user(&bob, "hash-3").await.unwrap();
+    assert_eq!(store.user_by_name("ann").await.unwrap(), Some((ann.clone(), "hash-1".to_owned())));
+    assert_eq!(store.user_by_name("nobody").await.unwrap(), None);
+    assert_eq!(store.list_users("acme").await.unwrap(), [ann.clone()]);
+    assert_eq!(store.list_users("globex").await.unwrap(), [bob.clone()]);
+
+    store.create_session("s1", &ann, t(10), t(100)).await.unwrap();
+    store.create_session("s2", &ann, t(10), t(20)).await.unwrap();
+    let s = store.session("s1", t(50)).await.unwrap().unwrap();
+    assert_eq!((s.user, s.created_at, s.expires_at), (ann.clone(), t(10), t(100)));
+    assert_eq!(store.session("s2", t(20)).await.unwrap(), None, "expired at its instant");
+    assert_eq!(store.session("nope", t(10)).await.unwrap(), None);
+    assert_eq!(store.prune_sessions(t(30)).await.unwrap(), 1);
+    store.delete_session("s1").await.unwrap();
+    store.delete_session("s1").await.unwrap();
+    assert_eq!(store.session("s1", t(50)).await.unwrap(), None, "signed out");
+
+    store.create_session("s3", &ann, t(60), t(200)).await.unwrap();
+    let wrong = store.set_user_password("globex", "u1", "hash-x").await;
+    assert!(matches!(wrong, Err(StoreError::NotFound { .. })), "users are per tenant");
+    store.set_user_password("acme", "u1", "hash-2").await.unwrap();
+    assert_eq!(store.session("s3", t(61)).await.unwrap(), None, "a new password ends the sessions");
+    assert_eq!(store.user_by_name("ann").await.unwrap().unwrap().1, "hash-2");
+
+    store.create_session("s4", &bob, t(60), t(200)).await.unwrap();
+    assert!(matches!(store.delete_user("acme", "u3").await, Err(StoreError::NotFound { .. })));
+    store.delete_user("globex", "u3").await.unwrap();
+    assert_eq!(store.session("s4", t(61)).await.unwrap(), None, "a deleted user's sessions end");
+    assert_eq!(store.user_by_name("bob").await.unwrap(), None);
+}
