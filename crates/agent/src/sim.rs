@@ -467,7 +467,9 @@ impl SimCounters {
         }
     }
 
-    fn idle_for(&self) -> Option<Duration> {
+    /// How long nothing has happened: no deployment in progress, started or ended; `None`
+    /// while one is in progress or a device has not polled yet.
+    pub fn idle_for(&self) -> Option<Duration> {
         // A device that has not polled yet may still find work.
         if self.in_progress.load(Ordering::Relaxed) > 0 || self.first_polls.load(Ordering::Relaxed) < self.devices {
             return None;

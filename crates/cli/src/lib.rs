@@ -20,7 +20,7 @@ use updraft_api::filters::{FilterSpecIn, PreviewIn, SavedFilterIn};
 use updraft_api::firmware::{FileSpec, FirmwareListParams, FirmwareOut};
 use updraft_api::gateway_tokens::{GatewayTokenIn, GatewayTokenOut};
 use updraft_api::groups::{GroupIn, MembersIn, MembersOut};
-use updraft_api::jobs::{ExecutionListParams, JobIn, JobListParams, JobOut, RetryIn, ScheduleIn};
+use updraft_api::jobs::{ExecutionListParams, ForceIn, JobIn, JobListParams, JobOut, RetryIn, ScheduleIn};
 use updraft_api::keys::{KeyIn, KeyOut};
 use updraft_api::products::{ProductIn, ProductPatch};
 use updraft_api::tenants::{TenantCreated, TenantIn};
@@ -149,7 +149,24 @@ pub enum JobCmd {
     /// Resume a job paused with `pause`.
     Resume(JobId),
     /// Cancel a job: devices are asked to stop.
-    Cancel(JobId),
+    Cancel {
+        /// The job's id.
+        id: String,
+        /// End at once the executions devices are working on (devices offline or gone never
+        /// answer a cancel, and hold their slot until they do).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Open a phased job's next phase: approves a manual gate.
+    NextPhase {
+        /// The job's id.
+        id: String,
+        /// Open it whatever else the gate still waits for.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Queue again, as a new attempt, the executions of a finished job that failed or timed out.
+    RetryFailed(JobId),
     /// Replace a job's schedule with the JSON in FILE (`-` for stdin; `null` removes it).
     Schedule {
         /// The job's id.
@@ -1221,7 +1238,15 @@ async fn job(c: Client, json: bool, cmd: JobCmd) -> anyhow::Result<()> {
         JobCmd::Start(JobId { id }) => show(&c.send("POST", &format!("/api/v1/jobs/{id}/start"), &json!({})).await?),
         JobCmd::Pause(JobId { id }) => show(&c.send("POST", &format!("/api/v1/jobs/{id}/pause"), &json!({})).await?),
         JobCmd::Resume(JobId { id }) => show(&c.send("POST", &format!("/api/v1/jobs/{id}/resume"), &json!({})).await?),
-        JobCmd::Cancel(JobId { id }) => show(&c.send("POST", &format!("/api/v1/jobs/{id}/cancel"), &json!({})).await?),
+        JobCmd::Cancel { id, force } => {
+            show(&c.send("POST", &format!("/api/v1/jobs/{id}/cancel"), &ForceIn { force }).await?)
+        }
+        JobCmd::NextPhase { id, force } => {
+            show(&c.send("POST", &format!("/api/v1/jobs/{id}/phases/next"), &ForceIn { force }).await?)
+        }
+        JobCmd::RetryFailed(JobId { id }) => {
+            show(&c.send("POST", &format!("/api/v1/jobs/{id}/retry-failed"), &json!({})).await?)
+        }
         JobCmd::Schedule { id, file } => {
             let text = if file.as_os_str() == "-" {
                 std::io::read_to_string(std::io::stdin())?

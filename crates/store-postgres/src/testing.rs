@@ -8,6 +8,17 @@ use sqlx::{Connection, PgConnection};
 /// The prefix of every database a test creates; `.ci/run` drops leftovers.
 pub const TEST_DATABASE_PREFIX: &str = "updraft_t_";
 
+/// The prefix of the databases this run creates: `UPDRAFT_TEST_DB_PREFIX` when it is set (and
+/// a lowercase name under [`TEST_DATABASE_PREFIX`]): `scripts/test` gives each run its own, so it
+/// drops only its own databases and two runs can share a server.
+pub fn database_prefix() -> String {
+    let given = std::env::var("UPDRAFT_TEST_DB_PREFIX").unwrap_or_default();
+    let usable = given.len() <= 32
+        && given.starts_with(TEST_DATABASE_PREFIX)
+        && given.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if usable { given } else { TEST_DATABASE_PREFIX.to_owned() }
+}
+
 pub fn admin_url() -> String {
     std::env::var("UPDRAFT_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
@@ -24,7 +35,7 @@ pub async fn create_database() -> String {
         )
     });
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    let name = format!("{TEST_DATABASE_PREFIX}{}_{}_{nanos}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+    let name = format!("{}{}_{}_{nanos}", database_prefix(), std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.unwrap();
     let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
     format!("{base}/{name}")

@@ -11,9 +11,13 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
+use std::collections::HashSet;
 use updraft_agent::sim::{self, Fleet, OutcomeMode, Registration, SimConfig};
 use updraft_agent::{HttpSettings, http_client};
+
+use updraft_api::PageOut;
 use updraft_api::PropertyValue;
+use updraft_api::jobs::{ExecutionListParams, ExecutionOut, JobListParams, JobOut};
 use updraft_cli::Conn;
 
 use crate::agent::{parse_pair, positive_secs};
@@ -188,9 +192,9 @@ pub async fn run(args: SimArgs, conn: &Conn) -> anyhow::Result<()> {
     config.max_downloads = args.max_downloads;
     config.max_requests = args.max_requests;
     config.duration = args.duration;
-    config.until_idle = args.until_idle;
     config.firmware = firmware;
 
+    let ids: HashSet<String> = devices.iter().map(|d| d.id.clone()).collect();
     let fleet = Fleet::new(config, devices)?;
     let counters = fleet.counters();
     let interactive = std::io::stderr().is_terminal();
@@ -215,7 +219,17 @@ pub async fn run(args: SimArgs, conn: &Conn) -> anyhow::Result<()> {
             }
         })
     };
-    let summary = fleet.run(shutdown_signal()).await;
+    let stop = {
+        let counters = fleet.counters();
+        let retries = conn.token.is_some().then(|| updraft_cli::Client::new(conn)).transpose()?;
+        async move {
+            tokio::select! {
+                _ = shutdown_signal() => {}
+                _ = until_idle(args.until_idle, counters, retries, ids) => {}
+            }
+        }
+    };
+    let summary = fleet.run(stop).await;
     live.abort();
     bar.finish_and_clear();
     let summary = summary?;
@@ -226,6 +240,54 @@ pub async fn run(args: SimArgs, conn: &Conn) -> anyhow::Result<()> {
         println!("{}", summary.one_line());
     }
     Ok(())
+}
+
+/// Completes once the fleet has been idle for `limit` and, when the simulator can ask the
+/// management API (it has a key), no failed execution of its devices in a running job is still
+/// to be retried: a retry comes back after the job's retry interval, however long the fleet
+/// was idle. Never completes without a limit.
+async fn until_idle(
+    limit: Option<Duration>,
+    counters: std::sync::Arc<sim::SimCounters>,
+    api: Option<updraft_cli::Client>,
+    fleet: HashSet<String>,
+) {
+    let Some(limit) = limit else { return std::future::pending().await };
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if counters.idle_for().is_none_or(|idle| idle < limit) {
+            continue;
+        }
+        match &api {
+            None => return,
+            Some(api) => match retries_to_come(api, &fleet).await {
+                Ok(false) => return,
+                Ok(true) => tokio::time::sleep(Duration::from_secs(1)).await,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot ask the server for retries to come; stopping as idle");
+                    return;
+                }
+            },
+        }
+    }
+}
+
+/// Whether a running job holds a failed or timed-out execution of one of `fleet`'s devices with
+/// an attempt left.
+async fn retries_to_come(api: &updraft_cli::Client, fleet: &HashSet<String>) -> anyhow::Result<bool> {
+    let running = JobListParams { state: Some("running".into()), limit: Some(1000), ..Default::default() };
+    let jobs: PageOut<JobOut> = serde_json::from_value(api.get("/api/v1/jobs", &running).await?)?;
+    for job in jobs.items.iter().filter(|j| j.spec.retry.count > 0) {
+        for state in ["failed", "timed_out"] {
+            let q = ExecutionListParams { state: Some(state.into()), limit: Some(1000), ..Default::default() };
+            let page: PageOut<ExecutionOut> =
+                serde_json::from_value(api.get(&format!("/api/v1/jobs/{}/executions", job.id), &q).await?)?;
+            if page.items.iter().any(|e| e.attempt <= job.spec.retry.count && fleet.contains(&e.device)) {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
 }
 
 /// A failed registration, said once with the server's reason, and what to do when the devices

@@ -178,6 +178,12 @@ async fn client_commands_end_to_end() {
     assert_eq!(canceled["state"], "canceled");
     let watched = ok(run(&["job", "watch", "first", "--json"]));
     assert!(watched.lines().count() == 1 && watched.contains("\"canceled\""), "watch ends with the job: {watched}");
+    for (args, expected) in [(["job", "next-phase", "first"], "canceled"), (["job", "retry-failed", "first"], "")] {
+        let refused = run(&args);
+        let err = String::from_utf8_lossy(&refused.stderr);
+        assert!(!refused.status.success() && err.contains("(409)") && err.contains(expected), "{args:?}: {err}");
+        assert_eq!(err.matches("error").count(), 1, "said once: {err}");
+    }
     let watched = ok(run(&["job", "watch", "first"]));
     assert!(watched.lines().count() == 1 && watched.contains("first canceled"), "one plain line: {watched}");
     assert!(!watched.contains('\x1b'), "no escape codes off a terminal: {watched:?}");
@@ -373,4 +379,57 @@ async fn an_import_whose_answer_is_lost_is_retried_and_its_tokens_work() {
     let listed = ok(run(&["key", "list"]));
     assert!(listed.contains("PREFIX") && listed.contains(&key["token"].as_str().unwrap()[..10]), "{listed}");
     assert!(!listed.contains(key["token"].as_str().unwrap()), "{listed}");
+}
+
+/// `sim --until-idle` does not stop while a failed execution of its devices is to be retried:
+/// the retry comes after the job's interval (here on the server's manual clock), however long
+/// the fleet was idle. Its devices carry `sim=true`; registering them twice says what to do.
+#[tokio::test(flavor = "multi_thread")]
+async fn sim_until_idle_waits_for_retries_to_come() {
+    let (server, clock) = TestServer::start_clocked(Backend::Sqlite, |_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let run = |args: &[&str]| updraft(&server, ADMIN_TOKEN, args, cwd);
+    ok(run(&["product", "create", "meter"]));
+    std::fs::write(cwd.join("fw.bin"), b"meter firmware").unwrap();
+    ok(run(&["firmware", "upload", "fw.bin", "--product", "meter", "--version", "2.0.0"]));
+    let register = ["sim", "--register-only", "--devices", "1", "--product", "meter", "--firmware", "host=1.0.0"];
+    ok(run(&[&register[..], &["--tokens-out", "fleet.csv"]].concat()));
+    let marked = json(run(&["device", "list", "-q", "prop.sim == true", "--json"]));
+    assert_eq!(marked["total"], 1, "simulated devices carry sim=true");
+    let again = run(&[&register[..], &["--tokens-out", "again.csv"]].concat());
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(!again.status.success() && err.contains("import_rejected"), "{err}");
+    assert!(err.contains("--skip-register") && err.contains("--prefix") && !err.contains("upd_d_"), "{err}");
+
+    let job = ["job", "create", "--firmware", "meter@2.0.0", "sim-00000", "--retries", "1", "--retry-interval", "1m"];
+    ok(run(&[&job[..], &["--id", "flaky"]].concat()));
+    server.tick_scheduler().await;
+    let mut sim = tokio::process::Command::new(env!("CARGO_BIN_EXE_updraft"))
+        .args(["sim", "--skip-register", "--tokens", "fleet.csv", "--fail-rate", "1", "--poll-interval", "0.1"])
+        .args(["--until-idle", "0.3", "--duration", "120", "--json"])
+        .env("UPDRAFT_SERVER", format!("http://{}", server.addr))
+        .env("UPDRAFT_TOKEN", ADMIN_TOKEN)
+        .current_dir(cwd)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let execution = || async {
+        let page = json(updraft(&server, ADMIN_TOKEN, &["job", "executions", "flaky", "--json"], cwd));
+        (page["items"][0]["state"].as_str().unwrap_or("").to_owned(), page["items"][0]["attempt"].as_u64())
+    };
+    while execution().await.0 != "failed" {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Idle for several times --until-idle, the retry still to come.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert!(sim.try_wait().unwrap().is_none(), "the simulator waits for the retry");
+
+    clock.advance(jiff::SignedDuration::from_secs(61));
+    server.tick_scheduler().await;
+    let status = tokio::time::timeout(std::time::Duration::from_secs(60), sim.wait()).await.expect("it stops").unwrap();
+    assert!(status.success());
+    assert_eq!(execution().await, ("failed".to_owned(), Some(2)), "the retry ran, and failed again: no more to come");
 }
