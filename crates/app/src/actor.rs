@@ -2,7 +2,7 @@
 //! front door.
 
 use sha2::{Digest, Sha256};
-use updraft_core::{Access, ApiKey, Role};
+use updraft_core::{Access, ApiKey, Role, User};
 
 use crate::error::{Error, ErrorCode, Result};
 
@@ -15,6 +15,8 @@ pub enum Actor {
     Device { tenant: String, device: String },
     /// A gateway, speaking for the devices of its tenant.
     Gateway { tenant: String },
+    /// An operator signed in to the dashboard, with the role of their account.
+    User(User),
     /// The server itself (a worker, a follower).
     System(&'static str),
 }
@@ -30,6 +32,7 @@ impl Actor {
     pub fn tenant(&self) -> &str {
         match self {
             Actor::Key(key) => &key.tenant,
+            Actor::User(user) => &user.tenant,
             Actor::Device { tenant, .. } | Actor::Gateway { tenant } => tenant,
             Actor::System(_) => "",
         }
@@ -39,6 +42,7 @@ impl Actor {
     pub fn name(&self) -> String {
         match self {
             Actor::Key(key) => format!("key:{}", key.id),
+            Actor::User(user) => format!("user:{}", user.id),
             Actor::Device { device, .. } => format!("device:{device}"),
             Actor::Gateway { .. } => "gateway".into(),
             Actor::System(name) => format!("system:{name}"),
@@ -55,20 +59,25 @@ impl Actor {
 
     /// Fails with `forbidden` unless the actor may have `access`.
     pub fn require(&self, access: Access) -> Result<()> {
+        let role = match self {
+            Actor::Key(key) => key.role,
+            Actor::User(user) => user.role,
+            Actor::System(_) => return Ok(()),
+            Actor::Device { .. } | Actor::Gateway { .. } => {
+                return Err(Error::new(ErrorCode::Forbidden, "a device may not use the management API"));
+            }
+        };
         match self {
-            Actor::Key(key) if key.role.allows(access) => Ok(()),
-            Actor::Key(key) => {
+            _ if role.allows(access) => Ok(()),
+            _ => {
                 let what = match access {
                     Access::Read => "read this",
                     Access::WriteFleet => "change the fleet",
                     Access::ManageKeys => "manage API keys",
                     Access::GiveConsent => "give consent",
                 };
-                Err(Error::new(ErrorCode::Forbidden, format!("a `{}` key may not {what}", key.role.as_str())))
-            }
-            Actor::System(_) => Ok(()),
-            Actor::Device { .. } | Actor::Gateway { .. } => {
-                Err(Error::new(ErrorCode::Forbidden, "a device may not use the management API"))
+                let who = if matches!(self, Actor::User(_)) { "user" } else { "key" };
+                Err(Error::new(ErrorCode::Forbidden, format!("a `{}` {who} may not {what}", role.as_str())))
             }
         }
     }
@@ -86,6 +95,7 @@ impl Actor {
     pub fn role(&self) -> Role {
         match self {
             Actor::Key(key) => key.role,
+            Actor::User(user) => user.role,
             _ => Role::Admin,
         }
     }

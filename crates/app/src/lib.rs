@@ -32,6 +32,7 @@ pub mod products;
 pub mod system;
 pub mod tenants;
 mod text;
+pub mod users;
 
 use std::sync::Arc;
 
@@ -84,6 +85,8 @@ pub struct Config {
     pub ddi_default_product: Option<String>,
     /// How long an `Idempotency-Key` is kept, in seconds.
     pub idempotency_ttl_secs: u64,
+    /// How long a dashboard session lasts, in hours (1 to 720).
+    pub session_hours: u64,
 }
 
 impl Default for Config {
@@ -98,6 +101,7 @@ impl Default for Config {
             follower_poll_secs: 30,
             ddi_default_product: None,
             idempotency_ttl_secs: 86_400,
+            session_hours: 12,
         }
     }
 }

@@ -18,7 +18,7 @@ pub enum Worker {
     Presence,
     /// Moves jobs: schedules, timeouts, aborts, retries, continuous jobs, releases.
     Scheduler,
-    /// Prunes the event stream past its retention.
+    /// Prunes the event stream past its retention, and expired sessions.
     Events,
 }
 
@@ -60,6 +60,10 @@ impl Worker {
             }
             Worker::Events => {
                 let keep = SignedDuration::from_hours(state.config.event_retention_hours.max(1) as i64);
+                let sessions = state.store.prune_sessions(now).await?;
+                if sessions > 0 {
+                    tracing::info!(sessions, "expired sessions forgotten");
+                }
                 let pruned = state.store.prune_events(now - keep).await?;
                 if pruned > 0 {
                     tracing::info!(pruned, "events pruned");

@@ -73,6 +73,8 @@ pub struct Settings {
     pub cors_allowed_origins: Vec<String>,
     /// How long an `Idempotency-Key` is kept to answer retries, in seconds.
     pub idempotency_ttl_secs: u64,
+    /// How long a dashboard session lasts, in hours (1 to 720).
+    pub session_hours: u64,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -111,6 +113,7 @@ impl Default for Settings {
             max_connections: None,
             cors_allowed_origins: Vec::new(),
             idempotency_ttl_secs: 86_400,
+            session_hours: 12,
         }
     }
 }
@@ -128,6 +131,7 @@ impl Settings {
             follower_poll_secs: self.follower_poll_secs,
             ddi_default_product: self.ddi_default_product.clone(),
             idempotency_ttl_secs: self.idempotency_ttl_secs,
+            session_hours: self.session_hours,
         }
     }
 

@@ -1,0 +1,75 @@
+//! Operators' accounts and sessions (what the dashboard signs in with), through
+//! the application layer of a real server, on SQLite and on PostgreSQL, with a
+//! clock the test moves.
+
+mod common;
+
+use common::{ADMIN_TOKEN, Backend, TestServer};
+use jiff::SignedDuration;
+use updraft_app::Actor;
+use updraft_app::error::ErrorCode;
+use updraft_app::keys::NewKey;
+use updraft_app::users::NewUser;
+use updraft_core::Access;
+
+on_both_stores!(accounts_sign_in_act_with_their_role_and_end);
+
+fn user(name: &str, role: &str, password: &str) -> NewUser {
+    NewUser { name: name.into(), role: role.into(), password: password.into(), tenant: None }
+}
+
+fn fields(e: updraft_app::Error) -> Vec<String> {
+    assert_eq!(e.code, ErrorCode::ValidationFailed, "{e:?}");
+    e.details.unwrap().as_array().unwrap().iter().map(|d| d["field"].as_str().unwrap().to_owned()).collect()
+}
+
+async fn accounts_sign_in_act_with_their_role_and_end(b: Backend) {
+    let (server, clock) = TestServer::start_clocked(b, |_| {}).await;
+    let app = &server.state.app;
+    let admin = app.authenticate_key(ADMIN_TOKEN).await.unwrap();
+
+    let bad = app.add_user(&admin, user("no spaces", "boss", "short")).await.unwrap_err();
+    assert_eq!(fields(bad), ["name", "password", "role"], "every problem at once");
+    let ann = app.add_user(&admin, user("ann@example.com", "operator", "correct horse battery")).await.unwrap();
+    assert_eq!((ann.tenant.as_str(), ann.role.as_str()), ("default", "operator"));
+    let taken = app.add_user(&admin, user("ann@example.com", "viewer", "another good password")).await;
+    assert_eq!(taken.unwrap_err().code, ErrorCode::Conflict);
+    let viewer_key =
+        app.create_key(&admin, NewKey { role: "viewer".into(), name: None, expires_at: None }).await.unwrap();
+    let viewer = app.authenticate_key(&viewer_key.token).await.unwrap();
+    let refused = app.add_user(&viewer, user("eve", "admin", "let me in please")).await.unwrap_err();
+    assert_eq!(refused.code, ErrorCode::Forbidden);
+    let elsewhere = NewUser { tenant: Some("globex".into()), ..user("gus", "admin", "another tenant's") };
+    assert_eq!(app.add_user(&viewer, elsewhere).await.unwrap_err().code, ErrorCode::Forbidden);
+
+    // Signing in: a wrong password and an unknown name answer the same.
+    let wrong = app.sign_in("ann@example.com", "correct horse battery!").await.unwrap_err();
+    let unknown = app.sign_in("nobody", "correct horse battery").await.unwrap_err();
+    assert_eq!((wrong.code, &wrong.message), (unknown.code, &unknown.message));
+    assert_eq!(wrong.code, ErrorCode::Unauthorized);
+    let signed = app.sign_in("ann@example.com", "correct horse battery").await.unwrap();
+    assert!(signed.token.starts_with("upd_s_"));
+    let me = app.authenticate_session(&signed.token).await.unwrap();
+    assert!(matches!(&me, Actor::User(u) if u.id == ann.id));
+    assert_eq!(me.name(), format!("user:{}", ann.id));
+    me.require(Access::WriteFleet).unwrap();
+    let no = me.require(Access::ManageKeys).unwrap_err();
+    assert_eq!((no.code, no.message.as_str()), (ErrorCode::Forbidden, "a `operator` user may not manage API keys"));
+
+    // Sessions end: on expiry, on sign-out, on a new password, with the user.
+    clock.advance(SignedDuration::from_hours(12));
+    assert_eq!(app.authenticate_session(&signed.token).await.unwrap_err().code, ErrorCode::Unauthorized);
+    let second = app.sign_in("ann@example.com", "correct horse battery").await.unwrap();
+    app.sign_out(&second.token).await.unwrap();
+    assert!(app.authenticate_session(&second.token).await.is_err(), "signed out");
+    let third = app.sign_in("ann@example.com", "correct horse battery").await.unwrap();
+    let me = app.authenticate_session(&third.token).await.unwrap();
+    app.set_user_password(&me, &ann.id, "a brand new passphrase").await.unwrap();
+    assert!(app.authenticate_session(&third.token).await.is_err(), "a new password ends the sessions");
+    assert!(app.sign_in("ann@example.com", "correct horse battery").await.is_err());
+    let fourth = app.sign_in("ann@example.com", "a brand new passphrase").await.unwrap();
+    assert_eq!(app.list_users(&admin).await.unwrap().len(), 1);
+    app.delete_user(&admin, &ann.id).await.unwrap();
+    assert!(app.authenticate_session(&fourth.token).await.is_err(), "a deleted user's sessions end");
+    assert_eq!(app.delete_user(&admin, &ann.id).await.unwrap_err().code, ErrorCode::NotFound);
+}
