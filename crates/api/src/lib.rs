@@ -26,6 +26,7 @@ pub mod products;
 #[cfg(feature = "openapi")]
 pub mod schemas;
 pub mod tenants;
+pub mod users;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -4,15 +4,17 @@
 
 mod common;
 
-use common::{ADMIN_TOKEN, Backend, TestServer};
+use common::{ADMIN_TOKEN, Api, Backend, TestServer};
 use jiff::SignedDuration;
+use reqwest::Method;
+use serde_json::json;
 use updraft_app::Actor;
 use updraft_app::error::ErrorCode;
 use updraft_app::keys::NewKey;
 use updraft_app::users::NewUser;
 use updraft_core::Access;
 
-on_both_stores!(accounts_sign_in_act_with_their_role_and_end);
+on_both_stores!(accounts_sign_in_act_with_their_role_and_end, the_users_api);
 
 fn user(name: &str, role: &str, password: &str) -> NewUser {
     NewUser { name: name.into(), role: role.into(), password: password.into(), tenant: None }
@@ -72,4 +74,39 @@ async fn accounts_sign_in_act_with_their_role_and_end(b: Backend) {
     app.delete_user(&admin, &ann.id).await.unwrap();
     assert!(app.authenticate_session(&fourth.token).await.is_err(), "a deleted user's sessions end");
     assert_eq!(app.delete_user(&admin, &ann.id).await.unwrap_err().code, ErrorCode::NotFound);
+}
+
+async fn the_users_api(b: Backend) {
+    let api = Api::start(b).await;
+    let created =
+        api.post("/api/v1/users", json!({"name": "ann", "role": "viewer", "password": "correct horse battery"})).await;
+    let ann = created.expect(201, None).clone();
+    assert_eq!(
+        (ann["name"].as_str(), ann["role"].as_str(), ann["tenant"].as_str()),
+        (Some("ann"), Some("viewer"), Some("default"))
+    );
+    assert!(!ann.to_string().contains("correct horse"), "the password is never shown back: {ann}");
+    let id = ann["id"].as_str().unwrap().to_owned();
+    let listed = api.get("/api/v1/users").await.ok().clone();
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1);
+
+    let bad = api.post("/api/v1/users", json!({"name": "", "role": "root", "password": "short"})).await;
+    let body = bad.expect(400, Some("validation_failed")).clone();
+    assert!(!body.to_string().contains("short\""), "no password in an error: {body}");
+    let fields: Vec<&str> =
+        body["error"]["details"].as_array().unwrap().iter().map(|d| d["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["name", "password", "role"]);
+    api.post("/api/v1/users", json!({"name": "x", "role": "viewer", "password": "p", "admin": true}))
+        .await
+        .expect(400, Some("invalid_json"));
+    let viewer = api.key("viewer").await;
+    api.as_key(&viewer).get("/api/v1/users").await.expect(403, Some("forbidden"));
+
+    let changed = api
+        .call(Method::PUT, &format!("/api/v1/users/{id}/password"), Some(json!({"password": "a brand new passphrase"})))
+        .await;
+    assert_eq!(changed.status, 204);
+    assert!(api.server.state.app.sign_in("ann", "a brand new passphrase").await.is_ok());
+    assert_eq!(api.delete(&format!("/api/v1/users/{id}")).await.status, 204);
+    api.delete(&format!("/api/v1/users/{id}")).await.expect(404, Some("not_found"));
 }

@@ -15,6 +15,7 @@ pub mod keys;
 pub mod products;
 pub mod system;
 pub mod tenants;
+pub mod users;
 
 use axum::Router;
 use axum::routing::{get, post, put};
@@ -34,6 +35,9 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/tenants", get(tenants::list).post(tenants::create))
         .route("/api/v1/keys", get(keys::list).post(keys::create))
         .route("/api/v1/keys/{id}", axum::routing::delete(keys::delete).patch(keys::update))
+        .route("/api/v1/users", get(users::list).post(users::create))
+        .route("/api/v1/users/{id}", axum::routing::delete(users::delete))
+        .route("/api/v1/users/{id}/password", put(users::set_password))
         .route("/api/v1/tenants/{id}/keys", post(tenants::create_key))
         .route("/api/v1/devices/{id}/token", post(devices::reissue_token))
         .route("/api/v1/products", get(products::list).post(products::create))
