@@ -76,6 +76,7 @@ impl Default for HttpSettings {
 
 /// A `reqwest::Client` with these settings, to be shared by every [`DdiClient`] of a process.
 pub fn http_client(settings: &HttpSettings) -> Result<reqwest::Client, Error> {
+    install_tls_provider();
     reqwest::Client::builder()
         .user_agent(concat!("updraft-agent/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(settings.connect_timeout)
@@ -362,6 +363,12 @@ pub fn action_id_from_href(href: &str) -> Option<String> {
     Some(last)
 }
 
+/// Makes ring the process's TLS crypto provider (the build has no other unless a test pulls
+/// one in); a provider installed already stays.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -384,7 +391,7 @@ mod tests {
 
     #[test]
     fn urls_are_built_per_controller() {
-        let http = reqwest::Client::new();
+        let http = http_client(&HttpSettings::default()).unwrap();
         let c =
             DdiClient::new(http.clone(), "http://h:8080/", "default", "dev 1", &Auth::TargetToken("t".into())).unwrap();
         assert_eq!(c.base_url(), "http://h:8080/default/controller/v1/dev%201");

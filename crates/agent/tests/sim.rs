@@ -29,7 +29,7 @@ async fn a_fleet_of_200_completes_with_counts_that_add_up() -> anyhow::Result<()
     let bytes = artifact_bytes(20_000);
     let mock = common::start(MockOptions::new(bytes.clone())).await;
 
-    let http = reqwest::Client::new();
+    let http = updraft_agent::http_client(&updraft_agent::HttpSettings::default())?;
     let mut registration = Registration::new(mock.base.clone(), "api-key", "gateway");
     registration.firmware.insert("host".into(), "1.0.0".into());
     registration.batch = 64;

@@ -38,6 +38,8 @@ fn bar(len: u64, what: &str) -> ProgressBar {
 
 impl Client {
     pub fn new(conn: &Conn) -> anyhow::Result<Self> {
+        // ring is the TLS provider (see the workspace's Cargo.toml); one installed already stays.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder().user_agent(concat!("updraft-cli/", env!("CARGO_PKG_VERSION"))).build()?;
         Ok(Self { http, base: conn.base_url(), token: conn.token.clone(), verbose: conn.verbose > 0 })
     }

@@ -45,8 +45,8 @@ pub struct Conn {
     /// Print JSON for scripts instead of text for people.
     #[arg(long, global = true)]
     pub json: bool,
-    /// Say more on stderr: each request and its answer's status and time (-v), or debug logs
-    /// (-vv) for serve, agent and sim.
+    /// Say more on stderr: each request with its answer's status and time (client commands), debug
+    /// logs (serve, agent, sim).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
 }

@@ -104,7 +104,7 @@ fn parse_rate(s: &str) -> Result<u64, String> {
 /// Runs the agent. Its device token is `--device-token`, or the global `--token` when that was
 /// given on the command line (an API key in UPDRAFT_TOKEN is never taken for a device's token).
 pub async fn run(args: AgentArgs, conn: &Conn, token_on_command_line: bool) -> anyhow::Result<()> {
-    init_logging(&args.log_format, if conn.verbose > 1 { "debug" } else { "info" });
+    init_logging(&args.log_format, if conn.verbose > 0 { "debug" } else { "info" });
     let given_token = conn.token.clone().filter(|_| token_on_command_line);
     let auth = match (args.device_token.or(given_token), args.gateway_token) {
         (Some(t), None) => Auth::TargetToken(t),

@@ -123,7 +123,7 @@ pub struct SimArgs {
 }
 
 pub async fn run(args: SimArgs, conn: &Conn) -> anyhow::Result<()> {
-    init_logging(&args.log_format, if conn.verbose > 1 { "debug" } else { "warn,updraft_agent=info" });
+    init_logging(&args.log_format, if conn.verbose > 0 { "debug" } else { "warn,updraft_agent=info" });
     let server = conn.base_url();
     let firmware: std::collections::BTreeMap<String, String> = args.firmware.into_iter().collect();
     let devices = if args.skip_register {

@@ -50,6 +50,10 @@ async fn client_commands_end_to_end() {
     let addr = server.addr.to_string();
     let listed = json(run(&["--json", "product", "--server", &addr, "list"]));
     assert_eq!(listed["total"], 1, "global options anywhere; a server without a scheme is http");
+    // TLS is set up (ring): an https URL gets as far as a handshake the plain server cannot answer.
+    let tls = run(&["product", "list", "--server", &format!("https://{addr}")]);
+    let err = String::from_utf8_lossy(&tls.stderr);
+    assert!(!tls.status.success() && err.contains("cannot reach the server") && !err.contains("panicked"), "{err}");
     let completions = ok(run(&["completions", "bash"]));
     assert!(completions.contains("updraft") && completions.contains("firmware"), "bash completions");
 
