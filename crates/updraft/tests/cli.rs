@@ -97,6 +97,7 @@ async fn client_commands_end_to_end() {
         "temp=21.5",
     ]));
     assert!(added.contains("token (shown once): upd_d_"), "{added}");
+    let device_token = added.rsplit("token (shown once): ").next().unwrap().trim().to_owned();
     let shown = json(run(&["device", "show", "dev-1", "--json"]));
     assert_eq!(shown["properties"]["temp"], 21.5);
 
@@ -210,6 +211,16 @@ async fn client_commands_end_to_end() {
         "{}",
         String::from_utf8_lossy(&bad.stderr)
     );
+
+    // The agent finds the server in UPDRAFT_SERVER like every command, and takes `--token` given
+    // on its command line as the device's token (UPDRAFT_TOKEN holds an API key here).
+    let agent = run(&["agent", "--controller-id", "dev-1", "--token", &device_token, "--install-to", "out", "--once"]);
+    assert!(agent.status.success(), "{}", String::from_utf8_lossy(&agent.stderr));
+    let seen = json(run(&["device", "show", "dev-1", "--json"]));
+    assert_eq!(seen["firmware"]["host"], "1.0.0", "{seen}");
+    let no_token = run(&["agent", "--controller-id", "dev-1", "--install-to", "out", "--once"]);
+    let err = String::from_utf8_lossy(&no_token.stderr);
+    assert!(!no_token.status.success() && err.contains("--device-token"), "an API key is never a device's token: {err}");
 
     let created = ok(run(&["tenant", "create", "globex"]));
     let other =
