@@ -83,7 +83,7 @@ error_codes! {
     RateLimited => ("rate_limited", RateLimited, "too many requests; retry later"),
     Internal => ("internal", Internal, "an internal error occurred; it was logged"),
     Unavailable => ("unavailable", Unavailable, "a backing service is unavailable; retry later"),
-    ServerAdminKey => ("server_admin_key", Conflict, "the server administrator's key cannot be deleted, downgraded or given an expiry; set a bootstrap token to replace it"),
+    ServerAdminKey => ("server_admin_key", Conflict, "the server administrator's key cannot be deleted, downgraded or given an expiry; `updraft admin reset-key` (or a bootstrap token) replaces it"),
     LastAdminKey => ("last_admin_key", Conflict, "this is the tenant's last admin key that never expires; issue another one first"),
     IdempotencyKeyReused => ("idempotency_key_reused", Unprocessable, "this Idempotency-Key was used for a different request"),
 }

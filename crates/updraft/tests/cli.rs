@@ -220,7 +220,10 @@ async fn client_commands_end_to_end() {
     assert_eq!(seen["firmware"]["host"], "1.0.0", "{seen}");
     let no_token = run(&["agent", "--controller-id", "dev-1", "--install-to", "out", "--once"]);
     let err = String::from_utf8_lossy(&no_token.stderr);
-    assert!(!no_token.status.success() && err.contains("--device-token"), "an API key is never a device's token: {err}");
+    assert!(
+        !no_token.status.success() && err.contains("--device-token"),
+        "an API key is never a device's token: {err}"
+    );
 
     let created = ok(run(&["tenant", "create", "globex"]));
     let other =
