@@ -114,7 +114,9 @@ impl Client {
     /// Sends `body` (one of `updraft_api`'s `*In` or `*Patch`), the answer as JSON.
     pub async fn send(&self, method: &str, path: &str, body: &impl Serialize) -> anyhow::Result<Value> {
         let method = Method::from_bytes(method.as_bytes())?;
-        Ok(self.check(self.send_request(self.request(method, path).json(body)).await).await?.json().await?)
+        let answer = self.check(self.send_request(self.request(method, path).json(body)).await).await?.bytes().await?;
+        // 204 No Content (a password changed) reads as null.
+        if answer.is_empty() { Ok(Value::Null) } else { Ok(serde_json::from_slice(&answer)?) }
     }
 
     pub async fn delete(&self, path: &str) -> anyhow::Result<()> {

@@ -24,6 +24,7 @@ use updraft_api::jobs::{ExecutionListParams, ForceIn, JobIn, JobListParams, JobO
 use updraft_api::keys::{KeyIn, KeyOut};
 use updraft_api::products::{ProductIn, ProductPatch};
 use updraft_api::tenants::{TenantCreated, TenantIn};
+use updraft_api::users::{PasswordIn, UserIn};
 use updraft_api::{ListParams, filters::EstimateOut as FilterEstimateOut};
 use updraft_core::PropertyValue;
 use updraft_core::job::JobKind;
@@ -98,6 +99,12 @@ pub enum ClientCommand {
     /// API keys of your tenant (admin only).
     #[command(subcommand, after_help = "Example:\n  updraft key create --role viewer --name dashboard")]
     Key(KeyCmd),
+    /// Operators' accounts of your tenant, to sign in to the dashboard (admin only).
+    #[command(
+        subcommand,
+        after_help = "Example:\n  printf '%s\\n' \"$PASSWORD\" | updraft user add ann --role operator"
+    )]
+    User(UserCmd),
     /// Jobs: deliver firmware to devices and follow each execution.
     #[command(
         subcommand,
@@ -807,6 +814,46 @@ pub enum KeyCmd {
     },
 }
 
+#[derive(Subcommand, Debug)]
+pub enum UserCmd {
+    /// List your tenant's users.
+    List,
+    /// Create a user; the password is read from the first line of standard input.
+    Add {
+        /// What the user signs in with: 1 to 64 letters, digits and . _ @ + -.
+        name: String,
+        /// What the user may do: admin, operator, viewer or consent.
+        #[arg(long)]
+        role: String,
+        /// Create the user in this tenant (the server administrator's key only).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Replace a user's password (read from standard input); the user's sessions end.
+    Password {
+        /// The user's id.
+        id: String,
+    },
+    /// Delete a user: its sessions end at once.
+    Delete {
+        /// The user's id.
+        id: String,
+    },
+}
+
+/// The first line of standard input, without its line ending: a password is never an argument
+/// (it would show in the process list and the shell's history).
+fn password_from_stdin() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).context("reading the password from standard input")?;
+    let password = line.trim_end_matches(['\r', '\n']).to_owned();
+    anyhow::ensure!(
+        !password.is_empty(),
+        "give the password on standard input, e.g. printf '%s\\n' \"$PASSWORD\" | updraft user …"
+    );
+    Ok(password)
+}
+
 fn parse_kv(s: &str) -> Result<(String, String), String> {
     s.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())).ok_or_else(|| format!("expected key=value, got `{s}`"))
 }
@@ -867,6 +914,7 @@ pub async fn run(cmd: ClientCommand, conn: &Conn) -> anyhow::Result<()> {
         ClientCommand::Group(cmd) => group(c, json, cmd).await,
         ClientCommand::Tenant(cmd) => tenant(c, json, cmd).await,
         ClientCommand::Key(cmd) => key(c, json, cmd).await,
+        ClientCommand::User(cmd) => user(c, json, cmd).await,
         ClientCommand::Job(cmd) => job(c, json, cmd).await,
         ClientCommand::GatewayToken(cmd) => gateway(c, json, cmd).await,
         ClientCommand::Filter(cmd) => filter(c, json, cmd).await,
@@ -1176,6 +1224,30 @@ async fn tenant(c: Client, json: bool, cmd: TenantCmd) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+async fn user(c: Client, json: bool, cmd: UserCmd) -> anyhow::Result<()> {
+    match cmd {
+        UserCmd::List => show_list(json, &c.get("/api/v1/users", &()).await?, USER_COLUMNS),
+        UserCmd::Add { name, role, tenant } => {
+            let password = password_from_stdin()?;
+            let out = c.send("POST", "/api/v1/users", &UserIn { name, role, password, tenant }).await?;
+            show(json, &out, USER_COLUMNS)
+        }
+        UserCmd::Password { id } => {
+            let password = password_from_stdin()?;
+            c.send("PUT", &format!("/api/v1/users/{id}/password"), &PasswordIn { password }).await?;
+            eprintln!("password of user {id} replaced; its sessions ended");
+        }
+        UserCmd::Delete { id } => {
+            c.delete(&format!("/api/v1/users/{id}")).await?;
+            eprintln!("user {id} deleted");
+        }
+    }
+    Ok(())
+}
+
+const USER_COLUMNS: &[(&str, &str)] =
+    &[("ID", "id"), ("NAME", "name"), ("ROLE", "role"), ("TENANT", "tenant"), ("CREATED", "created_at")];
 
 async fn key(c: Client, json: bool, cmd: KeyCmd) -> anyhow::Result<()> {
     match cmd {

@@ -110,3 +110,46 @@ async fn the_users_api(b: Backend) {
     assert_eq!(api.delete(&format!("/api/v1/users/{id}")).await.status, 204);
     api.delete(&format!("/api/v1/users/{id}")).await.expect(404, Some("not_found"));
 }
+
+/// `updraft user add` reads the password from standard input, never from an argument.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_manages_users() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let server = TestServer::start(Backend::Sqlite).await;
+    let run = |args: &[&str], stdin: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_updraft"))
+            .args(args)
+            .env("UPDRAFT_SERVER", format!("http://{}", server.addr))
+            .env("UPDRAFT_TOKEN", ADMIN_TOKEN)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = run(&["user", "add", "ann", "--role", "operator", "--json"], "correct horse battery\n");
+    assert!(ok, "{err}");
+    let ann: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let id = ann["id"].as_str().unwrap().to_owned();
+    assert!(
+        server.state.app.sign_in("ann", "correct horse battery").await.is_ok(),
+        "the line ending is not part of it"
+    );
+    let (ok, _, err) = run(&["user", "add", "bob", "--role", "viewer"], "");
+    assert!(!ok && err.contains("standard input"), "{err}");
+    let (ok, out, _) = run(&["user", "list"], "");
+    assert!(ok && out.contains("ann") && out.contains("operator"), "{out}");
+    let (ok, _, err) = run(&["user", "password", &id], "a brand new passphrase\n");
+    assert!(ok, "{err}");
+    assert!(server.state.app.sign_in("ann", "a brand new passphrase").await.is_ok());
+    let (ok, _, err) = run(&["user", "delete", &id], "");
+    assert!(ok && err.contains("deleted"), "{err}");
+}
