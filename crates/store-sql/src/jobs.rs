@@ -509,18 +509,9 @@ impl<B: SqlBackend> JobStore for SqlStore<B> {
 
     async fn force_cancel_executions(&self, tenant: &str, job: &str, now: Timestamp) -> StoreResult<Vec<String>> {
         let mut tx = self.begin_write().await?;
-        let rows: Vec<ExecutionRow> = query::<B>(AssertSqlSafe(format!(
-            "{EXECUTION_SELECT} WHERE tenant = $1 AND job = $2 AND state IN {ACTIVE_STATES} ORDER BY action_id{}",
-            B::LOCK
-        )))
-        .arg(tenant)
-        .arg(job)
-        .rows(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let mut e = Execution::try_from(row)?;
+        let executions = Self::locked_executions(&mut tx, tenant, job, ACTIVE_STATES).await?;
+        let mut out = Vec::with_capacity(executions.len());
+        for mut e in executions {
             if let Some(t) = updraft_core::job::on_force_cancel(&e, now) {
                 Self::apply_transition(&mut tx, tenant, &mut e, t, now).await?;
                 out.push(e.device);
@@ -558,19 +549,9 @@ impl<B: SqlBackend> JobStore for SqlStore<B> {
         .run(&mut *tx)
         .await
         .map_err(db_err)?;
-        let rows: Vec<ExecutionRow> = query::<B>(AssertSqlSafe(format!(
-            "{EXECUTION_SELECT} WHERE tenant = $1 AND job = $2 AND state IN ('failed', 'timed_out')
-             ORDER BY action_id{}",
-            B::LOCK
-        )))
-        .arg(tenant)
-        .arg(id)
-        .rows(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let mut e = Execution::try_from(row)?;
+        let executions = Self::locked_executions(&mut tx, tenant, id, "('failed', 'timed_out')").await?;
+        let mut out = Vec::with_capacity(executions.len());
+        for mut e in executions {
             if Self::requeue(&mut tx, tenant, &mut e, now).await? {
                 out.push(e.device);
             }
@@ -690,6 +671,26 @@ impl<B: SqlBackend> SqlStore<B> {
             busy.extend(found);
         }
         Ok(busy)
+    }
+
+    /// The job's executions in `states` (an SQL list), oldest first, locked
+    /// for this transaction's changes.
+    pub(crate) async fn locked_executions(
+        tx: &mut Conn<B>,
+        tenant: &str,
+        job: &str,
+        states: &str,
+    ) -> StoreResult<Vec<Execution>> {
+        let rows: Vec<ExecutionRow> = query::<B>(AssertSqlSafe(format!(
+            "{EXECUTION_SELECT} WHERE tenant = $1 AND job = $2 AND state IN {states} ORDER BY action_id{}",
+            B::LOCK
+        )))
+        .arg(tenant)
+        .arg(job)
+        .rows(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        rows.into_iter().map(Execution::try_from).collect()
     }
 
     /// Queues a failed or timed-out execution again as its next attempt (with
@@ -817,17 +818,7 @@ impl<B: SqlBackend> SqlStore<B> {
 
     /// Ends a job's unstarted executions and asks its started ones to stop.
     pub(crate) async fn end_executions(tx: &mut Conn<B>, tenant: &str, job: &str, now: Timestamp) -> StoreResult<()> {
-        let rows: Vec<ExecutionRow> = query::<B>(AssertSqlSafe(format!(
-            "{EXECUTION_SELECT} WHERE tenant = $1 AND job = $2 AND state IN {ACTIVE_STATES} ORDER BY action_id{}",
-            B::LOCK
-        )))
-        .arg(tenant)
-        .arg(job)
-        .rows(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        for row in rows {
-            let mut e = Execution::try_from(row)?;
+        for mut e in Self::locked_executions(&mut *tx, tenant, job, ACTIVE_STATES).await? {
             if let Some(t) = updraft_core::job::on_cancel_requested(&e, now) {
                 Self::apply_transition(&mut *tx, tenant, &mut e, t, now).await?;
             }
