@@ -199,7 +199,7 @@ impl App {
         Ok(())
     }
 
-    async fn load_job(&self, tenant: &str, id: &str) -> Result<Job> {
+    pub(crate) async fn load_job(&self, tenant: &str, id: &str) -> Result<Job> {
         self.store.get_job(tenant, id).await?.ok_or_else(|| Error::not_found("job", id))
     }
 

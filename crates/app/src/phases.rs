@@ -26,7 +26,6 @@ pub struct PhaseProgress {
     /// What its gate still waits for before the next phase opens (empty: it
     /// opens at the scheduler's next round; none at all in the last phase).
     pub waiting_for: Vec<GateWait>,
-    pub state: PhaseState,
 }
 
 /// Counts one phase's executions.
@@ -49,14 +48,7 @@ pub(crate) async fn progress(app: &App, tenant: &str, job: &Job, now: Timestamp)
     let counts = counts(app, tenant, job, k).await?;
     let last = k as usize + 1 == phases.len();
     let waiting_for = if last { Vec::new() } else { phase::gate_waits(phase, &counts, &job.phase, now) };
-    Ok(Some(PhaseProgress {
-        index: k,
-        name: phase.name.clone(),
-        of: phases.len() as u32,
-        counts,
-        waiting_for,
-        state: job.phase.clone(),
-    }))
+    Ok(Some(PhaseProgress { index: k, name: phase.name.clone(), of: phases.len() as u32, counts, waiting_for }))
 }
 
 /// The scheduler's step over a running phased job: pauses it when the open
@@ -89,7 +81,7 @@ impl App {
         let tenant = actor.tenant();
         let now = self.now();
         for _ in 0..5 {
-            let job = self.store.get_job(tenant, id).await?.ok_or_else(|| Error::not_found("job", id))?;
+            let job = self.load_job(tenant, id).await?;
             if job.state.is_finished() {
                 return Err(Error::new(ErrorCode::JobState, format!("job `{id}` is {}", job.state.as_str())));
             }

@@ -124,7 +124,7 @@ fn described(report: JobReport) -> JobOut {
             of: p.of,
             counts: p.counts.into(),
             waiting_for: p.waiting_for.iter().map(GateWaitOut::from).collect(),
-            state: p.state,
+            state: report.job.phase.clone(),
         }),
     };
     let counts = report.counts.into_iter().map(|(s, c)| (s.as_str().to_owned(), c)).collect();
