@@ -249,6 +249,21 @@ impl App {
         Ok(self.store.list_jobs(actor.tenant(), state, page).await?)
     }
 
+    /// The executions of each of `jobs` counted by state (for a list of jobs).
+    pub async fn jobs_counts(
+        &self,
+        actor: &Actor,
+        jobs: &[String],
+    ) -> Result<HashMap<String, BTreeMap<ExecutionState, u64>>> {
+        actor.require(Access::Read)?;
+        let mut out = HashMap::with_capacity(jobs.len());
+        for id in jobs {
+            let counts = self.store.execution_counts(actor.tenant(), id).await?;
+            out.insert(id.clone(), counts.into_iter().collect());
+        }
+        Ok(out)
+    }
+
     /// Applies an operator's command (start, pause, resume, cancel) to a job.
     pub async fn command_job(&self, actor: &Actor, id: &str, cmd: JobCommand) -> Result<JobReport> {
         actor.require(Access::WriteFleet)?;
@@ -471,5 +486,60 @@ impl App {
         changed.map_err(|_| {
             Error::new(ErrorCode::InUse, format!("the execution is {}, not awaiting consent", e.state.as_str()))
         })
+    }
+}
+
+/// A job's executions over time, cumulative: seconds since the job started,
+/// and how many had been released, had succeeded and had failed by then.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Timeline {
+    pub points: Vec<TimelinePoint>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct TimelinePoint {
+    pub seconds: f64,
+    pub released: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+}
+
+/// The most buckets a timeline is drawn with.
+const TIMELINE_BUCKETS: i64 = 60;
+
+impl App {
+    /// The job's executions over time since it started (for its chart).
+    pub async fn job_timeline(&self, actor: &Actor, id: &str) -> Result<Timeline> {
+        actor.require(Access::Read)?;
+        let job = self.load_job(actor.tenant(), id).await?;
+        let Some(start) = job.started_at else { return Ok(Timeline::default()) };
+        let end = job.finished_at.unwrap_or_else(|| self.now()).max(start);
+        let span = end.duration_since(start).as_micros().max(1) as i64;
+        let width = (span / TIMELINE_BUCKETS).max(1_000_000);
+        let bucket = jiff::SignedDuration::from_micros(width);
+        let rows = self.store.execution_timeline(actor.tenant(), id, start, bucket).await?;
+        let last = (span / width).min(TIMELINE_BUCKETS * 2);
+        let mut per = vec![TimelinePoint::default(); last as usize + 1];
+        for r in rows {
+            let Some(p) = per.get_mut(r.bucket.clamp(0, last) as usize) else { continue };
+            match r.state {
+                None => p.released += r.count,
+                Some(ExecutionState::Succeeded) => p.succeeded += r.count,
+                Some(ExecutionState::Failed | ExecutionState::TimedOut | ExecutionState::Rejected) => p.failed += r.count,
+                Some(_) => {}
+            }
+        }
+        let mut total = TimelinePoint::default();
+        let points = per
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| {
+                total.released += p.released;
+                total.succeeded += p.succeeded;
+                total.failed += p.failed;
+                TimelinePoint { seconds: ((i as i64 + 1) * width) as f64 / 1e6, ..total }
+            })
+            .collect();
+        Ok(Timeline { points })
     }
 }

@@ -16,6 +16,7 @@ pub mod followers;
 pub mod idempotency;
 pub mod jobs;
 pub mod metrics;
+pub mod overview;
 pub mod phases;
 pub mod presence;
 pub mod scheduler;
@@ -122,11 +123,22 @@ pub struct App {
     pub listeners: Arc<followers::Listeners>,
     /// This process's name in leases (random per start).
     pub replica: Arc<str>,
+    /// The fleet overview's figures, per tenant.
+    pub overviews: Arc<overview::OverviewCache>,
+    /// Which jobs just changed, for live pages (see [`App::watch_jobs`]).
+    job_changes: tokio::sync::broadcast::Sender<Arc<JobTouched>>,
+}
+
+/// A job, or its executions, changed (from this replica or another).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobTouched {
+    pub tenant: String,
+    pub job: String,
 }
 
 impl App {
     pub fn new(store: Arc<dyn Store>, blobs: Arc<dyn BlobStore>, config: Config, clock: Arc<dyn Clock>) -> Self {
-        App {
+        let app = App {
             store,
             blobs,
             config: Arc::new(config),
@@ -136,7 +148,29 @@ impl App {
             followers: Default::default(),
             listeners: Default::default(),
             replica: actor::new_id("replica_").into(),
-        }
+            overviews: Default::default(),
+            job_changes: tokio::sync::broadcast::channel(1024).0,
+        };
+        let changes = app.job_changes.clone();
+        app.on_events(move |events| {
+            if changes.receiver_count() == 0 {
+                return;
+            }
+            for e in events {
+                if let Change::JobCreated { job } | Change::JobChanged { job } | Change::ExecutionsChanged { job, .. } =
+                    &e.change
+                {
+                    let _ = changes.send(Arc::new(JobTouched { tenant: e.tenant.clone(), job: job.clone() }));
+                }
+            }
+        });
+        app
+    }
+
+    /// Tells of every job that changes from now on (a live page's feed; a
+    /// receiver that lags is told so and should look again).
+    pub fn watch_jobs(&self) -> tokio::sync::broadcast::Receiver<Arc<JobTouched>> {
+        self.job_changes.subscribe()
     }
 
     pub fn now(&self) -> Timestamp {

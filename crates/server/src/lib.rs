@@ -16,6 +16,7 @@ pub mod openapi;
 pub mod ratelimit;
 pub mod settings;
 pub mod state;
+pub mod ui;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -52,6 +53,7 @@ pub fn router(state: AppState) -> Router {
     let body_timeout = std::time::Duration::from_secs(state.settings.request_body_timeout_secs.max(1));
     let cors = cors(&state.settings.cors_allowed_origins);
     api::routes()
+        .merge(ui::routes())
         .with_state(state.clone())
         .layer(axum::middleware::from_fn(acting))
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(body_timeout))

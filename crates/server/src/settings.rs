@@ -75,6 +75,9 @@ pub struct Settings {
     pub idempotency_ttl_secs: u64,
     /// How long a dashboard session lasts, in hours (1 to 720).
     pub session_hours: u64,
+    /// Mark the dashboard's cookies `Secure` (sent over HTTPS only). They are
+    /// also when `public_url` is `https://…` or a proxy says `X-Forwarded-Proto: https`.
+    pub ui_secure_cookies: bool,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -114,6 +117,7 @@ impl Default for Settings {
             cors_allowed_origins: Vec::new(),
             idempotency_ttl_secs: 86_400,
             session_hours: 12,
+            ui_secure_cookies: false,
         }
     }
 }

@@ -77,6 +77,8 @@ pub trait SqlBackend: Send + Sync + Sized + 'static {
         + Reads<(String, i64)>
         + Reads<(String, i64, i64)>
         + Reads<(String, String)>
+        + Reads<(String, String, String, i64)>
+        + Reads<(i64, String, i64)>
         + Reads<(Option<i64>, Option<i64>, Option<i64>, Option<i64>)>
         + Reads<(String, String, String, String, i64, i64)>
         + Reads<(i64, i64, String, i64, Option<String>, Json<Change>)>;

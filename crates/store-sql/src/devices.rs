@@ -5,7 +5,7 @@ use jiff::Timestamp;
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, QueryBuilder};
 use updraft_app::store::{
-    Change, DeviceChange, DeviceIdentity, DeviceScope, DeviceStore, GatewayToken, IdempotentRequest, MembershipChange,
+    Change, DeviceChange, DeviceIdentity, DeviceScope, DeviceStore, DeviceSummaryRow, GatewayToken, IdempotentRequest, MembershipChange,
     SavedFilter, StoreError, StoreResult,
 };
 use updraft_core::filter::Filter;
@@ -370,6 +370,25 @@ impl<B: SqlBackend> DeviceStore for SqlStore<B> {
             .scalars(&self.pool)
             .await
             .map_err(db_err)
+    }
+
+    async fn device_summary(&self, tenant: &str) -> StoreResult<Vec<DeviceSummaryRow>> {
+        let rows: Vec<(String, String, String, i64)> = query::<B>(
+            "SELECT product, firmware, connection_status, COUNT(*) FROM devices WHERE tenant = $1 GROUP BY 1, 2, 3",
+        )
+        .arg(tenant)
+        .rows(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(rows
+            .into_iter()
+            .map(|(product, firmware, connection_status, n)| DeviceSummaryRow {
+                product,
+                firmware,
+                connection_status,
+                count: n.max(0) as u64,
+            })
+            .collect())
     }
 
     async fn count_devices_matching(&self, tenant: &str, filter: &Filter, now: Timestamp) -> StoreResult<u64> {

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, QueryBuilder};
-use updraft_app::store::{Change, DeviceActions, ExecutionRule, ExecutionScope, JobStore, StoreError, StoreResult};
+use updraft_app::store::{Change, DeviceActions, ExecutionRule, ExecutionScope, JobStore, StoreError, StoreResult, TimelineRow};
 use updraft_core::job::{
     Execution, ExecutionEvent, ExecutionState, Job, JobState, Target, Transition, TransitionError,
 };
@@ -83,6 +83,44 @@ impl<B: SqlBackend> JobStore for SqlStore<B> {
             filters.push(("state = {}", s.as_str().to_owned()));
         }
         self.list::<JobRow, Job>(&JOB_LIST, &filters, page).await
+    }
+
+    async fn execution_timeline(
+        &self,
+        tenant: &str,
+        job: &str,
+        from: Timestamp,
+        bucket: jiff::SignedDuration,
+    ) -> StoreResult<Vec<TimelineRow>> {
+        let width = bucket.as_micros().max(1) as i64;
+        let released: Vec<(i64, i64)> = query::<B>(
+            "SELECT (released_at - $3) / $4, COUNT(*) FROM executions
+             WHERE tenant = $1 AND job = $2 AND released_at IS NOT NULL AND released_at >= $3 GROUP BY 1",
+        )
+        .arg(tenant)
+        .arg(job)
+        .arg(us(from))
+        .arg(width)
+        .rows(&self.pool)
+        .await
+        .map_err(db_err)?;
+        let finished: Vec<(i64, String, i64)> = query::<B>(
+            "SELECT (finished_at - $3) / $4, state, COUNT(*) FROM executions
+             WHERE tenant = $1 AND job = $2 AND finished_at IS NOT NULL AND finished_at >= $3 GROUP BY 1, 2",
+        )
+        .arg(tenant)
+        .arg(job)
+        .arg(us(from))
+        .arg(width)
+        .rows(&self.pool)
+        .await
+        .map_err(db_err)?;
+        let mut rows: Vec<TimelineRow> =
+            released.into_iter().map(|(b, n)| TimelineRow { bucket: b, state: None, count: n.max(0) as u64 }).collect();
+        rows.extend(finished.into_iter().filter_map(|(b, state, n)| {
+            Some(TimelineRow { bucket: b, state: Some(ExecutionState::parse(&state)?), count: n.max(0) as u64 })
+        }));
+        Ok(rows)
     }
 
     async fn execution_counts(&self, tenant: &str, job: &str) -> StoreResult<Vec<(ExecutionState, u64)>> {

@@ -77,6 +77,16 @@ pub struct IdempotentRequest {
 /// reads, changes to their records, groups and membership, device filters
 /// and saved filters, and gateway tokens. The look-ups by token hash work
 /// across tenants: a token names its tenant.
+/// Devices of one product, firmware and connection status (see [`DeviceStore::device_summary`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceSummaryRow {
+    pub product: String,
+    /// The installed firmware as stored: a JSON object of component → version.
+    pub firmware: String,
+    pub connection_status: String,
+    pub count: u64,
+}
+
 #[async_trait]
 pub trait DeviceStore: Send + Sync {
     // --- devices --------------------------------------------------------------------
@@ -155,6 +165,10 @@ pub trait DeviceStore: Send + Sync {
     async fn device_groups(&self, tenant: &str, device: &str) -> StoreResult<Vec<String>>;
 
     // --- device filters -----------------------------------------------------------------
+
+    /// The tenant's devices counted by product, installed firmware (its JSON
+    /// text, as stored) and connection status: the fleet overview's figures.
+    async fn device_summary(&self, tenant: &str) -> StoreResult<Vec<DeviceSummaryRow>>;
 
     /// How many of the tenant's devices `filter` matches at `now`; the same
     /// answer as [`Filter::matches`] on each device.

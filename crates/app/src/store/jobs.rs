@@ -57,6 +57,15 @@ impl Released {
 /// retries, added targets, completion). Every write that changes an
 /// execution goes through the rules of `updraft_core::job` in its
 /// transaction.
+/// One bucket of [`JobStore::execution_timeline`]: releases, or finishes in one state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimelineRow {
+    pub bucket: i64,
+    /// `None` for releases; the final state for finishes.
+    pub state: Option<ExecutionState>,
+    pub count: u64,
+}
+
 #[async_trait]
 pub trait JobStore: Send + Sync {
     // --- jobs and executions -------------------------------------------------------------
@@ -68,6 +77,16 @@ pub trait JobStore: Send + Sync {
     async fn create_job(&self, tenant: &str, job: &Job, targets: &[Target], now: Timestamp) -> StoreResult<()>;
     async fn get_job(&self, tenant: &str, id: &str) -> StoreResult<Option<Job>>;
     async fn list_jobs(&self, tenant: &str, state: Option<JobState>, page: &PageRequest) -> StoreResult<Page<Job>>;
+    /// The job's executions over time, in buckets of `bucket` from `from`: how
+    /// many were released in each, and how many finished in each by final
+    /// state (only buckets with some are returned).
+    async fn execution_timeline(
+        &self,
+        tenant: &str,
+        job: &str,
+        from: Timestamp,
+        bucket: jiff::SignedDuration,
+    ) -> StoreResult<Vec<TimelineRow>>;
     /// How many executions of the job are in each state (states with none are left out).
     async fn execution_counts(&self, tenant: &str, job: &str) -> StoreResult<Vec<(ExecutionState, u64)>>;
     async fn list_executions(

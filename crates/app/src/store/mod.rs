@@ -41,13 +41,14 @@ use async_trait::async_trait;
 
 pub use catalog::CatalogStore;
 pub use devices::{
+    DeviceSummaryRow,
     DeviceChange, DeviceIdentity, DeviceScope, DeviceStore, GatewayToken, IdempotentRequest, MembershipChange,
     SavedFilter,
 };
 pub use engine::{EngineStore, Sighting};
 pub use error::{StoreError, StoreResult};
 pub use events::{Change, Event, EventCursor, EventFeed, EventStore, acting, current_actor, set_actor};
-pub use jobs::{DeviceActions, ExecutionRule, ExecutionScope, JobStore, ReleaseBudget, Released};
+pub use jobs::{DeviceActions, ExecutionRule, ExecutionScope, JobStore, ReleaseBudget, Released, TimelineRow};
 pub use tenants::TenantStore;
 
 /// Sortable fields per resource; the first is the default.

@@ -59,7 +59,20 @@ pub async fn upload(
     headers: HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> ApiResult<(StatusCode, Json<FirmwareOut>)> {
-    let upload = state.firmware_upload(&caller.actor)?;
+    let input = receive(&state, &caller.actor, &headers, multipart).await?;
+    let firmware = state.create_firmware(&caller.actor, input).await?;
+    Ok((StatusCode::CREATED, Json(firmware.into())))
+}
+
+/// Reads an upload (files streamed into staged blobs, text fields checked)
+/// into what the use case takes; the dashboard's upload reads the same form.
+pub async fn receive(
+    state: &AppState,
+    actor: &updraft_app::Actor,
+    headers: &HeaderMap,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> ApiResult<NewFirmware> {
+    let upload = state.firmware_upload(actor)?;
     let limit = state.settings.max_upload_bytes;
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit.saturating_add(1 << 20)) {
@@ -119,8 +132,7 @@ pub async fn upload(
         }
     }
 
-    let firmware = state.create_firmware(&caller.actor, describe(text, staged)).await?;
-    Ok((StatusCode::CREATED, Json(firmware.into())))
+    Ok(describe(text, staged))
 }
 
 /// Reads the upload's text fields into what the use case takes; what cannot

@@ -44,6 +44,13 @@ pub async fn create(
     caller: Caller,
     ApiJson(input): ApiJson<JobIn>,
 ) -> ApiResult<(StatusCode, Json<JobOut>)> {
+    let report = state.app.create_job(&caller.actor, draft(input)?).await?;
+    Ok((StatusCode::CREATED, Json(described(report))))
+}
+
+/// Reads a job as the wire gives it into the application's draft (the
+/// dashboard's wizard builds the same [`JobIn`]).
+pub fn draft(input: JobIn) -> ApiResult<JobDraft> {
     let mut problems = Vec::new();
     for (field, list) in [
         ("devices", &input.devices),
@@ -102,8 +109,7 @@ pub async fn create(
         start: input.start.unwrap_or(true),
         problems,
     };
-    let report = state.app.create_job(&caller.actor, draft).await?;
-    Ok((StatusCode::CREATED, Json(described(report))))
+    Ok(draft)
 }
 
 /// A job with its counts and progress figures, on the wire.
