@@ -659,10 +659,13 @@ impl<B: SqlBackend> SqlStore<B> {
             .map_err(db_err)?;
         // Releases of the last minute by age in seconds, counting every attempt: an execution
         // released in the window has its latest release in it, and its history keeps the earlier ones.
+        // Ages are rounded to the nearest second, so that a tick that comes a little early (a timer's
+        // jitter, a busy runtime) still finds the previous tick's releases a second old rather than
+        // losing its share of the rate; the minute's total is exact either way.
         let mut by_second = vec![0u64; 60];
         if last_minute.unwrap_or(0) > 0 {
             let ages: Vec<(i64, i64)> = query::<B>(
-                "SELECT ($4 - ev.at) / 1000000, COUNT(*) FROM execution_events ev
+                "SELECT ($4 - ev.at + 500000) / 1000000, COUNT(*) FROM execution_events ev
              WHERE ev.report = 'released' AND ev.at > $3
              AND ev.action_id IN (SELECT action_id FROM executions WHERE tenant = $1 AND job = $2 AND released_at > $3)
              GROUP BY 1",

@@ -609,6 +609,7 @@ async fn wizard_page(state: &AppState, signed: &Signed, f: WizardForm, errors: E
 }
 
 pub async fn page(State(state): State<AppState>, signed: Signed) -> UiResult<Response> {
+    signed.actor.require(updraft_core::Access::WriteFleet)?;
     let mut f = WizardForm::empty();
     f.props.clear();
     Ok(render(&wizard_page(&state, &signed, f, Errors::default()).await?))
@@ -623,6 +624,7 @@ pub async fn create(
 ) -> UiResult<Response> {
     let fields = Fields::parse(&body);
     signed.check_csrf(&fields, &headers)?;
+    signed.actor.require(updraft_core::Access::WriteFleet)?;
     let mut f = WizardForm::read(&fields);
     let mut errors = Errors::default();
     if f.job_metadata.len() > 50 {
