@@ -525,7 +525,9 @@ impl App {
             match r.state {
                 None => p.released += r.count,
                 Some(ExecutionState::Succeeded) => p.succeeded += r.count,
-                Some(ExecutionState::Failed | ExecutionState::TimedOut | ExecutionState::Rejected) => p.failed += r.count,
+                Some(ExecutionState::Failed | ExecutionState::TimedOut | ExecutionState::Rejected) => {
+                    p.failed += r.count
+                }
                 Some(_) => {}
             }
         }

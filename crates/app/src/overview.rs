@@ -42,7 +42,8 @@ impl App {
             return Ok(o.clone());
         }
         let rows = self.store.device_summary(tenant).await?;
-        let mut o = FleetOverview { total: 0, by_status: BTreeMap::new(), by_version: BTreeMap::new(), counted_at: now };
+        let mut o =
+            FleetOverview { total: 0, by_status: BTreeMap::new(), by_version: BTreeMap::new(), counted_at: now };
         let mut versions: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
         for r in rows {
             o.total += r.count;

@@ -5,8 +5,8 @@ use jiff::Timestamp;
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, QueryBuilder};
 use updraft_app::store::{
-    Change, DeviceChange, DeviceIdentity, DeviceScope, DeviceStore, DeviceSummaryRow, GatewayToken, IdempotentRequest, MembershipChange,
-    SavedFilter, StoreError, StoreResult,
+    Change, DeviceChange, DeviceIdentity, DeviceScope, DeviceStore, DeviceSummaryRow, GatewayToken, IdempotentRequest,
+    MembershipChange, SavedFilter, StoreError, StoreResult,
 };
 use updraft_core::filter::Filter;
 use updraft_core::{Device, FieldError, Group, NewDevice, Page, PageRequest};
@@ -374,7 +374,7 @@ impl<B: SqlBackend> DeviceStore for SqlStore<B> {
 
     async fn device_summary(&self, tenant: &str) -> StoreResult<Vec<DeviceSummaryRow>> {
         let rows: Vec<(String, String, String, i64)> = query::<B>(
-            "SELECT product, firmware, connection_status, COUNT(*) FROM devices WHERE tenant = $1 GROUP BY 1, 2, 3",
+            "SELECT product, CAST(firmware AS TEXT), connection_status, COUNT(*) FROM devices WHERE tenant = $1 GROUP BY 1, 2, 3",
         )
         .arg(tenant)
         .rows(&self.pool)

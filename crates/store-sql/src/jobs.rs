@@ -4,7 +4,9 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, QueryBuilder};
-use updraft_app::store::{Change, DeviceActions, ExecutionRule, ExecutionScope, JobStore, StoreError, StoreResult, TimelineRow};
+use updraft_app::store::{
+    Change, DeviceActions, ExecutionRule, ExecutionScope, JobStore, StoreError, StoreResult, TimelineRow,
+};
 use updraft_core::job::{
     Execution, ExecutionEvent, ExecutionState, Job, JobState, Target, Transition, TransitionError,
 };

@@ -110,8 +110,7 @@ async fn signing_in_and_out_with_csrf(b: Backend) {
     let page = web.get("/ui/sign-in").await;
     let csrf = csrf_of(&page.html);
     let mut stranger = Browser::new(&api);
-    let forged =
-        stranger.post("/ui/sign-in", &[("csrf", &csrf), ("name", "ann"), ("password", PASSWORD)]).await;
+    let forged = stranger.post("/ui/sign-in", &[("csrf", &csrf), ("name", "ann"), ("password", PASSWORD)]).await;
     assert_eq!(forged.status, StatusCode::FORBIDDEN);
     assert!(!forged.set_cookies.iter().any(|c| c.starts_with("updraft_session=upd_s_")));
 
@@ -259,7 +258,9 @@ async fn the_wizard_creates_a_job(b: Backend) {
     let refused = web.post("/ui/jobs/new", &as_pairs(&f)).await;
     assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(
-        refused.html.contains("<p class=\"field-error\" id=\"start_date-error\">a recurring schedule needs a start date</p>"),
+        refused
+            .html
+            .contains("<p class=\"field-error\" id=\"start_date-error\">a recurring schedule needs a start date</p>"),
         "{}",
         refused.html
     );

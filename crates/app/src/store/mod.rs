@@ -41,9 +41,8 @@ use async_trait::async_trait;
 
 pub use catalog::CatalogStore;
 pub use devices::{
-    DeviceSummaryRow,
-    DeviceChange, DeviceIdentity, DeviceScope, DeviceStore, GatewayToken, IdempotentRequest, MembershipChange,
-    SavedFilter,
+    DeviceChange, DeviceIdentity, DeviceScope, DeviceStore, DeviceSummaryRow, GatewayToken, IdempotentRequest,
+    MembershipChange, SavedFilter,
 };
 pub use engine::{EngineStore, Sighting};
 pub use error::{StoreError, StoreResult};

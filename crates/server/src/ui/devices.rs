@@ -53,11 +53,19 @@ pub async fn list(State(state): State<AppState>, signed: Signed, Query(dq): Quer
     let req = q.request(sortable::DEVICES, "id")?;
     let filter_text = dq.filter.clone().unwrap_or_default();
     let (mut items, error, caret) = if filter_text.trim().is_empty() {
-        (state.app.list_devices(&signed.actor, &DeviceScope::default(), None, &req).await?.items, String::new(), String::new())
+        (
+            state.app.list_devices(&signed.actor, &DeviceScope::default(), None, &req).await?.items,
+            String::new(),
+            String::new(),
+        )
     } else {
         match Filter::parse(&filter_text) {
             Ok(f) => (
-                state.app.list_devices(&signed.actor, &DeviceScope::default(), Some(FilterSpec::Given(f)), &req).await?.items,
+                state
+                    .app
+                    .list_devices(&signed.actor, &DeviceScope::default(), Some(FilterSpec::Given(f)), &req)
+                    .await?
+                    .items,
                 String::new(),
                 String::new(),
             ),

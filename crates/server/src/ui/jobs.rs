@@ -85,7 +85,8 @@ pub async fn list(
     };
     let req = q.request(sortable::JOBS, "-created_at")?;
     let mut jobs = state.app.list_jobs(&signed.actor, filter, &req).await?.items;
-    let pager = Pager::cut(&mut jobs, &q, "/ui/jobs", &[("q", q.search()), ("state", q.state.clone().unwrap_or_default())]);
+    let pager =
+        Pager::cut(&mut jobs, &q, "/ui/jobs", &[("q", q.search()), ("state", q.state.clone().unwrap_or_default())]);
     let ids: Vec<String> = jobs.iter().map(|j| j.id.clone()).collect();
     let mut counts = state.app.jobs_counts(&signed.actor, &ids).await?;
     let now = state.app.now();
@@ -105,7 +106,8 @@ pub async fn list(
             }
         })
         .collect();
-    let back = format!("/ui/jobs?q={}&state={}&page={}", enc(&q.search()), enc(q.state.as_deref().unwrap_or("")), q.page());
+    let back =
+        format!("/ui/jobs?q={}&state={}&page={}", enc(&q.search()), enc(q.state.as_deref().unwrap_or("")), q.page());
     let page = JobsPage {
         ctx: signed.ctx("jobs").flash(&flash),
         rows,
@@ -214,12 +216,7 @@ pub fn describe_schedule(s: &Schedule) -> String {
         None => "all day".to_owned(),
         Some(w) => format!("{} to {}", w.from, w.to),
     };
-    format!(
-        "recurring, {} to {}, {days}, {window} ({})",
-        when_opt(&s.start),
-        when_opt(&s.end),
-        s.timezone
-    )
+    format!("recurring, {} to {}, {days}, {window} ({})", when_opt(&s.start), when_opt(&s.end), s.timezone)
 }
 
 fn describe_target(job: &Job) -> Vec<(&'static str, String)> {
@@ -324,7 +321,9 @@ pub async fn live_html(state: &AppState, signed: &Signed, report: &JobReport, q:
     let exec_state = q.exec_state.clone().filter(|s| !s.is_empty());
     let filter = match exec_state.as_deref() {
         None => None,
-        Some(s) => Some(ExecutionState::parse(s).ok_or_else(|| updraft_app::Error::field("exec_state", "unknown state"))?),
+        Some(s) => {
+            Some(ExecutionState::parse(s).ok_or_else(|| updraft_app::Error::field("exec_state", "unknown state"))?)
+        }
     };
     let lq = ListQuery { page: q.exec_page, ..Default::default() };
     let req = lq.request(sortable::EXECUTIONS, "-updated_at")?;
@@ -382,7 +381,10 @@ pub async fn live_html(state: &AppState, signed: &Signed, report: &JobReport, q:
             .collect(),
         total: count(p.total),
         current_rate: format!("{} per minute", count(p.current_rate_per_minute)),
-        allowed_rate: p.allowed_rate_per_minute.map(|r| format!("{} per minute", count(r))).unwrap_or_else(|| "unlimited".into()),
+        allowed_rate: p
+            .allowed_rate_per_minute
+            .map(|r| format!("{} per minute", count(r)))
+            .unwrap_or_else(|| "unlimited".into()),
         eta: match (&p.eta, job.state.is_finished()) {
             (_, true) => "finished".into(),
             (Some(t), _) => when(t),
@@ -414,7 +416,11 @@ struct SchedulePage {
 }
 
 /// The "Set a schedule" dialog of an existing job (the schedule icon on the jobs list).
-pub async fn schedule_page(State(state): State<AppState>, signed: Signed, Path(id): Path<String>) -> UiResult<Response> {
+pub async fn schedule_page(
+    State(state): State<AppState>,
+    signed: Signed,
+    Path(id): Path<String>,
+) -> UiResult<Response> {
     let job = state.app.job_report(&signed.actor, &id).await?.job;
     let s = super::wizard::ScheduleForm::of(job.spec.schedule.as_ref());
     Ok(render(&SchedulePage { ctx: signed.ctx("jobs"), job, s, errors: Default::default() }))

@@ -11,9 +11,9 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 use tokio::sync::broadcast::error::RecvError;
 
+use super::UiResult;
 use super::jobs::{LiveQuery, live_html};
 use super::session::Signed;
-use super::UiResult;
 use crate::state::AppState;
 
 /// The least time between two renderings of one page.

@@ -25,7 +25,11 @@ struct OverviewPage {
     counted_at: String,
 }
 
-pub async fn page(State(state): State<AppState>, signed: Signed, Query(flash): Query<FlashQuery>) -> UiResult<Response> {
+pub async fn page(
+    State(state): State<AppState>,
+    signed: Signed,
+    Query(flash): Query<FlashQuery>,
+) -> UiResult<Response> {
     let o = state.app.fleet_overview(&signed.actor).await?;
     let statuses: Vec<(String, u64)> = ["online", "offline", "initializing"]
         .iter()
@@ -37,7 +41,10 @@ pub async fn page(State(state): State<AppState>, signed: Signed, Query(flash): Q
         .enumerate()
         .map(|(i, (product, rows))| {
             let rows: Vec<(String, u64)> = rows.iter().take(12).cloned().collect();
-            (product.clone(), charts::bars(&format!("versions-{i}"), &format!("Devices of {product} by firmware version"), &rows))
+            (
+                product.clone(),
+                charts::bars(&format!("versions-{i}"), &format!("Devices of {product} by firmware version"), &rows),
+            )
         })
         .collect();
     let mut req = PageRequest::parse(Some(10), None, Some("-started_at"), None, sortable::JOBS)

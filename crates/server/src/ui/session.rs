@@ -41,7 +41,10 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 fn over_tls(state: &AppState, headers: &HeaderMap) -> bool {
     state.settings.ui_secure_cookies
         || state.settings.public_url.as_deref().is_some_and(|u| u.starts_with("https://"))
-        || headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("https"))
+        || headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("https"))
 }
 
 fn set_cookie(name: &str, value: &str, max_age: Option<i64>, secure: bool) -> HeaderValue {
@@ -83,10 +86,8 @@ impl Signed {
     /// Refuses a form without this session's CSRF token (in its `csrf` field or
     /// the `X-CSRF-Token` header).
     pub fn check_csrf(&self, fields: &Fields, headers: &HeaderMap) -> Result<(), UiError> {
-        let given = fields
-            .get("csrf")
-            .or_else(|| headers.get("x-csrf-token").and_then(|v| v.to_str().ok()))
-            .unwrap_or("");
+        let given =
+            fields.get("csrf").or_else(|| headers.get("x-csrf-token").and_then(|v| v.to_str().ok())).unwrap_or("");
         if same(given, &self.csrf) {
             Ok(())
         } else {
@@ -201,7 +202,8 @@ fn new_secret() -> String {
 fn sign_in_form(state: &AppState, headers: &HeaderMap, page: SignInPage, status: axum::http::StatusCode) -> Response {
     let mut r = render(&page);
     *r.status_mut() = status;
-    r.headers_mut().append(header::SET_COOKIE, set_cookie(SIGN_IN_COOKIE, &page.csrf, Some(3600), over_tls(state, headers)));
+    r.headers_mut()
+        .append(header::SET_COOKIE, set_cookie(SIGN_IN_COOKIE, &page.csrf, Some(3600), over_tls(state, headers)));
     r
 }
 
@@ -221,7 +223,13 @@ pub async fn sign_in(State(state): State<AppState>, headers: HeaderMap, body: ax
     let next = safe_next(fields.get("next"));
     let name = fields.get("name").unwrap_or("").trim().to_owned();
     let again = |error: &str, status| {
-        let page = SignInPage { next: next.clone(), csrf: new_secret(), name: name.clone(), error: Some(error.to_owned()), notice: None };
+        let page = SignInPage {
+            next: next.clone(),
+            csrf: new_secret(),
+            name: name.clone(),
+            error: Some(error.to_owned()),
+            notice: None,
+        };
         sign_in_form(&state, &headers, page, status)
     };
     let expected = cookie(&headers, SIGN_IN_COOKIE).unwrap_or("");
@@ -245,7 +253,12 @@ pub async fn sign_in(State(state): State<AppState>, headers: HeaderMap, body: ax
     }
 }
 
-pub async fn sign_out(State(state): State<AppState>, signed: Signed, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+pub async fn sign_out(
+    State(state): State<AppState>,
+    signed: Signed,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     let fields = Fields::parse(&body);
     if let Err(e) = signed.check_csrf(&fields, &headers) {
         return e.into_response();

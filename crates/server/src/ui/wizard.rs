@@ -27,8 +27,15 @@ use crate::state::AppState;
 pub const MAX_ROWS: usize = 10;
 /// Operators a property condition takes.
 const PROPERTY_OPS: &[&str] = &["==", "!=", "<", "<=", ">", ">=", "contains", "exists"];
-const DAYS: &[(&str, &str)] =
-    &[("mon", "Monday"), ("tue", "Tuesday"), ("wed", "Wednesday"), ("thu", "Thursday"), ("fri", "Friday"), ("sat", "Saturday"), ("sun", "Sunday")];
+const DAYS: &[(&str, &str)] = &[
+    ("mon", "Monday"),
+    ("tue", "Tuesday"),
+    ("wed", "Wednesday"),
+    ("thu", "Thursday"),
+    ("fri", "Friday"),
+    ("sat", "Saturday"),
+    ("sun", "Sunday"),
+];
 
 /// Errors by the field they name (the API's names: `retry.count`,
 /// `filter.properties[0].value`, `schedule.start`), and those of no field.
@@ -48,7 +55,9 @@ impl Errors {
             .map(|items| {
                 items
                     .iter()
-                    .filter_map(|i| Some((i.get("field")?.as_str()?.to_owned(), i.get("message")?.as_str()?.to_owned())))
+                    .filter_map(|i| {
+                        Some((i.get("field")?.as_str()?.to_owned(), i.get("message")?.as_str()?.to_owned()))
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -289,7 +298,12 @@ impl WizardForm {
             .zip(f.all("prop_op"))
             .zip(f.all("prop_value"))
             .filter(|((n, _), v)| !n.trim().is_empty() || !v.trim().is_empty())
-            .map(|((n, o), v)| PropRow { name: n.trim().into(), op: o.into(), value: v.trim().into(), error: String::new() })
+            .map(|((n, o), v)| PropRow {
+                name: n.trim().into(),
+                op: o.into(),
+                value: v.trim().into(),
+                error: String::new(),
+            })
             .collect();
         WizardForm {
             product: t("product"),
@@ -405,9 +419,9 @@ impl WizardForm {
             return Ok(FilterSpec::Saved(self.filter_id.clone()));
         }
         let json = self.filter_json();
-        Filter::from_json_value(json).map(FilterSpec::Given).map_err(|errors| {
-            updraft_app::Error::invalid(errors.iter().map(|e| e.to_field_error("filter")).collect())
-        })
+        Filter::from_json_value(json)
+            .map(FilterSpec::Given)
+            .map_err(|errors| updraft_app::Error::invalid(errors.iter().map(|e| e.to_field_error("filter")).collect()))
     }
 
     /// The REST API's job, as JSON, and what the form itself found wrong.
@@ -535,7 +549,9 @@ fn typed(v: &str, text: bool) -> Value {
     match v {
         "true" => json!(true),
         "false" => json!(false),
-        _ => v.parse::<f64>().ok().and_then(serde_json::Number::from_f64).map(Value::Number).unwrap_or_else(|| json!(v)),
+        _ => {
+            v.parse::<f64>().ok().and_then(serde_json::Number::from_f64).map(Value::Number).unwrap_or_else(|| json!(v))
+        }
     }
 }
 
@@ -587,7 +603,12 @@ async fn wizard_page(state: &AppState, signed: &Signed, f: WizardForm, errors: E
         .await?
         .items
         .into_iter()
-        .map(|f| FilterOption { text: f.filter.to_text(), created: when(&f.created_at), updated: when(&f.updated_at), f })
+        .map(|f| FilterOption {
+            text: f.filter.to_text(),
+            created: when(&f.created_at),
+            updated: when(&f.updated_at),
+            f,
+        })
         .collect();
     let mut timezones: Vec<String> = jiff::tz::db().available().map(|n| n.to_string()).collect();
     timezones.sort();
@@ -691,7 +712,12 @@ pub async fn create(
 }
 
 /// "Estimated devices included": how many devices the filter step selects now.
-pub async fn estimate(State(state): State<AppState>, signed: Signed, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+pub async fn estimate(
+    State(state): State<AppState>,
+    signed: Signed,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     let fields = Fields::parse(&body);
     if let Err(e) = signed.check_csrf(&fields, &headers) {
         return e.into_response();
@@ -708,7 +734,12 @@ pub async fn estimate(State(state): State<AppState>, signed: Signed, headers: He
 }
 
 /// "Preview filter query results": a sample of the devices the filter selects.
-pub async fn preview(State(state): State<AppState>, signed: Signed, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+pub async fn preview(
+    State(state): State<AppState>,
+    signed: Signed,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     let fields = Fields::parse(&body);
     if let Err(e) = signed.check_csrf(&fields, &headers) {
         return e.into_response();

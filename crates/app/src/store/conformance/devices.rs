@@ -41,6 +41,15 @@ pub async fn devices_bulk_create_is_all_or_nothing(store: &dyn Store) {
     assert_eq!((d.created_at, d.last_seen_at), (t(7), None));
     let by_token = store.device_identity_by_token_hash(&many[42].token_hash).await.unwrap().unwrap();
     assert_eq!((by_token.tenant.as_str(), by_token.id.as_str()), ("acme", "dev-00042"));
+
+    // The fleet overview's figures: by product, installed firmware and connection status.
+    let summary = store.device_summary("acme").await.unwrap();
+    assert_eq!(summary.len(), 1, "{summary:?}");
+    let row = &summary[0];
+    assert_eq!((row.product.as_str(), row.connection_status.as_str(), row.count), ("thermo", "offline", 2501));
+    let fw: std::collections::BTreeMap<String, String> = serde_json::from_str(&row.firmware).unwrap();
+    assert_eq!(fw["host"], "1.0.0", "the firmware as stored, in JSON");
+    assert!(store.device_summary("globex").await.unwrap().is_empty(), "per tenant");
 }
 
 pub async fn device_update_list_and_delete(store: &dyn Store) {

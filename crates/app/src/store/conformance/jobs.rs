@@ -212,6 +212,16 @@ pub async fn jobs_engine(store: &dyn Store) {
         "this instant's releases count in its second, not in the ramp's total"
     );
     assert_eq!(store.pace_stats("acme", "j1", t(95)).await.unwrap().released_last_minute, 0, "a minute later");
+    // The job's timeline: releases (and finishes) by bucket from a start.
+    let timeline = store.execution_timeline("acme", "j1", t(20), jiff::SignedDuration::from_secs(4)).await.unwrap();
+    assert_eq!(
+        timeline,
+        [crate::store::TimelineRow { bucket: 2, state: None, count: 2 }],
+        "released at 30: (30 - 20) / 4"
+    );
+    assert!(
+        store.execution_timeline("acme", "j1", t(31), jiff::SignedDuration::from_secs(4)).await.unwrap().is_empty()
+    );
     // Additions are idempotent.
     let added = store
         .add_executions("acme", &j2, &tg(&[("d0", ExecutionState::Queued), ("d2", ExecutionState::Queued)]), t(31))
