@@ -1,6 +1,7 @@
 //! Helpers for the HTTP integration tests: a real server and a client for it.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod fleet;
 
 use reqwest::{Method, StatusCode};
