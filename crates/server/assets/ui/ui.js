@@ -64,8 +64,6 @@ if (wizard) {
     if (e.target.matches("[data-next]")) { e.preventDefault(); showStep(parseInt(wizard.getAttribute("data-current"), 10) + 1); }
     if (e.target.matches("[data-back]")) { e.preventDefault(); showStep(parseInt(wizard.getAttribute("data-current"), 10) - 1); }
   });
-  wizard.addEventListener("change", syncToggles);
-  syncToggles();
   wizard.addEventListener("input", estimateSoon);
   wizard.addEventListener("change", estimateSoon);
   const image = $("#firmware", wizard);
@@ -73,14 +71,17 @@ if (wizard) {
   showImage();
 }
 
-// Parts of the wizard shown only for one choice (a radio or select named by data-show-when="name=value").
+// Parts of a form shown only for one choice (a radio or select named by data-show-when="name=value").
 function syncToggles() {
-  $$("[data-show-when]", wizard).forEach((el) => {
+  $$("[data-show-when]").forEach((el) => {
     const [name, value] = el.getAttribute("data-show-when").split("=");
-    const chosen = $(`[name="${name}"]:checked`, wizard) || $(`select[name="${name}"]`, wizard);
+    const form = el.closest("form") || document;
+    const chosen = $(`[name="${name}"]:checked`, form) || $(`select[name="${name}"]`, form);
     el.hidden = !chosen || chosen.value !== value;
   });
 }
+document.addEventListener("change", syncToggles);
+syncToggles();
 
 // The chosen image's version and details.
 function showImage() {
@@ -144,7 +145,12 @@ if (upload) {
     const xhr = new XMLHttpRequest();
     xhr.open("POST", upload.action);
     xhr.upload.addEventListener("progress", (p) => { if (p.lengthComputable) bar.value = Math.round(100 * p.loaded / p.total); });
-    xhr.addEventListener("load", () => { document.open(); document.write(xhr.responseText); document.close(); history.replaceState(null, "", xhr.responseURL); });
+    xhr.addEventListener("load", () => {
+      if (xhr.status < 400) { window.location.assign(xhr.responseURL); return; }
+      const doc = new DOMParser().parseFromString(xhr.responseText, "text/html");
+      const main = doc.querySelector("main");
+      if (main) { document.querySelector("main").replaceWith(main); } else { bar.hidden = true; }
+    });
     xhr.send(new FormData(upload));
   });
 }
