@@ -1,6 +1,7 @@
 //! The fleet at a glance: devices by connection status and by firmware version
 //! per product. Counting a large fleet takes a scan, so each tenant's figures
-//! are kept for a few seconds and shared by every page that shows them.
+//! are kept and shared by every page that shows them, and counted again in the
+//! background once they are a few seconds old.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -25,22 +26,39 @@ pub struct FleetOverview {
     pub counted_at: Timestamp,
 }
 
-/// The last figures of each tenant.
+/// The last figures of each tenant, and the tenants being counted again.
 #[derive(Default)]
-pub struct OverviewCache(Mutex<HashMap<String, Arc<FleetOverview>>>);
+pub struct OverviewCache(Mutex<HashMap<String, Arc<FleetOverview>>>, Mutex<std::collections::HashSet<String>>);
 
 impl App {
-    /// The tenant's fleet at a glance (at most [`OVERVIEW_TTL`] old).
+    /// The tenant's fleet at a glance. Figures older than [`OVERVIEW_TTL`] are
+    /// shown while new ones are counted in the background, so that only the
+    /// first view of a tenant waits for the count.
     pub async fn fleet_overview(&self, actor: &Actor) -> Result<Arc<FleetOverview>> {
         actor.require(Access::Read)?;
-        let tenant = actor.tenant();
+        let tenant = actor.tenant().to_owned();
         let now = self.now();
-        if let Some(o) = self.overviews.0.lock().expect("not poisoned").get(tenant)
-            && now.duration_since(o.counted_at) < OVERVIEW_TTL
-            && o.counted_at <= now
-        {
-            return Ok(o.clone());
+        let cached = self.overviews.0.lock().expect("not poisoned").get(&tenant).cloned();
+        match cached {
+            Some(o) if o.counted_at <= now && now.duration_since(o.counted_at) < OVERVIEW_TTL => Ok(o),
+            Some(o) => {
+                if self.overviews.1.lock().expect("not poisoned").insert(tenant.clone()) {
+                    let app = self.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = app.count_fleet(&tenant).await {
+                            tracing::warn!(tenant = %tenant, error = %e.message, "fleet overview not counted");
+                        }
+                        app.overviews.1.lock().expect("not poisoned").remove(&tenant);
+                    });
+                }
+                Ok(o)
+            }
+            None => self.count_fleet(&tenant).await,
         }
+    }
+
+    async fn count_fleet(&self, tenant: &str) -> Result<Arc<FleetOverview>> {
+        let now = self.now();
         let rows = self.store.device_summary(tenant).await?;
         let mut o =
             FleetOverview { total: 0, by_status: BTreeMap::new(), by_version: BTreeMap::new(), counted_at: now };

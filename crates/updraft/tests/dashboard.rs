@@ -12,7 +12,13 @@ use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use serde_json::json;
 use updraft_app::users::NewUser;
 
-on_both_stores!(signing_in_and_out_with_csrf, a_viewer_changes_nothing, the_wizard_creates_a_job, a_job_page_is_live);
+on_both_stores!(
+    signing_in_and_out_with_csrf,
+    a_viewer_changes_nothing,
+    the_wizard_creates_a_job,
+    a_job_page_is_live,
+    groups_filters_users_and_keys
+);
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -342,4 +348,57 @@ async fn a_job_page_is_live(b: Backend) {
     assert!(next.contains("id=\"job-state\">paused<"), "{next}");
     let missing = web.get("/ui/jobs/nope/live").await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
+}
+
+async fn groups_filters_users_and_keys(b: Backend) {
+    let api = Api::start(b).await;
+    user(&api, "ada", "admin").await;
+    let mut web = Browser::new(&api);
+    web.sign_in("ada", PASSWORD).await;
+    let page = web.get("/ui/groups").await;
+    let csrf = csrf_of(&page.html);
+
+    let bad = web.post("/ui/groups", &[("csrf", &csrf), ("action", "create"), ("id", "bad id!"), ("name", "")]).await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad.html.contains("id=\"g-id-error\""), "{}", bad.html);
+    assert!(bad.html.contains("value=\"bad id!\""), "what was typed is kept");
+    let made =
+        web.post("/ui/groups", &[("csrf", &csrf), ("action", "create"), ("id", "pilot"), ("name", "Pilot")]).await;
+    assert_eq!(made.location.as_deref(), Some("/ui/groups?flash=group_created"));
+    assert_eq!(api.get("/api/v1/groups/pilot").await.ok()["name"], "Pilot");
+    web.post("/ui/groups", &[("csrf", &csrf), ("action", "delete"), ("id", "pilot")]).await;
+    api.get("/api/v1/groups/pilot").await.expect(404, Some("not_found"));
+
+    let bad = web.post("/ui/filters", &[("csrf", &csrf), ("name", "EU"), ("query", "prop.region ==")]).await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad.html.contains("id=\"f-query-error\""), "{}", bad.html);
+    let saved = web.post("/ui/filters", &[("csrf", &csrf), ("name", "EU"), ("query", "prop.region == \"eu\"")]).await;
+    assert_eq!(saved.location.as_deref(), Some("/ui/filters?flash=filter_created"));
+    let filters = api.get("/api/v1/filters").await.ok()["items"].clone();
+    assert_eq!(filters[0]["name"], "EU");
+
+    let short = web
+        .post(
+            "/ui/access",
+            &[("csrf", &csrf), ("action", "add_user"), ("name", "bob"), ("role", "viewer"), ("password", "short")],
+        )
+        .await;
+    assert_eq!(short.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(short.html.contains("12 to 256 characters"), "{}", short.html);
+    let added = web
+        .post(
+            "/ui/access",
+            &[("csrf", &csrf), ("action", "add_user"), ("name", "bob"), ("role", "viewer"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(added.location.as_deref(), Some("/ui/access?flash=access_changed"));
+    let mut bob = Browser::new(&api);
+    assert_eq!(bob.sign_in("bob", PASSWORD).await.status, StatusCode::SEE_OTHER, "the new user signs in");
+    let issued = web
+        .post("/ui/access", &[("csrf", &csrf), ("action", "create_key"), ("key_name", "ci"), ("key_role", "operator")])
+        .await;
+    let token =
+        issued.html.split("id=\"issued-token\">").nth(1).expect("the token is shown once").split('<').next().unwrap();
+    assert!(token.starts_with("upd_k_"));
+    api.as_key(token).get("/api/v1/jobs").await.ok();
 }

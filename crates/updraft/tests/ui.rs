@@ -243,6 +243,18 @@ async fn an_operator_runs_a_continuous_job_from_the_dashboard() -> Result<()> {
     assert_eq!(described.as_deref(), Some("start_date-error"), "the field names its error");
     web.assert_no_critical_axe("wizard with an error").await;
 
+    // An upload, with its progress bar.
+    web.goto(&format!("{base}/ui/firmware")).await?;
+    web.fill("Version", "2.1.0").await?;
+    let file = dir.path().join("thermo-2.1.0.bin");
+    std::fs::write(&file, vec![9u8; 200_000])?;
+    web.find_by_label("Image file").await?.send_keys(&file.display().to_string()).await?;
+    web.click_button("Upload").await?;
+    web.wait_for_text("The firmware was uploaded.").await?;
+    let files = text_of(&web, "table[aria-label=Files]").await?;
+    assert!(files.contains("thermo-2.1.0.bin") && files.contains("200000"), "{files}");
+    web.assert_no_critical_axe("an uploaded image").await;
+
     // The other pages.
     let device = format!("{base}/ui/devices/sim-00000");
     for (page, name) in [

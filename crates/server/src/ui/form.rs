@@ -25,6 +25,11 @@ impl Fields {
         self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect()
     }
 
+    /// The first value of `name`, or nothing (what a form shows again).
+    pub fn value(&self, name: &str) -> &str {
+        self.get(name).unwrap_or("")
+    }
+
     pub fn checked(&self, name: &str) -> bool {
         self.get(name).is_some_and(|v| v != "false" && v != "0")
     }

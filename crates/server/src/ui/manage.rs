@@ -10,8 +10,10 @@ use serde::Deserialize;
 use updraft_app::{SavedFilter, sortable};
 use updraft_core::{ApiKey, Firmware, Group, Product, User};
 
+use super::form::Fields;
 use super::session::{Ctx, Signed};
 use super::view::{FlashQuery, ListQuery, Pager, count, enc, when};
+use super::wizard::Errors;
 use super::{UiError, UiResult, render};
 use crate::state::AppState;
 
@@ -115,13 +117,65 @@ struct GroupsPage {
     rows: Vec<Group>,
     pager: Pager,
     q: String,
+    form: Fields,
+    errors: Errors,
 }
 
-pub async fn groups(State(state): State<AppState>, signed: Signed, Query(q): Query<ListQuery>) -> UiResult<Response> {
+async fn groups_page(
+    state: &AppState,
+    signed: &Signed,
+    q: &ListQuery,
+    form: Fields,
+    errors: Errors,
+) -> UiResult<GroupsPage> {
     let req = q.request(sortable::GROUPS, "name")?;
     let mut rows = state.app.list_groups(&signed.actor, &req).await?.items;
-    let pager = Pager::cut(&mut rows, &q, "/ui/groups", &[("q", q.search())]);
-    Ok(render(&GroupsPage { ctx: signed.ctx("groups"), rows, pager, q: q.search() }))
+    let pager = Pager::cut(&mut rows, q, "/ui/groups", &[("q", q.search())]);
+    Ok(GroupsPage { ctx: signed.ctx("groups"), rows, pager, q: q.search(), form, errors })
+}
+
+pub async fn groups(
+    State(state): State<AppState>,
+    signed: Signed,
+    Query(q): Query<ListQuery>,
+    Query(flash): Query<FlashQuery>,
+) -> UiResult<Response> {
+    let mut page = groups_page(&state, &signed, &q, Fields::default(), Errors::default()).await?;
+    page.ctx = page.ctx.flash(&flash);
+    Ok(render(&page))
+}
+
+/// Creates a group (`action=create`) or deletes one (`action=delete`).
+pub async fn change_groups(
+    State(state): State<AppState>,
+    signed: Signed,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> UiResult<Response> {
+    let form = Fields::parse(&body);
+    signed.check_csrf(&form, &headers)?;
+    let result = match form.get("action") {
+        Some("delete") => state.app.delete_group(&signed.actor, form.get("id").unwrap_or("")).await.map(|_| "deleted"),
+        _ => {
+            let new = updraft_app::groups::NewGroup {
+                id: form.text("id"),
+                name: form.text("name").unwrap_or_default(),
+                description: form.text("description"),
+                product: form.text("product"),
+            };
+            state.app.create_group(&signed.actor, new).await.map(|_| "created")
+        }
+    };
+    match result {
+        Ok(done) => Ok(Redirect::to(&format!("/ui/groups?flash=group_{done}")).into_response()),
+        Err(e) if e.code.kind() == updraft_app::Kind::BadRequest || e.code.kind() == updraft_app::Kind::Conflict => {
+            let errors = Errors::from_error(&e);
+            let mut r = render(&groups_page(&state, &signed, &ListQuery::default(), form, errors).await?);
+            *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+            Ok(r)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[derive(Template)]
@@ -131,14 +185,71 @@ struct FiltersPage {
     rows: Vec<(SavedFilter, String)>,
     pager: Pager,
     q: String,
+    form: Fields,
+    errors: Errors,
 }
 
-pub async fn filters(State(state): State<AppState>, signed: Signed, Query(q): Query<ListQuery>) -> UiResult<Response> {
+async fn filters_page(
+    state: &AppState,
+    signed: &Signed,
+    q: &ListQuery,
+    form: Fields,
+    errors: Errors,
+) -> UiResult<FiltersPage> {
     let req = q.request(sortable::SAVED_FILTERS, "name")?;
     let mut items = state.app.list_saved_filters(&signed.actor, &req).await?.items;
-    let pager = Pager::cut(&mut items, &q, "/ui/filters", &[("q", q.search())]);
+    let pager = Pager::cut(&mut items, q, "/ui/filters", &[("q", q.search())]);
     let rows = items.into_iter().map(|f| (f.filter.to_text(), f)).map(|(t, f)| (f, t)).collect();
-    Ok(render(&FiltersPage { ctx: signed.ctx("filters"), rows, pager, q: q.search() }))
+    Ok(FiltersPage { ctx: signed.ctx("filters"), rows, pager, q: q.search(), form, errors })
+}
+
+pub async fn filters(
+    State(state): State<AppState>,
+    signed: Signed,
+    Query(q): Query<ListQuery>,
+    Query(flash): Query<FlashQuery>,
+) -> UiResult<Response> {
+    let mut page = filters_page(&state, &signed, &q, Fields::default(), Errors::default()).await?;
+    page.ctx = page.ctx.flash(&flash);
+    Ok(render(&page))
+}
+
+/// Saves a filter given in the filter language (`action=create`) or deletes one.
+pub async fn change_filters(
+    State(state): State<AppState>,
+    signed: Signed,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> UiResult<Response> {
+    let form = Fields::parse(&body);
+    signed.check_csrf(&form, &headers)?;
+    let result = match form.get("action") {
+        Some("delete") => {
+            state.app.delete_saved_filter(&signed.actor, form.get("id").unwrap_or("")).await.map(|_| "deleted")
+        }
+        _ => match updraft_core::filter::Filter::parse(form.get("query").unwrap_or("")) {
+            Err(e) => Err(updraft_app::Error::invalid(vec![e.to_field_error("query")])),
+            Ok(filter) => {
+                let new = updraft_app::filters::NewSavedFilter {
+                    id: None,
+                    name: form.text("name").unwrap_or_default(),
+                    description: form.text("description"),
+                    filter,
+                };
+                state.app.create_saved_filter(&signed.actor, new).await.map(|_| "created")
+            }
+        },
+    };
+    match result {
+        Ok(done) => Ok(Redirect::to(&format!("/ui/filters?flash=filter_{done}")).into_response()),
+        Err(e) if e.code.kind() == updraft_app::Kind::BadRequest || e.code.kind() == updraft_app::Kind::Conflict => {
+            let errors = Errors::from_error(&e);
+            let mut r = render(&filters_page(&state, &signed, &ListQuery::default(), form, errors).await?);
+            *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+            Ok(r)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[derive(Template)]
@@ -147,11 +258,75 @@ struct AccessPage {
     ctx: Ctx,
     keys: Vec<ApiKey>,
     users: Vec<User>,
+    form: Fields,
+    errors: Errors,
+    /// A key just issued: its token, shown this once.
+    issued: Option<(String, String)>,
+}
+
+async fn access_page(state: &AppState, signed: &Signed, form: Fields, errors: Errors) -> UiResult<AccessPage> {
+    let keys = state.app.list_keys(&signed.actor).await?;
+    let users = state.app.list_users(&signed.actor).await.map_err(UiError)?;
+    Ok(AccessPage { ctx: signed.ctx("access"), keys, users, form, errors, issued: None })
 }
 
 /// API keys and users: an administrator's page (others are refused, as the API refuses them).
-pub async fn access(State(state): State<AppState>, signed: Signed) -> UiResult<Response> {
-    let keys = state.app.list_keys(&signed.actor).await?;
-    let users = state.app.list_users(&signed.actor).await.map_err(UiError)?;
-    Ok(render(&AccessPage { ctx: signed.ctx("access"), keys, users }))
+pub async fn access(
+    State(state): State<AppState>,
+    signed: Signed,
+    Query(flash): Query<FlashQuery>,
+) -> UiResult<Response> {
+    let mut page = access_page(&state, &signed, Fields::default(), Errors::default()).await?;
+    page.ctx = page.ctx.flash(&flash);
+    Ok(render(&page))
+}
+
+/// Adds or deletes a user, issues or deletes an API key (`action`).
+pub async fn change_access(
+    State(state): State<AppState>,
+    signed: Signed,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> UiResult<Response> {
+    let form = Fields::parse(&body);
+    signed.check_csrf(&form, &headers)?;
+    let app = &state.app;
+    let id = form.get("id").unwrap_or("");
+    let result = match form.get("action").unwrap_or("") {
+        "add_user" => {
+            let new = updraft_app::users::NewUser {
+                name: form.text("name").unwrap_or_default(),
+                role: form.text("role").unwrap_or_default(),
+                password: form.get("password").unwrap_or("").to_owned(),
+                tenant: None,
+            };
+            app.add_user(&signed.actor, new).await.map(|_| None)
+        }
+        "delete_user" => app.delete_user(&signed.actor, id).await.map(|_| None),
+        "create_key" => {
+            let new = updraft_app::keys::NewKey {
+                role: form.text("key_role").unwrap_or_default(),
+                name: form.text("key_name"),
+                expires_at: None,
+            };
+            app.create_key(&signed.actor, new).await.map(|k| Some((k.key.id, k.token)))
+        }
+        "delete_key" => app.delete_key(&signed.actor, id).await.map(|_| None),
+        other => Err(updraft_app::Error::field("action", format!("unknown action `{other}`"))),
+    };
+    match result {
+        Ok(None) => Ok(Redirect::to("/ui/access?flash=access_changed").into_response()),
+        Ok(Some(issued)) => {
+            let mut page = access_page(&state, &signed, Fields::default(), Errors::default()).await?;
+            page.issued = Some(issued);
+            Ok(render(&page))
+        }
+        Err(e) if e.code.kind() == updraft_app::Kind::BadRequest || e.code.kind() == updraft_app::Kind::Conflict => {
+            let errors = Errors::from_error(&e);
+            let mut r = render(&access_page(&state, &signed, form, errors).await?);
+            *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+            Ok(r)
+        }
+        Err(e) => Err(e.into()),
+    }
 }

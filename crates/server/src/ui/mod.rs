@@ -52,9 +52,9 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/devices/{id}", get(devices::page))
         .route("/ui/firmware", get(manage::firmware).post(manage::upload).layer(crate::api::firmware::body_limit()))
         .route("/ui/firmware/{id}", get(manage::firmware_page))
-        .route("/ui/groups", get(manage::groups))
-        .route("/ui/filters", get(manage::filters))
-        .route("/ui/access", get(manage::access))
+        .route("/ui/groups", get(manage::groups).post(manage::change_groups))
+        .route("/ui/filters", get(manage::filters).post(manage::change_filters))
+        .route("/ui/access", get(manage::access).post(manage::change_access))
 }
 
 async fn css() -> Response {

@@ -108,6 +108,11 @@ impl FlashQuery {
             "next_phase" => &["The next phase is open."],
             "retried" => &["The failed executions were queued again."],
             "uploaded" => &["The firmware was uploaded."],
+            "group_created" => &["The group was created."],
+            "group_deleted" => &["The group was deleted."],
+            "filter_created" => &["The filter was saved."],
+            "filter_deleted" => &["The filter was deleted."],
+            "access_changed" => &["Done."],
             _ => &[],
         };
         texts.iter().map(|t| t.to_string()).collect()
