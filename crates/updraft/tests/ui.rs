@@ -145,6 +145,8 @@ async fn an_operator_runs_a_continuous_job_from_the_dashboard() -> Result<()> {
 
     let shots = Shots::new();
     let web = Browser::start().await?;
+    // Tall enough that a screenshot shows a whole wizard step and the live page's chart.
+    web.client().set_window_size(1280, 1700).await?;
     web.goto(&format!("{base}/ui")).await?;
     web.wait_for_text("Sign in to updraft").await?;
     web.assert_no_critical_axe("sign-in").await;
