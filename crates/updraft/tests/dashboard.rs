@@ -17,7 +17,8 @@ on_both_stores!(
     a_viewer_changes_nothing,
     the_wizard_creates_a_job,
     a_job_page_is_live,
-    groups_filters_users_and_keys
+    groups_filters_users_and_keys,
+    phases_force_cancel_and_an_abort_on_a_job_page
 );
 
 const PASSWORD: &str = "correct horse battery";
@@ -401,4 +402,62 @@ async fn groups_filters_users_and_keys(b: Backend) {
         issued.html.split("id=\"issued-token\">").nth(1).expect("the token is shown once").split('<').next().unwrap();
     assert!(token.starts_with("upd_k_"));
     api.as_key(token).get("/api/v1/jobs").await.ok();
+}
+
+async fn phases_force_cancel_and_an_abort_on_a_job_page(b: Backend) {
+    let api = Api::start(b).await;
+    let (fw, _) = device_with_work(&api).await;
+    for i in 1..4 {
+        api.post("/api/v1/devices", json!({"id": format!("dev-{i}"), "product": "thermo"})).await.expect(201, None);
+    }
+    api.post("/api/v1/jobs/rollout/cancel", json!({"force": true})).await.ok();
+    let phased = json!({"id": "m", "firmware": fw, "all": true, "phases": [
+        {"name": "canary", "devices": 1, "gate": {"manual": true}}, {"name": "everyone"}]});
+    api.post("/api/v1/jobs", phased).await.expect(201, None);
+    api.server.tick_scheduler().await;
+    user(&api, "ann", "operator").await;
+    let mut web = Browser::new(&api);
+    web.sign_in("ann", PASSWORD).await;
+    let page = web.get("/ui/jobs/m").await;
+    assert!(page.html.contains("<h2>Phase 1 of 2: canary</h2>"), "{}", page.html);
+    assert!(page.html.contains("The gate waits for: an operator"), "{}", page.html);
+    assert!(page.html.contains("Approve next phase"));
+    assert!(page.html.contains("in phase 1; phase 0 is open and its gate waits for an operator"), "why a queued one waits");
+    let csrf = csrf_of(&page.html);
+    let next = web.post("/ui/jobs/m/next-phase", &[("csrf", &csrf)]).await;
+    assert_eq!(next.location.as_deref(), Some("/ui/jobs/m?flash=next_phase"));
+    let page = web.get("/ui/jobs/m?flash=next_phase").await;
+    assert!(page.html.contains("The next phase is open.") && page.html.contains("Phase 2 of 2: everyone"));
+    assert!(!page.html.contains("Approve next phase"), "no phase after the last");
+
+    let forced = web.post("/ui/jobs/m/force-cancel", &[("csrf", &csrf)]).await;
+    assert_eq!(forced.location.as_deref(), Some("/ui/jobs/m?flash=force_canceled"));
+    let job = api.get("/api/v1/jobs/m").await.ok().clone();
+    assert_eq!(job["state"], "canceled");
+    assert_eq!(job["counts"]["notified"].as_u64().unwrap_or(0), 0, "in-progress executions ended at once");
+
+    // An aborted job says why.
+    let abort = json!({"id": "a", "firmware": fw, "devices": ["dev-1", "dev-2"],
+        "abort": [{"failure": "failed", "threshold_percent": 50.0, "min_executed": 1}]});
+    api.post("/api/v1/jobs", abort).await.expect(201, None);
+    api.server.tick_scheduler().await;
+    let dev = api.post("/api/v1/devices/dev-1/token", json!({})).await.ok()["token"].as_str().unwrap().to_owned();
+    let base = format!("{}/default/controller/v1/dev-1", api.server.url(""));
+    let http = reqwest::Client::new();
+    let poll: serde_json::Value =
+        http.get(&base).header("authorization", format!("TargetToken {dev}")).send().await.unwrap().json().await.unwrap();
+    let href = poll["_links"]["deploymentBase"]["href"].as_str().unwrap();
+    let action = href.rsplit('/').next().unwrap().split('?').next().unwrap();
+    let feedback = json!({"id": action, "status": {"execution": "closed", "result": {"finished": "failure"}}});
+    http.post(format!("{base}/deploymentBase/{action}/feedback"))
+        .header("authorization", format!("TargetToken {dev}"))
+        .json(&feedback)
+        .send()
+        .await
+        .unwrap();
+    api.server.tick_scheduler().await;
+    assert_eq!(api.get("/api/v1/jobs/a").await.ok()["state"], "aborted");
+    let page = web.get("/ui/jobs/a").await;
+    assert!(page.html.contains("Aborted: Failed executions reached 50 % of those finished"), "{}", page.html);
+    assert!(page.html.contains("Retry the failed"), "an aborted job can retry its failed");
 }
