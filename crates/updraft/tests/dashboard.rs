@@ -140,6 +140,9 @@ async fn signing_in_and_out_with_csrf(b: Backend) {
         assert!(p.html.contains("ann <span class=\"role\">(operator, default)</span>"), "{path}");
         assert!(p.html.contains("<html lang=\"en\">"), "{path}");
     }
+    let nowhere = web.get("/ui/nowhere/at/all").await;
+    assert_eq!(nowhere.status, StatusCode::NOT_FOUND);
+    assert!(nowhere.html.contains("There is no such page."), "an HTML page: {}", nowhere.html);
     let admin_only = web.get("/ui/access").await;
     assert_eq!(admin_only.status, StatusCode::FORBIDDEN, "keys and users are an administrator's");
 
@@ -344,7 +347,7 @@ async fn a_job_page_is_live(b: Backend) {
     api.post("/api/v1/jobs/rollout/pause", json!({})).await.ok();
     let mut next = String::new();
     while !next.contains("\n\n") {
-        next.push_str(&String::from_utf8(stream.chunk().await.unwrap().unwrap().to_vec()).unwrap());
+        next.push_str(std::str::from_utf8(&stream.chunk().await.unwrap().unwrap()).unwrap());
     }
     assert!(next.contains("id=\"job-state\">paused<"), "{next}");
     let missing = web.get("/ui/jobs/nope/live").await;
@@ -422,7 +425,10 @@ async fn phases_force_cancel_and_an_abort_on_a_job_page(b: Backend) {
     assert!(page.html.contains("<h2>Phase 1 of 2: canary</h2>"), "{}", page.html);
     assert!(page.html.contains("The gate waits for: an operator"), "{}", page.html);
     assert!(page.html.contains("Approve next phase"));
-    assert!(page.html.contains("in phase 1; phase 0 is open and its gate waits for an operator"), "why a queued one waits");
+    assert!(
+        page.html.contains("in phase 1; phase 0 is open and its gate waits for an operator"),
+        "why a queued one waits"
+    );
     let csrf = csrf_of(&page.html);
     let next = web.post("/ui/jobs/m/next-phase", &[("csrf", &csrf)]).await;
     assert_eq!(next.location.as_deref(), Some("/ui/jobs/m?flash=next_phase"));
@@ -444,8 +450,15 @@ async fn phases_force_cancel_and_an_abort_on_a_job_page(b: Backend) {
     let dev = api.post("/api/v1/devices/dev-1/token", json!({})).await.ok()["token"].as_str().unwrap().to_owned();
     let base = format!("{}/default/controller/v1/dev-1", api.server.url(""));
     let http = reqwest::Client::new();
-    let poll: serde_json::Value =
-        http.get(&base).header("authorization", format!("TargetToken {dev}")).send().await.unwrap().json().await.unwrap();
+    let poll: serde_json::Value = http
+        .get(&base)
+        .header("authorization", format!("TargetToken {dev}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let href = poll["_links"]["deploymentBase"]["href"].as_str().unwrap();
     let action = href.rsplit('/').next().unwrap().split('?').next().unwrap();
     let feedback = json!({"id": action, "status": {"execution": "closed", "result": {"finished": "failure"}}});

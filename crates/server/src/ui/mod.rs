@@ -55,6 +55,12 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/groups", get(manage::groups).post(manage::change_groups))
         .route("/ui/filters", get(manage::filters).post(manage::change_filters))
         .route("/ui/access", get(manage::access).post(manage::change_access))
+        .route("/ui/{*rest}", get(not_found))
+}
+
+/// Any other path under `/ui`: the error page, as HTML.
+async fn not_found() -> UiError {
+    UiError(updraft_app::Error::new(updraft_app::ErrorCode::NotFound, "There is no such page."))
 }
 
 async fn css() -> Response {
