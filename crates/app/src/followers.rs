@@ -39,14 +39,17 @@ const SETTLE_WAIT: Duration = Duration::from_secs(5);
 pub enum Follower {
     /// Adds changed devices to the live continuous jobs they start to match.
     ContinuousJobs,
+    /// Keeps management changes and security events in the audit log.
+    Audit,
 }
 
 impl Follower {
-    pub const ALL: &[Follower] = &[Follower::ContinuousJobs];
+    pub const ALL: &[Follower] = &[Follower::ContinuousJobs, Follower::Audit];
 
     pub fn name(self) -> &'static str {
         match self {
             Follower::ContinuousJobs => "continuous_jobs",
+            Follower::Audit => "audit",
         }
     }
 
@@ -55,6 +58,7 @@ impl Follower {
         let work = async {
             match self {
                 Follower::ContinuousJobs => crate::targeting::devices_changed(state, events).await,
+                Follower::Audit => crate::audit::record(state, events).await,
             }
         };
         crate::store::acting(Some(format!("system:{}", self.name())), work).await

@@ -9,6 +9,7 @@
 
 pub mod access;
 pub mod actor;
+pub mod audit;
 pub mod devices;
 pub mod error;
 pub mod executions;
@@ -88,6 +89,8 @@ pub struct Config {
     pub idempotency_ttl_secs: u64,
     /// How long a dashboard session lasts, in hours (1 to 720).
     pub session_hours: u64,
+    /// How long the audit log keeps an entry, in days.
+    pub audit_retention_days: u64,
 }
 
 impl Default for Config {
@@ -103,6 +106,7 @@ impl Default for Config {
             ddi_default_product: None,
             idempotency_ttl_secs: 86_400,
             session_hours: 12,
+            audit_retention_days: 365,
         }
     }
 }

@@ -18,7 +18,7 @@ pub enum Worker {
     Presence,
     /// Moves jobs: schedules, timeouts, aborts, retries, continuous jobs, releases.
     Scheduler,
-    /// Prunes the event stream past its retention, and expired sessions.
+    /// Prunes the event stream and the audit log past their retention, and expired sessions.
     Events,
 }
 
@@ -67,6 +67,11 @@ impl Worker {
                 let pruned = state.store.prune_events(now - keep).await?;
                 if pruned > 0 {
                     tracing::info!(pruned, "events pruned");
+                }
+                let audit_keep = SignedDuration::from_hours(24 * state.config.audit_retention_days.max(1) as i64);
+                let pruned = state.store.prune_audit(now - audit_keep).await?;
+                if pruned > 0 {
+                    tracing::info!(pruned, "audit entries pruned");
                 }
             }
         }

@@ -10,17 +10,17 @@ use serde_json::{Value, json};
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use crate::api::{devices, filters, firmware, gateway_tokens, groups, jobs, keys, products, tenants, users};
+use crate::api::{audit, devices, filters, firmware, gateway_tokens, groups, jobs, keys, products, tenants, users};
 use crate::error::{ErrorCode, HttpStatus};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "updraft management API", description = "Products, firmware, devices, device filters, groups, jobs, tenants, API keys and gateway tokens. The device API (hawkBit DDI) lives under `/{tenant}/controller/v1/{controllerId}`. \
+    info(title = "updraft management API", description = "Products, firmware, devices, device filters, groups, jobs, tenants, API keys, users, gateway tokens and the audit log. The device API (hawkBit DDI) lives under `/{tenant}/controller/v1/{controllerId}`. \
         Every call needs `Authorization: Bearer <api key>`. Errors are `{\"error\": {\"code\", \"message\", \"details\"}}` \
         with a code from the table in `x-error-codes`."),
     paths(
         tenants::create, tenants::list, tenants::create_key, keys::create, keys::list, keys::update, keys::delete,
-        users::create, users::list, users::delete, users::set_password,
+        users::create, users::list, users::delete, users::set_password, audit::list,
         products::create, products::list, products::get, products::update, products::delete,
         firmware::upload, firmware::list, firmware::get, firmware::delete, firmware::download,
         devices::create, devices::import, devices::list, devices::search, devices::get, devices::update, devices::delete, devices::reissue_token,
@@ -30,7 +30,7 @@ use crate::error::{ErrorCode, HttpStatus};
         jobs::create, jobs::list, jobs::get, jobs::start, jobs::pause, jobs::resume, jobs::cancel, jobs::next_phase, jobs::retry_failed,
         jobs::set_schedule, jobs::estimate, jobs::executions, jobs::device_executions, jobs::consent,
     ),
-    tags((name = "tenants"), (name = "keys"), (name = "users"), (name = "products"), (name = "firmware"), (name = "devices"), (name = "filters"), (name = "groups"), (name = "jobs")),
+    tags((name = "tenants"), (name = "keys"), (name = "users"), (name = "audit"), (name = "products"), (name = "firmware"), (name = "devices"), (name = "filters"), (name = "groups"), (name = "jobs")),
     security(("api_key" = []))
 )]
 struct Doc;

@@ -78,6 +78,8 @@ pub struct Settings {
     /// Mark the dashboard's cookies `Secure` (sent over HTTPS only). They are
     /// also when `public_url` is `https://…` or a proxy says `X-Forwarded-Proto: https`.
     pub ui_secure_cookies: bool,
+    /// How long the audit log keeps an entry, in days.
+    pub audit_retention_days: u64,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -118,6 +120,7 @@ impl Default for Settings {
             idempotency_ttl_secs: 86_400,
             session_hours: 12,
             ui_secure_cookies: false,
+            audit_retention_days: 365,
         }
     }
 }
@@ -136,6 +139,7 @@ impl Settings {
             ddi_default_product: self.ddi_default_product.clone(),
             idempotency_ttl_secs: self.idempotency_ttl_secs,
             session_hours: self.session_hours,
+            audit_retention_days: self.audit_retention_days,
         }
     }
 

@@ -2,11 +2,11 @@
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use sqlx::AssertSqlSafe;
 use sqlx::types::Json;
-use updraft_app::store::{Change, Event, EventCursor, EventFeed, EventStore, StoreResult};
+use sqlx::{AssertSqlSafe, QueryBuilder};
+use updraft_app::store::{AuditQuery, Change, Event, EventCursor, EventFeed, EventStore, StoreResult};
 
-use crate::query::{QueryExt, query};
+use crate::query::{BuilderExt, QueryExt, query};
 use crate::{SqlBackend, SqlStore, db_err, ts, us};
 
 #[async_trait]
@@ -122,6 +122,73 @@ impl<B: SqlBackend> EventStore for SqlStore<B> {
 
     async fn prune_events(&self, before: Timestamp) -> StoreResult<u64> {
         let r = query::<B>("DELETE FROM events WHERE at < $1").arg(us(before)).run(&self.pool).await.map_err(db_err)?;
+        Ok(B::rows_affected(&r))
+    }
+
+    async fn record_audit(&self, events: &[Event]) -> StoreResult<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin_write().await?;
+        for e in events {
+            query::<B>(
+                "INSERT INTO audit (seq, tenant, at, actor, kind, subject, payload) VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (seq) DO NOTHING",
+            )
+            .arg(e.cursor.seq)
+            .arg(e.tenant.as_str())
+            .arg(us(e.at))
+            .arg(e.actor.clone())
+            .arg(e.change.kind())
+            .arg(e.change.subject())
+            .arg(Json(&e.change))
+            .run(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn list_audit(&self, tenant: &str, q: &AuditQuery) -> StoreResult<Vec<Event>> {
+        let mut b = QueryBuilder::<B::Db>::new(
+            "SELECT seq, CAST(0 AS BIGINT), tenant, at, actor, payload FROM audit WHERE tenant = ",
+        );
+        b.push_arg(tenant.to_owned());
+        if let Some(actor) = &q.actor {
+            b.push(" AND actor = ").push_arg(actor.clone());
+        }
+        if let Some(subject) = &q.subject {
+            b.push(" AND subject = ").push_arg(subject.clone());
+        }
+        match q.kind.as_deref() {
+            Some(prefix) if prefix.ends_with('.') => {
+                let escaped = prefix.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+                b.push(" AND kind LIKE ").push_arg(format!("{escaped}%")).push(" ESCAPE '\\'");
+            }
+            Some(kind) => {
+                b.push(" AND kind = ").push_arg(kind.to_owned());
+            }
+            None => {}
+        }
+        if let Some(since) = q.since {
+            b.push(" AND at >= ").push_arg(us(since));
+        }
+        if let Some(until) = q.until {
+            b.push(" AND at < ").push_arg(us(until));
+        }
+        b.push(" ORDER BY at DESC, seq DESC LIMIT ").push_arg(i64::from(q.limit));
+        b.push(" OFFSET ").push_arg(q.offset.min(i64::MAX as u64) as i64);
+        let rows: Vec<(i64, i64, String, i64, Option<String>, Json<Change>)> =
+            b.build().rows(&self.pool).await.map_err(db_err)?;
+        rows.into_iter()
+            .map(|(seq, tx, tenant, at, actor, change)| {
+                Ok(Event { cursor: EventCursor { tx, seq }, tenant, at: ts(at)?, actor, change: change.0 })
+            })
+            .collect()
+    }
+
+    async fn prune_audit(&self, before: Timestamp) -> StoreResult<u64> {
+        let r = query::<B>("DELETE FROM audit WHERE at < $1").arg(us(before)).run(&self.pool).await.map_err(db_err)?;
         Ok(B::rows_affected(&r))
     }
 }

@@ -45,7 +45,7 @@ macro_rules! store_conformance_suite {
             engine: leases_share_the_live_jobs_between_replicas, first_contact_activates_and_initializes,
                 online_devices_never_seen_go_offline;
             events: events_are_written_with_their_change_and_rolled_back_with_it,
-                followers_keep_their_place_under_a_lease);
+                followers_keep_their_place_under_a_lease, the_audit_log_keeps_events_once);
     };
     (@cases $make:expr; $($module:ident: $($case:ident),+);+) => {
         $(

@@ -300,4 +300,26 @@ pub trait EventStore: Send + Sync {
     async fn release_followers(&self, owner: &str) -> StoreResult<()>;
     /// Deletes the events recorded before `before`; returns how many.
     async fn prune_events(&self, before: Timestamp) -> StoreResult<u64>;
+
+    /// Records `events` in the audit log, each once (by its `seq`).
+    async fn record_audit(&self, events: &[Event]) -> StoreResult<()>;
+    /// The tenant's audit log, newest first, narrowed by `query`.
+    async fn list_audit(&self, tenant: &str, query: &AuditQuery) -> StoreResult<Vec<Event>>;
+    /// Deletes the audit entries recorded before `before`; returns how many.
+    async fn prune_audit(&self, before: Timestamp) -> StoreResult<u64>;
+}
+
+/// Which audit entries to read: all conditions hold; a page of `limit` after skipping `offset`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    /// Exactly this actor (`key:<id>`, `user:<id>`, `system:<worker>`…).
+    pub actor: Option<String>,
+    /// Exactly this subject (a job's, device's, key's id…).
+    pub subject: Option<String>,
+    /// Exactly this kind (`job.changed`…), or every kind under a prefix ending in `.` (`key.`).
+    pub kind: Option<String>,
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+    pub limit: u32,
+    pub offset: u64,
 }

@@ -5,6 +5,7 @@
 //! case of `updraft_app` with the caller's actor (which checks the role and
 //! validates), and convert its answer back.
 
+pub mod audit;
 pub mod devices;
 pub mod filters;
 pub mod firmware;
@@ -35,6 +36,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/tenants", get(tenants::list).post(tenants::create))
         .route("/api/v1/keys", get(keys::list).post(keys::create))
         .route("/api/v1/keys/{id}", axum::routing::delete(keys::delete).patch(keys::update))
+        .route("/api/v1/audit", get(audit::list))
         .route("/api/v1/users", get(users::list).post(users::create))
         .route("/api/v1/users/{id}", axum::routing::delete(users::delete))
         .route("/api/v1/users/{id}/password", put(users::set_password))

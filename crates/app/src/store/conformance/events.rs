@@ -131,3 +131,53 @@ pub async fn followers_keep_their_place_under_a_lease(store: &dyn Store) {
     assert_eq!(after.len(), 1, "the stream goes on after a prune");
     assert!(after[0].cursor > next[0].cursor);
 }
+
+/// The audit log keeps events once (by their place in the stream), reads a
+/// tenant's newest first narrowed by actor, subject, kind (or a kind's prefix)
+/// and time, and forgets what is older than its retention.
+pub async fn the_audit_log_keeps_events_once(store: &dyn Store) {
+    use crate::store::AuditQuery;
+    let event = |seq: i64, tenant: &str, at: i64, actor: &str, change: Change| Event {
+        cursor: EventCursor { tx: 0, seq },
+        tenant: tenant.into(),
+        at: t(at),
+        actor: Some(actor.into()),
+        change,
+    };
+    let batch = vec![
+        event(1, "acme", 10, "key:k1", Change::KeyCreated { key: "k2".into() }),
+        event(2, "acme", 20, "user:u1", Change::JobCreated { job: "j1".into() }),
+        event(3, "acme", 30, "system:scheduler", Change::JobChanged { job: "j1".into() }),
+        event(4, "globex", 40, "key:g1", Change::JobCreated { job: "j9".into() }),
+        event(5, "acme", 50, "key:k1", Change::KeyChanged { key: "k2".into(), deleted: true }),
+        event(6, "acme", 60, "key:k1", Change::GatewayTokenCreated { token: "gt1".into() }),
+    ];
+    store.record_audit(&batch).await.unwrap();
+    store.record_audit(&batch[..2]).await.unwrap();
+    store.record_audit(&[]).await.unwrap();
+    let all = |q: AuditQuery| async move {
+        let q = AuditQuery { limit: 100, ..q };
+        store.list_audit("acme", &q).await.unwrap().into_iter().map(|e| e.cursor.seq).collect::<Vec<_>>()
+    };
+    assert_eq!(all(AuditQuery::default()).await, [6, 5, 3, 2, 1], "once each, newest first, one tenant's");
+    let read = store.list_audit("acme", &AuditQuery { limit: 1, offset: 2, ..Default::default() }).await.unwrap();
+    assert_eq!(read.len(), 1);
+    assert_eq!(read[0].change, Change::JobChanged { job: "j1".into() }, "the change as recorded");
+    assert_eq!((read[0].at, read[0].actor.as_deref()), (t(30), Some("system:scheduler")));
+    assert_eq!(all(AuditQuery { actor: Some("key:k1".into()), ..Default::default() }).await, [6, 5, 1]);
+    assert_eq!(all(AuditQuery { subject: Some("j1".into()), ..Default::default() }).await, [3, 2]);
+    assert_eq!(all(AuditQuery { kind: Some("key.".into()), ..Default::default() }).await, [5, 1], "a prefix");
+    assert_eq!(all(AuditQuery { kind: Some("gateway_token.".into()), ..Default::default() }).await, [6]);
+    assert_eq!(all(AuditQuery { kind: Some("gateway_token.created".into()), ..Default::default() }).await, [6]);
+    assert_eq!(all(AuditQuery { kind: Some("key".into()), ..Default::default() }).await, Vec::<i64>::new());
+    assert_eq!(
+        all(AuditQuery { kind: Some("%.".into()), ..Default::default() }).await,
+        Vec::<i64>::new(),
+        "no wildcard"
+    );
+    let window = AuditQuery { since: Some(t(20)), until: Some(t(50)), ..Default::default() };
+    assert_eq!(all(window).await, [3, 2], "since is inclusive, until exclusive");
+    assert_eq!(store.prune_audit(t(25)).await.unwrap(), 2);
+    assert_eq!(all(AuditQuery::default()).await, [6, 5, 3]);
+    assert_eq!(store.list_audit("globex", &AuditQuery { limit: 10, ..Default::default() }).await.unwrap().len(), 1);
+}
