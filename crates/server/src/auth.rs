@@ -5,6 +5,7 @@
 //! key is one indexed read.
 
 use axum::extract::FromRequestParts;
+use axum::http::Method;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use updraft_app::Actor;
@@ -24,6 +25,10 @@ pub fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
         .map(str::trim)
         .filter(|t| !t.is_empty())
 }
+
+/// Management operations that read although they are POSTs (their input is too
+/// large for a query string): a viewer may call them.
+pub const READS_BY_POST: &[&str] = &["/api/v1/devices/search", "/api/v1/filters/estimate", "/api/v1/filters/preview"];
 
 /// The authenticated caller of a management call: an API key's actor.
 #[derive(Debug, Clone)]
@@ -55,6 +60,13 @@ impl FromRequestParts<AppState> for Caller {
                 format!("this key made too many calls; retry in {retry_after} s"),
             )
             .with_retry_after(retry_after));
+        }
+        if key.role == updraft_core::Role::Viewer
+            && !matches!(parts.method, Method::GET | Method::HEAD)
+            && !READS_BY_POST.contains(&parts.uri.path())
+        {
+            // Refused before the body is read: a viewer learns nothing from a write's validation.
+            return Err(ApiError::new(ErrorCode::Forbidden, "a `viewer` key may not change anything"));
         }
         actor.act();
         Ok(Caller { actor })
