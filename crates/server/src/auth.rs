@@ -52,7 +52,19 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = bearer_token(&parts.headers).ok_or_else(|| ApiError::of(ErrorCode::Unauthorized))?;
-        let actor = state.app.authenticate_key(token).await?;
+        let peer = crate::state::peer(parts);
+        if let Err(retry_after) = state.auth_blocked(peer) {
+            return Err(too_many_failures(retry_after));
+        }
+        let actor = match state.app.authenticate_key(token).await {
+            Ok(actor) => actor,
+            Err(e) => {
+                if e.code == ErrorCode::Unauthorized {
+                    state.auth_failed(peer);
+                }
+                return Err(e.into());
+            }
+        };
         let Some(key) = actor.key() else { return Err(ApiError::of(ErrorCode::Unauthorized)) };
         if let Err(retry_after) = state.rate_limiter.check(&key.id) {
             return Err(ApiError::new(
@@ -71,4 +83,13 @@ impl FromRequestParts<AppState> for Caller {
         actor.act();
         Ok(Caller { actor })
     }
+}
+
+/// The answer to an address that failed to authenticate too often.
+pub fn too_many_failures(retry_after: u64) -> ApiError {
+    ApiError::new(
+        ErrorCode::RateLimited,
+        format!("too many failed authentications from this address; retry in {retry_after} s"),
+    )
+    .with_retry_after(retry_after)
 }

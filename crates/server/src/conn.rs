@@ -41,6 +41,10 @@ use tower::ServiceExt;
 #[derive(Debug, Clone, Copy)]
 pub struct LocalAddr(pub SocketAddr);
 
+/// The address a request's connection came from.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub SocketAddr);
+
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub header_read_timeout: Duration,
@@ -287,6 +291,7 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let local = stream.local_addr().ok();
+        let peer = stream.peer_addr().ok();
         let activity = Arc::new(Activity::new());
         let id = registry.add(activity.clone());
         let service = {
@@ -297,6 +302,9 @@ pub async fn serve(
                 let mut req: Request = req.map(Body::new);
                 if let Some(local) = local {
                     req.extensions_mut().insert(LocalAddr(local));
+                }
+                if let Some(peer) = peer {
+                    req.extensions_mut().insert(PeerAddr(peer));
                 }
                 let activity = activity.clone();
                 let answer = app.clone().oneshot(req);

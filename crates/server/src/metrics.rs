@@ -22,6 +22,8 @@ pub const DDI_POLLS: &str = "updraft_ddi_polls_total";
 pub const DDI_FEEDBACK: &str = "updraft_ddi_feedback_total";
 /// Artifact bytes sent to devices.
 pub const ARTIFACT_BYTES: &str = "updraft_artifact_bytes_total";
+/// Failed authentications (wrong API key, device or gateway token, or password).
+pub const AUTH_FAILURES: &str = "updraft_auth_failures_total";
 
 /// Installs the process-wide recorder once and returns its handle.
 pub fn recorder() -> PrometheusHandle {

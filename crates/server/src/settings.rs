@@ -41,6 +41,10 @@ pub struct Settings {
     pub api_rate_limit_per_sec: u32,
     /// How many calls a key may make at once above its average.
     pub api_rate_limit_burst: u32,
+    /// Failed authentications allowed per source address per minute on average (0: no limit).
+    pub auth_failures_per_minute: u32,
+    /// How many failed authentications an address may make at once before it is refused.
+    pub auth_failures_burst: u32,
     /// How often the scheduler moves jobs (releases, timeouts, retries, schedules), in milliseconds.
     pub scheduler_tick_ms: u64,
     /// How often a running continuous job is fully re-evaluated against the
@@ -107,6 +111,8 @@ impl Default for Settings {
             follower_poll_secs: 30,
             api_rate_limit_per_sec: 200,
             api_rate_limit_burst: 2000,
+            auth_failures_per_minute: 10,
+            auth_failures_burst: 30,
             scheduler_tick_ms: 1000,
             continuous_reevaluation_secs: 3600,
             bootstrap_token: None,

@@ -15,6 +15,33 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     pub poll_cache: Arc<crate::ddi::cache::PollCache>,
     pub rate_limiter: Arc<crate::ratelimit::RateLimiter>,
+    /// Failed authentications per source address.
+    pub auth_failures: Arc<crate::ratelimit::RateLimiter>,
+}
+
+impl AppState {
+    /// Refuses (with the seconds to wait) an address that failed to authenticate too often.
+    pub fn auth_blocked(&self, peer: Option<std::net::IpAddr>) -> Result<(), u64> {
+        match peer {
+            Some(ip) => self.auth_failures.peek(&ip.to_string()),
+            None => Ok(()),
+        }
+    }
+
+    /// Counts a failed authentication against its source address.
+    pub fn auth_failed(&self, peer: Option<std::net::IpAddr>) {
+        if let Some(ip) = peer
+            && self.auth_failures.check(&ip.to_string()).is_err()
+        {
+            tracing::warn!(address = %ip, "failed authentications over the limit: refusing the address for a while");
+        }
+        metrics::counter!(crate::metrics::AUTH_FAILURES).increment(1);
+    }
+}
+
+/// The source address of a request, as the listener accepted it.
+pub fn peer(parts: &axum::http::request::Parts) -> Option<std::net::IpAddr> {
+    parts.extensions.get::<crate::conn::PeerAddr>().map(|p| p.0.ip())
 }
 
 impl std::ops::Deref for AppState {
@@ -22,5 +49,16 @@ impl std::ops::Deref for AppState {
 
     fn deref(&self) -> &App {
         &self.app
+    }
+}
+
+/// The source address of a request, as an extractor.
+pub struct Peer(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Peer(peer(parts)))
     }
 }

@@ -17,6 +17,7 @@ on_both_stores!(
     key_listing_shows_only_a_prefix_and_expired_keys_answer_401,
     a_retried_import_gets_the_first_answer_and_tokens_that_work,
     a_reissued_device_token_replaces_the_old_one_at_once,
+    an_address_that_fails_to_authenticate_too_often_is_refused_for_a_while,
 );
 
 async fn device_get(api: &Api, token: &str, url: &str, headers: &[(&str, &str)]) -> (u16, Value) {
@@ -344,4 +345,45 @@ async fn a_reissued_device_token_replaces_the_old_one_at_once(b: Backend) {
     api.post("/api/v1/devices/nope/token", json!({})).await.expect(404, Some("not_found"));
     let viewer = api.key("viewer").await;
     api.as_key(&viewer).post("/api/v1/devices/d1/token", json!({})).await.expect(403, Some("forbidden"));
+}
+
+/// Failed authentications are counted per source address across the
+/// management API, the device API and the dashboard's sign-in; past the
+/// budget the address gets 429 with `Retry-After`, even with a good key,
+/// while other addresses go on.
+async fn an_address_that_fails_to_authenticate_too_often_is_refused_for_a_while(b: Backend) {
+    let server = TestServer::start_with(b, |s| {
+        s.auth_failures_per_minute = 1;
+        s.auth_failures_burst = 3;
+    })
+    .await;
+    let api = Api::on(server);
+    api.get("/api/v1/products").await.expect(200, None);
+    api.as_key("").get("/api/v1/products").await.expect(401, Some("unauthorized"));
+    api.as_key("").get("/api/v1/products").await.expect(401, Some("unauthorized"));
+    api.get("/api/v1/products").await.expect(200, None);
+    for _ in 0..2 {
+        api.as_key("upd_k_wrong").get("/api/v1/products").await.expect(401, Some("unauthorized"));
+    }
+    let device = format!("{}/default/controller/v1/dev-0", api.server.url(""));
+    let bad_device = api.http.get(&device).header("authorization", "TargetToken upd_d_wrong").send().await.unwrap();
+    assert_eq!(bad_device.status(), 401, "the third failure");
+    let refused = api.get("/api/v1/products").await;
+    refused.expect(429, Some("rate_limited"));
+    let wait: u64 = refused.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    let device_refused = api.http.get(&device).header("authorization", "TargetToken upd_d_wrong").send().await.unwrap();
+    assert_eq!(device_refused.status(), 429);
+    assert!(device_refused.headers().contains_key("retry-after"));
+
+    // Another address is not held up.
+    let elsewhere =
+        reqwest::Client::builder().local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap()).build().unwrap();
+    let ok = elsewhere
+        .get(api.server.url("/api/v1/products"))
+        .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
 }

@@ -66,6 +66,8 @@ pub fn routes() -> Router<AppState> {
 #[derive(Debug)]
 pub enum DdiError {
     Unauthorized,
+    /// Too many failed authentications from the address: 429 with `Retry-After`.
+    TooManyFailures(u64),
     NotFound(String),
     Gone(String),
     BadRequest(String),
@@ -109,6 +111,11 @@ impl IntoResponse for DdiError {
     fn into_response(self) -> Response {
         let (status, class, code, message) = match self {
             DdiError::Unauthorized => return StatusCode::UNAUTHORIZED.into_response(),
+            DdiError::TooManyFailures(retry_after) => {
+                let mut r = StatusCode::TOO_MANY_REQUESTS.into_response();
+                r.headers_mut().insert(header::RETRY_AFTER, retry_after.into());
+                return r;
+            }
             DdiError::NotFound(m) => {
                 (StatusCode::NOT_FOUND, "EntityNotFoundException", "hawkbit.server.error.repo.entityNotFound", m)
             }
@@ -201,51 +208,15 @@ impl FromRequestParts<AppState> for DdiDevice {
         let tenant = path_tenant.to_ascii_lowercase();
         let auth =
             parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or(DdiError::Unauthorized)?;
-        let (device_tenant, device_id) = if let Some(token) = auth.strip_prefix("TargetToken ") {
-            let hash = token_hash(token.trim());
-            let (t, d) = match state.poll_cache.device_for_token(&hash) {
-                Some(known) => known,
-                None => {
-                    let (t, d) = state.app.device_for_token(token.trim()).await?.ok_or(DdiError::Unauthorized)?;
-                    state.poll_cache.remember_token(&hash, &t, &d);
-                    (t, d)
-                }
-            };
-            if t != tenant || &d != controller {
-                return Err(DdiError::Unauthorized);
-            }
-            (t, d)
-        } else if let Some(token) = auth.strip_prefix("GatewayToken ") {
-            let hash = token_hash(token.trim());
-            let gateway_tenant = match state.poll_cache.gateway_tenant(&hash) {
-                Some(known) => known,
-                None => {
-                    let known = state.app.gateway_for_token(token.trim()).await?.ok_or(DdiError::Unauthorized)?;
-                    state.poll_cache.remember_gateway(&hash, &known);
-                    known
-                }
-            };
-            if gateway_tenant != tenant {
-                return Err(DdiError::Unauthorized);
-            }
-            if !state.poll_cache.known(&tenant, controller) {
-                let epoch = state.poll_cache.epoch();
-                let device = Actor::Device { tenant: tenant.clone(), device: controller.clone() };
-                match state.app.device_identity(&device).await? {
-                    Some(_) => {}
-                    None if is_poll(parts) => {
-                        register_on_poll(state, &tenant, controller).await?;
-                    }
-                    None => {
-                        return Err(DdiError::NotFound(format!("target {controller} not found; register it first")));
-                    }
-                }
-                state.poll_cache.remember_known(epoch, &tenant, controller);
-            }
-            (tenant.clone(), controller.clone())
-        } else {
-            return Err(DdiError::Unauthorized);
-        };
+        let peer = crate::state::peer(parts);
+        if let Err(retry_after) = state.auth_blocked(peer) {
+            return Err(DdiError::TooManyFailures(retry_after));
+        }
+        let known = authenticate(state, parts, auth, &tenant, controller).await;
+        if matches!(known, Err(DdiError::Unauthorized)) {
+            state.auth_failed(peer);
+        }
+        let (device_tenant, device_id) = known?;
         let actor = Actor::Device { tenant: device_tenant.clone(), device: device_id.clone() };
         actor.act();
         Ok(DdiDevice {
@@ -255,6 +226,63 @@ impl FromRequestParts<AppState> for DdiDevice {
             id: device_id,
         })
     }
+}
+
+/// Who a device request's credentials name (a device's own token, or a
+/// gateway's for any device of its tenant): the tenant and the device.
+async fn authenticate(
+    state: &AppState,
+    parts: &Parts,
+    auth: &str,
+    tenant: &str,
+    controller: &String,
+) -> Result<(String, String), DdiError> {
+    let found = if let Some(token) = auth.strip_prefix("TargetToken ") {
+        let hash = token_hash(token.trim());
+        let (t, d) = match state.poll_cache.device_for_token(&hash) {
+            Some(known) => known,
+            None => {
+                let (t, d) = state.app.device_for_token(token.trim()).await?.ok_or(DdiError::Unauthorized)?;
+                state.poll_cache.remember_token(&hash, &t, &d);
+                (t, d)
+            }
+        };
+        if t != tenant || &d != controller {
+            return Err(DdiError::Unauthorized);
+        }
+        (t, d)
+    } else if let Some(token) = auth.strip_prefix("GatewayToken ") {
+        let hash = token_hash(token.trim());
+        let gateway_tenant = match state.poll_cache.gateway_tenant(&hash) {
+            Some(known) => known,
+            None => {
+                let known = state.app.gateway_for_token(token.trim()).await?.ok_or(DdiError::Unauthorized)?;
+                state.poll_cache.remember_gateway(&hash, &known);
+                known
+            }
+        };
+        if gateway_tenant != tenant {
+            return Err(DdiError::Unauthorized);
+        }
+        if !state.poll_cache.known(&tenant, controller) {
+            let epoch = state.poll_cache.epoch();
+            let device = Actor::Device { tenant: tenant.to_owned(), device: controller.clone() };
+            match state.app.device_identity(&device).await? {
+                Some(_) => {}
+                None if is_poll(parts) => {
+                    register_on_poll(state, &tenant, controller).await?;
+                }
+                None => {
+                    return Err(DdiError::NotFound(format!("target {controller} not found; register it first")));
+                }
+            }
+            state.poll_cache.remember_known(epoch, &tenant, controller);
+        }
+        (tenant.to_owned(), controller.clone())
+    } else {
+        return Err(DdiError::Unauthorized);
+    };
+    Ok(found)
 }
 
 /// `GET /{tenant}/controller/v1/{controllerId}` (the poll) or `GET …/confirmationBase`:

@@ -218,7 +218,12 @@ pub async fn sign_in_page(State(state): State<AppState>, headers: HeaderMap, Que
     sign_in_form(&state, &headers, page, axum::http::StatusCode::OK)
 }
 
-pub async fn sign_in(State(state): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+pub async fn sign_in(
+    State(state): State<AppState>,
+    crate::state::Peer(peer): crate::state::Peer,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     let fields = Fields::parse(&body);
     let next = safe_next(fields.get("next"));
     let name = fields.get("name").unwrap_or("").trim().to_owned();
@@ -236,6 +241,12 @@ pub async fn sign_in(State(state): State<AppState>, headers: HeaderMap, body: ax
     if expected.is_empty() || !same(fields.get("csrf").unwrap_or(""), expected) {
         return again("This form is out of date: please sign in again.", axum::http::StatusCode::FORBIDDEN);
     }
+    if let Err(retry_after) = state.auth_blocked(peer) {
+        let message = format!("Too many failed sign-ins from this address: try again in {retry_after} s.");
+        let mut r = again(&message, axum::http::StatusCode::TOO_MANY_REQUESTS);
+        r.headers_mut().insert(header::RETRY_AFTER, retry_after.into());
+        return r;
+    }
     match state.app.sign_in(&name, fields.get("password").unwrap_or("")).await {
         Ok(signed) => {
             let secure = over_tls(&state, &headers);
@@ -247,6 +258,7 @@ pub async fn sign_in(State(state): State<AppState>, headers: HeaderMap, body: ax
             r
         }
         Err(e) if e.code == updraft_app::error::ErrorCode::Unauthorized => {
+            state.auth_failed(peer);
             again("Unknown name or wrong password.", axum::http::StatusCode::UNAUTHORIZED)
         }
         Err(e) => again(&e.message, axum::http::StatusCode::BAD_REQUEST),
