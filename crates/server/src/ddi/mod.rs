@@ -264,19 +264,19 @@ async fn authenticate(
         if gateway_tenant != tenant {
             return Err(DdiError::Unauthorized);
         }
-        if !state.poll_cache.known(&tenant, controller) {
+        if !state.poll_cache.known(tenant, controller) {
             let epoch = state.poll_cache.epoch();
             let device = Actor::Device { tenant: tenant.to_owned(), device: controller.clone() };
             match state.app.device_identity(&device).await? {
                 Some(_) => {}
                 None if is_poll(parts) => {
-                    register_on_poll(state, &tenant, controller).await?;
+                    register_on_poll(state, tenant, controller).await?;
                 }
                 None => {
                     return Err(DdiError::NotFound(format!("target {controller} not found; register it first")));
                 }
             }
-            state.poll_cache.remember_known(epoch, &tenant, controller);
+            state.poll_cache.remember_known(epoch, tenant, controller);
         }
         (tenant.to_owned(), controller.clone())
     } else {
