@@ -84,10 +84,8 @@ pub async fn upload(
     match result {
         Ok(fw) => Ok(Redirect::to(&format!("/ui/firmware/{}?flash=uploaded", enc(&fw.id))).into_response()),
         Err(e) => {
-            let errors = super::wizard::Errors::from_error(&e.0);
-            let mut r = render(&firmware_list(&state, &signed, &ListQuery::default(), errors.all().join("; ")).await?);
-            *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
-            Ok(r)
+            let errors = Errors::from_error(&e.0).all().join("; ");
+            Ok(unprocessable(render(&firmware_list(&state, &signed, &ListQuery::default(), errors).await?)))
         }
     }
 }
@@ -168,12 +166,9 @@ pub async fn change_groups(
     };
     match result {
         Ok(done) => Ok(Redirect::to(&format!("/ui/groups?flash=group_{done}")).into_response()),
-        Err(e) if e.code.kind() == updraft_app::Kind::BadRequest || e.code.kind() == updraft_app::Kind::Conflict => {
-            let errors = Errors::from_error(&e);
-            let mut r = render(&groups_page(&state, &signed, &ListQuery::default(), form, errors).await?);
-            *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
-            Ok(r)
-        }
+        Err(e) if shown_again(&e) => Ok(unprocessable(render(
+            &groups_page(&state, &signed, &ListQuery::default(), form, Errors::from_error(&e)).await?,
+        ))),
         Err(e) => Err(e.into()),
     }
 }
@@ -242,12 +237,9 @@ pub async fn change_filters(
     };
     match result {
         Ok(done) => Ok(Redirect::to(&format!("/ui/filters?flash=filter_{done}")).into_response()),
-        Err(e) if e.code.kind() == updraft_app::Kind::BadRequest || e.code.kind() == updraft_app::Kind::Conflict => {
-            let errors = Errors::from_error(&e);
-            let mut r = render(&filters_page(&state, &signed, &ListQuery::default(), form, errors).await?);
-            *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
-            Ok(r)
-        }
+        Err(e) if shown_again(&e) => Ok(unprocessable(render(
+            &filters_page(&state, &signed, &ListQuery::default(), form, Errors::from_error(&e)).await?,
+        ))),
         Err(e) => Err(e.into()),
     }
 }
@@ -321,12 +313,20 @@ pub async fn change_access(
             page.issued = Some(issued);
             Ok(render(&page))
         }
-        Err(e) if e.code.kind() == updraft_app::Kind::BadRequest || e.code.kind() == updraft_app::Kind::Conflict => {
-            let errors = Errors::from_error(&e);
-            let mut r = render(&access_page(&state, &signed, form, errors).await?);
-            *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
-            Ok(r)
+        Err(e) if shown_again(&e) => {
+            Ok(unprocessable(render(&access_page(&state, &signed, form, Errors::from_error(&e)).await?)))
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Whether a form's error is the operator's to correct (the form is shown again with it).
+fn shown_again(e: &updraft_app::Error) -> bool {
+    matches!(e.code.kind(), updraft_app::Kind::BadRequest | updraft_app::Kind::Conflict)
+}
+
+/// A form shown again with its errors: 422.
+fn unprocessable(mut r: Response) -> Response {
+    *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+    r
 }
