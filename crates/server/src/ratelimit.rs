@@ -5,28 +5,42 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 pub struct RateLimiter {
     per_sec: f64,
     burst: f64,
     buckets: Mutex<HashMap<String, (f64, Instant)>>,
+    /// Whether any bucket was ever taken from: until then [`RateLimiter::peek`]
+    /// answers without the lock (a device poll checks the failures of its address).
+    used: AtomicBool,
 }
 
 impl RateLimiter {
     /// `per_sec` requests per second on average, up to `burst` at once; 0 disables the limit.
     pub fn new(per_sec: u32, burst: u32) -> Self {
-        Self { per_sec: f64::from(per_sec), burst: f64::from(burst.max(1)), buckets: Default::default() }
+        Self {
+            per_sec: f64::from(per_sec),
+            burst: f64::from(burst.max(1)),
+            buckets: Default::default(),
+            used: AtomicBool::new(false),
+        }
     }
 
     /// `per_minute` on average, up to `burst` at once; 0 disables the limit.
     pub fn per_minute(per_minute: u32, burst: u32) -> Self {
-        Self { per_sec: f64::from(per_minute) / 60.0, burst: f64::from(burst.max(1)), buckets: Default::default() }
+        Self {
+            per_sec: f64::from(per_minute) / 60.0,
+            burst: f64::from(burst.max(1)),
+            buckets: Default::default(),
+            used: AtomicBool::new(false),
+        }
     }
 
     /// Whether `key` has budget left, without taking from it; `Err(seconds)` says when it will.
     pub fn peek(&self, key: &str) -> Result<(), u64> {
-        if self.per_sec <= 0.0 {
+        if self.per_sec <= 0.0 || !self.used.load(Ordering::Relaxed) {
             return Ok(());
         }
         let now = Instant::now();
@@ -45,6 +59,7 @@ impl RateLimiter {
         if self.per_sec <= 0.0 {
             return Ok(());
         }
+        self.used.store(true, Ordering::Relaxed);
         let now = Instant::now();
         let mut buckets = self.buckets.lock().expect("rate limiter lock");
         if buckets.len() > 100_000 {
