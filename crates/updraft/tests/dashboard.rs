@@ -404,6 +404,13 @@ async fn groups_filters_users_and_keys(b: Backend) {
     let token =
         issued.html.split("id=\"issued-token\">").nth(1).expect("the token is shown once").split('<').next().unwrap();
     assert!(token.starts_with("upd_k_"));
+    let access = web.get("/ui/access").await;
+    let recent = access.html.split("aria-label=\"Recent changes\"").nth(1).expect("the audit log's newest entries");
+    assert!(
+        recent.contains("<td>key.created</td>") && recent.contains("<td>group.created</td><td>pilot</td>"),
+        "{recent}"
+    );
+    assert!(recent.contains("<code>user:"), "the signed-in user is who acted: {recent}");
     api.as_key(token).get("/api/v1/jobs").await.ok();
 }
 

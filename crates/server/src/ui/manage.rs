@@ -254,12 +254,25 @@ struct AccessPage {
     errors: Errors,
     /// A key just issued: its token, shown this once.
     issued: Option<(String, String)>,
+    /// The newest entries of the audit log: when, who, what, of what.
+    audit: Vec<(String, String, &'static str, String)>,
 }
 
 async fn access_page(state: &AppState, signed: &Signed, form: Fields, errors: Errors) -> UiResult<AccessPage> {
     let keys = state.app.list_keys(&signed.actor).await?;
     let users = state.app.list_users(&signed.actor).await.map_err(UiError)?;
-    Ok(AccessPage { ctx: signed.ctx("access"), keys, users, form, errors, issued: None })
+    let request = updraft_app::audit::AuditRequest { limit: Some(50), ..Default::default() };
+    let audit = state
+        .app
+        .list_audit(&signed.actor, request)
+        .await?
+        .into_iter()
+        .map(|e| {
+            let subject = e.change.subject().to_owned();
+            (e.at.strftime("%Y-%m-%d %H:%M:%S").to_string(), e.actor.unwrap_or_default(), e.change.kind(), subject)
+        })
+        .collect();
+    Ok(AccessPage { ctx: signed.ctx("access"), keys, users, form, errors, issued: None, audit })
 }
 
 /// API keys and users: an administrator's page (others are refused, as the API refuses them).
