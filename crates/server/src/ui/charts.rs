@@ -4,9 +4,7 @@
 
 use std::fmt::Write;
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
+use super::view::esc;
 
 /// A progress bar: succeeded, failed and in progress out of `total`.
 pub fn progress(succeeded: u64, failed: u64, running: u64, total: u64) -> String {

@@ -14,7 +14,6 @@ use updraft_core::job::{ExecutionState, Job, JobCommand, JobState};
 use updraft_core::rollout::abort_reason;
 use updraft_core::schedule::Schedule;
 
-use super::form::Fields;
 use super::session::{Ctx, Signed};
 use super::view::{FlashQuery, ListQuery, Pager, count, enc, percent, when, when_opt};
 use super::{UiError, UiResult, charts, render};
@@ -142,8 +141,7 @@ pub async fn command(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> UiResult<Response> {
-    let fields = Fields::parse(&body);
-    signed.check_csrf(&fields, &headers)?;
+    let fields = signed.form(&headers, &body)?;
     let app = &state.app;
     let actor = &signed.actor;
     match command.as_str() {
@@ -433,8 +431,7 @@ pub async fn set_schedule(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> UiResult<Response> {
-    let fields = Fields::parse(&body);
-    signed.check_csrf(&fields, &headers)?;
+    let fields = signed.form(&headers, &body)?;
     let s = super::wizard::ScheduleForm::read(&fields);
     let mut problems = Vec::new();
     let schedule = s.to_wire().and_then(|w| w.into_schedule(&mut problems));

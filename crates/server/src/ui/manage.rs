@@ -150,8 +150,7 @@ pub async fn change_groups(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> UiResult<Response> {
-    let form = Fields::parse(&body);
-    signed.check_csrf(&form, &headers)?;
+    let form = signed.form(&headers, &body)?;
     let result = match form.get("action") {
         Some("delete") => state.app.delete_group(&signed.actor, form.get("id").unwrap_or("")).await.map(|_| "deleted"),
         _ => {
@@ -216,8 +215,7 @@ pub async fn change_filters(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> UiResult<Response> {
-    let form = Fields::parse(&body);
-    signed.check_csrf(&form, &headers)?;
+    let form = signed.form(&headers, &body)?;
     let result = match form.get("action") {
         Some("delete") => {
             state.app.delete_saved_filter(&signed.actor, form.get("id").unwrap_or("")).await.map(|_| "deleted")
@@ -293,8 +291,7 @@ pub async fn change_access(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> UiResult<Response> {
-    let form = Fields::parse(&body);
-    signed.check_csrf(&form, &headers)?;
+    let form = signed.form(&headers, &body)?;
     let app = &state.app;
     let id = form.get("id").unwrap_or("");
     let result = match form.get("action").unwrap_or("") {

@@ -83,6 +83,13 @@ impl Signed {
         self.user.role.allows(access)
     }
 
+    /// Reads a form body, refusing it without this session's CSRF token.
+    pub fn form(&self, headers: &HeaderMap, body: &[u8]) -> Result<Fields, UiError> {
+        let fields = Fields::parse(body);
+        self.check_csrf(&fields, headers)?;
+        Ok(fields)
+    }
+
     /// Refuses a form without this session's CSRF token (in its `csrf` field or
     /// the `X-CSRF-Token` header).
     pub fn check_csrf(&self, fields: &Fields, headers: &HeaderMap) -> Result<(), UiError> {
@@ -271,8 +278,7 @@ pub async fn sign_out(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let fields = Fields::parse(&body);
-    if let Err(e) = signed.check_csrf(&fields, &headers) {
+    if let Err(e) = signed.form(&headers, &body) {
         return e.into_response();
     }
     if let Some(token) = cookie(&headers, SESSION_COOKIE)

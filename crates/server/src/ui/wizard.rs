@@ -19,7 +19,7 @@ use updraft_core::{Firmware, PageRequest, Product};
 
 use super::form::Fields;
 use super::session::{Ctx, Signed};
-use super::view::{count, enc, when};
+use super::view::{count, enc, esc, when};
 use super::{UiResult, render};
 use crate::state::AppState;
 
@@ -643,8 +643,7 @@ pub async fn create(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> UiResult<Response> {
-    let fields = Fields::parse(&body);
-    signed.check_csrf(&fields, &headers)?;
+    let fields = signed.form(&headers, &body)?;
     signed.actor.require(updraft_core::Access::WriteFleet)?;
     let mut f = WizardForm::read(&fields);
     let mut errors = Errors::default();
@@ -717,20 +716,16 @@ pub async fn estimate(
     signed: Signed,
     headers: HeaderMap,
     body: axum::body::Bytes,
-) -> Response {
-    let fields = Fields::parse(&body);
-    if let Err(e) = signed.check_csrf(&fields, &headers) {
-        return e.into_response();
-    }
-    let f = WizardForm::read(&fields);
-    let html = match f.filter_spec() {
+) -> UiResult<Response> {
+    let spec = WizardForm::read(&signed.form(&headers, &body)?).filter_spec();
+    let html = match spec {
         Ok(spec) => match state.app.estimate_filter(&signed.actor, spec).await {
             Ok(n) => format!("<strong id=\"estimate-count\">{}</strong> devices included (estimated)", count(n)),
             Err(e) => problem(&e),
         },
         Err(e) => problem(&e),
     };
-    Html(html).into_response()
+    Ok(Html(html).into_response())
 }
 
 /// "Preview filter query results": a sample of the devices the filter selects.
@@ -739,13 +734,9 @@ pub async fn preview(
     signed: Signed,
     headers: HeaderMap,
     body: axum::body::Bytes,
-) -> Response {
-    let fields = Fields::parse(&body);
-    if let Err(e) = signed.check_csrf(&fields, &headers) {
-        return e.into_response();
-    }
-    let f = WizardForm::read(&fields);
-    let devices = match f.filter_spec() {
+) -> UiResult<Response> {
+    let spec = WizardForm::read(&signed.form(&headers, &body)?).filter_spec();
+    let devices = match spec {
         Ok(spec) => state.app.preview_filter(&signed.actor, spec, 20).await,
         Err(e) => Err(e),
     };
@@ -772,15 +763,11 @@ pub async fn preview(
         }
         Err(e) => problem(&e),
     };
-    Html(html).into_response()
+    Ok(Html(html).into_response())
 }
 
 fn problem(e: &updraft_app::Error) -> String {
     let errors = Errors::from_error(e);
     let items: String = errors.all().iter().map(|m| format!("<li>{}</li>", esc(m))).collect();
     format!("<div class=\"field-error\" role=\"alert\">The filter cannot be read:<ul>{items}</ul></div>")
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
