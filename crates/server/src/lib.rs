@@ -161,12 +161,20 @@ pub async fn build(settings: Settings, app: updraft_app::App) -> anyhow::Result<
     app.on_events(move |events| forget.apply(events));
     let settings_rate = (settings.api_rate_limit_per_sec, settings.api_rate_limit_burst);
     let failures = (settings.auth_failures_per_minute, settings.auth_failures_burst);
+    let ddi_device_limit =
+        ratelimit::RateLimiter::per_minute(settings.ddi_rate_limit_per_minute, settings.ddi_rate_limit_burst);
+    let ddi_address_limit = ratelimit::RateLimiter::per_minute(
+        settings.ddi_address_rate_limit_per_minute,
+        settings.ddi_address_rate_limit_burst,
+    );
     Ok(AppState {
         app,
         settings: Arc::new(settings),
         metrics: metrics::recorder(),
         rate_limiter: Arc::new(ratelimit::RateLimiter::new(settings_rate.0, settings_rate.1)),
         auth_failures: Arc::new(ratelimit::RateLimiter::per_minute(failures.0, failures.1)),
+        ddi_device_limit: Arc::new(ddi_device_limit),
+        ddi_address_limit: Arc::new(ddi_address_limit),
         poll_cache,
     })
 }

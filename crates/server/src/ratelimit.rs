@@ -1,7 +1,10 @@
 //! Token buckets, refilled continuously: a per-key request budget for the
-//! management API, and a budget of failed authentications per source address
-//! (management API, device API, dashboard sign-in). Over budget, a call gets
-//! 429 with `Retry-After`. Limits are per server replica (see README).
+//! management API, a budget of failed authentications per source address
+//! (management API, device API, dashboard sign-in), and the device API's
+//! budgets per device and per source address (each limiter its own, so a busy
+//! management client never spends a device's budget, nor the reverse). Over
+//! budget, a call gets 429 with `Retry-After`. Limits are per server replica
+//! (see README).
 
 use std::collections::HashMap;
 use std::sync::Mutex;

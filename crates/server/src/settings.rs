@@ -45,6 +45,16 @@ pub struct Settings {
     pub auth_failures_per_minute: u32,
     /// How many failed authentications an address may make at once before it is refused.
     pub auth_failures_burst: u32,
+    /// Device API requests allowed per device per minute on average (0: no
+    /// limit); artifact downloads are not counted. Separate from the API keys' budgets.
+    pub ddi_rate_limit_per_minute: u32,
+    /// How many device API requests a device may make at once above its average.
+    pub ddi_rate_limit_burst: u32,
+    /// Device API requests allowed per source address per minute on average
+    /// (0, the default: no limit; a NAT or a gateway puts many devices behind one address).
+    pub ddi_address_rate_limit_per_minute: u32,
+    /// How many device API requests an address may make at once above its average.
+    pub ddi_address_rate_limit_burst: u32,
     /// How often the scheduler moves jobs (releases, timeouts, retries, schedules), in milliseconds.
     pub scheduler_tick_ms: u64,
     /// How often a running continuous job is fully re-evaluated against the
@@ -113,6 +123,10 @@ impl Default for Settings {
             api_rate_limit_burst: 2000,
             auth_failures_per_minute: 10,
             auth_failures_burst: 30,
+            ddi_rate_limit_per_minute: 60,
+            ddi_rate_limit_burst: 120,
+            ddi_address_rate_limit_per_minute: 0,
+            ddi_address_rate_limit_burst: 1000,
             scheduler_tick_ms: 1000,
             continuous_reevaluation_secs: 3600,
             bootstrap_token: None,

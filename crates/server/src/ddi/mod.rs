@@ -33,7 +33,7 @@ use updraft_ddi as ddi;
 
 use crate::auth::token_hash;
 use crate::extract::{DdiPath, DdiQuery};
-use crate::metrics::{ARTIFACT_BYTES, DDI_FEEDBACK, DDI_POLLS};
+use crate::metrics::{ARTIFACT_BYTES, DDI_FEEDBACK, DDI_POLLS, DDI_RATE_LIMITED};
 use crate::state::AppState;
 use cache::IdleAnswer;
 use updraft_app::Actor;
@@ -66,8 +66,9 @@ pub fn routes() -> Router<AppState> {
 #[derive(Debug)]
 pub enum DdiError {
     Unauthorized,
-    /// Too many failed authentications from the address: 429 with `Retry-After`.
-    TooManyFailures(u64),
+    /// Too many failed authentications or requests from the address, or
+    /// requests from the device: 429 with `Retry-After` (seconds).
+    TooManyRequests(u64),
     NotFound(String),
     Gone(String),
     BadRequest(String),
@@ -111,7 +112,7 @@ impl IntoResponse for DdiError {
     fn into_response(self) -> Response {
         let (status, class, code, message) = match self {
             DdiError::Unauthorized => return StatusCode::UNAUTHORIZED.into_response(),
-            DdiError::TooManyFailures(retry_after) => {
+            DdiError::TooManyRequests(retry_after) => {
                 let mut r = StatusCode::TOO_MANY_REQUESTS.into_response();
                 r.headers_mut().insert(header::RETRY_AFTER, retry_after.into());
                 return r;
@@ -206,17 +207,34 @@ impl FromRequestParts<AppState> for DdiDevice {
         };
         let controller = &controller;
         let tenant = path_tenant.to_ascii_lowercase();
+        let peer = crate::state::peer(parts);
+        if let Some(ip) = peer
+            && state.ddi_address_limit.enabled()
+            && let Err(retry_after) = state.ddi_address_limit.check(&ip.to_string())
+        {
+            metrics::counter!(DDI_RATE_LIMITED, "limit" => "address").increment(1);
+            return Err(DdiError::TooManyRequests(retry_after));
+        }
         let auth =
             parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or(DdiError::Unauthorized)?;
-        let peer = crate::state::peer(parts);
         if let Err(retry_after) = state.auth_blocked(peer) {
-            return Err(DdiError::TooManyFailures(retry_after));
+            return Err(DdiError::TooManyRequests(retry_after));
         }
         let known = authenticate(state, parts, auth, &tenant, controller).await;
         if matches!(known, Err(DdiError::Unauthorized)) {
             state.auth_failed(peer);
         }
         let (device_tenant, device_id) = known?;
+        // Per device, once authenticated (nobody else can spend a device's budget); downloads
+        // are not counted: a client resuming or streaming with ranges makes many.
+        if state.ddi_device_limit.enabled()
+            && !is_download(parts)
+            && let Err(retry_after) = state.ddi_device_limit.check(&format!("{device_tenant}/{device_id}"))
+        {
+            metrics::counter!(DDI_RATE_LIMITED, "limit" => "device").increment(1);
+            tracing::debug!(tenant = %device_tenant, device = %device_id, "device over its request rate");
+            return Err(DdiError::TooManyRequests(retry_after));
+        }
         let actor = Actor::Device { tenant: device_tenant.clone(), device: device_id.clone() };
         actor.act();
         Ok(DdiDevice {
@@ -226,6 +244,12 @@ impl FromRequestParts<AppState> for DdiDevice {
             id: device_id,
         })
     }
+}
+
+/// `GET …/softwaremodules/{module}/artifacts/{file}`: an artifact download.
+fn is_download(parts: &Parts) -> bool {
+    let segments: Vec<&str> = parts.uri.path().split('/').collect();
+    segments.len() == 9 && segments[5] == "softwaremodules" && segments[7] == "artifacts"
 }
 
 /// Who a device request's credentials name (a device's own token, or a
