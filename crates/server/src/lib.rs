@@ -16,6 +16,7 @@ pub mod openapi;
 pub mod ratelimit;
 pub mod settings;
 pub mod state;
+pub mod tls;
 pub mod ui;
 
 use std::future::Future;
@@ -139,6 +140,12 @@ pub fn checked(mut settings: Settings) -> anyhow::Result<Settings> {
             "cors_allowed_origins: `{origin}` is not a valid origin"
         );
     }
+    anyhow::ensure!(
+        settings.tls_cert_file.is_some() == settings.tls_key_file.is_some(),
+        "tls_cert_file and tls_key_file go together: set both or neither"
+    );
+    // The certificate and its key load now, before anything else starts.
+    tls::from_settings(&settings)?;
     Ok(settings)
 }
 
@@ -188,11 +195,14 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
-    let (stop_workers, workers) = state.app.spawn_background();
-    tracing::info!(%addr, backend = state.app.backend(), "updraft listening");
     let settings = &state.settings;
+    let tls = tls::from_settings(settings)?;
+    let (stop_workers, workers) = state.app.spawn_background();
+    let reloading = tls.clone().map(|tls| tokio::spawn(tls::watch(tls, stop_workers.subscribe())));
+    tracing::info!(%addr, backend = state.app.backend(), tls = tls.is_some(), "updraft listening");
     let limits = conn::Limits {
         header_read_timeout: std::time::Duration::from_secs(settings.header_read_timeout_secs.max(1)),
+        tls_handshake_timeout: std::time::Duration::from_secs(settings.tls_handshake_timeout_secs.max(1)),
         keep_alive_timeout: std::time::Duration::from_secs(settings.keep_alive_timeout_secs.max(1)),
         max_connections: settings
             .max_connections
@@ -200,9 +210,12 @@ pub async fn serve(
             .clamp(1, u32::MAX as usize >> 4),
     };
     tracing::info!(max_connections = limits.max_connections, "connection limits");
-    conn::serve(listener, router(state.clone()), limits, shutdown).await;
+    conn::serve(listener, router(state.clone()), limits, tls.map(|tls| tls.config), shutdown).await;
     tracing::info!("updraft stopping");
     let _ = stop_workers.send(true);
+    if let Some(reloading) = reloading {
+        let _ = reloading.await;
+    }
     for w in workers {
         let _ = w.await;
     }

@@ -94,6 +94,16 @@ pub struct Settings {
     pub ui_secure_cookies: bool,
     /// How long the audit log keeps an entry, in days.
     pub audit_retention_days: u64,
+    /// The server's certificate chain, PEM (its own certificate first). With
+    /// `tls_key_file`, the listener speaks HTTPS only and device links are `https`.
+    pub tls_cert_file: Option<PathBuf>,
+    /// The private key of `tls_cert_file`, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub tls_key_file: Option<PathBuf>,
+    /// How often the certificate and key files are checked for changes, in
+    /// milliseconds: new handshakes get the new pair once it loads.
+    pub tls_reload_ms: u64,
+    /// How long a TLS handshake may take, from the accept, in seconds.
+    pub tls_handshake_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -141,6 +151,10 @@ impl Default for Settings {
             session_hours: 12,
             ui_secure_cookies: false,
             audit_retention_days: 365,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_reload_ms: 5000,
+            tls_handshake_timeout_secs: 10,
         }
     }
 }
@@ -166,6 +180,11 @@ impl Settings {
     /// Reads settings from a TOML file; absent keys keep their defaults.
     pub fn from_toml(text: &str) -> Result<Self, String> {
         toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Whether the listener speaks TLS.
+    pub fn tls(&self) -> bool {
+        self.tls_cert_file.is_some() && self.tls_key_file.is_some()
     }
 
     /// `public_url` without its trailing `/`, checked: an absolute `http` or

@@ -185,6 +185,9 @@ pub struct DdiDevice {
     pub id: String,
     /// `{public URL}/{tenant}/controller/v1/{controllerId}` (see [`public_base`]).
     pub base_url: String,
+    /// Artifacts carry hawkBit's `download` and `md5sum` links besides the
+    /// `-http` ones: the server speaks TLS and links are `https` (ADR 0008).
+    pub https_links: bool,
     /// The device, as the application's use cases know their callers.
     pub actor: Actor,
 }
@@ -237,9 +240,11 @@ impl FromRequestParts<AppState> for DdiDevice {
         }
         let actor = Actor::Device { tenant: device_tenant.clone(), device: device_id.clone() };
         actor.act();
+        let base_url = format!("{}/{path_tenant}/controller/v1/{controller}", public_base(state, parts));
         Ok(DdiDevice {
             actor,
-            base_url: format!("{}/{path_tenant}/controller/v1/{controller}", public_base(state, parts)),
+            https_links: state.settings.tls() && base_url.starts_with("https://"),
+            base_url,
             tenant: device_tenant,
             id: device_id,
         })
@@ -353,9 +358,14 @@ fn path_ids(path: &str) -> Option<(String, String)> {
 pub(crate) fn public_base(state: &AppState, parts: &Parts) -> String {
     match (&state.settings.public_url, parts.extensions.get::<crate::conn::LocalAddr>()) {
         (Some(url), _) => url.clone(),
-        (None, Some(crate::conn::LocalAddr(addr))) => format!("http://{addr}"),
-        (None, None) => format!("http://{}", state.settings.listen),
+        (None, Some(crate::conn::LocalAddr(addr))) => format!("{}://{addr}", scheme(state)),
+        (None, None) => format!("{}://{}", scheme(state), state.settings.listen),
     }
+}
+
+/// The scheme of the listener's own links.
+fn scheme(state: &AppState) -> &'static str {
+    if state.settings.tls() { "https" } else { "http" }
 }
 
 /// A JSON body read as hawkBit does: unknown fields ignored, a wrong content type 415.
@@ -550,23 +560,28 @@ fn chunks(dev: &DdiDevice, fw: &Firmware, metadata: Option<Vec<ddi::KeyValue>>) 
                 part: f.component.clone(),
                 version: f.version.clone(),
                 name: fw.name.clone().unwrap_or_else(|| f.name.clone()),
-                artifacts: vec![artifact_of(f, &href)],
+                artifacts: vec![artifact_of(f, &href, dev.https_links)],
                 metadata: metadata.clone(),
             }
         })
         .collect()
 }
 
-fn artifact_of(f: &updraft_core::FirmwareFile, href: &str) -> ddi::Artifact {
+/// An artifact's hashes and links. Over TLS, `download` and `md5sum` are the
+/// `https` links clients prefer, and `download-http`/`md5sum-http` the same
+/// links again for clients that read only those (there is no plain listener to
+/// point them at; see ADR 0008).
+fn artifact_of(f: &updraft_core::FirmwareFile, href: &str, https: bool) -> ddi::Artifact {
+    let md5sum = format!("{href}.MD5SUM");
     ddi::Artifact {
         filename: f.name.clone(),
         hashes: ddi::Hashes { sha1: f.sha1.clone(), md5: f.md5.clone(), sha256: f.sha256.clone() },
         size: f.size,
         links: ddi::ArtifactLinks {
-            download: None,
+            download: https.then(|| ddi::Link::new(href)),
             download_http: Some(ddi::Link::new(href)),
-            md5sum: None,
-            md5sum_http: Some(ddi::Link::new(format!("{href}.MD5SUM"))),
+            md5sum: https.then(|| ddi::Link::new(md5sum.clone())),
+            md5sum_http: Some(ddi::Link::new(md5sum)),
         },
     }
 }
@@ -827,7 +842,9 @@ async fn artifacts(
     let list = fw
         .files
         .iter()
-        .map(|f| artifact_of(f, &format!("{}/softwaremodules/{}/artifacts/{}", dev.base_url, fw.id, f.name)))
+        .map(|f| {
+            artifact_of(f, &format!("{}/softwaremodules/{}/artifacts/{}", dev.base_url, fw.id, f.name), dev.https_links)
+        })
         .collect();
     Ok(Json(list))
 }
