@@ -16,6 +16,8 @@
 //! - With TLS ([`crate::tls`]), the handshake must end within
 //!   `tls_handshake_timeout` (a client that sends nothing, or not TLS, is
 //!   closed); a connection still in its handshake counts as idle for the cap.
+//!   The certificate a client presented, verified, is each request's
+//!   [`PeerCertificate`].
 //!
 //! Shutdown stops accepting, lets each connection finish the request it is
 //! serving (hyper's graceful shutdown), and returns when every one is closed.
@@ -34,6 +36,7 @@ use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::Request;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use rustls::pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore, watch};
@@ -48,6 +51,16 @@ pub struct LocalAddr(pub SocketAddr);
 /// The address a request's connection came from.
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub SocketAddr);
+
+/// The certificate the client presented in the TLS handshake, chained to the
+/// configured client CA (a request extension; absent when it presented none).
+#[derive(Debug, Clone)]
+pub struct PeerCertificate {
+    /// The end-entity certificate, DER.
+    pub der: CertificateDer<'static>,
+    /// Its subject's common name, when it has exactly one.
+    pub common_name: Option<Arc<str>>,
+}
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -287,7 +300,7 @@ async fn handshake(
     activity: &Activity,
     timeout: Duration,
     stopped: &mut watch::Receiver<bool>,
-) -> Option<TlsStream<Watched>> {
+) -> Option<(TlsStream<Watched>, Option<PeerCertificate>)> {
     let peer = socket.stream.peer_addr().ok();
     let accepting = tokio::time::timeout(timeout, acceptor.accept(socket));
     let mut accepting = std::pin::pin!(accepting);
@@ -310,7 +323,12 @@ async fn handshake(
     };
     // The handshake's bytes were not a request: the connection is idle until one starts.
     activity.head_started.store(false, Ordering::SeqCst);
-    Some(stream)
+    let certificate =
+        stream.get_ref().1.peer_certificates().and_then(|chain| chain.first()).map(|der| PeerCertificate {
+            common_name: crate::tls::subject_common_name(der).map(Arc::from),
+            der: der.clone().into_owned(),
+        });
+    Some((stream, certificate))
 }
 
 /// A response body that marks its request finished when it is dropped (sent or abandoned).
@@ -396,11 +414,11 @@ pub async fn serve(
         let http = http.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let io = match &acceptor {
-                None => Stream::Plain(socket),
+            let (io, certificate) = match &acceptor {
+                None => (Stream::Plain(socket), None),
                 Some(acceptor) => {
                     match handshake(acceptor, socket, &activity, limits.tls_handshake_timeout, &mut stopped).await {
-                        Some(tls) => Stream::Tls(Box::new(tls)),
+                        Some((tls, certificate)) => (Stream::Tls(Box::new(tls)), certificate),
                         None => {
                             registry.remove(id);
                             return;
@@ -418,6 +436,9 @@ pub async fn serve(
                     }
                     if let Some(peer) = peer {
                         req.extensions_mut().insert(PeerAddr(peer));
+                    }
+                    if let Some(certificate) = &certificate {
+                        req.extensions_mut().insert(certificate.clone());
                     }
                     let activity = activity.clone();
                     let answer = app.clone().oneshot(req);

@@ -144,8 +144,16 @@ pub fn checked(mut settings: Settings) -> anyhow::Result<Settings> {
         settings.tls_cert_file.is_some() == settings.tls_key_file.is_some(),
         "tls_cert_file and tls_key_file go together: set both or neither"
     );
-    // The certificate and its key load now, before anything else starts.
+    anyhow::ensure!(
+        settings.tls_client_ca_file.is_none() || settings.tls(),
+        "tls_client_ca_file needs tls_cert_file and tls_key_file"
+    );
+    // The certificate, its key and the client CA load now, before anything else starts.
     tls::from_settings(&settings)?;
+    for hash in &mut settings.ddi_proxy_issuer_hashes {
+        *hash = hash.trim().to_ascii_lowercase();
+        anyhow::ensure!(!hash.is_empty(), "ddi_proxy_issuer_hashes: an empty hash");
+    }
     Ok(settings)
 }
 

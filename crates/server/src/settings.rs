@@ -104,6 +104,15 @@ pub struct Settings {
     pub tls_reload_ms: u64,
     /// How long a TLS handshake may take, from the accept, in seconds.
     pub tls_handshake_timeout_secs: u64,
+    /// CA certificates, PEM, that devices' client certificates may chain to: a
+    /// device presenting one whose subject CN is its controller id is
+    /// authenticated without a token. Devices without a certificate still connect.
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// Behind a reverse proxy that checks client certificates, as hawkBit:
+    /// the issuer hashes to trust in `X-Ssl-Issuer-Hash-1`, `-2`, … with the
+    /// device's CN in `X-Ssl-Client-Cn`. Empty (the default): those headers are
+    /// ignored. Only safe when the proxy removes them from clients' requests.
+    pub ddi_proxy_issuer_hashes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -155,6 +164,8 @@ impl Default for Settings {
             tls_key_file: None,
             tls_reload_ms: 5000,
             tls_handshake_timeout_secs: 10,
+            tls_client_ca_file: None,
+            ddi_proxy_issuer_hashes: Vec::new(),
         }
     }
 }

@@ -86,6 +86,10 @@ pub struct ServeArgs {
     /// The PEM private key of --tls-cert-file.
     #[arg(long, env = "UPDRAFT_TLS_KEY_FILE", value_name = "FILE", requires = "tls_cert_file")]
     tls_key_file: Option<PathBuf>,
+    /// CA certificates (PEM) of devices' client certificates: a device whose certificate's CN is
+    /// its controller id needs no token [default: none].
+    #[arg(long, env = "UPDRAFT_TLS_CLIENT_CA_FILE", value_name = "FILE")]
+    tls_client_ca_file: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -129,6 +133,9 @@ impl ServeArgs {
         }
         if let Some(v) = self.tls_key_file {
             s.tls_key_file = Some(v);
+        }
+        if let Some(v) = self.tls_client_ca_file {
+            s.tls_client_ca_file = Some(v);
         }
         Ok(s)
     }

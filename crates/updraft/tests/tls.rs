@@ -1,7 +1,8 @@
 //! TLS end to end, on SQLite and on PostgreSQL: the server serves HTTPS from PEM
 //! files made at test time, third-party and own clients poll and download over
-//! it, the certificate is reloaded without a restart, and clients that speak
-//! plain HTTP or nothing at all are closed cleanly.
+//! it, the certificate is reloaded without a restart, devices authenticate with
+//! client certificates (natively or through a proxy's headers), and clients that
+//! speak plain HTTP or nothing at all are closed cleanly.
 
 mod common;
 
@@ -18,6 +19,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 on_both_stores!(
     devices_poll_and_download_over_https,
     the_certificate_is_reloaded_without_a_restart,
+    devices_authenticate_with_client_certificates,
+    a_proxy_vouches_for_client_certificates_with_headers,
     plain_http_and_silent_clients_are_closed,
     the_agent_installs_over_tls,
 );
@@ -81,12 +84,13 @@ fn client(pki: &Pki, identity: Option<&str>) -> reqwest::Client {
     .unwrap()
 }
 
-/// A server speaking TLS with `server.crt`.
+/// A server speaking TLS with `server.crt`, devices' certificates chained to the same CA.
 async fn tls_server(b: Backend, pki: &Pki, configure: impl FnOnce(&mut updraft_server::Settings)) -> Api {
     pki.issue("server", "updraft test server", true);
     let server = TestServer::start_with(b, |s| {
         s.tls_cert_file = Some(pki.path("server.crt"));
         s.tls_key_file = Some(pki.path("server.key"));
+        s.tls_client_ca_file = Some(pki.path("ca.crt"));
         s.tls_reload_ms = 50;
         s.poll_interval_secs = 60;
         configure(s);
@@ -240,6 +244,75 @@ async fn the_certificate_is_reloaded_without_a_restart(b: Backend) {
     assert_eq!(api.get("/api/v1/devices").await.status, 200, "the server serves on");
 }
 
+async fn devices_authenticate_with_client_certificates(b: Backend) {
+    let pki = Pki::new("updraft test CA");
+    let api = tls_server(b, &pki, |_| {}).await;
+    let tokens = fleet(&api, 2).await;
+    pki.issue("dev-0", "dev-0", false);
+    pki.issue("ghost", "dev-9", false);
+    let outsider = Pki::new("an unknown CA");
+    outsider.issue("dev-0", "dev-0", false);
+    std::fs::copy(pki.path("ca.crt"), outsider.path("ca.crt")).unwrap();
+    let url = |device: &str| api.server.url(&format!("/default/controller/v1/{device}"));
+
+    let dev0 = client(&pki, Some("dev-0"));
+    let (status, poll) = get_json(&dev0, &url("dev-0"), None).await;
+    assert_eq!(status, 200, "the certificate's CN is the controller id: no token needed");
+    assert!(poll["_links"]["deploymentBase"]["href"].as_str().unwrap().starts_with("https://"));
+    let (status, _) = get_json(&dev0, &url("dev-1"), None).await;
+    assert_eq!(status, 401, "a certificate names one device");
+    let (status, _) = get_json(&dev0, &url("dev-1"), Some(&tokens[1])).await;
+    assert_eq!(status, 200, "a token still decides when one is sent");
+    let (status, _) = get_json(&client(&pki, Some("ghost")), &url("dev-9"), None).await;
+    assert_eq!(status, 401, "the device must exist in the tenant");
+    let (status, _) = get_json(&api.http, &url("dev-0"), None).await;
+    assert_eq!(status, 401, "no certificate and no token");
+    let (status, _) = get_json(&api.http, &url("dev-0"), Some(&tokens[0])).await;
+    assert_eq!(status, 200, "devices without certificates keep using tokens");
+    assert!(
+        client(&outsider, Some("dev-0")).get(url("dev-0")).send().await.is_err(),
+        "a certificate from another CA fails the handshake"
+    );
+}
+
+async fn a_proxy_vouches_for_client_certificates_with_headers(b: Backend) {
+    let trusted = "ae:11:f5:6a:0a:e8:74:50:81:0e:0c:37:ec:c5:22:fc";
+    let server = TestServer::start_with(b, |s| s.ddi_proxy_issuer_hashes = vec![trusted.to_uppercase()]).await;
+    let api = Api::on(server);
+    fleet(&api, 2).await;
+    let poll = |device: &'static str, headers: Vec<(&'static str, &'static str)>| {
+        let mut request = api.http.get(api.server.url(&format!("/default/controller/v1/{device}")));
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    let cn = "x-ssl-client-cn";
+    assert_eq!(poll("dev-0", vec![(cn, "dev-0"), ("x-ssl-issuer-hash-1", trusted)]).await, 200);
+    assert_eq!(
+        poll("dev-0", vec![(cn, "dev-0"), ("x-ssl-issuer-hash-1", "00:11"), ("x-ssl-issuer-hash-2", trusted)]).await,
+        200,
+        "any issuer of the chain may be the trusted one"
+    );
+    assert_eq!(poll("dev-0", vec![(cn, "dev-0"), ("x-ssl-issuer-hash-1", "00:11")]).await, 401, "untrusted issuer");
+    assert_eq!(poll("dev-0", vec![(cn, "dev-0"), ("x-ssl-issuer-hash-2", trusted)]).await, 401, "read from -1 on");
+    assert_eq!(poll("dev-0", vec![(cn, "dev-1"), ("x-ssl-issuer-hash-1", trusted)]).await, 401, "another device");
+    assert_eq!(poll("dev-0", vec![(cn, "dev-0")]).await, 401, "no issuer");
+
+    // Without trusted hashes configured, the headers mean nothing.
+    let plain = Api::start(b).await;
+    fleet(&plain, 1).await;
+    let r = plain
+        .http
+        .get(plain.server.url("/default/controller/v1/dev-0"))
+        .header(cn, "dev-0")
+        .header("x-ssl-issuer-hash-1", trusted)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}
+
 async fn plain_http_and_silent_clients_are_closed(b: Backend) {
     let pki = Pki::new("updraft test CA");
     let api = tls_server(b, &pki, |s| s.tls_handshake_timeout_secs = 1).await;
@@ -272,7 +345,8 @@ async fn the_agent_installs_over_tls(b: Backend) {
     use updraft_agent::{Agent, AgentConfig, Auth, Installer};
     let pki = Pki::new("updraft test CA");
     let api = tls_server(b, &pki, |_| {}).await;
-    let tokens = fleet(&api, 1).await;
+    let tokens = fleet(&api, 2).await;
+    pki.issue("dev-1", "dev-1", false);
     let dir = tempfile::tempdir().unwrap();
     let agent = |i: usize, auth: Auth| {
         let state = dir.path().join(format!("dev-{i}"));
@@ -290,10 +364,18 @@ async fn the_agent_installs_over_tls(b: Backend) {
         c
     };
     // With its token, trusting the fleet's CA.
-    let mut agent = Agent::new(agent(0, Auth::TargetToken(tokens[0].clone()))).await.unwrap();
-    agent.run_once().await.unwrap();
-    let device = api.get("/api/v1/devices/dev-0").await;
-    assert_eq!(device.ok()["firmware"]["host"], "2.0.0", "installed over TLS");
-    let installed = dir.path().join("dev-0").join("installed.bin");
-    assert_eq!(std::fs::metadata(installed).unwrap().len() as usize, IMAGE_LEN);
+    let mut with_token = Agent::new(agent(0, Auth::TargetToken(tokens[0].clone()))).await.unwrap();
+    with_token.run_once().await.unwrap();
+    // With a client certificate and no token.
+    let mut config = agent(1, Auth::ClientCertificate);
+    config.http.client_cert_file = Some(pki.path("dev-1.crt"));
+    config.http.client_key_file = Some(pki.path("dev-1.key"));
+    let mut with_certificate = Agent::new(config).await.unwrap();
+    with_certificate.run_once().await.unwrap();
+    for i in 0..2 {
+        let device = api.get(&format!("/api/v1/devices/dev-{i}")).await;
+        assert_eq!(device.ok()["firmware"]["host"], "2.0.0", "dev-{i} installed over TLS");
+        let installed = dir.path().join(format!("dev-{i}")).join("installed.bin");
+        assert_eq!(std::fs::metadata(installed).unwrap().len() as usize, IMAGE_LEN);
+    }
 }

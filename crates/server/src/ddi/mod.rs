@@ -218,12 +218,18 @@ impl FromRequestParts<AppState> for DdiDevice {
             metrics::counter!(DDI_RATE_LIMITED, "limit" => "address").increment(1);
             return Err(DdiError::TooManyRequests(retry_after));
         }
-        let auth =
-            parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or(DdiError::Unauthorized)?;
+        let auth = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let certified = certificate_names(state, parts, controller);
+        if auth.is_none() && certified.is_none() {
+            return Err(DdiError::Unauthorized);
+        }
         if let Err(retry_after) = state.auth_blocked(peer) {
             return Err(DdiError::TooManyRequests(retry_after));
         }
-        let known = authenticate(state, parts, auth, &tenant, controller).await;
+        let known = match auth {
+            Some(auth) => authenticate(state, parts, auth, &tenant, controller).await,
+            None => authenticate_certified(state, certified == Some(true), &tenant, controller).await,
+        };
         if matches!(known, Err(DdiError::Unauthorized)) {
             state.auth_failed(peer);
         }
@@ -249,6 +255,62 @@ impl FromRequestParts<AppState> for DdiDevice {
             id: device_id,
         })
     }
+}
+
+/// The most `X-Ssl-Issuer-Hash-{n}` headers read from one request.
+const MAX_ISSUER_HASHES: usize = 16;
+
+/// Whether a client certificate names this device: `None` when the request
+/// carries none; `Some(true)` when the certificate the connection presented
+/// (verified against `tls_client_ca_file`), or the one a trusted proxy
+/// describes, has `controller` as its subject CN; `Some(false)` otherwise.
+fn certificate_names(state: &AppState, parts: &Parts, controller: &str) -> Option<bool> {
+    let native =
+        parts.extensions.get::<crate::conn::PeerCertificate>().map(|c| c.common_name.as_deref() == Some(controller));
+    let proxied = proxied_common_name(state, parts).map(|cn| cn == Some(controller));
+    match (native, proxied) {
+        (None, None) => None,
+        (Some(true), _) | (_, Some(true)) => Some(true),
+        _ => Some(false),
+    }
+}
+
+/// hawkBit's certificate authentication behind a reverse proxy: the CN in
+/// `X-Ssl-Client-Cn`, vouched for when one of `X-Ssl-Issuer-Hash-1`, `-2`, …
+/// (read until one is missing) is a trusted issuer hash. `None` when
+/// `ddi_proxy_issuer_hashes` is empty or there is no CN header; `Some(None)`
+/// when no issuer is trusted.
+fn proxied_common_name<'a>(state: &AppState, parts: &'a Parts) -> Option<Option<&'a str>> {
+    let trusted = &state.settings.ddi_proxy_issuer_hashes;
+    if trusted.is_empty() {
+        return None;
+    }
+    let cn = parts.headers.get("x-ssl-client-cn")?.to_str().ok();
+    let vouched = (1..=MAX_ISSUER_HASHES)
+        .map_while(|n| parts.headers.get(format!("x-ssl-issuer-hash-{n}").as_str()))
+        .any(|hash| hash.to_str().is_ok_and(|hash| trusted.iter().any(|t| t.eq_ignore_ascii_case(hash.trim()))));
+    Some(cn.filter(|_| vouched))
+}
+
+/// A device authenticated by a client certificate (`named`: it names this
+/// controller id): the device must exist in the path's tenant.
+async fn authenticate_certified(
+    state: &AppState,
+    named: bool,
+    tenant: &str,
+    controller: &str,
+) -> Result<(String, String), DdiError> {
+    if !named {
+        return Err(DdiError::Unauthorized);
+    }
+    if !state.poll_cache.known(tenant, controller) {
+        let epoch = state.poll_cache.epoch();
+        let device = Actor::Device { tenant: tenant.to_owned(), device: controller.to_owned() };
+        // A certificate names a device, not a tenant: one the tenant does not have is refused.
+        state.app.device_identity(&device).await?.ok_or(DdiError::Unauthorized)?;
+        state.poll_cache.remember_known(epoch, tenant, controller);
+    }
+    Ok((tenant.to_owned(), controller.to_owned()))
 }
 
 /// `GET …/softwaremodules/{module}/artifacts/{file}`: an artifact download.
