@@ -366,12 +366,27 @@ async fn the_agent_installs_over_tls(b: Backend) {
     // With its token, trusting the fleet's CA.
     let mut with_token = Agent::new(agent(0, Auth::TargetToken(tokens[0].clone()))).await.unwrap();
     with_token.run_once().await.unwrap();
-    // With a client certificate and no token.
-    let mut config = agent(1, Auth::ClientCertificate);
-    config.http.client_cert_file = Some(pki.path("dev-1.crt"));
-    config.http.client_key_file = Some(pki.path("dev-1.key"));
-    let mut with_certificate = Agent::new(config).await.unwrap();
-    with_certificate.run_once().await.unwrap();
+    // `updraft agent` with a client certificate and no token: the command line's flags.
+    let state = dir.path().join("dev-1");
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_updraft"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("UPDRAFT_") {
+            command.env_remove(k);
+        }
+    }
+    let state_arg = state.to_str().unwrap().to_owned();
+    let install_to = state.join("installed.bin").to_str().unwrap().to_owned();
+    let (ca, cert, key) = (pki.path("ca.crt"), pki.path("dev-1.crt"), pki.path("dev-1.key"));
+    let run = command
+        .args(["agent", "--server", &api.server.url(""), "--controller-id", "dev-1", "--once"])
+        .args(["--state-dir", &state_arg, "--install-to", &install_to, "--firmware", "host=1.0.0"])
+        .args(["--ca-file", ca.to_str().unwrap()])
+        .args(["--client-cert-file", cert.to_str().unwrap(), "--client-key-file", key.to_str().unwrap()])
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(120), run).await.expect("the agent ends").unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     for i in 0..2 {
         let device = api.get(&format!("/api/v1/devices/dev-{i}")).await;
         assert_eq!(device.ok()["firmware"]["host"], "2.0.0", "dev-{i} installed over TLS");
