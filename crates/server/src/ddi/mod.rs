@@ -186,7 +186,7 @@ pub struct DdiDevice {
     /// `{public URL}/{tenant}/controller/v1/{controllerId}` (see [`public_base`]).
     pub base_url: String,
     /// Artifacts carry hawkBit's `download` and `md5sum` links besides the
-    /// `-http` ones: the server speaks TLS and links are `https` (ADR 0008).
+    /// `-http` ones: the server speaks TLS and links are `https` (ADR 0009).
     pub https_links: bool,
     /// The device, as the application's use cases know their callers.
     pub actor: Actor,
@@ -632,7 +632,7 @@ fn chunks(dev: &DdiDevice, fw: &Firmware, metadata: Option<Vec<ddi::KeyValue>>) 
 /// An artifact's hashes and links. Over TLS, `download` and `md5sum` are the
 /// `https` links clients prefer, and `download-http`/`md5sum-http` the same
 /// links again for clients that read only those (there is no plain listener to
-/// point them at; see ADR 0008).
+/// point them at; see ADR 0009).
 fn artifact_of(f: &updraft_core::FirmwareFile, href: &str, https: bool) -> ddi::Artifact {
     let md5sum = format!("{href}.MD5SUM");
     ddi::Artifact {
