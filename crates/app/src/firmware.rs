@@ -50,6 +50,8 @@ pub struct NewFirmware {
     pub release_notes: Option<String>,
     pub metadata: BTreeMap<String, String>,
     pub needs_verification: bool,
+    /// Default: the highest of the product's images (so it never goes down by accident).
+    pub security_version: Option<u64>,
     /// Components and versions of files, by file name.
     pub descriptions: Vec<FileDescription>,
     /// The files, by name, in the order they came, staged through [`FirmwareUpload`].
@@ -95,6 +97,7 @@ impl App {
             release_notes,
             metadata,
             needs_verification,
+            security_version,
             descriptions,
             files: staged,
             unreadable,
@@ -180,6 +183,7 @@ impl App {
                 version: file_version,
                 size: blob.size,
                 sha256: blob.sha256.clone(),
+                sha512: blob.sha512.clone(),
                 sha1: blob.sha1.clone(),
                 md5: blob.md5.clone(),
             });
@@ -198,6 +202,10 @@ impl App {
         if !missing.is_empty() {
             return Err(Error::missing(missing));
         }
+        let security_version = match security_version {
+            Some(v) => v,
+            None => self.store.max_security_version(tenant, product_key.as_deref().unwrap_or_default()).await?,
+        };
         let firmware = Firmware {
             id,
             product: product_key.unwrap_or_default(),
@@ -207,6 +215,7 @@ impl App {
             metadata,
             needs_verification,
             verified: false,
+            security_version,
             files,
             created_at: self.now(),
         };

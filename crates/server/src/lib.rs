@@ -17,6 +17,7 @@ pub mod ratelimit;
 pub mod settings;
 pub mod state;
 pub mod tls;
+pub mod tuf;
 pub mod ui;
 
 use std::future::Future;

@@ -20,6 +20,7 @@ pub mod query;
 mod rows;
 mod store;
 mod tenants;
+mod trust;
 
 use jiff::Timestamp;
 use updraft_app::store::StoreError;

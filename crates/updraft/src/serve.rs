@@ -90,6 +90,10 @@ pub struct ServeArgs {
     /// its controller id needs no token [default: none].
     #[arg(long, env = "UPDRAFT_TLS_CLIENT_CA_FILE", value_name = "FILE")]
     tls_client_ca_file: Option<PathBuf>,
+    /// The key-encryption key (64 hex digits) sealing TUF online keys [default: read from
+    /// `<data_dir>/key-encryption.key`, made on first start].
+    #[arg(long, env = "UPDRAFT_KEY_ENCRYPTION_KEY", hide_env_values = true)]
+    key_encryption_key: Option<String>,
 }
 
 impl ServeArgs {
@@ -136,6 +140,9 @@ impl ServeArgs {
         }
         if let Some(v) = self.tls_client_ca_file {
             s.tls_client_ca_file = Some(v);
+        }
+        if let Some(v) = self.key_encryption_key {
+            s.key_encryption_key = Some(v);
         }
         Ok(s)
     }

@@ -36,6 +36,7 @@ mod error;
 pub mod events;
 mod jobs;
 mod tenants;
+mod trust;
 
 use async_trait::async_trait;
 
@@ -49,6 +50,7 @@ pub use error::{StoreError, StoreResult};
 pub use events::{AuditQuery, Change, Event, EventCursor, EventFeed, EventStore, acting, current_actor, set_actor};
 pub use jobs::{DeviceActions, ExecutionRule, ExecutionScope, JobStore, ReleaseBudget, Released, TimelineRow};
 pub use tenants::TenantStore;
+pub use trust::{TrustKey, TrustMetadata, TrustRole, TrustStore};
 
 /// Sortable fields per resource; the first is the default.
 pub mod sortable {
@@ -64,7 +66,9 @@ pub mod sortable {
 /// Everything updraft keeps: every aggregate's store, with the backend's
 /// name and its shutdown.
 #[async_trait]
-pub trait Store: TenantStore + CatalogStore + DeviceStore + JobStore + EngineStore + EventStore + 'static {
+pub trait Store:
+    TenantStore + CatalogStore + DeviceStore + JobStore + EngineStore + EventStore + TrustStore + 'static
+{
     /// The backend's name, for logs and metrics: `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
 
