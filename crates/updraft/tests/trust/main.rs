@@ -39,6 +39,9 @@ pub const KEK: &str = "4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4
 
 pub struct Repo {
     pub api: Api,
+    /// The CA the server's TLS certificate chains to, when it serves TLS.
+    pub tls_ca: Option<PathBuf>,
+    _pki: Option<tempfile::TempDir>,
     pub root_keys: Vec<SigningKey>,
     /// The pinned root (version 1), as `updraft trust init` writes `root.json`.
     pub root: Vec<u8>,
@@ -58,6 +61,39 @@ impl Repo {
         Repo::on(Api::on(server), Timestamp::now()).await
     }
 
+    /// [`Repo::new`] with the server serving TLS only (a certificate from a CA made here).
+    pub async fn new_tls(b: Backend) -> Repo {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        let dir = tempfile::tempdir().unwrap();
+        let pki = dir.path().to_path_buf();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name.push(DnType::CommonName, "trust test CA");
+        std::fs::write(pki.join("ca.crt"), ca.self_signed(&ca_key).unwrap().pem()).unwrap();
+        let issuer = Issuer::new(ca, ca_key);
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap().signed_by(&key, &issuer).unwrap();
+        std::fs::write(pki.join("server.crt"), cert.pem()).unwrap();
+        std::fs::write(pki.join("server.key"), key.serialize_pem()).unwrap();
+        let server = common::TestServer::start_with(b, |s| {
+            s.key_encryption_key = Some(KEK.into());
+            s.tls_cert_file = Some(pki.join("server.crt"));
+            s.tls_key_file = Some(pki.join("server.key"));
+        })
+        .await;
+        let http = updraft_agent::http_client(&updraft_agent::HttpSettings {
+            ca_file: Some(pki.join("ca.crt")),
+            ..Default::default()
+        })
+        .unwrap();
+        let api = Api { server, http, token: common::ADMIN_TOKEN.into() };
+        let mut repo = Repo::on(api, Timestamp::now()).await;
+        repo.tls_ca = Some(pki.join("ca.crt"));
+        repo._pki = Some(dir);
+        repo
+    }
+
     pub async fn on(api: Api, now: Timestamp) -> Repo {
         api.post("/api/v1/products", json!({"key": "cam"})).await.expect(201, None);
         let device = api
@@ -67,6 +103,8 @@ impl Repo {
             .clone();
         let mut repo = Repo {
             api,
+            tls_ca: None,
+            _pki: None,
             root_keys: vec![SigningKey::generate()],
             root: Vec::new(),
             device_token: device["token"].as_str().unwrap().to_owned(),
@@ -124,7 +162,7 @@ impl Repo {
 
     /// The agent of dev-0, pinned to `root`, installing into `installed.bin`.
     pub fn agent_config(&self, root: &[u8]) -> AgentConfig {
-        let server = format!("http://{}", self.api.server.addr);
+        let server = self.api.server.url("");
         let state = self.state_dir();
         let mut c = AgentConfig::new(
             &server,
@@ -136,6 +174,7 @@ impl Repo {
         );
         c.firmware.insert("host".into(), "1.0.0".into());
         c.poll_interval = Some(std::time::Duration::from_millis(10));
+        c.http.ca_file = self.tls_ca.clone();
         c.trust = Some(TrustConfig {
             root: root.to_vec(),
             product: "cam".into(),

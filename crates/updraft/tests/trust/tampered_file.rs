@@ -3,7 +3,7 @@
 //! database, but not the online keys): the device API serves the changed file
 //! with hashes that match, and only TUF's signed targets tell. The agent
 //! refuses it (`tuf.target_mismatch`, 4003), keeps 1.0.0, and then installs
-//! the properly signed image.
+//! the properly signed image. Over TLS, as a fleet runs it.
 
 use crate::common::{self, Backend};
 use crate::{Repo, sha256};
@@ -13,7 +13,8 @@ use sha2::Digest;
 crate::on_both_stores!(a_tampered_file_is_refused_and_the_signed_one_installed);
 
 async fn a_tampered_file_is_refused_and_the_signed_one_installed(b: Backend) {
-    let repo = Repo::new(b).await;
+    let repo = Repo::new_tls(b).await;
+    assert!(repo.api.server.url("").starts_with("https://"));
     let fw = repo.upload("2.0.0", 1, b"version two").await;
 
     let evil = b"version two, with a backdoor";
