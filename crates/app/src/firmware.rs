@@ -10,6 +10,7 @@ use updraft_blob::{BlobRead, BlobStore, BlobWriter, StagedBlob};
 use updraft_core::{Access, FieldError, Firmware, FirmwareFile, Page, PageRequest, validate, version};
 
 use crate::actor::new_id;
+use crate::code_signing::{self, FileSigning, ReadClaim};
 use crate::error::{Error, Result};
 use crate::{Actor, App};
 
@@ -36,6 +37,8 @@ pub struct FileDescription {
     pub component: Option<String>,
     /// The image's version when absent.
     pub version: Option<String>,
+    /// Seed 002's `codeSigning`: checked before the upload is accepted.
+    pub code_signing: Option<FileSigning>,
 }
 
 /// A firmware image to store: its description and its staged files.
@@ -182,8 +185,11 @@ impl App {
                 sha256: blob.sha256.clone(),
                 sha1: blob.sha1.clone(),
                 md5: blob.md5.clone(),
+                code_signing: None,
             });
         }
+        // Signed files: (file index, the claim's field, the claim as read).
+        let mut claims: Vec<(usize, String, ReadClaim)> = Vec::new();
         for (i, described) in descriptions.iter().enumerate() {
             if !names.contains(described.name.as_str()) {
                 errors.push(FieldError::new(
@@ -191,12 +197,64 @@ impl App {
                     format!("no file part named `{}` was uploaded", described.name),
                 ));
             }
+            if let Some(signing) = &described.code_signing {
+                let field = format!("files[{i}].codeSigning");
+                let read = code_signing::read_claim(&field, signing, &mut errors)?;
+                let file = files.iter().position(|f| f.name == described.name);
+                if let (Some(read), Some(file)) = (read, file) {
+                    let sig_name = format!("{}.sig", described.name);
+                    if names.contains(sig_name.as_str()) {
+                        errors.push(FieldError::new(
+                            &field,
+                            format!(
+                                "a signed file's signature is delivered as `{sig_name}`, which another file is called"
+                            ),
+                        ));
+                    }
+                    claims.push((file, field, read));
+                }
+            }
         }
         if !errors.is_empty() {
             return Err(Error::invalid(errors));
         }
         if !missing.is_empty() {
             return Err(Error::missing(missing));
+        }
+
+        // Code signing: chains and prehashed signatures now; Ed25519 once the
+        // bytes are stored (it signs the whole file), before the record is.
+        let mut ed25519 = Vec::new();
+        if !claims.is_empty() {
+            let anchors = self.store.list_trust_anchors(tenant).await?;
+            let now = self.now();
+            for (index, field, read) in claims {
+                let described = descriptions.iter().find(|d| d.name == files[index].name);
+                let Some(FileSigning::Custom(claim)) = described.and_then(|d| d.code_signing.as_ref()) else {
+                    continue;
+                };
+                let chain_field = format!("{field}.customCodeSigning.certificateChain");
+                let chain = code_signing::verify_chain(&claim.certificate_chain, &anchors, now)
+                    .map_err(|r| r.at(&chain_field))?;
+                let signature_field = format!("{field}.customCodeSigning.signature");
+                if read.algorithm == updraft_core::SignatureAlgorithm::Ed25519 {
+                    let verifier = code_signing::ed25519_verifier(&chain.leaf_key, &read.signature)
+                        .map_err(|r| r.at(&signature_field))?;
+                    ed25519.push((index, signature_field, verifier));
+                } else {
+                    code_signing::verify_digest(read.algorithm, &chain.leaf_key, &files[index].sha256, &read.signature)
+                        .map_err(|r| r.at(&signature_field))?;
+                }
+                files[index].code_signing = Some(updraft_core::CodeSigning {
+                    signature_algorithm: read.algorithm,
+                    hash_algorithm: "SHA-256".into(),
+                    certificate_chain: claim.certificate_chain.trim().to_owned() + "\n",
+                    certificate_name: claim.certificate_name.clone(),
+                    signature: code_signing::encode_signature(&read.signature),
+                    trust_anchor: chain.trust_anchor,
+                    signing_profile: None,
+                });
+            }
         }
         let firmware = Firmware {
             id,
@@ -217,6 +275,15 @@ impl App {
                 return Err(e.into());
             }
         }
+        for (index, field, verifier) in ed25519 {
+            if let Err(e) = self.verify_stored(&firmware.files[index].blob, verifier).await {
+                self.blobs.delete_prefix(&dir).await?;
+                return Err(match e {
+                    Ok(refusal) => refusal.at(&field),
+                    Err(e) => e,
+                });
+            }
+        }
         if let Err(e) = self.store.create_firmware(tenant, &firmware).await {
             self.blobs.delete_prefix(&dir).await?;
             return Err(e.into());
@@ -224,6 +291,27 @@ impl App {
         tracing::info!(firmware = %firmware.id, product = %firmware.product, version = %firmware.version,
             files = firmware.files.len(), bytes = firmware.total_size(), "firmware uploaded");
         Ok(firmware)
+    }
+
+    /// Streams a stored file through an Ed25519 verifier.
+    async fn verify_stored(
+        &self,
+        key: &str,
+        mut verifier: ed25519_dalek::StreamVerifier,
+    ) -> std::result::Result<(), std::result::Result<code_signing::Refusal, Error>> {
+        use tokio::io::AsyncReadExt;
+        let mut read = self.blobs.read(key, None).await.map_err(|e| Err(e.into()))?;
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = read.reader.read(&mut buf).await.map_err(|e| Err(Error::internal("reading an upload back", e)))?;
+            if n == 0 {
+                break;
+            }
+            verifier.update(&buf[..n]);
+        }
+        verifier.finalize_and_verify().map_err(|_| {
+            Ok(code_signing::Refusal::bad_signature("the Ed25519 signature does not verify over the file"))
+        })
     }
 
     /// The tenant's images, of one product when `product` is given.

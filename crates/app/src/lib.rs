@@ -10,6 +10,7 @@
 pub mod access;
 pub mod actor;
 pub mod audit;
+pub mod code_signing;
 pub mod devices;
 pub mod error;
 pub mod executions;

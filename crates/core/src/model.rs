@@ -187,6 +187,9 @@ pub struct FirmwareFile {
     pub md5: String,
     /// Where the blob store keeps the file's bytes.
     pub blob: String,
+    /// The file's verified signature, when it is signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code_signing: Option<crate::CodeSigning>,
 }
 
 /// A firmware image: one or more files for one product, under one version.

@@ -58,6 +58,7 @@ pub trait SqlBackend: Send + Sync + Sized + 'static {
         + Reads<IdentityRow>
         + Reads<GroupRow>
         + Reads<GatewayRow>
+        + Reads<TrustAnchorRow>
         + Reads<SavedFilterRow>
         + Reads<JobRow>
         + Reads<TenantJobRow>

@@ -488,6 +488,28 @@ impl TryFrom<GatewayRow> for GatewayToken {
 }
 
 #[derive(sqlx::FromRow)]
+pub struct TrustAnchorRow {
+    id: String,
+    name: Option<String>,
+    certificate: String,
+    fingerprint: String,
+    created_at: i64,
+}
+
+impl TryFrom<TrustAnchorRow> for updraft_core::TrustAnchor {
+    type Error = StoreError;
+    fn try_from(r: TrustAnchorRow) -> Result<Self, StoreError> {
+        Ok(updraft_core::TrustAnchor {
+            id: r.id,
+            name: r.name,
+            certificate: r.certificate,
+            fingerprint: r.fingerprint,
+            created_at: ts(r.created_at)?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
 pub struct IdentityRow {
     tenant: String,
     id: String,

@@ -79,6 +79,8 @@ async fn other_tenants_see_nothing_and_viewers_write_nothing(b: Backend) {
     let filter = api.post("/api/v1/filters", json!({"name": "All", "query": "all"})).await.ok()["id"].clone();
     let gateway = api.post("/api/v1/gateway-tokens", json!({"name": "gw"})).await.ok()["id"].clone();
     let key = api.post("/api/v1/keys", json!({"role": "operator"})).await.ok()["id"].clone();
+    let ca = rcgen::generate_simple_self_signed(vec!["ca.example".to_owned()]).unwrap().cert.pem();
+    let anchor = api.post("/api/v1/trust-anchors", json!({"certificate": ca})).await.ok()["id"].clone();
     let user = api
         .post("/api/v1/users", json!({"name": "ann", "role": "operator", "password": "correct horse battery"}))
         .await
@@ -87,6 +89,7 @@ async fn other_tenants_see_nothing_and_viewers_write_nothing(b: Backend) {
     let ids = json!({
         "product": "thermo", "file": file, "job": "rollout", "firmware": fw, "devices": "dev-0", "jobs": "rollout",
         "groups": "lab", "filters": filter, "gateway-tokens": gateway, "keys": key, "users": user, "tenants": "default",
+        "trust-anchors": anchor,
     });
     let doc = api.as_key("").get("/api/v1/openapi.json").await.ok().clone();
     let ops = operations(&doc);

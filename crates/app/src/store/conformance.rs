@@ -23,6 +23,7 @@ pub mod devices;
 pub mod engine;
 pub mod events;
 pub mod jobs;
+pub mod signing;
 pub mod tenants;
 
 /// Generates one `#[tokio::test]` per conformance case, in one module per
@@ -45,7 +46,8 @@ macro_rules! store_conformance_suite {
             engine: leases_share_the_live_jobs_between_replicas, first_contact_activates_and_initializes,
                 online_devices_never_seen_go_offline;
             events: events_are_written_with_their_change_and_rolled_back_with_it,
-                followers_keep_their_place_under_a_lease, the_audit_log_keeps_events_once);
+                followers_keep_their_place_under_a_lease, the_audit_log_keeps_events_once;
+            signing: trust_anchors_per_tenant);
     };
     (@cases $make:expr; $($module:ident: $($case:ident),+);+) => {
         $(
@@ -102,6 +104,7 @@ fn firmware(id: &str, product: &str, version: &str) -> Firmware {
             sha1: "b".repeat(40),
             md5: "c".repeat(32),
             blob: format!("acme/{id}/app.bin"),
+            code_signing: None,
         }],
         created_at: t(3),
     }

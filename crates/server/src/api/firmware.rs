@@ -15,7 +15,9 @@ use axum::extract::{DefaultBodyLimit, Multipart, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tokio_util::io::ReaderStream;
+use updraft_api::code_signing::CodeSigningIn;
 use updraft_api::firmware::{FileSpec, FirmwareListParams, FirmwareOut};
+use updraft_app::code_signing::{FileSigning, SignatureClaim};
 use updraft_app::firmware::{FileDescription, NewFirmware};
 use updraft_app::sortable;
 use updraft_blob::StagedBlob;
@@ -164,8 +166,10 @@ fn describe(mut text: HashMap<String, String>, files: Vec<(String, StagedBlob)>)
         None => Vec::new(),
         Some(Ok(s)) => s,
         Some(Err(e)) => {
-            unreadable
-                .push(FieldError::new("files", format!("must be a JSON array of {{name, component, version}}: {e}")));
+            unreadable.push(FieldError::new(
+                "files",
+                format!("must be a JSON array of {{name, component, version, codeSigning}}: {e}"),
+            ));
             Vec::new()
         }
     };
@@ -179,10 +183,30 @@ fn describe(mut text: HashMap<String, String>, files: Vec<(String, StagedBlob)>)
         needs_verification,
         descriptions: specs
             .into_iter()
-            .map(|s| FileDescription { name: s.name, component: s.component, version: s.version })
+            .map(|s| FileDescription {
+                name: s.name,
+                component: s.component,
+                version: s.version,
+                code_signing: s.code_signing.map(signing),
+            })
             .collect(),
         files,
         unreadable,
+    }
+}
+
+/// Seed 002's `codeSigning` as the use case takes it.
+fn signing(c: CodeSigningIn) -> FileSigning {
+    match (c.custom_code_signing, c.aws_signer_job_id) {
+        (Some(c), _) => FileSigning::Custom(SignatureClaim {
+            signature_algorithm: c.signature_algorithm,
+            hash_algorithm: c.hash_algorithm,
+            certificate_chain: c.certificate_chain.inline_document,
+            certificate_name: c.certificate_chain.certificate_name,
+            signature: c.signature.inline_document,
+        }),
+        (None, Some(_)) => FileSigning::Unsupported("awsSignerJobId".into()),
+        (None, None) => FileSigning::Unsupported(String::new()),
     }
 }
 

@@ -16,6 +16,7 @@ pub mod keys;
 pub mod products;
 pub mod system;
 pub mod tenants;
+pub mod trust_anchors;
 pub mod users;
 
 use axum::Router;
@@ -60,6 +61,8 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/groups/{id}/members", get(groups::members).post(groups::change_members))
         .route("/api/v1/gateway-tokens", get(gateway_tokens::list).post(gateway_tokens::create))
         .route("/api/v1/gateway-tokens/{id}", axum::routing::delete(gateway_tokens::delete))
+        .route("/api/v1/trust-anchors", get(trust_anchors::list).post(trust_anchors::create))
+        .route("/api/v1/trust-anchors/{id}", get(trust_anchors::get).delete(trust_anchors::delete))
         .route("/api/v1/jobs", get(jobs::list).post(jobs::create))
         .route("/api/v1/jobs/{id}", get(jobs::get))
         .route("/api/v1/jobs/{id}/start", post(jobs::start))
