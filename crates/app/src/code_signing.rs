@@ -152,8 +152,15 @@ pub(crate) fn verify_digest(
             format!("the leaf certificate's key is not a {} key", key_kind(algorithm)),
         ));
     }
-    key.verify_digest(&digest, signature)
-        .map_err(|_| bad_signature(format!("the {} signature does not verify over the file", algorithm.as_str())))
+    let verified = key.verify_digest(&digest, signature).or_else(|e| match algorithm {
+        // AWS Signer and PKCS#11 tokens also write ECDSA signatures as r || s.
+        SignatureAlgorithm::EcdsaP256 if signature.len() == 64 => {
+            UnparsedPublicKey::new(&aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED, leaf_key)
+                .verify_digest(&digest, signature)
+        }
+        _ => Err(e),
+    });
+    verified.map_err(|_| bad_signature(format!("the {} signature does not verify over the file", algorithm.as_str())))
 }
 
 fn key_kind(algorithm: SignatureAlgorithm) -> &'static str {

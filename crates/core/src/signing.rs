@@ -19,7 +19,7 @@ pub struct TrustAnchor {
 /// The signature algorithms updraft verifies (and signs with).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum SignatureAlgorithm {
-    /// ECDSA on P-256 over SHA-256, DER-encoded (what FreeRTOS OTA verifies).
+    /// ECDSA on P-256 over SHA-256: DER-encoded (what FreeRTOS OTA verifies), or the 64 bytes r || s.
     #[serde(rename = "ECDSA-P256")]
     EcdsaP256,
     /// Pure Ed25519 over the whole file.

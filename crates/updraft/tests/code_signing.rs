@@ -66,6 +66,8 @@ impl Signer {
 
 struct Leaf {
     signer: Signer,
+    /// The key, PKCS#8 DER.
+    pkcs8: Vec<u8>,
     /// Leaf and intermediate, PEM, leaf first.
     chain: String,
 }
@@ -117,7 +119,7 @@ fn leaf_cert(alg: Alg, issuer: &Issuer<'_, KeyPair>, intermediate_pem: &str) -> 
     p.distinguished_name.push(rcgen::DnType::CommonName, format!("firmware signer {alg:?}"));
     p.extended_key_usages = vec![ExtendedKeyUsagePurpose::CodeSigning];
     let cert = p.signed_by(&key, issuer).unwrap();
-    Leaf { signer, chain: format!("{}{}", cert.pem(), intermediate_pem) }
+    Leaf { signer, pkcs8, chain: format!("{}{}", cert.pem(), intermediate_pem) }
 }
 
 static PKI: LazyLock<Pki> = LazyLock::new(|| {
@@ -290,7 +292,16 @@ async fn signed_uploads_are_verified_stored_and_delivered(b: Backend) {
         signature::UnparsedPublicKey::new(verification, &key).verify(&file, &downloaded).unwrap();
     }
 
-    // An unsigned image's deployment is as it always was: no metadata, one artifact.
+    // ECDSA's other encoding, r || s (AWS Signer's, PKCS#11 tokens'), is accepted too.
+    let fixed =
+        EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &PKI.leaf(Alg::Ecdsa).pkcs8).unwrap();
+    let bytes = image(Alg::Ecdsa);
+    let sig = fixed.sign(&SystemRandom::new(), &bytes).unwrap().as_ref().to_vec();
+    assert_eq!(sig.len(), 64);
+    let answer = upload(&api, "1.1.0", &bytes, custom("ECDSA-P256", &PKI.leaf(Alg::Ecdsa).chain, &sig)).await;
+    assert_eq!(answer.expect(201, None)["files"][0]["code_signing"]["signature"], BASE64.encode(&sig));
+
+    // An unsigned image shows no signature (its deployment, unchanged, is ddi.rs's).
     let plain = Form::new()
         .text("product", "thermo")
         .text("version", "0.9.0")

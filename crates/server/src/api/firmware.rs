@@ -53,8 +53,9 @@ fn too_large(limit: u64) -> ApiError {
 
 #[utoipa::path(post, path = "/api/v1/firmware", tag = "firmware",
     request_body(content = inline(updraft_api::schemas::FirmwareUpload), content_type = "multipart/form-data",
-        description = "text fields `product`, `version` (required), `id`, `name`, `release_notes`, `metadata` (JSON object), `needs_verification`, `files` (JSON array of {name, component, version}); one or more file parts"),
-    responses((status = 201, body = FirmwareOut), (status = 404, description = "`not_found`: the product does not exist"), (status = 409, description = "the id or the product's version is taken"), (status = 413, description = "larger than the upload limit")))]
+        description = "text fields `product`, `version` (required), `id`, `name`, `release_notes`, `metadata` (JSON object), `needs_verification`, `files` (JSON array of {name, component, version, codeSigning}: seed 002's `customCodeSigning`); one or more file parts"),
+    responses((status = 201, body = FirmwareOut), (status = 404, description = "`not_found`: the product does not exist"), (status = 409, description = "the id or the product's version is taken"), (status = 413, description = "larger than the upload limit"),
+        (status = 422, description = "a signed file's chain or signature does not verify (`code_signing_untrusted_chain`, `code_signing_bad_signature`, `code_signing_unsupported_algorithm`); nothing was stored")))]
 pub async fn upload(
     State(state): State<AppState>,
     caller: Caller,
