@@ -76,6 +76,8 @@ pub struct AgentConfig {
     pub http: HttpSettings,
     /// [`Agent::run_once`] gives up after this many busy cycles.
     pub max_once_cycles: u32,
+    /// Verify every file through the product's TUF repository before installing it.
+    pub trust: Option<crate::tuf::TrustConfig>,
 }
 
 impl AgentConfig {
@@ -107,6 +109,7 @@ impl AgentConfig {
             auto_confirm: true,
             http: HttpSettings::default(),
             max_once_cycles: 64,
+            trust: None,
         }
     }
 }
@@ -271,9 +274,10 @@ impl Agent {
         }
         if let Some(work) = &self.state.work {
             let action = work.action_id.clone();
-            if let Phase::Reporting { success, details } = work.phase.clone() {
+            if let Phase::Reporting { success, details, code } = work.phase.clone() {
                 // The outcome may have reached the server before the agent died; sending it again is harmless.
-                let fb = feedback(Execution::Closed, finished(success), details);
+                let mut fb = feedback(Execution::Closed, finished(success), details);
+                fb.status.code = code;
                 if let Err(e) = self.client.deployment_feedback(&action, &fb).await {
                     tracing::info!(action = %action, error = %e, "late outcome not accepted");
                 }
@@ -382,7 +386,12 @@ impl Agent {
                         Err(e) => {
                             tracing::warn!(action = %action, error = %e, "download failed");
                             self.remove_downloads(&action).await;
-                            self.set_phase(Phase::Reporting { success: false, details: vec![e.to_string()] }).await?;
+                            self.set_phase(Phase::Reporting {
+                                success: false,
+                                details: vec![e.to_string()],
+                                code: None,
+                            })
+                            .await?;
                             restarted = false;
                             continue;
                         }
@@ -437,17 +446,39 @@ impl Agent {
                         restarted = false;
                         continue;
                     }
+                    let security = match self.verify_trust().await {
+                        Ok(security) => security,
+                        Err(refusal) => {
+                            tracing::warn!(action = %action, code = refusal.code, reason = %refusal, "refused by tuf verification; the installed version is kept");
+                            self.remove_downloads(&action).await;
+                            let kept: Vec<String> =
+                                self.state.installed.iter().map(|(c, v)| format!("{c} {v}")).collect();
+                            let kept = if kept.is_empty() { "what was installed".to_owned() } else { kept.join(", ") };
+                            let details = vec![
+                                format!("{}: {}", refusal.name, refusal.message),
+                                format!("not installed; kept {kept}"),
+                            ];
+                            self.set_phase(Phase::Reporting { success: false, details, code: Some(refusal.code) })
+                                .await?;
+                            restarted = false;
+                            continue;
+                        }
+                    };
                     let (success, details) = self.install_all().await;
                     if success && let Some(work) = &self.state.work {
                         for chunk in &work.deployment.deployment.chunks {
                             self.state.installed.insert(chunk.part.clone(), chunk.version.clone());
                         }
+                        if let Some(security) = security {
+                            self.state.security_version = self.state.security_version.max(security);
+                        }
                     }
                     self.state.config_pending = true;
-                    self.set_phase(Phase::Reporting { success, details }).await?;
+                    self.set_phase(Phase::Reporting { success, details, code: None }).await?;
                 }
-                Phase::Reporting { success, details } => {
-                    let fb = feedback(Execution::Closed, finished(success), details);
+                Phase::Reporting { success, details, code } => {
+                    let mut fb = feedback(Execution::Closed, finished(success), details);
+                    fb.status.code = code;
                     match self.client.deployment_feedback(&action, &fb).await {
                         Ok(()) => tracing::info!(action = %action, success, "outcome reported"),
                         Err(e) if e.is_gone() => tracing::info!(action = %action, "the action was already closed"),
@@ -678,6 +709,32 @@ impl Agent {
             }
         }
         Ok(true)
+    }
+
+    /// With a pinned root: checks every downloaded file against the
+    /// product's TUF repository; the highest security version among them.
+    async fn verify_trust(&self) -> Result<Option<u64>, crate::tuf::Refusal> {
+        let Some(trust) = &self.config.trust else { return Ok(None) };
+        let artifacts = self.artifacts();
+        let files: Vec<crate::tuf::Candidate<'_>> = artifacts
+            .iter()
+            .map(|(path, artifact, component, version)| crate::tuf::Candidate {
+                file: path,
+                filename: &artifact.filename,
+                component,
+                version,
+            })
+            .collect();
+        let security = crate::tuf::verify(
+            trust,
+            self.client.http().clone(),
+            self.client.auth().clone(),
+            self.config.state_dir.join("tuf"),
+            &files,
+            self.state.security_version,
+        )
+        .await?;
+        Ok(Some(security))
     }
 
     async fn install_all(&self) -> (bool, Vec<String>) {

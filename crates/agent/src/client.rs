@@ -137,6 +137,16 @@ impl DdiClient {
         Ok(DdiClient { http, base, auth: auth.header()?, request_timeout: HttpSettings::default().request_timeout })
     }
 
+    /// The HTTP client it uses.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// The `Authorization` value it sends.
+    pub fn auth(&self) -> &HeaderValue {
+        &self.auth
+    }
+
     /// Sets the total timeout of each API call (not of downloads).
     pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;

@@ -20,6 +20,7 @@ mod install;
 pub mod sim;
 mod state;
 mod throttle;
+pub mod tuf;
 
 pub use agent::{Agent, AgentConfig, Cycle};
 pub use client::{ArtifactBody, Auth, DdiClient, HttpSettings, action_id_from_href, feedback, http_client};

@@ -33,11 +33,14 @@ pub struct AgentState {
     /// The action being worked on, if any.
     #[serde(default)]
     pub work: Option<Work>,
+    /// The security version of the installed firmware (anti-rollback, with TUF).
+    #[serde(default)]
+    pub security_version: u64,
 }
 
 impl Default for AgentState {
     fn default() -> Self {
-        AgentState { format: FORMAT, installed: BTreeMap::new(), config_pending: true, work: None }
+        AgentState { format: FORMAT, installed: BTreeMap::new(), config_pending: true, work: None, security_version: 0 }
     }
 }
 
@@ -62,7 +65,13 @@ pub enum Phase {
     /// The installer is (or was, when the agent died) running.
     Installing,
     /// The outcome is known and must be reported (`closed` with success or failure).
-    Reporting { success: bool, details: Vec<String> },
+    Reporting {
+        success: bool,
+        details: Vec<String>,
+        /// The failure's code (TUF verification refusals), reported as the feedback's `code`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        code: Option<i32>,
+    },
 }
 
 impl Phase {
@@ -178,7 +187,8 @@ mod tests {
 
     #[test]
     fn phases_are_tagged() {
-        let json = serde_json::to_value(Phase::Reporting { success: false, details: vec!["x".into()] }).unwrap();
+        let json =
+            serde_json::to_value(Phase::Reporting { success: false, details: vec!["x".into()], code: None }).unwrap();
         assert_eq!(json, serde_json::json!({"phase": "reporting", "success": false, "details": ["x"]}));
     }
 }

@@ -17,6 +17,9 @@ pub struct FirmwareFileOut {
     pub version: String,
     pub size: u64,
     pub sha256: String,
+    /// SHA-512 (empty for files uploaded before updraft kept it).
+    #[serde(default)]
+    pub sha512: String,
     pub sha1: String,
     pub md5: String,
     /// Where to download it (management API).
@@ -37,6 +40,9 @@ pub struct FirmwareOut {
     pub metadata: BTreeMap<String, String>,
     pub needs_verification: bool,
     pub verified: bool,
+    /// Anti-rollback: devices never install a lower security version than they run.
+    #[serde(default)]
+    pub security_version: u64,
     /// Total size of all files, in bytes.
     pub size: u64,
     pub files: Vec<FirmwareFileOut>,
@@ -57,6 +63,7 @@ impl From<Firmware> for FirmwareOut {
                 version: x.version,
                 size: x.size,
                 sha256: x.sha256,
+                sha512: x.sha512,
                 sha1: x.sha1,
                 md5: x.md5,
                 code_signing: x.code_signing.map(Into::into),
@@ -71,6 +78,7 @@ impl From<Firmware> for FirmwareOut {
             metadata: f.metadata,
             needs_verification: f.needs_verification,
             verified: f.verified,
+            security_version: f.security_version,
             size,
             files,
             created_at: f.created_at,

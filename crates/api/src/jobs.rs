@@ -72,6 +72,10 @@ pub struct JobIn {
     /// Devices never to target.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exclude: Vec<String>,
+    /// Also install on devices running a newer version than the image (they
+    /// are skipped otherwise).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_downgrade: bool,
     /// `snapshot` (default) or `continuous`.
     #[cfg_attr(feature = "openapi", schema(schema_with = crate::schemas::recurrence_or_null))]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -249,6 +253,8 @@ pub struct JobSpecOut {
     pub source_versions: Vec<String>,
     pub include: Vec<String>,
     pub exclude: Vec<String>,
+    #[serde(default)]
+    pub allow_downgrade: bool,
     #[cfg_attr(feature = "openapi", schema(schema_with = crate::schemas::recurrence))]
     pub recurrence: Recurrence,
     pub push: bool,
@@ -289,6 +295,7 @@ impl From<JobSpec> for JobSpecOut {
             source_versions: t.source_versions,
             include: t.include,
             exclude: t.exclude,
+            allow_downgrade: t.allow_downgrade,
             recurrence: s.recurrence,
             push: s.push,
             allow_device_request: s.allow_device_request,

@@ -28,6 +28,7 @@ pub mod products;
 #[cfg(feature = "openapi")]
 pub mod schemas;
 pub mod tenants;
+pub mod trust;
 pub mod users;
 
 use serde::{Deserialize, Serialize};

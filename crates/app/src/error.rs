@@ -85,6 +85,8 @@ error_codes! {
     Unavailable => ("unavailable", Unavailable, "a backing service is unavailable; retry later"),
     ServerAdminKey => ("server_admin_key", Conflict, "the server administrator's key cannot be deleted, downgraded or given an expiry; `updraft admin reset-key` (or a bootstrap token) replaces it"),
     LastAdminKey => ("last_admin_key", Conflict, "this is the tenant's last admin key that never expires; issue another one first"),
+    TrustRootRefused => ("trust_root_refused", Unprocessable, "the root metadata was refused: not signed as TUF requires, or naming online keys updraft does not hold; `details` says why"),
+    TrustNotInitialized => ("trust_not_initialized", Conflict, "the product has no TUF repository yet: `updraft trust init` creates its root"),
     IdempotencyKeyReused => ("idempotency_key_reused", Unprocessable, "this Idempotency-Key was used for a different request"),
     CodeSigningUntrustedChain => ("code_signing_untrusted_chain", Unprocessable, "the code-signing certificate chain cannot be read or does not lead to one of the tenant's trust anchors; nothing was stored"),
     CodeSigningBadSignature => ("code_signing_bad_signature", Unprocessable, "the signature does not verify over the file with the leaf certificate's key; nothing was stored"),

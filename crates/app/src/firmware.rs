@@ -53,6 +53,8 @@ pub struct NewFirmware {
     pub release_notes: Option<String>,
     pub metadata: BTreeMap<String, String>,
     pub needs_verification: bool,
+    /// Default: the highest of the product's images (so it never goes down by accident).
+    pub security_version: Option<u64>,
     /// Components and versions of files, by file name.
     pub descriptions: Vec<FileDescription>,
     /// The files, by name, in the order they came, staged through [`FirmwareUpload`].
@@ -98,6 +100,7 @@ impl App {
             release_notes,
             metadata,
             needs_verification,
+            security_version,
             descriptions,
             files: staged,
             unreadable,
@@ -183,6 +186,7 @@ impl App {
                 version: file_version,
                 size: blob.size,
                 sha256: blob.sha256.clone(),
+                sha512: blob.sha512.clone(),
                 sha1: blob.sha1.clone(),
                 md5: blob.md5.clone(),
                 code_signing: None,
@@ -256,6 +260,10 @@ impl App {
                 });
             }
         }
+        let security_version = match security_version {
+            Some(v) => v,
+            None => self.store.max_security_version(tenant, product_key.as_deref().unwrap_or_default()).await?,
+        };
         let firmware = Firmware {
             id,
             product: product_key.unwrap_or_default(),
@@ -265,6 +273,7 @@ impl App {
             metadata,
             needs_verification,
             verified: false,
+            security_version,
             files,
             created_at: self.now(),
         };

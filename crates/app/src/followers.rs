@@ -41,15 +41,18 @@ pub enum Follower {
     ContinuousJobs,
     /// Keeps management changes and security events in the audit log.
     Audit,
+    /// Republishes TUF repositories when their product's firmware changes.
+    Trust,
 }
 
 impl Follower {
-    pub const ALL: &[Follower] = &[Follower::ContinuousJobs, Follower::Audit];
+    pub const ALL: &[Follower] = &[Follower::ContinuousJobs, Follower::Audit, Follower::Trust];
 
     pub fn name(self) -> &'static str {
         match self {
             Follower::ContinuousJobs => "continuous_jobs",
             Follower::Audit => "audit",
+            Follower::Trust => "trust",
         }
     }
 
@@ -59,6 +62,7 @@ impl Follower {
             match self {
                 Follower::ContinuousJobs => crate::targeting::devices_changed(state, events).await,
                 Follower::Audit => crate::audit::record(state, events).await,
+                Follower::Trust => crate::trust::firmware_changed(state, events).await,
             }
         };
         crate::store::acting(Some(format!("system:{}", self.name())), work).await

@@ -35,6 +35,7 @@ pub mod products;
 pub mod system;
 pub mod tenants;
 mod text;
+pub mod trust;
 pub mod users;
 
 use std::sync::Arc;
@@ -92,6 +93,8 @@ pub struct Config {
     pub session_hours: u64,
     /// How long the audit log keeps an entry, in days.
     pub audit_retention_days: u64,
+    /// How long TUF metadata signed online is valid.
+    pub trust_lifetimes: trust::Lifetimes,
 }
 
 impl Default for Config {
@@ -108,6 +111,7 @@ impl Default for Config {
             idempotency_ttl_secs: 86_400,
             session_hours: 12,
             audit_retention_days: 365,
+            trust_lifetimes: trust::Lifetimes::default(),
         }
     }
 }
@@ -130,6 +134,8 @@ pub struct App {
     pub replica: Arc<str>,
     /// The fleet overview's figures, per tenant.
     pub overviews: Arc<overview::OverviewCache>,
+    /// TUF signing and the sealing of secrets kept in the store (provided by `updraft-trust`).
+    pub(crate) crypto: Arc<dyn trust::TrustCrypto>,
     /// Which jobs just changed, for live pages (see [`App::watch_jobs`]).
     job_changes: tokio::sync::broadcast::Sender<Arc<JobTouched>>,
 }
@@ -142,7 +148,14 @@ pub struct JobTouched {
 }
 
 impl App {
-    pub fn new(store: Arc<dyn Store>, blobs: Arc<dyn BlobStore>, config: Config, clock: Arc<dyn Clock>) -> Self {
+    /// An application over its store, blobs and clock, signing and sealing with `crypto`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        blobs: Arc<dyn BlobStore>,
+        config: Config,
+        clock: Arc<dyn Clock>,
+        crypto: Arc<dyn trust::TrustCrypto>,
+    ) -> Self {
         let app = App {
             store,
             blobs,
@@ -154,6 +167,7 @@ impl App {
             listeners: Default::default(),
             replica: actor::new_id("replica_").into(),
             overviews: Default::default(),
+            crypto,
             job_changes: tokio::sync::broadcast::channel(1024).0,
         };
         let changes = app.job_changes.clone();

@@ -20,16 +20,19 @@ pub enum Worker {
     Scheduler,
     /// Prunes the event stream and the audit log past their retention, and expired sessions.
     Events,
+    /// Re-signs TUF metadata before it expires (the timestamp daily).
+    Trust,
 }
 
 impl Worker {
-    pub const ALL: &[Worker] = &[Worker::Presence, Worker::Scheduler, Worker::Events];
+    pub const ALL: &[Worker] = &[Worker::Presence, Worker::Scheduler, Worker::Events, Worker::Trust];
 
     pub fn name(self) -> &'static str {
         match self {
             Worker::Presence => "presence",
             Worker::Scheduler => "scheduler",
             Worker::Events => "events",
+            Worker::Trust => "trust",
         }
     }
 
@@ -38,6 +41,7 @@ impl Worker {
             Worker::Presence => Duration::from_millis(state.config.presence_flush_ms.max(10)),
             Worker::Scheduler => Duration::from_millis(state.config.scheduler_tick_ms.max(10)),
             Worker::Events => Duration::from_secs(600),
+            Worker::Trust => Duration::from_secs(60),
         }
     }
 
@@ -74,6 +78,7 @@ impl Worker {
                     tracing::info!(pruned, "audit entries pruned");
                 }
             }
+            Worker::Trust => crate::trust::refresh(state, now).await?,
         }
         Ok(())
     }

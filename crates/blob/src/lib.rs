@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use md5::Md5;
 use sha1::Sha1;
-use sha2::{Digest, Sha256};
+use sha2::{Digest, Sha256, Sha512};
 use tokio::io::AsyncRead;
 
 pub use local::{LocalBlobStore, create_private_dir};
@@ -126,6 +126,7 @@ pub struct BlobWriter {
     staging: Box<dyn Staging>,
     size: u64,
     sha256: Sha256,
+    sha512: Sha512,
     sha1: Sha1,
     md5: Md5,
 }
@@ -133,11 +134,12 @@ pub struct BlobWriter {
 impl BlobWriter {
     /// A writer over a backend's staging (what [`BlobStore::writer`] returns).
     pub fn new(staging: Box<dyn Staging>) -> Self {
-        Self { staging, size: 0, sha256: Sha256::new(), sha1: Sha1::new(), md5: Md5::new() }
+        Self { staging, size: 0, sha256: Sha256::new(), sha512: Sha512::new(), sha1: Sha1::new(), md5: Md5::new() }
     }
 
     pub async fn write(&mut self, chunk: &[u8]) -> BlobResult<()> {
         self.sha256.update(chunk);
+        self.sha512.update(chunk);
         self.sha1.update(chunk);
         self.md5.update(chunk);
         self.size += chunk.len() as u64;
@@ -156,6 +158,7 @@ impl BlobWriter {
             staging: self.staging,
             size: self.size,
             sha256: hex::encode(self.sha256.finalize()),
+            sha512: hex::encode(self.sha512.finalize()),
             sha1: hex::encode(self.sha1.finalize()),
             md5: hex::encode(self.md5.finalize()),
         })
@@ -167,6 +170,7 @@ pub struct StagedBlob {
     staging: Box<dyn Staging>,
     pub size: u64,
     pub sha256: String,
+    pub sha512: String,
     pub sha1: String,
     pub md5: String,
 }

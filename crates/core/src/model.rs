@@ -183,6 +183,9 @@ pub struct FirmwareFile {
     pub version: String,
     pub size: u64,
     pub sha256: String,
+    /// Empty for files stored before updraft kept it (computed again when needed).
+    #[serde(default)]
+    pub sha512: String,
     pub sha1: String,
     pub md5: String,
     /// Where the blob store keeps the file's bytes.
@@ -204,6 +207,9 @@ pub struct Firmware {
     /// An upgrade job may use this image only once a verify job succeeded.
     pub needs_verification: bool,
     pub verified: bool,
+    /// Anti-rollback: a device never installs an image of a lower security
+    /// version than the one it runs (the TUF targets carry it).
+    pub security_version: u64,
     pub files: Vec<FirmwareFile>,
     pub created_at: Timestamp,
 }

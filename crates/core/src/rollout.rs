@@ -48,6 +48,9 @@ pub struct Targeting {
     pub source_versions: Vec<String>,
     pub include: Vec<String>,
     pub exclude: Vec<String>,
+    /// Also install on devices whose installed version is newer than the
+    /// image's (otherwise they are skipped: no downgrade by accident).
+    pub allow_downgrade: bool,
 }
 
 impl Targeting {
@@ -394,7 +397,8 @@ pub fn share_hash(job: &str, device: &str) -> u64 {
 ///
 /// - `exclude` wins over everything;
 /// - `include` skips the gray share and the source versions;
-/// - a device already on every target version is `skipped`;
+/// - a device already on every target version is `skipped`, and so is one
+///   with a component newer than the job installs, unless the job allows a downgrade;
 /// - otherwise `awaiting_consent` or `queued`.
 pub fn select(
     spec: &JobSpec,
@@ -425,7 +429,13 @@ pub fn select(
     let up_to_date = targets
         .iter()
         .all(|(component, version)| device.firmware.get(component).is_some_and(|v| versions_equal(v, version)));
-    Some(if up_to_date {
+    let downgrade = !t.allow_downgrade
+        && targets.iter().any(|(component, version)| {
+            device.firmware.get(component).is_some_and(|v| {
+                crate::Version::new(v).compare(&crate::Version::new(version)) == Some(std::cmp::Ordering::Greater)
+            })
+        });
+    Some(if up_to_date || downgrade {
         ExecutionState::Skipped
     } else if consent_required {
         ExecutionState::AwaitingConsent

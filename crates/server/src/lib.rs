@@ -16,6 +16,7 @@ pub mod openapi;
 pub mod ratelimit;
 pub mod settings;
 pub mod state;
+pub mod tuf;
 pub mod ui;
 
 use std::future::Future;

@@ -11,7 +11,8 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use crate::api::{
-    audit, devices, filters, firmware, gateway_tokens, groups, jobs, keys, products, tenants, trust_anchors, users,
+    audit, devices, filters, firmware, gateway_tokens, groups, jobs, keys, products, tenants, trust, trust_anchors,
+    users,
 };
 use crate::error::{ErrorCode, HttpStatus};
 
@@ -24,6 +25,7 @@ use crate::error::{ErrorCode, HttpStatus};
         tenants::create, tenants::list, tenants::create_key, keys::create, keys::list, keys::update, keys::delete,
         users::create, users::list, users::delete, users::set_password, audit::list,
         products::create, products::list, products::get, products::update, products::delete,
+        trust::status, trust::prepare_keys, trust::rotate, trust::root, trust::set_root,
         firmware::upload, firmware::list, firmware::get, firmware::delete, firmware::download,
         devices::create, devices::import, devices::list, devices::search, devices::get, devices::update, devices::delete, devices::reissue_token,
         filters::estimate, filters::preview, filters::create, filters::list, filters::get, filters::update, filters::delete,
@@ -33,7 +35,7 @@ use crate::error::{ErrorCode, HttpStatus};
         jobs::create, jobs::list, jobs::get, jobs::start, jobs::pause, jobs::resume, jobs::cancel, jobs::next_phase, jobs::retry_failed,
         jobs::set_schedule, jobs::estimate, jobs::executions, jobs::device_executions, jobs::consent,
     ),
-    tags((name = "tenants"), (name = "keys"), (name = "users"), (name = "audit"), (name = "products"), (name = "firmware"), (name = "devices"), (name = "filters"), (name = "groups"), (name = "jobs"), (name = "code signing")),
+    tags((name = "tenants"), (name = "keys"), (name = "users"), (name = "audit"), (name = "products"), (name = "trust"), (name = "firmware"), (name = "devices"), (name = "filters"), (name = "groups"), (name = "jobs"), (name = "code signing")),
     security(("api_key" = []))
 )]
 struct Doc;

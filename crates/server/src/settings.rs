@@ -84,6 +84,22 @@ pub struct Settings {
     pub ui_secure_cookies: bool,
     /// How long the audit log keeps an entry, in days.
     pub audit_retention_days: u64,
+    /// The key-encryption key (64 hex digits) that seals the TUF online keys
+    /// in the database. Every replica needs the same one. Unset: read from
+    /// `key_encryption_key_file`.
+    pub key_encryption_key: Option<String>,
+    /// Where the key-encryption key is read from when `key_encryption_key` is
+    /// unset. Unset: `<data_dir>/key-encryption.key`, made (mode 0600) on first start.
+    pub key_encryption_key_file: Option<PathBuf>,
+    /// Earlier key-encryption keys, still opened (to rotate the key: put the
+    /// old one here and a new one in `key_encryption_key`).
+    pub key_encryption_keys_previous: Vec<String>,
+    /// How long targets metadata signed online is valid, in days (re-signed half way).
+    pub tuf_targets_expiry_days: u64,
+    /// How long snapshot metadata is valid, in days.
+    pub tuf_snapshot_expiry_days: u64,
+    /// How long timestamp metadata is valid, in hours (re-signed half way by the `trust` worker).
+    pub tuf_timestamp_expiry_hours: u64,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -127,6 +143,12 @@ impl Default for Settings {
             session_hours: 12,
             ui_secure_cookies: false,
             audit_retention_days: 365,
+            key_encryption_key: None,
+            key_encryption_key_file: None,
+            key_encryption_keys_previous: Vec::new(),
+            tuf_targets_expiry_days: 90,
+            tuf_snapshot_expiry_days: 7,
+            tuf_timestamp_expiry_hours: 24,
         }
     }
 }
@@ -146,6 +168,11 @@ impl Settings {
             idempotency_ttl_secs: self.idempotency_ttl_secs,
             session_hours: self.session_hours,
             audit_retention_days: self.audit_retention_days,
+            trust_lifetimes: updraft_app::trust::Lifetimes {
+                targets: jiff::SignedDuration::from_hours(24 * self.tuf_targets_expiry_days.clamp(1, 3650) as i64),
+                snapshot: jiff::SignedDuration::from_hours(24 * self.tuf_snapshot_expiry_days.clamp(1, 3650) as i64),
+                timestamp: jiff::SignedDuration::from_hours(self.tuf_timestamp_expiry_hours.clamp(1, 24 * 3650) as i64),
+            },
         }
     }
 

@@ -82,6 +82,8 @@ pub trait SqlBackend: Send + Sync + Sized + 'static {
         + Reads<(i64, String, i64)>
         + Reads<(Option<i64>, Option<i64>, Option<i64>, Option<i64>)>
         + Reads<(String, String, String, String, i64, i64)>
+        + Reads<(String, String, String, String, i64)>
+        + Reads<(String, i64, String, i64)>
         + Reads<(i64, i64, String, i64, Option<String>, Json<Change>)>;
 
     /// The backend's name, for logs and metrics.

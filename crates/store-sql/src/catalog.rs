@@ -93,8 +93,8 @@ impl<B: SqlBackend> CatalogStore for SqlStore<B> {
         Self::product_exists(&mut tx, tenant, &f.product, "product").await?;
         query::<B>(
             "INSERT INTO firmware (tenant, id, product, version, name, release_notes, metadata,
-                 needs_verification, verified, files, total_size, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                 needs_verification, verified, files, total_size, created_at, security_version)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .arg(tenant)
         .arg(&f.id)
@@ -108,6 +108,7 @@ impl<B: SqlBackend> CatalogStore for SqlStore<B> {
         .arg(Json(&f.files))
         .arg(f.total_size() as i64)
         .arg(us(f.created_at))
+        .arg(f.security_version.min(i64::MAX as u64) as i64)
         .run(&mut *tx)
         .await
         .map_err(|e| {

@@ -21,6 +21,7 @@ mod rows;
 mod signing;
 mod store;
 mod tenants;
+mod trust;
 
 use jiff::Timestamp;
 use updraft_app::store::StoreError;

@@ -16,7 +16,7 @@ pub const KEY_SELECT: &str =
     "SELECT id, tenant, role, name, server_admin, created_at, expires_at, token_prefix FROM api_keys";
 pub const PRODUCT_SELECT: &str = "SELECT key, name, description, version_scheme, created_at, updated_at FROM products";
 pub const FIRMWARE_SELECT: &str = "SELECT id, product, version, name, release_notes, metadata, needs_verification, \
-     verified, files, created_at FROM firmware";
+     verified, security_version, files, created_at FROM firmware";
 pub const DEVICE_SELECT: &str = "SELECT tenant, id, product, firmware, hardware_version, module_model, module_version, \
      template_id, properties, metadata, activated_at, last_seen_at, connection_status, created_at, updated_at FROM devices";
 pub const GROUP_SELECT: &str = "SELECT id, name, description, product, created_at, updated_at, \
@@ -214,6 +214,7 @@ pub struct FirmwareRow {
     metadata: Json<BTreeMap<String, String>>,
     needs_verification: bool,
     verified: bool,
+    security_version: i64,
     files: Json<Vec<FirmwareFile>>,
     created_at: i64,
 }
@@ -230,6 +231,7 @@ impl TryFrom<FirmwareRow> for Firmware {
             metadata: r.metadata.0,
             needs_verification: r.needs_verification,
             verified: r.verified,
+            security_version: r.security_version.max(0) as u64,
             files: r.files.0,
             created_at: ts(r.created_at)?,
         })

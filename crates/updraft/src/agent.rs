@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::process::{init_logging, shutdown_signal};
-use anyhow::bail;
+use anyhow::{Context, bail};
 use clap::{ArgGroup, Args};
 use updraft_agent::{Agent, AgentConfig, Auth, Installer};
 use updraft_cli::{Conn, base_url};
@@ -69,6 +69,17 @@ pub struct AgentArgs {
     /// Log format: text or json.
     #[arg(long, env = "UPDRAFT_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+    /// The product's pinned TUF root (`root.json` of `updraft trust init`): every file is then
+    /// verified through the product's TUF repository before it is installed, and refused (with
+    /// a failure code, keeping the installed version) unless its signed metadata allows it.
+    #[arg(long, value_name = "FILE", requires = "product")]
+    trust_root: Option<std::path::PathBuf>,
+    /// The device's product (its key): the TUF repository it verifies against.
+    #[arg(long)]
+    product: Option<String>,
+    /// The TUF repository's base URL [default: <server>/tuf/<tenant>/<product>].
+    #[arg(long, value_name = "URL", requires = "trust_root")]
+    trust_url: Option<String>,
 }
 
 /// `k=v` with a non-empty key.
@@ -122,7 +133,26 @@ pub async fn run(args: AgentArgs, conn: &Conn, token_on_command_line: bool) -> a
         (None, Some(path)) => Installer::CopyTo(path),
         (None, None) => bail!("set --install-cmd or --install-to"),
     };
+    let trust = match (&args.trust_root, &args.product) {
+        (Some(root), Some(product)) => {
+            let root = tokio::fs::read(root).await.with_context(|| format!("reading {}", root.display()))?;
+            let base = args
+                .trust_url
+                .clone()
+                .unwrap_or_else(|| format!("{server}/tuf/{}/{product}", args.tenant))
+                .trim_end_matches('/')
+                .to_owned();
+            Some(updraft_agent::tuf::TrustConfig {
+                root,
+                product: product.clone(),
+                metadata_url: format!("{base}/metadata/"),
+                targets_url: format!("{base}/targets/"),
+            })
+        }
+        _ => None,
+    };
     let mut config = AgentConfig::new(server, args.tenant, args.controller_id, auth, args.state_dir, installer);
+    config.trust = trust;
     config.firmware = args.firmware.into_iter().collect();
     config.attributes = args.attributes.into_iter().collect();
     config.poll_interval = args.poll_interval;

@@ -5,4 +5,5 @@
 //! only the store's traits.
 
 pub mod backends;
+pub mod crypto;
 pub mod testing;

@@ -6,6 +6,7 @@ mod agent;
 mod process;
 mod serve;
 mod sim;
+mod trust;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use updraft_cli::Conn;
@@ -36,6 +37,9 @@ enum Command {
     /// Work on a server's data directly (server stopped or not): recover a lost administrator key.
     #[command(subcommand)]
     Admin(admin::AdminCmd),
+    /// The TUF repository of a product: its root keys, kept on this machine, and its online keys.
+    #[command(subcommand)]
+    Trust(trust::TrustCmd),
     /// Print a shell completion script, e.g. `updraft completions bash > /etc/bash_completion.d/updraft`.
     Completions {
         /// The shell: bash, elvish, fish, powershell or zsh.
@@ -63,6 +67,7 @@ fn main() -> std::process::ExitCode {
             Command::Agent(args) => agent::run(args, &conn, token_on_command_line).await,
             Command::Sim(args) => sim::run(args, &conn).await,
             Command::Admin(cmd) => admin::run(cmd).await,
+            Command::Trust(cmd) => trust::run(cmd, &conn).await,
             Command::Completions { shell } => {
                 clap_complete::generate(shell, &mut Cli::command(), "updraft", &mut std::io::stdout());
                 Ok(())

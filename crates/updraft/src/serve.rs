@@ -80,6 +80,10 @@ pub struct ServeArgs {
     /// Origins allowed to call the management API from a browser, comma-separated [default: none].
     #[arg(long, env = "UPDRAFT_CORS_ALLOWED_ORIGINS", value_delimiter = ',')]
     cors_allowed_origins: Option<Vec<String>>,
+    /// The key-encryption key (64 hex digits) sealing TUF online keys [default: read from
+    /// `<data_dir>/key-encryption.key`, made on first start].
+    #[arg(long, env = "UPDRAFT_KEY_ENCRYPTION_KEY", hide_env_values = true)]
+    key_encryption_key: Option<String>,
 }
 
 impl ServeArgs {
@@ -117,6 +121,9 @@ impl ServeArgs {
         }
         if let Some(v) = self.cors_allowed_origins {
             s.cors_allowed_origins = v;
+        }
+        if let Some(v) = self.key_encryption_key {
+            s.key_encryption_key = Some(v);
         }
         Ok(s)
     }

@@ -25,6 +25,7 @@ pub mod events;
 pub mod jobs;
 pub mod signing;
 pub mod tenants;
+pub mod trust;
 
 /// Generates one `#[tokio::test]` per conformance case, in one module per
 /// store trait (`tenants::tenants_and_keys`, …). `$make` is an async
@@ -47,6 +48,7 @@ macro_rules! store_conformance_suite {
                 online_devices_never_seen_go_offline;
             events: events_are_written_with_their_change_and_rolled_back_with_it,
                 followers_keep_their_place_under_a_lease, the_audit_log_keeps_events_once;
+            trust: trust_keys_and_metadata_versions, publishing_is_compare_and_set;
             signing: trust_anchors_per_tenant);
     };
     (@cases $make:expr; $($module:ident: $($case:ident),+);+) => {
@@ -95,12 +97,14 @@ fn firmware(id: &str, product: &str, version: &str) -> Firmware {
         metadata: BTreeMap::from([("campaign".into(), "c1".into())]),
         needs_verification: true,
         verified: false,
+        security_version: 2,
         files: vec![FirmwareFile {
             name: "app.bin".into(),
             component: "host".into(),
             version: version.into(),
             size: 1 << 33,
             sha256: "a".repeat(64),
+            sha512: "d".repeat(128),
             sha1: "b".repeat(40),
             md5: "c".repeat(32),
             blob: format!("acme/{id}/app.bin"),

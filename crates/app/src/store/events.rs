@@ -93,6 +93,15 @@ pub enum Change {
     /// retried, canceled) or were added: the devices they belong to.
     #[serde(rename = "executions.changed")]
     ExecutionsChanged { job: String, devices: Vec<String> },
+    /// Online signing keys of a product's TUF repository were made (by role and key id).
+    #[serde(rename = "trust.keys_created")]
+    TrustKeysCreated { product: String, keys: Vec<String> },
+    /// Online keys a new root no longer lists were destroyed.
+    #[serde(rename = "trust.keys_retired")]
+    TrustKeysRetired { product: String, keys: Vec<String> },
+    /// A product's TUF metadata was published: the versions of its roles now.
+    #[serde(rename = "trust.published")]
+    TrustPublished { product: String, root: u64, targets: u64, snapshot: u64, timestamp: u64 },
 }
 
 impl Change {
@@ -129,6 +138,9 @@ impl Change {
             Change::JobCreated { .. } => "job.created",
             Change::JobChanged { .. } => "job.changed",
             Change::ExecutionsChanged { .. } => "executions.changed",
+            Change::TrustKeysCreated { .. } => "trust.keys_created",
+            Change::TrustKeysRetired { .. } => "trust.keys_retired",
+            Change::TrustPublished { .. } => "trust.published",
         }
     }
 
@@ -159,6 +171,9 @@ impl Change {
                 filter
             }
             Change::JobCreated { job } | Change::JobChanged { job } | Change::ExecutionsChanged { job, .. } => job,
+            Change::TrustKeysCreated { product, .. }
+            | Change::TrustKeysRetired { product, .. }
+            | Change::TrustPublished { product, .. } => product,
         }
     }
 }

@@ -38,6 +38,7 @@ pub mod events;
 mod jobs;
 mod signing;
 mod tenants;
+mod trust;
 
 use async_trait::async_trait;
 
@@ -52,6 +53,7 @@ pub use events::{AuditQuery, Change, Event, EventCursor, EventFeed, EventStore, 
 pub use jobs::{DeviceActions, ExecutionRule, ExecutionScope, JobStore, ReleaseBudget, Released, TimelineRow};
 pub use signing::SigningStore;
 pub use tenants::TenantStore;
+pub use trust::{TrustKey, TrustMetadata, TrustRole, TrustStore};
 
 /// Sortable fields per resource; the first is the default.
 pub mod sortable {
@@ -68,7 +70,7 @@ pub mod sortable {
 /// name and its shutdown.
 #[async_trait]
 pub trait Store:
-    TenantStore + CatalogStore + DeviceStore + JobStore + EngineStore + EventStore + SigningStore + 'static
+    TenantStore + CatalogStore + DeviceStore + JobStore + EngineStore + EventStore + TrustStore + SigningStore + 'static
 {
     /// The backend's name, for logs and metrics: `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;

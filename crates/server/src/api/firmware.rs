@@ -36,8 +36,17 @@ pub fn body_limit() -> DefaultBodyLimit {
 }
 
 const MAX_TEXT_FIELD: usize = 256 * 1024;
-const TEXT_FIELDS: &[&str] =
-    &["id", "product", "version", "name", "release_notes", "metadata", "needs_verification", "files"];
+const TEXT_FIELDS: &[&str] = &[
+    "id",
+    "product",
+    "version",
+    "name",
+    "release_notes",
+    "metadata",
+    "needs_verification",
+    "security_version",
+    "files",
+];
 
 fn multipart_error(e: MultipartError) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -53,7 +62,7 @@ fn too_large(limit: u64) -> ApiError {
 
 #[utoipa::path(post, path = "/api/v1/firmware", tag = "firmware",
     request_body(content = inline(updraft_api::schemas::FirmwareUpload), content_type = "multipart/form-data",
-        description = "text fields `product`, `version` (required), `id`, `name`, `release_notes`, `metadata` (JSON object), `needs_verification`, `files` (JSON array of {name, component, version, codeSigning}: seed 002's `customCodeSigning`); one or more file parts"),
+        description = "text fields `product`, `version` (required), `id`, `name`, `release_notes`, `metadata` (JSON object), `needs_verification`, `security_version` (anti-rollback; default: the product's highest), `files` (JSON array of {name, component, version, codeSigning}: seed 002's `customCodeSigning`); one or more file parts"),
     responses((status = 201, body = FirmwareOut), (status = 404, description = "`not_found`: the product does not exist"), (status = 409, description = "the id or the product's version is taken"), (status = 413, description = "larger than the upload limit"),
         (status = 422, description = "a signed file's chain or signature does not verify (`code_signing_untrusted_chain`, `code_signing_bad_signature`, `code_signing_unsupported_algorithm`); nothing was stored")))]
 pub async fn upload(
@@ -145,8 +154,8 @@ fn describe(mut text: HashMap<String, String>, files: Vec<(String, StagedBlob)>)
     let mut take = |k: &str| text.remove(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
     let (id, product, version, name, release_notes) =
         (take("id"), take("product"), take("version"), take("name"), take("release_notes"));
-    let (metadata_text, needs_verification_text, files_text) =
-        (take("metadata"), take("needs_verification"), take("files"));
+    let (metadata_text, needs_verification_text, security_version_text, files_text) =
+        (take("metadata"), take("needs_verification"), take("security_version"), take("files"));
     let metadata: BTreeMap<String, String> = match metadata_text.as_deref().map(serde_json::from_str) {
         None => BTreeMap::new(),
         Some(Ok(m)) => m,
@@ -161,6 +170,14 @@ fn describe(mut text: HashMap<String, String>, files: Vec<(String, StagedBlob)>)
         Some(other) => {
             unreadable.push(FieldError::new("needs_verification", format!("must be true or false, not `{other}`")));
             false
+        }
+    };
+    let security_version = match security_version_text.as_deref().map(str::parse::<u32>) {
+        None => None,
+        Some(Ok(v)) => Some(u64::from(v)),
+        Some(Err(_)) => {
+            unreadable.push(FieldError::new("security_version", "must be a whole number from 0 to 4294967295"));
+            None
         }
     };
     let specs: Vec<FileSpec> = match files_text.as_deref().map(serde_json::from_str) {
@@ -182,6 +199,7 @@ fn describe(mut text: HashMap<String, String>, files: Vec<(String, StagedBlob)>)
         release_notes,
         metadata,
         needs_verification,
+        security_version,
         descriptions: specs
             .into_iter()
             .map(|s| FileDescription {

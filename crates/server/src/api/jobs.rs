@@ -78,6 +78,7 @@ pub fn draft(input: JobIn) -> ApiResult<JobDraft> {
             source_versions: input.source_versions,
             include: input.include,
             exclude: input.exclude,
+            allow_downgrade: input.allow_downgrade,
         },
         recurrence: input.recurrence.unwrap_or_default(),
         push: input.push.unwrap_or(true),

@@ -16,6 +16,7 @@ pub mod keys;
 pub mod products;
 pub mod system;
 pub mod tenants;
+pub mod trust;
 pub mod trust_anchors;
 pub mod users;
 
@@ -45,6 +46,10 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/devices/{id}/token", post(devices::reissue_token))
         .route("/api/v1/products", get(products::list).post(products::create))
         .route("/api/v1/products/{key}", get(products::get).patch(products::update).delete(products::delete))
+        .route("/api/v1/products/{key}/trust", get(trust::status))
+        .route("/api/v1/products/{key}/trust/keys", post(trust::prepare_keys))
+        .route("/api/v1/products/{key}/trust/keys/{role}/rotate", post(trust::rotate))
+        .route("/api/v1/products/{key}/trust/root", get(trust::root).put(trust::set_root))
         .route("/api/v1/firmware", get(firmware::list).post(firmware::upload).layer(firmware::body_limit()))
         .route("/api/v1/firmware/{id}", get(firmware::get).delete(firmware::delete))
         .route("/api/v1/firmware/{id}/files/{name}", get(firmware::download))
@@ -77,6 +82,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/devices/{id}/executions", get(jobs::device_executions))
         .route("/api/v1/devices/{id}/executions/{job}/consent", post(jobs::consent))
         .merge(crate::ddi::routes())
+        .merge(crate::tuf::routes())
         .fallback(crate::extract::route_not_found)
         .method_not_allowed_fallback(crate::extract::method_not_allowed)
 }
