@@ -66,7 +66,7 @@ impl From<Firmware> for FirmwareOut {
                 sha512: x.sha512,
                 sha1: x.sha1,
                 md5: x.md5,
-                code_signing: x.code_signing.map(Into::into),
+                code_signing: x.code_signing.map(|c| (*c).into()),
             })
             .collect();
         FirmwareOut {

@@ -292,6 +292,8 @@ fn to_pem(der: &[u8]) -> String {
 pub enum FileSigning {
     /// `customCodeSigning`: signed elsewhere; updraft checks it.
     Custom(SignatureClaim),
+    /// `startSigningJobParameter`: updraft signs with the tenant's profile of this name.
+    Profile { name: String, certificate_name: Option<String> },
     /// A way of signing updraft does not offer (named, e.g. `awsSignerJobId`;
     /// empty when none is given).
     Unsupported(String),
@@ -324,6 +326,7 @@ pub(crate) fn read_claim(
     let unsupported = |f: &str, m: String| Refusal::new(ErrorCode::CodeSigningUnsupportedAlgorithm, m).at(f);
     let claim = match signing {
         FileSigning::Custom(c) => c,
+        FileSigning::Profile { .. } => return Ok(None),
         FileSigning::Unsupported(what) if what.is_empty() => {
             errors.push(FieldError::new(field, "give `customCodeSigning`"));
             return Ok(None);

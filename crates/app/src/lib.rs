@@ -32,6 +32,7 @@ pub mod gateway_tokens;
 pub mod groups;
 pub mod keys;
 pub mod products;
+pub mod signing_profiles;
 pub mod system;
 pub mod tenants;
 mod text;

@@ -21,5 +21,5 @@ pub mod waiting;
 pub use error::{Error, FieldError};
 pub use model::*;
 pub use page::{Page, PageRequest, SortOrder};
-pub use signing::{CodeSigning, SignatureAlgorithm, TrustAnchor};
+pub use signing::{CodeSigning, SignatureAlgorithm, SigningProfile, TrustAnchor};
 pub use version::{Version, VersionScheme};

@@ -85,6 +85,23 @@ pub struct CodeSigning {
     pub signing_profile: Option<String>,
 }
 
+/// A key updraft signs uploads with (seed 002's signing profile): its
+/// certificate chain, verified to a trust anchor when imported. The private
+/// key is kept sealed apart from this record and never leaves the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SigningProfile {
+    /// Unique in its tenant; what `signingProfileName` names.
+    pub name: String,
+    /// What the profile is for (AWS's `platform`), free text.
+    pub platform: Option<String>,
+    pub signature_algorithm: SignatureAlgorithm,
+    /// PEM, leaf first; the leaf's key is the profile's.
+    pub certificate_chain: String,
+    /// The trust anchor the chain was verified to when imported.
+    pub trust_anchor: String,
+    pub created_at: Timestamp,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -59,6 +59,7 @@ pub trait SqlBackend: Send + Sync + Sized + 'static {
         + Reads<GroupRow>
         + Reads<GatewayRow>
         + Reads<TrustAnchorRow>
+        + Reads<SigningProfileRow>
         + Reads<SavedFilterRow>
         + Reads<JobRow>
         + Reads<TenantJobRow>

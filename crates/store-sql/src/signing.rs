@@ -1,11 +1,21 @@
-//! [`SigningStore`] on SQL: trust anchors.
+//! [`SigningStore`] on SQL: trust anchors and signing profiles.
 
 use async_trait::async_trait;
 use updraft_app::store::{Change, SigningStore, StoreError, StoreResult};
-use updraft_core::TrustAnchor;
+use updraft_core::{SigningProfile, TrustAnchor};
 
 use crate::query::{QueryExt, query};
-use crate::{SqlBackend, SqlStore, TrustAnchorRow, conflict_or, db_err, us};
+use crate::{SigningProfileRow, SqlBackend, SqlStore, TrustAnchorRow, conflict_or, db_err, us};
+
+macro_rules! profile_select {
+    ($where:literal) => {
+        concat!(
+            "SELECT name, platform, signature_algorithm, certificate_chain, trust_anchor, sealed_key, created_at ",
+            "FROM signing_profiles ",
+            $where
+        )
+    };
+}
 
 #[async_trait]
 impl<B: SqlBackend> SigningStore for SqlStore<B> {
@@ -51,5 +61,58 @@ impl<B: SqlBackend> SigningStore for SqlStore<B> {
             return Err(StoreError::not_found("trust anchor", id));
         }
         self.commit_events(tx, tenant, vec![Change::TrustAnchorDeleted { anchor: id.to_owned() }]).await
+    }
+
+    async fn create_signing_profile(&self, tenant: &str, p: &SigningProfile, sealed_key: &str) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        query::<B>(
+            "INSERT INTO signing_profiles (tenant, name, platform, signature_algorithm, certificate_chain, \
+             trust_anchor, sealed_key, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .arg(tenant)
+        .arg(&p.name)
+        .arg(&p.platform)
+        .arg(p.signature_algorithm.as_str())
+        .arg(&p.certificate_chain)
+        .arg(&p.trust_anchor)
+        .arg(sealed_key)
+        .arg(us(p.created_at))
+        .run(&mut *tx)
+        .await
+        .map_err(conflict_or("signing profile", &p.name))?;
+        self.commit_events(tx, tenant, vec![Change::SigningProfileCreated { profile: p.name.clone() }]).await
+    }
+
+    async fn list_signing_profiles(&self, tenant: &str) -> StoreResult<Vec<SigningProfile>> {
+        let rows: Vec<SigningProfileRow> = query::<B>(profile_select!("WHERE tenant = $1 ORDER BY name"))
+            .arg(tenant)
+            .rows(&self.pool)
+            .await
+            .map_err(db_err)?;
+        rows.into_iter().map(|r| r.into_profile().map(|(p, _)| p)).collect()
+    }
+
+    async fn signing_profile(&self, tenant: &str, name: &str) -> StoreResult<Option<(SigningProfile, String)>> {
+        let row: Option<SigningProfileRow> = query::<B>(profile_select!("WHERE tenant = $1 AND name = $2"))
+            .arg(tenant)
+            .arg(name)
+            .optional_row(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.map(SigningProfileRow::into_profile).transpose()
+    }
+
+    async fn delete_signing_profile(&self, tenant: &str, name: &str) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        let r = query::<B>("DELETE FROM signing_profiles WHERE tenant = $1 AND name = $2")
+            .arg(tenant)
+            .arg(name)
+            .run(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if B::rows_affected(&r) == 0 {
+            return Err(StoreError::not_found("signing profile", name));
+        }
+        self.commit_events(tx, tenant, vec![Change::SigningProfileDeleted { profile: name.to_owned() }]).await
     }
 }

@@ -23,6 +23,7 @@ on_both_stores!(
     trust_anchors_are_managed_by_admins,
     signed_uploads_are_verified_stored_and_delivered,
     tampered_uploads_are_refused_and_leave_nothing,
+    signing_profiles_sign_uploads_and_never_show_their_keys,
 );
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -444,6 +445,109 @@ async fn tampered_uploads_are_refused_and_leave_nothing(b: Backend) {
         .await;
     api.post("/api/v1/trust-anchors", json!({"certificate": PKI.root})).await.expect(201, None);
     upload(&api, "1.0.0", &bytes, custom("ECDSA", &leaf.chain, &sig)).await.expect(201, None);
+}
+
+fn key_pem(pkcs8: &[u8]) -> String {
+    let b64 = BASE64.encode(pkcs8);
+    let lines: Vec<&str> = b64.as_bytes().chunks(64).map(|l| std::str::from_utf8(l).unwrap()).collect();
+    format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n", lines.join("\n"))
+}
+
+async fn signing_profiles_sign_uploads_and_never_show_their_keys(b: Backend) {
+    let api = with_anchor(b).await;
+    let mut answers: Vec<Value> = Vec::new();
+    for (i, alg) in ALGS.into_iter().enumerate() {
+        let leaf = PKI.leaf(alg);
+        let name = format!("ota-{i}");
+        let import = json!({"name": name, "private_key": key_pem(&leaf.pkcs8), "certificate_chain": leaf.chain, "platform": "freertos"});
+        let created = api.post("/api/v1/signing-profiles", import.clone()).await;
+        let profile = created.expect(201, None).clone();
+        assert_eq!(profile["signature_algorithm"], ["ECDSA-P256", "Ed25519", "RSA-PSS"][i]);
+        assert_eq!(profile["platform"], "freertos");
+        answers.push(profile);
+        api.post("/api/v1/signing-profiles", import).await.expect(409, Some("conflict"));
+
+        let bytes = image(alg);
+        let signing = json!({"startSigningJobParameter": {
+            "signingProfileName": name,
+            "signingProfileParameter": {"certificatePathOnDevice": "/certs/signer.pem"},
+            "destination": {"s3Destination": {"bucket": "ignored"}},
+        }});
+        let fw = upload(&api, &format!("2.0.{i}"), &bytes, signing).await.expect(201, None).clone();
+        let signed = &fw["files"][0]["code_signing"];
+        assert_eq!(signed["signing_profile"], name.as_str(), "{fw}");
+        assert_eq!(signed["certificate_name"], "/certs/signer.pem");
+        assert_eq!(signed["certificate_chain"].as_str().unwrap().trim(), leaf.chain.trim());
+        let sig = BASE64.decode(signed["signature"].as_str().unwrap()).unwrap();
+        let verification: &dyn signature::VerificationAlgorithm = match alg {
+            Alg::Ecdsa => &signature::ECDSA_P256_SHA256_ASN1,
+            Alg::Ed25519 => &signature::ED25519,
+            Alg::RsaPss => &signature::RSA_PSS_2048_8192_SHA256,
+        };
+        let key = leaf.signer.public_key();
+        signature::UnparsedPublicKey::new(verification, &key)
+            .verify(&bytes, &sig)
+            .expect("updraft's signature verifies");
+        answers.push(fw);
+    }
+
+    // Refused imports: a key that is not the leaf's, a chain to an unknown anchor, not a key.
+    let ecdsa = PKI.leaf(Alg::Ecdsa);
+    let rsa = PKI.leaf(Alg::RsaPss);
+    let wrong = json!({"name": "wrong", "private_key": key_pem(&rsa.pkcs8), "certificate_chain": ecdsa.chain});
+    let body = api.post("/api/v1/signing-profiles", wrong).await.expect(400, Some("validation_failed")).clone();
+    assert_eq!(body["error"]["details"][0]["field"], "private_key");
+    let stranger = json!({"name": "stranger", "private_key": key_pem(&PKI.stranger.pkcs8), "certificate_chain": PKI.stranger.chain});
+    api.post("/api/v1/signing-profiles", stranger).await.expect(422, Some("code_signing_untrusted_chain"));
+    let garbage = json!({"name": "garbage", "private_key": "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", "certificate_chain": ecdsa.chain});
+    api.post("/api/v1/signing-profiles", garbage).await.expect(400, Some("validation_failed"));
+    let viewer = api.key("viewer").await;
+    let as_viewer = json!({"name": "v", "private_key": key_pem(&ecdsa.pkcs8), "certificate_chain": ecdsa.chain});
+    api.as_key(&viewer).post("/api/v1/signing-profiles", as_viewer).await.expect(403, Some("forbidden"));
+
+    // An unknown profile is a missing reference; nothing is kept.
+    let unknown = json!({"startSigningJobParameter": {"signingProfileName": "nope"}});
+    let body = upload(&api, "3.0.0", &image(Alg::Ecdsa), unknown).await.expect(404, Some("not_found")).clone();
+    assert_eq!(
+        body["error"]["details"][0]["field"],
+        "files[0].codeSigning.startSigningJobParameter.signingProfileName"
+    );
+
+    answers.push(api.as_key(&viewer).get("/api/v1/signing-profiles").await.expect(200, None).clone());
+    answers.push(api.get("/api/v1/signing-profiles/ota-0").await.expect(200, None).clone());
+    answers.push(api.get("/api/v1/firmware").await.expect(200, None).clone());
+    answers.push(api.get("/api/v1/audit?kind=signing_profile.").await.expect(200, None).clone());
+    let text = serde_json::to_string(&answers).unwrap();
+    assert!(!text.contains("PRIVATE KEY"), "no answer holds a private key");
+    for (_, leaf) in &PKI.leaves {
+        let der = BASE64.encode(&leaf.pkcs8);
+        let middle = der.len() / 2;
+        assert!(!text.contains(&der[middle - 20..middle + 20]), "no answer holds a private key's bytes");
+    }
+
+    // The store holds the keys sealed, never in the clear.
+    let sealed: Vec<String> = match api.server.settings.database_url.as_deref() {
+        Some(url) => {
+            let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(url).await.unwrap();
+            sqlx::query_scalar("SELECT sealed_key FROM signing_profiles").fetch_all(&mut c).await.unwrap()
+        }
+        None => {
+            let url = format!("sqlite://{}?mode=ro", api.server.data_dir().join("updraft.db").display());
+            let mut c = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url).await.unwrap();
+            sqlx::query_scalar("SELECT sealed_key FROM signing_profiles").fetch_all(&mut c).await.unwrap()
+        }
+    };
+    assert_eq!(sealed.len(), 3);
+    for (s, (_, leaf)) in sealed.iter().zip(&PKI.leaves) {
+        assert!(s.starts_with("v1:"), "sealed: {s}");
+        let hex_key = hex::encode(&leaf.pkcs8);
+        assert!(
+            !s.contains(&hex_key[hex_key.len() / 2 - 20..hex_key.len() / 2 + 20]),
+            "the key is not kept in the clear"
+        );
+    }
+    api.delete("/api/v1/signing-profiles/ota-0").await.expect(204, None);
+    api.get("/api/v1/signing-profiles/ota-0").await.expect(404, Some("not_found"));
 }
 
 fn pem_blocks(pem: &str) -> Vec<Vec<u8>> {

@@ -49,7 +49,7 @@ macro_rules! store_conformance_suite {
             events: events_are_written_with_their_change_and_rolled_back_with_it,
                 followers_keep_their_place_under_a_lease, the_audit_log_keeps_events_once;
             trust: trust_keys_and_metadata_versions, publishing_is_compare_and_set;
-            signing: trust_anchors_per_tenant);
+            signing: trust_anchors_per_tenant, signing_profiles_keep_their_sealed_keys);
     };
     (@cases $make:expr; $($module:ident: $($case:ident),+);+) => {
         $(

@@ -216,6 +216,12 @@ fn describe(mut text: HashMap<String, String>, files: Vec<(String, StagedBlob)>)
 
 /// Seed 002's `codeSigning` as the use case takes it.
 fn signing(c: CodeSigningIn) -> FileSigning {
+    if let (None, Some(p)) = (&c.custom_code_signing, c.start_signing_job_parameter) {
+        return FileSigning::Profile {
+            name: p.signing_profile_name,
+            certificate_name: p.signing_profile_parameter.and_then(|p| p.certificate_path_on_device),
+        };
+    }
     match (c.custom_code_signing, c.aws_signer_job_id) {
         (Some(c), _) => FileSigning::Custom(SignatureClaim {
             signature_algorithm: c.signature_algorithm,

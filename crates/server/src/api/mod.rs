@@ -14,6 +14,7 @@ pub mod groups;
 pub mod jobs;
 pub mod keys;
 pub mod products;
+pub mod signing_profiles;
 pub mod system;
 pub mod tenants;
 pub mod trust;
@@ -68,6 +69,8 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/gateway-tokens/{id}", axum::routing::delete(gateway_tokens::delete))
         .route("/api/v1/trust-anchors", get(trust_anchors::list).post(trust_anchors::create))
         .route("/api/v1/trust-anchors/{id}", get(trust_anchors::get).delete(trust_anchors::delete))
+        .route("/api/v1/signing-profiles", get(signing_profiles::list).post(signing_profiles::create))
+        .route("/api/v1/signing-profiles/{id}", get(signing_profiles::get).delete(signing_profiles::delete))
         .route("/api/v1/jobs", get(jobs::list).post(jobs::create))
         .route("/api/v1/jobs/{id}", get(jobs::get))
         .route("/api/v1/jobs/{id}/start", post(jobs::start))

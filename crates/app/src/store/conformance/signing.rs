@@ -1,6 +1,6 @@
-//! [`SigningStore`](crate::store::SigningStore): trust anchors.
+//! [`SigningStore`](crate::store::SigningStore): trust anchors and signing profiles.
 
-use updraft_core::TrustAnchor;
+use updraft_core::{SignatureAlgorithm, SigningProfile, TrustAnchor};
 
 use super::{t, tenant};
 use crate::store::{EventCursor, Store, StoreError};
@@ -52,5 +52,54 @@ pub async fn trust_anchors_per_tenant(store: &dyn Store) {
             "acme trust_anchor.deleted ta1"
         ],
         "every change appends its event, a refused one none"
+    );
+}
+
+fn profile(name: &str) -> SigningProfile {
+    SigningProfile {
+        name: name.into(),
+        platform: Some("freertos".into()),
+        signature_algorithm: SignatureAlgorithm::RsaPss,
+        certificate_chain: "-----BEGIN CERTIFICATE-----\nleaf\n-----END CERTIFICATE-----\n".into(),
+        trust_anchor: "ta1".into(),
+        created_at: t(6),
+    }
+}
+
+pub async fn signing_profiles_keep_their_sealed_keys(store: &dyn Store) {
+    tenant(store, "acme").await;
+    tenant(store, "globex").await;
+    let before = store.events_after(EventCursor::default(), 1000).await.unwrap().len();
+
+    store.create_signing_profile("acme", &profile("ota"), "v1:sealed-a").await.unwrap();
+    store.create_signing_profile("acme", &profile("boot"), "v1:sealed-b").await.unwrap();
+    let taken = store.create_signing_profile("acme", &profile("ota"), "v1:other").await;
+    assert!(matches!(taken, Err(StoreError::Conflict { .. })), "{taken:?}");
+    store.create_signing_profile("globex", &profile("ota"), "v1:sealed-g").await.unwrap();
+
+    let names: Vec<String> = store.list_signing_profiles("acme").await.unwrap().into_iter().map(|p| p.name).collect();
+    assert_eq!(names, ["boot", "ota"], "by name");
+    assert_eq!(store.signing_profile("acme", "ota").await.unwrap(), Some((profile("ota"), "v1:sealed-a".into())));
+    assert_eq!(store.signing_profile("globex", "ota").await.unwrap().unwrap().1, "v1:sealed-g", "per tenant");
+    assert_eq!(store.signing_profile("globex", "boot").await.unwrap(), None);
+
+    let missing = store.delete_signing_profile("globex", "boot").await;
+    assert!(matches!(missing, Err(StoreError::NotFound { .. })), "{missing:?}");
+    store.delete_signing_profile("acme", "ota").await.unwrap();
+    assert_eq!(store.signing_profile("acme", "ota").await.unwrap(), None);
+    assert!(store.signing_profile("globex", "ota").await.unwrap().is_some());
+
+    let kinds: Vec<String> = store.events_after(EventCursor::default(), 1000).await.unwrap()[before..]
+        .iter()
+        .map(|e| format!("{} {} {}", e.tenant, e.change.kind(), e.change.subject()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "acme signing_profile.created ota",
+            "acme signing_profile.created boot",
+            "globex signing_profile.created ota",
+            "acme signing_profile.deleted ota"
+        ]
     );
 }
