@@ -205,6 +205,11 @@ fn classify(e: &tough::error::Error) -> Refusal {
     match e {
         E::ExpiredMetadata { .. } => refusal(codes::EXPIRED, e.to_string()),
         E::OlderMetadata { .. } => refusal(codes::ROLLBACK, e.to_string()),
+        // tough checks a metadata file's length and hash while it streams, so a file that is not
+        // the one the signed snapshot or timestamp names fails as a transport error.
+        E::Transport { .. } if e.to_string().contains("mismatch") || e.to_string().contains("exceeded") => {
+            refusal(codes::BAD_METADATA, e.to_string())
+        }
         E::Transport { .. } => refusal(codes::UNAVAILABLE, e.to_string()),
         _ => refusal(codes::BAD_METADATA, e.to_string()),
     }

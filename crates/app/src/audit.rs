@@ -23,7 +23,13 @@ pub fn is_audited(e: &Event) -> bool {
         Some(a) if a.starts_with("key:") || a.starts_with("user:") => true,
         Some(a) if a.starts_with("device:") || a == "gateway" => false,
         // The server itself (a worker, a follower, or a write outside any slot).
-        _ => matches!(e.change, Change::JobChanged { .. } | Change::UserChanged { .. } | Change::KeyChanged { .. }),
+        _ => matches!(
+            e.change,
+            Change::JobChanged { .. }
+                | Change::UserChanged { .. }
+                | Change::KeyChanged { .. }
+                | Change::AuthBlocked { .. }
+        ),
     }
 }
 
@@ -46,6 +52,13 @@ pub struct AuditRequest {
 }
 
 impl App {
+    /// Records that an address failed to authenticate too often (a security
+    /// event of the server, in the server administrator's tenant's audit log).
+    pub async fn note_auth_blocked(&self, address: &str) -> Result<()> {
+        let change = Change::AuthBlocked { address: address.to_owned() };
+        Ok(self.store.note_event(updraft_core::DEFAULT_TENANT, change).await?)
+    }
+
     /// The tenant's audit log, newest first (an administrator's to read).
     pub async fn list_audit(&self, actor: &Actor, r: AuditRequest) -> Result<Vec<Event>> {
         actor.require(Access::ManageKeys)?;

@@ -254,6 +254,9 @@ pub struct JobCreate {
     /// A device never to update (repeatable).
     #[arg(long, value_name = "DEVICE")]
     pub exclude: Vec<String>,
+    /// Also install on devices running a newer version (they are skipped otherwise).
+    #[arg(long)]
+    pub allow_downgrade: bool,
     /// Add devices that start matching while the job runs.
     #[arg(long)]
     pub continuous: bool,
@@ -340,6 +343,7 @@ impl JobCreate {
             job.phases = self.phases;
         }
         job.all |= self.all;
+        job.allow_downgrade |= self.allow_downgrade;
         if let Some(f) = self.filter {
             job.filter = Some(Value::String(f));
         }
@@ -564,6 +568,10 @@ pub enum FirmwareCmd {
         /// Upgrade jobs may use the image only after a verify job succeeded.
         #[arg(long)]
         needs_verification: bool,
+        /// Anti-rollback: devices never install a lower security version than they run
+        /// [default: the product's highest].
+        #[arg(long)]
+        security_version: Option<u32>,
         /// Component of a file as FILE_NAME=COMPONENT (repeatable).
         #[arg(long = "component", value_parser = parse_kv, value_name = "FILE_NAME=COMPONENT")]
         components: Vec<(String, String)>,
@@ -988,6 +996,7 @@ async fn firmware(c: Client, json: bool, cmd: FirmwareCmd) -> anyhow::Result<()>
             release_notes,
             metadata,
             needs_verification,
+            security_version,
             components,
         } => {
             let mut fields = vec![("product", product), ("version", version)];
@@ -1001,6 +1010,9 @@ async fn firmware(c: Client, json: bool, cmd: FirmwareCmd) -> anyhow::Result<()>
             }
             if needs_verification {
                 fields.push(("needs_verification", "true".into()));
+            }
+            if let Some(v) = security_version {
+                fields.push(("security_version", v.to_string()));
             }
             if !components.is_empty() {
                 let specs: Vec<FileSpec> = components

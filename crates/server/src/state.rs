@@ -28,12 +28,20 @@ impl AppState {
         }
     }
 
-    /// Counts a failed authentication against its source address.
+    /// Counts a failed authentication against its source address; the one
+    /// that uses up the address's budget is recorded in the audit log.
     pub fn auth_failed(&self, peer: Option<std::net::IpAddr>) {
         if let Some(ip) = peer
-            && self.auth_failures.check(&ip.to_string()).is_err()
+            && self.auth_failures.check(&ip.to_string()).is_ok()
+            && self.auth_failures.peek(&ip.to_string()).is_err()
         {
             tracing::warn!(address = %ip, "failed authentications over the limit: refusing the address for a while");
+            let app = self.app.clone();
+            tokio::spawn(async move {
+                if let Err(e) = app.note_auth_blocked(&ip.to_string()).await {
+                    tracing::warn!(error = %e, "the blocked address was not recorded in the audit log");
+                }
+            });
         }
         metrics::counter!(crate::metrics::AUTH_FAILURES).increment(1);
     }

@@ -125,6 +125,11 @@ impl<B: SqlBackend> EventStore for SqlStore<B> {
         Ok(B::rows_affected(&r))
     }
 
+    async fn note_event(&self, tenant: &str, change: Change) -> StoreResult<()> {
+        let tx = self.begin_write().await?;
+        self.commit_events(tx, tenant, vec![change]).await
+    }
+
     async fn record_audit(&self, events: &[Event]) -> StoreResult<()> {
         if events.is_empty() {
             return Ok(());

@@ -386,4 +386,24 @@ async fn an_address_that_fails_to_authenticate_too_often_is_refused_for_a_while(
         .await
         .unwrap();
     assert_eq!(ok.status(), 200);
+
+    // The burst is a security event of the server: in the administrator's audit log.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let page: serde_json::Value = elsewhere
+            .get(api.server.url("/api/v1/audit?kind=security."))
+            .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if let Some(e) = page["items"].as_array().and_then(|i| i.first()) {
+            assert_eq!((e["kind"].as_str(), e["subject"].as_str()), (Some("security.auth_blocked"), Some("127.0.0.1")));
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the blocked address is in the audit log: {page}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }

@@ -47,7 +47,7 @@ fn concrete(template: &str, ids: &Value) -> String {
         ("{key}", ids["product"].as_str().unwrap()),
         ("{name}", ids["file"].as_str().unwrap()),
         ("{job}", ids["job"].as_str().unwrap()),
-        ("{role}", "targets"),
+        ("{role}", "timestamp"),
     ] {
         path = path.replace(param, value);
     }

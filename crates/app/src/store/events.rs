@@ -106,6 +106,10 @@ pub enum Change {
     /// A product's TUF metadata was published: the versions of its roles now.
     #[serde(rename = "trust.published")]
     TrustPublished { product: String, root: u64, targets: u64, snapshot: u64, timestamp: u64 },
+    /// An address failed to authenticate more often than allowed and is refused for a while
+    /// (recorded in the server administrator's tenant).
+    #[serde(rename = "security.auth_blocked")]
+    AuthBlocked { address: String },
 }
 
 impl Change {
@@ -147,6 +151,7 @@ impl Change {
             Change::TrustKeysCreated { .. } => "trust.keys_created",
             Change::TrustKeysRetired { .. } => "trust.keys_retired",
             Change::TrustPublished { .. } => "trust.published",
+            Change::AuthBlocked { .. } => "security.auth_blocked",
         }
     }
 
@@ -181,6 +186,7 @@ impl Change {
             Change::TrustKeysCreated { product, .. }
             | Change::TrustKeysRetired { product, .. }
             | Change::TrustPublished { product, .. } => product,
+            Change::AuthBlocked { address } => address,
         }
     }
 }
@@ -330,6 +336,8 @@ pub trait EventStore: Send + Sync {
     /// Deletes the events recorded before `before`; returns how many.
     async fn prune_events(&self, before: Timestamp) -> StoreResult<u64>;
 
+    /// Appends a change that is no row's (a security event) to the stream.
+    async fn note_event(&self, tenant: &str, change: Change) -> StoreResult<()>;
     /// Records `events` in the audit log, each once (by its `seq`).
     async fn record_audit(&self, events: &[Event]) -> StoreResult<()>;
     /// The tenant's audit log, newest first, narrowed by `query`.

@@ -91,7 +91,7 @@ pub async fn root(State(state): State<AppState>, caller: Caller, ApiPath(key): A
 }
 
 #[utoipa::path(put, path = "/api/v1/products/{key}/trust/root", tag = "trust",
-    request_body(content = Object, content_type = "application/json", description = "signed TUF root metadata: version 1 signed by its own root keys, or the next version signed by the current root's keys and its own"),
+    request_body(content = updraft_api::trust::SignedRootIn, content_type = "application/json", description = "signed TUF root metadata: version 1 signed by its own root keys, or the next version signed by the current root's keys and its own"),
     responses((status = 200, body = TrustOut), (status = 422, description = "`trust_root_refused`: not signed as TUF requires, or naming online keys updraft does not hold")))]
 pub async fn set_root(
     State(state): State<AppState>,
