@@ -558,11 +558,12 @@ impl Agent {
             }
             remove_file(dest).await;
         }
+        // As rauc-hawkbit-updater and SWUpdate: the https link when there is one.
         let href = artifact
             .links
-            .download_http
+            .download
             .as_ref()
-            .or(artifact.links.download.as_ref())
+            .or(artifact.links.download_http.as_ref())
             .map(|l| l.href.clone())
             .ok_or_else(|| Error::Artifact("no download link".into()))?;
         let part = with_suffix(dest, ".part");
@@ -728,7 +729,7 @@ impl Agent {
         let security = crate::tuf::verify(
             trust,
             self.client.http().clone(),
-            self.client.auth().clone(),
+            self.client.auth().cloned(),
             self.config.state_dir.join("tuf"),
             &files,
             self.state.security_version,

@@ -8,6 +8,7 @@
 //! percent-encoded. Feedback URLs are built from the action id (as rauc and SWUpdate do), while
 //! GETs follow the hrefs the server gave, which carry its `?c=` etag.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -37,18 +38,22 @@ pub enum Auth {
     TargetToken(String),
     /// The tenant's gateway token, valid for any controller id: `Authorization: GatewayToken <token>`.
     GatewayToken(String),
+    /// No `Authorization` header: the client certificate of [`HttpSettings::client_cert_file`]
+    /// (its CN the controller id) authenticates the device.
+    ClientCertificate,
 }
 
 impl Auth {
-    fn header(&self) -> Result<HeaderValue, Error> {
+    fn header(&self) -> Result<Option<HeaderValue>, Error> {
         let text = match self {
             Auth::TargetToken(t) => format!("TargetToken {t}"),
             Auth::GatewayToken(t) => format!("GatewayToken {t}"),
+            Auth::ClientCertificate => return Ok(None),
         };
         let mut value = HeaderValue::from_str(&text)
             .map_err(|_| Error::Config("the token holds characters a header cannot".into()))?;
         value.set_sensitive(true);
-        Ok(value)
+        Ok(Some(value))
     }
 }
 
@@ -61,6 +66,13 @@ pub struct HttpSettings {
     /// The longest wait for the next bytes of any answer; bounds stalled downloads.
     pub read_timeout: Duration,
     pub max_idle_per_host: usize,
+    /// Trust only the CA certificates in this PEM file for `https` servers, instead of the
+    /// system's (a fleet's own CA).
+    pub ca_file: Option<PathBuf>,
+    /// Present this PEM certificate (chain) to `https` servers, with `client_key_file`.
+    pub client_cert_file: Option<PathBuf>,
+    /// The PEM private key of `client_cert_file`.
+    pub client_key_file: Option<PathBuf>,
 }
 
 impl Default for HttpSettings {
@@ -70,6 +82,9 @@ impl Default for HttpSettings {
             request_timeout: Duration::from_secs(30),
             read_timeout: Duration::from_secs(30),
             max_idle_per_host: 32,
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
         }
     }
 }
@@ -77,14 +92,36 @@ impl Default for HttpSettings {
 /// A `reqwest::Client` with these settings, to be shared by every [`DdiClient`] of a process.
 pub fn http_client(settings: &HttpSettings) -> Result<reqwest::Client, Error> {
     install_tls_provider();
-    reqwest::Client::builder()
+    let read =
+        |path: &PathBuf| std::fs::read(path).map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())));
+    let mut builder = reqwest::Client::builder()
         .user_agent(concat!("updraft-agent/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(settings.connect_timeout)
         .read_timeout(settings.read_timeout)
         .pool_max_idle_per_host(settings.max_idle_per_host)
-        .pool_idle_timeout(Duration::from_secs(60))
-        .build()
-        .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))
+        .pool_idle_timeout(Duration::from_secs(60));
+    if let Some(path) = &settings.ca_file {
+        let cas = reqwest::Certificate::from_pem_bundle(&read(path)?)
+            .map_err(|e| Error::Config(format!("{}: not PEM certificates: {e}", path.display())))?;
+        if cas.is_empty() {
+            return Err(Error::Config(format!("{}: no certificate in it", path.display())));
+        }
+        builder = builder.tls_certs_only(cas);
+    }
+    match (&settings.client_cert_file, &settings.client_key_file) {
+        (Some(cert), Some(key)) => {
+            let mut pem = read(key)?;
+            pem.push(b'\n');
+            pem.extend(read(cert)?);
+            let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
+                Error::Config(format!("{} and {}: not a certificate and key: {e}", cert.display(), key.display()))
+            })?;
+            builder = builder.identity(identity);
+        }
+        (None, None) => {}
+        _ => return Err(Error::Config("a client certificate needs its key, and a key its certificate".into())),
+    }
+    builder.build().map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))
 }
 
 /// One controller's view of the DDI API. Cheap to clone.
@@ -92,7 +129,7 @@ pub fn http_client(settings: &HttpSettings) -> Result<reqwest::Client, Error> {
 pub struct DdiClient {
     http: reqwest::Client,
     base: Url,
-    auth: HeaderValue,
+    auth: Option<HeaderValue>,
     request_timeout: Duration,
 }
 
@@ -142,9 +179,9 @@ impl DdiClient {
         &self.http
     }
 
-    /// The `Authorization` value it sends.
-    pub fn auth(&self) -> &HeaderValue {
-        &self.auth
+    /// The `Authorization` value it sends (none with a client certificate).
+    pub fn auth(&self) -> Option<&HeaderValue> {
+        self.auth.as_ref()
     }
 
     /// Sets the total timeout of each API call (not of downloads).
@@ -179,7 +216,11 @@ impl DdiClient {
     }
 
     fn request(&self, method: Method, url: Url) -> RequestBuilder {
-        self.http.request(method, url).header(AUTHORIZATION, self.auth.clone()).timeout(self.request_timeout)
+        let request = self.http.request(method, url).timeout(self.request_timeout);
+        match &self.auth {
+            Some(auth) => request.header(AUTHORIZATION, auth.clone()),
+            None => request,
+        }
     }
 
     async fn get_json<T: DeserializeOwned>(&self, url: Url) -> Result<T, Error> {
@@ -249,8 +290,10 @@ impl DdiClient {
     pub async fn artifact(&self, href: &str, from: u64) -> Result<ArtifactBody, Error> {
         let url = self.resolve(href)?;
         let shown = url.to_string();
-        let mut req =
-            self.http.get(url).header(AUTHORIZATION, self.auth.clone()).header(ACCEPT, "application/octet-stream");
+        let mut req = self.http.get(url).header(ACCEPT, "application/octet-stream");
+        if let Some(auth) = &self.auth {
+            req = req.header(AUTHORIZATION, auth.clone());
+        }
         if from > 0 {
             req = req.header(RANGE, format!("bytes={from}-"));
         }
@@ -382,6 +425,23 @@ pub fn install_tls_provider() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_files_that_do_not_load_are_configuration_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "not a certificate").unwrap();
+        let with = |settings: HttpSettings| match http_client(&settings) {
+            Err(Error::Config(message)) => message,
+            other => panic!("expected a configuration error, got {other:?}"),
+        };
+        let missing = with(HttpSettings { ca_file: Some(dir.path().join("absent.pem")), ..Default::default() });
+        assert!(missing.contains("absent.pem"), "{missing}");
+        let empty = with(HttpSettings { ca_file: Some(junk.clone()), ..Default::default() });
+        assert!(empty.contains("no certificate"), "{empty}");
+        let half = with(HttpSettings { client_cert_file: Some(junk), ..Default::default() });
+        assert!(half.contains("needs its key"), "{half}");
+    }
 
     #[test]
     fn content_range_parses() {

@@ -70,20 +70,22 @@ pub struct TrustConfig {
     pub targets_url: String,
 }
 
-/// Fetches the repository's files over the agent's HTTP client, with the device's token.
+/// Fetches the repository's files over the agent's HTTP client, with the device's token
+/// (none when a client certificate authenticates the device).
 #[derive(Debug, Clone)]
 struct Http {
     client: reqwest::Client,
-    auth: HeaderValue,
+    auth: Option<HeaderValue>,
 }
 
 #[async_trait::async_trait]
 impl Transport for Http {
     async fn fetch(&self, url: url::Url) -> Result<TransportStream, TransportError> {
-        let answer = self
-            .client
-            .get(url.as_str())
-            .header(reqwest::header::AUTHORIZATION, self.auth.clone())
+        let mut request = self.client.get(url.as_str());
+        if let Some(auth) = &self.auth {
+            request = request.header(reqwest::header::AUTHORIZATION, auth.clone());
+        }
+        let answer = request
             .send()
             .await
             .map_err(|e| TransportError::new_with_cause(TransportErrorKind::Other, url.clone(), e))?;
@@ -134,7 +136,7 @@ pub struct Candidate<'a> {
 pub async fn verify(
     config: &TrustConfig,
     client: reqwest::Client,
-    auth: HeaderValue,
+    auth: Option<HeaderValue>,
     datastore: PathBuf,
     files: &[Candidate<'_>],
     installed_security_version: u64,

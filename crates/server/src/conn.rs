@@ -13,6 +13,11 @@
 //! - Between requests a connection may stay idle `keep_alive_timeout`.
 //! - While a request is handled, the body timeout of [`crate::router`] bounds
 //!   the wait for each piece of its body.
+//! - With TLS ([`crate::tls`]), the handshake must end within
+//!   `tls_handshake_timeout` (a client that sends nothing, or not TLS, is
+//!   closed); a connection still in its handshake counts as idle for the cap.
+//!   The certificate a client presented, verified, is each request's
+//!   [`PeerCertificate`].
 //!
 //! Shutdown stops accepting, lets each connection finish the request it is
 //! serving (hyper's graceful shutdown), and returns when every one is closed.
@@ -31,9 +36,11 @@ use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::Request;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use rustls::pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore, watch};
+use tokio_rustls::server::TlsStream;
 use tower::ServiceExt;
 
 /// The address a connection reached this server at (a request extension):
@@ -45,9 +52,21 @@ pub struct LocalAddr(pub SocketAddr);
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub SocketAddr);
 
+/// The certificate the client presented in the TLS handshake, chained to the
+/// configured client CA (a request extension; absent when it presented none).
+#[derive(Debug, Clone)]
+pub struct PeerCertificate {
+    /// The end-entity certificate, DER.
+    pub der: CertificateDer<'static>,
+    /// Its subject's common name, when it has exactly one.
+    pub common_name: Option<Arc<str>>,
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub header_read_timeout: Duration,
+    /// How long a TLS handshake may take, from the accept.
+    pub tls_handshake_timeout: Duration,
     pub keep_alive_timeout: Duration,
     pub max_connections: usize,
 }
@@ -221,6 +240,97 @@ impl AsyncWrite for Watched {
     }
 }
 
+/// A connection's byte stream: plain, or TLS over it.
+enum Stream {
+    Plain(Watched),
+    Tls(Box<TlsStream<Watched>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Stream::Plain(s) => s.is_write_vectored(),
+            Stream::Tls(s) => s.is_write_vectored(),
+        }
+    }
+}
+
+/// The TLS handshake of a new connection, within the handshake timeout; `None`
+/// when it failed, timed out, or the connection was asked to close meanwhile.
+async fn handshake(
+    acceptor: &tokio_rustls::TlsAcceptor,
+    socket: Watched,
+    activity: &Activity,
+    timeout: Duration,
+    stopped: &mut watch::Receiver<bool>,
+) -> Option<(TlsStream<Watched>, Option<PeerCertificate>)> {
+    let peer = socket.stream.peer_addr().ok();
+    let accepting = tokio::time::timeout(timeout, acceptor.accept(socket));
+    let mut accepting = std::pin::pin!(accepting);
+    let stream = loop {
+        tokio::select! {
+            done = accepting.as_mut() => match done {
+                Ok(Ok(stream)) => break stream,
+                Ok(Err(e)) => {
+                    tracing::debug!(peer = ?peer, error = %e, "tls handshake failed");
+                    return None;
+                }
+                Err(_) => {
+                    tracing::debug!(peer = ?peer, "tls handshake timed out");
+                    return None;
+                }
+            },
+            () = activity.wake.notified() => if activity.evict.load(Ordering::SeqCst) { return None },
+            changed = stopped.changed() => if changed.is_err() || *stopped.borrow() { return None },
+        }
+    };
+    // The handshake's bytes were not a request: the connection is idle until one starts.
+    activity.head_started.store(false, Ordering::SeqCst);
+    let certificate =
+        stream.get_ref().1.peer_certificates().and_then(|chain| chain.first()).map(|der| PeerCertificate {
+            common_name: crate::tls::subject_common_name(der).map(Arc::from),
+            der: der.clone().into_owned(),
+        });
+    Some((stream, certificate))
+}
+
 /// A response body that marks its request finished when it is dropped (sent or abandoned).
 struct Finishing {
     inner: Body,
@@ -257,8 +367,10 @@ pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: Limits,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let registry = Arc::new(Registry::default());
     let (stop, stopped) = watch::channel(false);
@@ -294,31 +406,49 @@ pub async fn serve(
         let peer = stream.peer_addr().ok();
         let activity = Arc::new(Activity::new());
         let id = registry.add(activity.clone());
-        let service = {
-            let activity = activity.clone();
-            let app = app.clone();
-            hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-                activity.request_started();
-                let mut req: Request = req.map(Body::new);
-                if let Some(local) = local {
-                    req.extensions_mut().insert(LocalAddr(local));
-                }
-                if let Some(peer) = peer {
-                    req.extensions_mut().insert(PeerAddr(peer));
-                }
-                let activity = activity.clone();
-                let answer = app.clone().oneshot(req);
-                async move {
-                    let response = answer.await?;
-                    Ok::<_, Infallible>(response.map(|inner| Body::new(Finishing { inner, activity })))
-                }
-            })
-        };
-        let connection = http.serve_connection(TokioIo::new(Watched { stream, activity: activity.clone() }), service);
+        let socket = Watched { stream, activity: activity.clone() };
         let registry = registry.clone();
         let mut stopped = stopped.clone();
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        let http = http.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            let (io, certificate) = match &acceptor {
+                None => (Stream::Plain(socket), None),
+                Some(acceptor) => {
+                    match handshake(acceptor, socket, &activity, limits.tls_handshake_timeout, &mut stopped).await {
+                        Some((tls, certificate)) => (Stream::Tls(Box::new(tls)), certificate),
+                        None => {
+                            registry.remove(id);
+                            return;
+                        }
+                    }
+                }
+            };
+            let service = {
+                let activity = activity.clone();
+                hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+                    activity.request_started();
+                    let mut req: Request = req.map(Body::new);
+                    if let Some(local) = local {
+                        req.extensions_mut().insert(LocalAddr(local));
+                    }
+                    if let Some(peer) = peer {
+                        req.extensions_mut().insert(PeerAddr(peer));
+                    }
+                    if let Some(certificate) = &certificate {
+                        req.extensions_mut().insert(certificate.clone());
+                    }
+                    let activity = activity.clone();
+                    let answer = app.clone().oneshot(req);
+                    async move {
+                        let response = answer.await?;
+                        Ok::<_, Infallible>(response.map(|inner| Body::new(Finishing { inner, activity })))
+                    }
+                })
+            };
+            let connection = http.serve_connection(TokioIo::new(io), service);
             let mut connection = std::pin::pin!(connection);
             let tick = (limits.header_read_timeout.min(limits.keep_alive_timeout) / 4)
                 .clamp(Duration::from_millis(10), Duration::from_secs(1));

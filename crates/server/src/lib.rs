@@ -16,6 +16,7 @@ pub mod openapi;
 pub mod ratelimit;
 pub mod settings;
 pub mod state;
+pub mod tls;
 pub mod tuf;
 pub mod ui;
 
@@ -140,6 +141,20 @@ pub fn checked(mut settings: Settings) -> anyhow::Result<Settings> {
             "cors_allowed_origins: `{origin}` is not a valid origin"
         );
     }
+    anyhow::ensure!(
+        settings.tls_cert_file.is_some() == settings.tls_key_file.is_some(),
+        "tls_cert_file and tls_key_file go together: set both or neither"
+    );
+    anyhow::ensure!(
+        settings.tls_client_ca_file.is_none() || settings.tls(),
+        "tls_client_ca_file needs tls_cert_file and tls_key_file"
+    );
+    // The certificate, its key and the client CA load now, before anything else starts.
+    tls::from_settings(&settings)?;
+    for hash in &mut settings.ddi_proxy_issuer_hashes {
+        *hash = hash.trim().to_ascii_lowercase();
+        anyhow::ensure!(!hash.is_empty(), "ddi_proxy_issuer_hashes: an empty hash");
+    }
     Ok(settings)
 }
 
@@ -162,12 +177,20 @@ pub async fn build(settings: Settings, app: updraft_app::App) -> anyhow::Result<
     app.on_events(move |events| forget.apply(events));
     let settings_rate = (settings.api_rate_limit_per_sec, settings.api_rate_limit_burst);
     let failures = (settings.auth_failures_per_minute, settings.auth_failures_burst);
+    let ddi_device_limit =
+        ratelimit::RateLimiter::per_minute(settings.ddi_rate_limit_per_minute, settings.ddi_rate_limit_burst);
+    let ddi_address_limit = ratelimit::RateLimiter::per_minute(
+        settings.ddi_address_rate_limit_per_minute,
+        settings.ddi_address_rate_limit_burst,
+    );
     Ok(AppState {
         app,
         settings: Arc::new(settings),
         metrics: metrics::recorder(),
         rate_limiter: Arc::new(ratelimit::RateLimiter::new(settings_rate.0, settings_rate.1)),
         auth_failures: Arc::new(ratelimit::RateLimiter::per_minute(failures.0, failures.1)),
+        ddi_device_limit: Arc::new(ddi_device_limit),
+        ddi_address_limit: Arc::new(ddi_address_limit),
         poll_cache,
     })
 }
@@ -181,11 +204,14 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
-    let (stop_workers, workers) = state.app.spawn_background();
-    tracing::info!(%addr, backend = state.app.backend(), "updraft listening");
     let settings = &state.settings;
+    let tls = tls::from_settings(settings)?;
+    let (stop_workers, workers) = state.app.spawn_background();
+    let reloading = tls.clone().map(|tls| tokio::spawn(tls::watch(tls, stop_workers.subscribe())));
+    tracing::info!(%addr, backend = state.app.backend(), tls = tls.is_some(), "updraft listening");
     let limits = conn::Limits {
         header_read_timeout: std::time::Duration::from_secs(settings.header_read_timeout_secs.max(1)),
+        tls_handshake_timeout: std::time::Duration::from_secs(settings.tls_handshake_timeout_secs.max(1)),
         keep_alive_timeout: std::time::Duration::from_secs(settings.keep_alive_timeout_secs.max(1)),
         max_connections: settings
             .max_connections
@@ -193,9 +219,12 @@ pub async fn serve(
             .clamp(1, u32::MAX as usize >> 4),
     };
     tracing::info!(max_connections = limits.max_connections, "connection limits");
-    conn::serve(listener, router(state.clone()), limits, shutdown).await;
+    conn::serve(listener, router(state.clone()), limits, tls.map(|tls| tls.config), shutdown).await;
     tracing::info!("updraft stopping");
     let _ = stop_workers.send(true);
+    if let Some(reloading) = reloading {
+        let _ = reloading.await;
+    }
     for w in workers {
         let _ = w.await;
     }

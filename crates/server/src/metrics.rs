@@ -24,6 +24,10 @@ pub const DDI_FEEDBACK: &str = "updraft_ddi_feedback_total";
 pub const ARTIFACT_BYTES: &str = "updraft_artifact_bytes_total";
 /// Failed authentications (wrong API key, device or gateway token, or password).
 pub const AUTH_FAILURES: &str = "updraft_auth_failures_total";
+/// Device API requests refused for going over a rate limit, by limit (`device`, `address`).
+pub const DDI_RATE_LIMITED: &str = "updraft_ddi_rate_limited_total";
+/// Reloads of the TLS certificate after its files changed, by result (`loaded`, `kept_previous`).
+pub const TLS_RELOADS: &str = "updraft_tls_certificate_reloads_total";
 
 /// Installs the process-wide recorder once and returns its handle.
 pub fn recorder() -> PrometheusHandle {

@@ -45,6 +45,16 @@ pub struct Settings {
     pub auth_failures_per_minute: u32,
     /// How many failed authentications an address may make at once before it is refused.
     pub auth_failures_burst: u32,
+    /// Device API requests allowed per device per minute on average (0: no
+    /// limit); artifact downloads are not counted. Separate from the API keys' budgets.
+    pub ddi_rate_limit_per_minute: u32,
+    /// How many device API requests a device may make at once above its average.
+    pub ddi_rate_limit_burst: u32,
+    /// Device API requests allowed per source address per minute on average
+    /// (0, the default: no limit; a NAT or a gateway puts many devices behind one address).
+    pub ddi_address_rate_limit_per_minute: u32,
+    /// How many device API requests an address may make at once above its average.
+    pub ddi_address_rate_limit_burst: u32,
     /// How often the scheduler moves jobs (releases, timeouts, retries, schedules), in milliseconds.
     pub scheduler_tick_ms: u64,
     /// How often a running continuous job is fully re-evaluated against the
@@ -84,6 +94,25 @@ pub struct Settings {
     pub ui_secure_cookies: bool,
     /// How long the audit log keeps an entry, in days.
     pub audit_retention_days: u64,
+    /// The server's certificate chain, PEM (its own certificate first). With
+    /// `tls_key_file`, the listener speaks HTTPS only and device links are `https`.
+    pub tls_cert_file: Option<PathBuf>,
+    /// The private key of `tls_cert_file`, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub tls_key_file: Option<PathBuf>,
+    /// How often the certificate and key files are checked for changes, in
+    /// milliseconds: new handshakes get the new pair once it loads.
+    pub tls_reload_ms: u64,
+    /// How long a TLS handshake may take, from the accept, in seconds.
+    pub tls_handshake_timeout_secs: u64,
+    /// CA certificates, PEM, that devices' client certificates may chain to: a
+    /// device presenting one whose subject CN is its controller id is
+    /// authenticated without a token. Devices without a certificate still connect.
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// Behind a reverse proxy that checks client certificates, as hawkBit:
+    /// the issuer hashes to trust in `X-Ssl-Issuer-Hash-1`, `-2`, … with the
+    /// device's CN in `X-Ssl-Client-Cn`. Empty (the default): those headers are
+    /// ignored. Only safe when the proxy removes them from clients' requests.
+    pub ddi_proxy_issuer_hashes: Vec<String>,
     /// The key-encryption key (64 hex digits) that seals the TUF online keys
     /// in the database. Every replica needs the same one. Unset: read from
     /// `key_encryption_key_file`.
@@ -129,6 +158,10 @@ impl Default for Settings {
             api_rate_limit_burst: 2000,
             auth_failures_per_minute: 10,
             auth_failures_burst: 30,
+            ddi_rate_limit_per_minute: 60,
+            ddi_rate_limit_burst: 120,
+            ddi_address_rate_limit_per_minute: 0,
+            ddi_address_rate_limit_burst: 1000,
             scheduler_tick_ms: 1000,
             continuous_reevaluation_secs: 3600,
             bootstrap_token: None,
@@ -143,6 +176,12 @@ impl Default for Settings {
             session_hours: 12,
             ui_secure_cookies: false,
             audit_retention_days: 365,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_reload_ms: 5000,
+            tls_handshake_timeout_secs: 10,
+            tls_client_ca_file: None,
+            ddi_proxy_issuer_hashes: Vec::new(),
             key_encryption_key: None,
             key_encryption_key_file: None,
             key_encryption_keys_previous: Vec::new(),
@@ -179,6 +218,11 @@ impl Settings {
     /// Reads settings from a TOML file; absent keys keep their defaults.
     pub fn from_toml(text: &str) -> Result<Self, String> {
         toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Whether the listener speaks TLS.
+    pub fn tls(&self) -> bool {
+        self.tls_cert_file.is_some() && self.tls_key_file.is_some()
     }
 
     /// `public_url` without its trailing `/`, checked: an absolute `http` or

@@ -17,6 +17,10 @@ pub struct AppState {
     pub rate_limiter: Arc<crate::ratelimit::RateLimiter>,
     /// Failed authentications per source address.
     pub auth_failures: Arc<crate::ratelimit::RateLimiter>,
+    /// Device API requests per device (`{tenant}/{controller id}`).
+    pub ddi_device_limit: Arc<crate::ratelimit::RateLimiter>,
+    /// Device API requests per source address.
+    pub ddi_address_limit: Arc<crate::ratelimit::RateLimiter>,
 }
 
 impl AppState {

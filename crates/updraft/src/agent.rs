@@ -69,6 +69,16 @@ pub struct AgentArgs {
     /// Log format: text or json.
     #[arg(long, env = "UPDRAFT_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+    /// Trust only the CA certificates in this PEM file for an https server (the fleet's own CA).
+    #[arg(long, env = "UPDRAFT_CA_FILE", value_name = "FILE")]
+    ca_file: Option<PathBuf>,
+    /// Present this PEM client certificate (its CN the controller id) to an https server; with
+    /// --client-key-file and no token, the certificate alone authenticates the device.
+    #[arg(long, env = "UPDRAFT_CLIENT_CERT_FILE", value_name = "FILE", requires = "client_key_file")]
+    client_cert_file: Option<PathBuf>,
+    /// The PEM private key of --client-cert-file.
+    #[arg(long, env = "UPDRAFT_CLIENT_KEY_FILE", value_name = "FILE", requires = "client_cert_file")]
+    client_key_file: Option<PathBuf>,
     /// The product's pinned TUF root (`root.json` of `updraft trust init`): every file is then
     /// verified through the product's TUF repository before it is installed, and refused (with
     /// a failure code, keeping the installed version) unless its signed metadata allows it.
@@ -121,7 +131,10 @@ pub async fn run(args: AgentArgs, conn: &Conn, token_on_command_line: bool) -> a
         (Some(t), None) => Auth::TargetToken(t),
         (None, Some(g)) => Auth::GatewayToken(g),
         (Some(_), Some(_)) => bail!("give the device's token or a gateway token, not both"),
-        (None, None) => bail!("set --device-token (or UPDRAFT_DEVICE_TOKEN) or --gateway-token"),
+        (None, None) if args.client_cert_file.is_some() => Auth::ClientCertificate,
+        (None, None) => {
+            bail!("set --device-token (or UPDRAFT_DEVICE_TOKEN), --gateway-token or --client-cert-file")
+        }
     };
     let server = match (&conn.server, std::env::var("UPDRAFT_DDI_SERVER")) {
         (Some(s), _) => base_url(s),
@@ -158,6 +171,9 @@ pub async fn run(args: AgentArgs, conn: &Conn, token_on_command_line: bool) -> a
     config.poll_interval = args.poll_interval;
     config.install_timeout = args.install_timeout;
     config.download_rate_limit = args.download_rate_limit;
+    config.http.ca_file = args.ca_file;
+    config.http.client_cert_file = args.client_cert_file;
+    config.http.client_key_file = args.client_key_file;
     let mut agent = Agent::new(config).await?;
     if args.once {
         agent.run_once().await?;

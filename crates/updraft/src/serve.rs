@@ -80,6 +80,16 @@ pub struct ServeArgs {
     /// Origins allowed to call the management API from a browser, comma-separated [default: none].
     #[arg(long, env = "UPDRAFT_CORS_ALLOWED_ORIGINS", value_delimiter = ',')]
     cors_allowed_origins: Option<Vec<String>>,
+    /// Serve HTTPS with this PEM certificate chain (reloaded when it changes) [default: plain HTTP].
+    #[arg(long, env = "UPDRAFT_TLS_CERT_FILE", value_name = "FILE", requires = "tls_key_file")]
+    tls_cert_file: Option<PathBuf>,
+    /// The PEM private key of --tls-cert-file.
+    #[arg(long, env = "UPDRAFT_TLS_KEY_FILE", value_name = "FILE", requires = "tls_cert_file")]
+    tls_key_file: Option<PathBuf>,
+    /// CA certificates (PEM) of devices' client certificates: a device whose certificate's CN is
+    /// its controller id needs no token [default: none].
+    #[arg(long, env = "UPDRAFT_TLS_CLIENT_CA_FILE", value_name = "FILE")]
+    tls_client_ca_file: Option<PathBuf>,
     /// The key-encryption key (64 hex digits) sealing TUF online keys [default: read from
     /// `<data_dir>/key-encryption.key`, made on first start].
     #[arg(long, env = "UPDRAFT_KEY_ENCRYPTION_KEY", hide_env_values = true)]
@@ -122,6 +132,15 @@ impl ServeArgs {
         if let Some(v) = self.cors_allowed_origins {
             s.cors_allowed_origins = v;
         }
+        if let Some(v) = self.tls_cert_file {
+            s.tls_cert_file = Some(v);
+        }
+        if let Some(v) = self.tls_key_file {
+            s.tls_key_file = Some(v);
+        }
+        if let Some(v) = self.tls_client_ca_file {
+            s.tls_client_ca_file = Some(v);
+        }
         if let Some(v) = self.key_encryption_key {
             s.key_encryption_key = Some(v);
         }
@@ -152,7 +171,7 @@ fn banner(settings: &Settings, addr: SocketAddr, generated_key: Option<&str>) ->
     if local.ip().is_unspecified() {
         local.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
-    let url = format!("http://{local}");
+    let url = format!("{}://{local}", if settings.tls() { "https" } else { "http" });
     let data_dir = std::path::absolute(&settings.data_dir).unwrap_or_else(|_| settings.data_dir.clone());
     let database = match settings.database_url.as_deref() {
         Some(url) => format!("database: {}", redacted(url)),

@@ -1,6 +1,7 @@
 //! Hardening, over real HTTP on SQLite and on PostgreSQL: input PostgreSQL
 //! cannot store, links no header can redirect, security headers, private
-//! files, API key lock-outs and expiry, idempotent imports and token reissue.
+//! files, API key lock-outs and expiry, idempotent imports and token reissue,
+//! device API rate limits.
 
 mod common;
 
@@ -18,6 +19,8 @@ on_both_stores!(
     a_retried_import_gets_the_first_answer_and_tokens_that_work,
     a_reissued_device_token_replaces_the_old_one_at_once,
     an_address_that_fails_to_authenticate_too_often_is_refused_for_a_while,
+    a_device_polling_too_fast_gets_429_and_others_do_not,
+    device_api_limits_per_address_are_off_by_default_and_separate_from_keys,
 );
 
 async fn device_get(api: &Api, token: &str, url: &str, headers: &[(&str, &str)]) -> (u16, Value) {
@@ -406,4 +409,74 @@ async fn an_address_that_fails_to_authenticate_too_often_is_refused_for_a_while(
         assert!(std::time::Instant::now() < deadline, "the blocked address is in the audit log: {page}");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+}
+
+/// Two devices with work (`dev-0`, `dev-1`): their tokens and the firmware id.
+async fn two_devices(api: &Api) -> (Vec<String>, String) {
+    let (fw, token) = common::device_with_work(api).await;
+    let other = api.post("/api/v1/devices", json!({"id": "dev-1", "product": "thermo"})).await;
+    (vec![token, other.expect(201, None)["token"].as_str().unwrap().to_owned()], fw)
+}
+
+async fn a_device_polling_too_fast_gets_429_and_others_do_not(b: Backend) {
+    let server = TestServer::start_with(b, |s| {
+        s.ddi_rate_limit_per_minute = 6;
+        s.ddi_rate_limit_burst = 3;
+        // The management API's own budget is tiny too: the two never share one.
+        s.api_rate_limit_per_sec = 1;
+        s.api_rate_limit_burst = 100;
+    })
+    .await;
+    let api = Api::on(server);
+    let (tokens, fw) = two_devices(&api).await;
+    let url = |i: usize| api.server.url(&format!("/default/controller/v1/dev-{i}"));
+    for _ in 0..3 {
+        assert_eq!(device_get(&api, &tokens[0], &url(0), &[]).await.0, 200);
+    }
+    let r = api.http.get(url(0)).header("authorization", format!("TargetToken {}", tokens[0])).send().await.unwrap();
+    assert_eq!(r.status(), 429, "over its budget");
+    let wait: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=10).contains(&wait), "one request refills in 10 s: {wait}");
+    // Downloads are not counted: a client resuming with ranges makes many.
+    let artifact = format!("{}/softwaremodules/{fw}/artifacts/app.bin", url(0));
+    for _ in 0..5 {
+        let (status, _) = device_get(&api, &tokens[0], &artifact, &[("range", "bytes=0-9")]).await;
+        assert_eq!(status, 206);
+    }
+    assert_eq!(device_get(&api, &tokens[1], &url(1), &[]).await.0, 200, "another device is not held up");
+    api.get("/api/v1/devices").await.expect(200, None);
+    // A device's budget is its own: nobody else spends it with its id in the path.
+    let stranger = api.http.get(url(1)).header("authorization", "TargetToken upd_d_wrong").send().await.unwrap();
+    assert_eq!(stranger.status(), 401);
+    assert_eq!(device_get(&api, &tokens[1], &url(1), &[]).await.0, 200);
+    let metrics = api.http.get(api.server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("updraft_ddi_rate_limited_total{limit=\"device\"}"), "{metrics}");
+}
+
+async fn device_api_limits_per_address_are_off_by_default_and_separate_from_keys(b: Backend) {
+    // The defaults never hold up a fleet polling every 5 s through one address (the simulator's case).
+    let defaults = updraft_server::Settings::default();
+    assert_eq!(defaults.ddi_address_rate_limit_per_minute, 0, "off");
+    assert!(defaults.ddi_rate_limit_per_minute >= 12 && defaults.ddi_rate_limit_burst >= 12);
+
+    let server = TestServer::start_with(b, |s| {
+        s.ddi_address_rate_limit_per_minute = 6;
+        s.ddi_address_rate_limit_burst = 2;
+    })
+    .await;
+    let api = Api::on(server);
+    let (tokens, _) = two_devices(&api).await;
+    let url = |i: usize| api.server.url(&format!("/default/controller/v1/dev-{i}"));
+    assert_eq!(device_get(&api, &tokens[0], &url(0), &[]).await.0, 200);
+    assert_eq!(device_get(&api, &tokens[1], &url(1), &[]).await.0, 200);
+    let r = api.http.get(url(1)).header("authorization", format!("TargetToken {}", tokens[1])).send().await.unwrap();
+    assert_eq!(r.status(), 429, "the address is over its budget, whichever device");
+    assert!(r.headers().contains_key("retry-after"));
+    for _ in 0..5 {
+        api.get("/api/v1/devices").await.expect(200, None);
+    }
+    let elsewhere =
+        reqwest::Client::builder().local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap()).build().unwrap();
+    let r = elsewhere.get(url(0)).header("authorization", format!("TargetToken {}", tokens[0])).send().await.unwrap();
+    assert_eq!(r.status(), 200, "another address is not held up");
 }

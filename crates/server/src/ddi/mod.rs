@@ -33,7 +33,7 @@ use updraft_ddi as ddi;
 
 use crate::auth::token_hash;
 use crate::extract::{DdiPath, DdiQuery};
-use crate::metrics::{ARTIFACT_BYTES, DDI_FEEDBACK, DDI_POLLS};
+use crate::metrics::{ARTIFACT_BYTES, DDI_FEEDBACK, DDI_POLLS, DDI_RATE_LIMITED};
 use crate::state::AppState;
 use cache::IdleAnswer;
 use updraft_app::Actor;
@@ -66,8 +66,9 @@ pub fn routes() -> Router<AppState> {
 #[derive(Debug)]
 pub enum DdiError {
     Unauthorized,
-    /// Too many failed authentications from the address: 429 with `Retry-After`.
-    TooManyFailures(u64),
+    /// Too many failed authentications or requests from the address, or
+    /// requests from the device: 429 with `Retry-After` (seconds).
+    TooManyRequests(u64),
     NotFound(String),
     Gone(String),
     BadRequest(String),
@@ -111,7 +112,7 @@ impl IntoResponse for DdiError {
     fn into_response(self) -> Response {
         let (status, class, code, message) = match self {
             DdiError::Unauthorized => return StatusCode::UNAUTHORIZED.into_response(),
-            DdiError::TooManyFailures(retry_after) => {
+            DdiError::TooManyRequests(retry_after) => {
                 let mut r = StatusCode::TOO_MANY_REQUESTS.into_response();
                 r.headers_mut().insert(header::RETRY_AFTER, retry_after.into());
                 return r;
@@ -184,6 +185,9 @@ pub struct DdiDevice {
     pub id: String,
     /// `{public URL}/{tenant}/controller/v1/{controllerId}` (see [`public_base`]).
     pub base_url: String,
+    /// Artifacts carry hawkBit's `download` and `md5sum` links besides the
+    /// `-http` ones: the server speaks TLS and links are `https` (ADR 0009).
+    pub https_links: bool,
     /// The device, as the application's use cases know their callers.
     pub actor: Actor,
 }
@@ -206,26 +210,113 @@ impl FromRequestParts<AppState> for DdiDevice {
         };
         let controller = &controller;
         let tenant = path_tenant.to_ascii_lowercase();
-        let auth =
-            parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or(DdiError::Unauthorized)?;
         let peer = crate::state::peer(parts);
-        if let Err(retry_after) = state.auth_blocked(peer) {
-            return Err(DdiError::TooManyFailures(retry_after));
+        if let Some(ip) = peer
+            && state.ddi_address_limit.enabled()
+            && let Err(retry_after) = state.ddi_address_limit.check(&ip.to_string())
+        {
+            metrics::counter!(DDI_RATE_LIMITED, "limit" => "address").increment(1);
+            return Err(DdiError::TooManyRequests(retry_after));
         }
-        let known = authenticate(state, parts, auth, &tenant, controller).await;
+        let auth = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let certified = certificate_names(state, parts, controller);
+        if auth.is_none() && certified.is_none() {
+            return Err(DdiError::Unauthorized);
+        }
+        if let Err(retry_after) = state.auth_blocked(peer) {
+            return Err(DdiError::TooManyRequests(retry_after));
+        }
+        let known = match auth {
+            Some(auth) => authenticate(state, parts, auth, &tenant, controller).await,
+            None => authenticate_certified(state, certified == Some(true), &tenant, controller).await,
+        };
         if matches!(known, Err(DdiError::Unauthorized)) {
             state.auth_failed(peer);
         }
         let (device_tenant, device_id) = known?;
+        // Per device, once authenticated (nobody else can spend a device's budget); downloads
+        // are not counted: a client resuming or streaming with ranges makes many.
+        if state.ddi_device_limit.enabled()
+            && !is_download(parts)
+            && let Err(retry_after) = state.ddi_device_limit.check(&format!("{device_tenant}/{device_id}"))
+        {
+            metrics::counter!(DDI_RATE_LIMITED, "limit" => "device").increment(1);
+            tracing::debug!(tenant = %device_tenant, device = %device_id, "device over its request rate");
+            return Err(DdiError::TooManyRequests(retry_after));
+        }
         let actor = Actor::Device { tenant: device_tenant.clone(), device: device_id.clone() };
         actor.act();
+        let base_url = format!("{}/{path_tenant}/controller/v1/{controller}", public_base(state, parts));
         Ok(DdiDevice {
             actor,
-            base_url: format!("{}/{path_tenant}/controller/v1/{controller}", public_base(state, parts)),
+            https_links: state.settings.tls() && base_url.starts_with("https://"),
+            base_url,
             tenant: device_tenant,
             id: device_id,
         })
     }
+}
+
+/// The most `X-Ssl-Issuer-Hash-{n}` headers read from one request.
+const MAX_ISSUER_HASHES: usize = 16;
+
+/// Whether a client certificate names this device: `None` when the request
+/// carries none; `Some(true)` when the certificate the connection presented
+/// (verified against `tls_client_ca_file`), or the one a trusted proxy
+/// describes, has `controller` as its subject CN; `Some(false)` otherwise.
+fn certificate_names(state: &AppState, parts: &Parts, controller: &str) -> Option<bool> {
+    let native =
+        parts.extensions.get::<crate::conn::PeerCertificate>().map(|c| c.common_name.as_deref() == Some(controller));
+    let proxied = proxied_common_name(state, parts).map(|cn| cn == Some(controller));
+    match (native, proxied) {
+        (None, None) => None,
+        (Some(true), _) | (_, Some(true)) => Some(true),
+        _ => Some(false),
+    }
+}
+
+/// hawkBit's certificate authentication behind a reverse proxy: the CN in
+/// `X-Ssl-Client-Cn`, vouched for when one of `X-Ssl-Issuer-Hash-1`, `-2`, …
+/// (read until one is missing) is a trusted issuer hash. `None` when
+/// `ddi_proxy_issuer_hashes` is empty or there is no CN header; `Some(None)`
+/// when no issuer is trusted.
+fn proxied_common_name<'a>(state: &AppState, parts: &'a Parts) -> Option<Option<&'a str>> {
+    let trusted = &state.settings.ddi_proxy_issuer_hashes;
+    if trusted.is_empty() {
+        return None;
+    }
+    let cn = parts.headers.get("x-ssl-client-cn")?.to_str().ok();
+    let vouched = (1..=MAX_ISSUER_HASHES)
+        .map_while(|n| parts.headers.get(format!("x-ssl-issuer-hash-{n}").as_str()))
+        .any(|hash| hash.to_str().is_ok_and(|hash| trusted.iter().any(|t| t.eq_ignore_ascii_case(hash.trim()))));
+    Some(cn.filter(|_| vouched))
+}
+
+/// A device authenticated by a client certificate (`named`: it names this
+/// controller id): the device must exist in the path's tenant.
+async fn authenticate_certified(
+    state: &AppState,
+    named: bool,
+    tenant: &str,
+    controller: &str,
+) -> Result<(String, String), DdiError> {
+    if !named {
+        return Err(DdiError::Unauthorized);
+    }
+    if !state.poll_cache.known(tenant, controller) {
+        let epoch = state.poll_cache.epoch();
+        let device = Actor::Device { tenant: tenant.to_owned(), device: controller.to_owned() };
+        // A certificate names a device, not a tenant: one the tenant does not have is refused.
+        state.app.device_identity(&device).await?.ok_or(DdiError::Unauthorized)?;
+        state.poll_cache.remember_known(epoch, tenant, controller);
+    }
+    Ok((tenant.to_owned(), controller.to_owned()))
+}
+
+/// `GET …/softwaremodules/{module}/artifacts/{file}`: an artifact download.
+fn is_download(parts: &Parts) -> bool {
+    let segments: Vec<&str> = parts.uri.path().split('/').collect();
+    segments.len() == 9 && segments[5] == "softwaremodules" && segments[7] == "artifacts"
 }
 
 /// Who a device request's credentials name (a device's own token, or a
@@ -329,9 +420,14 @@ fn path_ids(path: &str) -> Option<(String, String)> {
 pub(crate) fn public_base(state: &AppState, parts: &Parts) -> String {
     match (&state.settings.public_url, parts.extensions.get::<crate::conn::LocalAddr>()) {
         (Some(url), _) => url.clone(),
-        (None, Some(crate::conn::LocalAddr(addr))) => format!("http://{addr}"),
-        (None, None) => format!("http://{}", state.settings.listen),
+        (None, Some(crate::conn::LocalAddr(addr))) => format!("{}://{addr}", scheme(state)),
+        (None, None) => format!("{}://{}", scheme(state), state.settings.listen),
     }
+}
+
+/// The scheme of the listener's own links.
+fn scheme(state: &AppState) -> &'static str {
+    if state.settings.tls() { "https" } else { "http" }
 }
 
 /// A JSON body read as hawkBit does: unknown fields ignored, a wrong content type 415.
@@ -524,7 +620,7 @@ fn chunks(dev: &DdiDevice, fw: &Firmware, metadata: Option<Vec<ddi::KeyValue>>) 
         .iter()
         .map(|f| {
             let href = format!("{}/softwaremodules/{}/artifacts/{}", dev.base_url, fw.id, f.name);
-            let mut artifacts = vec![artifact_of(f, &href)];
+            let mut artifacts = vec![artifact_of(f, &href, dev.https_links)];
             let mut metadata = metadata.clone();
             if let Some(signing) = &f.code_signing {
                 artifacts.extend(signature_artifact(dev, fw, f));
@@ -577,26 +673,31 @@ fn signature_artifact(dev: &DdiDevice, fw: &Firmware, f: &updraft_core::Firmware
             sha256: hex::encode(sha2::Sha256::digest(&bytes)),
         },
         size: bytes.len() as u64,
-        links: ddi::ArtifactLinks {
-            download: None,
-            download_http: Some(ddi::Link::new(&href)),
-            md5sum: None,
-            md5sum_http: Some(ddi::Link::new(format!("{href}.MD5SUM"))),
-        },
+        links: links(&href, dev.https_links),
     })
 }
 
-fn artifact_of(f: &updraft_core::FirmwareFile, href: &str) -> ddi::Artifact {
+/// An artifact's links. Over TLS, `download` and `md5sum` are the `https`
+/// links clients prefer, and `download-http`/`md5sum-http` the same links again
+/// for clients that read only those (there is no plain listener to point them
+/// at; see ADR 0009).
+fn links(href: &str, https: bool) -> ddi::ArtifactLinks {
+    let md5sum = format!("{href}.MD5SUM");
+    ddi::ArtifactLinks {
+        download: https.then(|| ddi::Link::new(href)),
+        download_http: Some(ddi::Link::new(href)),
+        md5sum: https.then(|| ddi::Link::new(md5sum.clone())),
+        md5sum_http: Some(ddi::Link::new(md5sum)),
+    }
+}
+
+/// An artifact's hashes and links.
+fn artifact_of(f: &updraft_core::FirmwareFile, href: &str, https: bool) -> ddi::Artifact {
     ddi::Artifact {
         filename: f.name.clone(),
         hashes: ddi::Hashes { sha1: f.sha1.clone(), md5: f.md5.clone(), sha256: f.sha256.clone() },
         size: f.size,
-        links: ddi::ArtifactLinks {
-            download: None,
-            download_http: Some(ddi::Link::new(href)),
-            md5sum: None,
-            md5sum_http: Some(ddi::Link::new(format!("{href}.MD5SUM"))),
-        },
+        links: links(href, https),
     }
 }
 
@@ -857,8 +958,8 @@ async fn artifacts(
         .files
         .iter()
         .flat_map(|f| {
-            let file = artifact_of(f, &format!("{}/softwaremodules/{}/artifacts/{}", dev.base_url, fw.id, f.name));
-            std::iter::once(file).chain(signature_artifact(&dev, &fw, f))
+            let href = format!("{}/softwaremodules/{}/artifacts/{}", dev.base_url, fw.id, f.name);
+            std::iter::once(artifact_of(f, &href, dev.https_links)).chain(signature_artifact(&dev, &fw, f))
         })
         .collect();
     Ok(Json(list))
