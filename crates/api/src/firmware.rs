@@ -24,6 +24,9 @@ pub struct FirmwareFileOut {
     pub md5: String,
     /// Where to download it (management API).
     pub download: String,
+    /// Its signature, when it is signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code_signing: Option<crate::code_signing::CodeSigningOut>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -63,6 +66,7 @@ impl From<Firmware> for FirmwareOut {
                 sha512: x.sha512,
                 sha1: x.sha1,
                 md5: x.md5,
+                code_signing: x.code_signing.map(|c| (*c).into()),
             })
             .collect();
         FirmwareOut {
@@ -94,6 +98,9 @@ pub struct FileSpec {
     /// Its version (default the image's).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// Seed 002's `codeSigning`: the file's signature, verified before the upload is accepted.
+    #[serde(rename = "codeSigning", alias = "code_signing", skip_serializing_if = "Option::is_none")]
+    pub code_signing: Option<crate::code_signing::CodeSigningIn>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize, Serialize)]

@@ -16,6 +16,7 @@
 //! jiff and `updraft-core` only, which keeps clients lean.
 
 pub mod audit;
+pub mod code_signing;
 pub mod devices;
 pub mod filters;
 pub mod firmware;

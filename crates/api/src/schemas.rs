@@ -404,7 +404,7 @@ body_schema!(
             "release_notes": {"type": "string", "maxLength": 65536},
             "metadata": {"type": "string", "description": "a JSON object of strings"},
             "needs_verification": {"type": "string", "enum": ["true", "false", "1", "0"]},
-            "files": {"type": "string", "description": "a JSON array of `{name, component, version}` describing the file parts"},
+            "files": {"type": "string", "description": "a JSON array of `{name, component, version, codeSigning}` describing the file parts; `codeSigning` is seed 002's (AWS IoT CreateOTAUpdate's) `{customCodeSigning: {certificateChain: {certificateName, inlineDocument}, hashAlgorithm, signature: {inlineDocument}, signatureAlgorithm}}`"},
             "file": {"type": "array", "minItems": 1, "maxItems": updraft_core::validate::MAX_FIRMWARE_FILES, "items": {"type": "string", "format": "binary"}},
         },
     })

@@ -10,7 +10,9 @@ use updraft_blob::{BlobRead, BlobStore, BlobWriter, StagedBlob};
 use updraft_core::{Access, FieldError, Firmware, FirmwareFile, Page, PageRequest, validate, version};
 
 use crate::actor::new_id;
+use crate::code_signing::{self, FileSigning, ReadClaim};
 use crate::error::{Error, Result};
+use crate::signing_profiles::{self, ProfileKey};
 use crate::{Actor, App};
 
 /// Where an upload's files are staged until [`App::create_firmware`] keeps
@@ -36,6 +38,8 @@ pub struct FileDescription {
     pub component: Option<String>,
     /// The image's version when absent.
     pub version: Option<String>,
+    /// Seed 002's `codeSigning`: checked before the upload is accepted.
+    pub code_signing: Option<FileSigning>,
 }
 
 /// A firmware image to store: its description and its staged files.
@@ -186,14 +190,49 @@ impl App {
                 sha512: blob.sha512.clone(),
                 sha1: blob.sha1.clone(),
                 md5: blob.md5.clone(),
+                code_signing: None,
             });
         }
+        // Signed files: (file index, the claim's field, the claim as read).
+        let mut claims: Vec<(usize, String, ReadClaim)> = Vec::new();
+        // Files updraft signs: (file index, the field, the profile's name, the certificate's name).
+        let mut by_profile: Vec<(usize, String, String, Option<String>)> = Vec::new();
         for (i, described) in descriptions.iter().enumerate() {
             if !names.contains(described.name.as_str()) {
                 errors.push(FieldError::new(
                     format!("files[{i}].name"),
                     format!("no file part named `{}` was uploaded", described.name),
                 ));
+            }
+            if let Some(FileSigning::Profile { name, certificate_name }) = &described.code_signing {
+                let field = format!("files[{i}].codeSigning.startSigningJobParameter");
+                if let Some(n) = certificate_name {
+                    validate::text(
+                        &format!("{field}.signingProfileParameter.certificatePathOnDevice"),
+                        n,
+                        1024,
+                        &mut errors,
+                    );
+                }
+                if let Some(file) = files.iter().position(|f| f.name == described.name) {
+                    by_profile.push((file, field, name.clone(), certificate_name.clone()));
+                }
+            } else if let Some(signing) = &described.code_signing {
+                let field = format!("files[{i}].codeSigning");
+                let read = code_signing::read_claim(&field, signing, &mut errors)?;
+                let file = files.iter().position(|f| f.name == described.name);
+                if let (Some(read), Some(file)) = (read, file) {
+                    let sig_name = format!("{}.sig", described.name);
+                    if names.contains(sig_name.as_str()) {
+                        errors.push(FieldError::new(
+                            &field,
+                            format!(
+                                "a signed file's signature is delivered as `{sig_name}`, which another file is called"
+                            ),
+                        ));
+                    }
+                    claims.push((file, field, read));
+                }
             }
         }
         if !errors.is_empty() {
@@ -202,11 +241,93 @@ impl App {
         if !missing.is_empty() {
             return Err(Error::missing(missing));
         }
+
+        // Code signing: chains and prehashed signatures now; Ed25519 once the
+        // bytes are stored (it signs the whole file), before the record is.
+        let mut ed25519 = Vec::new();
+        let mut ed25519_signing = Vec::new();
+        let anchors = if claims.is_empty() && by_profile.is_empty() {
+            Vec::new()
+        } else {
+            self.store.list_trust_anchors(tenant).await?
+        };
+        let now = self.now();
+        for (index, field, name, certificate_name) in by_profile {
+            let name_field = format!("{field}.signingProfileName");
+            let Some((profile, key)) = self.signing_key(tenant, &name).await? else {
+                return Err(Error::missing(vec![FieldError::new(
+                    name_field,
+                    format!("signing profile `{name}` not found"),
+                )]));
+            };
+            // The profile's chain must still lead to an anchor (one may have been removed since).
+            let chain =
+                code_signing::verify_chain(&profile.certificate_chain, &anchors, now).map_err(|r| r.at(&name_field))?;
+            let signature = match &key {
+                ProfileKey::Ed25519(seed) => {
+                    ed25519_signing.push((index, *seed, chain.leaf_key.clone()));
+                    String::new()
+                }
+                _ => {
+                    let digest = hex::decode(&files[index].sha256)
+                        .ok()
+                        .and_then(|d| aws_lc_rs::digest::Digest::import_less_safe(&d, &aws_lc_rs::digest::SHA256).ok())
+                        .ok_or_else(|| Error::internal("signing an upload", "the file's SHA-256 is unreadable"))?;
+                    let sig = key.sign_digest(&digest).ok_or_else(|| Error::internal("signing an upload", &name))?;
+                    code_signing::verify_digest(
+                        profile.signature_algorithm,
+                        &chain.leaf_key,
+                        &files[index].sha256,
+                        &sig,
+                    )
+                    .map_err(signing_profiles::unverified)?;
+                    code_signing::encode_signature(&sig)
+                }
+            };
+            files[index].code_signing = Some(Box::new(updraft_core::CodeSigning {
+                signature_algorithm: profile.signature_algorithm,
+                hash_algorithm: "SHA-256".into(),
+                certificate_chain: profile.certificate_chain,
+                certificate_name,
+                signature,
+                trust_anchor: chain.trust_anchor,
+                signing_profile: Some(name),
+            }));
+        }
+        if !claims.is_empty() {
+            for (index, field, read) in claims {
+                let described = descriptions.iter().find(|d| d.name == files[index].name);
+                let Some(FileSigning::Custom(claim)) = described.and_then(|d| d.code_signing.as_ref()) else {
+                    continue;
+                };
+                let chain_field = format!("{field}.customCodeSigning.certificateChain");
+                let chain = code_signing::verify_chain(&claim.certificate_chain, &anchors, now)
+                    .map_err(|r| r.at(&chain_field))?;
+                let signature_field = format!("{field}.customCodeSigning.signature");
+                if read.algorithm == updraft_core::SignatureAlgorithm::Ed25519 {
+                    let verifier = code_signing::ed25519_verifier(&chain.leaf_key, &read.signature)
+                        .map_err(|r| r.at(&signature_field))?;
+                    ed25519.push((index, signature_field, verifier));
+                } else {
+                    code_signing::verify_digest(read.algorithm, &chain.leaf_key, &files[index].sha256, &read.signature)
+                        .map_err(|r| r.at(&signature_field))?;
+                }
+                files[index].code_signing = Some(Box::new(updraft_core::CodeSigning {
+                    signature_algorithm: read.algorithm,
+                    hash_algorithm: "SHA-256".into(),
+                    certificate_chain: claim.certificate_chain.trim().to_owned() + "\n",
+                    certificate_name: claim.certificate_name.clone(),
+                    signature: code_signing::encode_signature(&read.signature),
+                    trust_anchor: chain.trust_anchor,
+                    signing_profile: None,
+                }));
+            }
+        }
         let security_version = match security_version {
             Some(v) => v,
             None => self.store.max_security_version(tenant, product_key.as_deref().unwrap_or_default()).await?,
         };
-        let firmware = Firmware {
+        let mut firmware = Firmware {
             id,
             product: product_key.unwrap_or_default(),
             version: version.unwrap_or_default(),
@@ -226,6 +347,40 @@ impl App {
                 return Err(e.into());
             }
         }
+        for (index, seed, leaf_key) in ed25519_signing {
+            let blob = &firmware.files[index].blob;
+            let signed = match self.sign_stored(blob, seed).await {
+                Ok(sig) => match code_signing::ed25519_verifier(&leaf_key, &sig) {
+                    Ok(verifier) => match self.verify_stored(blob, verifier).await {
+                        Ok(()) => Ok(sig),
+                        Err(Ok(refusal)) => Err(signing_profiles::unverified(refusal)),
+                        Err(Err(e)) => Err(e),
+                    },
+                    Err(refusal) => Err(signing_profiles::unverified(refusal)),
+                },
+                Err(e) => Err(e),
+            };
+            match signed {
+                Ok(sig) => {
+                    if let Some(signing) = firmware.files[index].code_signing.as_mut() {
+                        signing.signature = code_signing::encode_signature(&sig);
+                    }
+                }
+                Err(e) => {
+                    self.blobs.delete_prefix(&dir).await?;
+                    return Err(e);
+                }
+            }
+        }
+        for (index, field, verifier) in ed25519 {
+            if let Err(e) = self.verify_stored(&firmware.files[index].blob, verifier).await {
+                self.blobs.delete_prefix(&dir).await?;
+                return Err(match e {
+                    Ok(refusal) => refusal.at(&field),
+                    Err(e) => e,
+                });
+            }
+        }
         if let Err(e) = self.store.create_firmware(tenant, &firmware).await {
             self.blobs.delete_prefix(&dir).await?;
             return Err(e.into());
@@ -233,6 +388,54 @@ impl App {
         tracing::info!(firmware = %firmware.id, product = %firmware.product, version = %firmware.version,
             files = firmware.files.len(), bytes = firmware.total_size(), "firmware uploaded");
         Ok(firmware)
+    }
+
+    /// Signs a stored file with an Ed25519 key, reading it twice (Ed25519
+    /// hashes the message twice) without holding it in memory.
+    async fn sign_stored(&self, key: &str, seed: [u8; 32]) -> Result<Vec<u8>> {
+        let blobs = self.blobs.clone();
+        let key = key.to_owned();
+        let handle = tokio::runtime::Handle::current();
+        let signed = tokio::task::spawn_blocking(move || {
+            ProfileKey::sign_ed25519(&seed, |hasher| {
+                handle.block_on(async {
+                    use tokio::io::AsyncReadExt;
+                    let mut read = blobs.read(&key, None).await.map_err(|_| ed25519_dalek::SignatureError::new())?;
+                    let mut buf = vec![0u8; 256 * 1024];
+                    loop {
+                        let n = read.reader.read(&mut buf).await.map_err(|_| ed25519_dalek::SignatureError::new())?;
+                        if n == 0 {
+                            return Ok(());
+                        }
+                        ed25519_dalek::Digest::update(hasher, &buf[..n]);
+                    }
+                })
+            })
+        })
+        .await
+        .map_err(|e| Error::internal("signing an upload", e))?;
+        signed.ok_or_else(|| Error::internal("signing an upload", "the stored file could not be read"))
+    }
+
+    /// Streams a stored file through an Ed25519 verifier.
+    async fn verify_stored(
+        &self,
+        key: &str,
+        mut verifier: ed25519_dalek::StreamVerifier,
+    ) -> std::result::Result<(), std::result::Result<code_signing::Refusal, Error>> {
+        use tokio::io::AsyncReadExt;
+        let mut read = self.blobs.read(key, None).await.map_err(|e| Err(e.into()))?;
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = read.reader.read(&mut buf).await.map_err(|e| Err(Error::internal("reading an upload back", e)))?;
+            if n == 0 {
+                break;
+            }
+            verifier.update(&buf[..n]);
+        }
+        verifier.finalize_and_verify().map_err(|_| {
+            Ok(code_signing::Refusal::bad_signature("the Ed25519 signature does not verify over the file"))
+        })
     }
 
     /// The tenant's images, of one product when `product` is given.

@@ -10,6 +10,7 @@
 pub mod access;
 pub mod actor;
 pub mod audit;
+pub mod code_signing;
 pub mod devices;
 pub mod error;
 pub mod executions;
@@ -31,6 +32,7 @@ pub mod gateway_tokens;
 pub mod groups;
 pub mod keys;
 pub mod products;
+pub mod signing_profiles;
 pub mod system;
 pub mod tenants;
 mod text;

@@ -1017,7 +1017,12 @@ async fn firmware(c: Client, json: bool, cmd: FirmwareCmd) -> anyhow::Result<()>
             if !components.is_empty() {
                 let specs: Vec<FileSpec> = components
                     .into_iter()
-                    .map(|(name, component)| FileSpec { name, component: Some(component), version: None })
+                    .map(|(name, component)| FileSpec {
+                        name,
+                        component: Some(component),
+                        version: None,
+                        code_signing: None,
+                    })
                     .collect();
                 fields.push(("files", serde_json::to_string(&specs)?));
             }

@@ -190,6 +190,9 @@ pub struct FirmwareFile {
     pub md5: String,
     /// Where the blob store keeps the file's bytes.
     pub blob: String,
+    /// The file's verified signature, when it is signed (boxed: most files are not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code_signing: Option<Box<crate::CodeSigning>>,
 }
 
 /// A firmware image: one or more files for one product, under one version.

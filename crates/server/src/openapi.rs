@@ -11,13 +11,14 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use crate::api::{
-    audit, devices, filters, firmware, gateway_tokens, groups, jobs, keys, products, tenants, trust, users,
+    audit, devices, filters, firmware, gateway_tokens, groups, jobs, keys, products, signing_profiles, tenants, trust,
+    trust_anchors, users,
 };
 use crate::error::{ErrorCode, HttpStatus};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "updraft management API", description = "Products, firmware, devices, device filters, groups, jobs, tenants, API keys, users, gateway tokens and the audit log. The device API (hawkBit DDI) lives under `/{tenant}/controller/v1/{controllerId}`. \
+    info(title = "updraft management API", description = "Products, firmware, devices, device filters, groups, jobs, tenants, API keys, users, gateway tokens, code signing's trust anchors and the audit log. The device API (hawkBit DDI) lives under `/{tenant}/controller/v1/{controllerId}`. \
         Every call needs `Authorization: Bearer <api key>`. Errors are `{\"error\": {\"code\", \"message\", \"details\"}}` \
         with a code from the table in `x-error-codes`."),
     paths(
@@ -30,10 +31,12 @@ use crate::error::{ErrorCode, HttpStatus};
         filters::estimate, filters::preview, filters::create, filters::list, filters::get, filters::update, filters::delete,
         groups::create, groups::list, groups::get, groups::update, groups::delete, groups::change_members, groups::members,
         gateway_tokens::create, gateway_tokens::list, gateway_tokens::delete,
+        trust_anchors::create, trust_anchors::list, trust_anchors::get, trust_anchors::delete,
+        signing_profiles::create, signing_profiles::list, signing_profiles::get, signing_profiles::delete,
         jobs::create, jobs::list, jobs::get, jobs::start, jobs::pause, jobs::resume, jobs::cancel, jobs::next_phase, jobs::retry_failed,
         jobs::set_schedule, jobs::estimate, jobs::executions, jobs::device_executions, jobs::consent,
     ),
-    tags((name = "tenants"), (name = "keys"), (name = "users"), (name = "audit"), (name = "products"), (name = "trust"), (name = "firmware"), (name = "devices"), (name = "filters"), (name = "groups"), (name = "jobs")),
+    tags((name = "tenants"), (name = "keys"), (name = "users"), (name = "audit"), (name = "products"), (name = "trust"), (name = "firmware"), (name = "devices"), (name = "filters"), (name = "groups"), (name = "jobs"), (name = "code signing")),
     security(("api_key" = []))
 )]
 struct Doc;

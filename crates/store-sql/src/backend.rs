@@ -58,6 +58,8 @@ pub trait SqlBackend: Send + Sync + Sized + 'static {
         + Reads<IdentityRow>
         + Reads<GroupRow>
         + Reads<GatewayRow>
+        + Reads<TrustAnchorRow>
+        + Reads<SigningProfileRow>
         + Reads<SavedFilterRow>
         + Reads<JobRow>
         + Reads<TenantJobRow>

@@ -5,7 +5,7 @@
 //! domain records, the SELECT lists, and small SQL helpers.
 //!
 //! One module per store trait — `tenants`, `catalog`, `devices`, `jobs`,
-//! `engine`, `events` — and `store` for what they share. [`query`] is how
+//! `engine`, `events`, `signing` — and `store` for what they share. [`query`] is how
 //! that code calls sqlx while generic over the database. Each backend crate
 //! keeps its connection setup, migrations and what only its dialect does.
 
@@ -18,6 +18,7 @@ pub mod filter_sql;
 mod jobs;
 pub mod query;
 mod rows;
+mod signing;
 mod store;
 mod tenants;
 mod trust;

@@ -490,6 +490,58 @@ impl TryFrom<GatewayRow> for GatewayToken {
 }
 
 #[derive(sqlx::FromRow)]
+pub struct TrustAnchorRow {
+    id: String,
+    name: Option<String>,
+    certificate: String,
+    fingerprint: String,
+    created_at: i64,
+}
+
+impl TryFrom<TrustAnchorRow> for updraft_core::TrustAnchor {
+    type Error = StoreError;
+    fn try_from(r: TrustAnchorRow) -> Result<Self, StoreError> {
+        Ok(updraft_core::TrustAnchor {
+            id: r.id,
+            name: r.name,
+            certificate: r.certificate,
+            fingerprint: r.fingerprint,
+            created_at: ts(r.created_at)?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub struct SigningProfileRow {
+    name: String,
+    platform: Option<String>,
+    signature_algorithm: String,
+    certificate_chain: String,
+    trust_anchor: String,
+    sealed_key: String,
+    created_at: i64,
+}
+
+impl SigningProfileRow {
+    /// The profile and its sealed key.
+    pub fn into_profile(self) -> Result<(updraft_core::SigningProfile, String), StoreError> {
+        let signature_algorithm =
+            updraft_core::SignatureAlgorithm::parse(&self.signature_algorithm).ok_or_else(|| {
+                StoreError::Backend(format!("unknown signature algorithm `{}`", self.signature_algorithm))
+            })?;
+        let profile = updraft_core::SigningProfile {
+            name: self.name,
+            platform: self.platform,
+            signature_algorithm,
+            certificate_chain: self.certificate_chain,
+            trust_anchor: self.trust_anchor,
+            created_at: ts(self.created_at)?,
+        };
+        Ok((profile, self.sealed_key))
+    }
+}
+
+#[derive(sqlx::FromRow)]
 pub struct IdentityRow {
     tenant: String,
     id: String,

@@ -80,6 +80,11 @@ async fn other_tenants_see_nothing_and_viewers_write_nothing(b: Backend) {
     let filter = api.post("/api/v1/filters", json!({"name": "All", "query": "all"})).await.ok()["id"].clone();
     let gateway = api.post("/api/v1/gateway-tokens", json!({"name": "gw"})).await.ok()["id"].clone();
     let key = api.post("/api/v1/keys", json!({"role": "operator"})).await.ok()["id"].clone();
+    let ca = rcgen::generate_simple_self_signed(vec!["ca.example".to_owned()]).unwrap();
+    let anchor = api.post("/api/v1/trust-anchors", json!({"certificate": ca.cert.pem()})).await.ok()["id"].clone();
+    let profile =
+        json!({"name": "ota", "private_key": ca.signing_key.serialize_pem(), "certificate_chain": ca.cert.pem()});
+    api.post("/api/v1/signing-profiles", profile).await.expect(201, None);
     let user = api
         .post("/api/v1/users", json!({"name": "ann", "role": "operator", "password": "correct horse battery"}))
         .await
@@ -88,6 +93,7 @@ async fn other_tenants_see_nothing_and_viewers_write_nothing(b: Backend) {
     let ids = json!({
         "product": "thermo", "file": file, "job": "rollout", "firmware": fw, "devices": "dev-0", "jobs": "rollout",
         "groups": "lab", "filters": filter, "gateway-tokens": gateway, "keys": key, "users": user, "tenants": "default",
+        "trust-anchors": anchor, "signing-profiles": "ota",
     });
     let doc = api.as_key("").get("/api/v1/openapi.json").await.ok().clone();
     let ops = operations(&doc);

@@ -23,6 +23,7 @@ pub mod devices;
 pub mod engine;
 pub mod events;
 pub mod jobs;
+pub mod signing;
 pub mod tenants;
 pub mod trust;
 
@@ -47,7 +48,8 @@ macro_rules! store_conformance_suite {
                 online_devices_never_seen_go_offline;
             events: events_are_written_with_their_change_and_rolled_back_with_it,
                 followers_keep_their_place_under_a_lease, the_audit_log_keeps_events_once;
-            trust: trust_keys_and_metadata_versions, publishing_is_compare_and_set);
+            trust: trust_keys_and_metadata_versions, publishing_is_compare_and_set;
+            signing: trust_anchors_per_tenant, signing_profiles_keep_their_sealed_keys);
     };
     (@cases $make:expr; $($module:ident: $($case:ident),+);+) => {
         $(
@@ -106,6 +108,7 @@ fn firmware(id: &str, product: &str, version: &str) -> Firmware {
             sha1: "b".repeat(40),
             md5: "c".repeat(32),
             blob: format!("acme/{id}/app.bin"),
+            code_signing: None,
         }],
         created_at: t(3),
     }

@@ -51,6 +51,14 @@ pub enum Change {
     FirmwareCreated { firmware: String },
     #[serde(rename = "firmware.deleted")]
     FirmwareDeleted { firmware: String },
+    #[serde(rename = "trust_anchor.created")]
+    TrustAnchorCreated { anchor: String },
+    #[serde(rename = "trust_anchor.deleted")]
+    TrustAnchorDeleted { anchor: String },
+    #[serde(rename = "signing_profile.created")]
+    SigningProfileCreated { profile: String },
+    #[serde(rename = "signing_profile.deleted")]
+    SigningProfileDeleted { profile: String },
     /// Devices registered (one request, any number).
     #[serde(rename = "devices.created")]
     DevicesCreated { devices: Vec<String> },
@@ -120,6 +128,10 @@ impl Change {
             Change::ProductDeleted { .. } => "product.deleted",
             Change::FirmwareCreated { .. } => "firmware.created",
             Change::FirmwareDeleted { .. } => "firmware.deleted",
+            Change::TrustAnchorCreated { .. } => "trust_anchor.created",
+            Change::TrustAnchorDeleted { .. } => "trust_anchor.deleted",
+            Change::SigningProfileCreated { .. } => "signing_profile.created",
+            Change::SigningProfileDeleted { .. } => "signing_profile.deleted",
             Change::DevicesCreated { .. } => "devices.created",
             Change::DeviceUpdated { .. } => "device.updated",
             Change::DeviceDeleted { .. } => "device.deleted",
@@ -156,6 +168,8 @@ impl Change {
             | Change::ProductUpdated { product }
             | Change::ProductDeleted { product } => product,
             Change::FirmwareCreated { firmware } | Change::FirmwareDeleted { firmware } => firmware,
+            Change::TrustAnchorCreated { anchor } | Change::TrustAnchorDeleted { anchor } => anchor,
+            Change::SigningProfileCreated { profile } | Change::SigningProfileDeleted { profile } => profile,
             Change::DevicesCreated { devices } => devices.first().map(String::as_str).unwrap_or(""),
             Change::DeviceUpdated { device }
             | Change::DeviceDeleted { device }

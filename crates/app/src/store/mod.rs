@@ -12,6 +12,7 @@
 //!   timeouts, retries, additions, completion).
 //! - [`EngineStore`]: what background work does across tenants and replicas:
 //!   the live jobs and their leases, presence and the offline sweep.
+//! - [`SigningStore`]: code signing's trust anchors.
 //! - [`EventStore`]: the event stream and its durable followers (see [`events`]).
 //! - [`Store`]: all of these, with the backend's name and `close`; what the
 //!   server holds, as `Arc<dyn Store>`. A caller imports the traits whose
@@ -35,6 +36,7 @@ mod engine;
 mod error;
 pub mod events;
 mod jobs;
+mod signing;
 mod tenants;
 mod trust;
 
@@ -49,6 +51,7 @@ pub use engine::{EngineStore, Sighting};
 pub use error::{StoreError, StoreResult};
 pub use events::{AuditQuery, Change, Event, EventCursor, EventFeed, EventStore, acting, current_actor, set_actor};
 pub use jobs::{DeviceActions, ExecutionRule, ExecutionScope, JobStore, ReleaseBudget, Released, TimelineRow};
+pub use signing::SigningStore;
 pub use tenants::TenantStore;
 pub use trust::{TrustKey, TrustMetadata, TrustRole, TrustStore};
 
@@ -67,7 +70,7 @@ pub mod sortable {
 /// name and its shutdown.
 #[async_trait]
 pub trait Store:
-    TenantStore + CatalogStore + DeviceStore + JobStore + EngineStore + EventStore + TrustStore + 'static
+    TenantStore + CatalogStore + DeviceStore + JobStore + EngineStore + EventStore + TrustStore + SigningStore + 'static
 {
     /// The backend's name, for logs and metrics: `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;

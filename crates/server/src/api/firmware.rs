@@ -15,7 +15,9 @@ use axum::extract::{DefaultBodyLimit, Multipart, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tokio_util::io::ReaderStream;
+use updraft_api::code_signing::CodeSigningIn;
 use updraft_api::firmware::{FileSpec, FirmwareListParams, FirmwareOut};
+use updraft_app::code_signing::{FileSigning, SignatureClaim};
 use updraft_app::firmware::{FileDescription, NewFirmware};
 use updraft_app::sortable;
 use updraft_blob::StagedBlob;
@@ -60,8 +62,9 @@ fn too_large(limit: u64) -> ApiError {
 
 #[utoipa::path(post, path = "/api/v1/firmware", tag = "firmware",
     request_body(content = inline(updraft_api::schemas::FirmwareUpload), content_type = "multipart/form-data",
-        description = "text fields `product`, `version` (required), `id`, `name`, `release_notes`, `metadata` (JSON object), `needs_verification`, `security_version` (anti-rollback; default: the product's highest), `files` (JSON array of {name, component, version}); one or more file parts"),
-    responses((status = 201, body = FirmwareOut), (status = 404, description = "`not_found`: the product does not exist"), (status = 409, description = "the id or the product's version is taken"), (status = 413, description = "larger than the upload limit")))]
+        description = "text fields `product`, `version` (required), `id`, `name`, `release_notes`, `metadata` (JSON object), `needs_verification`, `security_version` (anti-rollback; default: the product's highest), `files` (JSON array of {name, component, version, codeSigning}: seed 002's `customCodeSigning`); one or more file parts"),
+    responses((status = 201, body = FirmwareOut), (status = 404, description = "`not_found`: the product does not exist"), (status = 409, description = "the id or the product's version is taken"), (status = 413, description = "larger than the upload limit"),
+        (status = 422, description = "a signed file's chain or signature does not verify (`code_signing_untrusted_chain`, `code_signing_bad_signature`, `code_signing_unsupported_algorithm`); nothing was stored")))]
 pub async fn upload(
     State(state): State<AppState>,
     caller: Caller,
@@ -181,8 +184,10 @@ fn describe(mut text: HashMap<String, String>, files: Vec<(String, StagedBlob)>)
         None => Vec::new(),
         Some(Ok(s)) => s,
         Some(Err(e)) => {
-            unreadable
-                .push(FieldError::new("files", format!("must be a JSON array of {{name, component, version}}: {e}")));
+            unreadable.push(FieldError::new(
+                "files",
+                format!("must be a JSON array of {{name, component, version, codeSigning}}: {e}"),
+            ));
             Vec::new()
         }
     };
@@ -197,10 +202,36 @@ fn describe(mut text: HashMap<String, String>, files: Vec<(String, StagedBlob)>)
         security_version,
         descriptions: specs
             .into_iter()
-            .map(|s| FileDescription { name: s.name, component: s.component, version: s.version })
+            .map(|s| FileDescription {
+                name: s.name,
+                component: s.component,
+                version: s.version,
+                code_signing: s.code_signing.map(signing),
+            })
             .collect(),
         files,
         unreadable,
+    }
+}
+
+/// Seed 002's `codeSigning` as the use case takes it.
+fn signing(c: CodeSigningIn) -> FileSigning {
+    if let (None, Some(p)) = (&c.custom_code_signing, c.start_signing_job_parameter) {
+        return FileSigning::Profile {
+            name: p.signing_profile_name,
+            certificate_name: p.signing_profile_parameter.and_then(|p| p.certificate_path_on_device),
+        };
+    }
+    match (c.custom_code_signing, c.aws_signer_job_id) {
+        (Some(c), _) => FileSigning::Custom(SignatureClaim {
+            signature_algorithm: c.signature_algorithm,
+            hash_algorithm: c.hash_algorithm,
+            certificate_chain: c.certificate_chain.inline_document,
+            certificate_name: c.certificate_chain.certificate_name,
+            signature: c.signature.inline_document,
+        }),
+        (None, Some(_)) => FileSigning::Unsupported("awsSignerJobId".into()),
+        (None, None) => FileSigning::Unsupported(String::new()),
     }
 }
 

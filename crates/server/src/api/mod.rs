@@ -14,9 +14,11 @@ pub mod groups;
 pub mod jobs;
 pub mod keys;
 pub mod products;
+pub mod signing_profiles;
 pub mod system;
 pub mod tenants;
 pub mod trust;
+pub mod trust_anchors;
 pub mod users;
 
 use axum::Router;
@@ -65,6 +67,10 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/groups/{id}/members", get(groups::members).post(groups::change_members))
         .route("/api/v1/gateway-tokens", get(gateway_tokens::list).post(gateway_tokens::create))
         .route("/api/v1/gateway-tokens/{id}", axum::routing::delete(gateway_tokens::delete))
+        .route("/api/v1/trust-anchors", get(trust_anchors::list).post(trust_anchors::create))
+        .route("/api/v1/trust-anchors/{id}", get(trust_anchors::get).delete(trust_anchors::delete))
+        .route("/api/v1/signing-profiles", get(signing_profiles::list).post(signing_profiles::create))
+        .route("/api/v1/signing-profiles/{id}", get(signing_profiles::get).delete(signing_profiles::delete))
         .route("/api/v1/jobs", get(jobs::list).post(jobs::create))
         .route("/api/v1/jobs/{id}", get(jobs::get))
         .route("/api/v1/jobs/{id}/start", post(jobs::start))

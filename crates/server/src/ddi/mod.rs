@@ -613,38 +613,91 @@ fn metadata_of(job: &Job) -> Option<Vec<ddi::KeyValue>> {
 }
 
 /// The firmware's components as DDI chunks, with artifact links for this device.
+/// A signed file's chunk also carries its signature: as metadata
+/// (`signature.*`, after the job's) and as the artifact `<file>.sig`.
 fn chunks(dev: &DdiDevice, fw: &Firmware, metadata: Option<Vec<ddi::KeyValue>>) -> Vec<ddi::Chunk> {
     fw.files
         .iter()
         .map(|f| {
             let href = format!("{}/softwaremodules/{}/artifacts/{}", dev.base_url, fw.id, f.name);
+            let mut artifacts = vec![artifact_of(f, &href, dev.https_links)];
+            let mut metadata = metadata.clone();
+            if let Some(signing) = &f.code_signing {
+                artifacts.extend(signature_artifact(dev, fw, f));
+                metadata.get_or_insert_with(Vec::new).extend(signature_metadata(signing));
+            }
             ddi::Chunk {
                 part: f.component.clone(),
                 version: f.version.clone(),
                 name: fw.name.clone().unwrap_or_else(|| f.name.clone()),
-                artifacts: vec![artifact_of(f, &href, dev.https_links)],
-                metadata: metadata.clone(),
+                artifacts,
+                metadata,
             }
         })
         .collect()
 }
 
-/// An artifact's hashes and links. Over TLS, `download` and `md5sum` are the
-/// `https` links clients prefer, and `download-http`/`md5sum-http` the same
-/// links again for clients that read only those (there is no plain listener to
-/// point them at; see ADR 0009).
-fn artifact_of(f: &updraft_core::FirmwareFile, href: &str, https: bool) -> ddi::Artifact {
+/// A signed file's signature as chunk metadata.
+fn signature_metadata(s: &updraft_core::CodeSigning) -> Vec<ddi::KeyValue> {
+    let kv = |key: &str, value: &str| ddi::KeyValue { key: key.to_owned(), value: value.to_owned() };
+    let mut out = vec![
+        kv("signature.algorithm", s.signature_algorithm.as_str()),
+        kv("signature.hash", &s.hash_algorithm),
+        kv("signature.certificate", &s.certificate_chain),
+        kv("signature.value", &s.signature),
+    ];
+    if let Some(name) = &s.certificate_name {
+        out.push(kv("signature.certificate_name", name));
+    }
+    out
+}
+
+/// The raw bytes of a signed file's signature, served as `<file>.sig`.
+fn signature_bytes(f: &updraft_core::FirmwareFile) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let s = f.code_signing.as_ref()?;
+    base64::engine::general_purpose::STANDARD.decode(&s.signature).ok()
+}
+
+/// A signed file's `<file>.sig` artifact, with its hashes and links.
+fn signature_artifact(dev: &DdiDevice, fw: &Firmware, f: &updraft_core::FirmwareFile) -> Option<ddi::Artifact> {
+    use sha1::Digest as _;
+    let bytes = signature_bytes(f)?;
+    let name = format!("{}.sig", f.name);
+    let href = format!("{}/softwaremodules/{}/artifacts/{}", dev.base_url, fw.id, name);
+    Some(ddi::Artifact {
+        filename: name,
+        hashes: ddi::Hashes {
+            sha1: hex::encode(sha1::Sha1::digest(&bytes)),
+            md5: hex::encode(md5::Md5::digest(&bytes)),
+            sha256: hex::encode(sha2::Sha256::digest(&bytes)),
+        },
+        size: bytes.len() as u64,
+        links: links(&href, dev.https_links),
+    })
+}
+
+/// An artifact's links. Over TLS, `download` and `md5sum` are the `https`
+/// links clients prefer, and `download-http`/`md5sum-http` the same links again
+/// for clients that read only those (there is no plain listener to point them
+/// at; see ADR 0009).
+fn links(href: &str, https: bool) -> ddi::ArtifactLinks {
     let md5sum = format!("{href}.MD5SUM");
+    ddi::ArtifactLinks {
+        download: https.then(|| ddi::Link::new(href)),
+        download_http: Some(ddi::Link::new(href)),
+        md5sum: https.then(|| ddi::Link::new(md5sum.clone())),
+        md5sum_http: Some(ddi::Link::new(md5sum)),
+    }
+}
+
+/// An artifact's hashes and links.
+fn artifact_of(f: &updraft_core::FirmwareFile, href: &str, https: bool) -> ddi::Artifact {
     ddi::Artifact {
         filename: f.name.clone(),
         hashes: ddi::Hashes { sha1: f.sha1.clone(), md5: f.md5.clone(), sha256: f.sha256.clone() },
         size: f.size,
-        links: ddi::ArtifactLinks {
-            download: https.then(|| ddi::Link::new(href)),
-            download_http: Some(ddi::Link::new(href)),
-            md5sum: https.then(|| ddi::Link::new(md5sum.clone())),
-            md5sum_http: Some(ddi::Link::new(md5sum)),
-        },
+        links: links(href, https),
     }
 }
 
@@ -904,8 +957,9 @@ async fn artifacts(
     let list = fw
         .files
         .iter()
-        .map(|f| {
-            artifact_of(f, &format!("{}/softwaremodules/{}/artifacts/{}", dev.base_url, fw.id, f.name), dev.https_links)
+        .flat_map(|f| {
+            let href = format!("{}/softwaremodules/{}/artifacts/{}", dev.base_url, fw.id, f.name);
+            std::iter::once(artifact_of(f, &href, dev.https_links)).chain(signature_artifact(&dev, &fw, f))
         })
         .collect();
     Ok(Json(list))
@@ -944,6 +998,36 @@ async fn artifact(
                 DdiError::Unavailable
             }
         });
+    }
+    let signature_of = |name: &str| {
+        let f = name.strip_suffix(".sig").and_then(|base| fw.files.iter().find(|f| f.name == base))?;
+        signature_bytes(f)
+    };
+    if let Some(bytes) = signature_of(name) {
+        use sha1::Digest as _;
+        let etag = hex::encode(sha1::Sha1::digest(&bytes));
+        return Ok((
+            [
+                (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+                (header::CONTENT_DISPOSITION, format!("attachment;filename=\"{name}\"")),
+                (header::ETAG, format!("\"{etag}\"")),
+            ],
+            bytes,
+        )
+            .into_response());
+    }
+    if let Some(bytes) = name.strip_suffix(".MD5SUM").and_then(signature_of) {
+        use md5::Digest as _;
+        let base = name.trim_end_matches(".MD5SUM");
+        let body = format!("{}  {base}", hex::encode(md5::Md5::digest(&bytes)));
+        return Ok((
+            [
+                (header::CONTENT_TYPE, "text/plain".to_owned()),
+                (header::CONTENT_DISPOSITION, format!("attachment;filename=\"{base}.MD5SUM\"")),
+            ],
+            body,
+        )
+            .into_response());
     }
     if let Some(f) = name.strip_suffix(".MD5SUM").and_then(|base| fw.files.iter().find(|f| f.name == base)) {
         let body = format!("{}  {}", f.md5, f.name);
