@@ -177,8 +177,9 @@ impl App {
                 return;
             }
             for e in events {
-                if let Change::JobCreated { job } | Change::JobChanged { job } | Change::ExecutionsChanged { job, .. } =
-                    &e.change
+                if let Change::JobCreated { job }
+                | Change::JobChanged { job, .. }
+                | Change::ExecutionsChanged { job, .. } = &e.change
                 {
                     let _ = changes.send(Arc::new(JobTouched { tenant: e.tenant.clone(), job: job.clone() }));
                 }

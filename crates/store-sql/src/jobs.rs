@@ -5,7 +5,7 @@ use jiff::Timestamp;
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, QueryBuilder};
 use updraft_app::store::{
-    Change, DeviceActions, ExecutionRule, ExecutionScope, JobStore, StoreError, StoreResult, TimelineRow,
+    Change, DeviceActions, ExecutionRule, ExecutionScope, JobStore, StateChange, StoreError, StoreResult, TimelineRow,
 };
 use updraft_core::job::{
     Execution, ExecutionEvent, ExecutionState, Job, JobState, Target, Transition, TransitionError,
@@ -293,7 +293,8 @@ impl<B: SqlBackend> JobStore for SqlStore<B> {
         if to.is_finished() {
             Self::end_executions(&mut tx, tenant, id, now).await?;
         }
-        self.commit_events(tx, tenant, vec![Change::JobChanged { job: id.to_owned() }]).await?;
+        let state = StateChange { from: from.as_str().to_owned(), to: to.as_str().to_owned() };
+        self.commit_events(tx, tenant, vec![Change::JobChanged { job: id.to_owned(), state: Some(state) }]).await?;
         Ok(Some(job))
     }
 
@@ -310,7 +311,7 @@ impl<B: SqlBackend> JobStore for SqlStore<B> {
         if B::rows_affected(&r) == 0 {
             return Err(StoreError::not_found("job", id));
         }
-        self.commit_events(tx, tenant, vec![Change::JobChanged { job: id.to_owned() }]).await
+        self.commit_events(tx, tenant, vec![Change::job_changed(id)]).await
     }
 
     async fn pace_stats(
@@ -543,7 +544,7 @@ impl<B: SqlBackend> JobStore for SqlStore<B> {
         .run(&mut *tx)
         .await
         .map_err(db_err)?;
-        self.commit_events(tx, tenant, vec![Change::JobChanged { job: id.to_owned() }]).await?;
+        self.commit_events(tx, tenant, vec![Change::job_changed(id)]).await?;
         Ok(true)
     }
 
@@ -596,7 +597,7 @@ impl<B: SqlBackend> JobStore for SqlStore<B> {
                 out.push(e.device);
             }
         }
-        let mut changes = vec![Change::JobChanged { job: id.to_owned() }];
+        let mut changes = vec![Change::job_changed(id)];
         if !out.is_empty() {
             changes.push(Change::ExecutionsChanged { job: id.to_owned(), devices: out.clone() });
         }
@@ -628,7 +629,7 @@ impl<B: SqlBackend> JobStore for SqlStore<B> {
     async fn complete_job_if_done(&self, tenant: &str, id: &str, now: Timestamp) -> StoreResult<bool> {
         let mut tx = self.begin_write().await?;
         let done = Self::complete_if_done(&mut tx, tenant, id, now).await?;
-        let changes = if done { vec![Change::JobChanged { job: id.to_owned() }] } else { Vec::new() };
+        let changes = if done { vec![Change::job_changed(id)] } else { Vec::new() };
         self.commit_events(tx, tenant, changes).await?;
         Ok(done)
     }

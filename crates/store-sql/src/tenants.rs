@@ -1,5 +1,7 @@
 //! [`TenantStore`] on SQL: tenants and their API keys.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use jiff::Timestamp;
 use sqlx::AssertSqlSafe;
@@ -128,8 +130,20 @@ impl<B: SqlBackend> TenantStore for SqlStore<B> {
         .run(&mut *tx)
         .await
         .map_err(db_err)?;
-        self.commit_events(tx, tenant, vec![Change::KeyChanged { key: id.to_owned(), deleted: changed.is_none() }])
-            .await?;
+        let state = |k: &ApiKey| {
+            BTreeMap::from([
+                ("role".to_owned(), k.role.as_str().to_owned()),
+                ("name".to_owned(), k.name.clone().unwrap_or_default()),
+                ("expires_at".to_owned(), k.expires_at.map(|t| t.to_string()).unwrap_or_default()),
+            ])
+        };
+        let change = Change::KeyChanged {
+            key: id.to_owned(),
+            deleted: changed.is_none(),
+            before: Some(state(&key)),
+            after: changed.as_ref().map(state),
+        };
+        self.commit_events(tx, tenant, vec![change]).await?;
         Ok(Ok(changed))
     }
 

@@ -49,6 +49,7 @@ async fn the_audit_log_says_who_changed_what(b: Backend) {
     assert_eq!(newest["subject"], "rollout");
     assert!(newest["actor"].as_str().unwrap().starts_with("key:key_"), "the operator's key: {newest}");
     assert_eq!(newest["change"]["job"], "rollout");
+    assert_eq!(newest["change"]["state"], json!({"from": "running", "to": "paused"}), "before and after: {newest}");
 
     let actor = newest["actor"].as_str().unwrap().to_owned();
     let by_actor = api.get(&format!("/api/v1/audit?actor={actor}")).await.ok().clone();
@@ -83,4 +84,22 @@ async fn the_audit_log_says_who_changed_what(b: Backend) {
         assert_eq!(r.status.as_u16(), 405, "{method}");
     }
     assert_eq!(api.get("/api/v1/audit").await.ok()["items"], page["items"], "unchanged");
+
+    // A key's change keeps what it was and what it became.
+    let id = api.get("/api/v1/keys").await.ok()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["role"] == "operator")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    api.patch(&format!("/api/v1/keys/{id}"), json!({"role": "viewer"})).await.expect(200, None);
+    let changed = api.get("/api/v1/audit?kind=key.changed").await.ok()["items"][0].clone();
+    assert_eq!(
+        (changed["change"]["before"]["role"].as_str(), changed["change"]["after"]["role"].as_str()),
+        (Some("operator"), Some("viewer")),
+        "{changed}"
+    );
 }

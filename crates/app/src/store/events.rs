@@ -16,6 +16,8 @@ use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use jiff::Timestamp;
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 
@@ -31,7 +33,15 @@ pub enum Change {
     #[serde(rename = "key.created")]
     KeyCreated { key: String },
     #[serde(rename = "key.changed")]
-    KeyChanged { key: String, deleted: bool },
+    KeyChanged {
+        key: String,
+        deleted: bool,
+        /// The key's role, name and expiry before and after (none after a deletion).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        before: Option<BTreeMap<String, String>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<BTreeMap<String, String>>,
+    },
     #[serde(rename = "user.created")]
     UserCreated { user: String },
     /// A user's password was replaced (its sessions ended) or the user was deleted.
@@ -92,7 +102,12 @@ pub enum Change {
     JobCreated { job: String },
     /// A job's state or specification changed.
     #[serde(rename = "job.changed")]
-    JobChanged { job: String },
+    JobChanged {
+        job: String,
+        /// The job's state before and after, when it moved (a command, a schedule, an abort).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        state: Option<StateChange>,
+    },
     /// Executions of a job changed state (released, reported, timed out,
     /// retried, canceled) or were added: the devices they belong to.
     #[serde(rename = "executions.changed")]
@@ -112,7 +127,19 @@ pub enum Change {
     AuthBlocked { address: String },
 }
 
+/// A state before and after a change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateChange {
+    pub from: String,
+    pub to: String,
+}
+
 impl Change {
+    /// A job's change that is not a move of its state.
+    pub fn job_changed(job: &str) -> Change {
+        Change::JobChanged { job: job.to_owned(), state: None }
+    }
+
     /// The event's kind, as stored (`device.updated`, …).
     pub fn kind(&self) -> &'static str {
         match self {
@@ -182,7 +209,7 @@ impl Change {
             Change::FilterCreated { filter } | Change::FilterUpdated { filter } | Change::FilterDeleted { filter } => {
                 filter
             }
-            Change::JobCreated { job } | Change::JobChanged { job } | Change::ExecutionsChanged { job, .. } => job,
+            Change::JobCreated { job } | Change::JobChanged { job, .. } | Change::ExecutionsChanged { job, .. } => job,
             Change::TrustKeysCreated { product, .. }
             | Change::TrustKeysRetired { product, .. }
             | Change::TrustPublished { product, .. } => product,

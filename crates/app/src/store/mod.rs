@@ -49,7 +49,9 @@ pub use devices::{
 };
 pub use engine::{EngineStore, Sighting};
 pub use error::{StoreError, StoreResult};
-pub use events::{AuditQuery, Change, Event, EventCursor, EventFeed, EventStore, acting, current_actor, set_actor};
+pub use events::{
+    AuditQuery, Change, Event, EventCursor, EventFeed, EventStore, StateChange, acting, current_actor, set_actor,
+};
 pub use jobs::{DeviceActions, ExecutionRule, ExecutionScope, JobStore, ReleaseBudget, Released, TimelineRow};
 pub use signing::SigningStore;
 pub use tenants::TenantStore;
