@@ -21,7 +21,8 @@ pub const MAX_AUDIT_PAGE: u32 = 1000;
 pub fn is_audited(e: &Event) -> bool {
     match e.actor.as_deref() {
         Some(a) if a.starts_with("key:") || a.starts_with("user:") => true,
-        Some(a) if a.starts_with("device:") || a == "gateway" => false,
+        // What devices report is not audited, but their users' consent decisions are.
+        Some(a) if a.starts_with("device:") || a == "gateway" => matches!(e.change, Change::ConsentDecided { .. }),
         // The server itself (a worker, a follower, or a write outside any slot).
         _ => matches!(
             e.change,

@@ -182,7 +182,19 @@ impl App {
         approve: bool,
     ) -> Result<Result<Execution, TransitionError>> {
         let now = self.now();
-        self.change_own(actor, e, &|x| on_consent(x, approve, EventSource::Device, now).map(Some)).await
+        let changed =
+            self.change_own(actor, e, &|x| on_consent(x, approve, EventSource::Device, now).map(Some)).await?;
+        if let Ok(x) = &changed {
+            let change = crate::store::Change::ConsentDecided {
+                job: x.job.clone(),
+                device: x.device.clone(),
+                approved: approve,
+            };
+            if let Err(err) = self.store.note_event(actor.tenant(), change).await {
+                tracing::warn!(job = %x.job, device = %x.device, error = %err, "the consent decision was not noted for the audit log");
+            }
+        }
+        Ok(changed)
     }
 
     /// The attributes a device reports about itself update its record.

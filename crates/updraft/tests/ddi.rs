@@ -471,6 +471,15 @@ async fn cancel_and_confirmation(b: Backend) {
         404,
         "no longer awaiting"
     );
+    // The device's user decided: the audit log keeps it (what devices report otherwise is not in it).
+    let audit = f.api.get("/api/v1/audit?kind=consent.decided").await.ok().clone();
+    let decided = &audit["items"][0];
+    assert_eq!(
+        (decided["actor"].as_str(), decided["subject"].as_str()),
+        (Some("device:dev-0"), Some("rollout")),
+        "{audit}"
+    );
+    assert_eq!(decided["change"]["approved"], true);
 
     // Consent through the management API: a key with only the consent role can do it, and nothing else.
     let consent_key = f.api.key("consent").await;

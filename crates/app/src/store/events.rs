@@ -125,6 +125,10 @@ pub enum Change {
     /// (recorded in the server administrator's tenant).
     #[serde(rename = "security.auth_blocked")]
     AuthBlocked { address: String },
+    /// A device's user consented to, or refused, a job (the execution's own change is
+    /// `executions.changed`; this is its record for the audit log).
+    #[serde(rename = "consent.decided")]
+    ConsentDecided { job: String, device: String, approved: bool },
 }
 
 /// A state before and after a change.
@@ -179,6 +183,7 @@ impl Change {
             Change::TrustKeysRetired { .. } => "trust.keys_retired",
             Change::TrustPublished { .. } => "trust.published",
             Change::AuthBlocked { .. } => "security.auth_blocked",
+            Change::ConsentDecided { .. } => "consent.decided",
         }
     }
 
@@ -214,6 +219,7 @@ impl Change {
             | Change::TrustKeysRetired { product, .. }
             | Change::TrustPublished { product, .. } => product,
             Change::AuthBlocked { address } => address,
+            Change::ConsentDecided { job, .. } => job,
         }
     }
 }
