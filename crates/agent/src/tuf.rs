@@ -208,13 +208,25 @@ fn classify(e: &tough::error::Error) -> Refusal {
         E::ExpiredMetadata { .. } => refusal(codes::EXPIRED, e.to_string()),
         E::OlderMetadata { .. } => refusal(codes::ROLLBACK, e.to_string()),
         // tough checks a metadata file's length and hash while it streams, so a file that is not
-        // the one the signed snapshot or timestamp names fails as a transport error.
-        E::Transport { .. } if e.to_string().contains("mismatch") || e.to_string().contains("exceeded") => {
-            refusal(codes::BAD_METADATA, e.to_string())
-        }
+        // the one the signed snapshot or timestamp names fails as a transport error caused by that.
+        E::Transport { .. } if caused_by_content(e) => refusal(codes::BAD_METADATA, e.to_string()),
         E::Transport { .. } => refusal(codes::UNAVAILABLE, e.to_string()),
         _ => refusal(codes::BAD_METADATA, e.to_string()),
     }
+}
+
+/// Whether one of tough's hash or size checks is among `e`'s causes.
+fn caused_by_content(e: &tough::error::Error) -> bool {
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if let Some(t) = c.downcast_ref::<tough::error::Error>()
+            && matches!(t, tough::error::Error::HashMismatch { .. } | tough::error::Error::MaxSizeExceeded { .. })
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 async fn digest(path: &std::path::Path) -> Result<(u64, String, String), Refusal> {

@@ -52,15 +52,15 @@ async fn reader(
     }
     let (scheme, token) = auth.split_once(' ').map(|(s, t)| (s, t.trim())).unwrap_or((auth, ""));
     let actor = match scheme {
-        "TargetToken" => state
-            .app
-            .device_for_token(token)
+        // Through the device API's poll cache: a device refreshing its repository reads no token from the store.
+        "TargetToken" => crate::ddi::device_of_token(state, token)
             .await?
             .filter(|(t, _)| t == tenant)
             .map(|(tenant, device)| Actor::Device { tenant, device }),
-        "GatewayToken" => {
-            state.app.gateway_for_token(token).await?.filter(|t| t == tenant).map(|tenant| Actor::Gateway { tenant })
-        }
+        "GatewayToken" => crate::ddi::tenant_of_gateway_token(state, token)
+            .await?
+            .filter(|t| t == tenant)
+            .map(|tenant| Actor::Gateway { tenant }),
         s if s.eq_ignore_ascii_case("bearer") => match state.app.authenticate_key(token).await {
             Ok(actor) if actor.tenant() == tenant => Some(actor),
             Ok(_) => None,

@@ -321,6 +321,32 @@ fn is_download(parts: &Parts) -> bool {
 
 /// Who a device request's credentials name (a device's own token, or a
 /// gateway's for any device of its tenant): the tenant and the device.
+/// The device (tenant, id) a device token belongs to, through the poll cache.
+pub(crate) async fn device_of_token(state: &AppState, token: &str) -> updraft_app::Result<Option<(String, String)>> {
+    let hash = token_hash(token.trim());
+    if let Some(known) = state.poll_cache.device_for_token(&hash) {
+        return Ok(Some(known));
+    }
+    let found = state.app.device_for_token(token.trim()).await?;
+    if let Some((t, d)) = &found {
+        state.poll_cache.remember_token(&hash, t, d);
+    }
+    Ok(found)
+}
+
+/// The tenant a gateway token belongs to, through the poll cache.
+pub(crate) async fn tenant_of_gateway_token(state: &AppState, token: &str) -> updraft_app::Result<Option<String>> {
+    let hash = token_hash(token.trim());
+    if let Some(known) = state.poll_cache.gateway_tenant(&hash) {
+        return Ok(Some(known));
+    }
+    let found = state.app.gateway_for_token(token.trim()).await?;
+    if let Some(t) = &found {
+        state.poll_cache.remember_gateway(&hash, t);
+    }
+    Ok(found)
+}
+
 async fn authenticate(
     state: &AppState,
     parts: &Parts,
@@ -329,29 +355,13 @@ async fn authenticate(
     controller: &String,
 ) -> Result<(String, String), DdiError> {
     let found = if let Some(token) = auth.strip_prefix("TargetToken ") {
-        let hash = token_hash(token.trim());
-        let (t, d) = match state.poll_cache.device_for_token(&hash) {
-            Some(known) => known,
-            None => {
-                let (t, d) = state.app.device_for_token(token.trim()).await?.ok_or(DdiError::Unauthorized)?;
-                state.poll_cache.remember_token(&hash, &t, &d);
-                (t, d)
-            }
-        };
+        let (t, d) = device_of_token(state, token).await?.ok_or(DdiError::Unauthorized)?;
         if t != tenant || &d != controller {
             return Err(DdiError::Unauthorized);
         }
         (t, d)
     } else if let Some(token) = auth.strip_prefix("GatewayToken ") {
-        let hash = token_hash(token.trim());
-        let gateway_tenant = match state.poll_cache.gateway_tenant(&hash) {
-            Some(known) => known,
-            None => {
-                let known = state.app.gateway_for_token(token.trim()).await?.ok_or(DdiError::Unauthorized)?;
-                state.poll_cache.remember_gateway(&hash, &known);
-                known
-            }
-        };
+        let gateway_tenant = tenant_of_gateway_token(state, token).await?.ok_or(DdiError::Unauthorized)?;
         if gateway_tenant != tenant {
             return Err(DdiError::Unauthorized);
         }
