@@ -133,6 +133,24 @@ impl From<Device> for DeviceOut {
     }
 }
 
+/// A client certificate for a device's MQTT connection (AWS IoT's
+/// `CreateKeysAndCertificate`): its key is made by updraft and shown only this once.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MqttCertificateOut {
+    /// The device's thing name: its topics are `$aws/things/{thing_name}/jobs/…`.
+    pub thing_name: String,
+    /// The client certificate, PEM; its subject CN is the thing name.
+    pub certificate_pem: String,
+    /// The certificate's private key, PEM (PKCS#8).
+    pub private_key_pem: String,
+    /// The CA that issued it, PEM.
+    pub ca_certificate_pem: String,
+    /// The broker devices connect to (`mqtt.device_url`), when configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+}
+
 /// One device's id and token, as answered by an import.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

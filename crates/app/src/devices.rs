@@ -299,6 +299,13 @@ impl App {
 
     /// Gives a device a new token (answered this once); the old one stops
     /// working at once, on every replica.
+    /// Whether the actor may issue credentials (an MQTT client certificate) for
+    /// device `id`: the device, when it may.
+    pub async fn authorize_device_credentials(&self, actor: &Actor, id: &str) -> Result<Device> {
+        actor.require(Access::WriteFleet)?;
+        self.store.get_device(actor.tenant(), id).await?.ok_or_else(|| Error::not_found("device", id))
+    }
+
     pub async fn reissue_device_token(&self, actor: &Actor, id: &str) -> Result<String> {
         actor.require(Access::WriteFleet)?;
         let token = new_token("upd_d_");

@@ -90,6 +90,7 @@ error_codes! {
     IdempotencyKeyReused => ("idempotency_key_reused", Unprocessable, "this Idempotency-Key was used for a different request"),
     CodeSigningUntrustedChain => ("code_signing_untrusted_chain", Unprocessable, "the code-signing certificate chain cannot be read or does not lead to one of the tenant's trust anchors; nothing was stored"),
     CodeSigningBadSignature => ("code_signing_bad_signature", Unprocessable, "the signature does not verify over the file with the leaf certificate's key; nothing was stored"),
+    MqttDisabled => ("mqtt_disabled", Conflict, "this server has no MQTT door: set mqtt.url to use it"),
     CodeSigningUnsupportedAlgorithm => ("code_signing_unsupported_algorithm", Unprocessable, "the signature or hash algorithm is not supported (ECDSA-P256, Ed25519 or RSA-PSS over SHA-256), or the leaf's key is not of that algorithm; nothing was stored"),
 }
 

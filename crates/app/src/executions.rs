@@ -82,6 +82,62 @@ impl App {
         }
     }
 
+    /// Notes that the device connected (MQTT): online at the presence worker's next
+    /// flush. A connection is a whole first contact, so a new device is not left
+    /// `initializing` until a second sighting.
+    pub fn device_connected(&self, actor: &Actor) {
+        if let Ok((tenant, device)) = device_of(actor) {
+            let now = self.now();
+            self.presence.seen(tenant, device, now);
+            self.presence.seen(tenant, device, now);
+        }
+    }
+
+    /// Notes that the device left (its MQTT connection closed): offline at the
+    /// presence worker's next flush.
+    pub fn device_left(&self, actor: &Actor) {
+        if let Ok((tenant, device)) = device_of(actor) {
+            self.presence.left(tenant, device, self.now());
+        }
+    }
+
+    /// The device's execution of job `job`, if the job has one for it.
+    pub async fn device_execution_of_job(&self, actor: &Actor, job: &str) -> Result<Option<Execution>> {
+        let (tenant, device) = device_of(actor)?;
+        let scope = ExecutionScope { job: Some(job.to_owned()), device: Some(device.to_owned()), state: None };
+        let page = self.store.list_executions(tenant, &scope, &PageRequest::all()).await?;
+        Ok(page.items.into_iter().next())
+    }
+
+    /// A link to one of the device's files that needs no credentials until
+    /// `expires` (seconds since the epoch): the signature for
+    /// `?expires=…&signature=…` (hex HMAC-SHA256 under a key every replica shares).
+    pub fn download_signature(&self, tenant: &str, device: &str, firmware: &str, file: &str, expires: i64) -> String {
+        let message = format!("{tenant}\n{device}\n{firmware}\n{file}\n{expires}");
+        hex::encode(self.crypto.mac("download link", message.as_bytes()))
+    }
+
+    /// Whether a signed download link is genuine and has not expired.
+    pub fn check_download_signature(
+        &self,
+        tenant: &str,
+        device: &str,
+        firmware: &str,
+        file: &str,
+        expires: i64,
+        signature: &str,
+    ) -> bool {
+        if expires < self.now().as_second() {
+            return false;
+        }
+        let expected = self.download_signature(tenant, device, firmware, file, expires);
+        aws_lc_rs::constant_time::verify_slices_are_equal(
+            expected.as_bytes(),
+            signature.trim().to_ascii_lowercase().as_bytes(),
+        )
+        .is_ok()
+    }
+
     /// The device's open execution and the last one it installed.
     pub async fn device_actions(&self, actor: &Actor) -> Result<DeviceActions> {
         let (tenant, device) = device_of(actor)?;

@@ -43,16 +43,19 @@ pub enum Follower {
     Audit,
     /// Republishes TUF repositories when their product's firmware changes.
     Trust,
+    /// Tells devices of changed executions through the front doors that push (MQTT).
+    Push,
 }
 
 impl Follower {
-    pub const ALL: &[Follower] = &[Follower::ContinuousJobs, Follower::Audit, Follower::Trust];
+    pub const ALL: &[Follower] = &[Follower::ContinuousJobs, Follower::Audit, Follower::Trust, Follower::Push];
 
     pub fn name(self) -> &'static str {
         match self {
             Follower::ContinuousJobs => "continuous_jobs",
             Follower::Audit => "audit",
             Follower::Trust => "trust",
+            Follower::Push => "push",
         }
     }
 
@@ -63,6 +66,7 @@ impl Follower {
                 Follower::ContinuousJobs => crate::targeting::devices_changed(state, events).await,
                 Follower::Audit => crate::audit::record(state, events).await,
                 Follower::Trust => crate::trust::firmware_changed(state, events).await,
+                Follower::Push => crate::push::executions_changed(state, events).await,
             }
         };
         crate::store::acting(Some(format!("system:{}", self.name())), work).await

@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod overview;
 pub mod phases;
 pub mod presence;
+pub mod push;
 pub mod scheduler;
 pub mod store;
 pub mod targeting;
@@ -137,6 +138,8 @@ pub struct App {
     pub overviews: Arc<overview::OverviewCache>,
     /// TUF signing and the sealing of secrets kept in the store (provided by `updraft-trust`).
     pub(crate) crypto: Arc<dyn trust::TrustCrypto>,
+    /// Front doors that push work to devices (see [`push`]).
+    pub(crate) pushes: Arc<push::Pushes>,
     /// Which jobs just changed, for live pages (see [`App::watch_jobs`]).
     job_changes: tokio::sync::broadcast::Sender<Arc<JobTouched>>,
 }
@@ -169,6 +172,7 @@ impl App {
             replica: actor::new_id("replica_").into(),
             overviews: Default::default(),
             crypto,
+            pushes: Default::default(),
             job_changes: tokio::sync::broadcast::channel(1024).0,
         };
         let changes = app.job_changes.clone();

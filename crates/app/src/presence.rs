@@ -1,4 +1,5 @@
-//! Presence: devices are online while they poll. A poll only notes the time
+//! Presence: devices are online while they poll, or while their MQTT
+//! connection is open (a device that leaves is offline at once). A poll only notes the time
 //! in memory; the `presence` worker writes the sightings in one batch and
 //! marks devices that stopped polling offline. So a poll never writes to the
 //! database, and at most one flush interval of sightings is lost in a crash
@@ -20,11 +21,13 @@ struct Polls {
     first: Timestamp,
     last: Timestamp,
     count: u32,
+    /// The last thing noted was the device leaving (its MQTT connection closed).
+    left: bool,
 }
 
 impl Polls {
-    fn at(now: Timestamp) -> Self {
-        Polls { first: now, last: now, count: 1 }
+    fn at(now: Timestamp, left: bool) -> Self {
+        Polls { first: now, last: now, count: u32::from(!left), left }
     }
 }
 
@@ -37,20 +40,35 @@ pub struct Presence {
 impl Presence {
     /// Notes that a device was seen now.
     pub fn seen(&self, tenant: &str, device: &str, now: Timestamp) {
+        self.note(tenant, device, now, false);
+    }
+
+    /// Notes that a device left now (its connection closed): offline at the next flush,
+    /// unless it is seen again after.
+    pub fn left(&self, tenant: &str, device: &str, now: Timestamp) {
+        self.note(tenant, device, now, true);
+    }
+
+    fn note(&self, tenant: &str, device: &str, now: Timestamp, left: bool) {
         let mut pending = self.pending.lock().expect("presence lock");
         match pending.get_mut(tenant) {
             Some(devices) => match devices.get_mut(device) {
                 Some(p) => {
                     p.first = p.first.min(now);
+                    if now >= p.last {
+                        p.left = left;
+                    }
                     p.last = p.last.max(now);
-                    p.count = p.count.saturating_add(1);
+                    if !left {
+                        p.count = p.count.saturating_add(1);
+                    }
                 }
                 None => {
-                    devices.insert(device.to_owned(), Polls::at(now));
+                    devices.insert(device.to_owned(), Polls::at(now, left));
                 }
             },
             None => {
-                pending.insert(tenant.to_owned(), HashMap::from([(device.to_owned(), Polls::at(now))]));
+                pending.insert(tenant.to_owned(), HashMap::from([(device.to_owned(), Polls::at(now, left))]));
             }
         }
     }
@@ -68,6 +86,7 @@ impl Presence {
                     first: p.first,
                     last: p.last,
                     polls: p.count,
+                    left: p.left,
                 }));
             }
             batch

@@ -75,6 +75,9 @@ pub trait TrustCrypto: Send + Sync + 'static {
     fn seal(&self, context: &str, secret: &[u8]) -> String;
     /// What [`TrustCrypto::seal`] sealed for `context`.
     fn open(&self, context: &str, sealed: &str) -> std::result::Result<Vec<u8>, String>;
+    /// HMAC-SHA256 of `message` for `context`, under a key every replica shares
+    /// (derived from the key-encryption key): signed download links.
+    fn mac(&self, context: &str, message: &[u8]) -> [u8; 32];
     /// A new Ed25519 key.
     fn generate_key(&self) -> NewKey;
     /// Reads `new` as root metadata and checks it may follow `trusted` (none:

@@ -12,6 +12,7 @@ pub mod error;
 pub mod extract;
 pub mod idempotency;
 pub mod metrics;
+pub mod mqtt;
 pub mod openapi;
 pub mod ratelimit;
 pub mod settings;
@@ -183,7 +184,16 @@ pub async fn build(settings: Settings, app: updraft_app::App) -> anyhow::Result<
         settings.ddi_address_rate_limit_per_minute,
         settings.ddi_address_rate_limit_burst,
     );
+    let device_ca = if settings.mqtt.url.is_some() {
+        let (cert, key) = mqtt::certs::default_files(&settings.data_dir);
+        let cert = settings.mqtt.device_ca_cert_file.clone().unwrap_or(cert);
+        let key = settings.mqtt.device_ca_key_file.clone().unwrap_or(key);
+        Some(Arc::new(mqtt::certs::DeviceCa::load_or_create(&cert, &key)?))
+    } else {
+        None
+    };
     Ok(AppState {
+        device_ca,
         app,
         settings: Arc::new(settings),
         metrics: metrics::recorder(),
@@ -208,6 +218,7 @@ pub async fn serve(
     let tls = tls::from_settings(settings)?;
     let (stop_workers, workers) = state.app.spawn_background();
     let reloading = tls.clone().map(|tls| tokio::spawn(tls::watch(tls, stop_workers.subscribe())));
+    let mqtt = mqtt::spawn(state.clone(), addr, stop_workers.subscribe())?;
     tracing::info!(%addr, backend = state.app.backend(), tls = tls.is_some(), "updraft listening");
     let limits = conn::Limits {
         header_read_timeout: std::time::Duration::from_secs(settings.header_read_timeout_secs.max(1)),
@@ -224,6 +235,9 @@ pub async fn serve(
     let _ = stop_workers.send(true);
     if let Some(reloading) = reloading {
         let _ = reloading.await;
+    }
+    if let Some(mqtt) = mqtt {
+        let _ = mqtt.await;
     }
     for w in workers {
         let _ = w.await;

@@ -29,6 +29,15 @@ pub const DDI_RATE_LIMITED: &str = "updraft_ddi_rate_limited_total";
 /// Reloads of the TLS certificate after its files changed, by result (`loaded`, `kept_previous`).
 pub const TLS_RELOADS: &str = "updraft_tls_certificate_reloads_total";
 
+/// AWS IoT Jobs requests over MQTT answered, by outcome (`accepted` or the `rejected` code).
+pub const MQTT_REQUESTS: &str = "updraft_mqtt_requests_total";
+/// Notifications published to devices over MQTT (`notify`, `notify-next`).
+pub const MQTT_NOTIFICATIONS: &str = "updraft_mqtt_notifications_total";
+/// Connections to the MQTT broker, by outcome (`connected`, `failed`).
+pub const MQTT_CONNECTIONS: &str = "updraft_mqtt_connections_total";
+/// Devices' MQTT lifecycle events, by event (`connected`, `disconnected`).
+pub const MQTT_PRESENCE: &str = "updraft_mqtt_presence_events_total";
+
 /// Installs the process-wide recorder once and returns its handle.
 pub fn recorder() -> PrometheusHandle {
     static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();

@@ -27,7 +27,7 @@ use crate::error::{ErrorCode, HttpStatus};
         products::create, products::list, products::get, products::update, products::delete,
         trust::status, trust::prepare_keys, trust::rotate, trust::root, trust::set_root,
         firmware::upload, firmware::list, firmware::get, firmware::delete, firmware::download,
-        devices::create, devices::import, devices::list, devices::search, devices::get, devices::update, devices::delete, devices::reissue_token,
+        devices::create, devices::import, devices::list, devices::search, devices::get, devices::update, devices::delete, devices::reissue_token, devices::mqtt_certificate,
         filters::estimate, filters::preview, filters::create, filters::list, filters::get, filters::update, filters::delete,
         groups::create, groups::list, groups::get, groups::update, groups::delete, groups::change_members, groups::members,
         gateway_tokens::create, gateway_tokens::list, gateway_tokens::delete,

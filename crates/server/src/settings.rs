@@ -129,6 +129,70 @@ pub struct Settings {
     pub tuf_snapshot_expiry_days: u64,
     /// How long timestamp metadata is valid, in hours (re-signed half way by the `trust` worker).
     pub tuf_timestamp_expiry_hours: u64,
+    /// The MQTT door (AWS IoT Jobs' device API through a broker): off unless `mqtt.url` is set.
+    pub mqtt: MqttSettings,
+}
+
+/// `[mqtt]`: devices that keep an MQTT connection (see `docs/mqtt.md`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttSettings {
+    /// The broker: `mqtt://host:1883` or `mqtts://host:8883`. Unset: no MQTT door.
+    pub url: Option<String>,
+    /// The broker URL devices are told to use (in issued credentials). Unset: `url`.
+    pub device_url: Option<String>,
+    /// updraft's MQTT client id (a replica's id is appended). Default `updraft`.
+    pub client_id: String,
+    /// A user name and password for updraft's own connection, when the broker wants them.
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// CA certificates, PEM, the broker's certificate is checked against (`mqtts`).
+    pub ca_file: Option<PathBuf>,
+    /// updraft's own client certificate and key, PEM. Unset with `mqtts`: one the
+    /// device CA issues for `$updraft-server`.
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
+    /// The CA devices' MQTT certificates are issued by. Unset:
+    /// `<data_dir>/mqtt-device-ca.pem` and `.key`, made on first start.
+    pub device_ca_cert_file: Option<PathBuf>,
+    pub device_ca_key_file: Option<PathBuf>,
+    /// With several replicas: the shared-subscription group (`$share/{group}/…`) through
+    /// which one replica answers each request. Unset (the default): every replica
+    /// subscribes plainly. Mosquitto 2.0's shared subscriptions do not match `$aws/…`
+    /// topics; EMQX, HiveMQ and VerneMQ's do (docs/mqtt.md).
+    pub shared_group: Option<String>,
+    /// The tenant whose devices' thing names are their bare ids
+    /// (`$aws/things/{device}/…`); other tenants' are `{tenant}@{device}`.
+    pub default_tenant: String,
+    /// How long the download links in job documents work, in seconds.
+    pub link_ttl_secs: u64,
+    /// The MQTT keep-alive of updraft's connection, in seconds.
+    pub keep_alive_secs: u64,
+    /// How long a device's connection counts as a sighting: connected devices are
+    /// noted seen this often, in seconds.
+    pub presence_refresh_secs: u64,
+}
+
+impl Default for MqttSettings {
+    fn default() -> Self {
+        MqttSettings {
+            url: None,
+            device_url: None,
+            client_id: "updraft".into(),
+            username: None,
+            password: None,
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
+            shared_group: None,
+            device_ca_cert_file: None,
+            device_ca_key_file: None,
+            default_tenant: "default".into(),
+            link_ttl_secs: 7 * 86_400,
+            keep_alive_secs: 30,
+            presence_refresh_secs: 60,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -188,6 +252,7 @@ impl Default for Settings {
             tuf_targets_expiry_days: 90,
             tuf_snapshot_expiry_days: 7,
             tuf_timestamp_expiry_hours: 24,
+            mqtt: MqttSettings::default(),
         }
     }
 }

@@ -57,20 +57,22 @@ impl<B: SqlBackend> EngineStore for SqlStore<B> {
     async fn record_presence(&self, seen: &[Sighting], offline_before: Timestamp) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
         for chunk in seen.chunks(1000) {
-            let mut q = QueryBuilder::<B::Db>::new("WITH v (tenant, id, first_at, t, polls) AS (");
+            let mut q = QueryBuilder::<B::Db>::new("WITH v (tenant, id, first_at, t, polls, left_at) AS (");
             q.push_values(chunk, |mut b, s| {
                 b.push_arg(&s.tenant).push_arg(&s.device).push_arg(us(s.first)).push_arg(us(s.last));
-                b.push_arg(i64::from(s.polls));
+                b.push_arg(i64::from(s.polls)).push_arg(i64::from(s.left));
             });
             // SET sees the row as it was: a device never seen before is initializing
             // until it polls again (a second poll in the same batch counts).
             q.push(
                 ") UPDATE devices SET last_seen_at = v.t, \
                  activated_at = COALESCE(devices.activated_at, v.first_at), \
-                 connection_status = CASE WHEN devices.last_seen_at IS NULL AND v.polls < 2 \
+                 connection_status = CASE WHEN v.left_at = 1 THEN 'offline' \
+                 WHEN devices.last_seen_at IS NULL AND v.polls < 2 \
                  THEN 'initializing' ELSE 'online' END FROM v \
                  WHERE devices.tenant = v.tenant AND devices.id = v.id \
-                 AND (devices.last_seen_at IS NULL OR devices.last_seen_at < v.t)",
+                 AND (devices.last_seen_at IS NULL OR devices.last_seen_at < v.t \
+                 OR (v.left_at = 1 AND devices.last_seen_at = v.t))",
             );
             q.build().run(&mut *tx).await.map_err(db_err)?;
         }

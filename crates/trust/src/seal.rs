@@ -18,6 +18,8 @@ pub const KEK_LEN: usize = 32;
 pub struct Sealer {
     id: String,
     key: LessSafeKey,
+    /// The key of [`Sealer::mac`], derived from the KEK.
+    mac_key: aws_lc_rs::hmac::Key,
     previous: Vec<(String, LessSafeKey)>,
 }
 
@@ -61,12 +63,28 @@ impl Sealer {
     /// A sealer under `kek` (32 bytes) that also opens what `previous` keys sealed.
     pub fn new(kek: &[u8], previous: &[Vec<u8>]) -> Result<Sealer> {
         let previous = previous.iter().map(|k| Ok((key_id(k), aead_key(k)?))).collect::<Result<Vec<_>>>()?;
-        Ok(Sealer { id: key_id(kek), key: aead_key(kek)?, previous })
+        let derive = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, kek);
+        let mac_key = aws_lc_rs::hmac::sign(&derive, b"updraft message authentication v1");
+        let mac_key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, mac_key.as_ref());
+        Ok(Sealer { id: key_id(kek), key: aead_key(kek)?, mac_key, previous })
     }
 
     /// The short id of the key this sealer seals under.
     pub fn key_id(&self) -> &str {
         &self.id
+    }
+
+    /// HMAC-SHA256 of `message` for `context` under a key derived from the KEK:
+    /// what every replica sharing the KEK computes alike (signed download links).
+    pub fn mac(&self, context: &str, message: &[u8]) -> [u8; 32] {
+        let mut ctx = aws_lc_rs::hmac::Context::with_key(&self.mac_key);
+        ctx.update(context.as_bytes());
+        ctx.update(&[0]);
+        ctx.update(message);
+        let tag = ctx.sign();
+        let mut out = [0u8; 32];
+        out.copy_from_slice(tag.as_ref());
+        out
     }
 
     /// `secret` sealed for `context`: `v1:<kek id>:<nonce hex>:<ciphertext and tag hex>`.

@@ -64,6 +64,10 @@ impl TrustCrypto for Tuf {
         self.sealer.open(context, sealed).map_err(|e| e.to_string())
     }
 
+    fn mac(&self, context: &str, message: &[u8]) -> [u8; 32] {
+        self.sealer.mac(context, message)
+    }
+
     fn generate_key(&self) -> NewKey {
         let key = SigningKey::generate();
         NewKey {

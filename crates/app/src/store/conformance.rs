@@ -144,7 +144,8 @@ fn invalid_fields(e: StoreError) -> Vec<String> {
 /// `modify_device` (which stamps `updated_at` with `now`). The device as written.
 async fn put_device(store: &dyn Store, tenant: &str, d: &Device, now: Timestamp) -> Device {
     if let Some(seen) = d.last_seen_at {
-        let sighting = Sighting { tenant: tenant.into(), device: d.id.clone(), first: seen, last: seen, polls: 2 };
+        let sighting =
+            Sighting { tenant: tenant.into(), device: d.id.clone(), first: seen, last: seen, polls: 2, left: false };
         store.record_presence(&[sighting], Timestamp::MIN).await.unwrap();
     }
     let wanted = d.clone();

@@ -6,7 +6,7 @@ use updraft_core::job::Job;
 
 use crate::store::StoreResult;
 
-/// A device seen by the device API since the last presence flush.
+/// A device seen by a device door since the last presence flush (or gone: `left`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sighting {
     pub tenant: String,
@@ -16,12 +16,14 @@ pub struct Sighting {
     pub last: Timestamp,
     /// Polls since the previous flush.
     pub polls: u32,
+    /// The device left at `last` (its MQTT connection closed): it is offline now.
+    pub left: bool,
 }
 
 impl Sighting {
     /// One poll at `at`.
     pub fn once(tenant: &str, device: &str, at: Timestamp) -> Self {
-        Sighting { tenant: tenant.to_owned(), device: device.to_owned(), first: at, last: at, polls: 1 }
+        Sighting { tenant: tenant.to_owned(), device: device.to_owned(), first: at, last: at, polls: 1, left: false }
     }
 }
 

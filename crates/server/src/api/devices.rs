@@ -391,3 +391,33 @@ pub async fn reissue_token(
     let token = state.app.reissue_device_token(&caller.actor, &id).await?;
     Ok(Json(IssuedToken { id, token }))
 }
+
+#[utoipa::path(post, path = "/api/v1/devices/{id}/mqtt-certificate", tag = "devices",
+    responses((status = 200, body = updraft_api::devices::MqttCertificateOut,
+        description = "a client certificate for the device's MQTT connection and its private key, shown this once"),
+        (status = 409, description = "`mqtt_disabled`: the server has no MQTT door (`mqtt.url`)")))]
+pub async fn mqtt_certificate(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<updraft_api::devices::MqttCertificateOut>> {
+    let Some(ca) = state.device_ca.clone() else {
+        return Err(updraft_app::Error::new(
+            updraft_app::ErrorCode::MqttDisabled,
+            "this server has no MQTT door: set mqtt.url to issue MQTT certificates",
+        )
+        .into());
+    };
+    let device = state.app.authorize_device_credentials(&caller.actor, &id).await?;
+    let thing = crate::mqtt::thing_name(&state.settings.mqtt.default_tenant, caller.actor.tenant(), &device.id);
+    let (certificate_pem, private_key_pem) =
+        ca.issue(&thing).map_err(|e| updraft_app::Error::internal("mqtt certificate", e))?;
+    tracing::info!(tenant = caller.actor.tenant(), device = %device.id, %thing, "mqtt certificate issued");
+    Ok(Json(updraft_api::devices::MqttCertificateOut {
+        thing_name: thing,
+        certificate_pem,
+        private_key_pem,
+        ca_certificate_pem: ca.cert_pem.clone(),
+        endpoint: state.settings.mqtt.device_url.clone().or_else(|| state.settings.mqtt.url.clone()),
+    }))
+}

@@ -45,6 +45,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/users/{id}/password", put(users::set_password))
         .route("/api/v1/tenants/{id}/keys", post(tenants::create_key))
         .route("/api/v1/devices/{id}/token", post(devices::reissue_token))
+        .route("/api/v1/devices/{id}/mqtt-certificate", post(devices::mqtt_certificate))
         .route("/api/v1/products", get(products::list).post(products::create))
         .route("/api/v1/products/{key}", get(products::get).patch(products::update).delete(products::delete))
         .route("/api/v1/products/{key}/trust", get(trust::status))

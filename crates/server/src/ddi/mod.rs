@@ -221,6 +221,10 @@ impl FromRequestParts<AppState> for DdiDevice {
         let auth = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
         let certified = certificate_names(state, parts, controller);
         if auth.is_none() && certified.is_none() {
+            // A signed download link (what MQTT devices are given) needs no credentials.
+            if let Some(dev) = signed_download(state, parts, &path_tenant, controller).await? {
+                return Ok(dev);
+            }
             return Err(DdiError::Unauthorized);
         }
         if let Err(retry_after) = state.auth_blocked(peer) {
@@ -311,6 +315,54 @@ async fn authenticate_certified(
         state.poll_cache.remember_known(epoch, tenant, controller);
     }
     Ok((tenant.to_owned(), controller.to_owned()))
+}
+
+/// A download through a signed link (`?expires=…&signature=…`, see
+/// `App::download_signature`): the device it names, when the signature is
+/// genuine and unexpired and the device exists; `None` when the request is
+/// not one.
+async fn signed_download(
+    state: &AppState,
+    parts: &Parts,
+    path_tenant: &str,
+    controller: &str,
+) -> Result<Option<DdiDevice>, DdiError> {
+    if !is_download(parts) || parts.method != axum::http::Method::GET && parts.method != axum::http::Method::HEAD {
+        return Ok(None);
+    }
+    let Some(query) = parts.uri.query() else { return Ok(None) };
+    let (mut expires, mut signature) = (None, None);
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        match &*k {
+            "expires" => expires = v.parse::<i64>().ok(),
+            "signature" => signature = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    let (Some(expires), Some(signature)) = (expires, signature) else { return Ok(None) };
+    let segments: Vec<&str> = parts.uri.path().split('/').collect();
+    let tenant = path_tenant.to_ascii_lowercase();
+    let genuine =
+        state.app.check_download_signature(&tenant, controller, segments[6], segments[8], expires, &signature);
+    if !genuine {
+        state.auth_failed(crate::state::peer(parts));
+        return Err(DdiError::Unauthorized);
+    }
+    let actor = Actor::Device { tenant: tenant.clone(), device: controller.to_owned() };
+    if !state.poll_cache.known(&tenant, controller) {
+        let epoch = state.poll_cache.epoch();
+        state.app.device_identity(&actor).await?.ok_or(DdiError::Unauthorized)?;
+        state.poll_cache.remember_known(epoch, &tenant, controller);
+    }
+    actor.act();
+    let base_url = format!("{}/{path_tenant}/controller/v1/{controller}", public_base(state, parts));
+    Ok(Some(DdiDevice {
+        actor,
+        https_links: state.settings.tls() && base_url.starts_with("https://"),
+        base_url,
+        tenant,
+        id: controller.to_owned(),
+    }))
 }
 
 /// `GET …/softwaremodules/{module}/artifacts/{file}`: an artifact download.

@@ -1,0 +1,75 @@
+//! The broker's access control as docs/mqtt.md ships it: a device uses only
+//! its own topics, and nobody connects without a certificate from updraft's
+//! device CA.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::common;
+use crate::{Broker, Device, Pki, device, execution_state, firmware, server};
+use common::Backend;
+
+async fn devices_use_only_their_own_topics(backend: Backend) {
+    let pki = Pki::new();
+    let broker = Broker::start(&pki);
+    let api = server(backend, &pki, &broker).await;
+    let fw = firmware(&api).await;
+    let victim = device(&api, "cam3").await;
+    let intruder = device(&api, "cam4").await;
+    let mut v = Device::connect(&pki, &broker, &victim).await;
+    // The intruder also listens on the victim's topics (the broker accepts the
+    // subscription and delivers nothing).
+    let mut i = Device::connect_as(
+        &pki,
+        &broker,
+        &intruder,
+        "cam4",
+        &["$aws/things/cam4/jobs/#".to_owned(), "$aws/things/cam3/jobs/#".to_owned()],
+    )
+    .await;
+    api.post("/api/v1/jobs", json!({"id": "acl-1", "firmware": fw, "devices": ["cam3"]})).await.expect(201, None);
+    api.server.tick_scheduler().await;
+    let (_, got) = v.request("get", json!({})).await;
+    assert_eq!(got["queuedJobs"][0]["jobId"], "acl-1", "{got}");
+
+    // The intruder reports on the victim's job, on the victim's topic: dropped by the broker.
+    let forged = json!({"status": "SUCCEEDED"}).to_string();
+    i.client.publish("$aws/things/cam3/jobs/acl-1/update", rumqttc::QoS::AtLeastOnce, false, forged).await.unwrap();
+    // And as itself: not its job.
+    let (outcome, e) = i.request("acl-1/update", json!({"status": "SUCCEEDED"})).await;
+    assert_eq!((outcome.as_str(), &e["code"]), ("rejected", &json!("ResourceNotFound")));
+    // The victim's own request after the forgery sees its job untouched.
+    let (_, got) = v.request("get", json!({})).await;
+    assert_eq!(got["queuedJobs"][0]["jobId"], "acl-1", "{got}");
+    assert_eq!(execution_state(&api, "acl-1", "cam3").await, "notified");
+    // Nothing of the victim's reached the intruder.
+    assert!(
+        i.drain().iter().all(|(topic, _)| !topic.starts_with("$aws/things/cam3/")),
+        "the intruder read the victim's topics"
+    );
+
+    // Without a certificate from the device CA, no connection.
+    let mut o = rumqttc::MqttOptions::new("nobody", "127.0.0.1", broker.port);
+    o.set_keep_alive(Duration::from_secs(5));
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls::pki_types::pem::PemObject;
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(pki.broker_ca_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let tls =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    o.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(std::sync::Arc::new(tls))));
+    let (_client, mut eventloop) = rumqttc::AsyncClient::new(o, 10);
+    let first = tokio::time::timeout(Duration::from_secs(10), eventloop.poll()).await.expect("an answer");
+    assert!(
+        !matches!(first, Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_)))),
+        "a client without a certificate connected"
+    );
+}
+
+crate::on_both_stores!(devices_use_only_their_own_topics);
