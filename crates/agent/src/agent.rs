@@ -210,7 +210,17 @@ impl Agent {
 
     /// Polls and works until `shutdown` completes. Errors are logged and retried with backoff;
     /// stopping in the middle of anything is safe (the state file says where to resume).
-    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+        self.run_woken(shutdown, None).await
+    }
+
+    /// [`Agent::run`], also polling at once whenever `wake` says so (an MQTT
+    /// `notify-next`: the server pushed work, see [`crate::mqtt`]).
+    pub async fn run_woken(
+        mut self,
+        shutdown: impl Future<Output = ()>,
+        mut wake: Option<tokio::sync::mpsc::UnboundedReceiver<()>>,
+    ) -> Result<(), Error> {
         tokio::pin!(shutdown);
         let mut backoff = Duration::from_secs(1);
         loop {
@@ -234,9 +244,20 @@ impl Agent {
                     }
                 }
             };
+            let woken = async {
+                match wake.as_mut() {
+                    Some(w) => {
+                        if w.recv().await.is_none() {
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
             tokio::select! {
                 _ = &mut shutdown => return Ok(()),
                 _ = tokio::time::sleep(delay) => {}
+                _ = woken => tracing::debug!("woken by the server's push"),
             }
         }
     }

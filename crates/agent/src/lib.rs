@@ -17,6 +17,7 @@ mod agent;
 mod client;
 mod error;
 mod install;
+pub mod mqtt;
 pub mod sim;
 mod state;
 mod throttle;

@@ -90,6 +90,23 @@ pub struct AgentArgs {
     /// The TUF repository's base URL [default: <server>/tuf/<tenant>/<product>].
     #[arg(long, value_name = "URL", requires = "trust_root")]
     trust_url: Option<String>,
+    /// Also keep an MQTT connection to the server's broker (mqtt://host:1883 or
+    /// mqtts://host:8883): the device announces itself (its last will says when it is gone) and
+    /// polls the moment the server pushes a job, not at its next poll.
+    #[arg(long, env = "UPDRAFT_MQTT_URL", value_name = "URL")]
+    mqtt_url: Option<String>,
+    /// The broker's CA certificates, PEM (mqtts).
+    #[arg(long, value_name = "FILE", requires = "mqtt_url")]
+    mqtt_ca_file: Option<PathBuf>,
+    /// The device's MQTT client certificate, PEM (`POST /api/v1/devices/{id}/mqtt-certificate`).
+    #[arg(long, value_name = "FILE", requires_all = ["mqtt_url", "mqtt_key_file"])]
+    mqtt_cert_file: Option<PathBuf>,
+    /// The private key of --mqtt-cert-file, PEM.
+    #[arg(long, value_name = "FILE", requires = "mqtt_cert_file")]
+    mqtt_key_file: Option<PathBuf>,
+    /// The tenant whose thing names are bare device ids on the broker (the server's `mqtt.default_tenant`).
+    #[arg(long, value_name = "TENANT", default_value = "default")]
+    mqtt_default_tenant: String,
 }
 
 /// `k=v` with a non-empty key.
@@ -164,6 +181,13 @@ pub async fn run(args: AgentArgs, conn: &Conn, token_on_command_line: bool) -> a
         }
         _ => None,
     };
+    let mqtt = args.mqtt_url.map(|url| {
+        let mut m = updraft_agent::mqtt::MqttSettings::new(url);
+        m.ca_file = args.mqtt_ca_file;
+        m.client_cert_file = args.mqtt_cert_file;
+        m.client_key_file = args.mqtt_key_file;
+        (m, updraft_agent::mqtt::thing_name(&args.tenant, &args.controller_id, &args.mqtt_default_tenant))
+    });
     let mut config = AgentConfig::new(server, args.tenant, args.controller_id, auth, args.state_dir, installer);
     config.trust = trust;
     config.firmware = args.firmware.into_iter().collect();
@@ -179,7 +203,22 @@ pub async fn run(args: AgentArgs, conn: &Conn, token_on_command_line: bool) -> a
         agent.run_once().await?;
         return Ok(());
     }
-    agent.run(shutdown_signal()).await?;
+    let wake = match &mqtt {
+        Some((settings, thing)) => {
+            let (link, wake) = updraft_agent::mqtt::wake_on_notify(settings, thing)?;
+            tracing::info!(thing = %link.thing, url = %settings.url, "mqtt link open");
+            Some((link, wake))
+        }
+        None => None,
+    };
+    let (link, wake) = match wake {
+        Some((link, wake)) => (Some(link), Some(wake)),
+        None => (None, None),
+    };
+    agent.run_woken(shutdown_signal(), wake).await?;
+    if let Some(link) = link {
+        link.leave().await;
+    }
     Ok(())
 }
 

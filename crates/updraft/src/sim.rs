@@ -120,6 +120,18 @@ pub struct SimArgs {
     /// Log format: text or json.
     #[arg(long, env = "UPDRAFT_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+    /// Run the devices on AWS IoT Jobs over MQTT through this broker (mqtt://host:1883 or
+    /// mqtts://host:8883) instead of polling: notifications, status and presence over MQTT,
+    /// downloads over the job documents' signed links. The summary gains the push latency.
+    #[arg(long, env = "UPDRAFT_MQTT_URL", value_name = "URL")]
+    mqtt_url: Option<String>,
+    /// The broker's CA certificates, PEM (mqtts; the devices present no client certificate,
+    /// so the broker must admit them otherwise).
+    #[arg(long, value_name = "FILE", requires = "mqtt_url")]
+    mqtt_ca_file: Option<PathBuf>,
+    /// The tenant whose thing names are bare device ids (the server's `mqtt.default_tenant`).
+    #[arg(long, value_name = "TENANT", default_value = "default")]
+    mqtt_default_tenant: String,
 }
 
 pub async fn run(args: SimArgs, conn: &Conn) -> anyhow::Result<()> {
@@ -193,6 +205,12 @@ pub async fn run(args: SimArgs, conn: &Conn) -> anyhow::Result<()> {
     config.max_requests = args.max_requests;
     config.duration = args.duration;
     config.firmware = firmware;
+    config.mqtt = args.mqtt_url.map(|url| {
+        let mut m = updraft_agent::mqtt::MqttSettings::new(url);
+        m.ca_file = args.mqtt_ca_file;
+        m
+    });
+    config.mqtt_default_tenant = args.mqtt_default_tenant;
 
     let ids: HashSet<String> = devices.iter().map(|d| d.id.clone()).collect();
     let fleet = Fleet::new(config, devices)?;

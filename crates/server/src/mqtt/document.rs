@@ -120,8 +120,8 @@ pub struct Links<'a> {
 
 /// The job document of an execution: the AWS OTA document (`afr_ota`) of the
 /// job's firmware, every file with a signed HTTP(S) link that needs no
-/// credentials, and `updraft`: the job, the image, its version, and whether
-/// the device's user must consent first.
+/// credentials, and `updraft`: the job, the image, its version, whether
+/// the device's user must consent first, and when the execution last changed.
 pub fn job_document(
     app: &updraft_app::App,
     job: &Job,
@@ -170,6 +170,8 @@ pub fn job_document(
     extra.insert("product", fw.product.clone().into());
     extra.insert("version", fw.version.clone().into());
     extra.insert("consentRequired", (e.state == ExecutionState::AwaitingConsent).into());
+    // To the microsecond (AWS's times are whole seconds): when the execution last changed.
+    extra.insert("updatedAt", e.updated_at.to_string().into());
     if !job.spec.additional_params.is_empty() {
         extra.insert("additionalParameters", serde_json::to_value(&job.spec.additional_params).unwrap_or_default());
     }

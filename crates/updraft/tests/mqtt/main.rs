@@ -9,6 +9,7 @@ mod common;
 mod acl;
 mod aws_device;
 mod presence;
+mod tools;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -97,21 +98,33 @@ pub struct Broker {
 }
 
 impl Broker {
+    /// docs/mqtt.md's broker: TLS, client certificates from updraft's device CA, the ACL.
     pub fn start(pki: &Pki) -> Broker {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let acl = pki.dir.path().join("acl");
         // The ACL of docs/mqtt.md, as shipped.
         std::fs::write(&acl, include_str!("../../../../docs/mqtt/acl")).unwrap();
-        let conf = pki.dir.path().join(format!("mosquitto-{port}.conf"));
-        let text = format!(
-            "user root\npersistence false\nlog_dest stderr\nlog_type error\nlog_type warning\n\
-             listener {port} 127.0.0.1\nallow_anonymous false\n\
-             cafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\nuse_identity_as_username true\n\
-             acl_file {}\n",
+        let listener = format!(
+            "allow_anonymous false\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n\
+             use_identity_as_username true\nacl_file {}\n",
             pki.device_ca_cert.display(),
             pki.broker_cert.display(),
             pki.broker_key.display(),
             acl.display(),
+        );
+        Self::with(pki, &listener)
+    }
+
+    /// A broker anyone may use, without TLS (the simulator's devices present no certificate).
+    pub fn start_open(pki: &Pki) -> Broker {
+        Self::with(pki, "allow_anonymous true\n")
+    }
+
+    fn with(pki: &Pki, listener: &str) -> Broker {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let conf = pki.dir.path().join(format!("mosquitto-{port}.conf"));
+        let text = format!(
+            "user root\npersistence false\nlog_dest stderr\nlog_type error\nlog_type warning\n\
+             listener {port} 127.0.0.1\n{listener}"
         );
         std::fs::write(&conf, text).unwrap();
         let mut b = Broker { port, conf, child: None };
@@ -156,12 +169,16 @@ impl Drop for Broker {
     }
 }
 
-/// A server with the MQTT door on `broker`.
+/// A server with the MQTT door on `broker` (`tls`: the broker of [`Broker::start`]).
 pub async fn server(backend: Backend, pki: &Pki, broker: &Broker) -> Api {
+    server_on(backend, pki, broker, true).await
+}
+
+pub async fn server_on(backend: Backend, pki: &Pki, broker: &Broker, tls: bool) -> Api {
     let (port, ca, cert, key) =
         (broker.port, pki.broker_ca.clone(), pki.device_ca_cert.clone(), pki.device_ca_key.clone());
     let server = TestServer::start_with(backend, move |s| {
-        s.mqtt.url = Some(format!("mqtts://127.0.0.1:{port}"));
+        s.mqtt.url = Some(format!("{}://127.0.0.1:{port}", if tls { "mqtts" } else { "mqtt" }));
         s.mqtt.ca_file = Some(ca);
         s.mqtt.device_ca_cert_file = Some(cert);
         s.mqtt.device_ca_key_file = Some(key);

@@ -36,6 +36,8 @@ use updraft_api::PropertyValue;
 use updraft_api::devices::{DeviceIn, ImportOut};
 use updraft_ddi::{Confirmation, ConfirmationFeedback, DeploymentBase, Execution, Finished};
 
+mod mqtt;
+
 use crate::agent::safe_name;
 use crate::client::{read_limited, status_error};
 use crate::{Auth, DdiClient, Error, HttpSettings, action_id_from_href, feedback, firmware_key, http_client};
@@ -302,6 +304,11 @@ pub struct SimConfig {
     /// Installed versions reported in configData until a device installs something.
     pub firmware: BTreeMap<String, String>,
     pub http: HttpSettings,
+    /// Talk AWS IoT Jobs over MQTT instead of polling hawkBit's API: notifications, status
+    /// and presence through this broker, downloads over the signed links of the job document.
+    pub mqtt: Option<crate::mqtt::MqttSettings>,
+    /// The tenant whose thing names are bare device ids (the server's `mqtt.default_tenant`).
+    pub mqtt_default_tenant: String,
 }
 
 impl SimConfig {
@@ -327,6 +334,8 @@ impl SimConfig {
             until_idle: None,
             firmware: BTreeMap::new(),
             http: HttpSettings::default(),
+            mqtt: None,
+            mqtt_default_tenant: "default".into(),
         }
     }
 }
@@ -355,6 +364,8 @@ pub struct SimCounters {
     /// device polled for the first time.
     last_activity_ms: AtomicU64,
     last_error: Mutex<Option<String>>,
+    /// Microseconds from a release to its `notify-next` (MQTT devices).
+    push_latencies_us: Mutex<Vec<u64>>,
 }
 
 /// A snapshot of the counters.
@@ -375,12 +386,27 @@ pub struct SimSummary {
     /// Deployments started and not yet ended.
     pub in_progress: u64,
     pub last_error: Option<String>,
+    /// MQTT devices: jobs pushed to them (`notify-next` naming a queued execution).
+    #[serde(default)]
+    pub pushes: u64,
+    /// MQTT devices: from a release to the device receiving its `notify-next`, median and
+    /// 99th percentile, in microseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_latency_p50_us: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_latency_p99_us: Option<u64>,
 }
 
 impl SimSummary {
     /// A one-line human summary.
     pub fn one_line(&self) -> String {
-        format!(
+        let pushes = match (self.push_latency_p50_us, self.push_latency_p99_us) {
+            (Some(p50), Some(p99)) => {
+                format!("  pushed {} (p50 {:.1} ms, p99 {:.1} ms)", self.pushes, p50 as f64 / 1e3, p99 as f64 / 1e3)
+            }
+            _ => String::new(),
+        };
+        let line = format!(
             "{:>6.1}s  polls {}  deployments {}  in progress {}  downloads {} ({:.1} MiB)  ok {}  failed {}  silent {}  canceled {}  errors {}",
             self.elapsed_ms as f64 / 1000.0,
             self.polls,
@@ -393,7 +419,8 @@ impl SimSummary {
             self.silent,
             self.canceled,
             self.errors
-        )
+        );
+        line + &pushes
     }
 }
 
@@ -423,6 +450,26 @@ impl SimCounters {
             hash_mismatches: get(&self.hash_mismatches),
             in_progress: self.in_progress.load(Ordering::Relaxed).max(0) as u64,
             last_error: self.last_error.lock().ok().and_then(|e| e.clone()),
+            pushes: self.push_latencies_us.lock().map(|l| l.len() as u64).unwrap_or(0),
+            push_latency_p50_us: self.push_percentile(0.50),
+            push_latency_p99_us: self.push_percentile(0.99),
+        }
+    }
+
+    /// A percentile of the push latencies seen so far.
+    fn push_percentile(&self, p: f64) -> Option<u64> {
+        let mut all = self.push_latencies_us.lock().ok()?.clone();
+        if all.is_empty() {
+            return None;
+        }
+        all.sort_unstable();
+        let at = ((all.len() as f64 * p).ceil() as usize).clamp(1, all.len()) - 1;
+        Some(all[at])
+    }
+
+    fn pushed(&self, latency_us: u64) {
+        if let Ok(mut l) = self.push_latencies_us.lock() {
+            l.push(latency_us);
         }
     }
 
@@ -533,11 +580,23 @@ impl Fleet {
             outcomes,
         });
         let mut tasks = JoinSet::new();
-        for device in devices {
-            let auth = Auth::TargetToken(device.token.clone());
-            let client = DdiClient::new(http.clone(), &shared.config.server, &shared.config.tenant, &device.id, &auth)?
-                .with_request_timeout(shared.config.http.request_timeout);
-            tasks.spawn(run_device(shared.clone(), device, client));
+        match shared.config.mqtt.clone() {
+            Some(settings) => {
+                for device in devices {
+                    let thing =
+                        crate::mqtt::thing_name(&shared.config.tenant, &device.id, &shared.config.mqtt_default_tenant);
+                    tasks.spawn(mqtt::run_device(shared.clone(), device, http.clone(), settings.clone(), thing));
+                }
+            }
+            None => {
+                for device in devices {
+                    let auth = Auth::TargetToken(device.token.clone());
+                    let client =
+                        DdiClient::new(http.clone(), &shared.config.server, &shared.config.tenant, &device.id, &auth)?
+                            .with_request_timeout(shared.config.http.request_timeout);
+                    tasks.spawn(run_device(shared.clone(), device, client));
+                }
+            }
         }
         tracing::info!(devices = tasks.len(), "fleet started");
         tokio::pin!(shutdown);
