@@ -94,6 +94,10 @@ pub struct ServeArgs {
     /// `<data_dir>/key-encryption.key`, made on first start].
     #[arg(long, env = "UPDRAFT_KEY_ENCRYPTION_KEY", hide_env_values = true)]
     key_encryption_key: Option<String>,
+    /// The MQTT broker of the MQTT door (AWS IoT Jobs' device API; docs/mqtt.md):
+    /// mqtt://host:1883 or mqtts://host:8883 [default: none, no MQTT door].
+    #[arg(long, env = "UPDRAFT_MQTT_URL", value_name = "URL")]
+    mqtt_url: Option<String>,
 }
 
 impl ServeArgs {
@@ -143,6 +147,9 @@ impl ServeArgs {
         }
         if let Some(v) = self.key_encryption_key {
             s.key_encryption_key = Some(v);
+        }
+        if let Some(v) = self.mqtt_url {
+            s.mqtt.url = Some(v);
         }
         Ok(s)
     }

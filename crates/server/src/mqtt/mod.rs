@@ -42,6 +42,11 @@ use crate::metrics::{MQTT_CONNECTIONS, MQTT_NOTIFICATIONS, MQTT_PRESENCE};
 pub const MAX_PAYLOAD: usize = 64 * 1024;
 /// Workers answering requests; a thing's requests always go to the same one, in order.
 const SHARDS: usize = 8;
+/// The most things whose last notification is remembered (then forgotten at once: at
+/// worst a device is told again what it knows).
+const MAX_TOLD: usize = 1_000_000;
+/// How long a job and its firmware are kept for job documents.
+const DOCUMENT_CACHE: Duration = Duration::from_secs(2);
 /// Devices whose notifications are computed at once.
 const NOTIFY_CONCURRENCY: usize = 16;
 
@@ -56,6 +61,13 @@ pub struct Door {
     connected: AtomicBool,
     /// Things connected now (their lifecycle events), noted seen periodically.
     online: std::sync::Mutex<HashSet<String>>,
+    /// The next execution (job, attempt) each thing was last told of.
+    told: std::sync::Mutex<HashMap<String, Option<(String, u32)>>>,
+    /// Jobs and their firmware by (tenant, job), for a few seconds (see [`Door::job_and_firmware`]).
+    #[allow(clippy::type_complexity)]
+    documents: std::sync::Mutex<
+        HashMap<(String, String), (std::time::Instant, Arc<updraft_core::job::Job>, Arc<updraft_core::Firmware>)>,
+    >,
     notes: mpsc::UnboundedSender<Note>,
 }
 
@@ -64,7 +76,8 @@ enum Note {
     Changed {
         tenant: String,
         devices: Vec<String>,
-        cancel: bool,
+        /// Publish even when what is next did not change (a device that just connected).
+        force: bool,
     },
     /// The broker is back: send what waited.
     Flush,
@@ -75,7 +88,7 @@ struct Pusher(mpsc::UnboundedSender<Note>);
 
 impl updraft_app::push::Push for Pusher {
     fn changed(&self, tenant: &str, devices: &[String]) {
-        let _ = self.0.send(Note::Changed { tenant: tenant.to_owned(), devices: devices.to_vec(), cancel: true });
+        let _ = self.0.send(Note::Changed { tenant: tenant.to_owned(), devices: devices.to_vec(), force: false });
     }
 }
 
@@ -100,10 +113,37 @@ impl Door {
         Ok(Some(Actor::Device { tenant, device }))
     }
 
+    /// The job and firmware of an execution, kept a few seconds: a release pushes the same
+    /// job to thousands of devices at once.
+    async fn job_and_firmware(
+        &self,
+        actor: &Actor,
+        e: &Execution,
+    ) -> updraft_app::Result<Option<(Arc<updraft_core::job::Job>, Arc<updraft_core::Firmware>)>> {
+        let key = (actor.tenant().to_owned(), e.job.clone());
+        if let Some((at, job, fw)) = self.documents.lock().expect("not poisoned").get(&key)
+            && at.elapsed() < DOCUMENT_CACHE
+            && job.firmware == e.firmware
+        {
+            return Ok(Some((job.clone(), fw.clone())));
+        }
+        let app = &self.state.app;
+        let (Some(job), Some(fw)) = (app.device_job(actor, e).await?, app.device_firmware(actor, e).await?) else {
+            return Ok(None);
+        };
+        let (job, fw) = (Arc::new(job), Arc::new(fw));
+        let mut cache = self.documents.lock().expect("not poisoned");
+        if cache.len() >= 1024 {
+            cache.retain(|_, (at, _, _)| at.elapsed() < DOCUMENT_CACHE);
+        }
+        cache.insert(key, (std::time::Instant::now(), job.clone(), fw.clone()));
+        Ok(Some((job, fw)))
+    }
+
     /// The job document of one of the device's executions.
     pub async fn document(&self, actor: &Actor, e: &Execution) -> updraft_app::Result<Option<serde_json::Value>> {
         let app = &self.state.app;
-        let (Some(job), Some(fw)) = (app.device_job(actor, e).await?, app.device_firmware(actor, e).await?) else {
+        let Some((job, fw)) = self.job_and_firmware(actor, e).await? else {
             return Ok(None);
         };
         let Actor::Device { tenant, device } = actor else { return Ok(None) };
@@ -140,10 +180,13 @@ impl Door {
         }
     }
 
-    /// Tells one device what is pending and what is next; an operator's
-    /// cancellation waiting for a device that talks MQTT is closed once it is
-    /// told (its job is `CANCELED` for it). `false`: not published.
-    async fn notify(&self, tenant: &str, device: &str, close_cancel: bool) -> bool {
+    /// Tells one device what is pending (`notify`) and what is next
+    /// (`notify-next`), as AWS IoT Jobs does: only when the next execution is
+    /// another than the one last told (unless `force`), not when it merely
+    /// moved on. An operator's cancellation waiting for a device that talks
+    /// MQTT is closed once it is told (its job is `CANCELED` for it).
+    /// `false`: not published.
+    async fn notify(&self, tenant: &str, device: &str, force: bool) -> bool {
         let actor = Actor::Device { tenant: tenant.to_owned(), device: device.to_owned() };
         let thing = self.thing(tenant, device);
         let now = self.state.now().as_second();
@@ -154,24 +197,30 @@ impl Door {
                 return true;
             }
         };
+        let shown = active.as_ref().filter(|e| !e.cancel_requested && document::status(e).is_some());
+        let identity = shown.map(|e| (e.job.clone(), e.attempt));
+        if !force && self.told.lock().expect("not poisoned").get(&thing) == Some(&identity) {
+            return true;
+        }
         let mut pending = std::collections::BTreeMap::new();
         let mut next = None;
         let mut canceled = None;
         if let Some(e) = active.filter(|e| e.state != ExecutionState::Queued) {
             if e.cancel_requested {
                 canceled = Some(e);
-            } else {
-                match self.execution(&actor, &thing, &e, true).await {
-                    Ok(Some(x)) => {
-                        if matches!(x.status, Status::Queued | Status::InProgress) {
-                            let facts = document::Facts::of(
-                                &self.state.app.device_history(&actor, &e).await.unwrap_or_default(),
-                            );
-                            pending.insert(x.status, vec![document::summary(&e, &facts)]);
+            } else if let Some(status) = document::status(&e) {
+                let shown = async {
+                    let facts = document::Facts::of(&self.state.app.device_history(&actor, &e).await?);
+                    let doc = self.document(&actor, &e).await?;
+                    Ok::<_, updraft_app::Error>((facts, doc))
+                };
+                match shown.await {
+                    Ok((facts, doc)) => {
+                        if matches!(status, Status::Queued | Status::InProgress) {
+                            pending.insert(status, vec![document::summary(&e, &facts)]);
                         }
-                        next = Some(x);
+                        next = Some(document::execution(&e, status, &facts, &thing, doc));
                     }
-                    Ok(None) => {}
                     Err(err) => tracing::warn!(%tenant, %device, error = %err, "mqtt notification not computed"),
                 }
             }
@@ -180,9 +229,13 @@ impl Door {
             && self.publish(topic::notify_next(&thing), jobs_json(&NotifyNext { execution: next, timestamp: now }));
         if sent {
             metrics::counter!(MQTT_NOTIFICATIONS).increment(2);
+            let mut told = self.told.lock().expect("not poisoned");
+            if told.len() >= MAX_TOLD && !told.contains_key(&thing) {
+                told.clear();
+            }
+            told.insert(thing.clone(), identity);
         }
         if sent
-            && close_cancel
             && let Some(e) = canceled
             && self.online.lock().expect("not poisoned").contains(&thing)
         {
@@ -210,7 +263,7 @@ impl Door {
                 let _ = self.notes.send(Note::Changed {
                     tenant: tenant.clone(),
                     devices: vec![device.clone()],
-                    cancel: true,
+                    force: true,
                 });
             }
             tracing::debug!(%thing, "device connected over mqtt");
@@ -329,6 +382,8 @@ pub fn spawn(
         client,
         connected: AtomicBool::new(false),
         online: Default::default(),
+        documents: Default::default(),
+        told: Default::default(),
         notes: notes_tx.clone(),
         state: state.clone(),
     });
@@ -446,8 +501,8 @@ async fn notifier(door: Arc<Door>, mut notes: mpsc::UnboundedReceiver<Note>) {
     while let Some(note) = notes.recv().await {
         let mut batch: Vec<(String, String, bool)> = Vec::new();
         let mut collect = |note: Note, batch: &mut Vec<(String, String, bool)>| match note {
-            Note::Changed { tenant, devices, cancel } => {
-                batch.extend(devices.into_iter().map(|d| (tenant.clone(), d, cancel)));
+            Note::Changed { tenant, devices, force } => {
+                batch.extend(devices.into_iter().map(|d| (tenant.clone(), d, force)));
             }
             Note::Flush => {
                 batch.extend(waiting.drain().map(|((t, d), c)| (t, d, c)));

@@ -72,4 +72,32 @@ async fn devices_use_only_their_own_topics(backend: Backend) {
     );
 }
 
-crate::on_both_stores!(devices_use_only_their_own_topics);
+/// Certificates are issued to operators for devices that exist, and only with an MQTT door.
+async fn certificates_are_issued_by_operators_for_known_devices(backend: Backend) {
+    let pki = Pki::new();
+    let broker = Broker::start(&pki);
+    let api = server(backend, &pki, &broker).await;
+    firmware(&api).await;
+    let cred = device(&api, "cam6").await;
+    assert!(cred["private_key_pem"].as_str().unwrap().contains("PRIVATE KEY"));
+    api.post("/api/v1/devices/ghost/mqtt-certificate", json!({})).await.expect(404, Some("not_found"));
+    let viewer = api.key("viewer").await;
+    api.as_key(&viewer).post("/api/v1/devices/cam6/mqtt-certificate", json!({})).await.expect(403, Some("forbidden"));
+    // A tenant's things carry its name.
+    let acme = api.post("/api/v1/tenants", json!({"name": "acme"})).await.expect(201, None)["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let acme = api.as_key(&acme);
+    acme.post("/api/v1/products", json!({"key": "cam"})).await.expect(201, None);
+    acme.post("/api/v1/devices", json!({"id": "cam6", "product": "cam"})).await.expect(201, None);
+    let theirs = acme.post("/api/v1/devices/cam6/mqtt-certificate", json!({})).await.expect(200, None).clone();
+    assert_eq!(theirs["thing_name"], "acme@cam6");
+
+    let plain = common::Api::start(backend).await;
+    plain.post("/api/v1/products", json!({"key": "cam"})).await.expect(201, None);
+    plain.post("/api/v1/devices", json!({"id": "cam6", "product": "cam"})).await.expect(201, None);
+    plain.post("/api/v1/devices/cam6/mqtt-certificate", json!({})).await.expect(409, Some("mqtt_disabled"));
+}
+
+crate::on_both_stores!(devices_use_only_their_own_topics, certificates_are_issued_by_operators_for_known_devices);
