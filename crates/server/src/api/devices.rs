@@ -401,6 +401,9 @@ pub async fn mqtt_certificate(
     caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<updraft_api::devices::MqttCertificateOut>> {
+    // Who may, and for which device, before whether this server can: another tenant's device is
+    // not found whatever the configuration.
+    let device = state.app.authorize_device_credentials(&caller.actor, &id).await?;
     let Some(ca) = state.device_ca.clone() else {
         return Err(updraft_app::Error::new(
             updraft_app::ErrorCode::MqttDisabled,
@@ -408,7 +411,6 @@ pub async fn mqtt_certificate(
         )
         .into());
     };
-    let device = state.app.authorize_device_credentials(&caller.actor, &id).await?;
     let thing = crate::mqtt::thing_name(&state.settings.mqtt.default_tenant, caller.actor.tenant(), &device.id);
     let (certificate_pem, private_key_pem) =
         ca.issue(&thing).map_err(|e| updraft_app::Error::internal("mqtt certificate", e))?;
