@@ -219,6 +219,19 @@ impl App {
         self.change_own(actor, e, &|x| on_device_report_handled(x, report, handling, now).map(Some)).await
     }
 
+    /// Starts the step timer of one of the device's executions (AWS IoT Jobs'
+    /// `stepTimeoutInMinutes`): it times out `minutes` from now unless the timer is
+    /// started again first (the scheduler's next tick after the deadline ends it).
+    pub async fn start_step_timer(&self, actor: &Actor, e: &Execution, minutes: u32) -> Result<()> {
+        let (tenant, device) = device_of(actor)?;
+        if e.device != device {
+            return Err(Error::not_found("execution", &e.public_id().to_string()));
+        }
+        let deadline = self.now() + jiff::SignedDuration::from_mins(i64::from(minutes));
+        self.store.set_step_deadline(tenant, e.action_id, deadline).await?;
+        Ok(())
+    }
+
     /// A device's report on a cancellation asked of it.
     pub async fn report_cancel(
         &self,

@@ -99,11 +99,10 @@ async fn step_job(state: &App, tenant: &str, mut job: Job, now: Timestamp, repor
         return Ok(());
     }
     // Timeouts apply while paused too: the device was given the work.
-    if let Some(secs) = job.spec.timeout_seconds {
-        let timeout = SignedDuration::from_secs(i64::from(secs));
-        let timed_out = store.time_out_executions(tenant, &job.id, now - timeout, now).await?;
-        report.timed_out += timed_out.len() as u64;
-    }
+    // The job's timeout, and the step timers devices started (AWS IoT Jobs' `stepTimeoutInMinutes`).
+    let released_before = job.spec.timeout_seconds.map(|secs| now - SignedDuration::from_secs(i64::from(secs)));
+    let timed_out = store.time_out_executions(tenant, &job.id, released_before, now).await?;
+    report.timed_out += timed_out.len() as u64;
     // Abort.
     if !job.spec.pace.abort.is_empty() {
         let counts: BTreeMap<ExecutionState, u64> =

@@ -386,19 +386,21 @@ impl<B: SqlBackend> JobStore for SqlStore<B> {
         &self,
         tenant: &str,
         job: &str,
-        released_before: Timestamp,
+        released_before: Option<Timestamp>,
         now: Timestamp,
     ) -> StoreResult<Vec<String>> {
         let mut tx = self.begin_write().await?;
         let rows: Vec<ExecutionRow> = query::<B>(AssertSqlSafe(format!(
             "{EXECUTION_SELECT} WHERE tenant = $1 AND job = $2
-             AND state IN ('notified', 'downloading', 'downloaded', 'installing') AND released_at < $3
+             AND state IN ('notified', 'downloading', 'downloaded', 'installing')
+             AND (released_at < $3 OR step_deadline < $4)
              ORDER BY action_id{}",
             B::LOCK
         )))
         .arg(tenant)
         .arg(job)
-        .arg(us(released_before))
+        .arg(released_before.map_or(i64::MIN, us))
+        .arg(us(now))
         .rows(&mut *tx)
         .await
         .map_err(db_err)?;
@@ -417,6 +419,19 @@ impl<B: SqlBackend> JobStore for SqlStore<B> {
         };
         self.commit_events(tx, tenant, changes).await?;
         Ok(out)
+    }
+
+    async fn set_step_deadline(&self, tenant: &str, action_id: i64, deadline: Timestamp) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let changed = query::<B>("UPDATE executions SET step_deadline = $3 WHERE tenant = $1 AND action_id = $2")
+            .arg(tenant)
+            .arg(action_id)
+            .arg(us(deadline))
+            .run(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(B::rows_affected(&changed) > 0)
     }
 
     async fn retry_executions(
@@ -945,7 +960,7 @@ impl<B: SqlBackend> SqlStore<B> {
     ) -> StoreResult<()> {
         if e.state == ExecutionState::Queued && t.state == ExecutionState::Notified {
             // Released to the device: pace and timeouts count from now.
-            query::<B>("UPDATE executions SET released_at = $2 WHERE action_id = $1")
+            query::<B>("UPDATE executions SET released_at = $2, step_deadline = NULL WHERE action_id = $1")
                 .arg(e.action_id)
                 .arg(us(now))
                 .run(&mut *tx)

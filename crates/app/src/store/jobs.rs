@@ -156,14 +156,20 @@ pub trait JobStore: Send + Sync {
         budget: ReleaseBudget<'_>,
         now: Timestamp,
     ) -> StoreResult<Released>;
-    /// Ends as `timed_out` the job's executions in progress released before `released_before`.
+    /// Ends as `timed_out` the job's executions in progress released before `released_before`
+    /// (the job's timeout, if it has one), and those whose step deadline (see
+    /// [`JobStore::set_step_deadline`]) is before `now`.
     async fn time_out_executions(
         &self,
         tenant: &str,
         job: &str,
-        released_before: Timestamp,
+        released_before: Option<Timestamp>,
         now: Timestamp,
     ) -> StoreResult<Vec<String>>;
+    /// Starts the step timer of execution `action_id` (AWS IoT Jobs' `stepTimeoutInMinutes`):
+    /// it times out at `deadline` unless the timer is started again; releasing it again
+    /// clears it. `false` when there is no such execution.
+    async fn set_step_deadline(&self, tenant: &str, action_id: i64, deadline: Timestamp) -> StoreResult<bool>;
     /// Queues again the failed and timed-out executions whose retry is due.
     async fn retry_executions(
         &self,

@@ -75,7 +75,8 @@ fn expected_version(v: Option<&serde_json::Value>) -> Result<Option<i64>, Refusa
     }
 }
 
-fn step_timeout(v: Option<&serde_json::Value>) -> Result<Option<i64>, Refusal> {
+/// `stepTimeoutInMinutes`, 1 to 10,080.
+fn step_timeout(v: Option<&serde_json::Value>) -> Result<Option<u32>, Refusal> {
     let minutes = updraft_iot_jobs::whole_number(v, "stepTimeoutInMinutes")
         .map_err(|m| Refusal::new(ErrorCode::InvalidRequest, m))?;
     if let Some(m) = minutes
@@ -83,7 +84,7 @@ fn step_timeout(v: Option<&serde_json::Value>) -> Result<Option<i64>, Refusal> {
     {
         return Err(Refusal::new(ErrorCode::InvalidRequest, "stepTimeoutInMinutes must be 1 to 10080"));
     }
-    Ok(minutes)
+    Ok(minutes.map(|m| m as u32))
 }
 
 fn details(v: Option<&serde_json::Value>) -> Result<Option<StatusDetails>, Refusal> {
@@ -231,7 +232,7 @@ async fn start_next(
 ) -> Result<serde_json::Value, Refusal> {
     let req: StartNextRequest = read(payload)?;
     let details = details(req.status_details.as_ref())?;
-    step_timeout(req.step_timeout_in_minutes.as_ref())?;
+    let timer = step_timeout(req.step_timeout_in_minutes.as_ref())?;
     let Some(mut e) = current(door, actor).await? else {
         return Ok(serde_json::to_value(ExecutionAccepted { execution: None, timestamp, client_token: None })
             .unwrap_or_default());
@@ -239,6 +240,9 @@ async fn start_next(
     // Already in progress: returned as it is (its statusDetails are not changed).
     if document::status(&e) == Some(Status::Queued) {
         e = start(door, actor, e, details.as_ref()).await?;
+        if let Some(minutes) = timer {
+            door.state.app.start_step_timer(actor, &e, minutes).await?;
+        }
     }
     let execution = door.execution(actor, thing, &e, true).await?;
     Ok(serde_json::to_value(ExecutionAccepted { execution, timestamp, client_token: None }).unwrap_or_default())
@@ -310,7 +314,7 @@ async fn update(
     let expected = expected_version(req.expected_version.as_ref())?;
     let number = updraft_iot_jobs::whole_number(req.execution_number.as_ref(), "executionNumber")
         .map_err(|m| Refusal::new(ErrorCode::InvalidRequest, m))?;
-    step_timeout(req.step_timeout_in_minutes.as_ref())?;
+    let timer = step_timeout(req.step_timeout_in_minutes.as_ref())?;
     let Some(e) = execution_of(door, actor, job).await? else {
         return Err(Refusal::new(ErrorCode::ResourceNotFound, format!("job execution {job} not found")));
     };
@@ -361,6 +365,12 @@ async fn update(
             }
         }
     };
+    // A step timer started (or started again) with IN_PROGRESS.
+    if let Some(minutes) = timer
+        && status == Status::InProgress
+    {
+        door.state.app.start_step_timer(actor, &changed, minutes).await?;
+    }
     let mut answer = UpdateAccepted { execution_state: None, job_document: None, timestamp, client_token: None };
     if req.include_job_execution_state == Some(true) {
         let f = facts(door, actor, &changed).await?;

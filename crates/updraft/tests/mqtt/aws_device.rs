@@ -139,4 +139,39 @@ async fn succeeds_and_rejects(backend: Backend) {
     wait_execution(&api, "ota-2", "cam1", "rejected").await;
 }
 
-crate::on_both_stores!(succeeds_and_rejects);
+/// `stepTimeoutInMinutes` starts a step timer: the execution times out when it runs out, unless
+/// the device starts it again with its next IN_PROGRESS.
+async fn step_timers_time_out(backend: Backend) {
+    let pki = Pki::new();
+    let broker = Broker::start(&pki);
+    let (api, clock) = crate::server_clocked(backend, &pki, &broker).await;
+    let fw = firmware(&api).await;
+    let cam = device(&api, "cam7").await;
+    let mut d = Device::connect(&pki, &broker, &cam).await;
+    api.post("/api/v1/jobs", json!({"id": "step-1", "firmware": fw, "devices": ["cam7"]})).await.expect(201, None);
+    api.server.tick_scheduler().await;
+    let (_, e) = d.request("start-next", json!({"stepTimeoutInMinutes": 0})).await;
+    assert_eq!(e["code"], "InvalidRequest", "{e}");
+    let (_, e) = d.request("start-next", json!({"stepTimeoutInMinutes": "1"})).await;
+    assert_eq!(e["code"], "InvalidRequest", "{e}");
+    let (outcome, started) = d.request("start-next", json!({"stepTimeoutInMinutes": 1})).await;
+    assert_eq!((outcome.as_str(), &started["execution"]["status"]), ("accepted", &json!("IN_PROGRESS")), "{started}");
+
+    clock.advance(jiff::SignedDuration::from_secs(30));
+    api.server.tick_scheduler().await;
+    assert_eq!(execution_state(&api, "step-1", "cam7").await, "downloading");
+    // Started again for two minutes: the first deadline no longer counts.
+    let (outcome, _) = d.request("step-1/update", json!({"status": "IN_PROGRESS", "stepTimeoutInMinutes": 2})).await;
+    assert_eq!(outcome, "accepted");
+    clock.advance(jiff::SignedDuration::from_secs(90));
+    api.server.tick_scheduler().await;
+    assert_eq!(execution_state(&api, "step-1", "cam7").await, "downloading");
+    clock.advance(jiff::SignedDuration::from_secs(31));
+    api.server.tick_scheduler().await;
+    assert_eq!(execution_state(&api, "step-1", "cam7").await, "timed_out");
+    let (outcome, e) = d.request("step-1/update", json!({"status": "SUCCEEDED"})).await;
+    assert_eq!((outcome.as_str(), &e["code"]), ("rejected", &json!("InvalidStateTransition")), "{e}");
+    assert_eq!(e["executionState"]["status"], "TIMED_OUT");
+}
+
+crate::on_both_stores!(succeeds_and_rejects, step_timers_time_out);

@@ -174,6 +174,20 @@ pub async fn server(backend: Backend, pki: &Pki, broker: &Broker) -> Api {
     server_on(backend, pki, broker, true).await
 }
 
+/// [`server`] on a clock the test moves (the scheduler ticks when the test says).
+pub async fn server_clocked(backend: Backend, pki: &Pki, broker: &Broker) -> (Api, Arc<updraft::testing::ManualClock>) {
+    let (port, ca, cert, key) =
+        (broker.port, pki.broker_ca.clone(), pki.device_ca_cert.clone(), pki.device_ca_key.clone());
+    let (server, clock) = TestServer::start_clocked(backend, move |s| {
+        s.mqtt.url = Some(format!("mqtts://127.0.0.1:{port}"));
+        s.mqtt.ca_file = Some(ca);
+        s.mqtt.device_ca_cert_file = Some(cert);
+        s.mqtt.device_ca_key_file = Some(key);
+    })
+    .await;
+    (Api::on(server), clock)
+}
+
 pub async fn server_on(backend: Backend, pki: &Pki, broker: &Broker, tls: bool) -> Api {
     let (port, ca, cert, key) =
         (broker.port, pki.broker_ca.clone(), pki.device_ca_cert.clone(), pki.device_ca_key.clone());

@@ -240,11 +240,11 @@ pub async fn jobs_engine(store: &dyn Store) {
         .unwrap()
         .unwrap();
     assert_eq!(
-        store.time_out_executions("acme", "j1", t(30), t(100)).await.unwrap(),
+        store.time_out_executions("acme", "j1", Some(t(30)), t(100)).await.unwrap(),
         Vec::<String>::new(),
         "not before"
     );
-    assert_eq!(store.time_out_executions("acme", "j1", t(31), t(100)).await.unwrap(), ["d0"]);
+    assert_eq!(store.time_out_executions("acme", "j1", Some(t(31)), t(100)).await.unwrap(), ["d0"]);
     assert!(!store.complete_job_if_done("acme", "j1", t(101)).await.unwrap(), "retries are due");
     assert_eq!(
         store.retry_executions("acme", "j1", &j1.spec.retry, t(200)).await.unwrap(),
@@ -587,7 +587,7 @@ async fn engine_invariants(store: &dyn Store) {
                 Op::Advance(secs) => now += secs,
                 Op::TimeOut(i) => {
                     if let Some((j, _)) = jobs.get(i) {
-                        store.time_out_executions(&tenant_id, &j.id, t(now - 60), t(now)).await.unwrap();
+                        store.time_out_executions(&tenant_id, &j.id, Some(t(now - 60)), t(now)).await.unwrap();
                     }
                 }
                 Op::Retry(i) => {
@@ -735,4 +735,31 @@ pub async fn phases_force_cancel_and_retry_failed(store: &dyn Store) {
         .remove(0);
     assert_eq!((retried.state, retried.attempt, retried.phase), (ExecutionState::Queued, 2, 1));
     assert_ne!(retried.action, d1.action, "a new attempt, a new action id");
+}
+
+/// A device's step timer (AWS IoT Jobs' `stepTimeoutInMinutes`) times its execution out once it
+/// passes, without a job timeout, and starting it again moves its deadline.
+pub async fn step_timers_time_executions_out(store: &dyn Store) {
+    fleet(store, 2).await;
+    store
+        .create_job(
+            "acme",
+            &job("j1", "fw2"),
+            &tg(&[("d0", ExecutionState::Queued), ("d1", ExecutionState::Queued)]),
+            t(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(release(store, "j1", 10, t(20)).await, ["d0", "d1"]);
+    let d0 = store.device_actions("acme", "d0").await.unwrap().active.unwrap();
+    assert!(store.set_step_deadline("acme", d0.action_id, t(80)).await.unwrap());
+    assert!(!store.set_step_deadline("acme", 999_999, t(80)).await.unwrap(), "no such execution");
+    assert!(!store.set_step_deadline("other", d0.action_id, t(80)).await.unwrap(), "another tenant's");
+    assert_eq!(store.time_out_executions("acme", "j1", None, t(80)).await.unwrap(), Vec::<String>::new(), "not yet");
+    // Started again: the new deadline counts.
+    assert!(store.set_step_deadline("acme", d0.action_id, t(140)).await.unwrap());
+    assert_eq!(store.time_out_executions("acme", "j1", None, t(100)).await.unwrap(), Vec::<String>::new());
+    assert_eq!(store.time_out_executions("acme", "j1", None, t(141)).await.unwrap(), ["d0"], "d1 has no timer");
+    let d0 = store.get_execution("acme", d0.action_id).await.unwrap().unwrap();
+    assert_eq!(d0.state, ExecutionState::TimedOut);
 }
