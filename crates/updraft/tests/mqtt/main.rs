@@ -169,33 +169,33 @@ impl Drop for Broker {
     }
 }
 
-/// A server with the MQTT door on `broker` (`tls`: the broker of [`Broker::start`]).
+/// A server with the MQTT door on `broker` (the broker of [`Broker::start`]).
 pub async fn server(backend: Backend, pki: &Pki, broker: &Broker) -> Api {
     server_on(backend, pki, broker, true).await
 }
 
-/// [`server`] on a clock the test moves (the scheduler ticks when the test says).
-pub async fn server_clocked(backend: Backend, pki: &Pki, broker: &Broker) -> (Api, Arc<updraft::testing::ManualClock>) {
+/// The MQTT door's settings for `broker` (`tls`: through TLS, with updraft's certificate).
+fn door(pki: &Pki, broker: &Broker, tls: bool) -> impl FnOnce(&mut updraft_server::Settings) + use<> {
     let (port, ca, cert, key) =
         (broker.port, pki.broker_ca.clone(), pki.device_ca_cert.clone(), pki.device_ca_key.clone());
-    let (server, clock) = TestServer::start_clocked(backend, move |s| {
-        s.mqtt.url = Some(format!("mqtts://127.0.0.1:{port}"));
-        s.mqtt.ca_file = Some(ca);
-        s.mqtt.device_ca_cert_file = Some(cert);
-        s.mqtt.device_ca_key_file = Some(key);
-    })
-    .await;
-    (Api::on(server), clock)
-}
-
-pub async fn server_on(backend: Backend, pki: &Pki, broker: &Broker, tls: bool) -> Api {
-    let (port, ca, cert, key) =
-        (broker.port, pki.broker_ca.clone(), pki.device_ca_cert.clone(), pki.device_ca_key.clone());
-    let server = TestServer::start_with(backend, move |s| {
+    move |s| {
         s.mqtt.url = Some(format!("{}://127.0.0.1:{port}", if tls { "mqtts" } else { "mqtt" }));
         s.mqtt.ca_file = Some(ca);
         s.mqtt.device_ca_cert_file = Some(cert);
         s.mqtt.device_ca_key_file = Some(key);
+    }
+}
+
+/// [`server`] on a clock the test moves (the scheduler ticks when the test says).
+pub async fn server_clocked(backend: Backend, pki: &Pki, broker: &Broker) -> (Api, Arc<updraft::testing::ManualClock>) {
+    let (server, clock) = TestServer::start_clocked(backend, door(pki, broker, true)).await;
+    (Api::on(server), clock)
+}
+
+pub async fn server_on(backend: Backend, pki: &Pki, broker: &Broker, tls: bool) -> Api {
+    let configure = door(pki, broker, tls);
+    let server = TestServer::start_with(backend, move |s| {
+        configure(s);
         s.presence_flush_ms = 100;
         s.scheduler_tick_ms = 200;
     })
