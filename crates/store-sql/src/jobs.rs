@@ -290,11 +290,13 @@ impl<B: SqlBackend> JobStore for SqlStore<B> {
         .run(&mut *tx)
         .await
         .map_err(db_err)?;
-        if to.is_finished() {
-            Self::end_executions(&mut tx, tenant, id, now).await?;
-        }
+        let ended = if to.is_finished() { Self::end_executions(&mut tx, tenant, id, now).await? } else { Vec::new() };
         let state = StateChange { from: from.as_str().to_owned(), to: to.as_str().to_owned() };
-        self.commit_events(tx, tenant, vec![Change::JobChanged { job: id.to_owned(), state: Some(state) }]).await?;
+        let mut changes = vec![Change::JobChanged { job: id.to_owned(), state: Some(state) }];
+        if !ended.is_empty() {
+            changes.push(Change::ExecutionsChanged { job: id.to_owned(), devices: ended });
+        }
+        self.commit_events(tx, tenant, changes).await?;
         Ok(Some(job))
     }
 
@@ -875,14 +877,22 @@ impl<B: SqlBackend> SqlStore<B> {
         Ok(added)
     }
 
-    /// Ends a job's unstarted executions and asks its started ones to stop.
-    pub(crate) async fn end_executions(tx: &mut Conn<B>, tenant: &str, job: &str, now: Timestamp) -> StoreResult<()> {
+    /// Ends a job's unstarted executions and asks its started ones to stop: the devices
+    /// whose execution changed.
+    pub(crate) async fn end_executions(
+        tx: &mut Conn<B>,
+        tenant: &str,
+        job: &str,
+        now: Timestamp,
+    ) -> StoreResult<Vec<String>> {
+        let mut changed = Vec::new();
         for mut e in Self::locked_executions(&mut *tx, tenant, job, ACTIVE_STATES).await? {
             if let Some(t) = updraft_core::job::on_cancel_requested(&e, now) {
                 Self::apply_transition(&mut *tx, tenant, &mut e, t, now).await?;
+                changed.push(e.device);
             }
         }
-        Ok(())
+        Ok(changed)
     }
 
     /// See [`Store::complete_job_if_done`].

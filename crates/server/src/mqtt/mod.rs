@@ -40,7 +40,7 @@ use crate::metrics::{MQTT_CONNECTIONS, MQTT_NOTIFICATIONS, MQTT_PRESENCE};
 
 /// The largest request payload read.
 pub const MAX_PAYLOAD: usize = 64 * 1024;
-/// Workers answering requests; a thing's requests always go to the same one, in order.
+/// Workers answering requests and following presence; a thing's always go to the same one, in order.
 const SHARDS: usize = 8;
 /// The most things whose last notification is remembered (then forgotten at once: at
 /// worst a device is told again what it knows).
@@ -400,7 +400,7 @@ async fn run(
     let mut shards = Vec::with_capacity(SHARDS);
     let mut tasks = Vec::new();
     for _ in 0..SHARDS {
-        let (tx, rx) = mpsc::channel::<(String, Request, bytes::Bytes)>(10_000);
+        let (tx, rx) = mpsc::channel::<(String, Work)>(10_000);
         shards.push(tx);
         tasks.push(tokio::spawn(answer(door.clone(), rx)));
     }
@@ -421,7 +421,7 @@ async fn run(
                 door.connected.store(true, Ordering::SeqCst);
                 let _ = door.notes.send(Note::Flush);
             }
-            Ok(Event::Incoming(Packet::Publish(p))) => dispatch(&door, &shards, &p.topic, p.payload).await,
+            Ok(Event::Incoming(Packet::Publish(p))) => dispatch(&shards, &p.topic, p.payload).await,
             Ok(_) => {}
             Err(e) => {
                 if door.connected.swap(false, Ordering::SeqCst) {
@@ -470,27 +470,35 @@ fn shard_of(thing: &str) -> usize {
     (h.finish() as usize) % SHARDS
 }
 
-async fn dispatch(
-    door: &Arc<Door>,
-    shards: &[mpsc::Sender<(String, Request, bytes::Bytes)>],
-    topic_name: &str,
-    payload: bytes::Bytes,
-) {
-    match topic::parse(topic_name) {
-        Some(Parsed::Jobs { thing, request }) => {
-            let _ = shards[shard_of(thing)].send((thing.to_owned(), request, payload)).await;
-        }
-        Some(Parsed::Presence { thing, connected }) => door.presence(thing, connected).await,
-        Some(Parsed::InvalidTopic { .. }) | None => {}
-    }
+/// What a thing sent, for its worker.
+enum Work {
+    Request(Request, bytes::Bytes),
+    /// A lifecycle event: connected or not.
+    Presence(bool),
 }
 
-/// One request worker: answers its things' requests in order.
-async fn answer(door: Arc<Door>, mut rx: mpsc::Receiver<(String, Request, bytes::Bytes)>) {
-    while let Some((thing, request, payload)) = rx.recv().await {
-        let out = jobs::handle(&door, &thing, &request, &payload).await;
-        if let Err(e) = door.client.publish(out.topic, QoS::AtLeastOnce, false, out.payload).await {
-            tracing::debug!(error = %e, "mqtt answer not sent");
+/// Hands what a thing sent to its worker (never waiting on the store here: the
+/// connection's event loop must keep turning).
+async fn dispatch(shards: &[mpsc::Sender<(String, Work)>], topic_name: &str, payload: bytes::Bytes) {
+    let (thing, work) = match topic::parse(topic_name) {
+        Some(Parsed::Jobs { thing, request }) => (thing, Work::Request(request, payload)),
+        Some(Parsed::Presence { thing, connected }) => (thing, Work::Presence(connected)),
+        Some(Parsed::InvalidTopic { .. }) | None => return,
+    };
+    let _ = shards[shard_of(thing)].send((thing.to_owned(), work)).await;
+}
+
+/// One worker: answers its things' requests and follows their presence, in the order they came.
+async fn answer(door: Arc<Door>, mut rx: mpsc::Receiver<(String, Work)>) {
+    while let Some((thing, work)) = rx.recv().await {
+        match work {
+            Work::Request(request, payload) => {
+                let out = jobs::handle(&door, &thing, &request, &payload).await;
+                if let Err(e) = door.client.publish(out.topic, QoS::AtLeastOnce, false, out.payload).await {
+                    tracing::debug!(error = %e, "mqtt answer not sent");
+                }
+            }
+            Work::Presence(connected) => door.presence(&thing, connected).await,
         }
     }
 }

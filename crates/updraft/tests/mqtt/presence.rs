@@ -104,4 +104,39 @@ async fn online_devices_get_their_job_at_once(backend: Backend) {
     assert!(offline["last_seen_at"].is_string());
 }
 
-crate::on_both_stores!(online_devices_get_their_job_at_once);
+/// An operator's cancel reaches a connected device at once: its `notify-next` no longer names
+/// the job, and the execution is closed as canceled once the device was told.
+async fn a_cancel_is_pushed(backend: Backend) {
+    let pki = Pki::new();
+    let broker = Broker::start(&pki);
+    let api = server(backend, &pki, &broker).await;
+    let fw = firmware(&api).await;
+    let cam = device(&api, "cam8").await;
+    let mut d = Device::connect(&pki, &broker, &cam).await;
+    api.post("/api/v1/jobs", json!({"id": "gone-1", "firmware": fw, "devices": ["cam8"]})).await.expect(201, None);
+    // Announced until heard (updraft may still be connecting), then its job is pushed.
+    let mut next = serde_json::Value::Null;
+    for _ in 0..20 {
+        d.announce().await;
+        if let Ok(n) = tokio::time::timeout(Duration::from_secs(1), d.next("/jobs/notify-next")).await
+            && n["execution"]["jobId"] == "gone-1"
+        {
+            next = n;
+            break;
+        }
+    }
+    assert_eq!(next["execution"]["status"], "QUEUED", "{next}");
+    api.post("/api/v1/jobs/gone-1/cancel", json!({})).await.ok();
+    // (Announcing more than once may have pushed the job again before the cancel.)
+    let mut told = d.next("/jobs/notify-next").await;
+    while told["execution"]["jobId"] == "gone-1" && told["execution"]["status"] == "QUEUED" {
+        told = d.next("/jobs/notify-next").await;
+    }
+    assert!(told.get("execution").is_none(), "nothing is next once the job is canceled: {told}");
+    wait_execution(&api, "gone-1", "cam8", "canceled").await;
+    let (outcome, e) = d.request("gone-1/update", json!({"status": "IN_PROGRESS"})).await;
+    assert_eq!((outcome.as_str(), &e["code"]), ("rejected", &json!("InvalidStateTransition")), "{e}");
+    assert_eq!(e["executionState"]["status"], "CANCELED");
+}
+
+crate::on_both_stores!(online_devices_get_their_job_at_once, a_cancel_is_pushed);
