@@ -102,6 +102,16 @@ pub async fn handle(door: &Door, thing: &str, request: &Request, payload: &[u8])
         let Some(actor) = door.device(thing).await? else {
             return Err(Refusal::new(ErrorCode::ResourceNotFound, format!("thing {thing} not found")));
         };
+        // The device API's budget per device, shared by both doors.
+        if door.state.ddi_device_limit.enabled()
+            && let Actor::Device { tenant, device } = &actor
+            && door.state.ddi_device_limit.check(&format!("{tenant}/{device}")).is_err()
+        {
+            return Err(Refusal::new(
+                ErrorCode::RequestThrottled,
+                "too many requests from this thing; try again later",
+            ));
+        }
         door.state.app.device_seen(&actor);
         match request {
             Request::GetPending => get_pending(door, &actor, payload, timestamp).await,

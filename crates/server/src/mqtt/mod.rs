@@ -309,7 +309,10 @@ fn options(state: &AppState, ca: Option<&certs::DeviceCa>) -> anyhow::Result<Mqt
     let mut o = MqttOptions::new(id, host.trim_start_matches('[').trim_end_matches(']'), port);
     o.set_keep_alive(Duration::from_secs(s.keep_alive_secs.clamp(5, 3600)));
     o.set_clean_session(true);
-    o.set_max_packet_size(MAX_PAYLOAD + 1024, 1 << 20);
+    // Larger than any request is read (MAX_PAYLOAD): a device's oversized message is refused
+    // as `InvalidRequest` rather than breaking updraft's connection (which a packet over this
+    // size would; the broker's `message_size_limit` bounds them first, docs/mqtt.md).
+    o.set_max_packet_size(16 << 20, 1 << 20);
     if let Some(user) = &s.username {
         o.set_credentials(user.clone(), s.password.clone().unwrap_or_default());
     }

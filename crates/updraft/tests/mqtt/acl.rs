@@ -100,4 +100,39 @@ async fn certificates_are_issued_by_operators_for_known_devices(backend: Backend
     plain.post("/api/v1/devices/cam6/mqtt-certificate", json!({})).await.expect(409, Some("mqtt_disabled"));
 }
 
-crate::on_both_stores!(devices_use_only_their_own_topics, certificates_are_issued_by_operators_for_known_devices);
+/// A device that floods is throttled with the device API's budget, and an oversized message is
+/// refused without breaking updraft's connection.
+async fn floods_are_throttled_and_oversized_messages_refused(backend: Backend) {
+    let pki = Pki::new();
+    let broker = Broker::start(&pki);
+    let configure = crate::door(&pki, &broker, true);
+    let server = common::TestServer::start_with(backend, move |s| {
+        configure(s);
+        s.ddi_rate_limit_per_minute = 1;
+        s.ddi_rate_limit_burst = 4;
+    })
+    .await;
+    let api = common::Api::on(server);
+    firmware(&api).await;
+    let cam = device(&api, "cam9").await;
+    let mut d = Device::connect(&pki, &broker, &cam).await;
+    let big = json!({"clientToken": "big", "statusDetails": {"x": "y".repeat(1000)}, "pad": "z".repeat(70_000)});
+    let (outcome, e) = d.request("get", big).await;
+    assert_eq!(
+        (outcome.as_str(), &e["code"], &e["clientToken"]),
+        ("rejected", &json!("InvalidRequest"), &json!("big"))
+    );
+    let mut codes = Vec::new();
+    for i in 0..5 {
+        let (_, body) = d.request("get", json!({"clientToken": format!("t{i}")})).await;
+        codes.push(body["code"].as_str().unwrap_or("accepted").to_owned());
+    }
+    assert_eq!(codes.last().map(String::as_str), Some("RequestThrottled"), "{codes:?}");
+    assert!(codes.iter().filter(|c| *c == "accepted").count() >= 2, "{codes:?}");
+}
+
+crate::on_both_stores!(
+    devices_use_only_their_own_topics,
+    certificates_are_issued_by_operators_for_known_devices,
+    floods_are_throttled_and_oversized_messages_refused
+);

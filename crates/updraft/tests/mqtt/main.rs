@@ -105,7 +105,7 @@ impl Broker {
         std::fs::write(&acl, include_str!("../../../../docs/mqtt/acl")).unwrap();
         let listener = format!(
             "allow_anonymous false\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n\
-             use_identity_as_username true\nacl_file {}\n",
+             use_identity_as_username true\nacl_file {}\nmessage_size_limit 262144\n",
             pki.device_ca_cert.display(),
             pki.broker_cert.display(),
             pki.broker_key.display(),
@@ -175,7 +175,7 @@ pub async fn server(backend: Backend, pki: &Pki, broker: &Broker) -> Api {
 }
 
 /// The MQTT door's settings for `broker` (`tls`: through TLS, with updraft's certificate).
-fn door(pki: &Pki, broker: &Broker, tls: bool) -> impl FnOnce(&mut updraft_server::Settings) + use<> {
+pub fn door(pki: &Pki, broker: &Broker, tls: bool) -> impl FnOnce(&mut updraft_server::Settings) + use<> {
     let (port, ca, cert, key) =
         (broker.port, pki.broker_ca.clone(), pki.device_ca_cert.clone(), pki.device_ca_key.clone());
     move |s| {
@@ -249,6 +249,7 @@ impl Device {
     ) -> Device {
         let mut o = MqttOptions::new(thing, "127.0.0.1", broker.port);
         o.set_keep_alive(Duration::from_secs(5));
+        o.set_max_packet_size(1 << 20, 1 << 20);
         o.set_last_will(LastWill::new(
             format!("$aws/events/presence/disconnected/{thing}"),
             json!({"clientId": thing, "eventType": "disconnected"}).to_string(),
