@@ -40,10 +40,7 @@ impl MqttSettings {
     }
 }
 
-/// The thing name of a device: its id in the broker's default tenant, `{tenant}@{id}` elsewhere.
-pub fn thing_name(tenant: &str, device: &str, default_tenant: &str) -> String {
-    if tenant.eq_ignore_ascii_case(default_tenant) { device.to_owned() } else { format!("{tenant}@{device}") }
-}
+pub use updraft_iot_jobs::topic::thing_name;
 
 fn config_error(message: impl Into<String>) -> Error {
     Error::Config(message.into())

@@ -57,6 +57,15 @@ fn device_of(actor: &Actor) -> Result<(&str, &str)> {
     }
 }
 
+/// The server itself, or a gateway of `tenant`: who reads many devices' executions at once.
+fn speaks_for_devices_of(actor: &Actor, tenant: &str) -> Result<()> {
+    match actor {
+        Actor::System(_) => Ok(()),
+        Actor::Gateway { tenant: own } if own == tenant => Ok(()),
+        _ => Err(Error::new(ErrorCode::Forbidden, "only the server or a gateway reads many devices' executions")),
+    }
+}
+
 impl App {
     /// The device a device token belongs to: (tenant, device).
     pub async fn device_for_token(&self, token: &str) -> Result<Option<(String, String)>> {
@@ -148,6 +157,41 @@ impl App {
             actions.active = None;
         }
         Ok(actions)
+    }
+
+    /// What each of `devices` of `tenant` is offered now (its
+    /// [`DeviceActions::active`]), read at once for a door that pushes work to
+    /// thousands of devices: the server's own (a follower's) or a gateway's.
+    pub async fn offered_executions(&self, actor: &Actor, tenant: &str, devices: &[String]) -> Result<Vec<Execution>> {
+        speaks_for_devices_of(actor, tenant)?;
+        let mut offered = Vec::new();
+        let mut jobs: std::collections::HashMap<String, Option<Job>> = Default::default();
+        for e in self.store.offered_executions(tenant, devices).await? {
+            // As `consent_offered`, reading each job once.
+            if e.state == ExecutionState::AwaitingConsent && e.phase > 0 {
+                let job = match jobs.get(&e.job) {
+                    Some(job) => job,
+                    None => jobs.entry(e.job.clone()).or_insert(self.store.get_job(tenant, &e.job).await?),
+                };
+                if !job.as_ref().is_some_and(|job| updraft_core::waiting::consent_offered(&e, job)) {
+                    continue;
+                }
+            }
+            offered.push(e);
+        }
+        Ok(offered)
+    }
+
+    /// The histories of executions of `tenant`'s devices, by action id, read
+    /// at once (as [`App::offered_executions`]).
+    pub async fn execution_histories(
+        &self,
+        actor: &Actor,
+        tenant: &str,
+        action_ids: &[i64],
+    ) -> Result<std::collections::HashMap<i64, Vec<ExecutionEvent>>> {
+        speaks_for_devices_of(actor, tenant)?;
+        Ok(self.store.execution_histories(tenant, action_ids).await?)
     }
 
     /// Whether the device is asked for its consent to `e` now (see

@@ -104,6 +104,21 @@ pub fn presence(thing: &str, connected: bool) -> String {
     format!("{PRESENCE}{}/{thing}", if connected { "connected" } else { "disconnected" })
 }
 
+/// The thing name of a device: its id in the broker's default tenant,
+/// `{tenant}@{device}` in any other.
+pub fn thing_name(default_tenant: &str, tenant: &str, device: &str) -> String {
+    if tenant.eq_ignore_ascii_case(default_tenant) { device.to_owned() } else { format!("{tenant}@{device}") }
+}
+
+/// The (tenant, device) a thing name names, the tenant lowercased.
+pub fn parse_thing(default_tenant: &str, thing: &str) -> Option<(String, String)> {
+    let (tenant, device) = match thing.split_once('@') {
+        Some((t, d)) => (t.to_ascii_lowercase(), d),
+        None => (default_tenant.to_ascii_lowercase(), thing),
+    };
+    (!tenant.is_empty() && !device.is_empty()).then(|| (tenant, device.to_owned()))
+}
+
 /// The `rejected` topic of a topic that names no operation.
 pub fn rejected_of(topic: &str) -> String {
     format!("{topic}/rejected")
@@ -129,6 +144,16 @@ mod tests {
         }
         assert_eq!(parse(&notify("a@b")), None);
         assert_eq!(parse(&notify_next("a@b")), None);
+    }
+
+    #[test]
+    fn thing_names_carry_the_tenant_outside_the_default_one() {
+        assert_eq!(thing_name("default", "default", "dev-1"), "dev-1");
+        assert_eq!(thing_name("default", "acme", "dev-1"), "acme@dev-1");
+        assert_eq!(parse_thing("default", "dev-1"), Some(("default".into(), "dev-1".into())));
+        assert_eq!(parse_thing("default", "Acme@dev-1"), Some(("acme".into(), "dev-1".into())));
+        assert_eq!(parse_thing("default", "@dev-1"), None);
+        assert_eq!(parse_thing("default", "acme@"), None);
     }
 
     #[test]

@@ -15,8 +15,9 @@ use updraft_core::{FieldError, Page, PageRequest};
 
 use crate::query::{BuilderExt, QueryExt, query};
 use crate::{
-    ACTIVE_STATES, Conn, EVENT_SELECT, EXECUTION_LIST, EXECUTION_SELECT, EventRow, ExecutionRow, IN_PROGRESS_STATES,
-    JOB_LIST, JOB_SELECT, JobRow, OFFERED_STATES, SqlBackend, SqlStore, conflict_or, db_err, filter_sql, us,
+    ACTIVE_STATES, Conn, EVENT_SELECT, EVENT_WITH_ACTION_SELECT, EXECUTION_LIST, EXECUTION_SELECT, EventRow,
+    ExecutionRow, IN_PROGRESS_STATES, JOB_LIST, JOB_SELECT, JobRow, OFFERED_STATES, SqlBackend, SqlStore, conflict_or,
+    db_err, filter_sql, us,
 };
 
 #[async_trait]
@@ -223,6 +224,53 @@ impl<B: SqlBackend> JobStore for SqlStore<B> {
             }
         }
         Ok(actions)
+    }
+
+    async fn offered_executions(&self, tenant: &str, devices: &[String]) -> StoreResult<Vec<Execution>> {
+        let mut out: Vec<Execution> = Vec::new();
+        for chunk in devices.chunks(500) {
+            let mut q = QueryBuilder::<B::Db>::new(EXECUTION_SELECT);
+            q.push(" WHERE tenant = ").push_arg(tenant).push(format!(" AND state IN {OFFERED_STATES} AND device IN ("));
+            let mut sep = q.separated(", ");
+            for d in chunk {
+                sep.push_arg(d);
+            }
+            q.push(") ORDER BY device, action_id");
+            let rows: Vec<ExecutionRow> = q.build().rows(&self.pool).await.map_err(db_err)?;
+            for r in rows {
+                let e = Execution::try_from(r)?;
+                // The first of each device's (as `device_actions`).
+                if out.last().is_none_or(|last| last.device != e.device) {
+                    out.push(e);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn execution_histories(
+        &self,
+        tenant: &str,
+        action_ids: &[i64],
+    ) -> StoreResult<std::collections::HashMap<i64, Vec<ExecutionEvent>>> {
+        let mut out: std::collections::HashMap<i64, Vec<ExecutionEvent>> = std::collections::HashMap::new();
+        for chunk in action_ids.chunks(500) {
+            // Only `tenant`'s executions: the list is read through them.
+            let mut q = QueryBuilder::<B::Db>::new(EVENT_WITH_ACTION_SELECT);
+            q.push(" WHERE action_id IN (SELECT action_id FROM executions WHERE tenant = ").push_arg(tenant);
+            q.push(" AND action_id IN (");
+            let mut sep = q.separated(", ");
+            for a in chunk {
+                sep.push_arg(*a);
+            }
+            q.push(")) ORDER BY action_id, seq");
+            let rows: Vec<EventRow> = q.build().rows(&self.pool).await.map_err(db_err)?;
+            for r in rows {
+                let action_id = r.action_id;
+                out.entry(action_id).or_default().push(ExecutionEvent::try_from(r)?);
+            }
+        }
+        Ok(out)
     }
 
     async fn change_execution(

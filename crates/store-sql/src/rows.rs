@@ -312,6 +312,9 @@ pub const EXECUTION_SELECT: &str = "SELECT action_id, action, job, device, firmw
      progress_cnt, progress_of, created_at, updated_at, finished_at, phase FROM executions";
 pub const EVENT_SELECT: &str =
     "SELECT at, state, source, report, code, progress_cnt, progress_of, details FROM execution_events";
+/// [`EVENT_SELECT`] with the event's execution.
+pub const EVENT_WITH_ACTION_SELECT: &str =
+    "SELECT at, state, source, report, code, progress_cnt, progress_of, details, action_id FROM execution_events";
 /// The states of unfinished executions, as an SQL list.
 pub const ACTIVE_STATES: &str = "('queued', 'awaiting_consent', 'notified', 'downloading', 'downloaded', 'installing')";
 /// States of an execution the device is working on (`ExecutionState::is_in_progress`).
@@ -457,6 +460,9 @@ pub struct EventRow {
     progress_cnt: Option<i64>,
     progress_of: Option<i64>,
     details: Json<Vec<String>>,
+    /// The execution's, where a read selects it.
+    #[sqlx(default)]
+    pub action_id: i64,
 }
 
 impl TryFrom<EventRow> for ExecutionEvent {

@@ -186,7 +186,7 @@ pub async fn run(args: AgentArgs, conn: &Conn, token_on_command_line: bool) -> a
         m.ca_file = args.mqtt_ca_file;
         m.client_cert_file = args.mqtt_cert_file;
         m.client_key_file = args.mqtt_key_file;
-        (m, updraft_agent::mqtt::thing_name(&args.tenant, &args.controller_id, &args.mqtt_default_tenant))
+        (m, updraft_agent::mqtt::thing_name(&args.mqtt_default_tenant, &args.tenant, &args.controller_id))
     });
     let mut config = AgentConfig::new(server, args.tenant, args.controller_id, auth, args.state_dir, installer);
     config.trust = trust;

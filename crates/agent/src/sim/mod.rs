@@ -584,7 +584,7 @@ impl Fleet {
             Some(settings) => {
                 for device in devices {
                     let thing =
-                        crate::mqtt::thing_name(&shared.config.tenant, &device.id, &shared.config.mqtt_default_tenant);
+                        crate::mqtt::thing_name(&shared.config.mqtt_default_tenant, &shared.config.tenant, &device.id);
                     tasks.spawn(mqtt::run_device(shared.clone(), device, http.clone(), settings.clone(), thing));
                 }
             }

@@ -108,6 +108,16 @@ pub trait JobStore: Send + Sync {
     async fn execution_history(&self, tenant: &str, action_id: i64) -> StoreResult<Vec<ExecutionEvent>>;
     /// What the device API offers `device` (see [`DeviceActions`]).
     async fn device_actions(&self, tenant: &str, device: &str) -> StoreResult<DeviceActions>;
+    /// [`DeviceActions::active`] of each of `devices` that has one, at once
+    /// (a push to thousands of devices).
+    async fn offered_executions(&self, tenant: &str, devices: &[String]) -> StoreResult<Vec<Execution>>;
+    /// The histories of these executions of `tenant`, each oldest first, by
+    /// action id (an execution of another tenant, or none, is absent).
+    async fn execution_histories(
+        &self,
+        tenant: &str,
+        action_ids: &[i64],
+    ) -> StoreResult<std::collections::HashMap<i64, Vec<ExecutionEvent>>>;
     /// Changes one execution as `rule` decides, atomically with reading it: the
     /// new state, its history event, and what follows from it (a success sets
     /// the device's installed versions; the last execution to finish completes

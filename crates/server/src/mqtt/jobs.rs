@@ -57,7 +57,7 @@ fn read<T: DeserializeOwned + Default>(payload: &[u8]) -> Result<T, Refusal> {
     serde_json::from_value(value).map_err(|e| Refusal::new(ErrorCode::InvalidRequest, e.to_string()))
 }
 
-fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
+pub(super) fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).unwrap_or_default()
 }
 

@@ -30,8 +30,9 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, Transport};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use updraft_app::Actor;
-use updraft_core::job::{Execution, ExecutionState};
+use updraft_core::job::Execution;
 use updraft_iot_jobs::topic::{self, Parsed, Request};
+pub use updraft_iot_jobs::topic::{parse_thing, thing_name};
 use updraft_iot_jobs::{JobExecution, Notify, NotifyNext, Status};
 
 use crate::AppState;
@@ -47,8 +48,10 @@ const SHARDS: usize = 8;
 const MAX_TOLD: usize = 1_000_000;
 /// How long a job and its firmware are kept for job documents.
 const DOCUMENT_CACHE: Duration = Duration::from_secs(2);
-/// Devices whose notifications are computed at once.
-const NOTIFY_CONCURRENCY: usize = 16;
+/// Devices whose notifications are read and sent together.
+const NOTIFY_CHUNK: usize = 500;
+/// Chunks of devices notified at once.
+const NOTIFY_CONCURRENCY: usize = 4;
 
 /// What the door's tasks share.
 pub struct Door {
@@ -180,70 +183,104 @@ impl Door {
         }
     }
 
-    /// Tells one device what is pending (`notify`) and what is next
+    /// Tells devices of `tenant` what is pending (`notify`) and what is next
     /// (`notify-next`), as AWS IoT Jobs does: only when the next execution is
-    /// another than the one last told (unless `force`), not when it merely
-    /// moved on. An operator's cancellation waiting for a device that talks
-    /// MQTT is closed once it is told (its job is `CANCELED` for it).
-    /// `false`: not published.
-    async fn notify(&self, tenant: &str, device: &str, force: bool) -> bool {
-        let actor = Actor::Device { tenant: tenant.to_owned(), device: device.to_owned() };
-        let thing = self.thing(tenant, device);
-        let now = self.state.now().as_second();
-        let active = match self.state.app.device_actions(&actor).await {
-            Ok(a) => a.active,
+    /// another than the one last told (unless the device's `force`), not when
+    /// it merely moved on. Their executions and histories are read at once. An
+    /// operator's cancellation waiting for a device that talks MQTT is closed
+    /// once it is told (its job is `CANCELED` for it). Returns the devices not
+    /// published to (the broker is away).
+    async fn notify(&self, tenant: &str, devices: Vec<(String, bool)>) -> Vec<(String, bool)> {
+        let app = &self.state.app;
+        let system = Actor::System("mqtt");
+        let ids: Vec<String> = devices.iter().map(|(d, _)| d.clone()).collect();
+        let mut offered: HashMap<String, Execution> = match app.offered_executions(&system, tenant, &ids).await {
+            Ok(all) => all.into_iter().map(|e| (e.device.clone(), e)).collect(),
             Err(e) => {
-                tracing::warn!(%tenant, %device, error = %e, "mqtt notification not computed");
-                return true;
+                tracing::warn!(%tenant, devices = ids.len(), error = %e, "mqtt notifications not computed");
+                return Vec::new();
             }
         };
-        let shown = active.as_ref().filter(|e| !e.cancel_requested && document::status(e).is_some());
-        let identity = shown.map(|e| (e.job.clone(), e.attempt));
-        if !force && self.told.lock().expect("not poisoned").get(&thing) == Some(&identity) {
-            return true;
+        // Who is told something new.
+        let mut told_now = Vec::new();
+        {
+            let told = self.told.lock().expect("not poisoned");
+            for (device, force) in devices {
+                let active = offered.remove(&device);
+                let thing = self.thing(tenant, &device);
+                let shown = active.as_ref().filter(|e| !e.cancel_requested && document::status(e).is_some());
+                let identity = shown.map(|e| (e.job.clone(), e.attempt));
+                if force || told.get(&thing) != Some(&identity) {
+                    told_now.push((device, force, thing, identity, active));
+                }
+            }
         }
-        let mut pending = std::collections::BTreeMap::new();
-        let mut next = None;
-        let mut canceled = None;
-        if let Some(e) = active.filter(|e| e.state != ExecutionState::Queued) {
-            if e.cancel_requested {
-                canceled = Some(e);
-            } else if let Some(status) = document::status(&e) {
-                let shown = async {
-                    let facts = document::Facts::of(&self.state.app.device_history(&actor, &e).await?);
-                    let doc = self.document(&actor, &e).await?;
-                    Ok::<_, updraft_app::Error>((facts, doc))
-                };
-                match shown.await {
-                    Ok((facts, doc)) => {
+        let shown: Vec<i64> = told_now
+            .iter()
+            .filter_map(|(.., e)| e.as_ref().filter(|e| !e.cancel_requested))
+            .map(|e| e.action_id)
+            .collect();
+        let mut histories = if shown.is_empty() {
+            HashMap::new()
+        } else {
+            match app.execution_histories(&system, tenant, &shown).await {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::warn!(%tenant, devices = shown.len(), error = %e, "mqtt notifications not computed");
+                    return Vec::new();
+                }
+            }
+        };
+        let now = self.state.now().as_second();
+        let mut failed = Vec::new();
+        let mut canceled = Vec::new();
+        for (device, force, thing, identity, active) in told_now {
+            let actor = Actor::Device { tenant: tenant.to_owned(), device: device.clone() };
+            let mut pending = std::collections::BTreeMap::new();
+            let mut next = None;
+            match active {
+                Some(e) if e.cancel_requested => canceled.push((actor.clone(), thing.clone(), e)),
+                Some(e) => {
+                    if let Some(status) = document::status(&e) {
+                        let facts = document::Facts::of(&histories.remove(&e.action_id).unwrap_or_default());
+                        let doc = match self.document(&actor, &e).await {
+                            Ok(doc) => doc,
+                            Err(err) => {
+                                tracing::warn!(%tenant, %device, error = %err, "mqtt notification not computed");
+                                continue;
+                            }
+                        };
                         if matches!(status, Status::Queued | Status::InProgress) {
                             pending.insert(status, vec![document::summary(&e, &facts)]);
                         }
                         next = Some(document::execution(&e, status, &facts, &thing, doc));
                     }
-                    Err(err) => tracing::warn!(%tenant, %device, error = %err, "mqtt notification not computed"),
                 }
+                None => {}
             }
-        }
-        let sent = self.publish(topic::notify(&thing), jobs_json(&Notify { jobs: pending, timestamp: now }))
-            && self.publish(topic::notify_next(&thing), jobs_json(&NotifyNext { execution: next, timestamp: now }));
-        if sent {
+            let sent = self.publish(topic::notify(&thing), jobs::json(&Notify { jobs: pending, timestamp: now }))
+                && self
+                    .publish(topic::notify_next(&thing), jobs::json(&NotifyNext { execution: next, timestamp: now }));
+            if !sent {
+                failed.push((device, force));
+                canceled.retain(|(_, t, _)| *t != thing);
+                continue;
+            }
             metrics::counter!(MQTT_NOTIFICATIONS).increment(2);
             let mut told = self.told.lock().expect("not poisoned");
             if told.len() >= MAX_TOLD && !told.contains_key(&thing) {
                 told.clear();
             }
-            told.insert(thing.clone(), identity);
+            told.insert(thing, identity);
         }
-        if sent
-            && let Some(e) = canceled
-            && self.online.lock().expect("not poisoned").contains(&thing)
-        {
-            if let Err(jobs::Refusal(_, err, _)) = jobs::acknowledge_cancel(self, &actor, &e).await {
-                tracing::warn!(%tenant, %device, error = %err, "closing a cancellation told over MQTT failed");
+        for (actor, thing, e) in canceled {
+            if self.online.lock().expect("not poisoned").contains(&thing)
+                && let Err(jobs::Refusal(_, err, _)) = jobs::acknowledge_cancel(self, &actor, &e).await
+            {
+                tracing::warn!(%thing, error = %err, "closing a cancellation told over MQTT failed");
             }
         }
-        sent
+        failed
     }
 
     async fn presence(&self, thing: &str, connected: bool) {
@@ -273,24 +310,6 @@ impl Door {
             tracing::debug!(%thing, "device disconnected from mqtt");
         }
     }
-}
-
-fn jobs_json<T: serde::Serialize>(v: &T) -> Vec<u8> {
-    serde_json::to_vec(v).unwrap_or_default()
-}
-
-/// The thing name of a device: its id in the default tenant, `{tenant}@{device}` elsewhere.
-pub fn thing_name(default_tenant: &str, tenant: &str, device: &str) -> String {
-    if tenant.eq_ignore_ascii_case(default_tenant) { device.to_owned() } else { format!("{tenant}@{device}") }
-}
-
-/// The (tenant, device) a thing name names.
-pub fn parse_thing(default_tenant: &str, thing: &str) -> Option<(String, String)> {
-    let (tenant, device) = match thing.split_once('@') {
-        Some((t, d)) => (t.to_ascii_lowercase(), d),
-        None => (default_tenant.to_ascii_lowercase(), thing),
-    };
-    (!tenant.is_empty() && !device.is_empty()).then(|| (tenant, device.to_owned()))
 }
 
 /// What updraft's connection to the broker is made of.
@@ -524,21 +543,34 @@ async fn notifier(door: Arc<Door>, mut notes: mpsc::UnboundedReceiver<Note>) {
             collect(more, &mut batch);
         }
         if !door.connected.load(Ordering::SeqCst) {
-            waiting.extend(batch.into_iter().map(|(t, d, c)| ((t, d), c)));
+            for (t, d, c) in batch {
+                *waiting.entry((t, d)).or_default() |= c;
+            }
             continue;
         }
-        let mut seen = HashSet::new();
-        batch.retain(|(t, d, _)| seen.insert((t.clone(), d.clone())));
-        let failed: Vec<(String, String, bool)> = futures_util::stream::iter(batch)
-            .map(|(t, d, c)| {
+        // Each device once (forced if any of its notes was), in chunks per tenant.
+        let mut devices: HashMap<String, HashMap<String, bool>> = HashMap::new();
+        for (t, d, c) in batch {
+            *devices.entry(t).or_default().entry(d).or_default() |= c;
+        }
+        let chunks = devices.into_iter().flat_map(|(tenant, devices)| {
+            let devices: Vec<(String, bool)> = devices.into_iter().collect();
+            devices.chunks(NOTIFY_CHUNK).map(|c| (tenant.clone(), c.to_vec())).collect::<Vec<_>>()
+        });
+        let failed: Vec<Vec<(String, (String, bool))>> = futures_util::stream::iter(chunks)
+            .map(|(tenant, chunk)| {
                 let door = door.clone();
-                async move { if door.notify(&t, &d, c).await { None } else { Some((t, d, c)) } }
+                async move {
+                    let failed = door.notify(&tenant, chunk).await;
+                    failed.into_iter().map(|f| (tenant.clone(), f)).collect()
+                }
             })
             .buffer_unordered(NOTIFY_CONCURRENCY)
-            .filter_map(|x| async move { x })
             .collect()
             .await;
-        waiting.extend(failed.into_iter().map(|(t, d, c)| ((t, d), c)));
+        for (t, (d, c)) in failed.into_iter().flatten() {
+            *waiting.entry((t, d)).or_default() |= c;
+        }
     }
 }
 
@@ -556,20 +588,5 @@ async fn refresh_presence(door: Arc<Door>, mut stop: watch::Receiver<bool>) {
                 door.state.app.device_seen(&Actor::Device { tenant, device });
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn thing_names_carry_the_tenant_outside_the_default_one() {
-        assert_eq!(thing_name("default", "default", "dev-1"), "dev-1");
-        assert_eq!(thing_name("default", "acme", "dev-1"), "acme@dev-1");
-        assert_eq!(parse_thing("default", "dev-1"), Some(("default".into(), "dev-1".into())));
-        assert_eq!(parse_thing("default", "Acme@dev-1"), Some(("acme".into(), "dev-1".into())));
-        assert_eq!(parse_thing("default", "@dev-1"), None);
-        assert_eq!(parse_thing("default", "acme@"), None);
     }
 }

@@ -65,6 +65,16 @@ pub async fn jobs_and_executions(store: &dyn Store) {
     assert_eq!(history.len(), 2);
     assert_eq!((history[0].report.as_str(), history[0].state), ("created", ExecutionState::Queued));
     assert_eq!((history[1].report.as_str(), history[1].state), ("released", ExecutionState::Notified));
+    // The same, read for many devices at once.
+    let devices: Vec<String> = ["d2", "d1", "ghost", "d0"].map(String::from).into();
+    let offered = store.offered_executions("acme", &devices).await.unwrap();
+    assert_eq!(offered, [active.clone(), consent.clone()], "each offered execution once, by device");
+    assert!(store.offered_executions("globex", &devices).await.unwrap().is_empty(), "per tenant");
+    let histories = store.execution_histories("acme", &[active.action_id, consent.action_id, 999]).await.unwrap();
+    assert_eq!(histories.len(), 2);
+    assert_eq!(histories[&active.action_id], history);
+    assert_eq!(histories[&consent.action_id], store.execution_history("acme", consent.action_id).await.unwrap());
+    assert!(store.execution_histories("globex", &[active.action_id]).await.unwrap().is_empty(), "per tenant");
     let jobs = store.list_jobs("acme", None, &page("created_at", SortOrder::Desc, 10, 0, None)).await.unwrap();
     assert_eq!(jobs.total, 1);
     let in_use = store.delete_firmware("acme", "fw2").await;
