@@ -191,6 +191,7 @@ impl Door {
     /// once it is told (its job is `CANCELED` for it). Returns the devices not
     /// published to (the broker is away).
     async fn notify(&self, tenant: &str, devices: Vec<(String, bool)>) -> Vec<(String, bool)> {
+        let started = std::time::Instant::now();
         let app = &self.state.app;
         let system = Actor::System("mqtt");
         let ids: Vec<String> = devices.iter().map(|(d, _)| d.clone()).collect();
@@ -231,9 +232,11 @@ impl Door {
                 }
             }
         };
+        let read = started.elapsed();
         let now = self.state.now().as_second();
         let mut failed = Vec::new();
         let mut canceled = Vec::new();
+        let told_count = told_now.len();
         for (device, force, thing, identity, active) in told_now {
             let actor = Actor::Device { tenant: tenant.to_owned(), device: device.clone() };
             let mut pending = std::collections::BTreeMap::new();
@@ -273,6 +276,14 @@ impl Door {
             }
             told.insert(thing, identity);
         }
+        tracing::debug!(
+            %tenant,
+            devices = ids.len(),
+            told = told_count,
+            read_ms = read.as_millis() as u64,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "mqtt notifications published"
+        );
         for (actor, thing, e) in canceled {
             if self.online.lock().expect("not poisoned").contains(&thing)
                 && let Err(jobs::Refusal(_, err, _)) = jobs::acknowledge_cancel(self, &actor, &e).await
