@@ -83,6 +83,7 @@ error_codes! {
     RateLimited => ("rate_limited", RateLimited, "too many requests; retry later"),
     Internal => ("internal", Internal, "an internal error occurred; it was logged"),
     Unavailable => ("unavailable", Unavailable, "a backing service is unavailable; retry later"),
+    BlobUnavailable => ("blob_unavailable", Unavailable, "the file's bytes cannot be read from blob storage now (missing, cut short or unreachable); it was logged; retry later"),
     ServerAdminKey => ("server_admin_key", Conflict, "the server administrator's key cannot be deleted, downgraded or given an expiry; `updraft admin reset-key` (or a bootstrap token) replaces it"),
     LastAdminKey => ("last_admin_key", Conflict, "this is the tenant's last admin key that never expires; issue another one first"),
     TrustRootRefused => ("trust_root_refused", Unprocessable, "the root metadata was refused: not signed as TUF requires, or naming online keys updraft does not hold; `details` says why"),
@@ -202,6 +203,20 @@ impl From<updraft_blob::BlobError> for Error {
             updraft_blob::BlobError::NotFound(key) => Error::not_found("file", &key),
             other => Error::internal("blob storage", other),
         }
+    }
+}
+
+impl Error {
+    /// Reading the bytes of a recorded file failed (the blob store lacks
+    /// them, holds them cut short, or cannot be reached): 503
+    /// `blob_unavailable`, logged and counted. A key refused is ours to fix (500).
+    pub fn blob_unreadable(e: updraft_blob::BlobError) -> Self {
+        if matches!(e, updraft_blob::BlobError::InvalidKey(_)) {
+            return Error::internal("blob storage", e);
+        }
+        tracing::error!(error = %e, "firmware bytes unreadable");
+        metrics::counter!(crate::metrics::BLOB_FAILURES).increment(1);
+        Error::of(ErrorCode::BlobUnavailable)
     }
 }
 

@@ -493,7 +493,11 @@ impl App {
         actor.require(Access::Read)?;
         let firmware = self.get_firmware(actor, id).await?;
         let file = firmware.files.into_iter().find(|f| f.name == name).ok_or_else(|| Error::not_found("file", name))?;
-        let read = self.blobs.read(&file.blob, None).await?;
+        let read = self.blobs.read(&file.blob, None).await.map_err(Error::blob_unreadable)?;
+        if read.len != file.size {
+            let (key, found, expected) = (file.blob.clone(), read.len, file.size);
+            return Err(Error::blob_unreadable(updraft_blob::BlobError::Length { key, found, expected }));
+        }
         Ok((file, read))
     }
 }

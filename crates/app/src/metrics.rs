@@ -6,6 +6,8 @@ pub const PRESENCE_FLUSHED: &str = "updraft_presence_flushed_total";
 pub const WORKER_TICKS: &str = "updraft_worker_ticks_total";
 /// How long the last tick took, in seconds, by worker.
 pub const WORKER_LAST_TICK: &str = "updraft_worker_last_tick_seconds";
+/// Reads of firmware bytes that failed (missing, cut short, store unreachable): answered 503.
+pub const BLOB_FAILURES: &str = "updraft_blob_failures_total";
 /// Executions the scheduler released to devices.
 pub const EXECUTIONS_RELEASED: &str = "updraft_executions_released_total";
 /// Executions the scheduler ended as timed out.

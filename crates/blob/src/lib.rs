@@ -1,6 +1,6 @@
 //! Firmware file storage behind one trait, [`BlobStore`], so the server does
-//! not care where the bytes live (local disk today, S3-compatible storage
-//! later).
+//! not care where the bytes live: local disk ([`LocalBlobStore`], the
+//! default) or an S3-compatible bucket ([`S3BlobStore`]).
 //!
 //! Writes are streamed: a [`BlobWriter`] hashes (SHA-256, SHA-1, MD5) and
 //! counts bytes as they arrive and hands each chunk to the backend's
@@ -10,6 +10,7 @@
 //! rejected upload costs no space. Reads are streamed too, whole or by range.
 
 mod local;
+mod s3;
 
 use std::pin::Pin;
 use std::time::{Duration, SystemTime};
@@ -21,6 +22,7 @@ use sha2::{Digest, Sha256, Sha512};
 use tokio::io::AsyncRead;
 
 pub use local::{LocalBlobStore, create_private_dir};
+pub use s3::{S3BlobStore, S3Config};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {
@@ -30,6 +32,8 @@ pub enum BlobError {
     InvalidKey(String),
     #[error("range {start}-{end} is not within blob `{key}` of {len} bytes")]
     Range { key: String, start: u64, end: u64, len: u64 },
+    #[error("blob `{key}` holds {found} bytes, not the {expected} recorded")]
+    Length { key: String, found: u64, expected: u64 },
     #[error("blob storage i/o: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -89,7 +93,7 @@ pub trait BlobStore: Send + Sync + 'static {
     /// A URL from which the blob can be fetched directly, without credentials,
     /// until `expires` from now, when the backend can sign one. Local disk
     /// cannot, so the server streams the bytes itself.
-    fn presigned_url(&self, _key: &str, _expires: Duration) -> Option<String> {
+    async fn presigned_url(&self, _key: &str, _expires: Duration) -> Option<String> {
         None
     }
 }
@@ -230,7 +234,11 @@ mod tests {
         let again = put(store.as_ref(), b"replaced").await;
         store.persist(again, "t/fw1/app.bin").await.unwrap();
         assert_eq!(read_all(store.as_ref(), "t/fw1/app.bin", None).await, (b"replaced".to_vec(), 8));
-        assert_eq!(store.presigned_url("t/fw1/app.bin", Duration::from_secs(60)), None, "local disk signs nothing");
+        assert_eq!(
+            store.presigned_url("t/fw1/app.bin", Duration::from_secs(60)).await,
+            None,
+            "local disk signs nothing"
+        );
     }
 
     #[tokio::test]

@@ -20,6 +20,8 @@ pub const UPLOAD_BYTES: &str = "updraft_firmware_upload_bytes_total";
 pub const DDI_POLLS: &str = "updraft_ddi_polls_total";
 /// Device feedback reports accepted, by report.
 pub const DDI_FEEDBACK: &str = "updraft_ddi_feedback_total";
+/// Artifact downloads redirected to a presigned URL of the bucket.
+pub const ARTIFACT_REDIRECTS: &str = "updraft_artifact_redirects_total";
 /// Artifact bytes sent to devices.
 pub const ARTIFACT_BYTES: &str = "updraft_artifact_bytes_total";
 /// Failed authentications (wrong API key, device or gateway token, or password).

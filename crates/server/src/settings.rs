@@ -131,6 +131,46 @@ pub struct Settings {
     pub tuf_timestamp_expiry_hours: u64,
     /// The MQTT door (AWS IoT Jobs' device API through a broker): off unless `mqtt.url` is set.
     pub mqtt: MqttSettings,
+    /// Where firmware bytes live: local files (the default) or an S3-compatible bucket.
+    pub blobs: BlobSettings,
+}
+
+/// `[blobs]`: where firmware bytes live (see README, "Firmware in S3").
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct BlobSettings {
+    /// `s3://{bucket}[/{prefix}]` for an S3-compatible bucket. Unset: files
+    /// under `<data_dir>/firmware`.
+    pub url: Option<String>,
+    /// The S3 service's URL (MinIO, Ceph, R2, …: `http://127.0.0.1:9000`).
+    /// Unset: AWS's, or `AWS_ENDPOINT_URL`.
+    pub endpoint: Option<String>,
+    /// Unset: `AWS_REGION` (or `us-east-1`).
+    pub region: Option<String>,
+    /// The bucket's credentials. Unset: `AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY` (and `AWS_SESSION_TOKEN`) from the environment.
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    /// Devices' artifact downloads are redirected (307) to a presigned URL
+    /// of the bucket, which carries the bytes (put a CDN in front with `endpoint`);
+    /// off: updraft streams them, with the same Range and validators.
+    pub presigned_downloads: bool,
+    /// How long a presigned download link works, in seconds.
+    pub presigned_ttl_secs: u64,
+}
+
+impl Default for BlobSettings {
+    fn default() -> Self {
+        BlobSettings {
+            url: None,
+            endpoint: None,
+            region: None,
+            access_key_id: None,
+            secret_access_key: None,
+            presigned_downloads: false,
+            presigned_ttl_secs: 3600,
+        }
+    }
 }
 
 /// `[mqtt]`: devices that keep an MQTT connection (see `docs/mqtt.md`).
@@ -253,6 +293,7 @@ impl Default for Settings {
             tuf_snapshot_expiry_days: 7,
             tuf_timestamp_expiry_hours: 24,
             mqtt: MqttSettings::default(),
+            blobs: BlobSettings::default(),
         }
     }
 }

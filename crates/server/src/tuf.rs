@@ -124,7 +124,7 @@ async fn target(
             };
             crate::ddi::files::respond(&state.blobs, file, &method, &headers, crate::metrics::ARTIFACT_BYTES)
                 .await
-                .map_err(|e| ApiError(e.into()))
+                .map_err(|e| ApiError(updraft_app::Error::blob_unreadable(e)))
         }
         TrustServed::Metadata(_) => Err(ApiError::of(ErrorCode::NotFound)),
     }

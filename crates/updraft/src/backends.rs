@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use updraft_app::store::Store;
 use updraft_app::{App, Clock};
-use updraft_blob::{BlobStore, LocalBlobStore};
+use updraft_blob::{BlobStore, LocalBlobStore, S3BlobStore, S3Config};
 use updraft_server::{AppState, Settings};
 
 /// Opens the store the settings name: PostgreSQL for a `postgres://` URL,
@@ -31,10 +31,33 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
 /// The application over the backends the settings name.
 pub async fn open(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
     let store = open_store(settings).await?;
-    let blobs: Arc<dyn BlobStore> =
-        Arc::new(LocalBlobStore::open(&settings.data_dir.join("firmware")).await.context("opening firmware storage")?);
+    let blobs = open_blobs(settings).await?;
     let crypto = Arc::new(crate::crypto::Tuf::new(sealer(settings, store.backend()).await?));
     Ok(App::new(store, blobs, settings.app_config(), clock, crypto))
+}
+
+/// The blob storage the settings name: an S3-compatible bucket for an `s3://`
+/// `blobs.url`, otherwise files under `<data_dir>/firmware`.
+pub async fn open_blobs(settings: &Settings) -> anyhow::Result<Arc<dyn BlobStore>> {
+    let b = &settings.blobs;
+    match b.url.as_deref() {
+        Some(url) if url.starts_with("s3://") => {
+            let config = S3Config {
+                url: url.to_owned(),
+                endpoint: b.endpoint.clone(),
+                region: b.region.clone(),
+                access_key_id: b.access_key_id.clone(),
+                secret_access_key: b.secret_access_key.clone(),
+            };
+            Ok(Arc::new(S3BlobStore::open(&config).context("opening the firmware bucket")?))
+        }
+        Some(other) => anyhow::bail!(
+            "unsupported blobs.url `{other}`: use s3://bucket[/prefix], or leave it unset for local files"
+        ),
+        None => Ok(Arc::new(
+            LocalBlobStore::open(&settings.data_dir.join("firmware")).await.context("opening firmware storage")?,
+        )),
+    }
 }
 
 /// The sealer of secrets at rest, under the configured key-encryption key:

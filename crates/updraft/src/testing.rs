@@ -109,6 +109,33 @@ impl TestServer {
         server
     }
 
+    /// Another replica of this server: on the same database (and blob
+    /// storage, when it is a bucket) with the same key-encryption key, but its
+    /// own data directory, as replicas on separate machines.
+    pub async fn replica(&self) -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mut settings = self.settings.clone();
+        if settings.key_encryption_key.is_none() && settings.key_encryption_key_file.is_none() {
+            let kek = std::fs::read_to_string(self.settings.data_dir.join("key-encryption.key")).expect("the key file");
+            settings.key_encryption_key = Some(kek.trim().to_owned());
+        }
+        settings.data_dir = dir.path().to_path_buf();
+        let mut server = Self::start_settings(settings).await;
+        server._dir = Some(dir);
+        server
+    }
+
+    /// `n` replicas on one fresh PostgreSQL database (see [`TestServer::replica`]).
+    pub async fn replicas(n: usize, configure: impl FnOnce(&mut Settings)) -> Vec<Self> {
+        let first = Self::start_with(Backend::Postgres, configure).await;
+        let mut all = Vec::with_capacity(n);
+        for _ in 1..n {
+            all.push(first.replica().await);
+        }
+        all.insert(0, first);
+        all
+    }
+
     /// Starts a server with exactly these settings (to restart on the same data).
     pub async fn start_settings(settings: Settings) -> Self {
         Self::start_settings_clocked(settings, Arc::new(updraft_app::SystemClock)).await

@@ -13,6 +13,7 @@ on_both_stores!(
     authentication_and_isolation,
     feedback_rules,
     artifact_downloads_and_ranges,
+    unreadable_artifacts_answer_503_before_any_byte,
     cancel_and_confirmation,
     gateway_tokens_and_presence,
     poll_etag_changes_when_work_appears,
@@ -43,6 +44,15 @@ impl Fleet {
         }
         let r = r.send().await.unwrap();
         (r.status(), r.headers().clone(), r.bytes().await.unwrap())
+    }
+
+    /// The download link of device `i`'s artifact (through its poll and deployment).
+    async fn artifact_url(&self, i: usize) -> String {
+        let poll = self.poll(i).await;
+        let href = poll["_links"]["deploymentBase"]["href"].as_str().unwrap().to_owned();
+        let (_, _, body) = self.device_call(Method::GET, &href, &self.tokens[i], None).await;
+        let d: Value = serde_json::from_slice(&body).unwrap();
+        d["deployment"]["chunks"][0]["artifacts"][0]["_links"]["download-http"]["href"].as_str().unwrap().to_owned()
     }
 
     async fn poll(&self, i: usize) -> Value {
@@ -342,12 +352,7 @@ async fn feedback_rules(b: Backend) {
 
 async fn artifact_downloads_and_ranges(b: Backend) {
     let f = fleet(b, 2, false).await;
-    let poll = f.poll(0).await;
-    let href = poll["_links"]["deploymentBase"]["href"].as_str().unwrap().to_owned();
-    let (_, _, body) = f.device_call(Method::GET, &href, &f.tokens[0], None).await;
-    let d: Value = serde_json::from_slice(&body).unwrap();
-    let url =
-        d["deployment"]["chunks"][0]["artifacts"][0]["_links"]["download-http"]["href"].as_str().unwrap().to_owned();
+    let url = f.artifact_url(0).await;
     let len = f.image.len();
     let get = |range: Option<&'static str>, extra: Option<(&'static str, String)>| {
         let mut r = f.api.http.get(&url).header("authorization", format!("TargetToken {}", f.tokens[0]));
@@ -434,6 +439,59 @@ async fn artifact_downloads_and_ranges(b: Backend) {
         .unwrap();
     let list: Value = list.json().await.unwrap();
     assert_eq!(list[0]["filename"], "app.bin");
+}
+
+/// The stored files under `dir`, recursively.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() { out.extend(files_under(&path)) } else { out.push(path) }
+    }
+    out
+}
+
+/// A replica whose blob storage lacks an image (or holds it cut short) says so
+/// with 503 in the API's error shape before any byte, never with a truncated
+/// body a device would keep retrying; each failure is logged and counted.
+async fn unreadable_artifacts_answer_503_before_any_byte(b: Backend) {
+    let f = fleet(b, 1, false).await;
+    let url = f.artifact_url(0).await;
+    let blobs = files_under(&f.api.server.data_dir().join("firmware"));
+    assert_eq!(blobs.len(), 1, "{blobs:?}");
+    let get = |range: Option<&'static str>| {
+        let mut r = f.api.http.get(&url).header("authorization", format!("TargetToken {}", f.tokens[0]));
+        if let Some(range) = range {
+            r = r.header("range", range);
+        }
+        r.send()
+    };
+    let api_download = format!("/api/v1/firmware/{}/files/app.bin", f.firmware);
+    // Cut short, then gone.
+    std::fs::write(&blobs[0], &f.image[..1000]).unwrap();
+    for round in ["cut short", "missing"] {
+        for range in [None, Some("bytes=0-9"), Some("bytes=500-1999999"), Some("bytes=0-1,10-19")] {
+            let r = get(range).await.unwrap();
+            assert_eq!(r.status(), 503, "{round} {range:?}");
+            assert!(r.headers().get("content-range").is_none());
+            let body: Value = r.json().await.unwrap();
+            assert_eq!(body["errorCode"], "hawkbit.server.error.unavailable", "{round}: {body}");
+        }
+        f.api.get(&api_download).await.expect(503, Some("blob_unavailable"));
+        std::fs::remove_file(&blobs[0]).ok();
+    }
+    let metrics = f.api.http.get(f.api.server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let failures: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("updraft_blob_failures_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no blob failure counter in {metrics}"));
+    assert!(failures >= 10.0, "{failures}");
+    // Back in place, it downloads whole again.
+    std::fs::write(&blobs[0], &f.image).unwrap();
+    let full = get(None).await.unwrap();
+    assert_eq!(full.status(), 200);
+    assert_eq!(sha256(&full.bytes().await.unwrap()), sha256(&f.image));
 }
 
 async fn cancel_and_confirmation(b: Backend) {

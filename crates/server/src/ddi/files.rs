@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::{StreamExt, TryStreamExt, stream};
 use jiff::Timestamp;
 use tokio_util::io::ReaderStream;
-use updraft_blob::{BlobReader, BlobResult, BlobStore};
+use updraft_blob::{BlobError, BlobRead, BlobReader, BlobResult, BlobStore};
 
 const BUFFER: usize = 256 * 1024;
 const BOUNDARY: &str = "THIS_STRING_SEPARATES_MULTIPART";
@@ -150,10 +150,20 @@ fn segment(
     .try_flatten()
 }
 
+/// Opens `file`'s blob (or a range of it), refusing one whose length is not
+/// the recorded one: its body would be cut off (or run past) the length sent.
+async fn open(blobs: &Arc<dyn BlobStore>, file: &FileToSend, range: Option<(u64, u64)>) -> BlobResult<BlobRead> {
+    let read = blobs.read(&file.blob, range).await?;
+    if read.len != file.len {
+        return Err(BlobError::Length { key: file.blob.clone(), found: read.len, expected: file.len });
+    }
+    Ok(read)
+}
+
 /// Answers a GET (or HEAD) for `file`, honouring `Range` and `If-Range` on a
 /// GET (range handling is defined for GET only: RFC 9110 §14.2). The blob is
-/// opened before the answer starts, so a missing one is an error rather than
-/// a cut-off body; a HEAD does not open it.
+/// opened (and its length checked) before the answer starts, so a missing or
+/// cut-off one is an error rather than a cut-off body; a HEAD does not open it.
 pub async fn respond(
     blobs: &Arc<dyn BlobStore>,
     file: FileToSend,
@@ -187,7 +197,7 @@ pub async fn respond(
             if method == Method::HEAD {
                 return Ok((StatusCode::OK, headers).into_response());
             }
-            let read = blobs.read(&file.blob, None).await?;
+            let read = open(blobs, &file, None).await?;
             metrics::counter!(counter).increment(file.len);
             (StatusCode::OK, headers, Body::from_stream(stream_of(read.reader))).into_response()
         }
@@ -197,7 +207,7 @@ pub async fn respond(
         }
         Ranges::Parts(parts) if parts.len() == 1 => {
             let (a, b) = parts[0];
-            let read = blobs.read(&file.blob, Some((a, b))).await?;
+            let read = open(blobs, &file, Some((a, b))).await?;
             headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
             set(&mut headers, header::CONTENT_RANGE, format!("bytes {a}-{b}/{}", file.len));
             set(&mut headers, header::CONTENT_LENGTH, (b - a + 1).to_string());
@@ -219,7 +229,7 @@ pub async fn respond(
                 + parts.iter().map(|(a, b)| b - a + 1).sum::<u64>()
                 + tail.len() as u64;
             // The first part is opened now (see above); each later one when the body reaches it.
-            let mut first = Some(blobs.read(&file.blob, Some(parts[0])).await?.reader);
+            let mut first = Some(open(blobs, &file, Some(parts[0])).await?.reader);
             metrics::counter!(counter).increment(parts.iter().map(|(a, b)| b - a + 1).sum::<u64>());
             let (blobs, key) = (Arc::clone(blobs), file.blob);
             let body = stream::iter(heads.into_iter().zip(parts))

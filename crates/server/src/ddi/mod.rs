@@ -1044,6 +1044,18 @@ async fn artifact(
         {
             return Ok(StatusCode::PRECONDITION_FAILED.into_response());
         }
+        let presign = &state.settings.blobs;
+        if presign.presigned_downloads
+            && method == axum::http::Method::GET
+            && let Some(url) = state
+                .blobs
+                .presigned_url(&f.blob, std::time::Duration::from_secs(presign.presigned_ttl_secs.max(1)))
+                .await
+        {
+            // The bucket carries the bytes (Range and validators are its own).
+            metrics::counter!(crate::metrics::ARTIFACT_REDIRECTS).increment(1);
+            return Ok((StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, url)]).into_response());
+        }
         let file = files::FileToSend {
             blob: f.blob.clone(),
             len: f.size,
@@ -1051,15 +1063,11 @@ async fn artifact(
             etag: f.sha1.clone(),
             modified: fw.created_at,
         };
-        return files::respond(&state.blobs, file, &method, &headers, ARTIFACT_BYTES).await.map_err(|e| match e {
-            updraft_blob::BlobError::NotFound(_) | updraft_blob::BlobError::InvalidKey(_) => {
-                DdiError::NotFound(format!("artifact {name} not found"))
-            }
-            other => {
-                tracing::error!(error = %other, "blob storage error in the device api");
-                DdiError::Unavailable
-            }
-        });
+        // The artifact is recorded: bytes this replica cannot read are its fault, not the device's
+        // (503 before any byte of the body, so the device retries later instead of keeping a cut-off file).
+        return files::respond(&state.blobs, file, &method, &headers, ARTIFACT_BYTES)
+            .await
+            .map_err(|e| DdiError::from(updraft_app::Error::blob_unreadable(e)));
     }
     let signature_of = |name: &str| {
         let f = name.strip_suffix(".sig").and_then(|base| fw.files.iter().find(|f| f.name == base))?;
