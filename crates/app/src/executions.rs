@@ -358,7 +358,7 @@ impl App {
                 0
             }
         };
-        let released = self.store.release_executions(tenant, &e.job, Some(device), &budget, self.now()).await?;
+        let released = self.store.release_executions(tenant, &e.job, Some(device), &budget, &|| self.now()).await?;
         let Some(execution) = released.executions.into_iter().next() else {
             if self.store.device_actions(tenant, device).await?.active.is_some_and(|a| a.state.is_in_progress()) {
                 return Ok(Asked::Busy);

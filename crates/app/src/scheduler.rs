@@ -139,7 +139,8 @@ async fn step_job(state: &App, tenant: &str, mut job: Job, now: Timestamp, repor
             if j.state == JobState::Running && j.spec.push { release_budget(&j.spec.pace, stats) } else { 0 }
         };
         let started = std::time::Instant::now();
-        let released = store.release_executions(tenant, &job.id, None, &budget, now).await?.devices();
+        let released =
+            store.release_executions(tenant, &job.id, None, &budget, &|| now.max(state.now())).await?.devices();
         if !released.is_empty() {
             tracing::debug!(job = %job.id, released = released.len(), elapsed_ms = started.elapsed().as_millis() as u64, "executions released");
         }

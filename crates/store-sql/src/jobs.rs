@@ -380,12 +380,12 @@ impl<B: SqlBackend> JobStore for SqlStore<B> {
         job: &str,
         device: Option<&str>,
         budget: updraft_app::store::ReleaseBudget<'_>,
-        now: Timestamp,
+        clock: updraft_app::store::ReleaseClock<'_>,
     ) -> StoreResult<updraft_app::store::Released> {
         let mut tx = self.begin_write().await?;
         // Releases of one job queue on its row: each sees the others' in its pace.
         let j: Job = Self::lock_one::<JobRow, _>(&mut tx, JOB_SELECT, "job", tenant, job).await?;
-        let stats = Self::pace_stats_in(&mut tx, tenant, job, now).await?;
+        let stats = Self::pace_stats_in(&mut tx, tenant, job, clock()).await?;
         let allowed = budget(&j, &stats);
         if allowed == 0 {
             return Ok(updraft_app::store::Released { allowed, executions: vec![] });
@@ -408,6 +408,8 @@ impl<B: SqlBackend> JobStore for SqlStore<B> {
         .await
         .map_err(db_err)?;
         let candidates = rows.into_iter().map(Execution::try_from).collect::<StoreResult<Vec<_>>>()?;
+        // Counted: what ends from now on ends after these are released (see `ReleaseClock`).
+        let now = clock();
         let devices: Vec<String> = candidates.iter().map(|e| e.device.clone()).collect();
         // Releases of other jobs to the same devices queue here; once in, look again
         // at what they committed.

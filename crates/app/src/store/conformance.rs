@@ -210,5 +210,5 @@ async fn fleet(store: &dyn Store, n: usize) {
 
 /// Releases up to `max` of job `job`'s queued executions (of tenant `acme`): the devices released.
 async fn release(store: &dyn Store, job: &str, max: u64, now: Timestamp) -> Vec<String> {
-    store.release_executions("acme", job, None, &|_, _| max, now).await.unwrap().devices()
+    store.release_executions("acme", job, None, &|_, _| max, &|| now).await.unwrap().devices()
 }

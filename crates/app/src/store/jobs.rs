@@ -35,6 +35,12 @@ pub type ExecutionRule<'a> = &'a (dyn Fn(&Execution) -> Result<Option<Transition
 /// from the job as stored and its pace statistics.
 pub type ReleaseBudget<'a> = &'a (dyn Fn(&Job, &PaceStats) -> u64 + Send + Sync);
 
+/// The clock a release reads: once for its pace statistics, and again, once
+/// they are counted, for the time its executions are released at (so that
+/// their histories never show more in progress than the pace allowed: an
+/// execution that ended after the count ends after the release too).
+pub type ReleaseClock<'a> = &'a (dyn Fn() -> Timestamp + Send + Sync);
+
 /// What a release did.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Released {
@@ -152,7 +158,7 @@ pub trait JobStore: Send + Sync {
     async fn pace_stats(&self, tenant: &str, job: &str, now: Timestamp) -> StoreResult<PaceStats>;
     /// Releases queued executions of the job to their devices (`notified`),
     /// oldest first, all in one write transaction: it reads the job (locked
-    /// against other releases of it) and its [`PaceStats`] at `now`, asks
+    /// against other releases of it) and its [`PaceStats`] at `clock()`, asks
     /// `budget` how many it may release, and releases up to that many, skipping
     /// devices working on another execution (a device never has two in
     /// progress, however many releases run at once). `device` limits it to
@@ -164,7 +170,7 @@ pub trait JobStore: Send + Sync {
         job: &str,
         device: Option<&str>,
         budget: ReleaseBudget<'_>,
-        now: Timestamp,
+        clock: ReleaseClock<'_>,
     ) -> StoreResult<Released>;
     /// Ends as `timed_out` the job's executions in progress released before `released_before`
     /// (the job's timeout, if it has one), and those whose step deadline (see

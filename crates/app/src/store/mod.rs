@@ -52,7 +52,9 @@ pub use error::{StoreError, StoreResult};
 pub use events::{
     AuditQuery, Change, Event, EventCursor, EventFeed, EventStore, StateChange, acting, current_actor, set_actor,
 };
-pub use jobs::{DeviceActions, ExecutionRule, ExecutionScope, JobStore, ReleaseBudget, Released, TimelineRow};
+pub use jobs::{
+    DeviceActions, ExecutionRule, ExecutionScope, JobStore, ReleaseBudget, ReleaseClock, Released, TimelineRow,
+};
 pub use signing::SigningStore;
 pub use tenants::TenantStore;
 pub use trust::{TrustKey, TrustMetadata, TrustRole, TrustStore};

@@ -323,7 +323,7 @@ pub async fn concurrent_releases_keep_the_pace_and_one_execution_per_device(stor
     store.create_job("acme", &one_at_a_time, &tg(&targets), t(20)).await.unwrap();
     let paced = |j: &Job, stats: &updraft_core::rollout::PaceStats| release_budget(&j.spec.pace, stats);
     let devices: Vec<String> = (0..N).map(|i| format!("d{i}")).collect();
-    let asks = devices.iter().map(|d| store.release_executions("acme", "j1", Some(d), &paced, t(30)));
+    let asks = devices.iter().map(|d| store.release_executions("acme", "j1", Some(d), &paced, &|| t(30)));
     let released: Vec<String> =
         futures_util::future::join_all(asks).await.into_iter().flat_map(|r| r.unwrap().devices()).collect();
     assert_eq!(released.len(), 1, "max_concurrency 1, asked by {N} devices at once: {released:?}");
@@ -337,7 +337,7 @@ pub async fn concurrent_releases_keep_the_pace_and_one_execution_per_device(stor
     }
     let free = |_: &Job, _: &updraft_core::rollout::PaceStats| 10;
     let ids: Vec<String> = (0..N).map(|i| format!("k{i}")).collect();
-    let asks = ids.iter().map(|j| store.release_executions("acme", j, Some("d12"), &free, t(50)));
+    let asks = ids.iter().map(|j| store.release_executions("acme", j, Some("d12"), &free, &|| t(50)));
     let released: Vec<String> =
         futures_util::future::join_all(asks).await.into_iter().flat_map(|r| r.unwrap().devices()).collect();
     assert_eq!(released, ["d12"], "asked for {N} jobs at once, a device works on one");
@@ -352,9 +352,9 @@ pub async fn concurrent_releases_keep_the_pace_and_one_execution_per_device(stor
         .items;
     assert_eq!(all.iter().filter(|e| e.state.is_in_progress()).count(), 1, "{all:#?}");
     // A device limits the release to its own execution; an unknown job is not found.
-    assert_eq!(store.release_executions("acme", "j1", Some("d12"), &free, t(60)).await.unwrap().executions, []);
+    assert_eq!(store.release_executions("acme", "j1", Some("d12"), &free, &|| t(60)).await.unwrap().executions, []);
     assert!(matches!(
-        store.release_executions("acme", "nope", None, &free, t(60)).await,
+        store.release_executions("acme", "nope", None, &free, &|| t(60)).await,
         Err(StoreError::NotFound { .. })
     ));
 }
@@ -552,8 +552,8 @@ async fn engine_invariants(store: &dyn Store) {
                         if j.state == JobState::Running { release_budget(&j.spec.pace, stats) } else { 0 }
                     };
                     let got =
-                        store.release_executions(&tenant_id, &j.id, None, &budget, t(now)).await.unwrap().devices();
-                    let again = store.release_executions(&tenant_id, &j.id, None, &budget, t(now)).await.unwrap();
+                        store.release_executions(&tenant_id, &j.id, None, &budget, &|| t(now)).await.unwrap().devices();
+                    let again = store.release_executions(&tenant_id, &j.id, None, &budget, &|| t(now)).await.unwrap();
                     assert_eq!(again.executions, [], "a tick repeated at the same instant releases nothing more");
                     for d in &got {
                         let e = store
