@@ -166,14 +166,14 @@ pub async fn run(args: ServeArgs, verbose: u8) -> anyhow::Result<()> {
         tokio::net::TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
     let app = updraft::backends::open(&settings, std::sync::Arc::new(updraft_app::SystemClock)).await?;
     let generated = app.bootstrap(settings.bootstrap_token.as_deref()).await?;
-    eprintln!("{}", banner(&settings, listener.local_addr()?, generated.as_deref()));
+    eprintln!("{}", banner(&settings, listener.local_addr()?, &app.replica, generated.as_deref()));
     let state = updraft_server::build(settings, app).await?;
     updraft_server::serve(state, listener, crate::process::shutdown_signal()).await
 }
 
 /// What a person starting the server needs: where it listens, where its data is, how the CLI
 /// reaches it, and the administrator's key on the first start (or how to recover a lost one).
-fn banner(settings: &Settings, addr: SocketAddr, generated_key: Option<&str>) -> String {
+fn banner(settings: &Settings, addr: SocketAddr, replica: &str, generated_key: Option<&str>) -> String {
     let mut local = addr;
     if local.ip().is_unspecified() {
         local.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
@@ -186,7 +186,7 @@ fn banner(settings: &Settings, addr: SocketAddr, generated_key: Option<&str>) ->
     };
     let mut text = format!(
         "\n  updraft listens on {url} (API documentation: {url}/api/docs)\n  \
-         data directory: {}\n  {database}\n",
+         data directory: {}\n  {database}\n  replica: {replica} (what its leases are held as)\n",
         data_dir.display()
     );
     match generated_key {

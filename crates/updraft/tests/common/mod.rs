@@ -3,6 +3,7 @@
 
 pub mod browser;
 pub mod fleet;
+pub mod s3;
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
