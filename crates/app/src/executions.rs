@@ -73,6 +73,21 @@ impl App {
         Ok(identity.map(|i| (i.tenant, i.id)))
     }
 
+    /// What the polls of up to `limit` devices of every tenant after `after`
+    /// need (see [`DeviceStore::poll_seeds`](crate::store::DeviceStore::poll_seeds)):
+    /// the server's own read, to fill a poll cache at start.
+    pub async fn poll_seeds(
+        &self,
+        actor: &Actor,
+        after: Option<(&str, &str)>,
+        limit: u32,
+    ) -> Result<Vec<crate::store::PollSeed>> {
+        if !matches!(actor, Actor::System(_)) {
+            return Err(Error::new(ErrorCode::Forbidden, "only the server reads every device's poll state"));
+        }
+        Ok(self.store.poll_seeds(after, limit).await?)
+    }
+
     /// The tenant a gateway token speaks for.
     pub async fn gateway_for_token(&self, token: &str) -> Result<Option<String>> {
         Ok(self.store.gateway_tenant(&token_hash(token)).await?)

@@ -50,7 +50,8 @@ use updraft_blob::BlobStore;
 /// what a device is offered, the events listeners see, saved filters and
 /// gateway tokens.
 pub use crate::store::{
-    Change, DeviceActions, DeviceIdentity, DeviceScope, Event, ExecutionScope, GatewayToken, SavedFilter, sortable,
+    Change, DeviceActions, DeviceIdentity, DeviceScope, Event, ExecutionScope, GatewayToken, PollSeed, SavedFilter,
+    sortable,
 };
 pub use actor::Actor;
 pub use error::{Error, ErrorCode, Kind, Result};

@@ -172,7 +172,7 @@ pub async fn build(settings: Settings, app: updraft_app::App) -> anyhow::Result<
     }
     let poll_cache = Arc::new(ddi::cache::PollCache::new(
         settings.poll_cache_ttl_ms.map(std::time::Duration::from_millis),
-        1_000_000,
+        settings.poll_cache_devices,
     ));
     let forget = poll_cache.clone();
     app.on_events(move |events| forget.apply(events));
@@ -219,6 +219,7 @@ pub async fn serve(
     let (stop_workers, workers) = state.app.spawn_background();
     let reloading = tls.clone().map(|tls| tokio::spawn(tls::watch(tls, stop_workers.subscribe())));
     let mqtt = mqtt::spawn(state.clone(), addr, stop_workers.subscribe())?;
+    let filling = tokio::spawn(ddi::fill_poll_cache(state.clone(), stop_workers.subscribe()));
     tracing::info!(%addr, backend = state.app.backend(), tls = tls.is_some(), "updraft listening");
     let limits = conn::Limits {
         header_read_timeout: std::time::Duration::from_secs(settings.header_read_timeout_secs.max(1)),
@@ -239,6 +240,7 @@ pub async fn serve(
     if let Some(mqtt) = mqtt {
         let _ = mqtt.await;
     }
+    let _ = filling.await;
     for w in workers {
         let _ = w.await;
     }

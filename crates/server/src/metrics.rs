@@ -18,6 +18,10 @@ pub const UPLOAD_BYTES: &str = "updraft_firmware_upload_bytes_total";
 
 /// Device API polls answered.
 pub const DDI_POLLS: &str = "updraft_ddi_polls_total";
+/// Devices whose token and idle poll answer were read into the poll cache at start, so far.
+pub const POLL_CACHE_FILLED: &str = "updraft_poll_cache_filled_devices";
+/// How long filling the poll cache at start took, in seconds (set once it is done).
+pub const POLL_CACHE_FILL_SECONDS: &str = "updraft_poll_cache_fill_seconds";
 /// Device feedback reports accepted, by report.
 pub const DDI_FEEDBACK: &str = "updraft_ddi_feedback_total";
 /// Artifact downloads redirected to a presigned URL of the bucket.

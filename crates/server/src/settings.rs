@@ -31,6 +31,10 @@ pub struct Settings {
     /// memory, in milliseconds. Unset (the default): until something changes
     /// (the poll cache follows the event stream, every replica's changes included).
     pub poll_cache_ttl_ms: Option<u64>,
+    /// The most devices whose tokens and idle poll answers are held in memory
+    /// (a few hundred bytes each); filled from the store when the server
+    /// starts. Past it the cache starts again empty.
+    pub poll_cache_devices: usize,
     /// How long events are kept in the event stream, in hours: a follower
     /// stopped for longer misses what was pruned.
     pub event_retention_hours: u64,
@@ -256,6 +260,7 @@ impl Default for Settings {
             offline_after_secs: 900,
             presence_flush_ms: 10_000,
             poll_cache_ttl_ms: None,
+            poll_cache_devices: 2_000_000,
             event_retention_hours: 168,
             follower_poll_secs: 30,
             api_rate_limit_per_sec: 200,

@@ -56,6 +56,7 @@ pub trait SqlBackend: Send + Sync + Sized + 'static {
         + Reads<FirmwareRow>
         + Reads<DeviceRow>
         + Reads<IdentityRow>
+        + Reads<PollSeedRow>
         + Reads<GroupRow>
         + Reads<GatewayRow>
         + Reads<TrustAnchorRow>

@@ -6,7 +6,7 @@ use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, QueryBuilder};
 use updraft_app::store::{
     Change, DeviceChange, DeviceIdentity, DeviceScope, DeviceStore, DeviceSummaryRow, GatewayToken, IdempotentRequest,
-    MembershipChange, SavedFilter, StoreError, StoreResult,
+    MembershipChange, PollSeed, SavedFilter, StoreError, StoreResult,
 };
 use updraft_core::filter::Filter;
 use updraft_core::{Device, FieldError, Group, NewDevice, Page, PageRequest};
@@ -14,8 +14,8 @@ use updraft_core::{Device, FieldError, Group, NewDevice, Page, PageRequest};
 use crate::query::{BuilderExt, QueryExt, query};
 use crate::{
     Conn, DEVICE_LIST, DEVICE_SELECT, DeviceRow, GROUP_LIST, GROUP_MEMBER_FILTER, GROUP_SELECT, GatewayRow, GroupRow,
-    IdentityRow, SAVED_FILTER_LIST, SAVED_FILTER_SELECT, SavedFilterRow, SqlBackend, SqlStore, conflict_or, db_err,
-    filter_sql, is_unique_violation, ts, us,
+    IdentityRow, OFFERED_STATES, PollSeedRow, SAVED_FILTER_LIST, SAVED_FILTER_SELECT, SavedFilterRow, SqlBackend,
+    SqlStore, conflict_or, db_err, filter_sql, is_unique_violation, ts, us,
 };
 
 #[async_trait]
@@ -216,6 +216,27 @@ impl<B: SqlBackend> DeviceStore for SqlStore<B> {
                 .await
                 .map_err(db_err)?;
         Ok(row.map(Into::into))
+    }
+
+    async fn poll_seeds(&self, after: Option<(&str, &str)>, limit: u32) -> StoreResult<Vec<PollSeed>> {
+        // No device has an empty tenant and id: ('', '') comes before them all.
+        let (tenant, id) = after.unwrap_or(("", ""));
+        let sql = format!(
+            "SELECT d.tenant, d.id, d.token_hash, d.attributes_requested, \
+               (SELECT max(e.action_id) FROM executions e \
+                 WHERE e.tenant = d.tenant AND e.device = d.id AND e.state = 'succeeded') AS installed, \
+               EXISTS (SELECT 1 FROM executions e \
+                 WHERE e.tenant = d.tenant AND e.device = d.id AND e.state IN {OFFERED_STATES}) AS offered \
+             FROM devices d WHERE (d.tenant, d.id) > ($1, $2) ORDER BY d.tenant, d.id LIMIT $3"
+        );
+        let rows: Vec<PollSeedRow> = query::<B>(AssertSqlSafe(sql))
+            .arg(tenant)
+            .arg(id)
+            .arg(i64::from(limit))
+            .rows(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(rows.into_iter().map(Into::into).collect())
     }
 
     async fn create_group(&self, tenant: &str, g: &Group) -> StoreResult<()> {

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use sqlx::types::Json;
-use updraft_app::store::{DeviceIdentity, GatewayToken, SavedFilter, StoreError, sortable};
+use updraft_app::store::{DeviceIdentity, GatewayToken, PollSeed, SavedFilter, StoreError, sortable};
 use updraft_core::filter::{Filter, FilterJson};
 use updraft_core::job::{EventSource, Execution, ExecutionEvent, ExecutionState, Job, JobKind, JobState, Progress};
 use updraft_core::{
@@ -557,6 +557,29 @@ pub struct IdentityRow {
 impl From<IdentityRow> for DeviceIdentity {
     fn from(r: IdentityRow) -> Self {
         DeviceIdentity { tenant: r.tenant, id: r.id, attributes_requested: r.attributes_requested }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub struct PollSeedRow {
+    tenant: String,
+    id: String,
+    token_hash: String,
+    attributes_requested: bool,
+    installed: Option<i64>,
+    offered: bool,
+}
+
+impl From<PollSeedRow> for PollSeed {
+    fn from(r: PollSeedRow) -> Self {
+        PollSeed {
+            tenant: r.tenant,
+            id: r.id,
+            token_hash: r.token_hash,
+            attributes_requested: r.attributes_requested,
+            installed: r.installed,
+            offered: r.offered,
+        }
     }
 }
 

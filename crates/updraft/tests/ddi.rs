@@ -17,6 +17,7 @@ on_both_stores!(
     cancel_and_confirmation,
     gateway_tokens_and_presence,
     poll_etag_changes_when_work_appears,
+    a_restarted_server_fills_its_poll_cache_from_the_store,
 );
 
 struct Fleet {
@@ -728,4 +729,78 @@ async fn poll_etag_changes_when_work_appears(b: Backend) {
     assert_ne!(new_etag, etag);
     let body: Value = r.json().await.unwrap();
     assert!(body["_links"]["deploymentBase"]["href"].is_string(), "{body}");
+}
+
+/// A gauge of the server's `/metrics`, when set.
+async fn gauge(api: &Api, name: &str) -> Option<f64> {
+    let text = api.http.get(api.server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// What a poll answers: status and body.
+async fn poll_as(f: &Fleet, device: &str, token: &str) -> (StatusCode, Value) {
+    let (s, _, b) = f.device_call(Method::GET, &f.ddi("default", device), token, None).await;
+    (s, serde_json::from_slice(&b).unwrap_or(Value::Null))
+}
+
+async fn a_restarted_server_fills_its_poll_cache_from_the_store(b: Backend) {
+    let mut f = fleet(b, 3, false).await;
+    // dev-0 installs the job's image; dev-1 keeps it offered; dev-2's token is replaced;
+    // `idle` was never in a job.
+    let href = f.poll(0).await["_links"]["deploymentBase"]["href"].as_str().unwrap().to_owned();
+    let action = href.rsplit('/').next().unwrap().split('?').next().unwrap().to_owned();
+    let fb = json!({"status": {"execution": "closed", "result": {"finished": "success"}}});
+    let feedback = format!("{}/deploymentBase/{action}/feedback", f.ddi("default", "dev-0"));
+    let (s, _, _) = f.device_call(Method::POST, &feedback, &f.tokens[0], Some(fb)).await;
+    assert_eq!(s, 200);
+    let old_token = f.tokens[2].clone();
+    let new_token =
+        f.api.post("/api/v1/devices/dev-2/token", json!({})).await.ok()["token"].as_str().unwrap().to_owned();
+    let idle = f.api.post("/api/v1/devices", json!({"id": "idle", "product": "thermo"})).await;
+    let idle_token = idle.expect(201, None)["token"].as_str().unwrap().to_owned();
+    let before = [
+        poll_as(&f, "dev-0", &f.tokens[0]).await,
+        poll_as(&f, "dev-1", &f.tokens[1]).await,
+        poll_as(&f, "idle", &idle_token).await,
+    ];
+    assert!(
+        before[0].1["_links"]["installedBase"]["href"].as_str().unwrap().ends_with(&format!("/installedBase/{action}"))
+    );
+    assert!(before[0].1["_links"]["configData"].is_object(), "an install asks for attributes: {}", before[0].1);
+    assert!(before[1].1["_links"]["deploymentBase"].is_object());
+
+    let settings = f.api.server.settings.clone();
+    let old_base = f.api.server.url("");
+    let dir = f.api.server.stop().await;
+    f.api = Api::on(TestServer::start_settings(settings).await);
+    for _ in 0..500 {
+        if gauge(&f.api, "updraft_poll_cache_filled_devices").await == Some(4.0)
+            && gauge(&f.api, "updraft_poll_cache_fill_seconds").await.is_some()
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(gauge(&f.api, "updraft_poll_cache_filled_devices").await, Some(4.0), "every device read at start");
+    // The polls answer as before the restart, from the filled cache or (dev-1, offered work) the store.
+    let after = [
+        poll_as(&f, "dev-0", &f.tokens[0]).await,
+        poll_as(&f, "dev-1", &f.tokens[1]).await,
+        poll_as(&f, "idle", &idle_token).await,
+    ];
+    for ((device, before), after) in ["dev-0", "dev-1", "idle"].iter().zip(&before).zip(&after) {
+        // The same links, on the new server's address.
+        let before = (before.0, before.1.to_string().replace(&old_base, &f.api.server.url("")));
+        assert_eq!(before, (after.0, after.1.to_string()), "{device}'s answer after the restart");
+    }
+    assert_eq!(poll_as(&f, "dev-2", &old_token).await.0, 401, "a replaced token stays refused");
+    assert_eq!(poll_as(&f, "dev-2", &new_token).await.0, 200);
+    // What changes after the fill reaches the polls at once.
+    f.api
+        .post("/api/v1/jobs", json!({"id": "second", "firmware": f.firmware, "devices": ["idle"]}))
+        .await
+        .expect(201, None);
+    f.api.server.tick_scheduler().await;
+    assert!(poll_as(&f, "idle", &idle_token).await.1["_links"]["deploymentBase"].is_object(), "new work is seen");
+    drop(dir);
 }

@@ -40,6 +40,22 @@ pub struct DeviceIdentity {
     pub attributes_requested: bool,
 }
 
+/// What a device's poll answer is made of when it has nothing to do, read in bulk
+/// ([`DeviceStore::poll_seeds`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PollSeed {
+    pub tenant: String,
+    pub id: String,
+    /// The hash of the device's token.
+    pub token_hash: String,
+    pub attributes_requested: bool,
+    /// The action id of its latest succeeded execution (`installedBase`).
+    pub installed: Option<i64>,
+    /// Whether an execution is offered to it (queued, in progress, awaiting
+    /// consent, or being cancelled): its poll is then not an idle one.
+    pub offered: bool,
+}
+
 /// A change to a device record; `Err` refuses it and nothing is written.
 pub type DeviceChange<'a> = &'a (dyn Fn(&mut Device) -> Result<(), Vec<FieldError>> + Send + Sync);
 
@@ -138,6 +154,10 @@ pub trait DeviceStore: Send + Sync {
     /// The device whose token hashes to `token_hash`, in any tenant.
     async fn device_identity_by_token_hash(&self, token_hash: &str) -> StoreResult<Option<DeviceIdentity>>;
     async fn device_identity(&self, tenant: &str, id: &str) -> StoreResult<Option<DeviceIdentity>>;
+    /// What a device poll needs to know of up to `limit` devices of every tenant,
+    /// in (tenant, id) order after `after`: read in pages to fill a replica's
+    /// poll cache at start, so that no device's first poll reads the database.
+    async fn poll_seeds(&self, after: Option<(&str, &str)>, limit: u32) -> StoreResult<Vec<PollSeed>>;
 
     // --- groups -----------------------------------------------------------------------
 

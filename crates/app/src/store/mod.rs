@@ -45,7 +45,7 @@ use async_trait::async_trait;
 pub use catalog::CatalogStore;
 pub use devices::{
     DeviceChange, DeviceIdentity, DeviceScope, DeviceStore, DeviceSummaryRow, GatewayToken, IdempotentRequest,
-    MembershipChange, SavedFilter,
+    MembershipChange, PollSeed, SavedFilter,
 };
 pub use engine::{EngineStore, Sighting};
 pub use error::{StoreError, StoreResult};

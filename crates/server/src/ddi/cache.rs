@@ -13,19 +13,18 @@
 //! Both maps are bounded: past `capacity` entries they are cleared.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
-use std::sync::Arc;
+use updraft_app::{Change, Event, PollSeed};
 
-use axum::body::Bytes;
-use axum::http::HeaderValue;
-use updraft_app::{Change, Event};
-
-/// Idle answers by tenant, then device: looked up with borrowed ids, no allocation.
-type IdleMap = HashMap<String, HashMap<String, (Arc<IdleAnswer>, Option<Instant>)>>;
-/// Device tokens' hashes → tenant, device, and when the entry expires (if ever).
-type TokenMap = HashMap<String, (String, String, Option<Instant>)>;
+/// What an idle poll answer is made of, by tenant, then device (looked up with
+/// borrowed ids, no allocation). The answer itself is rendered on each hit: a few
+/// bytes per device rather than its JSON, so a million devices fit.
+type IdleMap = HashMap<Arc<str>, HashMap<Box<str>, (Idle, Option<Instant>)>>;
+/// Device tokens' SHA-256 → tenant, device, and when the entry expires (if ever).
+type TokenMap = HashMap<[u8; 32], (Arc<str>, Box<str>, Option<Instant>)>;
 
 /// More devices than this in one change forget the tenant's answers at once.
 const FORGET_TENANT_ABOVE: usize = 1000;
@@ -33,7 +32,7 @@ const FORGET_TENANT_ABOVE: usize = 1000;
 pub struct PollCache {
     ttl: Option<Duration>,
     capacity: usize,
-    /// Bumped by every forget: an answer read before a forget is never cached after it.
+    /// Bumped by every forget: what was read before a forget is never cached after it.
     epoch: std::sync::atomic::AtomicU64,
     tokens: RwLock<TokenMap>,
     gateways: RwLock<HashMap<String, String>>,
@@ -42,21 +41,29 @@ pub struct PollCache {
     idle: RwLock<IdleMap>,
 }
 
-/// A rendered poll answer for a device with nothing to do.
-#[derive(Debug)]
-pub struct IdleAnswer {
-    /// The device API base URL the answer's links were built for.
-    pub base_url: String,
-    pub body: Bytes,
-    pub etag: HeaderValue,
+/// What the poll of a device with nothing to do answers, besides its links'
+/// base URL and the polling interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Idle {
+    /// The server wants the device's attributes (`configData`).
+    pub attributes_requested: bool,
+    /// The action id of the device's latest succeeded execution (`installedBase`).
+    pub installed: Option<i64>,
 }
 
 fn live(until: &Option<Instant>) -> bool {
     until.is_none_or(|u| Instant::now() < u)
 }
 
+/// A token hash (64 hex digits) as the 32 bytes it spells.
+fn token_key(hash: &str) -> Option<[u8; 32]> {
+    let mut key = [0u8; 32];
+    hex::decode_to_slice(hash, &mut key).ok().map(|()| key)
+}
+
 impl PollCache {
-    /// A cache whose entries live until a change forgets them, or at most `ttl`.
+    /// A cache whose entries live until a change forgets them, or at most `ttl`;
+    /// each map holds at most `capacity` entries.
     pub fn new(ttl: Option<Duration>, capacity: usize) -> Self {
         Self {
             ttl,
@@ -80,18 +87,31 @@ impl PollCache {
         Some(Instant::now() + ttl.mul_f64(fraction))
     }
 
-    pub fn device_for_token(&self, token_hash: &str) -> Option<(String, String)> {
-        let map = self.tokens.read().expect("cache lock");
-        map.get(token_hash).filter(|(_, _, until)| live(until)).map(|(t, d, _)| (t.clone(), d.clone()))
+    /// The tenant's shared name: one allocation per tenant, whatever its fleet.
+    fn tenant_name(map: &IdleMap, tenant: &str) -> Arc<str> {
+        map.get_key_value(tenant).map(|(t, _)| t.clone()).unwrap_or_else(|| Arc::from(tenant))
     }
 
-    pub fn remember_token(&self, token_hash: &str, tenant: &str, device: &str) {
+    pub fn device_for_token(&self, token_hash: &str) -> Option<(String, String)> {
+        let key = token_key(token_hash)?;
+        let map = self.tokens.read().expect("cache lock");
+        map.get(&key).filter(|(_, _, until)| live(until)).map(|(t, d, _)| (t.to_string(), d.to_string()))
+    }
+
+    /// Remembers whose a token is, unless something was forgotten since `epoch`
+    /// (the token may have been replaced since it was read).
+    pub fn remember_token(&self, epoch: u64, token_hash: &str, tenant: &str, device: &str) {
+        let Some(key) = token_key(token_hash) else { return };
+        let tenant = Self::tenant_name(&self.idle.read().expect("cache lock"), tenant);
         let mut map = self.tokens.write().expect("cache lock");
+        if self.epoch() != epoch {
+            return;
+        }
         if map.len() >= self.capacity {
             map.clear();
         }
         let until = self.expiry(token_hash);
-        map.insert(token_hash.to_owned(), (tenant.to_owned(), device.to_owned(), until));
+        map.insert(key, (tenant, device.into(), until));
     }
 
     /// The tenant of a gateway token, when known.
@@ -124,9 +144,9 @@ impl PollCache {
         map.entry(tenant.to_owned()).or_default().insert(device.to_owned());
     }
 
-    pub fn idle(&self, tenant: &str, device: &str) -> Option<Arc<IdleAnswer>> {
+    pub fn idle(&self, tenant: &str, device: &str) -> Option<Idle> {
         let map = self.idle.read().expect("cache lock");
-        map.get(tenant)?.get(device).filter(|(_, until)| live(until)).map(|(a, _)| a.clone())
+        map.get(tenant)?.get(device).filter(|(_, until)| live(until)).map(|(idle, _)| *idle)
     }
 
     /// The current epoch: take it before reading what an answer is built from.
@@ -134,10 +154,10 @@ impl PollCache {
         self.epoch.load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    /// Caches the answer of a device that has nothing to do, unless something
-    /// was forgotten since `epoch` (the answer may predate that change). The
-    /// caller's duty: never an answer that offers work.
-    pub fn remember_idle(&self, epoch: u64, tenant: &str, device: &str, answer: IdleAnswer) {
+    /// Caches what the poll of a device with nothing to do answers, unless
+    /// something was forgotten since `epoch` (the answer may predate that
+    /// change). The caller's duty: never a device that is offered work.
+    pub fn remember_idle(&self, epoch: u64, tenant: &str, device: &str, idle: Idle) {
         let mut map = self.idle.write().expect("cache lock");
         if self.epoch() != epoch {
             return;
@@ -146,7 +166,46 @@ impl PollCache {
             map.clear();
         }
         let until = self.expiry(device);
-        map.entry(tenant.to_owned()).or_default().insert(device.to_owned(), (Arc::new(answer), until));
+        let tenant = Self::tenant_name(&map, tenant);
+        map.entry(tenant).or_default().insert(device.into(), (idle, until));
+    }
+
+    /// Fills the cache with what the store says of many devices at once (a
+    /// replica starting), unless something was forgotten since `epoch`: their
+    /// tokens, and the idle answers of those offered nothing. Stops at capacity
+    /// rather than forgetting. Answers how many devices were taken in.
+    pub fn warm(&self, epoch: u64, seeds: &[PollSeed]) -> usize {
+        let mut idle = self.idle.write().expect("cache lock");
+        let mut tokens = self.tokens.write().expect("cache lock");
+        if self.epoch() != epoch {
+            return 0;
+        }
+        let mut idle_len: usize = idle.values().map(HashMap::len).sum();
+        let mut taken = 0;
+        for seed in seeds {
+            if tokens.len() >= self.capacity || idle_len >= self.capacity {
+                break;
+            }
+            let tenant = Self::tenant_name(&idle, &seed.tenant);
+            if let Some(key) = token_key(&seed.token_hash) {
+                tokens.insert(key, (tenant.clone(), seed.id.as_str().into(), self.expiry(&seed.token_hash)));
+            }
+            if !seed.offered {
+                let answer = Idle { attributes_requested: seed.attributes_requested, installed: seed.installed };
+                let until = self.expiry(&seed.id);
+                if idle.entry(tenant).or_default().insert(seed.id.as_str().into(), (answer, until)).is_none() {
+                    idle_len += 1;
+                }
+            }
+            taken += 1;
+        }
+        taken
+    }
+
+    /// How many device tokens and idle answers are held.
+    pub fn sizes(&self) -> (usize, usize) {
+        let idle = self.idle.read().expect("cache lock").values().map(HashMap::len).sum();
+        (self.tokens.read().expect("cache lock").len(), idle)
     }
 
     /// Forgets what events say has changed.
@@ -196,7 +255,7 @@ impl PollCache {
     /// or its token replaced).
     fn forget_deleted(&self, tenant: &str, device: &str) {
         self.forget_device(tenant, device);
-        self.tokens.write().expect("cache lock").retain(|_, (t, d, _)| !(t == tenant && d == device));
+        self.tokens.write().expect("cache lock").retain(|_, (t, d, _)| !(&**t == tenant && &**d == device));
         if let Some(known) = self.known.write().expect("cache lock").get_mut(tenant) {
             known.remove(device);
         }
@@ -219,12 +278,13 @@ impl PollCache {
 mod tests {
     use super::*;
 
-    fn answer() -> IdleAnswer {
-        IdleAnswer {
-            base_url: "http://h/t/controller/v1/d".into(),
-            body: Bytes::from_static(b"{}"),
-            etag: HeaderValue::from_static("\"1\""),
-        }
+    fn answer() -> Idle {
+        Idle { attributes_requested: false, installed: Some(7) }
+    }
+
+    /// A token hash as the device API computes it.
+    fn h(name: &str) -> String {
+        updraft_app::actor::token_hash(name)
     }
 
     fn event(change: Change) -> Event {
@@ -244,12 +304,15 @@ mod tests {
         c.remember_idle(c.epoch(), "t", "d", answer());
         c.apply(&[event(Change::JobCreated { job: "j".into() })]);
         assert!(c.idle("t", "d").is_none(), "a new job forgets the tenant's answers");
-        c.remember_token("h", "t", "d");
+        c.remember_token(c.epoch(), &h("h"), "t", "d");
         let epoch = c.epoch();
         c.remember_known(epoch, "t", "d");
-        assert_eq!(c.device_for_token("h"), Some(("t".into(), "d".into())));
+        assert_eq!(c.device_for_token(&h("h")), Some(("t".into(), "d".into())));
+        assert_eq!(c.device_for_token("not hex"), None);
         c.apply(&[event(Change::DeviceTokenChanged { device: "d".into() })]);
-        assert_eq!(c.device_for_token("h"), None, "the old token no longer authenticates");
+        assert_eq!(c.device_for_token(&h("h")), None, "the old token no longer authenticates");
+        c.remember_token(epoch, &h("h"), "t", "d");
+        assert_eq!(c.device_for_token(&h("h")), None, "a token read before it was replaced is not cached");
         assert!(!c.known("t", "d"));
         c.remember_gateway("g", "t");
         c.apply(&[event(Change::GatewayTokenDeleted { token: "x".into() })]);
@@ -263,16 +326,41 @@ mod tests {
     #[test]
     fn entries_expire_and_the_maps_stay_bounded() {
         let c = PollCache::new(Some(Duration::ZERO), 2);
-        c.remember_token("h", "t", "d");
-        assert_eq!(c.device_for_token("h"), None, "expired");
+        c.remember_token(c.epoch(), &h("h"), "t", "d");
+        assert_eq!(c.device_for_token(&h("h")), None, "expired");
         c.remember_idle(c.epoch(), "t", "d", answer());
         assert!(c.idle("t", "d").is_none(), "expired");
         let c = PollCache::new(None, 2);
         for i in 0..5 {
-            c.remember_token(&format!("h{i}"), "t", "d");
+            c.remember_token(c.epoch(), &h(&format!("h{i}")), "t", "d");
             c.remember_idle(c.epoch(), "t", &format!("d{i}"), answer());
         }
         assert!(c.tokens.read().unwrap().len() <= 2);
         assert!(c.idle.read().unwrap().values().map(HashMap::len).sum::<usize>() <= 2);
+    }
+
+    fn seed(id: &str, offered: bool) -> PollSeed {
+        PollSeed {
+            tenant: "t".into(),
+            id: id.into(),
+            token_hash: h(id),
+            attributes_requested: id == "a",
+            installed: None,
+            offered,
+        }
+    }
+
+    #[test]
+    fn warming_takes_tokens_and_idle_answers_up_to_capacity() {
+        let c = PollCache::new(None, 3);
+        let seeds = [seed("a", false), seed("b", true), seed("c", false), seed("d", false), seed("e", false)];
+        let stale = c.epoch();
+        c.apply(&[event(Change::DeviceUpdated { device: "x".into() })]);
+        assert_eq!(c.warm(stale, &seeds), 0, "read before a change: nothing is taken");
+        assert_eq!(c.warm(c.epoch(), &seeds), 3, "stops at capacity, forgetting nothing");
+        assert_eq!(c.device_for_token(&h("b")), Some(("t".into(), "b".into())));
+        assert_eq!(c.idle("t", "a"), Some(Idle { attributes_requested: true, installed: None }));
+        assert_eq!(c.idle("t", "b"), None, "a device offered work is never idle");
+        assert_eq!(c.sizes(), (3, 2));
     }
 }

@@ -33,9 +33,11 @@ use updraft_ddi as ddi;
 
 use crate::auth::token_hash;
 use crate::extract::{DdiPath, DdiQuery};
-use crate::metrics::{ARTIFACT_BYTES, DDI_FEEDBACK, DDI_POLLS, DDI_RATE_LIMITED};
+use crate::metrics::{
+    ARTIFACT_BYTES, DDI_FEEDBACK, DDI_POLLS, DDI_RATE_LIMITED, POLL_CACHE_FILL_SECONDS, POLL_CACHE_FILLED,
+};
 use crate::state::AppState;
-use cache::IdleAnswer;
+use cache::Idle;
 use updraft_app::Actor;
 use updraft_app::executions::{Action, Module};
 
@@ -379,11 +381,62 @@ pub(crate) async fn device_of_token(state: &AppState, token: &str) -> updraft_ap
     if let Some(known) = state.poll_cache.device_for_token(&hash) {
         return Ok(Some(known));
     }
+    let epoch = state.poll_cache.epoch();
     let found = state.app.device_for_token(token.trim()).await?;
     if let Some((t, d)) = &found {
-        state.poll_cache.remember_token(&hash, t, d);
+        state.poll_cache.remember_token(epoch, &hash, t, d);
     }
     Ok(found)
+}
+
+/// Devices read from the store per page while the poll cache fills.
+const FILL_PAGE: u32 = 5000;
+
+/// Fills the poll cache from the store when the server starts, page by page,
+/// so that each device's first poll after a restart is answered from memory
+/// like every later one. A page read while something changed is read again
+/// (its answers may predate the change); polls meanwhile read the store.
+pub(crate) async fn fill_poll_cache(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let started = std::time::Instant::now();
+    let system = Actor::System("poll-cache".into());
+    let (mut after, mut filled, mut retries) = (None::<(String, String)>, 0usize, 0u32);
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let epoch = state.poll_cache.epoch();
+        let page = tokio::select! {
+            page = state.app.poll_seeds(&system, after.as_ref().map(|(t, d)| (t.as_str(), d.as_str())), FILL_PAGE) => page,
+            _ = stop.changed() => return,
+        };
+        let seeds = match page {
+            Ok(seeds) => seeds,
+            Err(e) => {
+                tracing::warn!(error = %e, filled, "poll cache not filled: the store failed");
+                return;
+            }
+        };
+        let Some(last) = seeds.last() else { break };
+        let taken = state.poll_cache.warm(epoch, &seeds);
+        if taken == 0 && retries < 3 {
+            retries += 1;
+            continue;
+        }
+        retries = 0;
+        filled += taken;
+        metrics::gauge!(POLL_CACHE_FILLED).set(filled as f64);
+        if taken < seeds.len() && state.poll_cache.epoch() == epoch {
+            tracing::info!(filled, "poll cache full");
+            break;
+        }
+        after = Some((last.tenant.clone(), last.id.clone()));
+        if seeds.len() < FILL_PAGE as usize {
+            break;
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    metrics::gauge!(POLL_CACHE_FILL_SECONDS).set(seconds);
+    tracing::info!(devices = filled, seconds, "poll cache filled");
 }
 
 /// The tenant a gateway token belongs to, through the poll cache.
@@ -544,10 +597,10 @@ async fn job_of(state: &AppState, dev: &DdiDevice, e: &Execution) -> DdiResult<J
 async fn poll(State(state): State<AppState>, dev: DdiDevice, headers: HeaderMap) -> DdiResult<Response> {
     state.app.device_seen(&dev.actor);
     metrics::counter!(DDI_POLLS).increment(1);
-    if let Some(cached) = state.poll_cache.idle(&dev.tenant, &dev.id)
-        && cached.base_url == dev.base_url
-    {
-        return Ok(etagged(&headers, cached.body.clone(), &cached.etag));
+    if let Some(idle) = state.poll_cache.idle(&dev.tenant, &dev.id) {
+        let mut links = ddi::ControllerLinks::default();
+        idle_links(&dev, idle, &mut links);
+        return Ok(controller_base(&headers, state.settings.poll_interval_secs, links));
     }
     let epoch = state.poll_cache.epoch();
     let identity = state.app.device_identity(&dev.actor).await?.ok_or(DdiError::Unauthorized)?;
@@ -569,21 +622,34 @@ async fn poll(State(state): State<AppState>, dev: DdiDevice, headers: HeaderMap)
                 Some(ddi::Link::new(format!("{}/deploymentBase/{id}?c={}", dev.base_url, etag_param(a, window_open))));
         }
     }
-    if let Some(i) = &actions.installed {
-        links.installed_base = Some(ddi::Link::new(format!("{}/installedBase/{}", dev.base_url, i.public_id())));
+    let idle = Idle {
+        attributes_requested: identity.attributes_requested,
+        installed: actions.installed.map(|i| i.public_id()),
+    };
+    idle_links(&dev, idle, &mut links);
+    if actions.active.is_none() {
+        state.poll_cache.remember_idle(epoch, &dev.tenant, &dev.id, idle);
     }
-    if identity.attributes_requested {
+    Ok(controller_base(&headers, sleep, links))
+}
+
+/// The links every poll answer has, busy or idle: `installedBase` and `configData`.
+fn idle_links(dev: &DdiDevice, idle: Idle, links: &mut ddi::ControllerLinks) {
+    if let Some(action) = idle.installed {
+        links.installed_base = Some(ddi::Link::new(format!("{}/installedBase/{action}", dev.base_url)));
+    }
+    if idle.attributes_requested {
         links.config_data = Some(ddi::Link::new(format!("{}/configData", dev.base_url)));
     }
+}
+
+/// A poll's answer, with its ETag (304 when the device already has it).
+fn controller_base(request: &HeaderMap, sleep: u64, links: ddi::ControllerLinks) -> Response {
     let polling = ddi::Polling { sleep: ddi::format_sleep(sleep) };
     let body = ddi::ControllerBase { config: ddi::Config { polling }, links };
     let body = Bytes::from(serde_json::to_vec(&body).expect("DDI types serialize"));
     let etag = etag_of(&body);
-    if actions.active.is_none() {
-        let answer = IdleAnswer { base_url: dev.base_url.clone(), body: body.clone(), etag: etag.clone() };
-        state.poll_cache.remember_idle(epoch, &dev.tenant, &dev.id, answer);
-    }
-    Ok(etagged(&headers, body, &etag))
+    etagged(request, body, &etag)
 }
 
 fn etag_of(body: &[u8]) -> HeaderValue {

@@ -134,6 +134,14 @@ pub async fn execution_changes_are_atomic_and_complete_jobs(store: &dyn Store) {
     assert!(store.device_identity("acme", "d0").await.unwrap().unwrap().attributes_requested);
     let actions = store.device_actions("acme", "d0").await.unwrap();
     assert_eq!((actions.active, actions.installed.map(|e| e.action_id)), (None, Some(d0.action_id)));
+    // The same, read in bulk for a poll cache.
+    let seeds: Vec<_> = store.poll_seeds(None, 100).await.unwrap().into_iter().filter(|s| s.tenant == "acme").collect();
+    let view: Vec<_> = seeds.iter().map(|s| (s.id.as_str(), s.installed, s.offered)).collect();
+    assert_eq!(view, [("d0", Some(d0.action_id), false), ("d1", None, true)]);
+    let by_token = store.device_identity_by_token_hash(&seeds[1].token_hash).await.unwrap().unwrap();
+    assert_eq!((by_token.id.as_str(), by_token.attributes_requested), ("d1", seeds[1].attributes_requested));
+    let next = store.poll_seeds(Some(("acme", "d0")), 1).await.unwrap();
+    assert_eq!(next, &seeds[1..], "pages follow (tenant, id)");
     let history = store.execution_history("acme", d0.action_id).await.unwrap();
     assert_eq!(
         history.iter().map(|h| h.report.as_str()).collect::<Vec<_>>(),
