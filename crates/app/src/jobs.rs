@@ -75,6 +75,7 @@ impl App {
     /// selected now (a snapshot) and the scheduler releases them at its pace.
     pub async fn create_job(&self, actor: &Actor, draft: JobDraft) -> Result<JobReport> {
         actor.require(Access::WriteFleet)?;
+        let started = std::time::Instant::now();
         let tenant = actor.tenant();
         let store = self.store.as_ref();
         let mut errors = Vec::new();
@@ -164,10 +165,21 @@ impl App {
         } else {
             vec![]
         };
+        let resolved = started.elapsed();
         store.create_job(tenant, &job, &targets, now).await?;
         store.complete_job_if_done(tenant, &job.id, now).await?;
-        tracing::info!(job = %job.id, firmware = %job.firmware, devices = targets.len(), "job created");
-        self.report(tenant, &job.id).await
+        let written = started.elapsed();
+        let report = self.report(tenant, &job.id).await;
+        tracing::info!(
+            job = %job.id,
+            firmware = %job.firmware,
+            devices = targets.len(),
+            resolve_ms = resolved.as_millis() as u64,
+            write_ms = (written - resolved).as_millis() as u64,
+            report_ms = (started.elapsed() - written).as_millis() as u64,
+            "job created"
+        );
+        report
     }
 
     /// Checks that each named device exists (else it is `missing`) and is of

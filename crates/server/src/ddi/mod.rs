@@ -398,7 +398,7 @@ const FILL_PAGE: u32 = 5000;
 /// (its answers may predate the change); polls meanwhile read the store.
 pub(crate) async fn fill_poll_cache(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
     let started = std::time::Instant::now();
-    let system = Actor::System("poll-cache".into());
+    let system = Actor::System("poll-cache");
     let (mut after, mut filled, mut retries) = (None::<(String, String)>, 0usize, 0u32);
     loop {
         if *stop.borrow() {
