@@ -6,12 +6,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::store::{Change, DeviceScope, Event, StoreResult};
+use crate::store::{Change, DeviceScope, DeviceVersions, Event, StoreResult};
 use jiff::Timestamp;
+use updraft_core::Device;
 use updraft_core::filter::{Field, Filter, Subject};
 use updraft_core::job::{ExecutionState, Job, JobState, Target};
-use updraft_core::rollout::{Recurrence, select};
-use updraft_core::{Device, PageRequest};
+use updraft_core::rollout::{Candidate, Recurrence, select};
 
 use crate::App;
 
@@ -43,22 +43,20 @@ async fn all_pages(
     scope: &DeviceScope,
     filter: Option<&Filter>,
     now: Timestamp,
-    out: &mut BTreeMap<String, Device>,
+    out: &mut BTreeMap<String, DeviceVersions>,
 ) -> StoreResult<()> {
-    let mut page = PageRequest { sort: "id".into(), ..PageRequest::all() };
+    const PAGE: u32 = 5000;
+    let mut after: Option<String> = None;
     loop {
-        let got = match filter {
-            Some(f) => state.store.list_devices_matching(tenant, scope, f, now, &page).await?,
-            None => state.store.list_devices(tenant, scope, &page).await?,
-        };
-        let n = got.items.len() as u64;
-        for d in got.items {
+        let got = state.store.scan_devices(tenant, scope, filter.map(|f| (f, now)), after.as_deref(), PAGE).await?;
+        let n = got.len();
+        after = got.last().map(|d| d.id.clone());
+        for d in got {
             out.insert(d.id.clone(), d);
         }
-        if n < u64::from(page.limit) {
+        if n < PAGE as usize {
             return Ok(());
         }
-        page.offset += n;
     }
 }
 
@@ -71,13 +69,13 @@ pub async fn resolve(
 ) -> StoreResult<Vec<(String, ExecutionState)>> {
     let t = &job.spec.target;
     let product = DeviceScope { product: Some(job.product.clone()), group: None };
-    let mut scope: BTreeMap<String, Device> = BTreeMap::new();
+    let mut scope: BTreeMap<String, DeviceVersions> = BTreeMap::new();
     if t.all {
         all_pages(state, tenant, &product, None, now, &mut scope).await?;
     }
     if !t.devices.is_empty() {
         for d in state.store.get_devices(tenant, &t.devices).await? {
-            scope.insert(d.id.clone(), d);
+            scope.insert(d.id.clone(), d.into());
         }
     }
     for g in &t.groups {
@@ -97,7 +95,8 @@ pub async fn resolve(
         if d.product != job.product {
             continue;
         }
-        if let Some(s) = select(&job.spec, &job.id, job.consent_required, d, true, &targets) {
+        let candidate = Candidate { id, firmware: &d.firmware };
+        if let Some(s) = select(&job.spec, &job.id, job.consent_required, candidate, true, &targets) {
             out.push((id.clone(), s));
         }
     }
@@ -105,7 +104,7 @@ pub async fn resolve(
         if d.product != job.product || scope.contains_key(&d.id) {
             continue;
         }
-        if let Some(s) = select(&job.spec, &job.id, job.consent_required, &d, false, &targets) {
+        if let Some(s) = select(&job.spec, &job.id, job.consent_required, (&d).into(), false, &targets) {
             out.push((d.id.clone(), s));
         }
     }
@@ -203,7 +202,7 @@ async fn check_changed(state: &App, tenant: &str, devices: &[Device]) -> StoreRe
                 || t.devices.contains(&d.id)
                 || t.groups.iter().any(|g| groups.contains(g))
                 || compiled.as_ref().is_some_and(|c| c.matches(&Subject::new(d, &groups, now)));
-            if let Some(s) = select(&job.spec, &job.id, job.consent_required, d, in_scope, &targets) {
+            if let Some(s) = select(&job.spec, &job.id, job.consent_required, d.into(), in_scope, &targets) {
                 add.push((d.id.clone(), s));
             }
         }

@@ -392,6 +392,19 @@ pub fn share_hash(job: &str, device: &str) -> u64 {
     u64::from_be_bytes(d[..8].try_into().expect("8 bytes"))
 }
 
+/// What [`select`] reads of a device: its id and its components' versions.
+#[derive(Debug, Clone, Copy)]
+pub struct Candidate<'a> {
+    pub id: &'a str,
+    pub firmware: &'a std::collections::BTreeMap<String, String>,
+}
+
+impl<'a> From<&'a crate::Device> for Candidate<'a> {
+    fn from(d: &'a crate::Device) -> Self {
+        Candidate { id: &d.id, firmware: &d.firmware }
+    }
+}
+
 /// What a job does with one device of its product that is in its scope (or
 /// in `include`): `None` when it is left out.
 ///
@@ -404,17 +417,17 @@ pub fn select(
     spec: &JobSpec,
     job_id: &str,
     consent_required: bool,
-    device: &crate::Device,
+    device: Candidate<'_>,
     in_scope: bool,
     targets: &[(String, String)],
 ) -> Option<ExecutionState> {
     let t = &spec.target;
-    if t.exclude.iter().any(|x| x == &device.id) {
+    if t.exclude.iter().any(|x| x == device.id) {
         return None;
     }
-    let included = t.include.iter().any(|x| x == &device.id);
+    let included = t.include.iter().any(|x| x == device.id);
     if !included {
-        if !in_scope || !in_gray_share(job_id, &device.id, t.gray_percent) {
+        if !in_scope || !in_gray_share(job_id, device.id, t.gray_percent) {
             return None;
         }
         if !t.source_versions.is_empty() {

@@ -57,6 +57,7 @@ pub trait SqlBackend: Send + Sync + Sized + 'static {
         + Reads<DeviceRow>
         + Reads<IdentityRow>
         + Reads<PollSeedRow>
+        + Reads<DeviceVersionsRow>
         + Reads<GroupRow>
         + Reads<GatewayRow>
         + Reads<TrustAnchorRow>

@@ -5,17 +5,17 @@ use jiff::Timestamp;
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, QueryBuilder};
 use updraft_app::store::{
-    Change, DeviceChange, DeviceIdentity, DeviceScope, DeviceStore, DeviceSummaryRow, GatewayToken, IdempotentRequest,
-    MembershipChange, PollSeed, SavedFilter, StoreError, StoreResult,
+    Change, DeviceChange, DeviceIdentity, DeviceScope, DeviceStore, DeviceSummaryRow, DeviceVersions, GatewayToken,
+    IdempotentRequest, MembershipChange, PollSeed, SavedFilter, StoreError, StoreResult,
 };
 use updraft_core::filter::Filter;
 use updraft_core::{Device, FieldError, Group, NewDevice, Page, PageRequest};
 
 use crate::query::{BuilderExt, QueryExt, query};
 use crate::{
-    Conn, DEVICE_LIST, DEVICE_SELECT, DeviceRow, GROUP_LIST, GROUP_MEMBER_FILTER, GROUP_SELECT, GatewayRow, GroupRow,
-    IdentityRow, OFFERED_STATES, PollSeedRow, SAVED_FILTER_LIST, SAVED_FILTER_SELECT, SavedFilterRow, SqlBackend,
-    SqlStore, conflict_or, db_err, filter_sql, is_unique_violation, ts, us,
+    Conn, DEVICE_LIST, DEVICE_SELECT, DeviceRow, DeviceVersionsRow, GROUP_LIST, GROUP_MEMBER_FILTER, GROUP_SELECT,
+    GatewayRow, GroupRow, IdentityRow, OFFERED_STATES, PollSeedRow, SAVED_FILTER_LIST, SAVED_FILTER_SELECT,
+    SavedFilterRow, SqlBackend, SqlStore, conflict_or, db_err, filter_sql, is_unique_violation, ts, us,
 };
 
 #[async_trait]
@@ -437,6 +437,35 @@ impl<B: SqlBackend> DeviceStore for SqlStore<B> {
         }
         let condition = filter_sql::compile(B::DIALECT, filter, now);
         self.list_where::<DeviceRow, Device>(&DEVICE_LIST, &filters, Some(&condition), page).await
+    }
+
+    async fn scan_devices(
+        &self,
+        tenant: &str,
+        scope: &DeviceScope,
+        filter: Option<(&Filter, Timestamp)>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<DeviceVersions>> {
+        let mut q = QueryBuilder::<B::Db>::new("SELECT id, product, firmware FROM devices");
+        q.push(" WHERE tenant = ").push_arg(tenant.to_owned());
+        if let Some(p) = &scope.product {
+            q.push(" AND product = ").push_arg(p.clone());
+        }
+        if let Some(g) = &scope.group {
+            let (before, rest) = GROUP_MEMBER_FILTER.split_once("{}").unwrap_or((GROUP_MEMBER_FILTER, ""));
+            q.push(" AND ").push(before).push_arg(g.clone()).push(rest);
+        }
+        if let Some((f, now)) = filter {
+            q.push(" AND ");
+            Self::push_condition(&mut q, &filter_sql::compile(B::DIALECT, f, now));
+        }
+        if let Some(after) = after {
+            q.push(" AND id > ").push_arg(after.to_owned());
+        }
+        q.push(" ORDER BY id LIMIT ").push_arg(i64::from(limit));
+        let rows: Vec<DeviceVersionsRow> = q.build().rows(&self.pool).await.map_err(db_err)?;
+        Ok(rows.into_iter().map(Into::into).collect())
     }
 
     async fn create_saved_filter(&self, tenant: &str, f: &SavedFilter) -> StoreResult<()> {

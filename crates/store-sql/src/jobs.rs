@@ -24,24 +24,6 @@ use crate::{
 impl<B: SqlBackend> JobStore for SqlStore<B> {
     async fn create_job(&self, tenant: &str, job: &Job, targets: &[Target], now: Timestamp) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
-        let mut missing = Vec::new();
-        for chunk in targets.chunks(500) {
-            let mut q = QueryBuilder::<B::Db>::new("SELECT id FROM devices d WHERE d.tenant = ");
-            q.push_arg(tenant).push(" AND d.id IN (");
-            let mut sep = q.separated(", ");
-            for t in chunk {
-                sep.push_arg(&t.device);
-            }
-            q.push(")");
-            let rows: Vec<String> = q.build().scalars(&mut *tx).await.map_err(db_err)?;
-            let found: std::collections::HashSet<String> = rows.into_iter().collect();
-            for Target { device: id, .. } in chunk {
-                if !found.contains(id) {
-                    missing.push(FieldError::new(format!("devices.{id}"), format!("device `{id}` not found")));
-                }
-            }
-        }
-        StoreError::refuse(Vec::new(), missing)?;
         let spec = serde_json::to_string(&job.spec).map_err(|e| StoreError::Backend(e.to_string()))?;
         query::<B>(
             "INSERT INTO jobs (tenant, id, name, description, kind, firmware, product, state, consent_required,
@@ -65,7 +47,16 @@ impl<B: SqlBackend> JobStore for SqlStore<B> {
         .run(&mut *tx)
         .await
         .map_err(conflict_or("job", &job.id))?;
-        Self::insert_executions(&mut tx, tenant, job, targets, now).await?;
+        match Self::insert_executions(&mut tx, tenant, job, targets, now).await {
+            // A target that does not exist fails its row's foreign key: name each such device
+            // (read after the transaction is dropped) rather than checking them all first.
+            Err(StoreError::Missing(generic)) => {
+                drop(tx);
+                StoreError::refuse(Vec::new(), self.missing_devices(tenant, targets).await?)?;
+                return Err(StoreError::Missing(generic));
+            }
+            other => other?,
+        };
         let mut changes = vec![Change::JobCreated { job: job.id.clone() }];
         if !targets.is_empty() {
             changes.push(Change::ExecutionsChanged {
@@ -371,7 +362,7 @@ impl<B: SqlBackend> JobStore for SqlStore<B> {
         now: Timestamp,
     ) -> StoreResult<updraft_core::rollout::PaceStats> {
         let mut conn = self.pool.acquire().await.map_err(db_err)?;
-        Self::pace_stats_in(&mut conn, tenant, job, now).await
+        Self::pace_stats_in(&mut conn, tenant, job, now, true).await
     }
 
     async fn release_executions(
@@ -385,7 +376,7 @@ impl<B: SqlBackend> JobStore for SqlStore<B> {
         let mut tx = self.begin_write().await?;
         // Releases of one job queue on its row: each sees the others' in its pace.
         let j: Job = Self::lock_one::<JobRow, _>(&mut tx, JOB_SELECT, "job", tenant, job).await?;
-        let stats = Self::pace_stats_in(&mut tx, tenant, job, clock()).await?;
+        let stats = Self::pace_stats_in(&mut tx, tenant, job, clock(), j.spec.pace.ramp.is_some()).await?;
         let allowed = budget(&j, &stats);
         if allowed == 0 {
             return Ok(updraft_app::store::Released { allowed, executions: vec![] });
@@ -703,30 +694,56 @@ impl<B: SqlBackend> JobStore for SqlStore<B> {
 }
 
 impl<B: SqlBackend> SqlStore<B> {
+    /// Those of `targets`' devices that do not exist, as `devices.<id>` errors.
+    async fn missing_devices(&self, tenant: &str, targets: &[Target]) -> StoreResult<Vec<FieldError>> {
+        let mut missing = Vec::new();
+        for chunk in targets.chunks(500) {
+            let mut q = QueryBuilder::<B::Db>::new("SELECT id FROM devices d WHERE d.tenant = ");
+            q.push_arg(tenant).push(" AND d.id IN (");
+            let mut sep = q.separated(", ");
+            for t in chunk {
+                sep.push_arg(&t.device);
+            }
+            q.push(")");
+            let rows: Vec<String> = q.build().scalars(&self.pool).await.map_err(db_err)?;
+            let found: std::collections::HashSet<String> = rows.into_iter().collect();
+            for Target { device: id, .. } in chunk {
+                if !found.contains(id) {
+                    missing.push(FieldError::new(format!("devices.{id}"), format!("device `{id}` not found")));
+                }
+            }
+        }
+        Ok(missing)
+    }
+
     /// See [`Store::pace_stats`]; in a transaction, or on a connection of the pool.
+    /// `totals`: also count the releases and successes of the whole job (what a ramp
+    /// needs); without them each count reads only the index entries it counts (the
+    /// executions in progress, those released in the last minute), whatever the job's size.
     pub(crate) async fn pace_stats_in(
         conn: &mut Conn<B>,
         tenant: &str,
         job: &str,
         now: Timestamp,
+        totals: bool,
     ) -> StoreResult<updraft_core::rollout::PaceStats> {
         let minute_ago = us(now) - 60_000_000;
+        let count = |condition: &str| {
+            format!("(SELECT COUNT(*) FROM executions WHERE tenant = $1 AND job = $2 AND {condition})")
+        };
+        let mut sql =
+            format!("SELECT {}, {}", count(&format!("state IN {IN_PROGRESS_STATES}")), count("released_at > $3"));
+        if totals {
+            sql += &format!(", {}, {}", count("released_at < $4"), count("state = 'succeeded' AND finished_at < $4"));
+        } else {
+            sql += ", CAST(0 AS BIGINT), CAST(0 AS BIGINT)";
+        }
+        let mut q = query::<B>(AssertSqlSafe(sql)).arg(tenant).arg(job).arg(minute_ago);
+        if totals {
+            q = q.arg(us(now));
+        }
         let (in_progress, last_minute, released, succeeded): (Option<i64>, Option<i64>, Option<i64>, Option<i64>) =
-            query::<B>(AssertSqlSafe(format!(
-                "SELECT
-                 SUM(CASE WHEN state IN {IN_PROGRESS_STATES} THEN 1 ELSE 0 END),
-                 SUM(CASE WHEN released_at > $3 THEN 1 ELSE 0 END),
-                 SUM(CASE WHEN released_at < $4 THEN 1 ELSE 0 END),
-                 SUM(CASE WHEN state = 'succeeded' AND finished_at < $4 THEN 1 ELSE 0 END)
-             FROM executions WHERE tenant = $1 AND job = $2"
-            )))
-            .arg(tenant)
-            .arg(job)
-            .arg(minute_ago)
-            .arg(us(now))
-            .row(&mut *conn)
-            .await
-            .map_err(db_err)?;
+            q.row(&mut *conn).await.map_err(db_err)?;
         // Releases of the last minute by age in seconds, counting every attempt: an execution
         // released in the window has its latest release in it, and its history keeps the earlier ones.
         // Ages are rounded to the nearest second, so that a tick that comes a little early (a timer's
@@ -903,7 +920,12 @@ impl<B: SqlBackend> SqlStore<B> {
                     .push_arg(i64::from(*phase));
             });
             q.push(" ON CONFLICT (tenant, job, device) DO NOTHING RETURNING action_id, state");
-            let created: Vec<(i64, String)> = q.build().rows(&mut *tx).await.map_err(db_err)?;
+            let created: Vec<(i64, String)> = q.build().rows(&mut *tx).await.map_err(|e| match &e {
+                sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
+                    StoreError::Missing(vec![FieldError::new("devices", "a device of the job does not exist")])
+                }
+                _ => db_err(e),
+            })?;
             if created.is_empty() {
                 continue;
             }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use sqlx::types::Json;
-use updraft_app::store::{DeviceIdentity, GatewayToken, PollSeed, SavedFilter, StoreError, sortable};
+use updraft_app::store::{DeviceIdentity, DeviceVersions, GatewayToken, PollSeed, SavedFilter, StoreError, sortable};
 use updraft_core::filter::{Filter, FilterJson};
 use updraft_core::job::{EventSource, Execution, ExecutionEvent, ExecutionState, Job, JobKind, JobState, Progress};
 use updraft_core::{
@@ -557,6 +557,19 @@ pub struct IdentityRow {
 impl From<IdentityRow> for DeviceIdentity {
     fn from(r: IdentityRow) -> Self {
         DeviceIdentity { tenant: r.tenant, id: r.id, attributes_requested: r.attributes_requested }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub struct DeviceVersionsRow {
+    id: String,
+    product: String,
+    firmware: Json<BTreeMap<String, String>>,
+}
+
+impl From<DeviceVersionsRow> for DeviceVersions {
+    fn from(r: DeviceVersionsRow) -> Self {
+        DeviceVersions { id: r.id, product: r.product, firmware: r.firmware.0 }
     }
 }
 

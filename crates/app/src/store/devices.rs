@@ -56,6 +56,21 @@ pub struct PollSeed {
     pub offered: bool,
 }
 
+/// A device as a job's selection reads it ([`DeviceStore::scan_devices`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceVersions {
+    pub id: String,
+    pub product: String,
+    /// Its components' versions.
+    pub firmware: std::collections::BTreeMap<String, String>,
+}
+
+impl From<Device> for DeviceVersions {
+    fn from(d: Device) -> Self {
+        DeviceVersions { id: d.id, product: d.product, firmware: d.firmware }
+    }
+}
+
 /// A change to a device record; `Err` refuses it and nothing is written.
 pub type DeviceChange<'a> = &'a (dyn Fn(&mut Device) -> Result<(), Vec<FieldError>> + Send + Sync);
 
@@ -203,6 +218,19 @@ pub trait DeviceStore: Send + Sync {
         now: Timestamp,
         page: &PageRequest,
     ) -> StoreResult<Page<Device>>;
+
+    /// The tenant's devices in `scope` (and that `filter` matches at the given
+    /// time, when one is given) whose ids come after `after`, in id order, at most
+    /// `limit`: a whole scope read in pages (a job's targets) without counting or
+    /// skipping rows.
+    async fn scan_devices(
+        &self,
+        tenant: &str,
+        scope: &DeviceScope,
+        filter: Option<(&Filter, Timestamp)>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<DeviceVersions>>;
 
     /// `Conflict` when the id is taken.
     async fn create_saved_filter(&self, tenant: &str, filter: &SavedFilter) -> StoreResult<()>;

@@ -44,8 +44,8 @@ use async_trait::async_trait;
 
 pub use catalog::CatalogStore;
 pub use devices::{
-    DeviceChange, DeviceIdentity, DeviceScope, DeviceStore, DeviceSummaryRow, GatewayToken, IdempotentRequest,
-    MembershipChange, PollSeed, SavedFilter,
+    DeviceChange, DeviceIdentity, DeviceScope, DeviceStore, DeviceSummaryRow, DeviceVersions, GatewayToken,
+    IdempotentRequest, MembershipChange, PollSeed, SavedFilter,
 };
 pub use engine::{EngineStore, Sighting};
 pub use error::{StoreError, StoreResult};

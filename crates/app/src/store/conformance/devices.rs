@@ -24,6 +24,10 @@ pub async fn devices_bulk_create_is_all_or_nothing(store: &dyn Store) {
     let all =
         store.list_devices("acme", &DeviceScope::default(), &page("id", SortOrder::Asc, 10, 0, None)).await.unwrap();
     assert_eq!(all.total, 2501);
+    let thermo = DeviceScope { product: Some("thermo".into()), group: None };
+    let scan = store.scan_devices("acme", &thermo, None, Some("dev-00005"), 3).await.unwrap();
+    assert_eq!(scan.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["dev-00006", "dev-00007", "dev-00008"]);
+    assert!(store.scan_devices("globex", &thermo, None, None, 3).await.unwrap().is_empty(), "per tenant");
     let d = store.get_device("acme", "dev-00042").await.unwrap().unwrap();
     let ids: Vec<String> = ["dev-00007", "ghost", "dev-02499", "d0"].iter().map(|s| s.to_string()).collect();
     let mut found: Vec<String> = store.get_devices("acme", &ids).await.unwrap().into_iter().map(|d| d.id).collect();
@@ -259,7 +263,24 @@ async fn matching(store: &dyn Store, tenant: &str, filter: &Filter, now: Timesta
     let count = store.count_devices_matching(tenant, filter, now).await.unwrap();
     assert_eq!(page.total, count, "list total and count agree for `{filter}`");
     assert_eq!(page.items.len() as u64, count, "`{filter}`");
-    page.items.into_iter().map(|d| d.id).collect()
+    // The same, scanned two at a time in id order.
+    let (mut scanned, mut after) = (Vec::new(), None::<String>);
+    loop {
+        let got = store
+            .scan_devices(tenant, &DeviceScope::default(), Some((filter, now)), after.as_deref(), 2)
+            .await
+            .unwrap();
+        after = got.last().map(|d| d.id.clone());
+        let n = got.len();
+        scanned.extend(got.into_iter().map(|d| d.id));
+        if n < 2 {
+            break;
+        }
+    }
+    let mut listed: Vec<String> = page.items.into_iter().map(|d| d.id).collect();
+    listed.sort();
+    assert_eq!(scanned, listed, "a scan finds what the list does, in id order: `{filter}`");
+    listed
 }
 
 pub async fn filters_on_a_known_fleet(store: &dyn Store) {

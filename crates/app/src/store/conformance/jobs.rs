@@ -527,7 +527,9 @@ async fn engine_invariants(store: &dyn Store) {
                     let picked: Vec<(String, ExecutionState)> = stored
                         .iter()
                         .filter(|d| j.spec.target.devices.contains(&d.id))
-                        .filter_map(|d| select(&j.spec, &j.id, false, d, true, &to_install).map(|s| (d.id.clone(), s)))
+                        .filter_map(|d| {
+                            select(&j.spec, &j.id, false, d.into(), true, &to_install).map(|s| (d.id.clone(), s))
+                        })
                         .collect();
                     let mut targets = tg(&picked);
                     if let Some(first) = phased {
