@@ -83,6 +83,7 @@ impl SqlBackend for PostgresBackend {
     const LIKE: &'static str = " ILIKE ";
     const LOCK: &'static str = " FOR UPDATE";
     const DIALECT: Dialect = Dialect::Postgres;
+    const ANALYZES: bool = true;
     /// Sequence numbers are taken before commit and transactions commit out
     /// of order: events are visible once every transaction of this database
     /// with a smaller id has ended. The horizon is the oldest transaction

@@ -102,6 +102,11 @@ pub trait SqlBackend: Send + Sync + Sized + 'static {
     /// The condition, on the `events` table, that keeps reads of the event
     /// stream gap-free (see `updraft_app::store::events`).
     const EVENTS_VISIBLE: &'static str;
+    /// Whether the store refreshes the planner's statistics of a table itself
+    /// once bulk writes have grown it (see `SqlStore::wrote`): the planner must
+    /// know a table's size to pick its indexes, and the database's own refresh
+    /// (autovacuum) may be off, or lag behind an import.
+    const ANALYZES: bool;
 
     /// Opens a write transaction.
     fn begin_write(pool: &Pool<Self::Db>) -> impl Future<Output = StoreResult<Transaction<'static, Self::Db>>> + Send;

@@ -23,8 +23,10 @@ impl<B: SqlBackend> DeviceStore for SqlStore<B> {
     async fn create_devices(&self, tenant: &str, devices: &[NewDevice], now: Timestamp) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
         Self::insert_devices(&mut tx, tenant, devices, now).await?;
-        let devices = devices.iter().map(|d| d.id.clone()).collect();
-        self.commit_events(tx, tenant, vec![Change::DevicesCreated { devices }]).await
+        let ids = devices.iter().map(|d| d.id.clone()).collect();
+        self.commit_events(tx, tenant, vec![Change::DevicesCreated { devices: ids }]).await?;
+        self.wrote("devices", devices.len() as u64).await;
+        Ok(())
     }
 
     async fn create_devices_once(
@@ -56,8 +58,10 @@ impl<B: SqlBackend> DeviceStore for SqlStore<B> {
         .await
         .map_err(conflict_or("idempotency key", &request.key))?;
         Self::insert_devices(&mut tx, tenant, devices, now).await?;
-        let devices = devices.iter().map(|d| d.id.clone()).collect();
-        self.commit_events(tx, tenant, vec![Change::DevicesCreated { devices }]).await
+        let ids = devices.iter().map(|d| d.id.clone()).collect();
+        self.commit_events(tx, tenant, vec![Change::DevicesCreated { devices: ids }]).await?;
+        self.wrote("devices", devices.len() as u64).await;
+        Ok(())
     }
 
     async fn idempotent_request(

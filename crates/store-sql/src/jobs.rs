@@ -64,7 +64,9 @@ impl<B: SqlBackend> JobStore for SqlStore<B> {
                 devices: targets.iter().map(|t| t.device.clone()).collect(),
             });
         }
-        self.commit_events(tx, tenant, changes).await
+        self.commit_events(tx, tenant, changes).await?;
+        self.wrote_executions(targets.len() as u64).await;
+        Ok(())
     }
 
     async fn get_job(&self, tenant: &str, id: &str) -> StoreResult<Option<Job>> {
@@ -535,6 +537,7 @@ impl<B: SqlBackend> JobStore for SqlStore<B> {
             }]
         };
         self.commit_events(tx, tenant, changes).await?;
+        self.wrote_executions(n).await;
         Ok(n)
     }
 
@@ -694,6 +697,13 @@ impl<B: SqlBackend> JobStore for SqlStore<B> {
 }
 
 impl<B: SqlBackend> SqlStore<B> {
+    /// Notes `n` executions created, each with its first event and action number.
+    async fn wrote_executions(&self, n: u64) {
+        for table in ["executions", "execution_events", "execution_actions"] {
+            self.wrote(table, n).await;
+        }
+    }
+
     /// Those of `targets`' devices that do not exist, as `devices.<id>` errors.
     async fn missing_devices(&self, tenant: &str, targets: &[Target]) -> StoreResult<Vec<FieldError>> {
         let mut missing = Vec::new();

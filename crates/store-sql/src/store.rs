@@ -24,15 +24,48 @@ pub struct SqlStore<B: SqlBackend> {
     pub(crate) pool: Pool<B::Db>,
     pub(crate) feed: Arc<EventFeed>,
     pub(crate) backend: B,
+    /// Rows this store inserted in bulk, by table: all of them, and as many as
+    /// when it last refreshed the table's statistics.
+    written: std::sync::Mutex<std::collections::HashMap<&'static str, (u64, u64)>>,
 }
+
+/// Fewer rows than this written in bulk never refresh a table's statistics.
+const ANALYZE_AFTER_ROWS: u64 = 10_000;
 
 impl<B: SqlBackend> SqlStore<B> {
     /// The store on `pool`, migrated, which hands the events it commits to
     /// `feed`. Fills in what rows written by older versions lack first.
     pub async fn open(pool: Pool<B::Db>, feed: Arc<EventFeed>, backend: B) -> StoreResult<Self> {
-        let store = SqlStore { pool, feed, backend };
+        let store = SqlStore { pool, feed, backend, written: Default::default() };
         store.backfill_version_keys().await?;
         Ok(store)
+    }
+
+    /// Notes `rows` inserted into `table` by a committed bulk write, and refreshes
+    /// the table's planner statistics (where the backend does, [`SqlBackend::ANALYZES`])
+    /// when the rows written since the last refresh reach as many as before it (and
+    /// at least [`ANALYZE_AFTER_ROWS`]): a few times over an import of millions. A
+    /// failed refresh changes nothing the caller wrote.
+    pub(crate) async fn wrote(&self, table: &'static str, rows: u64) {
+        if !B::ANALYZES || rows == 0 {
+            return;
+        }
+        let due = {
+            let mut written = self.written.lock().expect("not poisoned");
+            let (all, at_last) = written.entry(table).or_default();
+            *all += rows;
+            let due = *all - *at_last >= ANALYZE_AFTER_ROWS.max(*at_last);
+            if due {
+                *at_last = *all;
+            }
+            due
+        };
+        if due {
+            let sql = format!("ANALYZE {table}");
+            if let Err(e) = query::<B>(AssertSqlSafe(sql)).run(&self.pool).await {
+                tracing::warn!(table, error = %e, "refreshing a table's statistics failed");
+            }
+        }
     }
 
     /// The backend's connection pool.
