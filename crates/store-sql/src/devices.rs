@@ -118,13 +118,7 @@ impl<B: SqlBackend> DeviceStore for SqlStore<B> {
     }
 
     async fn list_devices(&self, tenant: &str, scope: &DeviceScope, page: &PageRequest) -> StoreResult<Page<Device>> {
-        let mut filters = vec![("tenant = {}", tenant.to_owned())];
-        if let Some(p) = &scope.product {
-            filters.push(("product = {}", p.clone()));
-        }
-        if let Some(g) = &scope.group {
-            filters.push((GROUP_MEMBER_FILTER, g.clone()));
-        }
+        let filters = scope_filters(tenant, scope);
         self.list::<DeviceRow, Device>(&DEVICE_LIST, &filters, page).await
     }
 
@@ -432,13 +426,7 @@ impl<B: SqlBackend> DeviceStore for SqlStore<B> {
         now: Timestamp,
         page: &PageRequest,
     ) -> StoreResult<Page<Device>> {
-        let mut filters = vec![("tenant = {}", tenant.to_owned())];
-        if let Some(p) = &scope.product {
-            filters.push(("product = {}", p.clone()));
-        }
-        if let Some(g) = &scope.group {
-            filters.push((GROUP_MEMBER_FILTER, g.clone()));
-        }
+        let filters = scope_filters(tenant, scope);
         let condition = filter_sql::compile(B::DIALECT, filter, now);
         self.list_where::<DeviceRow, Device>(&DEVICE_LIST, &filters, Some(&condition), page).await
     }
@@ -451,15 +439,8 @@ impl<B: SqlBackend> DeviceStore for SqlStore<B> {
         after: Option<&str>,
         limit: u32,
     ) -> StoreResult<Vec<DeviceVersions>> {
-        let mut q = QueryBuilder::<B::Db>::new("SELECT id, product, firmware FROM devices");
-        q.push(" WHERE tenant = ").push_arg(tenant.to_owned());
-        if let Some(p) = &scope.product {
-            q.push(" AND product = ").push_arg(p.clone());
-        }
-        if let Some(g) = &scope.group {
-            let (before, rest) = GROUP_MEMBER_FILTER.split_once("{}").unwrap_or((GROUP_MEMBER_FILTER, ""));
-            q.push(" AND ").push(before).push_arg(g.clone()).push(rest);
-        }
+        let mut q = QueryBuilder::<B::Db>::new("SELECT id, product, firmware FROM devices WHERE 1 = 1");
+        Self::push_filters(&mut q, &scope_filters(tenant, scope));
         if let Some((f, now)) = filter {
             q.push(" AND ");
             Self::push_condition(&mut q, &filter_sql::compile(B::DIALECT, f, now));
@@ -672,4 +653,17 @@ impl<B: SqlBackend> SqlStore<B> {
         }
         Ok(())
     }
+}
+
+/// The equality filters (a clause with one `{}` for its value) that keep a
+/// listing to `tenant`'s devices in `scope`.
+fn scope_filters(tenant: &str, scope: &DeviceScope) -> Vec<(&'static str, String)> {
+    let mut filters = vec![("tenant = {}", tenant.to_owned())];
+    if let Some(p) = &scope.product {
+        filters.push(("product = {}", p.clone()));
+    }
+    if let Some(g) = &scope.group {
+        filters.push((GROUP_MEMBER_FILTER, g.clone()));
+    }
+    filters
 }

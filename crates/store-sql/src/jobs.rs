@@ -5,7 +5,8 @@ use jiff::Timestamp;
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, QueryBuilder};
 use updraft_app::store::{
-    Change, DeviceActions, ExecutionRule, ExecutionScope, JobStore, StateChange, StoreError, StoreResult, TimelineRow,
+    Change, DeviceActions, DeviceStore, ExecutionRule, ExecutionScope, JobStore, StateChange, StoreError, StoreResult,
+    TimelineRow,
 };
 use updraft_core::job::{
     Execution, ExecutionEvent, ExecutionState, Job, JobState, Target, Transition, TransitionError,
@@ -706,24 +707,14 @@ impl<B: SqlBackend> SqlStore<B> {
 
     /// Those of `targets`' devices that do not exist, as `devices.<id>` errors.
     async fn missing_devices(&self, tenant: &str, targets: &[Target]) -> StoreResult<Vec<FieldError>> {
-        let mut missing = Vec::new();
-        for chunk in targets.chunks(500) {
-            let mut q = QueryBuilder::<B::Db>::new("SELECT id FROM devices d WHERE d.tenant = ");
-            q.push_arg(tenant).push(" AND d.id IN (");
-            let mut sep = q.separated(", ");
-            for t in chunk {
-                sep.push_arg(&t.device);
-            }
-            q.push(")");
-            let rows: Vec<String> = q.build().scalars(&self.pool).await.map_err(db_err)?;
-            let found: std::collections::HashSet<String> = rows.into_iter().collect();
-            for Target { device: id, .. } in chunk {
-                if !found.contains(id) {
-                    missing.push(FieldError::new(format!("devices.{id}"), format!("device `{id}` not found")));
-                }
-            }
-        }
-        Ok(missing)
+        let ids: Vec<String> = targets.iter().map(|t| t.device.clone()).collect();
+        let found: std::collections::HashSet<String> =
+            self.get_devices(tenant, &ids).await?.into_iter().map(|d| d.id).collect();
+        Ok(ids
+            .into_iter()
+            .filter(|id| !found.contains(id))
+            .map(|id| FieldError::new(format!("devices.{id}"), format!("device `{id}` not found")))
+            .collect())
     }
 
     /// See [`Store::pace_stats`]; in a transaction, or on a connection of the pool.

@@ -249,10 +249,7 @@ impl<B: SqlBackend> SqlStore<B> {
         for &pass in passes {
             let mut q = QueryBuilder::<B::Db>::new(if pass == 0 { spec.count } else { spec.select });
             q.push(" WHERE 1 = 1");
-            for (clause, value) in filters {
-                let (before, after) = clause.split_once("{}").unwrap_or((clause, ""));
-                q.push(" AND ").push(before).push_arg(value.clone()).push(after);
-            }
+            Self::push_filters(&mut q, filters);
             if let Some(c) = condition {
                 q.push(" AND ");
                 Self::push_condition(&mut q, c);
@@ -290,6 +287,14 @@ impl<B: SqlBackend> SqlStore<B> {
             }
         }
         Ok(Page { items, total })
+    }
+
+    /// Appends ` AND <clause>` for each equality filter, its value bound where the clause has `{}`.
+    pub(crate) fn push_filters(q: &mut QueryBuilder<B::Db>, filters: &[(&str, String)]) {
+        for (clause, value) in filters {
+            let (before, after) = clause.split_once("{}").unwrap_or((clause, ""));
+            q.push(" AND ").push(before).push_arg(value.clone()).push(after);
+        }
     }
 
     /// Appends a compiled condition and its bound values.

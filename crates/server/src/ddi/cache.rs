@@ -173,12 +173,13 @@ impl PollCache {
     /// Fills the cache with what the store says of many devices at once (a
     /// replica starting), unless something was forgotten since `epoch`: their
     /// tokens, and the idle answers of those offered nothing. Stops at capacity
-    /// rather than forgetting. Answers how many devices were taken in.
-    pub fn warm(&self, epoch: u64, seeds: &[PollSeed]) -> usize {
+    /// rather than forgetting. Answers how many devices were taken in, or
+    /// `None` when the seeds are stale (read them again).
+    pub fn warm(&self, epoch: u64, seeds: &[PollSeed]) -> Option<usize> {
         let mut idle = self.idle.write().expect("cache lock");
         let mut tokens = self.tokens.write().expect("cache lock");
         if self.epoch() != epoch {
-            return 0;
+            return None;
         }
         let mut idle_len: usize = idle.values().map(HashMap::len).sum();
         let mut taken = 0;
@@ -199,13 +200,7 @@ impl PollCache {
             }
             taken += 1;
         }
-        taken
-    }
-
-    /// How many device tokens and idle answers are held.
-    pub fn sizes(&self) -> (usize, usize) {
-        let idle = self.idle.read().expect("cache lock").values().map(HashMap::len).sum();
-        (self.tokens.read().expect("cache lock").len(), idle)
+        Some(taken)
     }
 
     /// Forgets what events say has changed.
@@ -356,11 +351,12 @@ mod tests {
         let seeds = [seed("a", false), seed("b", true), seed("c", false), seed("d", false), seed("e", false)];
         let stale = c.epoch();
         c.apply(&[event(Change::DeviceUpdated { device: "x".into() })]);
-        assert_eq!(c.warm(stale, &seeds), 0, "read before a change: nothing is taken");
-        assert_eq!(c.warm(c.epoch(), &seeds), 3, "stops at capacity, forgetting nothing");
+        assert_eq!(c.warm(stale, &seeds), None, "read before a change: nothing is taken");
+        assert_eq!(c.warm(c.epoch(), &seeds), Some(3), "stops at capacity, forgetting nothing");
         assert_eq!(c.device_for_token(&h("b")), Some(("t".into(), "b".into())));
         assert_eq!(c.idle("t", "a"), Some(Idle { attributes_requested: true, installed: None }));
         assert_eq!(c.idle("t", "b"), None, "a device offered work is never idle");
-        assert_eq!(c.sizes(), (3, 2));
+        assert_eq!(c.tokens.read().unwrap().len(), 3);
+        assert_eq!(c.idle.read().unwrap().values().map(HashMap::len).sum::<usize>(), 2);
     }
 }

@@ -417,18 +417,23 @@ pub(crate) async fn fill_poll_cache(state: AppState, mut stop: tokio::sync::watc
             }
         };
         let Some(last) = seeds.last() else { break };
-        let taken = state.poll_cache.warm(epoch, &seeds);
-        if taken == 0 && retries < 3 {
-            retries += 1;
-            continue;
+        match state.poll_cache.warm(epoch, &seeds) {
+            // Stale: read the page again, a few times, then leave it to the polls.
+            None if retries < 3 => {
+                retries += 1;
+                continue;
+            }
+            None => {}
+            Some(taken) => {
+                filled += taken;
+                metrics::gauge!(POLL_CACHE_FILLED).set(filled as f64);
+                if taken < seeds.len() {
+                    tracing::info!(filled, "poll cache full");
+                    break;
+                }
+            }
         }
         retries = 0;
-        filled += taken;
-        metrics::gauge!(POLL_CACHE_FILLED).set(filled as f64);
-        if taken < seeds.len() && state.poll_cache.epoch() == epoch {
-            tracing::info!(filled, "poll cache full");
-            break;
-        }
         after = Some((last.tenant.clone(), last.id.clone()));
         if seeds.len() < FILL_PAGE as usize {
             break;
