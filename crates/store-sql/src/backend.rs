@@ -83,6 +83,7 @@ pub trait SqlBackend: Send + Sync + Sized + 'static {
         + Reads<(String, String)>
         + Reads<(String, String, String, i64)>
         + Reads<(i64, String, i64)>
+        + Reads<(i64, i64, String)>
         + Reads<(Option<i64>, Option<i64>, Option<i64>, Option<i64>)>
         + Reads<(String, String, String, String, i64, i64)>
         + Reads<(String, String, String, String, i64)>

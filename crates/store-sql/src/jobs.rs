@@ -851,17 +851,34 @@ impl<B: SqlBackend> SqlStore<B> {
         if attempts.is_empty() {
             return Ok(());
         }
+        let numbers = Self::reserve_actions(&mut *tx, tenant, attempts.len()).await?;
+        let given: Vec<(i64, i64, u32)> =
+            attempts.iter().zip(numbers).map(|((row, attempt), n)| (*row, n, *attempt)).collect();
+        for chunk in given.chunks(1000) {
+            let mut q = QueryBuilder::<B::Db>::new("WITH v (action_id, action) AS (");
+            q.push_values(chunk, |mut b, (row, n, _)| {
+                b.push_arg(*row).push_arg(*n);
+            });
+            q.push(") UPDATE executions SET action = v.action FROM v WHERE executions.action_id = v.action_id");
+            q.build().run(&mut *tx).await.map_err(db_err)?;
+            Self::map_actions(&mut *tx, tenant, chunk).await?;
+        }
+        Ok(())
+    }
+
+    /// Takes the next `n` action ids of the tenant's counter (wrapping after
+    /// `MAX_ACTION`: see `next_action`), holding the tenant's row until commit.
+    async fn reserve_actions(tx: &mut Conn<B>, tenant: &str, n: usize) -> StoreResult<Vec<i64>> {
         let mut last: i64 =
             query::<B>(AssertSqlSafe(format!("SELECT last_action FROM tenants WHERE id = $1{}", B::LOCK)))
                 .arg(tenant)
                 .scalar(&mut *tx)
                 .await
                 .map_err(db_err)?;
-        let given: Vec<(i64, i64, u32)> = attempts
-            .iter()
-            .map(|(row, attempt)| {
+        let numbers = (0..n)
+            .map(|_| {
                 last = updraft_core::job::next_action(last);
-                (*row, last, *attempt)
+                last
             })
             .collect();
         query::<B>("UPDATE tenants SET last_action = $2 WHERE id = $1")
@@ -870,25 +887,21 @@ impl<B: SqlBackend> SqlStore<B> {
             .run(&mut *tx)
             .await
             .map_err(db_err)?;
-        for chunk in given.chunks(1000) {
-            let mut q = QueryBuilder::<B::Db>::new("WITH v (action_id, action) AS (");
-            q.push_values(chunk, |mut b, (row, n, _)| {
-                b.push_arg(*row).push_arg(*n);
-            });
-            q.push(") UPDATE executions SET action = v.action FROM v WHERE executions.action_id = v.action_id");
-            q.build().run(&mut *tx).await.map_err(db_err)?;
-            let mut q =
-                QueryBuilder::<B::Db>::new("INSERT INTO execution_actions (tenant, action, action_id, attempt) ");
-            q.push_values(chunk, |mut b, (row, n, attempt)| {
-                b.push_arg(tenant).push_arg(*n).push_arg(*row).push_arg(i64::from(*attempt));
-            });
-            // A wrapped counter reuses a number: it now names the new attempt.
-            q.push(
-                " ON CONFLICT (tenant, action) DO UPDATE SET action_id = excluded.action_id, \
+        Ok(numbers)
+    }
+
+    /// Records which execution and attempt each action id `(execution, action, attempt)` names.
+    async fn map_actions(tx: &mut Conn<B>, tenant: &str, given: &[(i64, i64, u32)]) -> StoreResult<()> {
+        let mut q = QueryBuilder::<B::Db>::new("INSERT INTO execution_actions (tenant, action, action_id, attempt) ");
+        q.push_values(given, |mut b, (row, n, attempt)| {
+            b.push_arg(tenant).push_arg(*n).push_arg(*row).push_arg(i64::from(*attempt));
+        });
+        // A wrapped counter reuses a number: it now names the new attempt.
+        q.push(
+            " ON CONFLICT (tenant, action) DO UPDATE SET action_id = excluded.action_id, \
              attempt = excluded.attempt",
-            );
-            q.build().run(&mut *tx).await.map_err(db_err)?;
-        }
+        );
+        q.build().run(&mut *tx).await.map_err(db_err)?;
         Ok(())
     }
 
@@ -902,12 +915,15 @@ impl<B: SqlBackend> SqlStore<B> {
         now: Timestamp,
     ) -> StoreResult<u64> {
         let mut added = 0;
-        for chunk in targets.chunks(1000) {
+        // Numbers are taken for every target up front so that each row is written
+        // once with its action id; a device the job already has leaves a gap.
+        let numbers = Self::reserve_actions(&mut *tx, tenant, targets.len()).await?;
+        for (chunk, numbers) in targets.chunks(1000).zip(numbers.chunks(1000)) {
             let mut q = QueryBuilder::<B::Db>::new(
                 "INSERT INTO executions (tenant, job, device, firmware, state, attempt, cancel_requested,
-             created_at, updated_at, finished_at, phase) ",
+             created_at, updated_at, finished_at, phase, action) ",
             );
-            q.push_values(chunk, |mut b, Target { device, state, phase }| {
+            q.push_values(chunk.iter().zip(numbers), |mut b, (Target { device, state, phase }, n)| {
                 b.push_arg(tenant)
                     .push_arg(&job.id)
                     .push_arg(device)
@@ -918,10 +934,11 @@ impl<B: SqlBackend> SqlStore<B> {
                     .push_arg(us(now))
                     .push_arg(us(now))
                     .push_arg(if state.is_terminal() { Some(us(now)) } else { None })
-                    .push_arg(i64::from(*phase));
+                    .push_arg(i64::from(*phase))
+                    .push_arg(*n);
             });
-            q.push(" ON CONFLICT (tenant, job, device) DO NOTHING RETURNING action_id, state");
-            let created: Vec<(i64, String)> = q.build().rows(&mut *tx).await.map_err(|e| match &e {
+            q.push(" ON CONFLICT (tenant, job, device) DO NOTHING RETURNING action_id, action, state");
+            let created: Vec<(i64, i64, String)> = q.build().rows(&mut *tx).await.map_err(|e| match &e {
                 sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
                     StoreError::Missing(vec![FieldError::new("devices", "a device of the job does not exist")])
                 }
@@ -930,13 +947,13 @@ impl<B: SqlBackend> SqlStore<B> {
             if created.is_empty() {
                 continue;
             }
-            let first: Vec<(i64, u32)> = created.iter().map(|(row, _)| (*row, 1)).collect();
-            Self::allocate_actions(&mut *tx, tenant, &first).await?;
+            let first: Vec<(i64, i64, u32)> = created.iter().map(|(row, n, _)| (*row, *n, 1)).collect();
+            Self::map_actions(&mut *tx, tenant, &first).await?;
             added += created.len() as u64;
             let mut q = QueryBuilder::<B::Db>::new(
                 "INSERT INTO execution_events (action_id, seq, at, state, source, report, details) ",
             );
-            q.push_values(&created, |mut b, (action_id, state)| {
+            q.push_values(&created, |mut b, (action_id, _, state)| {
                 b.push_arg(*action_id)
                     .push_arg(1i64)
                     .push_arg(us(now))
