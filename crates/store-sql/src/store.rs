@@ -44,8 +44,8 @@ impl<B: SqlBackend> SqlStore<B> {
     /// Notes `rows` inserted into `table` by a committed bulk write, and refreshes
     /// the table's planner statistics (where the backend does, [`SqlBackend::ANALYZES`])
     /// when the rows written since the last refresh reach as many as before it (and
-    /// at least [`ANALYZE_AFTER_ROWS`]): a few times over an import of millions. A
-    /// failed refresh changes nothing the caller wrote.
+    /// at least [`ANALYZE_AFTER_ROWS`]): a few times over an import of millions. The
+    /// refresh runs in the background; a failed one changes nothing the caller wrote.
     pub(crate) async fn wrote(&self, table: &'static str, rows: u64) {
         if !B::ANALYZES || rows == 0 {
             return;
@@ -61,10 +61,15 @@ impl<B: SqlBackend> SqlStore<B> {
             due
         };
         if due {
-            let sql = format!("ANALYZE {table}");
-            if let Err(e) = query::<B>(AssertSqlSafe(sql)).run(&self.pool).await {
-                tracing::warn!(table, error = %e, "refreshing a table's statistics failed");
-            }
+            // After the answer, not before: ANALYZE of a large table takes
+            // hundreds of milliseconds, and the writer's request does not need it.
+            let pool = self.pool.clone();
+            tokio::spawn(async move {
+                let sql = format!("ANALYZE {table}");
+                if let Err(e) = query::<B>(AssertSqlSafe(sql)).run(&pool).await {
+                    tracing::warn!(table, error = %e, "refreshing a table's statistics failed");
+                }
+            });
         }
     }
 
