@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod compat;
 pub mod conn;
 pub mod ddi;
 pub mod error;

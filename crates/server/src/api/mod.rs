@@ -86,6 +86,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/devices/{id}/executions", get(jobs::device_executions))
         .route("/api/v1/devices/{id}/executions/{job}/consent", post(jobs::consent))
         .merge(crate::ddi::routes())
+        .merge(crate::compat::routes())
         .merge(crate::tuf::routes())
         .fallback(crate::extract::route_not_found)
         .method_not_allowed_fallback(crate::extract::method_not_allowed)
