@@ -15,6 +15,7 @@
 //! the shared schemas in [`schemas`]. Without it the crate depends on serde,
 //! jiff and `updraft-core` only, which keeps clients lean.
 
+pub mod access_keys;
 pub mod audit;
 pub mod code_signing;
 pub mod devices;

@@ -60,6 +60,8 @@ pub trait SqlBackend: Send + Sync + Sized + 'static {
         + Reads<DeviceVersionsRow>
         + Reads<GroupRow>
         + Reads<GatewayRow>
+        + Reads<AccessKeyRow>
+        + Reads<SealedAccessKeyRow>
         + Reads<TrustAnchorRow>
         + Reads<SigningProfileRow>
         + Reads<SavedFilterRow>

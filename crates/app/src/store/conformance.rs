@@ -34,7 +34,8 @@ pub mod trust;
 macro_rules! store_conformance_suite {
     ($make:expr) => {
         $crate::store_conformance_suite!(@cases $make;
-            tenants: tenants_and_keys, key_changes_keep_a_lasting_admin, tenants_never_see_each_other, users_and_sessions;
+            tenants: tenants_and_keys, key_changes_keep_a_lasting_admin, tenants_never_see_each_other, users_and_sessions,
+                access_keys_act_as_their_api_key;
             catalog: products_crud_and_conflicts, product_listing_pages_sorts_and_searches,
                 firmware_crud_and_version_conflict, product_in_use_cannot_be_deleted;
             devices: devices_bulk_create_is_all_or_nothing, device_update_list_and_delete, groups_and_membership,

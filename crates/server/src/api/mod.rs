@@ -5,6 +5,7 @@
 //! case of `updraft_app` with the caller's actor (which checks the role and
 //! validates), and convert its answer back.
 
+pub mod access_keys;
 pub mod audit;
 pub mod devices;
 pub mod filters;
@@ -66,6 +67,8 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/groups", get(groups::list).post(groups::create))
         .route("/api/v1/groups/{id}", get(groups::get).patch(groups::update).delete(groups::delete))
         .route("/api/v1/groups/{id}/members", get(groups::members).post(groups::change_members))
+        .route("/api/v1/access-keys", get(access_keys::list).post(access_keys::create))
+        .route("/api/v1/access-keys/{id}", axum::routing::delete(access_keys::delete))
         .route("/api/v1/gateway-tokens", get(gateway_tokens::list).post(gateway_tokens::create))
         .route("/api/v1/gateway-tokens/{id}", axum::routing::delete(gateway_tokens::delete))
         .route("/api/v1/trust-anchors", get(trust_anchors::list).post(trust_anchors::create))
