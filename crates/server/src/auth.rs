@@ -65,6 +65,17 @@ impl FromRequestParts<AppState> for Caller {
                 return Err(e.into());
             }
         };
+        let reads = matches!(parts.method, Method::GET | Method::HEAD) || READS_BY_POST.contains(&parts.uri.path());
+        Caller::admit(state, actor, reads)
+    }
+}
+
+impl Caller {
+    /// Admits an authenticated key's actor (however the front door
+    /// authenticated it: a bearer token, a signature with an access key): its
+    /// rate limit, and a viewer refused anything but a read (`reads`), before
+    /// the body is read, so a viewer learns nothing from a write's validation.
+    pub fn admit(state: &AppState, actor: Actor, reads: bool) -> Result<Caller, ApiError> {
         let Some(key) = actor.key() else { return Err(ApiError::of(ErrorCode::Unauthorized)) };
         if let Err(retry_after) = state.rate_limiter.check(&key.id) {
             return Err(ApiError::new(
@@ -73,11 +84,7 @@ impl FromRequestParts<AppState> for Caller {
             )
             .with_retry_after(retry_after));
         }
-        if key.role == updraft_core::Role::Viewer
-            && !matches!(parts.method, Method::GET | Method::HEAD)
-            && !READS_BY_POST.contains(&parts.uri.path())
-        {
-            // Refused before the body is read: a viewer learns nothing from a write's validation.
+        if key.role == updraft_core::Role::Viewer && !reads {
             return Err(ApiError::new(ErrorCode::Forbidden, "a `viewer` key may not change anything"));
         }
         actor.act();

@@ -9,7 +9,13 @@ use common::{Api, Backend, TestServer};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-on_both_stores!(enos_sample_creates_the_job_a_device_gets, enos_errors_in_its_shape);
+on_both_stores!(
+    enos_sample_creates_the_job_a_device_gets,
+    enos_errors_in_its_shape,
+    aliyun_sample_creates_the_job_a_device_gets,
+    aliyun_every_target_selection,
+    aliyun_errors_and_signatures_in_its_shape,
+);
 
 /// Seed 001's sample request, as the seed prints it.
 const ENOS_SAMPLE_URL: &str =
@@ -43,11 +49,15 @@ const ENOS_SAMPLE_BODY: &str = r#"{
 /// devices `deviceKey1`–`deviceKey3` on host 1.0: the API as that tenant's
 /// admin, and the devices' tokens.
 async fn org(b: Backend) -> (Api, Vec<String>) {
-    let mut api = Api::on(TestServer::start(b).await);
+    org_on(TestServer::start(b).await).await
+}
+
+async fn org_on(server: TestServer) -> (Api, Vec<String>) {
+    let mut api = Api::on(server);
     let created = api.post("/api/v1/tenants", json!({"name": "yourOrgId"})).await;
     api.token = created.expect(201, None)["token"].as_str().unwrap().to_owned();
     api.post("/api/v1/products", json!({"key": "thermo", "version_scheme": "free"})).await.expect(201, None);
-    upload(&api, "yourFirmwareId", "2.0", false).await;
+    upload(&api, "yourFirmwareId", "thermo", "2.0", false).await;
     let mut tokens = Vec::new();
     for d in ["deviceKey1", "deviceKey2", "deviceKey3"] {
         let r = api.post("/api/v1/devices", json!({"id": d, "product": "thermo", "firmware": {"host": "1.0"}})).await;
@@ -56,10 +66,10 @@ async fn org(b: Backend) -> (Api, Vec<String>) {
     (api, tokens)
 }
 
-async fn upload(api: &Api, id: &str, version: &str, needs_verification: bool) {
+async fn upload(api: &Api, id: &str, product: &str, version: &str, needs_verification: bool) {
     let form = reqwest::multipart::Form::new()
         .text("id", id.to_owned())
-        .text("product", "thermo")
+        .text("product", product.to_owned())
         .text("version", version.to_owned())
         .text("needs_verification", needs_verification.to_string())
         .text("files", json!([{"name": "app.bin", "component": "host", "version": version}]).to_string())
@@ -200,7 +210,7 @@ async fn enos_errors_in_its_shape(b: Backend) {
     let r = enos(&api, "action=create&orgId=yourOrgId&firmwareId=nope", ENOS_SAMPLE_BODY).await;
     enos_error(&r, 404, 24404, "Firmware not found");
 
-    upload(&api, "unverified", "3.0", true).await;
+    upload(&api, "unverified", "thermo", "3.0", true).await;
     let r = enos(&api, "action=create&orgId=yourOrgId&firmwareId=unverified", ENOS_SAMPLE_BODY).await;
     enos_error(
         &r,
@@ -261,4 +271,292 @@ async fn enos_errors_in_its_shape(b: Backend) {
         .get(&format!("/compat/enos/connect-service/v2.1/ota-jobs?action=get&orgId=yourOrgId&jobId={id}"))
         .await;
     assert_eq!(r.ok()["data"]["status"], "canceled", "a viewer reads");
+}
+
+/// Seed 003's sample request as the seed prints it, but for its masked values
+/// (`****`, filled in) and its signature (made again with an access key updraft issued).
+const ALIYUN_SAMPLE: &str = "Action=CreateOTAStaticUpgradeJob&SignatureNonce=9e6189124f5a4716ad2de849467b****\
+    &AccessKeyId=xMr9wgwXQLhv5AUa65o0****&SignatureMethod=HMAC-SHA1&Timestamp=2024-11-19T09%3A47%3A43Z\
+    &FirmwareId=167&ProductKey=k1nhvyl****&TargetSelection=ALL&RetryCount=1&RetryInterval=60\
+    &TimeoutInMinutes=1440&SrcVersion.1=1.0&Signature=WJN0Ee8%2BX6pogcD3loLHIqQNEN0%3D";
+const ALIYUN_PRODUCT: &str = "k1nhvyl0000";
+
+/// The tenant of [`org`] on a clock at the sample's `Timestamp`, with product
+/// `k1nhvyl0000` (firmware `167`, 2.0; devices `d-1` on 1.0 and `d-2` on 0.9),
+/// group `g1` holding `d-1`, and an access key of an admin key: its id and secret.
+struct Aliyun {
+    api: Api,
+    tokens: Vec<String>,
+    id: String,
+    secret: String,
+}
+
+async fn aliyun(b: Backend) -> Aliyun {
+    let (server, clock) = TestServer::start_clocked(b, |_| {}).await;
+    clock.set("2024-11-19T09:50:00Z".parse().unwrap());
+    let (api, _) = org_on(server).await;
+    api.post("/api/v1/products", json!({"key": ALIYUN_PRODUCT, "version_scheme": "free"})).await.expect(201, None);
+    upload(&api, "167", ALIYUN_PRODUCT, "2.0", false).await;
+    let mut tokens = Vec::new();
+    for (d, v) in [("d-1", "1.0"), ("d-2", "0.9")] {
+        let r = api.post("/api/v1/devices", json!({"id": d, "product": ALIYUN_PRODUCT, "firmware": {"host": v}})).await;
+        tokens.push(r.expect(201, None)["token"].as_str().unwrap().to_owned());
+    }
+    api.post("/api/v1/groups", json!({"id": "g1", "name": "G1"})).await.expect(201, None);
+    api.post("/api/v1/groups/g1/members", json!({"add": ["d-1"]})).await.ok();
+    let (id, secret) = access_key(&api, "admin").await;
+    Aliyun { api, tokens, id, secret }
+}
+
+/// An access key bound to a new API key of `role`.
+async fn access_key(api: &Api, role: &str) -> (String, String) {
+    let made = api.post("/api/v1/keys", json!({"role": role})).await;
+    let key = made.expect(201, None)["id"].as_str().unwrap().to_owned();
+    let made = api.post("/api/v1/access-keys", json!({"key": key})).await;
+    let body = made.expect(201, None);
+    assert_eq!(body["key"], key.as_str());
+    (body["id"].as_str().unwrap().to_owned(), body["secret"].as_str().unwrap().to_owned())
+}
+
+/// The query (or form) with `AccessKeyId` set to `id` and signed with `secret` for `method`.
+fn signed(query: &str, method: &str, id: &str, secret: &str) -> String {
+    let mut params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .filter(|(k, _)| k != "Signature")
+        .map(|(k, v)| if k == "AccessKeyId" { (k, id.to_owned()) } else { (k, v) })
+        .collect();
+    if !params.iter().any(|(k, _)| k == "AccessKeyId") {
+        params.push(("AccessKeyId".into(), id.to_owned()));
+    }
+    let signature = updraft_server::compat::aliyun::signature(method, &params, secret);
+    params.push(("Signature".into(), signature));
+    form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish()
+}
+
+/// Common parameters of a call made now (the test's clock), as the SDKs send them.
+fn common(action: &str) -> String {
+    format!(
+        "Action={action}&Format=JSON&Version=2018-01-20&RegionId=cn-shanghai&Timestamp=2024-11-19T09%3A50%3A00Z\
+         &SignatureMethod=HMAC-SHA1&SignatureVersion=1.0&SignatureNonce=n-{action}"
+    )
+}
+
+impl Aliyun {
+    async fn get(&self, query: &str) -> common::Answer {
+        let q = signed(query, "GET", &self.id, &self.secret);
+        self.api.as_key("").get(&format!("/compat/aliyun/?{q}")).await
+    }
+
+    /// A POST with the parameters form-encoded in the body.
+    async fn post_form(&self, query: &str) -> common::Answer {
+        let q = signed(query, "POST", &self.id, &self.secret);
+        let r = self
+            .api
+            .http
+            .post(self.api.server.url("/compat/aliyun/"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(q)
+            .send()
+            .await
+            .unwrap();
+        common::answer(r).await
+    }
+
+    async fn create(&self, extra: &str) -> String {
+        let q = format!("{}&FirmwareID=167&ProductKey={ALIYUN_PRODUCT}&{extra}", common("CreateOTAStaticUpgradeJob"));
+        let r = self.get(&q).await;
+        assert_eq!(r.body["Success"], true, "{}", r.body);
+        r.body["Data"]["JobId"].as_str().unwrap().to_owned()
+    }
+
+    async fn job(&self, id: &str) -> Value {
+        self.api.get(&format!("/api/v1/jobs/{id}")).await.ok().clone()
+    }
+}
+
+#[track_caller]
+fn rpc_error(a: &common::Answer, status: u16, code: &str, message: &str) {
+    assert_eq!(a.status.as_u16(), status, "{}", a.body);
+    assert_eq!(a.body["Code"], code, "{}", a.body);
+    assert_eq!(a.body["Success"], false, "{}", a.body);
+    assert!(a.body["ErrorMessage"].as_str().unwrap().contains(message), "{}", a.body);
+    assert!(a.body["RequestId"].as_str().is_some_and(|r| !r.is_empty()), "{}", a.body);
+}
+
+async fn aliyun_sample_creates_the_job_a_device_gets(b: Backend) {
+    let a = aliyun(b).await;
+    let sample = ALIYUN_SAMPLE.replace("k1nhvyl****", ALIYUN_PRODUCT);
+    let created = a.get(&sample).await;
+    let body = created.ok();
+    assert_eq!((body["Success"].as_bool(), body["Code"].as_str()), (Some(true), Some("")), "{body}");
+    assert_eq!(body["RequestId"], created.headers["x-request-id"].to_str().unwrap());
+    assert_eq!(body["Data"]["UtcCreate"], "2024-11-19T09:50:00.000Z");
+    let id = body["Data"]["JobId"].as_str().unwrap().to_owned();
+
+    let job = a.job(&id).await;
+    assert_eq!(job["firmware"], "167");
+    assert_eq!(job["product"], ALIYUN_PRODUCT);
+    assert_eq!(job["kind"], "upgrade");
+    assert_eq!(job["all"], true, "TargetSelection=ALL");
+    assert_eq!(job["source_versions"], json!(["1.0"]), "SrcVersion.1");
+    assert_eq!(job["retry"], json!({"count": 1, "interval_minutes": 60}));
+    assert_eq!(job["timeout_seconds"], 86_400, "TimeoutInMinutes=1440");
+    assert_eq!(
+        (job["push"].as_bool(), job["allow_device_request"].as_bool()),
+        (Some(true), Some(false)),
+        "NeedPush's default"
+    );
+    assert_eq!(job["consent_required"], false, "NeedConfirm's default");
+    assert_eq!(
+        (job["gray_percent"].clone(), job["groups"].clone(), job["devices"].clone()),
+        (Value::Null, json!([]), json!([]))
+    );
+    assert_eq!(job["state"], "running", "a static upgrade batch starts at once");
+    a.api.server.tick_scheduler().await;
+    assert!(offered(&a.api, "yourorgid", "d-1", &a.tokens[0]).await.is_some(), "on 1.0: it gets it");
+    assert!(offered(&a.api, "yourorgid", "d-2", &a.tokens[1]).await.is_none(), "on 0.9: not a source version");
+
+    let q = a.post_form(&format!("{}&JobId={id}", common("QueryOTAJob"))).await;
+    let data = &q.ok()["Data"];
+    assert_eq!(data["JobId"], id.as_str());
+    assert_eq!(data["JobStatus"], "IN_PROGRESS");
+    assert_eq!(data["TargetSelection"], "ALL");
+    assert_eq!((data["FirmwareId"].as_str(), data["ProductKey"].as_str()), (Some("167"), Some(ALIYUN_PRODUCT)));
+    assert_eq!(data["SrcVersions"], json!(["1.0"]));
+    assert_eq!((data["RetryInterval"].as_u64(), data["RetryCount"].as_u64()), (Some(60), Some(1)));
+    assert_eq!(data["TimeoutInMinutes"], 1440);
+
+    let canceled = a.get(&format!("{}&JobId={id}", common("CancelOTATaskByJob"))).await;
+    assert_eq!(canceled.ok()["Success"], true);
+    assert_eq!(a.job(&id).await["state"], "canceled");
+    assert!(offered(&a.api, "yourorgid", "d-1", &a.tokens[0]).await.is_none(), "canceled: nothing offered");
+}
+
+async fn aliyun_every_target_selection(b: Backend) {
+    let a = aliyun(b).await;
+    let id = a.create("TargetSelection=Specific&TargetDeviceName.1=d-2&TargetDeviceName.2=d-1&NeedPush=False&NeedConfirm=True&DownloadProtocol=Https").await;
+    let job = a.job(&id).await;
+    assert_eq!(job["devices"], json!(["d-2", "d-1"]));
+    assert_eq!(
+        (job["all"].as_bool(), job["push"].as_bool(), job["allow_device_request"].as_bool()),
+        (Some(false), Some(false), Some(true)),
+        "NeedPush=False: devices ask"
+    );
+    assert_eq!(job["consent_required"], true, "NeedConfirm=True");
+    assert_eq!(job["timeout_seconds"], Value::Null, "no TimeoutInMinutes: no limit");
+    assert_eq!(job["retry"], json!({"count": 0, "interval_minutes": 0}), "no RetryInterval: no retry");
+    a.api.post(&format!("/api/v1/jobs/{id}/cancel"), json!({})).await.ok();
+
+    let id = a.create("TargetSelection=gray&GrayPercent=33").await;
+    let job = a.job(&id).await;
+    assert_eq!((job["all"].as_bool(), job["gray_percent"].as_u64()), (Some(true), Some(33)));
+    // A third of two devices may be none, and the job then complete already.
+    a.api.post(&format!("/api/v1/jobs/{id}/cancel"), json!({})).await;
+
+    let id = a.create("TargetSelection=GROUP&GroupID=g1&RetryInterval=0&RetryCount=5&TimeoutInMinutes=1").await;
+    let job = a.job(&id).await;
+    assert_eq!((job["all"].as_bool(), job["groups"].clone()), (Some(false), json!(["g1"])));
+    assert_eq!(job["retry"], json!({"count": 5, "interval_minutes": 0}));
+    assert_eq!(job["timeout_seconds"], 60);
+    a.api.server.tick_scheduler().await;
+    assert!(offered(&a.api, "yourorgid", "d-1", &a.tokens[0]).await.is_some(), "the group's member gets it");
+    let q = a.get(&format!("{}&JobId={id}", common("QueryOTAJob"))).await;
+    assert_eq!(
+        (q.ok()["Data"]["TargetSelection"].as_str(), q.ok()["Data"]["GroupId"].as_str()),
+        (Some("GROUP"), Some("g1"))
+    );
+}
+
+async fn aliyun_errors_and_signatures_in_its_shape(b: Backend) {
+    let a = aliyun(b).await;
+    let create = format!("{}&FirmwareID=167&ProductKey={ALIYUN_PRODUCT}", common("CreateOTAStaticUpgradeJob"));
+
+    // Signatures.
+    let q = signed(&format!("{create}&TargetSelection=All"), "GET", &a.id, "not-the-secret");
+    let r = a.api.as_key("").get(&format!("/compat/aliyun/?{q}")).await;
+    rpc_error(&r, 400, "SignatureDoesNotMatch", "signature");
+    let q = signed(&format!("{create}&TargetSelection=All"), "GET", &a.id, &a.secret)
+        .replace("FirmwareID=167", "FirmwareID=168");
+    let r = a.api.as_key("").get(&format!("/compat/aliyun/?{q}")).await;
+    rpc_error(&r, 400, "SignatureDoesNotMatch", "signature");
+    let q = signed(&format!("{create}&TargetSelection=All"), "POST", &a.id, &a.secret);
+    let r = a.api.as_key("").get(&format!("/compat/aliyun/?{q}")).await;
+    rpc_error(&r, 400, "SignatureDoesNotMatch", "signature");
+    let q = signed(&format!("{create}&TargetSelection=All"), "GET", "UPDAKNOSUCHKEY", &a.secret);
+    let r = a.api.as_key("").get(&format!("/compat/aliyun/?{q}")).await;
+    rpc_error(&r, 404, "InvalidAccessKeyId.NotFound", "not valid");
+    let late = create.replace("2024-11-19T09%3A50%3A00Z", "2024-11-19T10%3A06%3A00Z");
+    let r = a.get(&format!("{late}&TargetSelection=All")).await;
+    rpc_error(&r, 400, "InvalidTimeStamp.Expired", "15 minutes");
+    let r = a.get(&format!("{}&TargetSelection=All", create.replace("HMAC-SHA1", "HMAC-SHA256"))).await;
+    rpc_error(&r, 400, "IncompleteSignature", "HMAC-SHA1");
+    assert!(a.api.get("/api/v1/jobs").await.ok()["items"].as_array().unwrap().is_empty(), "nothing was created");
+
+    // The seed's allowed values.
+    for (extra, message) in [
+        ("TargetSelection=All&RetryInterval=15&RetryCount=1", "RetryInterval: 15"),
+        ("TargetSelection=All&RetryInterval=10", "RetryCount is mandatory"),
+        ("TargetSelection=All&RetryInterval=10&RetryCount=3", "RetryCount: 3"),
+        ("TargetSelection=All&TimeoutInMinutes=0", "TimeoutInMinutes: 0"),
+        ("TargetSelection=All&TimeoutInMinutes=1441", "TimeoutInMinutes: 1441"),
+        ("TargetSelection=Gray", "GrayPercent is mandatory"),
+        ("TargetSelection=Gray&GrayPercent=101", "GrayPercent"),
+        ("TargetSelection=Group", "GroupID is mandatory"),
+        ("TargetSelection=Specific", "TargetDeviceName.N is mandatory"),
+        ("TargetSelection=Some", "TargetSelection: `Some`"),
+        ("TargetSelection=All&GroupID=g1", "GroupID goes with"),
+        ("TargetSelection=All&NeedPush=maybe", "NeedPush"),
+        ("TargetSelection=All&DownloadProtocol=ftp", "DownloadProtocol"),
+        ("TargetSelection=All&Colour=red", "unknown parameters: Colour"),
+        ("TargetSelection=All&FirmwareId=166", "FirmwareID and FirmwareId"),
+    ] {
+        let r = a.get(&format!("{create}&{extra}")).await;
+        rpc_error(&r, 400, "iot.system.IllegalRequest", message);
+    }
+    let r = a
+        .get(&format!("{}&ProductKey={ALIYUN_PRODUCT}&TargetSelection=All", common("CreateOTAStaticUpgradeJob")))
+        .await;
+    rpc_error(&r, 400, "iot.system.IllegalRequest", "FirmwareID is mandatory");
+    let r = a
+        .get(&format!(
+            "{}&FirmwareId=999&ProductKey={ALIYUN_PRODUCT}&TargetSelection=All",
+            common("CreateOTAStaticUpgradeJob")
+        ))
+        .await;
+    rpc_error(&r, 404, "iot.ota.FirmwareNotExist", "999");
+    let r = a
+        .get(&format!("{}&FirmwareId=167&ProductKey=thermo&TargetSelection=All", common("CreateOTAStaticUpgradeJob")))
+        .await;
+    rpc_error(&r, 400, "iot.ota.FirmwareProductMismatch", "thermo");
+    let r = a.get(&format!("{create}&TargetSelection=Group&GroupID=nope")).await;
+    rpc_error(&r, 404, "iot.group.NotExistedGroup", "nope");
+    let r = a.get(&format!("{create}&TargetSelection=Specific&TargetDeviceName.1=ghost")).await;
+    rpc_error(&r, 404, "iot.device.NotExistedDevice", "ghost");
+    let r = a.get(&format!("{}&JobId=nope", common("QueryOTAJob"))).await;
+    rpc_error(&r, 404, "iot.ota.JobNotExist", "nope");
+    let r = a.get(&common("DeleteEverything")).await;
+    rpc_error(&r, 400, "InvalidAction.NotFound", "DeleteEverything");
+
+    // The access key acts with its API key's role.
+    let (viewer, secret) = access_key(&a.api, "viewer").await;
+    let q = signed(&format!("{create}&TargetSelection=All"), "GET", &viewer, &secret);
+    let r = a.api.as_key("").get(&format!("/compat/aliyun/?{q}")).await;
+    rpc_error(&r, 403, "Forbidden.RAM", "viewer");
+    let id = a.create("TargetSelection=All").await;
+    let q = signed(&format!("{}&JobId={id}", common("QueryOTAJob")), "GET", &viewer, &secret);
+    let r = a.api.as_key("").get(&format!("/compat/aliyun/?{q}")).await;
+    assert_eq!(r.ok()["Data"]["JobStatus"], "IN_PROGRESS", "a viewer reads");
+    let r = a.get(&format!("{}&JobId={id}", common("CancelOTATaskByJob"))).await;
+    assert_eq!(r.ok()["Success"], true);
+    let r = a.get(&format!("{}&JobId={id}", common("CancelOTATaskByJob"))).await;
+    rpc_error(&r, 409, "iot.ota.JobStatusNotSupport", "");
+
+    // Deleting the access key ends it.
+    a.api.delete(&format!("/api/v1/access-keys/{}", a.id)).await.expect(204, None);
+    let r = a.get(&format!("{}&JobId={id}", common("QueryOTAJob"))).await;
+    rpc_error(&r, 404, "InvalidAccessKeyId.NotFound", "");
+    let listed = a.api.get("/api/v1/access-keys").await;
+    let listed = listed.ok()["items"].as_array().unwrap().clone();
+    assert_eq!(listed.len(), 1);
+    assert!(listed[0].get("secret").is_none(), "the secret is shown once: {listed:?}");
 }

@@ -5,6 +5,7 @@
 //! [`crate::api::jobs::draft`] and `App::create_job`, as the dashboard's wizard
 //! does), and renders the result and the app's errors as its platform does.
 
+pub mod aliyun;
 pub mod enos;
 
 use axum::Router;
@@ -14,7 +15,10 @@ use axum::routing::any;
 use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/compat/enos/connect-service/v2.1/ota-jobs", any(enos::ota_jobs))
+    Router::new()
+        .route("/compat/enos/connect-service/v2.1/ota-jobs", any(enos::ota_jobs))
+        .route("/compat/aliyun", any(aliyun::rpc))
+        .route("/compat/aliyun/", any(aliyun::rpc))
 }
 
 /// The request's id, as the request-id layer set it (answered in the body by
