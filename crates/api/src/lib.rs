@@ -22,6 +22,7 @@ pub mod devices;
 pub mod filters;
 pub mod firmware;
 pub mod gateway_tokens;
+pub mod group_tokens;
 pub mod groups;
 pub mod jobs;
 pub mod keys;

@@ -61,6 +61,7 @@ pub trait SqlBackend: Send + Sync + Sized + 'static {
         + Reads<GroupRow>
         + Reads<GatewayRow>
         + Reads<AccessKeyRow>
+        + Reads<GroupTokenRow>
         + Reads<SealedAccessKeyRow>
         + Reads<TrustAnchorRow>
         + Reads<SigningProfileRow>

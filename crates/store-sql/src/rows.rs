@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use sqlx::types::Json;
 use updraft_app::store::{
-    AccessKey, DeviceIdentity, DeviceVersions, GatewayToken, PollSeed, SavedFilter, StoreError, sortable,
+    AccessKey, DeviceIdentity, DeviceVersions, GatewayToken, GroupToken, PollSeed, SavedFilter, StoreError, sortable,
 };
 use updraft_core::filter::{Filter, FilterJson};
 use updraft_core::job::{EventSource, Execution, ExecutionEvent, ExecutionState, Job, JobKind, JobState, Progress};
@@ -502,6 +502,22 @@ impl TryFrom<AccessKeyRow> for AccessKey {
     type Error = StoreError;
     fn try_from(r: AccessKeyRow) -> Result<Self, StoreError> {
         Ok(AccessKey { id: r.id, tenant: r.tenant, key: r.key_id, created_at: ts(r.created_at)? })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub struct GroupTokenRow {
+    id: String,
+    tenant: String,
+    group_id: String,
+    key_id: String,
+    created_at: i64,
+}
+
+impl TryFrom<GroupTokenRow> for GroupToken {
+    type Error = StoreError;
+    fn try_from(r: GroupTokenRow) -> Result<Self, StoreError> {
+        Ok(GroupToken { id: r.id, tenant: r.tenant, group: r.group_id, key: r.key_id, created_at: ts(r.created_at)? })
     }
 }
 

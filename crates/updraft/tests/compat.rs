@@ -15,6 +15,8 @@ on_both_stores!(
     aliyun_sample_creates_the_job_a_device_gets,
     aliyun_every_target_selection,
     aliyun_errors_and_signatures_in_its_shape,
+    iotaap_group_ota_uploads_and_starts_the_job,
+    iotaap_errors_in_its_shape,
 );
 
 /// Seed 001's sample request, as the seed prints it.
@@ -559,4 +561,159 @@ async fn aliyun_errors_and_signatures_in_its_shape(b: Backend) {
     let listed = listed.ok()["items"].as_array().unwrap().clone();
     assert_eq!(listed.len(), 1);
     assert!(listed[0].get("secret").is_none(), "the secret is shown once: {listed:?}");
+}
+
+/// Seed 004's sample group id.
+const IOTAAP_GROUP: &str = "5e1dce30005aff52dbf0f3fd";
+
+/// [`org`] with the seed's group (product `thermo`, `deviceKey1`–`deviceKey3`,
+/// `deviceKey3` already on 2.3.6), group `other`, and a group token of an admin
+/// key for the seed's group.
+async fn iotaap(b: Backend) -> (Api, Vec<String>, String) {
+    let (api, tokens) = org(b).await;
+    api.post("/api/v1/devices", json!({"id": "deviceKey4", "product": "thermo", "firmware": {"host": "2.3.6"}}))
+        .await
+        .expect(201, None);
+    for g in [IOTAAP_GROUP, "other"] {
+        api.post("/api/v1/groups", json!({"id": g, "name": g, "product": "thermo"})).await.expect(201, None);
+    }
+    let members = json!({"add": ["deviceKey1", "deviceKey2", "deviceKey4"]});
+    api.post(&format!("/api/v1/groups/{IOTAAP_GROUP}/members"), members).await.ok();
+    api.post("/api/v1/groups/other/members", json!({"add": ["deviceKey3"]})).await.ok();
+    let token = group_token(&api, IOTAAP_GROUP, "admin").await;
+    (api, tokens, token)
+}
+
+async fn group_token(api: &Api, group: &str, role: &str) -> String {
+    let key =
+        api.post("/api/v1/keys", json!({"role": role})).await.expect(201, None)["id"].as_str().unwrap().to_owned();
+    let made = api.post("/api/v1/group-tokens", json!({"group": group, "key": key})).await;
+    made.expect(201, None)["token"].as_str().unwrap().to_owned()
+}
+
+/// The seed's form: `firmware` (a file), `group`, `token`, `version`, without the fields `skip` names.
+async fn deploy(api: &Api, fields: &[(&str, &str)], skip: &[&str]) -> common::Answer {
+    let mut form = reqwest::multipart::Form::new();
+    if !skip.contains(&"firmware") {
+        form = form.part("firmware", reqwest::multipart::Part::bytes(vec![9u8; 2048]).file_name("firmware.bin"));
+    }
+    for (k, v) in fields {
+        if !skip.contains(k) {
+            form = form.text(k.to_string(), v.to_string());
+        }
+    }
+    let r = api.http.post(api.server.url("/compat/iotaap/v1/ota/group")).multipart(form).send().await.unwrap();
+    common::answer(r).await
+}
+
+#[track_caller]
+fn iotaap_error(a: &common::Answer, status: u16, message: &str) {
+    assert_eq!(a.status.as_u16(), status, "{}", a.body);
+    assert_eq!(a.body["message"], message, "{}", a.body);
+}
+
+async fn iotaap_group_ota_uploads_and_starts_the_job(b: Backend) {
+    let (api, tokens, token) = iotaap(b).await;
+    let sample = [("group", IOTAAP_GROUP), ("token", token.as_str()), ("version", "2.3.6")];
+    let r = deploy(&api, &sample, &[]).await;
+    assert_eq!(r.status.as_u16(), 201, "{}", r.body);
+    assert_eq!(r.body, json!({"message": "Firmware successfully deployed"}));
+
+    let jobs = api.get("/api/v1/jobs").await;
+    let job = jobs.ok()["items"][0].clone();
+    let id = job["id"].as_str().unwrap().to_owned();
+    let job = api.get(&format!("/api/v1/jobs/{id}")).await.ok().clone();
+    assert_eq!(job["groups"], json!([IOTAAP_GROUP]));
+    assert_eq!((job["all"].as_bool(), job["devices"].clone()), (Some(false), json!([])));
+    assert_eq!(job["product"], "thermo", "the group's product");
+    assert_eq!(job["allow_downgrade"], true, "every device on another version");
+    assert_eq!(job["state"], "running", "deployed at once");
+    let fw = api.get(&format!("/api/v1/firmware/{}", job["firmware"].as_str().unwrap())).await;
+    let fw = fw.ok();
+    assert_eq!((fw["version"].as_str(), fw["product"].as_str()), (Some("2.3.6"), Some("thermo")));
+    assert_eq!(fw["files"][0]["name"], "firmware.bin");
+    assert_eq!(fw["files"][0]["size"], 2048);
+    let states: std::collections::BTreeMap<String, String> =
+        api.get(&format!("/api/v1/jobs/{id}/executions")).await.ok()["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["device"].as_str().unwrap().to_owned(), e["state"].as_str().unwrap().to_owned()))
+            .collect();
+    assert_eq!(states["deviceKey4"], "skipped", "already on 2.3.6: {states:?}");
+    assert_eq!(states.len(), 3, "the group's members only: {states:?}");
+    api.server.tick_scheduler().await;
+    assert!(offered(&api, "yourorgid", "deviceKey1", &tokens[0]).await.is_some());
+    assert!(offered(&api, "yourorgid", "deviceKey3", &tokens[2]).await.is_none(), "not in the group");
+
+    // The list: the last OTA of each group.
+    let other = group_token(&api, "other", "operator").await;
+    let r = deploy(&api, &[("group", "other"), ("token", &other), ("version", "2.4.0")], &[]).await;
+    assert_eq!(r.status.as_u16(), 201, "{}", r.body);
+    let r = deploy(&api, &[("group", IOTAAP_GROUP), ("token", &token), ("version", "2.3.7")], &[]).await;
+    assert_eq!(r.status.as_u16(), 201, "{}", r.body);
+    let list = api.get("/compat/iotaap/v1/ota/group?draw=warp&offset=0&limit=10&order_dir=asc").await;
+    let list = list.ok();
+    assert_eq!((list["recordsTotal"].as_u64(), list["recordsFiltered"].as_u64()), (Some(2), Some(2)), "{list}");
+    assert_eq!(list["draw"], "warp", "echoed");
+    let otas = list["otas"].as_array().unwrap();
+    assert_eq!(
+        otas.iter().map(|o| o["version"].as_str().unwrap()).collect::<Vec<_>>(),
+        ["2.4.0", "2.3.7"],
+        "oldest first, the last per group"
+    );
+    assert_eq!(otas[1]["group"], IOTAAP_GROUP);
+    assert_eq!(otas[1]["owner"], "yourorgid");
+    assert!(otas[1]["path"].as_str().unwrap().ends_with("/firmware.bin"));
+    assert_eq!(otas[1]["__v"], 0);
+    let list = api.get("/compat/iotaap/v1/ota/group?search_value=2.3&draw=1").await;
+    assert_eq!((list.ok()["recordsTotal"].as_u64(), list.ok()["recordsFiltered"].as_u64()), (Some(2), Some(1)));
+    let list = api.get("/compat/iotaap/v1/ota/group?offset=1&limit=1&order_dir=desc").await;
+    assert_eq!(list.ok()["otas"].as_array().unwrap().len(), 1);
+    assert_eq!(list.ok()["otas"][0]["version"], "2.4.0", "newest first, the second");
+}
+
+async fn iotaap_errors_in_its_shape(b: Backend) {
+    let (api, _, token) = iotaap(b).await;
+    let sample = [("group", IOTAAP_GROUP), ("token", token.as_str()), ("version", "2.3.6")];
+    for field in ["firmware", "group", "token", "version"] {
+        let r = deploy(&api, &sample, &[field]).await;
+        iotaap_error(&r, 400, &format!("{field} is a mandatory field"));
+    }
+    let mut form = reqwest::multipart::Form::new().text("firmware", "not a file");
+    for (k, v) in sample {
+        form = form.text(k, v.to_owned());
+    }
+    let r = api.http.post(api.server.url("/compat/iotaap/v1/ota/group")).multipart(form).send().await.unwrap();
+    iotaap_error(&common::answer(r).await, 400, "No file uploaded");
+    let r = deploy(&api, &[("group", "not a group!"), ("token", &token), ("version", "2.3.6")], &[]).await;
+    iotaap_error(&r, 400, "Group ID is not valid");
+    let r = deploy(&api, &[("group", IOTAAP_GROUP), ("token", &token), ("version", "two")], &[]).await;
+    assert_eq!(r.status.as_u16(), 400, "{}", r.body);
+    assert!(r.body["message"].as_str().unwrap().contains("semantic version"));
+    let r = deploy(&api, &[("group", IOTAAP_GROUP), ("token", "upd_gt_nope"), ("version", "2.3.6")], &[]).await;
+    iotaap_error(&r, 404, "No such group");
+    let r = deploy(&api, &[("group", "other"), ("token", &token), ("version", "2.3.6")], &[]).await;
+    iotaap_error(&r, 404, "No such group");
+    let viewer = group_token(&api, IOTAAP_GROUP, "viewer").await;
+    let r = deploy(&api, &[("group", IOTAAP_GROUP), ("token", &viewer), ("version", "2.3.6")], &[]).await;
+    iotaap_error(&r, 403, "a `viewer` key may not change anything");
+    assert!(api.get("/api/v1/jobs").await.ok()["items"].as_array().unwrap().is_empty(), "nothing was deployed");
+    assert!(
+        api.get("/api/v1/firmware?search=2.3.6").await.ok()["items"].as_array().unwrap().is_empty(),
+        "nothing was uploaded"
+    );
+
+    let r = api.as_key("").get("/compat/iotaap/v1/ota/group").await;
+    assert_eq!(r.status.as_u16(), 401, "{}", r.body);
+    assert!(r.body["message"].as_str().is_some_and(|m| m.contains("API key")), "{}", r.body);
+    let r = api.get("/compat/iotaap/v1/ota/group?order_dir=sideways").await;
+    assert_eq!(r.status.as_u16(), 400, "{}", r.body);
+    let r = api.get("/compat/iotaap/v1/ota/group?colour=red").await;
+    assert_eq!(r.status.as_u16(), 400, "{}", r.body);
+
+    // A deleted group: its tokens went with it.
+    api.delete(&format!("/api/v1/groups/{IOTAAP_GROUP}")).await.ok();
+    let r = deploy(&api, &sample, &[]).await;
+    iotaap_error(&r, 404, "No such group");
 }

@@ -44,7 +44,7 @@ use async_trait::async_trait;
 
 pub use catalog::CatalogStore;
 pub use devices::{
-    DeviceChange, DeviceIdentity, DeviceScope, DeviceStore, DeviceSummaryRow, DeviceVersions, GatewayToken,
+    DeviceChange, DeviceIdentity, DeviceScope, DeviceStore, DeviceSummaryRow, DeviceVersions, GatewayToken, GroupToken,
     IdempotentRequest, MembershipChange, PollSeed, SavedFilter,
 };
 pub use engine::{EngineStore, Sighting};

@@ -11,6 +11,7 @@ pub mod devices;
 pub mod filters;
 pub mod firmware;
 pub mod gateway_tokens;
+pub mod group_tokens;
 pub mod groups;
 pub mod jobs;
 pub mod keys;
@@ -67,6 +68,8 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/groups", get(groups::list).post(groups::create))
         .route("/api/v1/groups/{id}", get(groups::get).patch(groups::update).delete(groups::delete))
         .route("/api/v1/groups/{id}/members", get(groups::members).post(groups::change_members))
+        .route("/api/v1/group-tokens", get(group_tokens::list).post(group_tokens::create))
+        .route("/api/v1/group-tokens/{id}", axum::routing::delete(group_tokens::delete))
         .route("/api/v1/access-keys", get(access_keys::list).post(access_keys::create))
         .route("/api/v1/access-keys/{id}", axum::routing::delete(access_keys::delete))
         .route("/api/v1/gateway-tokens", get(gateway_tokens::list).post(gateway_tokens::create))

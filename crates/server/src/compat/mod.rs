@@ -7,10 +7,11 @@
 
 pub mod aliyun;
 pub mod enos;
+pub mod iotaap;
 
 use axum::Router;
 use axum::http::HeaderMap;
-use axum::routing::any;
+use axum::routing::{any, get};
 
 use crate::state::AppState;
 
@@ -19,6 +20,12 @@ pub fn routes() -> Router<AppState> {
         .route("/compat/enos/connect-service/v2.1/ota-jobs", any(enos::ota_jobs))
         .route("/compat/aliyun", any(aliyun::rpc))
         .route("/compat/aliyun/", any(aliyun::rpc))
+        .route(
+            "/compat/iotaap/v1/ota/group",
+            get(iotaap::list)
+                .post(iotaap::deploy)
+                .layer(axum::extract::DefaultBodyLimit::max(iotaap::MAX_FIRMWARE_BYTES + (1 << 20))),
+        )
 }
 
 /// The request's id, as the request-id layer set it (answered in the body by
