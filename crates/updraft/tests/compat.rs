@@ -273,6 +273,9 @@ async fn enos_errors_in_its_shape(b: Backend) {
         .get(&format!("/compat/enos/connect-service/v2.1/ota-jobs?action=get&orgId=yourOrgId&jobId={id}"))
         .await;
     assert_eq!(r.ok()["data"]["status"], "canceled", "a viewer reads");
+    let path = format!("/compat/enos/connect-service/v2.1/ota-jobs?action=get&orgId=yourOrgId&jobId={id}");
+    let r = api.as_key(&viewer).call(Method::POST, &path, None).await;
+    assert_eq!(r.ok()["data"]["status"], "canceled", "by POST too, as EnOS's SDK sends it");
 }
 
 /// Seed 003's sample request as the seed prints it, but for its masked values

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -186,10 +186,11 @@ pub async fn ota_jobs(State(state): State<AppState>, req: Request) -> Response {
 }
 
 async fn act(state: &AppState, req: Request) -> Result<Value, EnosError> {
-    let (mut parts, body) = req.into_parts();
-    let caller = Caller::from_request_parts(&mut parts, state).await?;
+    let (parts, body) = req.into_parts();
     let params: OtaJobParams = crate::extract::from_query(parts.uri.query().unwrap_or(""))
         .map_err(|e| EnosError::unreadable(Part::Query, e))?;
+    // `get` reads, by whichever method it comes.
+    let caller = Caller::bearer(&parts, state, params.action.as_deref() == Some("get")).await?;
     let org = params.org_id.as_deref().ok_or_else(|| EnosError::invalid("orgId is required"))?;
     if !org.eq_ignore_ascii_case(caller.tenant()) {
         return Err(EnosError::new(

@@ -192,8 +192,20 @@ pub async fn deploy(
         start: Some(true),
         ..JobIn::default()
     };
-    let draft = crate::api::jobs::draft(job).map_err(|e| fail(e.0))?;
-    let report = state.app.create_job(&caller.actor, draft).await.map_err(fail)?;
+    let created = match crate::api::jobs::draft(job) {
+        Ok(draft) => state.app.create_job(&caller.actor, draft).await,
+        Err(e) => Err(e.0),
+    };
+    let report = match created {
+        Ok(report) => report,
+        Err(e) => {
+            // One call, one outcome: without its job the upload is taken back, so a retry can send it again.
+            if let Err(undo) = state.app.delete_firmware(&caller.actor, &firmware.id).await {
+                tracing::warn!(firmware = %firmware.id, error = %undo, "an upload whose job failed was not taken back");
+            }
+            return Err(fail(e));
+        }
+    };
     tracing::info!(job = %report.job.id, firmware = %firmware.id, door = "iotaap", "job created through a compatibility door");
     Ok((StatusCode::CREATED, Json(json!({"message": "Firmware successfully deployed"}))))
 }
