@@ -122,18 +122,7 @@ impl From<crate::error::ApiError> for RpcError {
     }
 }
 
-/// Percent-encoding as the platform signs: RFC 3986, only `A–Z a–z 0–9 - _ . ~` left as they are.
-pub fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+pub use super::percent_encode;
 
 /// `Method&%2F&encode(canonicalized query)`: the parameters but `Signature`,
 /// sorted by name, each `encode(name)=encode(value)`, joined by `&`.
@@ -153,10 +142,7 @@ pub fn signature(method: &str, params: &[(String, String)], secret: &str) -> Str
     base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
 }
 
-/// Compares without stopping at the first difference.
-fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
+use super::same;
 
 /// Every action, by its `Action` parameter.
 pub async fn rpc(State(state): State<AppState>, req: Request) -> Response {

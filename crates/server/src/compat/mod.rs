@@ -8,6 +8,7 @@
 pub mod aliyun;
 pub mod enos;
 pub mod iotaap;
+pub mod sigv4;
 
 use axum::Router;
 use axum::http::HeaderMap;
@@ -32,4 +33,23 @@ pub fn routes() -> Router<AppState> {
 /// the platforms that carry one there).
 pub fn request_id(headers: &HeaderMap) -> String {
     headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
+}
+
+/// Percent-encoding as the platforms sign (Aliyun's RPC signature, AWS Signature Version 4):
+/// RFC 3986, only `A–Z a–z 0–9 - _ . ~` left as they are.
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Compares two signatures without stopping at the first difference.
+pub fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
