@@ -17,6 +17,8 @@ on_both_stores!(
     aliyun_errors_and_signatures_in_its_shape,
     iotaap_group_ota_uploads_and_starts_the_job,
     iotaap_errors_in_its_shape,
+    aws_create_ota_update_signed_with_sigv4,
+    aws_errors_in_its_shape,
 );
 
 /// Seed 001's sample request, as the seed prints it.
@@ -719,4 +721,278 @@ async fn iotaap_errors_in_its_shape(b: Backend) {
     api.delete(&format!("/api/v1/groups/{IOTAAP_GROUP}")).await.ok();
     let r = deploy(&api, &sample, &[]).await;
     iotaap_error(&r, 404, "No such group");
+}
+
+/// [`org`] on a clock, group `g-aws` holding `deviceKey3`, and an access key of an admin key.
+async fn aws(b: Backend) -> (Api, Vec<String>, String, String, std::sync::Arc<updraft::testing::ManualClock>) {
+    let (server, clock) = TestServer::start_clocked(b, |_| {}).await;
+    let (api, tokens) = org_on(server).await;
+    api.post("/api/v1/groups", json!({"id": "g-aws", "name": "G"})).await.expect(201, None);
+    api.post("/api/v1/groups/g-aws/members", json!({"add": ["deviceKey3"]})).await.ok();
+    let (id, secret) = access_key(&api, "admin").await;
+    (api, tokens, id, secret, clock)
+}
+
+/// The test clock's instant (2026-06-01 12:00 UTC) as `X-Amz-Date`.
+const AMZ_DATE: &str = "20260601T120000Z";
+
+/// Sends a request signed as AWS's SDKs sign it (service `iot`, region `eu-west-1`).
+async fn aws_call(
+    api: &Api,
+    method: Method,
+    path_and_query: &str,
+    body: &str,
+    id: &str,
+    secret: &str,
+) -> common::Answer {
+    aws_tampered(api, method, path_and_query, body, body, id, secret).await
+}
+
+/// As [`aws_call`], signing `body` but sending `sent`.
+async fn aws_tampered(
+    api: &Api,
+    method: Method,
+    path_and_query: &str,
+    body: &str,
+    sent: &str,
+    id: &str,
+    secret: &str,
+) -> common::Answer {
+    use updraft_server::compat::sigv4;
+    let url = reqwest::Url::parse(&api.server.url(path_and_query)).unwrap();
+    let host = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap());
+    let payload = sigv4::sha256_hex(body.as_bytes());
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("host", host.parse().unwrap());
+    headers.insert("x-amz-date", AMZ_DATE.parse().unwrap());
+    headers.insert("x-amz-content-sha256", payload.parse().unwrap());
+    let signed: Vec<String> = ["host", "x-amz-content-sha256", "x-amz-date"].map(str::to_owned).to_vec();
+    let credential = sigv4::Credential {
+        access_key: id.to_owned(),
+        date: AMZ_DATE[..8].to_owned(),
+        region: "eu-west-1".into(),
+        service: "iot".into(),
+        signed_headers: signed.clone(),
+        signature: String::new(),
+        amz_date: AMZ_DATE.into(),
+        expires: None,
+    };
+    let query: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+    let canonical = sigv4::canonical_request(method.as_str(), url.path(), &query, &headers, &signed, &payload);
+    let signature = sigv4::signature(secret, &credential, &canonical);
+    let auth = format!(
+        "AWS4-HMAC-SHA256 Credential={id}/{}/eu-west-1/iot/aws4_request, SignedHeaders={}, Signature={signature}",
+        &AMZ_DATE[..8],
+        signed.join(";")
+    );
+    let r = api
+        .http
+        .request(method, url)
+        .header("x-amz-date", AMZ_DATE)
+        .header("x-amz-content-sha256", payload)
+        .header("authorization", auth)
+        .header("content-type", "application/json")
+        .body(sent.to_owned())
+        .send()
+        .await
+        .unwrap();
+    common::answer(r).await
+}
+
+#[track_caller]
+fn aws_error(a: &common::Answer, status: u16, kind: &str, message: &str) {
+    assert_eq!(a.status.as_u16(), status, "{}", a.body);
+    assert_eq!(a.headers["x-amzn-errortype"], kind, "{}", a.body);
+    assert!(a.headers.contains_key("x-amzn-requestid"));
+    assert!(a.body["message"].as_str().unwrap().contains(message), "{}", a.body);
+}
+
+/// CreateOTAUpdate's request with every field of seed 002's syntax.
+fn ota_update_body() -> Value {
+    json!({
+        "additionalParameters": {"campaign": "spring"},
+        "awsJobExecutionsRolloutConfig": {"maximumPerMinute": 10},
+        "description": "the spring update",
+        "files": [{
+            "attributes": {"signer": "ops"},
+            "fileLocation": {"s3Location": {"bucket": "updraft", "key": "yourFirmwareId/app.bin", "version": "1"}},
+            "fileName": "app.bin",
+            "fileVersion": "2.0"
+        }],
+        "roleArn": "arn:aws:iam::123456789012:role/ota-role",
+        "targets": ["arn:aws:iot:eu-west-1:123456789012:thing/deviceKey1", "arn:aws:iot:eu-west-1:123456789012:thinggroup/g-aws"],
+        "targetSelection": "SNAPSHOT"
+    })
+}
+
+async fn aws_create_ota_update_signed_with_sigv4(b: Backend) {
+    let (api, tokens, id, secret, clock) = aws(b).await;
+    let r = aws_call(&api, Method::POST, "/compat/aws/otaUpdates/ota-1", &ota_update_body().to_string(), &id, &secret)
+        .await;
+    assert_eq!(
+        r.ok(),
+        &json!({
+            "otaUpdateId": "ota-1",
+            "otaUpdateArn": "arn:aws:iot:eu-west-1:yourorgid:otaupdate/ota-1",
+            "awsIotJobId": "ota-1",
+            "awsIotJobArn": "arn:aws:iot:eu-west-1:yourorgid:job/ota-1",
+            "otaUpdateStatus": "CREATE_COMPLETE"
+        })
+    );
+    let job = api.get("/api/v1/jobs/ota-1").await.ok().clone();
+    assert_eq!(job["firmware"], "yourFirmwareId");
+    assert_eq!(job["description"], "the spring update");
+    assert_eq!((job["devices"].clone(), job["groups"].clone()), (json!(["deviceKey1"]), json!(["g-aws"])));
+    assert_eq!(job["recurrence"], "snapshot");
+    assert_eq!(job["max_per_minute"], 10);
+    assert_eq!(job["additional_params"], json!({"campaign": "spring"}));
+    assert_eq!(job["metadata"]["aws.roleArn"], "arn:aws:iam::123456789012:role/ota-role", "recorded");
+    assert_eq!(job["metadata"]["app.bin.signer"], "ops", "the file's attributes");
+    assert_eq!(job["metadata"]["app.bin.fileVersion"], "2.0");
+    assert_eq!(job["state"], "running");
+    // Ten a minute: one every six seconds.
+    api.server.tick_scheduler().await;
+    clock.advance(jiff::SignedDuration::from_secs(6));
+    api.server.tick_scheduler().await;
+    assert!(offered(&api, "yourorgid", "deviceKey1", &tokens[0]).await.is_some(), "a target thing gets it");
+    assert!(offered(&api, "yourorgid", "deviceKey3", &tokens[2]).await.is_some(), "so does the group's member");
+    assert!(offered(&api, "yourorgid", "deviceKey2", &tokens[1]).await.is_none(), "not a target");
+
+    let got = aws_call(&api, Method::GET, "/compat/aws/otaUpdates/ota-1", "", &id, &secret).await;
+    let info = &got.ok()["otaUpdateInfo"];
+    assert_eq!(info["otaUpdateId"], "ota-1");
+    assert_eq!(info["targetSelection"], "SNAPSHOT");
+    assert_eq!(info["awsJobExecutionsRolloutConfig"], json!({"maximumPerMinute": 10}));
+    assert_eq!(info["targets"][1], "arn:aws:iot:eu-west-1:yourorgid:thinggroup/g-aws");
+    assert_eq!(info["additionalParameters"], json!({"campaign": "spring"}));
+
+    let mut continuous = ota_update_body();
+    continuous["targetSelection"] = json!("CONTINUOUS");
+    continuous["targets"] = json!(["deviceKey2"]);
+    let r = aws_call(&api, Method::POST, "/compat/aws/otaUpdates/ota-2", &continuous.to_string(), &id, &secret).await;
+    r.ok();
+    assert_eq!(api.get("/api/v1/jobs/ota-2").await.ok()["recurrence"], "continuous");
+    let list = aws_call(&api, Method::GET, "/compat/aws/otaUpdates?maxResults=1", "", &id, &secret).await;
+    let list = list.ok();
+    assert_eq!(list["otaUpdates"][0]["otaUpdateId"], "ota-2", "newest first");
+    let next = list["nextToken"].as_str().unwrap();
+    let list =
+        aws_call(&api, Method::GET, &format!("/compat/aws/otaUpdates?maxResults=1&nextToken={next}"), "", &id, &secret)
+            .await;
+    assert_eq!(list.ok()["otaUpdates"][0]["otaUpdateId"], "ota-1");
+    assert!(list.ok().get("nextToken").is_none());
+
+    let deleted = aws_call(&api, Method::DELETE, "/compat/aws/otaUpdates/ota-2", "", &id, &secret).await;
+    assert_eq!(deleted.ok(), &json!({}));
+    assert_eq!(api.get("/api/v1/jobs/ota-2").await.ok()["state"], "canceled");
+}
+
+async fn aws_errors_in_its_shape(b: Backend) {
+    let (api, _, id, secret, _) = aws(b).await;
+    let body = ota_update_body().to_string();
+    let r = aws_call(&api, Method::POST, "/compat/aws/otaUpdates/ota-1", &body, &id, "wrong-secret").await;
+    aws_error(&r, 401, "UnauthorizedException", "signature");
+    let r = aws_call(&api, Method::POST, "/compat/aws/otaUpdates/ota-1", &body, "UPDAKNOSUCHKEY", &secret).await;
+    aws_error(&r, 401, "UnauthorizedException", "security token");
+    let r = api.as_key("").post("/compat/aws/otaUpdates/ota-1", ota_update_body()).await;
+    aws_error(&r, 401, "UnauthorizedException", "Signature Version 4");
+    let unknown = aws_call(&api, Method::GET, "/compat/aws/otaUpdates/x", "", &id, &secret).await;
+    aws_error(&unknown, 404, "ResourceNotFoundException", "x");
+    // The body changed after signing.
+    let other = body.replace("the spring update", "the autumn update");
+    let r = aws_tampered(&api, Method::POST, "/compat/aws/otaUpdates/ota-1", &body, &other, &id, &secret).await;
+    aws_error(&r, 400, "InvalidRequestException", "x-amz-content-sha256");
+
+    r#for_each_invalid(&api, &id, &secret).await;
+
+    aws_call(&api, Method::POST, "/compat/aws/otaUpdates/ota-1", &body, &id, &secret).await.ok();
+    let r = aws_call(&api, Method::POST, "/compat/aws/otaUpdates/ota-1", &body, &id, &secret).await;
+    aws_error(&r, 409, "ResourceAlreadyExistsException", "ota-1");
+    let big = "x".repeat(3 << 20);
+    let r = aws_call(&api, Method::POST, "/compat/aws/otaUpdates/ota-big", &big, &id, &secret).await;
+    aws_error(&r, 410, "LimitExceededException", "larger");
+    let (viewer, viewer_secret) = access_key(&api, "viewer").await;
+    let r = aws_call(&api, Method::POST, "/compat/aws/otaUpdates/ota-3", &body, &viewer, &viewer_secret).await;
+    aws_error(&r, 401, "UnauthorizedException", "viewer");
+    let r = aws_call(&api, Method::GET, "/compat/aws/otaUpdates/ota-1", "", &viewer, &viewer_secret).await;
+    assert_eq!(r.ok()["otaUpdateInfo"]["otaUpdateId"], "ota-1", "a viewer reads");
+}
+
+async fn r#for_each_invalid(api: &Api, id: &str, secret: &str) {
+    let cases: Vec<(Value, &str)> = vec![
+        (json!({"files": []}), "files: from 1 to 50"),
+        (json!({"description": "two\nlines"}), "description"),
+        (json!({"roleArn": "arn:aws:iam::1:role/x"}), "roleArn"),
+        (json!({"targetSelection": "SOMETIMES"}), "targetSelection"),
+        (json!({"awsJobExecutionsRolloutConfig": {"maximumPerMinute": 1001}}), "maximumPerMinute"),
+        (json!({"targets": ["arn:aws:iot:eu-west-1:1:policy/p"]}), "targets"),
+        (json!({"protocols": ["HTTP"]}), "protocols"),
+    ];
+    for (change, message) in cases {
+        let mut body = ota_update_body();
+        for (k, v) in change.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let r = aws_call(api, Method::POST, "/compat/aws/otaUpdates/bad", &body.to_string(), id, secret).await;
+        aws_error(&r, 400, "InvalidRequestException", message);
+    }
+    let mut body = ota_update_body();
+    body["files"][0]["fileLocation"]["s3Location"]["bucket"] = json!("someone-elses");
+    let r = aws_call(api, Method::POST, "/compat/aws/otaUpdates/bad", &body.to_string(), id, secret).await;
+    aws_error(&r, 400, "InvalidRequestException", "bucket");
+    body["files"][0]["fileLocation"]["s3Location"] = json!({"bucket": "updraft", "key": "nope/app.bin"});
+    let r = aws_call(api, Method::POST, "/compat/aws/otaUpdates/bad", &body.to_string(), id, secret).await;
+    aws_error(&r, 404, "ResourceNotFoundException", "nope");
+}
+
+/// A presigned GET (`X-Amz-*` in the query), as `aws iot` clients presign.
+#[tokio::test]
+async fn aws_presigned_urls_are_verified() {
+    use updraft_server::compat::sigv4;
+    let (api, _, id, secret, _) = aws(Backend::Sqlite).await;
+    let body = ota_update_body().to_string();
+    aws_call(&api, Method::POST, "/compat/aws/otaUpdates/ota-1", &body, &id, &secret).await.ok();
+    let presign = |expires: &str, secret: &str| {
+        let url = reqwest::Url::parse(&api.server.url("/compat/aws/otaUpdates/ota-1")).unwrap();
+        let host = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap());
+        let mut query: Vec<(String, String)> = [
+            ("X-Amz-Algorithm", "AWS4-HMAC-SHA256".to_owned()),
+            ("X-Amz-Credential", format!("{id}/{}/us-east-1/iot/aws4_request", &AMZ_DATE[..8])),
+            ("X-Amz-Date", AMZ_DATE.to_owned()),
+            ("X-Amz-Expires", expires.to_owned()),
+            ("X-Amz-SignedHeaders", "host".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("host", host.parse().unwrap());
+        let credential = sigv4::Credential {
+            access_key: id.clone(),
+            date: AMZ_DATE[..8].to_owned(),
+            region: "us-east-1".into(),
+            service: "iot".into(),
+            signed_headers: vec!["host".into()],
+            signature: String::new(),
+            amz_date: AMZ_DATE.into(),
+            expires: None,
+        };
+        let canonical = sigv4::canonical_request(
+            "GET",
+            url.path(),
+            &query,
+            &headers,
+            &["host".to_owned()],
+            sigv4::UNSIGNED_PAYLOAD,
+        );
+        query.push(("X-Amz-Signature".into(), sigv4::signature(secret, &credential, &canonical)));
+        let q = form_urlencoded::Serializer::new(String::new()).extend_pairs(query).finish();
+        format!("/compat/aws/otaUpdates/ota-1?{q}")
+    };
+    let r = api.as_key("").get(&presign("300", &secret)).await;
+    assert_eq!(r.ok()["otaUpdateInfo"]["otaUpdateId"], "ota-1");
+    let r = api.as_key("").get(&presign("300", "wrong")).await;
+    aws_error(&r, 401, "UnauthorizedException", "signature");
+    let r = api.as_key("").get(&presign("0", &secret)).await;
+    aws_error(&r, 401, "UnauthorizedException", "X-Amz-Expires");
 }

@@ -6,6 +6,7 @@
 //! does), and renders the result and the app's errors as its platform does.
 
 pub mod aliyun;
+pub mod aws;
 pub mod enos;
 pub mod iotaap;
 pub mod sigv4;
@@ -19,6 +20,8 @@ use crate::state::AppState;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/compat/enos/connect-service/v2.1/ota-jobs", any(enos::ota_jobs))
+        .route("/compat/aws/otaUpdates", any(aws::ota_updates))
+        .route("/compat/aws/otaUpdates/{id}", any(aws::ota_updates))
         .route("/compat/aliyun", any(aliyun::rpc))
         .route("/compat/aliyun/", any(aliyun::rpc))
         .route(
