@@ -725,7 +725,14 @@ async fn iotaap_errors_in_its_shape(b: Backend) {
 
 /// [`org`] on a clock, group `g-aws` holding `deviceKey3`, and an access key of an admin key.
 async fn aws(b: Backend) -> (Api, Vec<String>, String, String, std::sync::Arc<updraft::testing::ManualClock>) {
-    let (server, clock) = TestServer::start_clocked(b, |_| {}).await;
+    aws_with(b, |_| {}).await
+}
+
+async fn aws_with(
+    b: Backend,
+    configure: impl FnOnce(&mut updraft_server::Settings),
+) -> (Api, Vec<String>, String, String, std::sync::Arc<updraft::testing::ManualClock>) {
+    let (server, clock) = TestServer::start_clocked(b, configure).await;
     let (api, tokens) = org_on(server).await;
     api.post("/api/v1/groups", json!({"id": "g-aws", "name": "G"})).await.expect(201, None);
     api.post("/api/v1/groups/g-aws/members", json!({"add": ["deviceKey3"]})).await.ok();
@@ -995,4 +1002,25 @@ async fn aws_presigned_urls_are_verified() {
     aws_error(&r, 401, "UnauthorizedException", "signature");
     let r = api.as_key("").get(&presign("0", &secret)).await;
     aws_error(&r, 401, "UnauthorizedException", "X-Amz-Expires");
+}
+
+/// An access key's calls count against its API key's rate limit: AWS's `ThrottlingException`.
+#[tokio::test]
+async fn aws_throttles_as_aws_does() {
+    let (api, _, id, secret, _) = aws_with(Backend::Sqlite, |s| {
+        s.api_rate_limit_per_sec = 1;
+        s.api_rate_limit_burst = 30;
+    })
+    .await;
+    let mut last = None;
+    for _ in 0..40 {
+        let r = aws_call(&api, Method::GET, "/compat/aws/otaUpdates", "", &id, &secret).await;
+        if r.status.as_u16() == 429 {
+            last = Some(r);
+            break;
+        }
+    }
+    let r = last.expect("the burst runs out");
+    aws_error(&r, 429, "ThrottlingException", "too many calls");
+    assert!(r.headers.contains_key("retry-after"));
 }
