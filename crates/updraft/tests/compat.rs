@@ -717,6 +717,13 @@ async fn iotaap_errors_in_its_shape(b: Backend) {
     let r = api.get("/compat/iotaap/v1/ota/group?colour=red").await;
     assert_eq!(r.status.as_u16(), 400, "{}", r.body);
 
+    // Blob storage broken (its staging directory gone): 500 with IoTaaP's message and the error.
+    std::fs::remove_dir_all(api.server.data_dir().join("firmware").join("tmp")).unwrap();
+    let r = deploy(&api, &sample, &[]).await;
+    iotaap_error(&r, 500, "Error when uploading firmware file");
+    assert!(r.body["error"].as_str().is_some_and(|e| !e.is_empty()), "{}", r.body);
+    assert!(api.get("/api/v1/jobs").await.ok()["items"].as_array().unwrap().is_empty(), "nothing was deployed");
+
     // A deleted group: its tokens went with it.
     api.delete(&format!("/api/v1/groups/{IOTAAP_GROUP}")).await.ok();
     let r = deploy(&api, &sample, &[]).await;
