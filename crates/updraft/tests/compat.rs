@@ -1031,3 +1031,62 @@ async fn aws_throttles_as_aws_does() {
     aws_error(&r, 429, "ThrottlingException", "too many calls");
     assert!(r.headers.contains_key("retry-after"));
 }
+
+/// A file's `codeSigning` is the signature its upload carried: a signing profile's, or the same
+/// `customCodeSigning`; another one, or none on the file, is refused.
+#[tokio::test]
+async fn aws_code_signing_is_the_uploads() {
+    let (api, _, id, secret, _) = aws(Backend::Sqlite).await;
+    let ca = rcgen::generate_simple_self_signed(vec!["ca.example".to_owned()]).unwrap();
+    api.post("/api/v1/trust-anchors", json!({"certificate": ca.cert.pem()})).await.expect(201, None);
+    let profile =
+        json!({"name": "ota", "private_key": ca.signing_key.serialize_pem(), "certificate_chain": ca.cert.pem()});
+    api.post("/api/v1/signing-profiles", profile).await.expect(201, None);
+    let signing = json!({"startSigningJobParameter": {"signingProfileName": "ota"}});
+    let form = reqwest::multipart::Form::new()
+        .text("id", "signedFw")
+        .text("product", "thermo")
+        .text("version", "3.0")
+        .text(
+            "files",
+            json!([{"name": "app.bin", "component": "host", "version": "3.0", "codeSigning": signing}]).to_string(),
+        )
+        .part("file", reqwest::multipart::Part::bytes(vec![5u8; 512]).file_name("app.bin"));
+    let fw = api.multipart("/api/v1/firmware", form).await;
+    let recorded = fw.expect(201, None)["files"][0]["code_signing"].clone();
+
+    let with = |signing: Value, ota: &str| {
+        let mut body = ota_update_body();
+        body["files"][0]["fileLocation"]["s3Location"]["key"] = json!("signedFw/app.bin");
+        body["files"][0]["fileVersion"] = json!("3.0");
+        body["files"][0]["codeSigning"] = signing;
+        (format!("/compat/aws/otaUpdates/{ota}"), body.to_string())
+    };
+    let (path, body) = with(json!({"startSigningJobParameter": {"signingProfileName": "ota"}}), "by-profile");
+    aws_call(&api, Method::POST, &path, &body, &id, &secret).await.ok();
+    let custom = json!({"customCodeSigning": {
+        "certificateChain": {"certificateName": "signer", "inlineDocument": recorded["certificate_chain"]},
+        "hashAlgorithm": "SHA256",
+        "signature": {"inlineDocument": recorded["signature"]},
+        "signatureAlgorithm": "ECDSA",
+    }});
+    let (path, body) = with(custom.clone(), "by-signature");
+    aws_call(&api, Method::POST, &path, &body, &id, &secret).await.ok();
+    assert_eq!(api.get("/api/v1/jobs/by-signature").await.ok()["firmware"], "signedFw");
+
+    let mut forged = custom;
+    forged["customCodeSigning"]["signature"]["inlineDocument"] = json!("AAAA");
+    let (path, body) = with(forged, "forged");
+    let r = aws_call(&api, Method::POST, &path, &body, &id, &secret).await;
+    aws_error(&r, 400, "InvalidRequestException", "another signature");
+    let (path, body) = with(json!({"startSigningJobParameter": {"signingProfileName": "other"}}), "other");
+    let r = aws_call(&api, Method::POST, &path, &body, &id, &secret).await;
+    aws_error(&r, 400, "InvalidRequestException", "another signature");
+    let mut unsigned = ota_update_body();
+    unsigned["files"][0]["codeSigning"] = json!({"startSigningJobParameter": {"signingProfileName": "ota"}});
+    let r = aws_call(&api, Method::POST, "/compat/aws/otaUpdates/unsigned", &unsigned.to_string(), &id, &secret).await;
+    aws_error(&r, 400, "InvalidRequestException", "or none");
+    let (path, body) = with(json!({"awsSignerJobId": "job-1"}), "signer");
+    let r = aws_call(&api, Method::POST, &path, &body, &id, &secret).await;
+    aws_error(&r, 400, "InvalidRequestException", "AWS Signer");
+}

@@ -319,10 +319,8 @@ async fn create(state: &AppState, caller: &Caller, region: &str, id: &str, body:
     let mut metadata = BTreeMap::new();
     for (i, f) in input.files.iter().enumerate() {
         let at = format!("files[{i}]");
-        if f.code_signing.is_some() {
-            problems.push(format!(
-                "{at}.codeSigning: sign the file when it is uploaded (POST /api/v1/firmware with its codeSigning)"
-            ));
+        if f.code_signing.as_ref().is_some_and(|c| c.get("awsSignerJobId").is_some()) {
+            problems.push(format!("{at}.codeSigning.awsSignerJobId: there is no AWS Signer here; sign when uploading"));
         }
         let location = f.file_location.as_ref();
         if location.is_some_and(|l| l.stream.is_some()) {
@@ -380,6 +378,14 @@ async fn create(state: &AppState, caller: &Caller, region: &str, id: &str, body:
                 file.version
             )));
         }
+        if let Some(asked) = &f.code_signing
+            && !signed_as(asked, file.code_signing.as_deref())
+        {
+            return Err(AwsError::invalid(format!(
+                "codeSigning of `{name}`: the file was uploaded with another signature, or none \
+                 (an image is signed when it is uploaded: POST /api/v1/firmware with its codeSigning, verified there)"
+            )));
+        }
     }
     metadata.insert("aws.roleArn".into(), input.role_arn.unwrap_or_default());
     let job = JobIn {
@@ -406,6 +412,26 @@ async fn create(state: &AppState, caller: &Caller, region: &str, id: &str, body:
         "awsIotJobArn": arn(region, tenant, &format!("job/{id}")),
         "otaUpdateStatus": "CREATE_COMPLETE",
     }))
+}
+
+/// Whether a file's `codeSigning` is the signature its upload carried (verified then):
+/// `customCodeSigning`'s signature and chain, or `startSigningJobParameter`'s profile.
+fn signed_as(asked: &Value, recorded: Option<&updraft_core::CodeSigning>) -> bool {
+    let Some(recorded) = recorded else { return false };
+    let text = |v: &Value| v.as_str().map(|s| s.split_whitespace().collect::<String>());
+    let custom = &asked["customCodeSigning"];
+    let profile = &asked["startSigningJobParameter"]["signingProfileName"];
+    if !custom.is_null() {
+        let signature = text(&custom["signature"]["inlineDocument"]);
+        let chain = text(&custom["certificateChain"]["inlineDocument"]);
+        let recorded_chain = recorded.certificate_chain.split_whitespace().collect::<String>();
+        signature.is_some_and(|s| s == recorded.signature.split_whitespace().collect::<String>())
+            && chain.is_none_or(|c| c == recorded_chain)
+    } else if let Some(name) = profile.as_str() {
+        recorded.signing_profile.as_deref() == Some(name)
+    } else {
+        false
+    }
 }
 
 fn seconds(t: Timestamp) -> f64 {
