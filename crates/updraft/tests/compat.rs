@@ -330,7 +330,12 @@ fn signed(query: &str, method: &str, id: &str, secret: &str) -> String {
     let mut params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
         .into_owned()
         .filter(|(k, _)| k != "Signature")
-        .map(|(k, v)| if k == "AccessKeyId" { (k, id.to_owned()) } else { (k, v) })
+        .map(|(k, v)| match k.as_str() {
+            "AccessKeyId" => (k, id.to_owned()),
+            // A call of the tests' own takes a new nonce each time it is sent.
+            "SignatureNonce" if v.starts_with("n-") => (k, fresh_nonce()),
+            _ => (k, v),
+        })
         .collect();
     if !params.iter().any(|(k, _)| k == "AccessKeyId") {
         params.push(("AccessKeyId".into(), id.to_owned()));
@@ -340,11 +345,18 @@ fn signed(query: &str, method: &str, id: &str, secret: &str) -> String {
     form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish()
 }
 
-/// Common parameters of a call made now (the test's clock), as the SDKs send them.
+fn fresh_nonce() -> String {
+    static NONCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    format!("n-{}", NONCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+}
+
+/// Common parameters of a call made now (the test's clock), as the SDKs send them (a new nonce
+/// each time it is signed).
 fn common(action: &str) -> String {
+    let nonce = fresh_nonce();
     format!(
         "Action={action}&Format=JSON&Version=2018-01-20&RegionId=cn-shanghai&Timestamp=2024-11-19T09%3A50%3A00Z\
-         &SignatureMethod=HMAC-SHA1&SignatureVersion=1.0&SignatureNonce=n-{action}"
+         &SignatureMethod=HMAC-SHA1&SignatureVersion=1.0&SignatureNonce={nonce}"
     )
 }
 
@@ -432,6 +444,9 @@ async fn aliyun_sample_creates_the_job_a_device_gets(b: Backend) {
     assert_eq!(data["SrcVersions"], json!(["1.0"]));
     assert_eq!((data["RetryInterval"].as_u64(), data["RetryCount"].as_u64()), (Some(60), Some(1)));
     assert_eq!(data["TimeoutInMinutes"], 1440);
+
+    let replayed = a.get(&sample).await;
+    rpc_error(&replayed, 400, "SignatureNonceUsed", "used already");
 
     let canceled = a.get(&format!("{}&JobId={id}", common("CancelOTATaskByJob"))).await;
     assert_eq!(canceled.ok()["Success"], true);

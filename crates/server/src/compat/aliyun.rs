@@ -239,6 +239,15 @@ async fn authenticate(
             "the request signature does not conform to the platform's signature standard: compare the string to sign",
         ));
     }
+    if let Some(nonce) = p.get("SignatureNonce")
+        && !state.nonces.first_use(id, nonce, state.app.now().as_second())
+    {
+        return Err(RpcError::new(
+            StatusCode::BAD_REQUEST,
+            "SignatureNonceUsed",
+            "the SignatureNonce was used already",
+        ));
+    }
     Ok(Caller::admit(state, actor, reads)?)
 }
 

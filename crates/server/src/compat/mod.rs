@@ -56,3 +56,30 @@ pub fn percent_encode(s: &str) -> String {
 pub fn same(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
+
+/// Signature nonces seen in the last window, per access key, so a signed request is taken once
+/// (Aliyun's `SignatureNonce`). Per replica: a request replayed to another replica within the
+/// window is not caught (docs/security.md).
+#[derive(Default)]
+pub struct Nonces(std::sync::Mutex<std::collections::HashMap<String, i64>>);
+
+impl Nonces {
+    /// How long a nonce is remembered: the window a signed request's timestamp is taken in, both ways.
+    pub const WINDOW_SECS: i64 = 30 * 60;
+
+    /// Records `nonce` of `key` at `now` (seconds); false when it was seen within the window.
+    pub fn first_use(&self, key: &str, nonce: &str, now: i64) -> bool {
+        let mut seen = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if seen.len() > 100_000 {
+            seen.retain(|_, at| now - *at < Self::WINDOW_SECS);
+        }
+        let entry = format!("{key}\n{nonce}");
+        match seen.get(&entry) {
+            Some(at) if now - *at < Self::WINDOW_SECS => false,
+            _ => {
+                seen.insert(entry, now);
+                true
+            }
+        }
+    }
+}
