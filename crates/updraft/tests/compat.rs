@@ -1105,3 +1105,16 @@ async fn aws_code_signing_is_the_uploads() {
     let r = aws_call(&api, Method::POST, &path, &body, &id, &secret).await;
     aws_error(&r, 400, "InvalidRequestException", "AWS Signer");
 }
+
+/// A fault of the server's (an access key's sealed secret that no longer opens): AWS's
+/// `InternalFailureException`, 500.
+#[tokio::test]
+async fn aws_internal_failure_as_aws_names_it() {
+    use sqlx::Connection;
+    let (api, _, id, secret, _) = aws(Backend::Sqlite).await;
+    let url = format!("sqlite://{}", api.server.data_dir().join("updraft.db").display());
+    let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("UPDATE access_keys SET secret = 'not sealed' WHERE id = $1").bind(&id).execute(&mut db).await.unwrap();
+    let r = aws_call(&api, Method::GET, "/compat/aws/otaUpdates", "", &id, &secret).await;
+    aws_error(&r, 500, "InternalFailureException", "internal error");
+}
