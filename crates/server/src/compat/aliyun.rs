@@ -142,7 +142,7 @@ pub fn signature(method: &str, params: &[(String, String)], secret: &str) -> Str
     base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
 }
 
-use super::same;
+use super::SignedRefusal;
 
 /// Every action, by its `Action` parameter.
 pub async fn rpc(State(state): State<AppState>, req: Request) -> Response {
@@ -220,25 +220,16 @@ async fn authenticate(
             "Timestamp is more than 15 minutes away from the server's time",
         ));
     }
-    if let Err(retry_after) = state.auth_blocked(peer) {
-        return Err(crate::auth::too_many_failures(retry_after).into());
-    }
-    let (actor, secret) = match state.app.access_key_secret(id).await {
-        Ok(found) => found,
-        Err(e) => {
-            if e.code == ErrorCode::Unauthorized {
-                state.auth_failed(peer);
-                return Err(RpcError::new(StatusCode::NOT_FOUND, "InvalidAccessKeyId.NotFound", e.message));
-            }
-            return Err(RpcError::from_app(e));
-        }
-    };
-    if !same(&signature(method.as_str(), params, &secret), given) {
-        state.auth_failed(peer);
-        return Err(RpcError::signature(
-            "the request signature does not conform to the platform's signature standard: compare the string to sign",
-        ));
-    }
+    let actor = super::signed_by(state, peer, id, given, |secret| signature(method.as_str(), params, secret))
+        .await
+        .map_err(|refused| match refused {
+            SignedRefusal::Blocked(e) => e.into(),
+            SignedRefusal::UnknownKey(why) => RpcError::new(StatusCode::NOT_FOUND, "InvalidAccessKeyId.NotFound", why),
+            SignedRefusal::BadSignature => RpcError::signature(
+                "the request signature does not conform to the platform's signature standard: compare the string to sign",
+            ),
+            SignedRefusal::Failed(e) => RpcError::from_app(e),
+        })?;
     if let Some(nonce) = p.get("SignatureNonce")
         && !state.nonces.first_use(id, nonce, state.app.now().as_second())
     {

@@ -199,25 +199,21 @@ async fn act(state: &AppState, req: Request) -> Result<Value, AwsError> {
             _ => actual,
         }
     };
-    if let Err(retry_after) = state.auth_blocked(peer) {
-        return Err(crate::auth::too_many_failures(retry_after).into());
-    }
-    let (actor, secret) = match state.app.access_key_secret(&credential.access_key).await {
-        Ok(found) => found,
-        Err(e) if e.code == ErrorCode::Unauthorized => {
-            state.auth_failed(peer);
-            return Err(AwsError::unauthorized("The security token included in the request is invalid"));
-        }
-        Err(e) => return Err(AwsError::from_app(e)),
-    };
     let canonical =
         sigv4::canonical_request(method.as_str(), &path, &query, &headers, &credential.signed_headers, &payload_hash);
-    if !super::same(&sigv4::signature(&secret, &credential, &canonical), &credential.signature) {
-        state.auth_failed(peer);
-        return Err(AwsError::unauthorized(
-            "The request signature we calculated does not match the signature you provided",
-        ));
-    }
+    let sign = |secret: &str| sigv4::signature(secret, &credential, &canonical);
+    let actor = super::signed_by(state, peer, &credential.access_key, &credential.signature, sign).await.map_err(
+        |refused| match refused {
+            super::SignedRefusal::Blocked(e) => e.into(),
+            super::SignedRefusal::UnknownKey(_) => {
+                AwsError::unauthorized("The security token included in the request is invalid")
+            }
+            super::SignedRefusal::BadSignature => {
+                AwsError::unauthorized("The request signature we calculated does not match the signature you provided")
+            }
+            super::SignedRefusal::Failed(e) => AwsError::from_app(e),
+        },
+    )?;
     let caller = Caller::admit(state, actor, method == Method::GET)?;
     let region = credential.region.clone();
 

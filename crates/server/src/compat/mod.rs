@@ -83,3 +83,44 @@ impl Nonces {
         }
     }
 }
+
+/// Why a request signed with an access key was refused before any use case.
+#[derive(Debug)]
+pub enum SignedRefusal {
+    /// The address failed to authenticate too often: the answer to give.
+    Blocked(crate::error::ApiError),
+    /// No such access key, or its API key expired: why.
+    UnknownKey(String),
+    /// The signature is not the request's.
+    BadSignature,
+    /// The store failed, or the secret did not open.
+    Failed(updraft_app::Error),
+}
+
+/// The actor of a request signed with the access key `access_key`: `sign`
+/// computes the request's signature with the key's secret, compared in constant
+/// time with `given`. Failures count against the address, as a wrong API key's do.
+pub async fn signed_by(
+    state: &AppState,
+    peer: Option<std::net::IpAddr>,
+    access_key: &str,
+    given: &str,
+    sign: impl FnOnce(&str) -> String,
+) -> Result<updraft_app::Actor, SignedRefusal> {
+    if let Err(retry_after) = state.auth_blocked(peer) {
+        return Err(SignedRefusal::Blocked(crate::auth::too_many_failures(retry_after)));
+    }
+    let (actor, secret) = match state.app.access_key_secret(access_key).await {
+        Ok(found) => found,
+        Err(e) if e.code == crate::error::ErrorCode::Unauthorized => {
+            state.auth_failed(peer);
+            return Err(SignedRefusal::UnknownKey(e.message));
+        }
+        Err(e) => return Err(SignedRefusal::Failed(e)),
+    };
+    if !same(&sign(&secret), given) {
+        state.auth_failed(peer);
+        return Err(SignedRefusal::BadSignature);
+    }
+    Ok(actor)
+}
