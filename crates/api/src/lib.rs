@@ -15,12 +15,14 @@
 //! the shared schemas in [`schemas`]. Without it the crate depends on serde,
 //! jiff and `updraft-core` only, which keeps clients lean.
 
+pub mod access_keys;
 pub mod audit;
 pub mod code_signing;
 pub mod devices;
 pub mod filters;
 pub mod firmware;
 pub mod gateway_tokens;
+pub mod group_tokens;
 pub mod groups;
 pub mod jobs;
 pub mod keys;

@@ -27,9 +27,11 @@ pub mod store;
 pub mod targeting;
 pub mod workers;
 
+pub mod access_keys;
 pub mod filters;
 pub mod firmware;
 pub mod gateway_tokens;
+pub mod group_tokens;
 pub mod groups;
 pub mod keys;
 pub mod products;
@@ -50,8 +52,8 @@ use updraft_blob::BlobStore;
 /// what a device is offered, the events listeners see, saved filters and
 /// gateway tokens.
 pub use crate::store::{
-    Change, DeviceActions, DeviceIdentity, DeviceScope, Event, ExecutionScope, GatewayToken, PollSeed, SavedFilter,
-    sortable,
+    AccessKey, Change, DeviceActions, DeviceIdentity, DeviceScope, Event, ExecutionScope, GatewayToken, GroupToken,
+    PollSeed, SavedFilter, sortable,
 };
 pub use actor::Actor;
 pub use error::{Error, ErrorCode, Kind, Result};

@@ -51,6 +51,15 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let reads = matches!(parts.method, Method::GET | Method::HEAD) || READS_BY_POST.contains(&parts.uri.path());
+        Caller::bearer(parts, state, reads).await
+    }
+}
+
+impl Caller {
+    /// Authenticates the request's bearer API key and admits it (see [`Caller::admit`]):
+    /// `reads` says whether the call only reads, for front doors whose method does not say.
+    pub async fn bearer(parts: &Parts, state: &AppState, reads: bool) -> Result<Caller, ApiError> {
         let token = bearer_token(&parts.headers).ok_or_else(|| ApiError::of(ErrorCode::Unauthorized))?;
         let peer = crate::state::peer(parts);
         if let Err(retry_after) = state.auth_blocked(peer) {
@@ -65,6 +74,14 @@ impl FromRequestParts<AppState> for Caller {
                 return Err(e.into());
             }
         };
+        Caller::admit(state, actor, reads)
+    }
+
+    /// Admits an authenticated key's actor (however the front door
+    /// authenticated it: a bearer token, a signature with an access key): its
+    /// rate limit, and a viewer refused anything but a read (`reads`), before
+    /// the body is read, so a viewer learns nothing from a write's validation.
+    pub fn admit(state: &AppState, actor: Actor, reads: bool) -> Result<Caller, ApiError> {
         let Some(key) = actor.key() else { return Err(ApiError::of(ErrorCode::Unauthorized)) };
         if let Err(retry_after) = state.rate_limiter.check(&key.id) {
             return Err(ApiError::new(
@@ -73,11 +90,7 @@ impl FromRequestParts<AppState> for Caller {
             )
             .with_retry_after(retry_after));
         }
-        if key.role == updraft_core::Role::Viewer
-            && !matches!(parts.method, Method::GET | Method::HEAD)
-            && !READS_BY_POST.contains(&parts.uri.path())
-        {
-            // Refused before the body is read: a viewer learns nothing from a write's validation.
+        if key.role == updraft_core::Role::Viewer && !reads {
             return Err(ApiError::new(ErrorCode::Forbidden, "a `viewer` key may not change anything"));
         }
         actor.act();

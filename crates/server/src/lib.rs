@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod compat;
 pub mod conn;
 pub mod ddi;
 pub mod error;
@@ -201,6 +202,7 @@ pub async fn build(settings: Settings, app: updraft_app::App) -> anyhow::Result<
         auth_failures: Arc::new(ratelimit::RateLimiter::per_minute(failures.0, failures.1)),
         ddi_device_limit: Arc::new(ddi_device_limit),
         ddi_address_limit: Arc::new(ddi_address_limit),
+        nonces: Arc::new(compat::Nonces::default()),
         poll_cache,
     })
 }

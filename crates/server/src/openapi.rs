@@ -11,8 +11,8 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use crate::api::{
-    audit, devices, filters, firmware, gateway_tokens, groups, jobs, keys, products, signing_profiles, tenants, trust,
-    trust_anchors, users,
+    access_keys, audit, devices, filters, firmware, gateway_tokens, group_tokens, groups, jobs, keys, products,
+    signing_profiles, tenants, trust, trust_anchors, users,
 };
 use crate::error::{ErrorCode, HttpStatus};
 
@@ -31,6 +31,8 @@ use crate::error::{ErrorCode, HttpStatus};
         filters::estimate, filters::preview, filters::create, filters::list, filters::get, filters::update, filters::delete,
         groups::create, groups::list, groups::get, groups::update, groups::delete, groups::change_members, groups::members,
         gateway_tokens::create, gateway_tokens::list, gateway_tokens::delete,
+        access_keys::create, access_keys::list, access_keys::delete,
+        group_tokens::create, group_tokens::list, group_tokens::delete,
         trust_anchors::create, trust_anchors::list, trust_anchors::get, trust_anchors::delete,
         signing_profiles::create, signing_profiles::list, signing_profiles::get, signing_profiles::delete,
         jobs::create, jobs::list, jobs::get, jobs::start, jobs::pause, jobs::resume, jobs::cancel, jobs::next_phase, jobs::retry_failed,

@@ -21,6 +21,8 @@ pub struct AppState {
     pub ddi_device_limit: Arc<crate::ratelimit::RateLimiter>,
     /// Device API requests per source address.
     pub ddi_address_limit: Arc<crate::ratelimit::RateLimiter>,
+    /// Signature nonces the signed compatibility doors have seen lately (per replica).
+    pub nonces: Arc<crate::compat::Nonces>,
     /// The CA that issues MQTT devices' client certificates (with the MQTT door on).
     pub device_ca: Option<Arc<crate::mqtt::certs::DeviceCa>>,
 }

@@ -60,6 +60,9 @@ pub trait SqlBackend: Send + Sync + Sized + 'static {
         + Reads<DeviceVersionsRow>
         + Reads<GroupRow>
         + Reads<GatewayRow>
+        + Reads<AccessKeyRow>
+        + Reads<GroupTokenRow>
+        + Reads<SealedAccessKeyRow>
         + Reads<TrustAnchorRow>
         + Reads<SigningProfileRow>
         + Reads<SavedFilterRow>

@@ -6,16 +6,17 @@ use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, QueryBuilder};
 use updraft_app::store::{
     Change, DeviceChange, DeviceIdentity, DeviceScope, DeviceStore, DeviceSummaryRow, DeviceVersions, GatewayToken,
-    IdempotentRequest, MembershipChange, PollSeed, SavedFilter, StoreError, StoreResult,
+    GroupToken, IdempotentRequest, MembershipChange, PollSeed, SavedFilter, StoreError, StoreResult,
 };
 use updraft_core::filter::Filter;
-use updraft_core::{Device, FieldError, Group, NewDevice, Page, PageRequest};
+use updraft_core::{ApiKey, Device, FieldError, Group, NewDevice, Page, PageRequest};
 
 use crate::query::{BuilderExt, QueryExt, query};
 use crate::{
     Conn, DEVICE_LIST, DEVICE_SELECT, DeviceRow, DeviceVersionsRow, GROUP_LIST, GROUP_MEMBER_FILTER, GROUP_SELECT,
-    GatewayRow, GroupRow, IdentityRow, OFFERED_STATES, PollSeedRow, SAVED_FILTER_LIST, SAVED_FILTER_SELECT,
-    SavedFilterRow, SqlBackend, SqlStore, conflict_or, db_err, filter_sql, is_unique_violation, ts, us,
+    GatewayRow, GroupRow, GroupTokenRow, IdentityRow, KEY_SELECT, KeyRow, OFFERED_STATES, PollSeedRow,
+    SAVED_FILTER_LIST, SAVED_FILTER_SELECT, SavedFilterRow, SqlBackend, SqlStore, conflict_or, db_err, filter_sql,
+    is_unique_violation, ts, us,
 };
 
 #[async_trait]
@@ -522,6 +523,76 @@ impl<B: SqlBackend> DeviceStore for SqlStore<B> {
             return Err(StoreError::not_found("filter", id));
         }
         self.commit_events(tx, tenant, vec![Change::FilterDeleted { filter: id.to_owned() }]).await
+    }
+
+    async fn create_group_token(&self, t: &GroupToken, token_hash: &str) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        let r = query::<B>(
+            "INSERT INTO group_tokens (id, tenant, group_id, key_id, token_hash, created_at) \
+             SELECT $1, $2, $3, $4, $5, $6 \
+             WHERE EXISTS (SELECT 1 FROM device_groups WHERE tenant = $2 AND id = $3) \
+             AND EXISTS (SELECT 1 FROM api_keys WHERE tenant = $2 AND id = $4)",
+        )
+        .arg(&t.id)
+        .arg(&t.tenant)
+        .arg(&t.group)
+        .arg(&t.key)
+        .arg(token_hash)
+        .arg(us(t.created_at))
+        .run(&mut *tx)
+        .await
+        .map_err(conflict_or("group token", &t.id))?;
+        if B::rows_affected(&r) == 0 {
+            return Err(StoreError::Missing(vec![FieldError::new(
+                "group",
+                format!("group `{}` or key `{}` not found", t.group, t.key),
+            )]));
+        }
+        self.commit_events(tx, &t.tenant, vec![Change::GroupTokenCreated { token: t.id.clone() }]).await
+    }
+
+    async fn group_token(&self, token_hash: &str) -> StoreResult<Option<(GroupToken, ApiKey)>> {
+        let row: Option<GroupTokenRow> =
+            query::<B>("SELECT id, tenant, group_id, key_id, created_at FROM group_tokens WHERE token_hash = $1")
+                .arg(token_hash)
+                .optional_row(&self.pool)
+                .await
+                .map_err(db_err)?;
+        let Some(token) = row.map(GroupToken::try_from).transpose()? else { return Ok(None) };
+        let key: Option<KeyRow> = query::<B>(AssertSqlSafe(format!("{KEY_SELECT} WHERE tenant = $1 AND id = $2")))
+            .arg(&token.tenant)
+            .arg(&token.key)
+            .optional_row(&self.pool)
+            .await
+            .map_err(db_err)?;
+        let Some(key) = key else { return Ok(None) };
+        Ok(Some((token, ApiKey::try_from(key)?)))
+    }
+
+    async fn list_group_tokens(&self, tenant: &str) -> StoreResult<Vec<GroupToken>> {
+        let rows: Vec<GroupTokenRow> = query::<B>(
+            "SELECT id, tenant, group_id, key_id, created_at FROM group_tokens WHERE tenant = $1 \
+             ORDER BY created_at, id",
+        )
+        .arg(tenant)
+        .rows(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.into_iter().map(GroupToken::try_from).collect()
+    }
+
+    async fn delete_group_token(&self, tenant: &str, id: &str) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        let r = query::<B>("DELETE FROM group_tokens WHERE tenant = $1 AND id = $2")
+            .arg(tenant)
+            .arg(id)
+            .run(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if B::rows_affected(&r) == 0 {
+            return Err(StoreError::not_found("group token", id));
+        }
+        self.commit_events(tx, tenant, vec![Change::GroupTokenDeleted { token: id.to_owned() }]).await
     }
 
     async fn create_gateway_token(&self, t: &GatewayToken, token_hash: &str) -> StoreResult<()> {

@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use sqlx::types::Json;
-use updraft_app::store::{DeviceIdentity, DeviceVersions, GatewayToken, PollSeed, SavedFilter, StoreError, sortable};
+use updraft_app::store::{
+    AccessKey, DeviceIdentity, DeviceVersions, GatewayToken, GroupToken, PollSeed, SavedFilter, StoreError, sortable,
+};
 use updraft_core::filter::{Filter, FilterJson};
 use updraft_core::job::{EventSource, Execution, ExecutionEvent, ExecutionState, Job, JobKind, JobState, Progress};
 use updraft_core::{
@@ -477,6 +479,45 @@ impl TryFrom<EventRow> for ExecutionEvent {
             progress: progress(r.progress_cnt, r.progress_of),
             details: r.details.0,
         })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub struct AccessKeyRow {
+    id: String,
+    tenant: String,
+    key_id: String,
+    created_at: i64,
+}
+
+/// An access key with its sealed secret.
+#[derive(sqlx::FromRow)]
+pub struct SealedAccessKeyRow {
+    #[sqlx(flatten)]
+    pub key: AccessKeyRow,
+    pub secret: String,
+}
+
+impl TryFrom<AccessKeyRow> for AccessKey {
+    type Error = StoreError;
+    fn try_from(r: AccessKeyRow) -> Result<Self, StoreError> {
+        Ok(AccessKey { id: r.id, tenant: r.tenant, key: r.key_id, created_at: ts(r.created_at)? })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub struct GroupTokenRow {
+    id: String,
+    tenant: String,
+    group_id: String,
+    key_id: String,
+    created_at: i64,
+}
+
+impl TryFrom<GroupTokenRow> for GroupToken {
+    type Error = StoreError;
+    fn try_from(r: GroupTokenRow) -> Result<Self, StoreError> {
+        Ok(GroupToken { id: r.id, tenant: r.tenant, group: r.group_id, key: r.key_id, created_at: ts(r.created_at)? })
     }
 }
 

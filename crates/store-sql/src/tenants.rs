@@ -5,13 +5,13 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use jiff::Timestamp;
 use sqlx::AssertSqlSafe;
-use updraft_app::store::{Change, StoreError, StoreResult, TenantStore};
+use updraft_app::store::{AccessKey, Change, StoreError, StoreResult, TenantStore};
 use updraft_core::{ApiKey, KeyChange, KeyRefusal, Session, Tenant, User};
 
 use crate::query::{QueryExt, query};
 use crate::{
-    Conn, KEY_SELECT, KeyRow, SESSION_SELECT, SessionRow, SqlBackend, SqlStore, TenantRow, USER_SELECT, UserRow,
-    conflict_or, db_err, us,
+    AccessKeyRow, Conn, KEY_SELECT, KeyRow, SESSION_SELECT, SealedAccessKeyRow, SessionRow, SqlBackend, SqlStore,
+    TenantRow, USER_SELECT, UserRow, conflict_or, db_err, us,
 };
 
 #[async_trait]
@@ -67,6 +67,70 @@ impl<B: SqlBackend> TenantStore for SqlStore<B> {
         let mut tx = self.begin_write().await?;
         Self::insert_key(&mut tx, key, token_hash).await?;
         self.commit_events(tx, &key.tenant, vec![Change::KeyCreated { key: key.id.clone() }]).await
+    }
+
+    async fn create_access_key(&self, a: &AccessKey, sealed_secret: &str) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        let r = query::<B>(
+            "INSERT INTO access_keys (id, tenant, key_id, secret, created_at) \
+             SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM api_keys WHERE tenant = $2 AND id = $3)",
+        )
+        .arg(&a.id)
+        .arg(&a.tenant)
+        .arg(&a.key)
+        .arg(sealed_secret)
+        .arg(us(a.created_at))
+        .run(&mut *tx)
+        .await
+        .map_err(conflict_or("access key", &a.id))?;
+        if B::rows_affected(&r) == 0 {
+            return Err(StoreError::not_found("key", &a.key));
+        }
+        self.commit_events(tx, &a.tenant, vec![Change::AccessKeyCreated { access_key: a.id.clone() }]).await
+    }
+
+    async fn access_key(&self, id: &str) -> StoreResult<Option<(AccessKey, ApiKey, String)>> {
+        let row: Option<SealedAccessKeyRow> =
+            query::<B>("SELECT id, tenant, key_id, secret, created_at FROM access_keys WHERE id = $1")
+                .arg(id)
+                .optional_row(&self.pool)
+                .await
+                .map_err(db_err)?;
+        let Some(SealedAccessKeyRow { key: row, secret }) = row else { return Ok(None) };
+        let access = AccessKey::try_from(row)?;
+        let key: Option<KeyRow> = query::<B>(AssertSqlSafe(format!("{KEY_SELECT} WHERE tenant = $1 AND id = $2")))
+            .arg(&access.tenant)
+            .arg(&access.key)
+            .optional_row(&self.pool)
+            .await
+            .map_err(db_err)?;
+        let Some(key) = key else { return Ok(None) };
+        Ok(Some((access, ApiKey::try_from(key)?, secret)))
+    }
+
+    async fn list_access_keys(&self, tenant: &str) -> StoreResult<Vec<AccessKey>> {
+        let rows: Vec<AccessKeyRow> = query::<B>(
+            "SELECT id, tenant, key_id, created_at FROM access_keys WHERE tenant = $1 ORDER BY created_at, id",
+        )
+        .arg(tenant)
+        .rows(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.into_iter().map(AccessKey::try_from).collect()
+    }
+
+    async fn delete_access_key(&self, tenant: &str, id: &str) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        let r = query::<B>("DELETE FROM access_keys WHERE tenant = $1 AND id = $2")
+            .arg(tenant)
+            .arg(id)
+            .run(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if B::rows_affected(&r) == 0 {
+            return Err(StoreError::not_found("access key", id));
+        }
+        self.commit_events(tx, tenant, vec![Change::AccessKeyDeleted { access_key: id.to_owned() }]).await
     }
 
     async fn key_by_token_hash(&self, token_hash: &str) -> StoreResult<Option<ApiKey>> {

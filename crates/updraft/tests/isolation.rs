@@ -64,6 +64,8 @@ fn body(template: &str) -> Value {
         t if t.ends_with("/consent") => json!({"decision": "approve"}),
         t if t.ends_with("/password") => json!({"password": "another good password"}),
         t if t.ends_with("/keys") => json!({"role": "viewer"}),
+        t if t.ends_with("/access-keys") => json!({"key": "k"}),
+        t if t.ends_with("/group-tokens") => json!({"group": "lab", "key": "k"}),
         _ => json!({}),
     }
 }
@@ -80,6 +82,8 @@ async fn other_tenants_see_nothing_and_viewers_write_nothing(b: Backend) {
     let filter = api.post("/api/v1/filters", json!({"name": "All", "query": "all"})).await.ok()["id"].clone();
     let gateway = api.post("/api/v1/gateway-tokens", json!({"name": "gw"})).await.ok()["id"].clone();
     let key = api.post("/api/v1/keys", json!({"role": "operator"})).await.ok()["id"].clone();
+    let access_key = api.post("/api/v1/access-keys", json!({"key": key})).await.ok()["id"].clone();
+    let group_token = api.post("/api/v1/group-tokens", json!({"group": "lab", "key": key})).await.ok()["id"].clone();
     let ca = rcgen::generate_simple_self_signed(vec!["ca.example".to_owned()]).unwrap();
     let anchor = api.post("/api/v1/trust-anchors", json!({"certificate": ca.cert.pem()})).await.ok()["id"].clone();
     let profile =
@@ -92,7 +96,8 @@ async fn other_tenants_see_nothing_and_viewers_write_nothing(b: Backend) {
         .clone();
     let ids = json!({
         "product": "thermo", "file": file, "job": "rollout", "firmware": fw, "devices": "dev-0", "jobs": "rollout",
-        "groups": "lab", "filters": filter, "gateway-tokens": gateway, "keys": key, "users": user, "tenants": "default",
+        "groups": "lab", "filters": filter, "gateway-tokens": gateway, "keys": key, "access-keys": access_key,
+        "group-tokens": group_token, "users": user, "tenants": "default",
         "trust-anchors": anchor, "signing-profiles": "ota",
     });
     let doc = api.as_key("").get("/api/v1/openapi.json").await.ok().clone();

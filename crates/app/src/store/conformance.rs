@@ -34,12 +34,13 @@ pub mod trust;
 macro_rules! store_conformance_suite {
     ($make:expr) => {
         $crate::store_conformance_suite!(@cases $make;
-            tenants: tenants_and_keys, key_changes_keep_a_lasting_admin, tenants_never_see_each_other, users_and_sessions;
+            tenants: tenants_and_keys, key_changes_keep_a_lasting_admin, tenants_never_see_each_other, users_and_sessions,
+                access_keys_act_as_their_api_key;
             catalog: products_crud_and_conflicts, product_listing_pages_sorts_and_searches,
                 firmware_crud_and_version_conflict, product_in_use_cannot_be_deleted;
             devices: devices_bulk_create_is_all_or_nothing, device_update_list_and_delete, groups_and_membership,
                 gateway_tokens_and_presence, device_tokens_are_replaced, idempotent_imports_are_kept_with_their_devices,
-                filters_on_a_known_fleet, filters_agree_with_the_core, saved_filters_crud;
+                filters_on_a_known_fleet, filters_agree_with_the_core, saved_filters_crud, group_tokens_act_on_one_group;
             jobs: jobs_and_executions, execution_changes_are_atomic_and_complete_jobs, canceling_a_job, jobs_engine,
                 concurrent_releases_keep_the_pace_and_one_execution_per_device, verify_jobs_mark_firmware,
                 a_success_that_installs_nothing_keeps_the_versions, action_ids_count_per_tenant_and_per_attempt,

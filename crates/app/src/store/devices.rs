@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use jiff::Timestamp;
 use updraft_core::filter::Filter;
-use updraft_core::{Device, FieldError, Group, NewDevice, Page, PageRequest};
+use updraft_core::{ApiKey, Device, FieldError, Group, NewDevice, Page, PageRequest};
 
 use crate::store::StoreResult;
 
@@ -28,6 +28,18 @@ pub struct GatewayToken {
     pub id: String,
     pub tenant: String,
     pub name: Option<String>,
+    pub created_at: Timestamp,
+}
+
+/// A group token (seed 004's `token`): a narrow credential for one group,
+/// acting as an API key of the tenant (its role and expiry) on that group only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupToken {
+    pub id: String,
+    pub tenant: String,
+    pub group: String,
+    /// The API key it acts as.
+    pub key: String,
     pub created_at: Timestamp,
 }
 
@@ -239,6 +251,19 @@ pub trait DeviceStore: Send + Sync {
     /// Writes the name, description, filter, `updated_at` and `updated_by`.
     async fn update_saved_filter(&self, tenant: &str, filter: &SavedFilter) -> StoreResult<()>;
     async fn delete_saved_filter(&self, tenant: &str, id: &str) -> StoreResult<()>;
+
+    // --- group tokens -----------------------------------------------------------------
+
+    /// Creates a group token for the tenant's group `token.group`, acting as its API key
+    /// `token.key`; `NotFound` when either does not exist. Deleting the group or the API
+    /// key deletes its tokens.
+    async fn create_group_token(&self, token: &GroupToken, token_hash: &str) -> StoreResult<()>;
+    /// The group token that hashes to `token_hash` (across tenants: it names its tenant) and
+    /// the API key it acts as, as it is now.
+    async fn group_token(&self, token_hash: &str) -> StoreResult<Option<(GroupToken, ApiKey)>>;
+    /// The tenant's group tokens, oldest first.
+    async fn list_group_tokens(&self, tenant: &str) -> StoreResult<Vec<GroupToken>>;
+    async fn delete_group_token(&self, tenant: &str, id: &str) -> StoreResult<()>;
 
     // --- gateway tokens -------------------------------------------------------------
 

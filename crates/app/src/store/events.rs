@@ -88,6 +88,14 @@ pub enum Change {
     GroupDeleted { group: String },
     #[serde(rename = "group.members_changed")]
     MembersChanged { group: String, added: Vec<String>, removed: Vec<String> },
+    #[serde(rename = "access_key.created")]
+    AccessKeyCreated { access_key: String },
+    #[serde(rename = "access_key.deleted")]
+    AccessKeyDeleted { access_key: String },
+    #[serde(rename = "group_token.created")]
+    GroupTokenCreated { token: String },
+    #[serde(rename = "group_token.deleted")]
+    GroupTokenDeleted { token: String },
     #[serde(rename = "gateway_token.created")]
     GatewayTokenCreated { token: String },
     #[serde(rename = "gateway_token.deleted")]
@@ -171,6 +179,10 @@ impl Change {
             Change::GroupUpdated { .. } => "group.updated",
             Change::GroupDeleted { .. } => "group.deleted",
             Change::MembersChanged { .. } => "group.members_changed",
+            Change::AccessKeyCreated { .. } => "access_key.created",
+            Change::AccessKeyDeleted { .. } => "access_key.deleted",
+            Change::GroupTokenCreated { .. } => "group_token.created",
+            Change::GroupTokenDeleted { .. } => "group_token.deleted",
             Change::GatewayTokenCreated { .. } => "gateway_token.created",
             Change::GatewayTokenDeleted { .. } => "gateway_token.deleted",
             Change::FilterCreated { .. } => "filter.created",
@@ -211,6 +223,8 @@ impl Change {
             | Change::GroupDeleted { group }
             | Change::MembersChanged { group, .. } => group,
             Change::GatewayTokenCreated { token } | Change::GatewayTokenDeleted { token } => token,
+            Change::GroupTokenCreated { token } | Change::GroupTokenDeleted { token } => token,
+            Change::AccessKeyCreated { access_key } | Change::AccessKeyDeleted { access_key } => access_key,
             Change::FilterCreated { filter } | Change::FilterUpdated { filter } | Change::FilterDeleted { filter } => {
                 filter
             }

@@ -44,7 +44,7 @@ use async_trait::async_trait;
 
 pub use catalog::CatalogStore;
 pub use devices::{
-    DeviceChange, DeviceIdentity, DeviceScope, DeviceStore, DeviceSummaryRow, DeviceVersions, GatewayToken,
+    DeviceChange, DeviceIdentity, DeviceScope, DeviceStore, DeviceSummaryRow, DeviceVersions, GatewayToken, GroupToken,
     IdempotentRequest, MembershipChange, PollSeed, SavedFilter,
 };
 pub use engine::{EngineStore, Sighting};
@@ -56,7 +56,7 @@ pub use jobs::{
     DeviceActions, ExecutionRule, ExecutionScope, JobStore, ReleaseBudget, ReleaseClock, Released, TimelineRow,
 };
 pub use signing::SigningStore;
-pub use tenants::TenantStore;
+pub use tenants::{AccessKey, TenantStore};
 pub use trust::{TrustKey, TrustMetadata, TrustRole, TrustStore};
 
 /// Sortable fields per resource; the first is the default.

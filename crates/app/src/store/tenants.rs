@@ -6,6 +6,20 @@ use updraft_core::{ApiKey, KeyChange, KeyRefusal, Session, Tenant, User};
 
 use crate::store::StoreResult;
 
+/// An access key (seeds 002 and 003: requests signed with an HMAC): an id and
+/// a secret bound to an API key, whose tenant and role (and expiry) it acts
+/// with. The secret is sealed under the key-encryption key before it reaches
+/// the store (the signature needs it back: it cannot be hashed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessKey {
+    /// The `AccessKeyId` clients send: unique across tenants.
+    pub id: String,
+    pub tenant: String,
+    /// The API key it acts as.
+    pub key: String,
+    pub created_at: Timestamp,
+}
+
 /// Tenants, their API keys and their users. The look-ups by token hash, by
 /// user name and by session, and the server administrator's key, work
 /// across tenants: a token, a user name or a session names its tenant.
@@ -35,6 +49,20 @@ pub trait TenantStore: Send + Sync {
     async fn has_server_admin_key(&self) -> StoreResult<bool>;
     /// Replaces every server administrator key by this one (a bootstrap token set at start).
     async fn replace_server_admin_key(&self, key: &ApiKey, token_hash: &str) -> StoreResult<()>;
+
+    // --- access keys ----------------------------------------------------------------------
+
+    /// Creates an access key bound to the API key `access.key` of its tenant, with its
+    /// sealed secret; `NotFound` when the tenant has no such API key, `Conflict` when the
+    /// id is taken. Deleting the API key deletes its access keys.
+    async fn create_access_key(&self, access: &AccessKey, sealed_secret: &str) -> StoreResult<()>;
+    /// An access key by its id (across tenants: the id names its tenant), the API key it
+    /// acts as (as it is now) and its sealed secret.
+    async fn access_key(&self, id: &str) -> StoreResult<Option<(AccessKey, ApiKey, String)>>;
+    /// The tenant's access keys, oldest first.
+    async fn list_access_keys(&self, tenant: &str) -> StoreResult<Vec<AccessKey>>;
+    /// Deletes an access key; `NotFound` when the tenant has none of this id.
+    async fn delete_access_key(&self, tenant: &str, id: &str) -> StoreResult<()>;
 
     // --- users and their sessions --------------------------------------------------------
 

@@ -5,11 +5,13 @@
 //! case of `updraft_app` with the caller's actor (which checks the role and
 //! validates), and convert its answer back.
 
+pub mod access_keys;
 pub mod audit;
 pub mod devices;
 pub mod filters;
 pub mod firmware;
 pub mod gateway_tokens;
+pub mod group_tokens;
 pub mod groups;
 pub mod jobs;
 pub mod keys;
@@ -66,6 +68,10 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/groups", get(groups::list).post(groups::create))
         .route("/api/v1/groups/{id}", get(groups::get).patch(groups::update).delete(groups::delete))
         .route("/api/v1/groups/{id}/members", get(groups::members).post(groups::change_members))
+        .route("/api/v1/group-tokens", get(group_tokens::list).post(group_tokens::create))
+        .route("/api/v1/group-tokens/{id}", axum::routing::delete(group_tokens::delete))
+        .route("/api/v1/access-keys", get(access_keys::list).post(access_keys::create))
+        .route("/api/v1/access-keys/{id}", axum::routing::delete(access_keys::delete))
         .route("/api/v1/gateway-tokens", get(gateway_tokens::list).post(gateway_tokens::create))
         .route("/api/v1/gateway-tokens/{id}", axum::routing::delete(gateway_tokens::delete))
         .route("/api/v1/trust-anchors", get(trust_anchors::list).post(trust_anchors::create))
@@ -86,6 +92,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/devices/{id}/executions", get(jobs::device_executions))
         .route("/api/v1/devices/{id}/executions/{job}/consent", post(jobs::consent))
         .merge(crate::ddi::routes())
+        .merge(crate::compat::routes())
         .merge(crate::tuf::routes())
         .fallback(crate::extract::route_not_found)
         .method_not_allowed_fallback(crate::extract::method_not_allowed)

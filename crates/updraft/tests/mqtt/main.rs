@@ -56,6 +56,12 @@ pub struct Pki {
     broker_key: PathBuf,
 }
 
+impl Default for Pki {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Pki {
     pub fn new() -> Pki {
         let dir = tempfile::tempdir().unwrap();

@@ -622,3 +622,61 @@ pub async fn saved_filters_crud(store: &dyn Store) {
     assert!(matches!(store.update_saved_filter("acme", &f).await, Err(StoreError::NotFound { .. })));
     assert_eq!(store.get_saved_filter("acme", "eu-old").await.unwrap(), None);
 }
+
+pub async fn group_tokens_act_on_one_group(store: &dyn Store) {
+    use crate::store::GroupToken;
+    use updraft_core::{ApiKey, Role};
+    tenant(store, "acme").await;
+    tenant(store, "globex").await;
+    let key = ApiKey {
+        id: "k-op".into(),
+        tenant: "acme".into(),
+        role: Role::Operator,
+        name: None,
+        server_admin: false,
+        created_at: t(1),
+        expires_at: None,
+        token_prefix: None,
+    };
+    store.create_key(&key, "h-op").await.unwrap();
+    let group = |id: &str| Group {
+        id: id.into(),
+        name: id.into(),
+        description: None,
+        product: None,
+        member_count: 0,
+        created_at: t(1),
+        updated_at: t(1),
+    };
+    store.create_group("acme", &group("lab")).await.unwrap();
+    store.create_group("globex", &group("far")).await.unwrap();
+    let token = GroupToken {
+        id: "gt1".into(),
+        tenant: "acme".into(),
+        group: "lab".into(),
+        key: "k-op".into(),
+        created_at: t(2),
+    };
+    store.create_group_token(&token, "hash-1").await.unwrap();
+    assert_eq!(store.group_token("hash-1").await.unwrap(), Some((token.clone(), key.clone())));
+    assert_eq!(store.group_token("nope").await.unwrap(), None);
+    let again = store.create_group_token(&token, "hash-2").await;
+    assert!(matches!(again, Err(StoreError::Conflict { .. })), "{again:?}");
+    for (group, key) in [("far", "k-op"), ("lab", "k-none")] {
+        let t2 = GroupToken { id: format!("gt-{group}-{key}"), group: group.into(), key: key.into(), ..token.clone() };
+        let r = store.create_group_token(&t2, "hash-x").await;
+        assert!(matches!(r, Err(StoreError::Missing(_))), "a group and a key of its own tenant only: {r:?}");
+    }
+    assert_eq!(store.group_token("hash-x").await.unwrap(), None, "nothing written");
+    assert_eq!(store.list_group_tokens("acme").await.unwrap(), vec![token.clone()]);
+    assert!(store.list_group_tokens("globex").await.unwrap().is_empty());
+    let r = store.delete_group_token("globex", "gt1").await;
+    assert!(matches!(r, Err(StoreError::NotFound { .. })), "{r:?}");
+    store.delete_group_token("acme", "gt1").await.unwrap();
+    assert_eq!(store.group_token("hash-1").await.unwrap(), None);
+
+    let token = GroupToken { id: "gt2".into(), ..token };
+    store.create_group_token(&token, "hash-2").await.unwrap();
+    store.delete_group("acme", "lab").await.unwrap();
+    assert_eq!(store.group_token("hash-2").await.unwrap(), None, "gone with its group");
+}

@@ -3,7 +3,7 @@
 use updraft_core::{ApiKey, KeyChange, KeyRefusal, PageRequest, Role, SortOrder, Tenant};
 
 use super::{device, firmware, page, product, t, tenant};
-use crate::store::{DeviceScope, Store, StoreError};
+use crate::store::{AccessKey, DeviceScope, Store, StoreError};
 
 fn key(id: &str, tenant: &str, role: Role) -> ApiKey {
     ApiKey {
@@ -175,4 +175,41 @@ pub async fn users_and_sessions(store: &dyn Store) {
     store.delete_user("globex", "u3").await.unwrap();
     assert_eq!(store.session("s4", t(61)).await.unwrap(), None, "a deleted user's sessions end");
     assert_eq!(store.user_by_name("bob").await.unwrap(), None);
+}
+
+pub async fn access_keys_act_as_their_api_key(store: &dyn Store) {
+    tenant(store, "acme").await;
+    tenant(store, "globex").await;
+    let operator = key("k-op", "acme", Role::Operator);
+    store.create_key(&operator, "h-op").await.unwrap();
+    store.create_key(&key("k-gx", "globex", Role::Admin), "h-gx").await.unwrap();
+    let access = AccessKey { id: "AK1".into(), tenant: "acme".into(), key: "k-op".into(), created_at: t(5) };
+    store.create_access_key(&access, "sealed-1").await.unwrap();
+    let got = store.access_key("AK1").await.unwrap();
+    assert_eq!(got, Some((access.clone(), operator.clone(), "sealed-1".into())), "the secret comes back as stored");
+    assert_eq!(store.access_key("nope").await.unwrap(), None);
+
+    let again = store.create_access_key(&access, "sealed-2").await;
+    assert!(matches!(again, Err(StoreError::Conflict { .. })), "{again:?}");
+    let foreign = AccessKey { id: "AK2".into(), tenant: "acme".into(), key: "k-gx".into(), created_at: t(6) };
+    let r = store.create_access_key(&foreign, "s").await;
+    assert!(matches!(r, Err(StoreError::NotFound { .. })), "only an API key of its own tenant: {r:?}");
+    assert_eq!(store.access_key("AK2").await.unwrap(), None, "nothing written");
+
+    store.create_access_key(&AccessKey { id: "AK3".into(), ..access.clone() }, "sealed-3").await.unwrap();
+    let listed: Vec<String> = store.list_access_keys("acme").await.unwrap().into_iter().map(|a| a.id).collect();
+    assert_eq!(listed, ["AK1", "AK3"]);
+    assert!(store.list_access_keys("globex").await.unwrap().is_empty(), "tenants never see each other's");
+    let r = store.delete_access_key("globex", "AK1").await;
+    assert!(matches!(r, Err(StoreError::NotFound { .. })), "{r:?}");
+
+    // The bound key's changes show through; its deletion takes its access keys with it.
+    let viewer = KeyChange::Update { role: Some(Role::Viewer), name: None, expires_at: None };
+    store.change_key("acme", "k-op", &viewer).await.unwrap().unwrap();
+    assert_eq!(store.access_key("AK1").await.unwrap().unwrap().1.role, Role::Viewer);
+    store.delete_access_key("acme", "AK3").await.unwrap();
+    assert_eq!(store.access_key("AK3").await.unwrap(), None);
+    store.change_key("acme", "k-op", &KeyChange::Delete).await.unwrap().unwrap();
+    assert_eq!(store.access_key("AK1").await.unwrap(), None, "gone with its API key");
+    assert!(store.list_access_keys("acme").await.unwrap().is_empty());
 }
