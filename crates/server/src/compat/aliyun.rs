@@ -36,6 +36,11 @@ const COMMON: &[&str] = &[
     "SignatureNonce",
     "AccessKeyId",
     "Signature",
+    // Sent by that platform's SDKs on every call: empty for HMAC-SHA1.
+    "SignatureType",
+    "ResourceOwnerAccount",
+    // The platform's instance: a tenant here is one instance, so any value names it.
+    "IotInstanceId",
 ];
 const CREATE: &[&str] = &[
     "FirmwareID",
@@ -49,7 +54,18 @@ const CREATE: &[&str] = &[
     "NeedPush",
     "NeedConfirm",
     "GroupID",
+    "GroupId",
     "DownloadProtocol",
+];
+/// `CancelOTATaskByJob`'s choice of tasks by state; the job's cancel ends every
+/// task not yet finished, as with all of them chosen.
+const CANCEL: &[&str] = &[
+    "JobId",
+    "CancelQueuedTask",
+    "CancelNotifiedTask",
+    "CancelInProgressTask",
+    "CancelScheduledTask",
+    "CancelUnconfirmedTask",
 ];
 const RETRY_INTERVALS: &[u32] = &[0, 10, 30, 60, 1440];
 const RETRY_COUNTS: &[u32] = &[1, 2, 5];
@@ -254,7 +270,8 @@ async fn act(state: &AppState, req: Request) -> Result<Value, RpcError> {
     let action = p.get("Action").copied().unwrap_or("");
     let allowed: &[&str] = match action {
         "CreateOTAStaticUpgradeJob" => CREATE,
-        "QueryOTAJob" | "CancelOTATaskByJob" => &["JobId"],
+        "QueryOTAJob" => &["JobId"],
+        "CancelOTATaskByJob" => CANCEL,
         "" => return Err(RpcError::new(StatusCode::BAD_REQUEST, "MissingParameter", "Action is mandatory")),
         other => {
             return Err(RpcError::new(
@@ -363,7 +380,15 @@ pub fn job_in(p: &BTreeMap<&str, &str>) -> Result<(JobIn, String), RpcError> {
     let selection = p.get("TargetSelection").map(|s| s.to_ascii_lowercase());
     let devices = repeated(p, "TargetDeviceName");
     let gray = p.get("GrayPercent");
-    let group = p.get("GroupID");
+    // The seed's table spells it `GroupID`, the platform's SDKs `GroupId`.
+    let group = match (p.get("GroupID"), p.get("GroupId")) {
+        (Some(a), Some(b)) if a != b => {
+            problems.push("GroupID and GroupId name different groups".to_owned());
+            None
+        }
+        (Some(g), _) | (None, Some(g)) => Some(g),
+        (None, None) => None,
+    };
     let mut job = JobIn { firmware, source_versions: repeated(p, "SrcVersion"), start: Some(true), ..JobIn::default() };
     match selection.as_deref() {
         Some("all") => job.all = true,
