@@ -42,6 +42,47 @@ pub struct S3Config {
     pub secret_access_key: Option<String>,
 }
 
+impl S3Config {
+    /// `bucket` on this configuration's service, with its credentials.
+    fn bucket(&self, bucket: &str) -> Result<AmazonS3, object_store::Error> {
+        // A device waits on these: a store that is away is answered within seconds (503), not minutes.
+        let retry = RetryConfig { max_retries: 3, retry_timeout: Duration::from_secs(10), ..Default::default() };
+        let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket).with_retry(retry);
+        if let Some(endpoint) = &self.endpoint {
+            builder = builder
+                .with_endpoint(endpoint)
+                .with_allow_http(endpoint.starts_with("http://"))
+                .with_virtual_hosted_style_request(false);
+        }
+        if let Some(region) = &self.region {
+            builder = builder.with_region(region);
+        }
+        if let Some(id) = &self.access_key_id {
+            builder = builder.with_access_key_id(id);
+        }
+        if let Some(secret) = &self.secret_access_key {
+            builder = builder.with_secret_access_key(secret);
+        }
+        builder.build()
+    }
+
+    /// The bytes of object `key` (at `version`, when given) of another bucket on this
+    /// service, read with the same credentials: for a request that names its image by
+    /// S3 location (AWS's CreateOTAUpdate). A missing object is [`BlobError::NotFound`].
+    pub async fn read_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+    ) -> BlobResult<futures_util::stream::BoxStream<'static, BlobResult<Vec<u8>>>> {
+        use futures_util::StreamExt;
+        let store = self.bucket(bucket).map_err(io)?;
+        let options = GetOptions { version: version.map(str::to_owned), ..Default::default() };
+        let got = store.get_opts(&Path::from(key), options).await.map_err(not_found_as(key))?;
+        Ok(got.into_stream().map(|chunk| chunk.map(|b| b.to_vec()).map_err(io)).boxed())
+    }
+}
+
 /// Blobs as objects `{prefix}/blobs/{key}` of one bucket.
 #[derive(Debug, Clone)]
 pub struct S3BlobStore {
@@ -81,25 +122,7 @@ impl S3BlobStore {
         if !prefix.is_empty() {
             check_key(prefix).map_err(|_| invalid(format!("blobs.url `{}`: the prefix `{prefix}`", config.url)))?;
         }
-        // A device waits on these: a store that is away is answered within seconds (503), not minutes.
-        let retry = RetryConfig { max_retries: 3, retry_timeout: Duration::from_secs(10), ..Default::default() };
-        let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket).with_retry(retry);
-        if let Some(endpoint) = &config.endpoint {
-            builder = builder
-                .with_endpoint(endpoint)
-                .with_allow_http(endpoint.starts_with("http://"))
-                .with_virtual_hosted_style_request(false);
-        }
-        if let Some(region) = &config.region {
-            builder = builder.with_region(region);
-        }
-        if let Some(id) = &config.access_key_id {
-            builder = builder.with_access_key_id(id);
-        }
-        if let Some(secret) = &config.secret_access_key {
-            builder = builder.with_secret_access_key(secret);
-        }
-        let store = builder.build().map_err(|e| invalid(format!("blobs.url `{}`: {e}", config.url)))?;
+        let store = config.bucket(bucket).map_err(|e| invalid(format!("blobs.url `{}`: {e}", config.url)))?;
         Ok(Self { store: Arc::new(store), prefix: prefix.to_owned() })
     }
 

@@ -161,6 +161,23 @@ pub struct BlobSettings {
     pub presigned_downloads: bool,
     /// How long a presigned download link works, in seconds.
     pub presigned_ttl_secs: u64,
+    /// Buckets of the same service (and credentials) an AWS `CreateOTAUpdate` may name
+    /// its files in (`s3Location`): updraft reads the objects into a new image. Any
+    /// tenant that may upload may import from them; empty (the default): none.
+    pub readable_buckets: Vec<String>,
+}
+
+impl BlobSettings {
+    /// The S3 service these settings name (the bucket of `url`, if any, aside).
+    pub fn s3_config(&self) -> updraft_blob::S3Config {
+        updraft_blob::S3Config {
+            url: self.url.clone().unwrap_or_default(),
+            endpoint: self.endpoint.clone(),
+            region: self.region.clone(),
+            access_key_id: self.access_key_id.clone(),
+            secret_access_key: self.secret_access_key.clone(),
+        }
+    }
 }
 
 impl Default for BlobSettings {
@@ -173,6 +190,7 @@ impl Default for BlobSettings {
             secret_access_key: None,
             presigned_downloads: false,
             presigned_ttl_secs: 3600,
+            readable_buckets: Vec::new(),
         }
     }
 }

@@ -42,13 +42,7 @@ pub async fn open_blobs(settings: &Settings) -> anyhow::Result<Arc<dyn BlobStore
     let b = &settings.blobs;
     match b.url.as_deref() {
         Some(url) if url.starts_with("s3://") => {
-            let config = S3Config {
-                url: url.to_owned(),
-                endpoint: b.endpoint.clone(),
-                region: b.region.clone(),
-                access_key_id: b.access_key_id.clone(),
-                secret_access_key: b.secret_access_key.clone(),
-            };
+            let config = S3Config { url: url.to_owned(), ..b.s3_config() };
             Ok(Arc::new(S3BlobStore::open(&config).context("opening the firmware bucket")?))
         }
         Some(other) => anyhow::bail!(

@@ -1118,3 +1118,88 @@ async fn aws_internal_failure_as_aws_names_it() {
     let r = aws_call(&api, Method::GET, "/compat/aws/otaUpdates", "", &id, &secret).await;
     aws_error(&r, 500, "InternalFailureException", "internal error");
 }
+
+/// A store that cannot answer (its jobs table gone, as a database cut off would
+/// leave it): AWS's 503 `ServiceUnavailableException` for the AWS door, IoTaaP's
+/// 500 with its message and the error for the group OTA list.
+#[tokio::test]
+async fn a_store_that_cannot_answer_in_each_platforms_shape() {
+    use sqlx::Connection;
+    let (api, _, id, secret, _) = aws(Backend::Sqlite).await;
+    let url = format!("sqlite://{}", api.server.data_dir().join("updraft.db").display());
+    let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("ALTER TABLE jobs RENAME TO jobs_away").execute(&mut db).await.unwrap();
+    let body = ota_update_body().to_string();
+    let r = aws_call(&api, Method::POST, "/compat/aws/otaUpdates/spring", &body, &id, &secret).await;
+    aws_error(&r, 503, "ServiceUnavailableException", "a backing service is unavailable; retry later");
+    let r = api.get("/compat/iotaap/v1/ota/group").await;
+    iotaap_error(&r, 500, "Error when getting group OTA's.");
+    assert!(r.body["error"].as_str().is_some_and(|e| !e.is_empty()), "{}", r.body);
+    sqlx::query("ALTER TABLE jobs_away RENAME TO jobs").execute(&mut db).await.unwrap();
+    let r = aws_call(&api, Method::POST, "/compat/aws/otaUpdates/spring", &body, &id, &secret).await;
+    assert_eq!(r.status.as_u16(), 200, "the store back, the same call succeeds: {}", r.body);
+}
+
+/// CreateOTAUpdate's files named by S3 location in a bucket updraft may read
+/// (`blobs.readable_buckets`, on the same service and credentials): the objects are
+/// read into a new image of the targets' product and the update deploys it. A bucket
+/// not listed is refused, and a missing object is AWS's 404 with nothing kept.
+#[tokio::test]
+async fn aws_files_read_from_a_readable_bucket() {
+    use sha2::Digest;
+    let s3 = common::s3::S3Server::start().await;
+    let http = reqwest::Client::new();
+    let made = http.put(format!("{}/fleet-images", s3.url)).send().await.unwrap();
+    assert!(made.status().is_success(), "{}", made.status());
+    let image: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let put = http.put(format!("{}/fleet-images/releases/app-2.1.bin", s3.url)).body(image.clone()).send().await;
+    assert!(put.unwrap().status().is_success());
+    let endpoint = s3.url.clone();
+    let (api, tokens, id, secret, clock) = aws_with(Backend::Sqlite, move |s| {
+        s.blobs.endpoint = Some(endpoint);
+        s.blobs.region = Some("us-east-1".into());
+        s.blobs.access_key_id = Some("test".into());
+        s.blobs.secret_access_key = Some("test".into());
+        s.blobs.readable_buckets = vec!["fleet-images".into()];
+    })
+    .await;
+    let body = |bucket: &str, key: &str| {
+        json!({
+            "files": [{
+                "fileName": "app.bin",
+                "fileVersion": "2.1",
+                "attributes": {"signer": "ops"},
+                "fileLocation": {"s3Location": {"bucket": bucket, "key": key}}
+            }],
+            "roleArn": "arn:aws:iam::123456789012:role/ota-role",
+            "targets": ["arn:aws:iot:eu-west-1:123456789012:thing/deviceKey1"]
+        })
+        .to_string()
+    };
+    let images_before = api.get("/api/v1/firmware").await.ok()["total"].clone();
+
+    let r = aws_call(&api, Method::POST, "/compat/aws/otaUpdates/imported", &body("elsewhere", "a.bin"), &id, &secret)
+        .await;
+    aws_error(&r, 400, "InvalidRequestException", "readable_buckets");
+    let missing = body("fleet-images", "releases/none.bin");
+    let r = aws_call(&api, Method::POST, "/compat/aws/otaUpdates/imported", &missing, &id, &secret).await;
+    aws_error(&r, 404, "ResourceNotFoundException", "s3://fleet-images/releases/none.bin does not exist");
+    assert_eq!(api.get("/api/v1/firmware").await.ok()["total"], images_before, "nothing kept");
+
+    let good = body("fleet-images", "releases/app-2.1.bin");
+    let r = aws_call(&api, Method::POST, "/compat/aws/otaUpdates/imported", &good, &id, &secret).await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.body);
+    let job = api.get("/api/v1/jobs/imported").await.ok().clone();
+    assert_eq!(job["devices"], json!(["deviceKey1"]));
+    let firmware = api.get(&format!("/api/v1/firmware/{}", job["firmware"].as_str().unwrap())).await.ok().clone();
+    assert_eq!(firmware["product"], "thermo");
+    assert_eq!(firmware["version"], "2.1");
+    assert_eq!(firmware["metadata"]["app.bin.s3Location"], "s3://fleet-images/releases/app-2.1.bin");
+    assert_eq!(firmware["files"][0]["name"], "app.bin");
+    assert_eq!(firmware["files"][0]["size"], 300_000);
+    assert_eq!(firmware["files"][0]["sha256"], hex::encode(sha2::Sha256::digest(&image)));
+    api.server.tick_scheduler().await;
+    clock.advance(jiff::SignedDuration::from_secs(6));
+    api.server.tick_scheduler().await;
+    assert!(offered(&api, "yourorgid", "deviceKey1", &tokens[0]).await.is_some(), "the device gets the update");
+}

@@ -215,7 +215,7 @@ fn describe(mut text: HashMap<String, String>, files: Vec<(String, StagedBlob)>)
 }
 
 /// Seed 002's `codeSigning` as the use case takes it.
-fn signing(c: CodeSigningIn) -> FileSigning {
+pub(crate) fn signing(c: CodeSigningIn) -> FileSigning {
     if let (None, Some(p)) = (&c.custom_code_signing, c.start_signing_job_parameter) {
         return FileSigning::Profile {
             name: p.signing_profile_name,

@@ -310,8 +310,11 @@ async fn create(state: &AppState, caller: &Caller, region: &str, id: &str, body:
             None => problems.push(format!("targets: `{t}` is not a thing or thing group ARN, nor a thing's name")),
         }
     }
-    // The files name one image already uploaded: bucket `updraft`, key `<firmware id>/<file name>`.
+    // The files name one image already uploaded (bucket `updraft`, key `<firmware id>/<file name>`),
+    // or objects of buckets updraft may read (`blobs.readable_buckets`), read into a new image.
+    let readable = &state.settings.blobs.readable_buckets;
     let mut firmware: Option<String> = None;
+    let mut external: Vec<External> = Vec::new();
     let mut metadata = BTreeMap::new();
     for (i, f) in input.files.iter().enumerate() {
         let at = format!("files[{i}]");
@@ -326,9 +329,23 @@ async fn create(state: &AppState, caller: &Caller, region: &str, id: &str, body:
             problems.push(format!("{at}.fileLocation.s3Location is required"));
             continue;
         };
+        if let Some(bucket) = s3.bucket.as_deref().filter(|b| *b != BUCKET && readable.iter().any(|r| r == b)) {
+            match external_file(&at, f, bucket, s3) {
+                Ok(file) => {
+                    for (k, v) in &f.attributes {
+                        metadata.insert(format!("{}.{k}", file.name), v.clone());
+                    }
+                    metadata.insert(format!("{}.s3Location", file.name), format!("s3://{bucket}/{}", file.key));
+                    external.push(file);
+                }
+                Err(problem) => problems.push(problem),
+            }
+            continue;
+        }
         if s3.bucket.as_deref() != Some(BUCKET) {
             problems.push(format!(
-                "{at}.fileLocation.s3Location.bucket: updraft reads images it holds: bucket `{BUCKET}`, key `<firmware id>/<file name>`"
+                "{at}.fileLocation.s3Location.bucket: updraft reads images it holds (bucket `{BUCKET}`, key \
+                 `<firmware id>/<file name>`) and objects of the buckets its `blobs.readable_buckets` names"
             ));
             continue;
         }
@@ -353,12 +370,28 @@ async fn create(state: &AppState, caller: &Caller, region: &str, id: &str, body:
             metadata.insert(format!("{name}.s3Version"), v.clone());
         }
     }
+    if !external.is_empty() {
+        if firmware.is_some() {
+            problems
+                .push("files: every file is of one image: all in bucket `updraft`, or all read from buckets".into());
+        }
+        let mut versions: Vec<&str> = external.iter().map(|f| f.version.as_str()).collect();
+        versions.dedup();
+        if versions.len() > 1 {
+            problems.push("files: every file read from a bucket has the image's fileVersion (one version)".into());
+        }
+    }
     if !problems.is_empty() {
         return Err(AwsError::invalid(problems.join("; ")));
     }
-    let firmware = firmware.unwrap_or_default();
+    let imported = if external.is_empty() {
+        None
+    } else {
+        Some(import(state, caller, &devices, &groups, &external, &metadata).await?)
+    };
+    let firmware = imported.clone().unwrap_or_else(|| firmware.unwrap_or_default());
     let image = state.app.get_firmware(&caller.actor, &firmware).await.map_err(AwsError::from_app)?;
-    for f in &input.files {
+    for f in input.files.iter().filter(|_| imported.is_none()) {
         let key = f.file_location.as_ref().and_then(|l| l.s3_location.as_ref()).and_then(|s| s.key.as_deref());
         let name = key.and_then(|k| k.split_once('/')).map(|(_, n)| n).unwrap_or("");
         let Some(file) = image.files.iter().find(|x| x.name == name) else {
@@ -397,8 +430,22 @@ async fn create(state: &AppState, caller: &Caller, region: &str, id: &str, body:
         start: Some(true),
         ..JobIn::default()
     };
-    let draft = crate::api::jobs::draft(job)?;
-    let report = state.app.create_job(&caller.actor, draft).await.map_err(AwsError::from_app)?;
+    let created = match crate::api::jobs::draft(job) {
+        Ok(draft) => state.app.create_job(&caller.actor, draft).await.map_err(AwsError::from_app),
+        Err(e) => Err(e.into()),
+    };
+    let report = match created {
+        Ok(report) => report,
+        Err(e) => {
+            // One call, one outcome: an image read for this update goes with its failure.
+            if let Some(fw) = &imported
+                && let Err(undo) = state.app.delete_firmware(&caller.actor, fw).await
+            {
+                tracing::warn!(firmware = %fw, error = %undo, "an image read for a failed update was not taken back");
+            }
+            return Err(e);
+        }
+    };
     tracing::info!(job = %report.job.id, door = "aws", "job created through a compatibility door");
     let tenant = caller.tenant();
     Ok(json!({
@@ -408,6 +455,125 @@ async fn create(state: &AppState, caller: &Caller, region: &str, id: &str, body:
         "awsIotJobArn": arn(region, tenant, &format!("job/{id}")),
         "otaUpdateStatus": "CREATE_COMPLETE",
     }))
+}
+
+/// A file of the update read from a bucket of `blobs.readable_buckets`.
+struct External {
+    bucket: String,
+    key: String,
+    object_version: Option<String>,
+    /// Its name on the device: `fileName`, else the key's last part.
+    name: String,
+    version: String,
+    code_signing: Option<updraft_api::code_signing::CodeSigningIn>,
+}
+
+fn external_file(at: &str, f: &OtaUpdateFile, bucket: &str, s3: &S3Location) -> Result<External, String> {
+    let key =
+        s3.key.as_deref().filter(|k| !k.is_empty()).ok_or(format!("{at}.fileLocation.s3Location.key is required"))?;
+    let name = f.file_name.clone().unwrap_or_else(|| key.rsplit('/').next().unwrap_or(key).to_owned());
+    let version = f
+        .file_version
+        .clone()
+        .ok_or(format!("{at}.fileVersion is required for a file read from a bucket: it is the new image's version"))?;
+    let code_signing = match &f.code_signing {
+        None => None,
+        Some(v) => Some(serde_json::from_value(v.clone()).map_err(|e| format!("{at}.codeSigning: {e}"))?),
+    };
+    Ok(External {
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        object_version: s3.version.clone(),
+        name,
+        version,
+        code_signing,
+    })
+}
+
+/// Reads the files of an update from their buckets into a new image of the targets'
+/// product (its signatures checked as an upload's are): the image's id.
+async fn import(
+    state: &AppState,
+    caller: &Caller,
+    devices: &[String],
+    groups: &[String],
+    files: &[External],
+    metadata: &BTreeMap<String, String>,
+) -> Result<String, AwsError> {
+    let product = targets_product(state, caller, devices, groups).await?;
+    let upload = state.app.firmware_upload(&caller.actor).map_err(AwsError::from_app)?;
+    let config = state.settings.blobs.s3_config();
+    let mut staged = Vec::new();
+    for f in files {
+        let unreadable = |e: updraft_blob::BlobError| match e {
+            updraft_blob::BlobError::NotFound(_) => AwsError::new(
+                StatusCode::NOT_FOUND,
+                "ResourceNotFoundException",
+                format!("s3://{}/{} does not exist", f.bucket, f.key),
+            ),
+            other => AwsError::from_app(updraft_app::Error::blob_unreadable(other)),
+        };
+        let mut object =
+            config.read_object(&f.bucket, &f.key, f.object_version.as_deref()).await.map_err(unreadable)?;
+        let mut writer = upload.writer().await.map_err(AwsError::from_app)?;
+        while let Some(chunk) = futures_util::StreamExt::next(&mut object).await {
+            let chunk = chunk.map_err(unreadable)?;
+            writer.write(&chunk).await.map_err(|e| AwsError::from_app(e.into()))?;
+        }
+        staged.push((f.name.clone(), writer.finish().await.map_err(|e| AwsError::from_app(e.into()))?));
+    }
+    let input = updraft_app::firmware::NewFirmware {
+        product: Some(product),
+        version: Some(files[0].version.clone()),
+        metadata: metadata.clone(),
+        descriptions: files
+            .iter()
+            .map(|f| updraft_app::firmware::FileDescription {
+                name: f.name.clone(),
+                component: None,
+                version: None,
+                code_signing: f.code_signing.clone().map(crate::api::firmware::signing),
+            })
+            .collect(),
+        files: staged,
+        ..Default::default()
+    };
+    let created = state.app.create_firmware(&caller.actor, input).await.map_err(AwsError::from_app)?;
+    tracing::info!(firmware = %created.id, door = "aws", "image read from a bucket for an ota update");
+    Ok(created.id)
+}
+
+/// The one product of an update's things and thing groups (a group's own, or its members').
+async fn targets_product(
+    state: &AppState,
+    caller: &Caller,
+    devices: &[String],
+    groups: &[String],
+) -> Result<String, AwsError> {
+    let mut products = Vec::new();
+    for d in devices {
+        products.push(state.app.get_device(&caller.actor, d).await.map_err(AwsError::from_app)?.product);
+    }
+    for g in groups {
+        let group = state.app.get_group(&caller.actor, g).await.map_err(AwsError::from_app)?;
+        match group.product {
+            Some(p) => products.push(p),
+            None => {
+                let page = PageRequest::parse(Some(1000), Some(0), None, None, updraft_app::sortable::DEVICES)
+                    .map_err(|e| AwsError::from_app(e.into()))?;
+                let members = state.app.group_members(&caller.actor, g, &page).await.map_err(AwsError::from_app)?;
+                products.extend(members.items.into_iter().map(|d| d.product));
+            }
+        }
+    }
+    products.sort();
+    products.dedup();
+    match <[String; 1]>::try_from(products) {
+        Ok([one]) => Ok(one),
+        Err(_) => Err(AwsError::invalid(
+            "targets: a file read from a bucket becomes an image of one product: the targets' things are of none or of several",
+        )),
+    }
 }
 
 /// Whether a file's `codeSigning` is the signature its upload carried (verified then):

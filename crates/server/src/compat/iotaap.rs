@@ -52,7 +52,13 @@ impl GroupOtaError {
     fn from_app(e: updraft_app::Error, failing: &str) -> Self {
         let status = e.code.status();
         if status.is_server_error() {
-            return GroupOtaError { status, message: failing.to_owned(), error: Some(e.message) };
+            // The platform answers every failure of its own with a 500 (a store or
+            // blob storage that cannot be reached included).
+            return GroupOtaError {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                message: failing.to_owned(),
+                error: Some(e.message),
+            };
         }
         GroupOtaError::new(status, e.message)
     }
