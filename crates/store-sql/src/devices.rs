@@ -512,17 +512,7 @@ impl<B: SqlBackend> DeviceStore for SqlStore<B> {
     }
 
     async fn delete_saved_filter(&self, tenant: &str, id: &str) -> StoreResult<()> {
-        let mut tx = self.begin_write().await?;
-        let r = query::<B>("DELETE FROM saved_filters WHERE tenant = $1 AND id = $2")
-            .arg(tenant)
-            .arg(id)
-            .run(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        if B::rows_affected(&r) == 0 {
-            return Err(StoreError::not_found("filter", id));
-        }
-        self.commit_events(tx, tenant, vec![Change::FilterDeleted { filter: id.to_owned() }]).await
+        self.delete_row("saved_filters", "filter", tenant, id, Change::FilterDeleted { filter: id.to_owned() }).await
     }
 
     async fn create_group_token(&self, t: &GroupToken, token_hash: &str) -> StoreResult<()> {
@@ -582,17 +572,8 @@ impl<B: SqlBackend> DeviceStore for SqlStore<B> {
     }
 
     async fn delete_group_token(&self, tenant: &str, id: &str) -> StoreResult<()> {
-        let mut tx = self.begin_write().await?;
-        let r = query::<B>("DELETE FROM group_tokens WHERE tenant = $1 AND id = $2")
-            .arg(tenant)
-            .arg(id)
-            .run(&mut *tx)
+        self.delete_row("group_tokens", "group token", tenant, id, Change::GroupTokenDeleted { token: id.to_owned() })
             .await
-            .map_err(db_err)?;
-        if B::rows_affected(&r) == 0 {
-            return Err(StoreError::not_found("group token", id));
-        }
-        self.commit_events(tx, tenant, vec![Change::GroupTokenDeleted { token: id.to_owned() }]).await
     }
 
     async fn create_gateway_token(&self, t: &GatewayToken, token_hash: &str) -> StoreResult<()> {
@@ -621,17 +602,14 @@ impl<B: SqlBackend> DeviceStore for SqlStore<B> {
     }
 
     async fn delete_gateway_token(&self, tenant: &str, id: &str) -> StoreResult<()> {
-        let mut tx = self.begin_write().await?;
-        let r = query::<B>("DELETE FROM gateway_tokens WHERE tenant = $1 AND id = $2")
-            .arg(tenant)
-            .arg(id)
-            .run(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        if B::rows_affected(&r) == 0 {
-            return Err(StoreError::not_found("gateway token", id));
-        }
-        self.commit_events(tx, tenant, vec![Change::GatewayTokenDeleted { token: id.to_owned() }]).await
+        self.delete_row(
+            "gateway_tokens",
+            "gateway token",
+            tenant,
+            id,
+            Change::GatewayTokenDeleted { token: id.to_owned() },
+        )
+        .await
     }
 
     async fn gateway_tenant(&self, token_hash: &str) -> StoreResult<Option<String>> {

@@ -50,17 +50,14 @@ impl<B: SqlBackend> SigningStore for SqlStore<B> {
     }
 
     async fn delete_trust_anchor(&self, tenant: &str, id: &str) -> StoreResult<()> {
-        let mut tx = self.begin_write().await?;
-        let r = query::<B>("DELETE FROM trust_anchors WHERE tenant = $1 AND id = $2")
-            .arg(tenant)
-            .arg(id)
-            .run(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        if B::rows_affected(&r) == 0 {
-            return Err(StoreError::not_found("trust anchor", id));
-        }
-        self.commit_events(tx, tenant, vec![Change::TrustAnchorDeleted { anchor: id.to_owned() }]).await
+        self.delete_row(
+            "trust_anchors",
+            "trust anchor",
+            tenant,
+            id,
+            Change::TrustAnchorDeleted { anchor: id.to_owned() },
+        )
+        .await
     }
 
     async fn create_signing_profile(&self, tenant: &str, p: &SigningProfile, sealed_key: &str) -> StoreResult<()> {

@@ -73,6 +73,29 @@ impl<B: SqlBackend> SqlStore<B> {
         }
     }
 
+    /// Deletes the tenant's row `id` of `table` with `change` in the same transaction;
+    /// no such row is `what` not found.
+    pub(crate) async fn delete_row(
+        &self,
+        table: &'static str,
+        what: &'static str,
+        tenant: &str,
+        id: &str,
+        change: Change,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        let r = query::<B>(AssertSqlSafe(format!("DELETE FROM {table} WHERE tenant = $1 AND id = $2")))
+            .arg(tenant)
+            .arg(id)
+            .run(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if B::rows_affected(&r) == 0 {
+            return Err(StoreError::not_found(what, id));
+        }
+        self.commit_events(tx, tenant, vec![change]).await
+    }
+
     /// The backend's connection pool.
     pub fn pool(&self) -> &Pool<B::Db> {
         &self.pool

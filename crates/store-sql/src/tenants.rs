@@ -120,17 +120,8 @@ impl<B: SqlBackend> TenantStore for SqlStore<B> {
     }
 
     async fn delete_access_key(&self, tenant: &str, id: &str) -> StoreResult<()> {
-        let mut tx = self.begin_write().await?;
-        let r = query::<B>("DELETE FROM access_keys WHERE tenant = $1 AND id = $2")
-            .arg(tenant)
-            .arg(id)
-            .run(&mut *tx)
+        self.delete_row("access_keys", "access key", tenant, id, Change::AccessKeyDeleted { access_key: id.to_owned() })
             .await
-            .map_err(db_err)?;
-        if B::rows_affected(&r) == 0 {
-            return Err(StoreError::not_found("access key", id));
-        }
-        self.commit_events(tx, tenant, vec![Change::AccessKeyDeleted { access_key: id.to_owned() }]).await
     }
 
     async fn key_by_token_hash(&self, token_hash: &str) -> StoreResult<Option<ApiKey>> {
