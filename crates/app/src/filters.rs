@@ -69,7 +69,13 @@ impl App {
     pub async fn estimate_filter(&self, actor: &Actor, spec: FilterSpec) -> Result<u64> {
         actor.require(Access::Read)?;
         let filter = self.resolve_filter(actor.tenant(), spec).await?;
-        Ok(self.store.count_devices_matching(actor.tenant(), &filter, self.now()).await?)
+        let now = self.now();
+        if let Some(n) = self.fleet_index.count(self, actor.tenant(), &filter, now).await {
+            metrics::counter!(crate::metrics::FILTER_ESTIMATES, "by" => "index").increment(1);
+            return Ok(n);
+        }
+        metrics::counter!(crate::metrics::FILTER_ESTIMATES, "by" => "store").increment(1);
+        Ok(self.store.count_devices_matching(actor.tenant(), &filter, now).await?)
     }
 
     /// The first `limit` devices the filter matches now, by id.

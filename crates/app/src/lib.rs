@@ -30,6 +30,7 @@ pub mod workers;
 pub mod access_keys;
 pub mod filters;
 pub mod firmware;
+pub mod fleet_index;
 pub mod gateway_tokens;
 pub mod group_tokens;
 pub mod groups;
@@ -139,6 +140,8 @@ pub struct App {
     pub replica: Arc<str>,
     /// The fleet overview's figures, per tenant.
     pub overviews: Arc<overview::OverviewCache>,
+    /// Each tenant's devices as filters read them, for estimates (see [`fleet_index`]).
+    pub(crate) fleet_index: Arc<fleet_index::FleetIndex>,
     /// TUF signing and the sealing of secrets kept in the store (provided by `updraft-trust`).
     pub(crate) crypto: Arc<dyn trust::TrustCrypto>,
     /// Front doors that push work to devices (see [`push`]).
@@ -163,6 +166,7 @@ impl App {
         clock: Arc<dyn Clock>,
         crypto: Arc<dyn trust::TrustCrypto>,
     ) -> Self {
+        let store_backend = store.backend();
         let app = App {
             store,
             blobs,
@@ -174,10 +178,14 @@ impl App {
             listeners: Default::default(),
             replica: actor::new_id("replica_").into(),
             overviews: Default::default(),
+            // Only a store this process alone writes is followed completely by its own events.
+            fleet_index: Arc::new(fleet_index::FleetIndex::new(store_backend == "sqlite")),
             crypto,
             pushes: Default::default(),
             job_changes: tokio::sync::broadcast::channel(1024).0,
         };
+        let index = app.fleet_index.clone();
+        app.on_events(move |events| index.mark(events));
         let changes = app.job_changes.clone();
         app.on_events(move |events| {
             if changes.receiver_count() == 0 {

@@ -16,3 +16,5 @@ pub const EXECUTIONS_TIMED_OUT: &str = "updraft_executions_timed_out_total";
 pub const EXECUTIONS_RETRIED: &str = "updraft_executions_retried_total";
 /// Devices registered (one by one or imported).
 pub const DEVICES_REGISTERED: &str = "updraft_devices_registered_total";
+/// Filter estimates answered, by who counted (`index`: the fleet index in memory; `store`: the database).
+pub const FILTER_ESTIMATES: &str = "updraft_filter_estimates_total";

@@ -118,6 +118,17 @@ impl<B: SqlBackend> DeviceStore for SqlStore<B> {
         Ok(devices)
     }
 
+    async fn devices_after(&self, tenant: &str, after: Option<&str>, limit: u32) -> StoreResult<Vec<Device>> {
+        let mut q = QueryBuilder::<B::Db>::new(DEVICE_SELECT);
+        q.push(" WHERE tenant = ").push_arg(tenant);
+        if let Some(after) = after {
+            q.push(" AND id > ").push_arg(after.to_owned());
+        }
+        q.push(" ORDER BY id LIMIT ").push_arg(i64::from(limit));
+        let rows: Vec<DeviceRow> = q.build().rows(&self.pool).await.map_err(db_err)?;
+        rows.into_iter().map(Device::try_from).collect()
+    }
+
     async fn list_devices(&self, tenant: &str, scope: &DeviceScope, page: &PageRequest) -> StoreResult<Page<Device>> {
         let filters = scope_filters(tenant, scope);
         self.list::<DeviceRow, Device>(&DEVICE_LIST, &filters, page).await

@@ -291,9 +291,16 @@ impl<B: SqlBackend> JobStore for SqlStore<B> {
             Ok(None) => return Ok(Ok(execution)),
             Err(e) => return Ok(Err(e)),
         };
+        // A success that installs writes the device's firmware: a change of its record too.
+        let installs =
+            transition.installs && transition.state == ExecutionState::Succeeded && !execution.state.is_terminal();
         Self::apply_transition(&mut tx, tenant, &mut execution, transition, now).await?;
-        let change = Change::ExecutionsChanged { job: execution.job.clone(), devices: vec![execution.device.clone()] };
-        self.commit_events(tx, tenant, vec![change]).await?;
+        let mut changes =
+            vec![Change::ExecutionsChanged { job: execution.job.clone(), devices: vec![execution.device.clone()] }];
+        if installs {
+            changes.push(Change::DeviceUpdated { device: execution.device.clone() });
+        }
+        self.commit_events(tx, tenant, changes).await?;
         Ok(Ok(execution))
     }
 

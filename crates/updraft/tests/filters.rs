@@ -6,7 +6,13 @@ mod common;
 use common::{Api, Backend};
 use serde_json::{Value, json};
 
-on_both_stores!(bad_filters_are_400_with_where_and_why, estimate_preview_and_search, saved_filters_crud);
+on_both_stores!(
+    bad_filters_are_400_with_where_and_why,
+    estimate_preview_and_search,
+    saved_filters_crud,
+    estimates_follow_every_change,
+    installed_updates_are_estimated_at_once
+);
 
 /// Percent-encodes a query parameter value.
 fn enc(s: &str) -> String {
@@ -302,4 +308,129 @@ async fn saved_filters_crud(b: Backend) {
         assert!(doc["paths"][path].is_object(), "{path} is documented");
     }
     assert!(doc["x-error-codes"].as_array().unwrap().iter().any(|c| c["code"] == "invalid_filter"));
+}
+
+/// Estimates answered so far by `by` (`index` or `store`), from `/metrics`.
+async fn estimates_by(api: &Api, by: &str) -> u64 {
+    let text = api.http.get(api.server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let name = format!("updraft_filter_estimates_total{{by=\"{by}\"}} ");
+    text.lines().find_map(|l| l.strip_prefix(&name)?.trim().parse().ok()).unwrap_or(0)
+}
+
+/// The estimate of `query` and the number of devices the search finds, which
+/// the database counts.
+async fn estimate_and_search(api: &Api, query: &str) -> (u64, u64) {
+    let e = api.post("/api/v1/filters/estimate", json!({"query": query})).await.ok()["count"].as_u64().unwrap();
+    let s = api.post("/api/v1/devices/search?limit=1", json!({"query": query})).await.ok()["total"].as_u64().unwrap();
+    (e, s)
+}
+
+/// On SQLite estimates are counted by the fleet index in memory; whatever
+/// counts, an estimate agrees with the database right after every kind of
+/// change (registration, import, property and metadata changes, deletion, an
+/// installed update: `installed_updates_are_estimated_at_once`), and filters
+/// on what the index does not hold (status, groups) are counted by the store.
+async fn estimates_follow_every_change(b: Backend) {
+    let api = Api::start(b).await;
+    fleet(&api).await;
+    let queries = [
+        "all",
+        r#"prop.region == "eu""#,
+        r#"prop.region == "eu" and prop.temp > 20 and meta.campaign == "spring""#,
+        r#"prop.temp >= 18 or meta.campaign exists"#,
+        r#"not prop.region == "eu""#,
+        r#"prop.region != "eu""#,
+        r#"fw.host < "2.0.0" and product == "thermo-x""#,
+        r#"fw.host == "3.0.0""#,
+        r#"hardware_version exists or prop.note contains "pending""#,
+        r#"activated < "2026-02-01" or id in ["dsn-5", "dsn-9", "bulk-007"]"#,
+        r#"prop.colour == "red""#,
+        r#"status == online and prop.region == "eu""#,
+        r#"group == "beta""#,
+    ];
+    let check = |stage: &'static str| {
+        let api = &api;
+        async move {
+            for q in queries {
+                let (e, s) = estimate_and_search(api, q).await;
+                assert_eq!(e, s, "{stage}: `{q}`");
+            }
+            let body = json!({"filter": {"properties": [{"name": "region", "op": "==", "value": "eu"}],
+                                         "include": ["dsn-4", "bulk-001"], "exclude": ["dsn-1"]}});
+            let e = api.post("/api/v1/filters/estimate", body.clone()).await.ok()["count"].clone();
+            let s = api.post("/api/v1/devices/search?limit=1", body).await.ok()["total"].clone();
+            assert_eq!(e, s, "{stage}: include and exclude");
+        }
+    };
+    // The index is built in the background on the first estimate; until then the store counts.
+    let mut built = false;
+    for _ in 0..200 {
+        check("registered").await;
+        if estimates_by(&api, "index").await > 0 {
+            built = true;
+            break;
+        }
+        if b == Backend::Postgres {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(built, b == Backend::Sqlite, "the index counts on SQLite only");
+
+    let bulk: Vec<String> = (0..40)
+        .map(|i| {
+            json!({"id": format!("bulk-{i:03}"), "product": if i % 2 == 0 { "thermo-x" } else { "lamp" },
+                   "firmware": {"host": if i % 3 == 0 { "1.2.0" } else { "3.0.0" }},
+                   "properties": {"region": if i % 4 == 0 { "eu" } else { "apac" }, "temp": i as f64 / 2.0},
+                   "metadata": {"campaign": "bulk"}})
+            .to_string()
+        })
+        .collect();
+    let r = api.raw(reqwest::Method::POST, "/api/v1/devices/import", "application/x-ndjson", bulk.join("\n")).await;
+    assert!(r.status.is_success(), "{}", r.body);
+    check("imported").await;
+
+    api.patch(
+        "/api/v1/devices/dsn-2",
+        json!({"properties": {"region": "eu", "temp": 30}, "metadata": {"campaign": "spring"}}),
+    )
+    .await
+    .expect(200, None);
+    api.patch("/api/v1/devices/bulk-000", json!({"properties": {"colour": "red"}})).await.expect(200, None);
+    check("changed").await;
+
+    api.delete("/api/v1/devices/dsn-1").await.expect(204, None);
+    api.delete("/api/v1/devices/bulk-004").await.expect(204, None);
+    check("deleted").await;
+    api.post("/api/v1/devices", json!({"id": "dsn-1", "product": "lamp", "properties": {"region": "latam"}}))
+        .await
+        .expect(201, None);
+    check("registered again").await;
+    if b == Backend::Sqlite {
+        assert!(estimates_by(&api, "store").await > 0, "status and group filters are counted by the store");
+    }
+}
+
+/// A device's firmware written by its successful update is what the next
+/// estimate counts (the success is a change of the device's record too).
+async fn installed_updates_are_estimated_at_once(b: Backend) {
+    let f = common::fleet::fleet(b, |_| {}).await;
+    f.device("t-1", "thermo", "1.0.0", json!({"properties": {"region": "eu"}})).await;
+    f.device("t-2", "thermo", "1.0.0", json!({})).await;
+    let q = r#"fw.host == "2.0.0" and prop.region == "eu""#;
+    for _ in 0..200 {
+        assert_eq!(estimate_and_search(&f.api, q).await, (0, 0));
+        if b == Backend::Postgres || estimates_by(&f.api, "index").await > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    f.job(json!({"id": "up", "all": true})).await;
+    f.tick().await;
+    assert_eq!(f.report("up", "t-1", "closed", "success").await, 200);
+    assert_eq!(f.states("up").await["t-1"], "succeeded");
+    assert_eq!(estimate_and_search(&f.api, q).await, (1, 1), "the installed version is counted");
+    if b == Backend::Sqlite {
+        assert!(estimates_by(&f.api, "index").await > 0, "the index counted");
+    }
 }

@@ -160,6 +160,9 @@ pub trait DeviceStore: Send + Sync {
     async fn get_device(&self, tenant: &str, id: &str) -> StoreResult<Option<Device>>;
     /// The devices among `ids` that exist, in any order (unknown ids are left out).
     async fn get_devices(&self, tenant: &str, ids: &[String]) -> StoreResult<Vec<Device>>;
+    /// The tenant's devices whose ids come after `after`, in id order, at most
+    /// `limit`: every record read in pages (an in-memory index's build).
+    async fn devices_after(&self, tenant: &str, after: Option<&str>, limit: u32) -> StoreResult<Vec<Device>>;
     async fn list_devices(&self, tenant: &str, scope: &DeviceScope, page: &PageRequest) -> StoreResult<Page<Device>>;
     /// Changes a device's record as `change` decides, atomically with reading
     /// it (no concurrent change is lost). `reported`: the change is what the

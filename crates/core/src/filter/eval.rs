@@ -69,7 +69,7 @@ fn no_contains<V>(_: &V, _: &str) -> bool {
     false
 }
 
-fn text(v: Option<&str>, t: &Test) -> bool {
+fn text_test(v: Option<&str>, t: &Test) -> bool {
     test(v, t, |v, l| l.as_str() == Some(*v), no_order, no_contains)
 }
 
@@ -117,21 +117,76 @@ fn group<S: AsRef<str>>(groups: &[S], t: &Test) -> bool {
 }
 
 fn condition<S: AsRef<str>>(c: &Condition, d: &Device, groups: &[S], now: Timestamp) -> bool {
-    let t = c.test();
     match c.field() {
-        Field::Id => text(Some(&d.id), t),
-        Field::Product => text(Some(&d.product), t),
-        Field::ModuleModel => text(d.module_model.as_deref(), t),
-        Field::Template => text(d.template_id.as_deref(), t),
-        Field::Metadata(k) => text(d.metadata.get(k).map(String::as_str), t),
-        Field::Status => status(d.connection_status, t),
-        Field::Activated => time(d.activated_at, t, now),
-        Field::Connected => time(d.last_seen_at, t, now),
-        Field::Group => group(groups, t),
-        Field::Firmware(name) => version(d.firmware.get(name).map(String::as_str), t),
-        Field::Hardware => version(d.hardware_version.as_deref(), t),
-        Field::ModuleVersion => version(d.module_version.as_deref(), t),
-        Field::Property(name) => property(d.properties.get(name), t),
+        Field::Group => group(groups, c.test()),
+        f => c.accepts(value_of(f, d), now),
+    }
+}
+
+fn text(v: Option<&String>) -> Option<FieldValue<'_>> {
+    v.map(|s| FieldValue::Text(s))
+}
+
+/// The device's value of `field` (`None` for groups, which the record does not hold).
+fn value_of<'a>(field: &Field, d: &'a Device) -> Option<FieldValue<'a>> {
+    match field {
+        Field::Id => Some(FieldValue::Text(&d.id)),
+        Field::Product => Some(FieldValue::Text(&d.product)),
+        Field::ModuleModel => text(d.module_model.as_ref()),
+        Field::Template => text(d.template_id.as_ref()),
+        Field::Metadata(k) => text(d.metadata.get(k)),
+        Field::Status => Some(FieldValue::Status(d.connection_status)),
+        Field::Activated => d.activated_at.map(FieldValue::Time),
+        Field::Connected => d.last_seen_at.map(FieldValue::Time),
+        Field::Group => None,
+        Field::Firmware(name) => text(d.firmware.get(name)),
+        Field::Hardware => text(d.hardware_version.as_ref()),
+        Field::ModuleVersion => text(d.module_version.as_ref()),
+        Field::Property(name) => d.properties.get(name).map(FieldValue::Property),
+    }
+}
+
+/// One value of a device as a condition reads it: text (also versions, read
+/// as the field's type says), a connection status, a time, a typed property.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FieldValue<'a> {
+    Text(&'a str),
+    Status(ConnectionStatus),
+    Time(Timestamp),
+    Property(&'a PropertyValue),
+}
+
+impl Condition {
+    /// Whether the condition holds for a device whose value of the condition's
+    /// field is `value` (`None`: the device lacks it), at `now`. This is the
+    /// reference semantics of every field but groups (for which it is false:
+    /// membership is not one value), so an index that keeps each distinct value
+    /// once can decide per value what [`Filter::matches`] decides per device.
+    pub fn accepts(&self, value: Option<FieldValue<'_>>, now: Timestamp) -> bool {
+        let t = self.test();
+        let text_of = match value {
+            Some(FieldValue::Text(s)) => Some(s),
+            _ => None,
+        };
+        match self.field() {
+            Field::Group => false,
+            Field::Id | Field::Product | Field::ModuleModel | Field::Template | Field::Metadata(_) => {
+                text_test(text_of, t)
+            }
+            Field::Firmware(_) | Field::Hardware | Field::ModuleVersion => version(text_of, t),
+            Field::Status => match value {
+                Some(FieldValue::Status(s)) => status(s, t),
+                _ => false,
+            },
+            Field::Activated | Field::Connected => match value {
+                Some(FieldValue::Time(at)) => time(Some(at), t, now),
+                _ => time(None, t, now),
+            },
+            Field::Property(_) => match value {
+                Some(FieldValue::Property(p)) => property(Some(p), t),
+                _ => property(None, t),
+            },
+        }
     }
 }
 

@@ -44,7 +44,7 @@ mod tests;
 use jiff::Timestamp;
 
 pub use error::{ErrorKind, FilterError, Location};
-pub use eval::{CompiledFilter, Subject};
+pub use eval::{CompiledFilter, FieldValue, Subject};
 pub use json::{
     ConditionJson, Conditions, FilterJson, FirmwareJson, MetadataJson, OneOrMany, PropertyJson, StatusJson,
     VersionsJson,

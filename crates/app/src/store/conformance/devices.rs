@@ -28,6 +28,11 @@ pub async fn devices_bulk_create_is_all_or_nothing(store: &dyn Store) {
     let scan = store.scan_devices("acme", &thermo, None, Some("dev-00005"), 3).await.unwrap();
     assert_eq!(scan.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["dev-00006", "dev-00007", "dev-00008"]);
     assert!(store.scan_devices("globex", &thermo, None, None, 3).await.unwrap().is_empty(), "per tenant");
+    let after = store.devices_after("acme", Some("dev-00005"), 2).await.unwrap();
+    assert_eq!(after.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["dev-00006", "dev-00007"]);
+    assert_eq!(after[0], store.get_device("acme", "dev-00006").await.unwrap().unwrap(), "whole records");
+    assert_eq!(store.devices_after("acme", None, 1).await.unwrap()[0].id, "d0", "from the first");
+    assert!(store.devices_after("globex", None, 3).await.unwrap().is_empty(), "per tenant");
     let d = store.get_device("acme", "dev-00042").await.unwrap().unwrap();
     let ids: Vec<String> = ["dev-00007", "ghost", "dev-02499", "d0"].iter().map(|s| s.to_string()).collect();
     let mut found: Vec<String> = store.get_devices("acme", &ids).await.unwrap().into_iter().map(|d| d.id).collect();
