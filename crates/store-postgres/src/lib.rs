@@ -99,13 +99,16 @@ impl SqlBackend for PostgresBackend {
     /// of order: events are visible once every transaction of this database
     /// with a smaller id has ended. The horizon is the oldest transaction
     /// still running in the snapshot (`xip`), leaving out those
-    /// pg_stat_activity shows running in other databases (they never write
-    /// here); one that ended since the snapshot counts as ours, which only
-    /// delays a read. Without running transactions, `xmax`.
+    /// pg_stat_activity shows running in other databases, or refreshing
+    /// statistics (autovacuum's workers, and the store's own `ANALYZE` run as a
+    /// statement of its own: none of them appends events); one that ended since
+    /// the snapshot counts as ours, which only delays a read. Without running
+    /// transactions, `xmax`.
     const EVENTS_VISIBLE: &'static str = "tx < (SELECT COALESCE(MIN(x::text::bigint), pg_snapshot_xmax(pg_current_snapshot())::text::bigint) \
                FROM pg_snapshot_xip(pg_current_snapshot()) AS x WHERE NOT EXISTS ( \
                    SELECT 1 FROM pg_stat_activity a WHERE a.backend_xid IS NOT NULL \
-                   AND a.datname IS DISTINCT FROM current_database() \
+                   AND (a.datname IS DISTINCT FROM current_database() OR a.backend_type = 'autovacuum worker' \
+                        OR (a.state = 'active' AND a.query LIKE 'ANALYZE %')) \
                    AND a.backend_xid::text::bigint = x::text::bigint % 4294967296))";
 
     async fn begin_write(pool: &PgPool) -> StoreResult<Transaction<'static, Postgres>> {

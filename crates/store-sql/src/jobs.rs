@@ -372,7 +372,7 @@ impl<B: SqlBackend> JobStore for SqlStore<B> {
         now: Timestamp,
     ) -> StoreResult<updraft_core::rollout::PaceStats> {
         let mut conn = self.pool.acquire().await.map_err(db_err)?;
-        Self::pace_stats_in(&mut conn, tenant, job, now, true).await
+        Self::pace_stats_in(&mut conn, tenant, job, now, Needs { rate: true, totals: true }).await
     }
 
     async fn release_executions(
@@ -386,7 +386,9 @@ impl<B: SqlBackend> JobStore for SqlStore<B> {
         let mut tx = self.begin_write().await?;
         // Releases of one job queue on its row: each sees the others' in its pace.
         let j: Job = Self::lock_one::<JobRow, _>(&mut tx, JOB_SELECT, "job", tenant, job).await?;
-        let stats = Self::pace_stats_in(&mut tx, tenant, job, clock(), j.spec.pace.ramp.is_some()).await?;
+        let pace = &j.spec.pace;
+        let needs = Needs { rate: pace.max_per_minute.is_some() || pace.ramp.is_some(), totals: pace.ramp.is_some() };
+        let stats = Self::pace_stats_in(&mut tx, tenant, job, clock(), needs).await?;
         let allowed = budget(&j, &stats);
         if allowed == 0 {
             return Ok(updraft_app::store::Released { allowed, executions: vec![] });
@@ -704,6 +706,13 @@ impl<B: SqlBackend> JobStore for SqlStore<B> {
     }
 }
 
+/// What a pace's counts are for (see `SqlStore::pace_stats_in`); a ramp implies a rate.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Needs {
+    pub rate: bool,
+    pub totals: bool,
+}
+
 impl<B: SqlBackend> SqlStore<B> {
     /// Notes `n` executions created, each with its first event and action number.
     async fn wrote_executions(&self, n: u64) {
@@ -725,29 +734,34 @@ impl<B: SqlBackend> SqlStore<B> {
     }
 
     /// See [`Store::pace_stats`]; in a transaction, or on a connection of the pool.
-    /// `totals`: also count the releases and successes of the whole job (what a ramp
-    /// needs); without them each count reads only the index entries it counts (the
-    /// executions in progress, those released in the last minute), whatever the job's size.
+    /// Each count reads only the index entries it counts, whatever the job's size: the
+    /// executions in progress always; with `needs.rate`, those released in the last
+    /// minute (a job without a rate or ramp has no use for them, and a fast job releases
+    /// thousands a minute); with `needs.totals`, the releases and successes of the whole
+    /// job (what a ramp needs).
     pub(crate) async fn pace_stats_in(
         conn: &mut Conn<B>,
         tenant: &str,
         job: &str,
         now: Timestamp,
-        totals: bool,
+        needs: Needs,
     ) -> StoreResult<updraft_core::rollout::PaceStats> {
         let minute_ago = us(now) - 60_000_000;
         let count = |condition: &str| {
             format!("(SELECT COUNT(*) FROM executions WHERE tenant = $1 AND job = $2 AND {condition})")
         };
-        let mut sql =
-            format!("SELECT {}, {}", count(&format!("state IN {IN_PROGRESS_STATES}")), count("released_at > $3"));
-        if totals {
+        let last_minute = if needs.rate { count("released_at > $3") } else { "CAST(0 AS BIGINT)".to_owned() };
+        let mut sql = format!("SELECT {}, {last_minute}", count(&format!("state IN {IN_PROGRESS_STATES}")));
+        if needs.totals {
             sql += &format!(", {}, {}", count("released_at < $4"), count("state = 'succeeded' AND finished_at < $4"));
         } else {
             sql += ", CAST(0 AS BIGINT), CAST(0 AS BIGINT)";
         }
-        let mut q = query::<B>(AssertSqlSafe(sql)).arg(tenant).arg(job).arg(minute_ago);
-        if totals {
+        let mut q = query::<B>(AssertSqlSafe(sql)).arg(tenant).arg(job);
+        if needs.rate {
+            q = q.arg(minute_ago);
+        }
+        if needs.totals {
             q = q.arg(us(now));
         }
         let (in_progress, last_minute, released, succeeded): (Option<i64>, Option<i64>, Option<i64>, Option<i64>) =
