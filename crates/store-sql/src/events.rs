@@ -34,12 +34,17 @@ impl<B: SqlBackend> EventStore for SqlStore<B> {
     }
 
     async fn events_waiting(&self, after: EventCursor) -> StoreResult<bool> {
-        let n: i64 = query::<B>("SELECT COUNT(*) FROM (SELECT 1 FROM events WHERE (tx, seq) > ($1, $2) LIMIT 1) AS e")
-            .arg(after.tx)
-            .arg(after.seq)
-            .scalar(&self.pool)
-            .await
-            .map_err(db_err)?;
+        // In stream order, so that the planner walks the (tx, seq) index and stops at the
+        // first: unordered, PostgreSQL's generic plan scanned the whole table, where the
+        // rows after a cursor are all at its end.
+        let n: i64 = query::<B>(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM events WHERE (tx, seq) > ($1, $2) ORDER BY tx, seq LIMIT 1) AS e",
+        )
+        .arg(after.tx)
+        .arg(after.seq)
+        .scalar(&self.pool)
+        .await
+        .map_err(db_err)?;
         Ok(n > 0)
     }
 
