@@ -160,15 +160,7 @@ impl<B: SqlBackend> CatalogStore for SqlStore<B> {
                 by: format!("{running} unfinished executions of running jobs"),
             });
         }
-        let r = query::<B>("DELETE FROM firmware WHERE tenant = $1 AND id = $2")
-            .arg(tenant)
-            .arg(id)
-            .run(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        if B::rows_affected(&r) == 0 {
-            return Err(StoreError::not_found("firmware", id));
-        }
+        Self::delete_in(&mut tx, "firmware", "firmware", tenant, id).await?;
         self.commit_events(tx, tenant, vec![Change::FirmwareDeleted { firmware: id.to_owned() }]).await
     }
 }

@@ -26,7 +26,7 @@ impl<B: SqlBackend> DeviceStore for SqlStore<B> {
         Self::insert_devices(&mut tx, tenant, devices, now).await?;
         let ids = devices.iter().map(|d| d.id.clone()).collect();
         self.commit_events(tx, tenant, vec![Change::DevicesCreated { devices: ids }]).await?;
-        self.wrote("devices", devices.len() as u64).await;
+        self.wrote("devices", devices.len() as u64);
         Ok(())
     }
 
@@ -61,7 +61,7 @@ impl<B: SqlBackend> DeviceStore for SqlStore<B> {
         Self::insert_devices(&mut tx, tenant, devices, now).await?;
         let ids = devices.iter().map(|d| d.id.clone()).collect();
         self.commit_events(tx, tenant, vec![Change::DevicesCreated { devices: ids }]).await?;
-        self.wrote("devices", devices.len() as u64).await;
+        self.wrote("devices", devices.len() as u64);
         Ok(())
     }
 
@@ -179,17 +179,7 @@ impl<B: SqlBackend> DeviceStore for SqlStore<B> {
     }
 
     async fn delete_device(&self, tenant: &str, id: &str) -> StoreResult<()> {
-        let mut tx = self.begin_write().await?;
-        let r = query::<B>("DELETE FROM devices WHERE tenant = $1 AND id = $2")
-            .arg(tenant)
-            .arg(id)
-            .run(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        if B::rows_affected(&r) == 0 {
-            return Err(StoreError::not_found("device", id));
-        }
-        self.commit_events(tx, tenant, vec![Change::DeviceDeleted { device: id.to_owned() }]).await
+        self.delete_row("devices", "device", tenant, id, Change::DeviceDeleted { device: id.to_owned() }).await
     }
 
     async fn set_device_token(&self, tenant: &str, id: &str, token_hash: &str) -> StoreResult<()> {

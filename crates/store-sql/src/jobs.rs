@@ -66,7 +66,7 @@ impl<B: SqlBackend> JobStore for SqlStore<B> {
             });
         }
         self.commit_events(tx, tenant, changes).await?;
-        self.wrote_executions(targets.len() as u64).await;
+        self.wrote_executions(targets.len() as u64);
         Ok(())
     }
 
@@ -547,7 +547,7 @@ impl<B: SqlBackend> JobStore for SqlStore<B> {
             }]
         };
         self.commit_events(tx, tenant, changes).await?;
-        self.wrote_executions(n).await;
+        self.wrote_executions(n);
         Ok(n)
     }
 
@@ -715,9 +715,9 @@ pub(crate) struct Needs {
 
 impl<B: SqlBackend> SqlStore<B> {
     /// Notes `n` executions created, each with its first event and action number.
-    async fn wrote_executions(&self, n: u64) {
+    fn wrote_executions(&self, n: u64) {
         for table in ["executions", "execution_events", "execution_actions"] {
-            self.wrote(table, n).await;
+            self.wrote(table, n);
         }
     }
 

@@ -50,7 +50,7 @@ impl<B: SqlBackend> SqlStore<B> {
     /// when the rows written since the last refresh reach as many as before it (and
     /// at least [`ANALYZE_AFTER_ROWS`]): a few times over an import of millions. The
     /// refresh runs in the background; a failed one changes nothing the caller wrote.
-    pub(crate) async fn wrote(&self, table: &'static str, rows: u64) {
+    pub(crate) fn wrote(&self, table: &'static str, rows: u64) {
         if !B::ANALYZES || rows == 0 {
             return;
         }
@@ -88,6 +88,19 @@ impl<B: SqlBackend> SqlStore<B> {
         change: Change,
     ) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
+        Self::delete_in(&mut tx, table, what, tenant, id).await?;
+        self.commit_events(tx, tenant, vec![change]).await
+    }
+
+    /// Deletes the tenant's row `id` of `table` in `tx` (a writer that does more
+    /// in the same transaction); no such row is `what` not found.
+    pub(crate) async fn delete_in(
+        tx: &mut Conn<B>,
+        table: &'static str,
+        what: &'static str,
+        tenant: &str,
+        id: &str,
+    ) -> StoreResult<()> {
         let r = query::<B>(AssertSqlSafe(format!("DELETE FROM {table} WHERE tenant = $1 AND id = $2")))
             .arg(tenant)
             .arg(id)
@@ -97,7 +110,7 @@ impl<B: SqlBackend> SqlStore<B> {
         if B::rows_affected(&r) == 0 {
             return Err(StoreError::not_found(what, id));
         }
-        self.commit_events(tx, tenant, vec![change]).await
+        Ok(())
     }
 
     /// The backend's connection pool.

@@ -266,15 +266,7 @@ impl<B: SqlBackend> TenantStore for SqlStore<B> {
             .run(&mut *tx)
             .await
             .map_err(db_err)?;
-        let r = query::<B>("DELETE FROM users WHERE tenant = $1 AND id = $2")
-            .arg(tenant)
-            .arg(id)
-            .run(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        if B::rows_affected(&r) == 0 {
-            return Err(StoreError::not_found("user", id));
-        }
+        Self::delete_in(&mut tx, "users", "user", tenant, id).await?;
         self.commit_events(tx, tenant, vec![Change::UserChanged { user: id.to_owned(), deleted: true }]).await
     }
 
