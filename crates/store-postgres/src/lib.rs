@@ -10,7 +10,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgPoolOptions, PgQueryResult};
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use updraft_app::store::{EventFeed, StoreError, StoreResult};
-use updraft_store_sql::{Dialect, SqlBackend, SqlStore, db_err};
+use updraft_store_sql::{Dialect, NewExecutions, SqlBackend, SqlStore, db_err};
 
 /// updraft's store on PostgreSQL.
 pub type PostgresStore = SqlStore<PostgresBackend>;
@@ -139,6 +139,73 @@ impl SqlBackend for PostgresBackend {
         Ok(())
     }
 
+    /// A transaction-scoped advisory lock per tenant: shared by the writers of
+    /// executions, exclusive for a device's deletion.
+    async fn lock_fleet(tx: &mut PgConnection, tenant: &str, exclusive: bool) -> StoreResult<()> {
+        let sql = if exclusive {
+            "SELECT pg_advisory_xact_lock($1, $2)"
+        } else {
+            "SELECT pg_advisory_xact_lock_shared($1, $2)"
+        };
+        sqlx::query(sql)
+            .bind(FLEET_LOCK_SPACE)
+            .bind(fnv1a(&[tenant]) as i32)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    /// One statement per 10,000 rows, bound as arrays: the executions and
+    /// their first events, written from the rows the insert returns. No
+    /// foreign key checks a row (each check would lock its device, a probe
+    /// into a million devices' pages): a device deleted since it was read is
+    /// among the few of `device_deletions`, and `lock_fleet` keeps a deletion
+    /// from slipping in meanwhile.
+    async fn insert_executions(tx: &mut PgConnection, new: &NewExecutions<'_>) -> StoreResult<u64> {
+        let mut added = 0;
+        for chunk in new.rows.chunks(10_000) {
+            let devices: Vec<&str> = chunk.iter().map(|e| e.device).collect();
+            let states: Vec<&str> = chunk.iter().map(|e| e.state).collect();
+            let finished: Vec<bool> = chunk.iter().map(|e| e.finished).collect();
+            let phases: Vec<i64> = chunk.iter().map(|e| e.phase).collect();
+            let actions: Vec<i64> = chunk.iter().map(|e| e.action).collect();
+            let n: i64 = sqlx::query_scalar(
+                "WITH v AS (
+                     SELECT * FROM unnest($5::text[], $6::text[], $7::bool[], $8::int8[], $9::int8[])
+                         AS v (device, state, finished, phase, action)),
+                 new AS (
+                     INSERT INTO executions (tenant, job, device, firmware, state, attempt, cancel_requested,
+                         created_at, updated_at, finished_at, phase, action)
+                     SELECT $1, $2, v.device, $3, v.state, 1, FALSE, $4, $4, CASE WHEN v.finished THEN $4 END,
+                         v.phase, v.action
+                     FROM v WHERE NOT EXISTS (
+                         SELECT 1 FROM device_deletions x WHERE x.tenant = $1 AND x.id = v.device
+                         AND NOT EXISTS (SELECT 1 FROM devices d WHERE d.tenant = $1 AND d.id = v.device))
+                     ON CONFLICT (tenant, job, device) DO NOTHING
+                     RETURNING action_id, state),
+                 first AS (
+                     INSERT INTO execution_events (action_id, seq, at, state, source, report, details)
+                     SELECT action_id, 1, $4, state, 'server', 'created', '[]'::jsonb FROM new)
+                 SELECT COUNT(*) FROM new",
+            )
+            .bind(new.tenant)
+            .bind(new.job)
+            .bind(new.firmware)
+            .bind(new.now)
+            .bind(&devices)
+            .bind(&states)
+            .bind(&finished)
+            .bind(&phases)
+            .bind(&actions)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            added += n.max(0) as u64;
+        }
+        Ok(added)
+    }
+
     /// Tells the other processes on this database, at commit, that events were appended.
     async fn notify_events(&self, conn: &mut PgConnection) -> StoreResult<()> {
         sqlx::query("SELECT pg_notify($1, $2)")
@@ -163,14 +230,24 @@ impl SqlBackend for PostgresBackend {
 
 /// The advisory lock space of device releases (`pg_advisory_xact_lock(space, slot)`).
 const DEVICE_LOCK_SPACE: i32 = 0x7570_6466;
+/// The advisory lock space of a tenant's fleet (`pg_advisory_xact_lock(space, hash)`).
+const FLEET_LOCK_SPACE: i32 = 0x7570_6466 + 1;
 /// How many advisory locks the devices share.
 const DEVICE_LOCK_SLOTS: u32 = 4096;
 
 /// A device's advisory lock slot: FNV-1a of tenant and device, the same in every replica.
 fn device_lock_slot(tenant: &str, device: &str) -> i32 {
+    (fnv1a(&[tenant, device]) % DEVICE_LOCK_SLOTS) as i32
+}
+
+/// FNV-1a of `parts` with a zero byte between each two: the same in every replica.
+fn fnv1a(parts: &[&str]) -> u32 {
     let mut h: u32 = 0x811c_9dc5;
-    for b in tenant.bytes().chain([0]).chain(device.bytes()) {
-        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    for (i, part) in parts.iter().enumerate() {
+        let separator = if i == 0 { None } else { Some(0) };
+        for b in separator.into_iter().chain(part.bytes()) {
+            h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+        }
     }
-    (h % DEVICE_LOCK_SLOTS) as i32
+    h
 }

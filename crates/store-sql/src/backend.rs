@@ -14,6 +14,29 @@ use crate::Dialect;
 use crate::query::{Binds, Reads, Runs};
 use crate::rows::*;
 
+/// New executions of one job, at their first attempt (see [`SqlBackend::insert_executions`]).
+#[derive(Debug)]
+pub struct NewExecutions<'a> {
+    pub tenant: &'a str,
+    pub job: &'a str,
+    pub firmware: &'a str,
+    /// When they are created, in microseconds since the Unix epoch.
+    pub now: i64,
+    pub rows: Vec<NewExecution<'a>>,
+}
+
+/// One of [`NewExecutions`].
+#[derive(Debug)]
+pub struct NewExecution<'a> {
+    pub device: &'a str,
+    pub state: &'static str,
+    /// Whether `state` is terminal (the execution is finished as it is created).
+    pub finished: bool,
+    pub phase: i64,
+    /// The action number its device knows it by.
+    pub action: i64,
+}
+
 /// A connection of backend `B`'s database, as a transaction or the pool hands it out.
 pub type Conn<B> = <<B as SqlBackend>::Db as Database>::Connection;
 
@@ -122,6 +145,24 @@ pub trait SqlBackend: Send + Sync + Sized + 'static {
         tenant: &str,
         devices: &[String],
     ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Makes what changes a tenant's set of devices (a deletion, `exclusive`)
+    /// and what writes executions for its devices (shared) wait for each other
+    /// until the transaction ends, so that a device deleted while a job starts
+    /// leaves no execution behind where nothing else ties them (see
+    /// [`SqlBackend::insert_executions`]).
+    fn lock_fleet(conn: &mut Conn<Self>, tenant: &str, exclusive: bool)
+    -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Writes `new`'s executions, each with its first history event, but for
+    /// devices the job already has or that were deleted since they were read
+    /// (its caller holds a shared [`SqlBackend::lock_fleet`]); answers how
+    /// many it wrote. The devices are ones read from the store: one that never
+    /// existed may be written (SQLite's foreign keys leave it out).
+    fn insert_executions(
+        conn: &mut Conn<Self>,
+        new: &NewExecutions<'_>,
+    ) -> impl Future<Output = StoreResult<u64>> + Send;
 
     /// Tells the other processes on this database, at commit, that events were appended.
     fn notify_events(&self, conn: &mut Conn<Self>) -> impl Future<Output = StoreResult<()>> + Send;

@@ -146,7 +146,8 @@ impl<B: SqlBackend> CatalogStore for SqlStore<B> {
     async fn delete_firmware(&self, tenant: &str, id: &str) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
         let running: i64 = query::<B>(AssertSqlSafe(format!(
-            "SELECT COUNT(*) FROM executions WHERE tenant = $1 AND firmware = $2 AND state IN {ACTIVE_STATES}"
+            "SELECT COUNT(*) FROM executions WHERE tenant = $1 AND state IN {ACTIVE_STATES}
+             AND job IN (SELECT id FROM jobs WHERE tenant = $1 AND firmware = $2)"
         )))
         .arg(tenant)
         .arg(id)

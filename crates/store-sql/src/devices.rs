@@ -179,7 +179,53 @@ impl<B: SqlBackend> DeviceStore for SqlStore<B> {
     }
 
     async fn delete_device(&self, tenant: &str, id: &str) -> StoreResult<()> {
-        self.delete_row("devices", "device", tenant, id, Change::DeviceDeleted { device: id.to_owned() }).await
+        let mut tx = self.begin_write().await?;
+        // No foreign key ties executions to their device (writing one per device of a
+        // big job would lock every device): the device's executions go first, with
+        // their histories and action numbers, while no execution can be added for it.
+        B::lock_fleet(&mut tx, tenant, true).await?;
+        let executions: Vec<(i64,)> =
+            query::<B>("DELETE FROM executions WHERE tenant = $1 AND device = $2 RETURNING action_id")
+                .arg(tenant)
+                .arg(id)
+                .rows(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        for chunk in executions.chunks(500) {
+            for delete in [
+                "DELETE FROM execution_events WHERE action_id IN (",
+                "DELETE FROM execution_actions WHERE action_id IN (",
+            ] {
+                let mut q = QueryBuilder::<B::Db>::new(delete);
+                let mut sep = q.separated(", ");
+                for (action_id,) in chunk {
+                    sep.push_arg(*action_id);
+                }
+                q.push(")");
+                q.build().run(&mut *tx).await.map_err(db_err)?;
+            }
+        }
+        Self::delete_in(&mut tx, "devices", "device", tenant, id).await?;
+        // Noted for the jobs whose scope was read before (see `SqlBackend::insert_executions`);
+        // a day is plenty for any of them to have been written.
+        let at = us(Timestamp::now());
+        query::<B>(
+            "INSERT INTO device_deletions (tenant, id, deleted_at) VALUES ($1, $2, $3)
+             ON CONFLICT (tenant, id) DO UPDATE SET deleted_at = excluded.deleted_at",
+        )
+        .arg(tenant)
+        .arg(id)
+        .arg(at)
+        .run(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        query::<B>("DELETE FROM device_deletions WHERE tenant = $1 AND deleted_at < $2")
+            .arg(tenant)
+            .arg(at - 86_400_000_000)
+            .run(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        self.commit_events(tx, tenant, vec![Change::DeviceDeleted { device: id.to_owned() }]).await
     }
 
     async fn set_device_token(&self, tenant: &str, id: &str, token_hash: &str) -> StoreResult<()> {
@@ -219,14 +265,16 @@ impl<B: SqlBackend> DeviceStore for SqlStore<B> {
     }
 
     async fn poll_seeds(&self, after: Option<(&str, &str)>, limit: u32) -> StoreResult<Vec<PollSeed>> {
-        // No device has an empty tenant and id: ('', '') comes before them all.
+        // No device has an empty tenant and id: ('', '') comes before them all. Both
+        // look-ups are per device through `executions_device` (an `EXISTS` may be
+        // planned as a hash of every offered execution, built again for each page).
         let (tenant, id) = after.unwrap_or(("", ""));
         let sql = format!(
             "SELECT d.tenant, d.id, d.token_hash, d.attributes_requested, \
                (SELECT max(e.action_id) FROM executions e \
                  WHERE e.tenant = d.tenant AND e.device = d.id AND e.state = 'succeeded') AS installed, \
-               EXISTS (SELECT 1 FROM executions e \
-                 WHERE e.tenant = d.tenant AND e.device = d.id AND e.state IN {OFFERED_STATES}) AS offered \
+               (SELECT max(e.action_id) FROM executions e \
+                 WHERE e.tenant = d.tenant AND e.device = d.id AND e.state IN {OFFERED_STATES}) IS NOT NULL AS offered \
              FROM devices d WHERE (d.tenant, d.id) > ($1, $2) ORDER BY d.tenant, d.id LIMIT $3"
         );
         let rows: Vec<PollSeedRow> = query::<B>(AssertSqlSafe(sql))

@@ -5,8 +5,7 @@ use jiff::Timestamp;
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, QueryBuilder};
 use updraft_app::store::{
-    Change, DeviceActions, DeviceStore, ExecutionRule, ExecutionScope, JobStore, StateChange, StoreError, StoreResult,
-    TimelineRow,
+    Change, DeviceActions, ExecutionRule, ExecutionScope, JobStore, StateChange, StoreError, StoreResult, TimelineRow,
 };
 use updraft_core::job::{
     Execution, ExecutionEvent, ExecutionState, Job, JobState, Target, Transition, TransitionError,
@@ -17,8 +16,8 @@ use updraft_core::{FieldError, Page, PageRequest};
 use crate::query::{BuilderExt, QueryExt, query};
 use crate::{
     ACTIVE_STATES, Conn, EVENT_SELECT, EVENT_WITH_ACTION_SELECT, EXECUTION_LIST, EXECUTION_SELECT, EventRow,
-    ExecutionRow, IN_PROGRESS_STATES, JOB_LIST, JOB_SELECT, JobRow, OFFERED_STATES, SqlBackend, SqlStore, conflict_or,
-    db_err, filter_sql, us,
+    ExecutionRow, IN_PROGRESS_STATES, JOB_LIST, JOB_SELECT, JobRow, NewExecution, NewExecutions, OFFERED_STATES,
+    SqlBackend, SqlStore, conflict_or, db_err, filter_sql, us,
 };
 
 #[async_trait]
@@ -48,16 +47,19 @@ impl<B: SqlBackend> JobStore for SqlStore<B> {
         .run(&mut *tx)
         .await
         .map_err(conflict_or("job", &job.id))?;
-        match Self::insert_executions(&mut tx, tenant, job, targets, now).await {
-            // A target that does not exist fails its row's foreign key: name each such device
-            // (read after the transaction is dropped) rather than checking them all first.
-            Err(StoreError::Missing(generic)) => {
-                drop(tx);
-                StoreError::refuse(Vec::new(), self.missing_devices(tenant, targets).await?)?;
-                return Err(StoreError::Missing(generic));
-            }
-            other => other?,
-        };
+        let added = Self::insert_executions(&mut tx, tenant, job, targets, now).await?;
+        // The job is new, so a target left out is a device deleted since it was
+        // read (or one named twice): name each such device.
+        if (added as usize) < targets.len() {
+            let ids: Vec<String> = targets.iter().map(|t| t.device.clone()).collect();
+            let found = Self::existing_devices(&mut tx, tenant, &ids).await?;
+            let missing: Vec<FieldError> = ids
+                .iter()
+                .filter(|id| !found.contains(*id))
+                .map(|id| FieldError::new(format!("devices.{id}"), format!("device `{id}` not found")))
+                .collect();
+            StoreError::refuse(Vec::new(), missing)?;
+        }
         let mut changes = vec![Change::JobCreated { job: job.id.clone() }];
         if !targets.is_empty() {
             changes.push(Change::ExecutionsChanged {
@@ -174,6 +176,23 @@ impl<B: SqlBackend> JobStore for SqlStore<B> {
         device: &str,
         action: i64,
     ) -> StoreResult<Option<(Execution, u32)>> {
+        // The current attempt's number is on its execution, found among the device's
+        // (after the counter wraps, the newest of them with the number wins); earlier
+        // attempts' numbers are in the map.
+        let current: Option<ExecutionRow> = query::<B>(AssertSqlSafe(format!(
+            "{EXECUTION_SELECT} WHERE tenant = $1 AND device = $2 AND action = $3 ORDER BY action_id DESC LIMIT 1"
+        )))
+        .arg(tenant)
+        .arg(device)
+        .arg(action)
+        .optional_row(&self.pool)
+        .await
+        .map_err(db_err)?;
+        if let Some(row) = current {
+            let e = Execution::try_from(row)?;
+            let attempt = e.attempt;
+            return Ok(Some((e, attempt)));
+        }
         let found: Option<(i64, i64)> =
             query::<B>("SELECT action_id, attempt FROM execution_actions WHERE tenant = $1 AND action = $2")
                 .arg(tenant)
@@ -426,7 +445,7 @@ impl<B: SqlBackend> JobStore for SqlStore<B> {
             let Ok(t) = updraft_core::job::on_release(&e, now) else { continue };
             releases.push((e, t));
         }
-        let executions = Self::apply_releases(&mut tx, tenant, releases, now).await?;
+        let executions = Self::apply_transitions(&mut tx, tenant, releases, now).await?;
         let released: Vec<String> = executions.iter().map(|e| e.device.clone()).collect();
         let changes = if released.is_empty() {
             Vec::new()
@@ -621,14 +640,14 @@ impl<B: SqlBackend> JobStore for SqlStore<B> {
 
     async fn force_cancel_executions(&self, tenant: &str, job: &str, now: Timestamp) -> StoreResult<Vec<String>> {
         let mut tx = self.begin_write().await?;
-        let executions = Self::locked_executions(&mut tx, tenant, job, ACTIVE_STATES).await?;
-        let mut out = Vec::with_capacity(executions.len());
-        for mut e in executions {
-            if let Some(t) = updraft_core::job::on_force_cancel(&e, now) {
-                Self::apply_transition(&mut tx, tenant, &mut e, t, now).await?;
-                out.push(e.device);
-            }
-        }
+        let changes: Vec<(Execution, Transition)> = Self::locked_executions(&mut tx, tenant, job, ACTIVE_STATES)
+            .await?
+            .into_iter()
+            .filter_map(|e| Some((updraft_core::job::on_force_cancel(&e, now)?, e)))
+            .map(|(t, e)| (e, t))
+            .collect();
+        let out: Vec<String> =
+            Self::apply_transitions(&mut tx, tenant, changes, now).await?.into_iter().map(|e| e.device).collect();
         let mut changes = Vec::new();
         if !out.is_empty() {
             changes.push(Change::ExecutionsChanged { job: job.to_owned(), devices: out.clone() });
@@ -714,23 +733,32 @@ pub(crate) struct Needs {
 }
 
 impl<B: SqlBackend> SqlStore<B> {
-    /// Notes `n` executions created, each with its first event and action number.
+    /// Notes `n` executions created, each with its first event.
     fn wrote_executions(&self, n: u64) {
-        for table in ["executions", "execution_events", "execution_actions"] {
+        for table in ["executions", "execution_events"] {
             self.wrote(table, n);
         }
     }
 
-    /// Those of `targets`' devices that do not exist, as `devices.<id>` errors.
-    async fn missing_devices(&self, tenant: &str, targets: &[Target]) -> StoreResult<Vec<FieldError>> {
-        let ids: Vec<String> = targets.iter().map(|t| t.device.clone()).collect();
-        let found: std::collections::HashSet<String> =
-            self.get_devices(tenant, &ids).await?.into_iter().map(|d| d.id).collect();
-        Ok(ids
-            .into_iter()
-            .filter(|id| !found.contains(id))
-            .map(|id| FieldError::new(format!("devices.{id}"), format!("device `{id}` not found")))
-            .collect())
+    /// Those of `ids` that are devices of the tenant.
+    async fn existing_devices(
+        conn: &mut Conn<B>,
+        tenant: &str,
+        ids: &[String],
+    ) -> StoreResult<std::collections::HashSet<String>> {
+        let mut found = std::collections::HashSet::new();
+        for chunk in ids.chunks(1000) {
+            let mut q = QueryBuilder::<B::Db>::new("SELECT id FROM devices WHERE tenant = ");
+            q.push_arg(tenant).push(" AND id IN (");
+            let mut sep = q.separated(", ");
+            for id in chunk {
+                sep.push_arg(id);
+            }
+            q.push(")");
+            let rows: Vec<(String,)> = q.build().rows(&mut *conn).await.map_err(db_err)?;
+            found.extend(rows.into_iter().map(|(id,)| id));
+        }
+        Ok(found)
     }
 
     /// See [`Store::pace_stats`]; in a transaction, or on a connection of the pool.
@@ -867,7 +895,7 @@ impl<B: SqlBackend> SqlStore<B> {
 
     /// Gives each new attempt `(execution, attempt)` the next action id of its
     /// tenant's counter (wrapping after `MAX_ACTION`: see `next_action`), on the
-    /// execution and in the map of every attempt's id.
+    /// execution; the number it replaces goes to the map of earlier attempts' ids.
     pub(crate) async fn allocate_actions(tx: &mut Conn<B>, tenant: &str, attempts: &[(i64, u32)]) -> StoreResult<()> {
         if attempts.is_empty() {
             return Ok(());
@@ -876,13 +904,27 @@ impl<B: SqlBackend> SqlStore<B> {
         let given: Vec<(i64, i64, u32)> =
             attempts.iter().zip(numbers).map(|((row, attempt), n)| (*row, n, *attempt)).collect();
         for chunk in given.chunks(1000) {
+            let mut q = QueryBuilder::<B::Db>::new("SELECT action_id, action FROM executions WHERE action_id IN (");
+            let mut sep = q.separated(", ");
+            for (row, _, _) in chunk {
+                sep.push_arg(*row);
+            }
+            q.push(")");
+            let replaced: std::collections::HashMap<i64, i64> =
+                q.build().rows::<(i64, i64)>(&mut *tx).await.map_err(db_err)?.into_iter().collect();
+            let earlier: Vec<(i64, i64, u32)> = chunk
+                .iter()
+                .filter_map(|(row, _, attempt)| Some((*row, *replaced.get(row)?, attempt.saturating_sub(1).max(1))))
+                .collect();
+            if !earlier.is_empty() {
+                Self::map_actions(&mut *tx, tenant, &earlier).await?;
+            }
             let mut q = QueryBuilder::<B::Db>::new("WITH v (action_id, action) AS (");
             q.push_values(chunk, |mut b, (row, n, _)| {
                 b.push_arg(*row).push_arg(*n);
             });
             q.push(") UPDATE executions SET action = v.action FROM v WHERE executions.action_id = v.action_id");
             q.build().run(&mut *tx).await.map_err(db_err)?;
-            Self::map_actions(&mut *tx, tenant, chunk).await?;
         }
         Ok(())
     }
@@ -911,7 +953,7 @@ impl<B: SqlBackend> SqlStore<B> {
         Ok(numbers)
     }
 
-    /// Records which execution and attempt each action id `(execution, action, attempt)` names.
+    /// Records which execution and earlier attempt each action id `(execution, action, attempt)` names.
     async fn map_actions(tx: &mut Conn<B>, tenant: &str, given: &[(i64, i64, u32)]) -> StoreResult<()> {
         let mut q = QueryBuilder::<B::Db>::new("INSERT INTO execution_actions (tenant, action, action_id, attempt) ");
         q.push_values(given, |mut b, (row, n, attempt)| {
@@ -926,8 +968,9 @@ impl<B: SqlBackend> SqlStore<B> {
         Ok(())
     }
 
-    /// Inserts executions for `targets` (devices the job already has are left as
-    /// they are), each with its first history event; answers how many were added.
+    /// Inserts executions for `targets` (devices the job already has, and
+    /// devices deleted since they were read, are left out), each with its first
+    /// history event; answers how many were added.
     pub(crate) async fn insert_executions(
         tx: &mut Conn<B>,
         tenant: &str,
@@ -935,57 +978,31 @@ impl<B: SqlBackend> SqlStore<B> {
         targets: &[Target],
         now: Timestamp,
     ) -> StoreResult<u64> {
-        let mut added = 0;
+        if targets.is_empty() {
+            return Ok(0);
+        }
+        B::lock_fleet(&mut *tx, tenant, false).await?;
         // Numbers are taken for every target up front so that each row is written
         // once with its action id; a device the job already has leaves a gap.
         let numbers = Self::reserve_actions(&mut *tx, tenant, targets.len()).await?;
-        for (chunk, numbers) in targets.chunks(1000).zip(numbers.chunks(1000)) {
-            let mut q = QueryBuilder::<B::Db>::new(
-                "INSERT INTO executions (tenant, job, device, firmware, state, attempt, cancel_requested,
-             created_at, updated_at, finished_at, phase, action) ",
-            );
-            q.push_values(chunk.iter().zip(numbers), |mut b, (Target { device, state, phase }, n)| {
-                b.push_arg(tenant)
-                    .push_arg(&job.id)
-                    .push_arg(device)
-                    .push_arg(&job.firmware)
-                    .push_arg(state.as_str())
-                    .push_arg(1i64)
-                    .push_arg(false)
-                    .push_arg(us(now))
-                    .push_arg(us(now))
-                    .push_arg(if state.is_terminal() { Some(us(now)) } else { None })
-                    .push_arg(i64::from(*phase))
-                    .push_arg(*n);
-            });
-            q.push(" ON CONFLICT (tenant, job, device) DO NOTHING RETURNING action_id, action, state");
-            let created: Vec<(i64, i64, String)> = q.build().rows(&mut *tx).await.map_err(|e| match &e {
-                sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
-                    StoreError::Missing(vec![FieldError::new("devices", "a device of the job does not exist")])
-                }
-                _ => db_err(e),
-            })?;
-            if created.is_empty() {
-                continue;
-            }
-            let first: Vec<(i64, i64, u32)> = created.iter().map(|(row, n, _)| (*row, *n, 1)).collect();
-            Self::map_actions(&mut *tx, tenant, &first).await?;
-            added += created.len() as u64;
-            let mut q = QueryBuilder::<B::Db>::new(
-                "INSERT INTO execution_events (action_id, seq, at, state, source, report, details) ",
-            );
-            q.push_values(&created, |mut b, (action_id, _, state)| {
-                b.push_arg(*action_id)
-                    .push_arg(1i64)
-                    .push_arg(us(now))
-                    .push_arg(state.as_str())
-                    .push_arg("server")
-                    .push_arg("created")
-                    .push_arg(Json(Vec::<String>::new()));
-            });
-            q.build().run(&mut *tx).await.map_err(db_err)?;
-        }
-        Ok(added)
+        let new = NewExecutions {
+            tenant,
+            job: &job.id,
+            firmware: &job.firmware,
+            now: us(now),
+            rows: targets
+                .iter()
+                .zip(numbers)
+                .map(|(Target { device, state, phase }, action)| NewExecution {
+                    device,
+                    state: state.as_str(),
+                    finished: state.is_terminal(),
+                    phase: i64::from(*phase),
+                    action,
+                })
+                .collect(),
+        };
+        B::insert_executions(&mut *tx, &new).await
     }
 
     /// Ends a job's unstarted executions and asks its started ones to stop: the devices
@@ -996,14 +1013,14 @@ impl<B: SqlBackend> SqlStore<B> {
         job: &str,
         now: Timestamp,
     ) -> StoreResult<Vec<String>> {
-        let mut changed = Vec::new();
-        for mut e in Self::locked_executions(&mut *tx, tenant, job, ACTIVE_STATES).await? {
-            if let Some(t) = updraft_core::job::on_cancel_requested(&e, now) {
-                Self::apply_transition(&mut *tx, tenant, &mut e, t, now).await?;
-                changed.push(e.device);
-            }
-        }
-        Ok(changed)
+        let changes: Vec<(Execution, Transition)> = Self::locked_executions(&mut *tx, tenant, job, ACTIVE_STATES)
+            .await?
+            .into_iter()
+            .filter_map(|e| Some((updraft_core::job::on_cancel_requested(&e, now)?, e)))
+            .map(|(t, e)| (e, t))
+            .collect();
+        let changed = Self::apply_transitions(&mut *tx, tenant, changes, now).await?;
+        Ok(changed.into_iter().map(|e| e.device).collect())
     }
 
     /// See [`Store::complete_job_if_done`].
@@ -1072,66 +1089,88 @@ impl<B: SqlBackend> SqlStore<B> {
         Ok(true)
     }
 
-    /// [`Self::apply_transition`] of many releases (`on_release`: the same
-    /// change of each), a few statements for 500 executions.
-    async fn apply_releases(
+    /// [`Self::apply_transition`] of many executions, a few statements for 500
+    /// of them: those whose change is the same for each (a release, a
+    /// cancellation, a request to stop; no progress, nothing installed) are
+    /// written together, each job asked once whether it is done; the others
+    /// one at a time. Answers the executions as changed, by `action_id`.
+    async fn apply_transitions(
         tx: &mut Conn<B>,
         tenant: &str,
-        releases: Vec<(Execution, Transition)>,
+        changes: Vec<(Execution, Transition)>,
         now: Timestamp,
     ) -> StoreResult<Vec<Execution>> {
-        let mut done = Vec::with_capacity(releases.len());
-        let mut same = Vec::with_capacity(releases.len());
-        for (mut e, t) in releases {
-            let uniform = e.state == ExecutionState::Queued
-                && t.state == ExecutionState::Notified
-                && t.cancel_requested == e.cancel_requested
-                && t.progress == e.progress;
-            if uniform {
-                same.push((e, t));
-            } else {
+        let mut done = Vec::with_capacity(changes.len());
+        // (released, state, cancel requested, finished) → the executions changed so.
+        type Same = (bool, ExecutionState, bool, bool);
+        let mut same: std::collections::BTreeMap<Same, Vec<(Execution, Transition)>> = Default::default();
+        for (mut e, t) in changes {
+            if t.state == ExecutionState::Succeeded || t.progress != e.progress {
                 Self::apply_transition(tx, tenant, &mut e, t, now).await?;
                 done.push(e);
+                continue;
             }
+            let released = e.state == ExecutionState::Queued && t.state == ExecutionState::Notified;
+            let finished = t.state.is_terminal() && !e.state.is_terminal();
+            same.entry((released, t.state, t.cancel_requested, finished)).or_default().push((e, t));
         }
-        for chunk in same.chunks_mut(500) {
-            let mut q = QueryBuilder::<B::Db>::new("UPDATE executions SET state = 'notified', released_at = ");
-            q.push_arg(us(now)).push(", step_deadline = NULL, updated_at = ").push_arg(us(now));
-            q.push(" WHERE action_id IN (");
-            let mut sep = q.separated(", ");
-            for (e, _) in chunk.iter() {
-                sep.push_arg(e.action_id);
+        let mut finished_jobs = std::collections::BTreeSet::new();
+        for ((released, state, cancel_requested, finished), mut group) in same {
+            for chunk in group.chunks_mut(500) {
+                let mut q = QueryBuilder::<B::Db>::new("UPDATE executions SET state = ");
+                q.push_arg(state.as_str()).push(", cancel_requested = ").push_arg(cancel_requested);
+                q.push(", updated_at = ").push_arg(us(now));
+                if released {
+                    // Released to the device: pace and timeouts count from now.
+                    q.push(", released_at = ").push_arg(us(now)).push(", step_deadline = NULL");
+                }
+                if finished {
+                    q.push(", finished_at = ").push_arg(us(now));
+                }
+                q.push(" WHERE action_id IN (");
+                let mut sep = q.separated(", ");
+                for (e, _) in chunk.iter() {
+                    sep.push_arg(e.action_id);
+                }
+                q.push(")");
+                q.build().run(&mut *tx).await.map_err(db_err)?;
+                let mut q = QueryBuilder::<B::Db>::new(
+                    "INSERT INTO execution_events (action_id, seq, at, state, source, report, code, progress_cnt, \
+                     progress_of, details) ",
+                );
+                q.push_values(chunk.iter(), |mut row, (e, t)| {
+                    let ev = &t.event;
+                    row.push_arg(e.action_id);
+                    // An integer, written as it is.
+                    row.push_unseparated(format!(
+                        ", (SELECT COALESCE(MAX(seq), 0) + 1 FROM execution_events WHERE action_id = {})",
+                        e.action_id
+                    ));
+                    row.push_arg(us(ev.at))
+                        .push_arg(ev.state.as_str())
+                        .push_arg(ev.source.as_str())
+                        .push_arg(ev.report.clone())
+                        .push_arg(ev.code.map(i64::from))
+                        .push_arg(ev.progress.map(|p| p.cnt as i64))
+                        .push_arg(ev.progress.and_then(|p| p.of).map(|o| o as i64))
+                        .push_arg(Json(ev.details.clone()));
+                });
+                q.build().run(&mut *tx).await.map_err(db_err)?;
+                for (e, _) in chunk.iter_mut() {
+                    e.state = state;
+                    e.cancel_requested = cancel_requested;
+                    e.updated_at = now;
+                    if finished {
+                        e.finished_at = Some(now);
+                        finished_jobs.insert(e.job.clone());
+                    }
+                }
             }
-            q.push(")");
-            q.build().run(&mut *tx).await.map_err(db_err)?;
-            let mut q = QueryBuilder::<B::Db>::new(
-                "INSERT INTO execution_events (action_id, seq, at, state, source, report, code, progress_cnt, \
-                 progress_of, details) ",
-            );
-            q.push_values(chunk.iter(), |mut row, (e, t)| {
-                let ev = &t.event;
-                row.push_arg(e.action_id);
-                // An integer, written as it is.
-                row.push_unseparated(format!(
-                    ", (SELECT COALESCE(MAX(seq), 0) + 1 FROM execution_events WHERE action_id = {})",
-                    e.action_id
-                ));
-                row.push_arg(us(ev.at))
-                    .push_arg(ev.state.as_str())
-                    .push_arg(ev.source.as_str())
-                    .push_arg(ev.report.clone())
-                    .push_arg(ev.code.map(i64::from))
-                    .push_arg(ev.progress.map(|p| p.cnt as i64))
-                    .push_arg(ev.progress.and_then(|p| p.of).map(|o| o as i64))
-                    .push_arg(Json(ev.details.clone()));
-            });
-            q.build().run(&mut *tx).await.map_err(db_err)?;
-            for (e, t) in chunk.iter_mut() {
-                e.state = t.state;
-                e.updated_at = now;
-            }
+            done.extend(group.into_iter().map(|(e, _)| e));
         }
-        done.extend(same.into_iter().map(|(e, _)| e));
+        for job in finished_jobs {
+            Self::complete_if_done(&mut *tx, tenant, &job, now).await?;
+        }
         done.sort_by_key(|e| e.action_id);
         Ok(done)
     }
@@ -1239,4 +1278,54 @@ impl<B: SqlBackend> SqlStore<B> {
         Self::complete_if_done(&mut *tx, tenant, &e.job, now).await?;
         Ok(())
     }
+}
+
+/// [`SqlBackend::insert_executions`] in SQL both backends speak: a statement
+/// of up to 1,000 rows for the executions, then one for their first events.
+pub async fn insert_executions_by_values<B: SqlBackend>(
+    conn: &mut Conn<B>,
+    new: &NewExecutions<'_>,
+) -> StoreResult<u64> {
+    let mut added = 0;
+    for chunk in new.rows.chunks(1000) {
+        let mut q = QueryBuilder::<B::Db>::new(
+            "INSERT INTO executions (tenant, job, device, firmware, state, attempt, cancel_requested,
+             created_at, updated_at, finished_at, phase, action)
+             SELECT ",
+        );
+        q.push_arg(new.tenant).push(", ").push_arg(new.job).push(", v.column1, ").push_arg(new.firmware);
+        q.push(", v.column2, 1, FALSE, ").push_arg(new.now).push(", ").push_arg(new.now);
+        q.push(", v.column3, v.column4, v.column5 FROM (");
+        q.push_values(chunk, |mut b, e| {
+            b.push_arg(e.device)
+                .push_arg(e.state)
+                .push_arg(if e.finished { Some(new.now) } else { None })
+                .push_arg(e.phase)
+                .push_arg(e.action);
+        });
+        // `WHERE` before `ON CONFLICT`: SQLite's parser needs it after a join.
+        q.push(") AS v WHERE EXISTS (SELECT 1 FROM devices d WHERE d.tenant = ")
+            .push_arg(new.tenant)
+            .push(" AND d.id = v.column1)");
+        q.push(" ON CONFLICT (tenant, job, device) DO NOTHING RETURNING action_id, state");
+        let created: Vec<(i64, String)> = q.build().rows(&mut *conn).await.map_err(db_err)?;
+        if created.is_empty() {
+            continue;
+        }
+        added += created.len() as u64;
+        let mut q = QueryBuilder::<B::Db>::new(
+            "INSERT INTO execution_events (action_id, seq, at, state, source, report, details) ",
+        );
+        q.push_values(&created, |mut b, (action_id, state)| {
+            b.push_arg(*action_id)
+                .push_arg(1i64)
+                .push_arg(new.now)
+                .push_arg(state.as_str())
+                .push_arg("server")
+                .push_arg("created")
+                .push_arg(Json(Vec::<String>::new()));
+        });
+        q.build().run(&mut *conn).await.map_err(db_err)?;
+    }
+    Ok(added)
 }

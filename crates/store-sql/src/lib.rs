@@ -27,8 +27,9 @@ use jiff::Timestamp;
 use updraft_app::store::StoreError;
 use updraft_core::{PageRequest, SortOrder};
 
-pub use backend::{Conn, SqlBackend};
+pub use backend::{Conn, NewExecution, NewExecutions, SqlBackend};
 pub use filter_sql::{Arg, Dialect, Piece, SqlCondition};
+pub use jobs::insert_executions_by_values;
 pub use rows::*;
 pub use store::SqlStore;
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteQueryResult, SqliteSynchronous};
 use sqlx::{Sqlite, SqliteConnection, SqlitePool, Transaction};
 use updraft_app::store::{StoreError, StoreResult};
-use updraft_store_sql::{Dialect, SqlBackend, SqlStore, db_err};
+use updraft_store_sql::{Dialect, NewExecutions, SqlBackend, SqlStore, db_err, insert_executions_by_values};
 
 /// updraft's store on SQLite.
 pub type SqliteStore = SqlStore<SqliteBackend>;
@@ -66,6 +66,16 @@ impl SqlBackend for SqliteBackend {
     /// Nothing to do: a write transaction already excludes every other writer.
     async fn lock_devices(_: &mut SqliteConnection, _tenant: &str, _devices: &[String]) -> StoreResult<()> {
         Ok(())
+    }
+
+    /// Nothing to do: a write transaction already excludes every other writer.
+    async fn lock_fleet(_: &mut SqliteConnection, _tenant: &str, _exclusive: bool) -> StoreResult<()> {
+        Ok(())
+    }
+
+    /// Statements of up to 1,000 rows (SQLite has no arrays to bind).
+    async fn insert_executions(conn: &mut SqliteConnection, new: &NewExecutions<'_>) -> StoreResult<u64> {
+        insert_executions_by_values::<Self>(conn, new).await
     }
 
     /// Nothing to do: one process owns the database file, and its feed hands

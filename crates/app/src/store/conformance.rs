@@ -44,7 +44,8 @@ macro_rules! store_conformance_suite {
             jobs: jobs_and_executions, execution_changes_are_atomic_and_complete_jobs, canceling_a_job, jobs_engine,
                 concurrent_releases_keep_the_pace_and_one_execution_per_device, verify_jobs_mark_firmware,
                 a_success_that_installs_nothing_keeps_the_versions, action_ids_count_per_tenant_and_per_attempt,
-                jobs_engine_invariants, phases_force_cancel_and_retry_failed, step_timers_time_executions_out;
+                jobs_engine_invariants, phases_force_cancel_and_retry_failed, step_timers_time_executions_out,
+                deleting_a_device_deletes_its_executions;
             engine: leases_share_the_live_jobs_between_replicas, first_contact_activates_and_initializes,
                 online_devices_never_seen_go_offline;
             events: events_are_written_with_their_change_and_rolled_back_with_it,

@@ -77,9 +77,11 @@ pub trait JobStore: Send + Sync {
     // --- jobs and executions -------------------------------------------------------------
 
     /// Creates a job and one execution per target, in the target's initial state.
-    /// `Conflict` when the id is taken; `Missing` names each target that does not
-    /// exist (a device busy with another job's execution is fine: its execution
-    /// waits, queued, until the other one ends).
+    /// Targets are devices read from the store: `Missing` names each one deleted
+    /// since (a store may check every target; one that never existed is the
+    /// caller's mistake). `Conflict` when the id is taken. A device busy with
+    /// another job's execution is fine: its execution waits, queued, until the
+    /// other one ends.
     async fn create_job(&self, tenant: &str, job: &Job, targets: &[Target], now: Timestamp) -> StoreResult<()>;
     async fn get_job(&self, tenant: &str, id: &str) -> StoreResult<Option<Job>>;
     async fn list_jobs(&self, tenant: &str, state: Option<JobState>, page: &PageRequest) -> StoreResult<Page<Job>>;
@@ -194,8 +196,9 @@ pub trait JobStore: Send + Sync {
         retry: &Retry,
         now: Timestamp,
     ) -> StoreResult<Vec<String>>;
-    /// Adds executions to a job for devices it does not have yet (others are
-    /// left as they are); answers how many were added.
+    /// Adds executions to a job for devices it does not have yet (others, and
+    /// devices deleted since they were read, are left as they are); answers how
+    /// many were added.
     async fn add_executions(&self, tenant: &str, job: &Job, targets: &[Target], now: Timestamp) -> StoreResult<u64>;
     /// Whether the job has an execution for each of `devices`: those it has.
     async fn job_has_devices(&self, tenant: &str, job: &str, devices: &[String]) -> StoreResult<Vec<String>>;

@@ -24,6 +24,9 @@ pub async fn jobs_and_executions(store: &dyn Store) {
         vec![("d0", ExecutionState::Queued), ("d1", ExecutionState::AwaitingConsent), ("d2", ExecutionState::Skipped)];
     store.create_job("acme", &job("j1", "fw2"), &tg(&targets), t(20)).await.unwrap();
     assert!(matches!(store.create_job("acme", &job("j1", "fw2"), &[], t(21)).await, Err(StoreError::Conflict { .. })));
+    // A device deleted since it was read refuses the job.
+    store.create_devices("acme", &[super::device("ghost", "thermo")], t(20)).await.unwrap();
+    store.delete_device("acme", "ghost").await.unwrap();
     let again = store
         .create_job(
             "acme",
@@ -32,7 +35,7 @@ pub async fn jobs_and_executions(store: &dyn Store) {
             t(21),
         )
         .await;
-    assert_eq!(missing_fields(again.unwrap_err()), ["devices.ghost"], "an unknown device refuses the job");
+    assert_eq!(missing_fields(again.unwrap_err()), ["devices.ghost"], "a deleted device refuses the job");
     assert_eq!(store.get_job("acme", "j2").await.unwrap(), None, "nothing of a refused job is written");
     assert_eq!(store.get_job("acme", "j1").await.unwrap(), Some(job("j1", "fw2")));
     let counts = store.execution_counts("acme", "j1").await.unwrap();
@@ -440,6 +443,40 @@ pub async fn action_ids_count_per_tenant_and_per_attempt(store: &dyn Store) {
     assert_eq!((old.action_id, old.attempt, attempt), (first.action_id, 2, 1));
     tenant(store, "globex").await;
     assert!(store.execution_by_action("globex", "d0", 1).await.unwrap().is_none(), "tenants never see each other");
+}
+
+/// A deleted device takes its executions with it: their histories, their
+/// action numbers, their place in the job's counts; a job's later additions
+/// leave it out, and a job that names it is refused.
+pub async fn deleting_a_device_deletes_its_executions(store: &dyn Store) {
+    fleet(store, 3).await;
+    let all = [("d0", ExecutionState::Queued), ("d1", ExecutionState::Queued), ("d2", ExecutionState::Queued)];
+    store.create_job("acme", &job("j1", "fw2"), &tg(&all), t(20)).await.unwrap();
+    assert_eq!(release(store, "j1", 1, t(21)).await, ["d0"]);
+    let d0 = store.device_actions("acme", "d0").await.unwrap().active.unwrap();
+    store.delete_device("acme", "d0").await.unwrap();
+    assert_eq!(store.get_execution("acme", d0.action_id).await.unwrap(), None);
+    assert!(store.execution_history("acme", d0.action_id).await.unwrap().is_empty());
+    assert!(store.execution_by_action("acme", "d0", d0.action).await.unwrap().is_none());
+    assert_eq!(store.execution_counts("acme", "j1").await.unwrap(), [(ExecutionState::Queued, 2)]);
+    let scope = ExecutionScope { job: Some("j1".into()), ..Default::default() };
+    let listed = store.list_executions("acme", &scope, &page("device", SortOrder::Asc, 10, 0, None)).await.unwrap();
+    assert_eq!(listed.items.iter().map(|e| e.device.as_str()).collect::<Vec<_>>(), ["d1", "d2"]);
+    // A continuous job's additions skip a device deleted since it was selected.
+    store.delete_device("acme", "d2").await.unwrap();
+    let mut j2 = job("j2", "fw2");
+    j2.spec.recurrence = updraft_core::rollout::Recurrence::Continuous;
+    store.create_job("acme", &j2, &[], t(22)).await.unwrap();
+    let later = [("d1", ExecutionState::Queued), ("d2", ExecutionState::Queued)];
+    assert_eq!(store.add_executions("acme", &j2, &tg(&later), t(23)).await.unwrap(), 1);
+    assert_eq!(store.add_executions("acme", &j2, &tg(&later), t(24)).await.unwrap(), 0, "d1 has one already");
+    let refused = store.create_job("acme", &job("j3", "fw2"), &tg(&later), t(25)).await;
+    assert_eq!(missing_fields(refused.unwrap_err()), ["devices.d2"]);
+    assert_eq!(store.get_job("acme", "j3").await.unwrap(), None);
+    // Deleting a device without executions, or one that is not there.
+    store.create_devices("acme", &[super::device("d9", "thermo")], t(26)).await.unwrap();
+    store.delete_device("acme", "d9").await.unwrap();
+    assert!(matches!(store.delete_device("acme", "d9").await, Err(StoreError::NotFound { .. })));
 }
 
 /// The jobs engine's invariants under random interleavings of job creation,
