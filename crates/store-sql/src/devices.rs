@@ -371,18 +371,7 @@ impl<B: SqlBackend> DeviceStore for SqlStore<B> {
         };
         let mut errors = Vec::new();
         let mut missing = Vec::new();
-        let mut found = std::collections::HashMap::new();
-        for chunk in add.chunks(500) {
-            let mut q = QueryBuilder::<B::Db>::new("SELECT id, product FROM devices WHERE tenant = ");
-            q.push_arg(tenant).push(" AND id IN (");
-            let mut sep = q.separated(", ");
-            for id in chunk {
-                sep.push_arg(id);
-            }
-            q.push(")");
-            let rows: Vec<(String, String)> = q.build().rows(&mut *tx).await.map_err(db_err)?;
-            found.extend(rows);
-        }
+        let found = Self::device_products(&mut tx, tenant, add).await?;
         for (i, id) in add.iter().enumerate() {
             match (found.get(id), &group_product) {
                 (None, _) => missing.push(FieldError::new(format!("add.{i}"), format!("device `{id}` not found"))),
@@ -671,6 +660,27 @@ impl<B: SqlBackend> DeviceStore for SqlStore<B> {
 }
 
 impl<B: SqlBackend> SqlStore<B> {
+    /// The product of each of `ids` that is a device of the tenant, read in `conn`.
+    pub(crate) async fn device_products(
+        conn: &mut Conn<B>,
+        tenant: &str,
+        ids: &[String],
+    ) -> StoreResult<std::collections::HashMap<String, String>> {
+        let mut found = std::collections::HashMap::new();
+        for chunk in ids.chunks(500) {
+            let mut q = QueryBuilder::<B::Db>::new("SELECT id, product FROM devices WHERE tenant = ");
+            q.push_arg(tenant).push(" AND id IN (");
+            let mut sep = q.separated(", ");
+            for id in chunk {
+                sep.push_arg(id);
+            }
+            q.push(")");
+            let rows: Vec<(String, String)> = q.build().rows(&mut *conn).await.map_err(db_err)?;
+            found.extend(rows);
+        }
+        Ok(found)
+    }
+
     /// Registers all the devices or none, inside the caller's transaction (see `Store::create_devices`).
     pub(crate) async fn insert_devices(
         tx: &mut Conn<B>,

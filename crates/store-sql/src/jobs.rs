@@ -52,10 +52,10 @@ impl<B: SqlBackend> JobStore for SqlStore<B> {
         // read (or one named twice): name each such device.
         if (added as usize) < targets.len() {
             let ids: Vec<String> = targets.iter().map(|t| t.device.clone()).collect();
-            let found = Self::existing_devices(&mut tx, tenant, &ids).await?;
+            let found = Self::device_products(&mut tx, tenant, &ids).await?;
             let missing: Vec<FieldError> = ids
                 .iter()
-                .filter(|id| !found.contains(*id))
+                .filter(|id| !found.contains_key(*id))
                 .map(|id| FieldError::new(format!("devices.{id}"), format!("device `{id}` not found")))
                 .collect();
             StoreError::refuse(Vec::new(), missing)?;
@@ -738,27 +738,6 @@ impl<B: SqlBackend> SqlStore<B> {
         for table in ["executions", "execution_events"] {
             self.wrote(table, n);
         }
-    }
-
-    /// Those of `ids` that are devices of the tenant.
-    async fn existing_devices(
-        conn: &mut Conn<B>,
-        tenant: &str,
-        ids: &[String],
-    ) -> StoreResult<std::collections::HashSet<String>> {
-        let mut found = std::collections::HashSet::new();
-        for chunk in ids.chunks(1000) {
-            let mut q = QueryBuilder::<B::Db>::new("SELECT id FROM devices WHERE tenant = ");
-            q.push_arg(tenant).push(" AND id IN (");
-            let mut sep = q.separated(", ");
-            for id in chunk {
-                sep.push_arg(id);
-            }
-            q.push(")");
-            let rows: Vec<(String,)> = q.build().rows(&mut *conn).await.map_err(db_err)?;
-            found.extend(rows.into_iter().map(|(id,)| id));
-        }
-        Ok(found)
     }
 
     /// See [`Store::pace_stats`]; in a transaction, or on a connection of the pool.
