@@ -1022,22 +1022,43 @@ impl<B: SqlBackend> SqlStore<B> {
         {
             return Ok(false);
         }
-        // Runs on every execution that finishes: look for one unfinished execution through the
-        // (tenant, job, state) index and stop there, rather than counting the whole job.
-        let open: Option<i32> = query::<B>(
-            "SELECT 1 FROM executions WHERE tenant = $1 AND job = $2
-             AND state IN ('queued', 'awaiting_consent', 'notified', 'downloading', 'downloaded', 'installing',
-                           'failed', 'timed_out')
-             AND (state NOT IN ('failed', 'timed_out') OR attempt <= $3)
-         LIMIT 1",
+        // Runs on every execution that finishes, so it must not read the job: the states
+        // present in it, one `executions_job` probe each (a loose index scan, whatever the
+        // statistics say: `SELECT 1 … state IN (open states) LIMIT 1` was planned as a table
+        // scan that stops at the first open execution once the statistics were taken with
+        // most of the job open, a scan of the table per execution towards a big job's end).
+        let present: Vec<(String,)> = query::<B>(
+            "WITH RECURSIVE present (state) AS (
+                 SELECT MIN(state) FROM executions WHERE tenant = $1 AND job = $2
+                 UNION ALL
+                 SELECT (SELECT MIN(e.state) FROM executions e
+                         WHERE e.tenant = $1 AND e.job = $2 AND e.state > present.state)
+                 FROM present WHERE present.state IS NOT NULL)
+             SELECT state FROM present WHERE state IS NOT NULL",
         )
         .arg(tenant)
         .arg(job)
-        .arg(i64::from(j.spec.retry.count))
-        .optional_scalar(&mut *tx)
+        .rows(&mut *tx)
         .await
         .map_err(db_err)?;
-        if open.is_some() {
+        let present: Vec<ExecutionState> = present.iter().filter_map(|(s,)| ExecutionState::parse(s)).collect();
+        let retryable = [ExecutionState::Failed, ExecutionState::TimedOut];
+        let mut open = present.iter().any(|s| !s.is_terminal());
+        if !open && j.spec.retry.count > 0 && present.iter().any(|s| retryable.contains(s)) {
+            // Failed or timed out with attempts left (few: the retries worker requeues them).
+            let found: Option<i32> = query::<B>(
+                "SELECT 1 FROM executions WHERE tenant = $1 AND job = $2 AND state IN ('failed', 'timed_out')
+                 AND attempt <= $3 LIMIT 1",
+            )
+            .arg(tenant)
+            .arg(job)
+            .arg(i64::from(j.spec.retry.count))
+            .optional_scalar(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            open = found.is_some();
+        }
+        if open {
             return Ok(false);
         }
         query::<B>("UPDATE jobs SET state = 'completed', held = FALSE, finished_at = $3 WHERE tenant = $1 AND id = $2")
