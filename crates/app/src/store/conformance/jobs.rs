@@ -473,6 +473,26 @@ pub async fn deleting_a_device_deletes_its_executions(store: &dyn Store) {
     let refused = store.create_job("acme", &job("j3", "fw2"), &tg(&later), t(25)).await;
     assert_eq!(missing_fields(refused.unwrap_err()), ["devices.d2"]);
     assert_eq!(store.get_job("acme", "j3").await.unwrap(), None);
+    // A deletion racing a job's start: whichever commits first, no execution outlives its device.
+    for i in 0..10 {
+        let id = format!("r{i}");
+        store.create_devices("acme", &[super::device(&id, "thermo")], t(26)).await.unwrap();
+        let racing = job(&format!("race{i}"), "fw2");
+        let targets = tg(&[(id.as_str(), ExecutionState::Queued), ("d1", ExecutionState::Queued)]);
+        let (started, deleted) =
+            tokio::join!(store.create_job("acme", &racing, &targets, t(26)), store.delete_device("acme", &id));
+        deleted.unwrap();
+        match started {
+            Ok(()) => {
+                let scope = ExecutionScope { job: Some(racing.id.clone()), ..Default::default() };
+                let listed =
+                    store.list_executions("acme", &scope, &page("device", SortOrder::Asc, 10, 0, None)).await.unwrap();
+                let devices: Vec<&str> = listed.items.iter().map(|e| e.device.as_str()).collect();
+                assert_eq!(devices, ["d1"], "the deleted device's execution went with it");
+            }
+            Err(e) => assert_eq!(missing_fields(e), [format!("devices.{id}")]),
+        }
+    }
     // Deleting a device without executions, or one that is not there.
     store.create_devices("acme", &[super::device("d9", "thermo")], t(26)).await.unwrap();
     store.delete_device("acme", "d9").await.unwrap();
