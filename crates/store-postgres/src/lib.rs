@@ -166,8 +166,8 @@ impl SqlBackend for PostgresBackend {
         let mut added = 0;
         for chunk in new.rows.chunks(10_000) {
             let devices: Vec<&str> = chunk.iter().map(|e| e.device).collect();
-            let states: Vec<&str> = chunk.iter().map(|e| e.state).collect();
-            let finished: Vec<bool> = chunk.iter().map(|e| e.finished).collect();
+            let states: Vec<&str> = chunk.iter().map(|e| e.state.as_str()).collect();
+            let finished: Vec<bool> = chunk.iter().map(|e| e.state.is_terminal()).collect();
             let phases: Vec<i64> = chunk.iter().map(|e| e.phase).collect();
             let actions: Vec<i64> = chunk.iter().map(|e| e.action).collect();
             let n: i64 = sqlx::query_scalar(

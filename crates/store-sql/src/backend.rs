@@ -9,6 +9,7 @@ use updraft_app::store::{Change, StoreResult};
 use updraft_core::FirmwareFile;
 use updraft_core::PropertyValue;
 use updraft_core::filter::FilterJson;
+use updraft_core::job::ExecutionState;
 
 use crate::Dialect;
 use crate::query::{Binds, Reads, Runs};
@@ -29,9 +30,8 @@ pub struct NewExecutions<'a> {
 #[derive(Debug)]
 pub struct NewExecution<'a> {
     pub device: &'a str,
-    pub state: &'static str,
-    /// Whether `state` is terminal (the execution is finished as it is created).
-    pub finished: bool,
+    /// Its first state (a terminal one finishes it as it is created).
+    pub state: ExecutionState,
     pub phase: i64,
     /// The action number its device knows it by.
     pub action: i64,

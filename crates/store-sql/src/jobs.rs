@@ -640,14 +640,7 @@ impl<B: SqlBackend> JobStore for SqlStore<B> {
 
     async fn force_cancel_executions(&self, tenant: &str, job: &str, now: Timestamp) -> StoreResult<Vec<String>> {
         let mut tx = self.begin_write().await?;
-        let changes: Vec<(Execution, Transition)> = Self::locked_executions(&mut tx, tenant, job, ACTIVE_STATES)
-            .await?
-            .into_iter()
-            .filter_map(|e| Some((updraft_core::job::on_force_cancel(&e, now)?, e)))
-            .map(|(t, e)| (e, t))
-            .collect();
-        let out: Vec<String> =
-            Self::apply_transitions(&mut tx, tenant, changes, now).await?.into_iter().map(|e| e.device).collect();
+        let out = Self::change_active(&mut tx, tenant, job, updraft_core::job::on_force_cancel, now).await?;
         let mut changes = Vec::new();
         if !out.is_empty() {
             changes.push(Change::ExecutionsChanged { job: job.to_owned(), devices: out.clone() });
@@ -974,8 +967,7 @@ impl<B: SqlBackend> SqlStore<B> {
                 .zip(numbers)
                 .map(|(Target { device, state, phase }, action)| NewExecution {
                     device,
-                    state: state.as_str(),
-                    finished: state.is_terminal(),
+                    state: *state,
                     phase: i64::from(*phase),
                     action,
                 })
@@ -992,13 +984,24 @@ impl<B: SqlBackend> SqlStore<B> {
         job: &str,
         now: Timestamp,
     ) -> StoreResult<Vec<String>> {
+        Self::change_active(tx, tenant, job, updraft_core::job::on_cancel_requested, now).await
+    }
+
+    /// Applies `rule` to each of the job's active executions (locked): the devices
+    /// whose execution changed, by `action_id`.
+    async fn change_active(
+        tx: &mut Conn<B>,
+        tenant: &str,
+        job: &str,
+        rule: fn(&Execution, Timestamp) -> Option<Transition>,
+        now: Timestamp,
+    ) -> StoreResult<Vec<String>> {
         let changes: Vec<(Execution, Transition)> = Self::locked_executions(&mut *tx, tenant, job, ACTIVE_STATES)
             .await?
             .into_iter()
-            .filter_map(|e| Some((updraft_core::job::on_cancel_requested(&e, now)?, e)))
-            .map(|(t, e)| (e, t))
+            .filter_map(|e| rule(&e, now).map(|t| (e, t)))
             .collect();
-        let changed = Self::apply_transitions(&mut *tx, tenant, changes, now).await?;
+        let changed = Self::apply_transitions(tx, tenant, changes, now).await?;
         Ok(changed.into_iter().map(|e| e.device).collect())
     }
 
@@ -1042,9 +1045,9 @@ impl<B: SqlBackend> SqlStore<B> {
         .await
         .map_err(db_err)?;
         let present: Vec<ExecutionState> = present.iter().filter_map(|(s,)| ExecutionState::parse(s)).collect();
-        let retryable = [ExecutionState::Failed, ExecutionState::TimedOut];
         let mut open = present.iter().any(|s| !s.is_terminal());
-        if !open && j.spec.retry.count > 0 && present.iter().any(|s| retryable.contains(s)) {
+        let retryable = |s: &ExecutionState| matches!(s, ExecutionState::Failed | ExecutionState::TimedOut);
+        if !open && j.spec.retry.count > 0 && present.iter().any(retryable) {
             // Failed or timed out with attempts left (few: the retries worker requeues them).
             let found: Option<i32> = query::<B>(
                 "SELECT 1 FROM executions WHERE tenant = $1 AND job = $2 AND state IN ('failed', 'timed_out')
@@ -1298,12 +1301,13 @@ pub async fn insert_executions_by_values<B: SqlBackend>(
         q.push(", v.column3, v.column4, v.column5 FROM (");
         q.push_values(chunk, |mut b, e| {
             b.push_arg(e.device)
-                .push_arg(e.state)
-                .push_arg(if e.finished { Some(new.now) } else { None })
+                .push_arg(e.state.as_str())
+                .push_arg(e.state.is_terminal().then_some(new.now))
                 .push_arg(e.phase)
                 .push_arg(e.action);
         });
-        // `WHERE` before `ON CONFLICT`: SQLite's parser needs it after a join.
+        // Devices deleted since they were read are left out (SQLite's parser also needs a
+        // `WHERE` before `ON CONFLICT` here).
         q.push(") AS v WHERE EXISTS (SELECT 1 FROM devices d WHERE d.tenant = ")
             .push_arg(new.tenant)
             .push(" AND d.id = v.column1)");

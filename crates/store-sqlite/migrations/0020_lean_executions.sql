@@ -8,8 +8,8 @@ DROP INDEX IF EXISTS executions_released;
 CREATE INDEX executions_released ON executions (tenant, job, released_at) WHERE released_at IS NOT NULL;
 -- The map of action numbers (0009) now keeps earlier attempts' numbers only:
 -- the current attempt's is its execution's `action`, found through the device.
--- Devices deleted lately (a day is kept), so that a job's start skips a device
--- deleted after its scope was read without looking up each of its targets.
+-- Devices deleted lately (a day is kept), written by the store both databases
+-- share; PostgreSQL's job start reads it (SQLite's looks each target up).
 CREATE TABLE device_deletions (
     tenant      TEXT NOT NULL,
     id          TEXT NOT NULL,
