@@ -2,6 +2,8 @@
 
 /// Device sightings written by the presence worker.
 pub const PRESENCE_FLUSHED: &str = "updraft_presence_flushed_total";
+/// Online or initializing devices the presence worker marked offline after they went silent.
+pub const PRESENCE_WENT_OFFLINE: &str = "updraft_presence_went_offline_total";
 /// Worker ticks, by worker and outcome.
 pub const WORKER_TICKS: &str = "updraft_worker_ticks_total";
 /// How long the last tick took, in seconds, by worker.

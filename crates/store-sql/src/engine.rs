@@ -54,7 +54,7 @@ impl<B: SqlBackend> EngineStore for SqlStore<B> {
         Ok(B::rows_affected(&r))
     }
 
-    async fn record_presence(&self, seen: &[Sighting], offline_before: Timestamp) -> StoreResult<()> {
+    async fn record_sightings(&self, seen: &[Sighting]) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
         for chunk in seen.chunks(1000) {
             let mut q = QueryBuilder::<B::Db>::new("WITH v (tenant, id, first_at, t, polls, left_at) AS (");
@@ -76,14 +76,25 @@ impl<B: SqlBackend> EngineStore for SqlStore<B> {
             );
             q.build().run(&mut *tx).await.map_err(db_err)?;
         }
-        query::<B>(
-            "UPDATE devices SET connection_status = 'offline' WHERE connection_status IN ('online', 'initializing') \
-             AND (last_seen_at < $1 OR (last_seen_at IS NULL AND updated_at < $1))",
-        )
-        .arg(us(offline_before))
-        .run(&mut *tx)
-        .await
-        .map_err(db_err)?;
         tx.commit().await.map_err(db_err)
+    }
+
+    async fn mark_silent_offline(&self, before: Timestamp) -> StoreResult<u64> {
+        // Two statements, each a range of `devices_presence`: as one `OR` the
+        // index narrowed only the status, and the sweep read every online device
+        // (0.8 s on a million, once per flush).
+        let mut tx = self.begin_write().await?;
+        let mut marked = 0;
+        for silent in [
+            "UPDATE devices SET connection_status = 'offline' \
+             WHERE connection_status IN ('online', 'initializing') AND last_seen_at < $1",
+            "UPDATE devices SET connection_status = 'offline' \
+             WHERE connection_status IN ('online', 'initializing') AND last_seen_at IS NULL AND updated_at < $1",
+        ] {
+            let r = query::<B>(silent).arg(us(before)).run(&mut *tx).await.map_err(db_err)?;
+            marked += B::rows_affected(&r);
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(marked)
     }
 }

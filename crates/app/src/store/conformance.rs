@@ -142,13 +142,13 @@ fn invalid_fields(e: StoreError) -> Vec<String> {
 }
 
 /// Writes `d` over the stored device with its id as the server does: the
-/// last contact through `record_presence`, the rest of the record through
+/// last contact through `record_sightings`, the rest of the record through
 /// `modify_device` (which stamps `updated_at` with `now`). The device as written.
 async fn put_device(store: &dyn Store, tenant: &str, d: &Device, now: Timestamp) -> Device {
     if let Some(seen) = d.last_seen_at {
         let sighting =
             Sighting { tenant: tenant.into(), device: d.id.clone(), first: seen, last: seen, polls: 2, left: false };
-        store.record_presence(&[sighting], Timestamp::MIN).await.unwrap();
+        store.record_sightings(&[sighting]).await.unwrap();
     }
     let wanted = d.clone();
     let change = move |stored: &mut Device| {

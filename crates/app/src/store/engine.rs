@@ -51,8 +51,12 @@ pub trait EngineStore: Send + Sync {
     async fn release_leases(&self, owner: &str) -> StoreResult<u64>;
     /// Records that devices were seen: last-seen time; `activated_at` at the
     /// first contact when it is not set; `initializing` from the first contact
-    /// until the device polls again, `online` after. Then marks `online` and
-    /// `initializing` devices not seen since `offline_before` as offline (one
-    /// never seen counts from its record's last update), in every tenant.
-    async fn record_presence(&self, seen: &[Sighting], offline_before: Timestamp) -> StoreResult<()>;
+    /// until the device polls again, `online` after; `offline` when the last
+    /// thing noted was the device leaving. A sighting older than the stored
+    /// one changes nothing.
+    async fn record_sightings(&self, seen: &[Sighting]) -> StoreResult<()>;
+    /// Marks `online` and `initializing` devices not seen since `before` as
+    /// offline (one never seen counts from its record's last update), in every
+    /// tenant; returns how many. Reads only the devices that went silent.
+    async fn mark_silent_offline(&self, before: Timestamp) -> StoreResult<u64>;
 }

@@ -169,7 +169,8 @@ pub async fn gateway_tokens_and_presence(store: &dyn Store) {
     let mut twice = Sighting::once("acme", "d0", t(95));
     (twice.last, twice.polls) = (t(100), 2);
     let seen = vec![twice, Sighting::once("acme", "d1", t(10))];
-    store.record_presence(&seen, t(50)).await.unwrap();
+    store.record_sightings(&seen).await.unwrap();
+    assert_eq!(store.mark_silent_offline(t(50)).await.unwrap(), 1);
     let d0 = store.get_device("acme", "d0").await.unwrap().unwrap();
     let d1 = store.get_device("acme", "d1").await.unwrap().unwrap();
     assert_eq!((d0.last_seen_at, d0.connection_status), (Some(t(100)), ConnectionStatus::Online));
@@ -178,7 +179,7 @@ pub async fn gateway_tokens_and_presence(store: &dyn Store) {
         (Some(t(10)), ConnectionStatus::Offline),
         "seen before the cutoff: offline"
     );
-    store.record_presence(&[Sighting::once("acme", "d0", t(90))], t(0)).await.unwrap();
+    store.record_sightings(&[Sighting::once("acme", "d0", t(90))]).await.unwrap();
     assert_eq!(
         store.get_device("acme", "d0").await.unwrap().unwrap().last_seen_at,
         Some(t(100)),

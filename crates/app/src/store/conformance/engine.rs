@@ -53,15 +53,15 @@ pub async fn first_contact_activates_and_initializes(store: &dyn Store) {
     let given = device("given", "thermo");
     store.create_devices("acme", &[fresh, given], t(5)).await.unwrap();
     let seen = [Sighting::once("acme", "fresh", t(100)), Sighting::once("acme", "given", t(100))];
-    store.record_presence(&seen, t(0)).await.unwrap();
+    store.record_sightings(&seen).await.unwrap();
     let get = |id: &'static str| async move { store.get_device("acme", id).await.unwrap().unwrap() };
     let (f, g) = (get("fresh").await, get("given").await);
     assert_eq!((f.activated_at, f.connection_status), (Some(t(100)), ConnectionStatus::Initializing));
     assert_eq!(g.activated_at, Some(t(10)), "a given activation is kept");
-    store.record_presence(&[Sighting::once("acme", "fresh", t(160))], t(0)).await.unwrap();
+    store.record_sightings(&[Sighting::once("acme", "fresh", t(160))]).await.unwrap();
     let f = get("fresh").await;
     assert_eq!((f.activated_at, f.connection_status), (Some(t(100)), ConnectionStatus::Online), "the cycle completed");
-    store.record_presence(&[], t(200)).await.unwrap();
+    assert_eq!(store.mark_silent_offline(t(200)).await.unwrap(), 2);
     assert_eq!(get("fresh").await.connection_status, ConnectionStatus::Offline);
     assert_eq!(get("given").await.connection_status, ConnectionStatus::Offline, "initializing devices go silent too");
 }
@@ -74,9 +74,9 @@ pub async fn online_devices_never_seen_go_offline(store: &dyn Store) {
     let mut d = device("marked", "thermo");
     d.attributes.connection_status = Some(ConnectionStatus::Online);
     store.create_devices("acme", &[d], t(5)).await.unwrap();
-    store.record_presence(&[], t(5)).await.unwrap();
+    assert_eq!(store.mark_silent_offline(t(5)).await.unwrap(), 0);
     let status = || async { store.get_device("acme", "marked").await.unwrap().unwrap().connection_status };
     assert_eq!(status().await, ConnectionStatus::Online, "not yet silent for long enough");
-    store.record_presence(&[], t(6)).await.unwrap();
+    assert_eq!(store.mark_silent_offline(t(6)).await.unwrap(), 1);
     assert_eq!(status().await, ConnectionStatus::Offline);
 }
