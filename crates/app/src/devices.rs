@@ -294,7 +294,7 @@ impl App {
 
     pub async fn delete_device(&self, actor: &Actor, id: &str) -> Result<()> {
         actor.require(Access::WriteFleet)?;
-        Ok(self.store.delete_device(actor.tenant(), id).await?)
+        Ok(self.store.delete_device(actor.tenant(), id, self.now()).await?)
     }
 
     /// Gives a device a new token (answered this once); the old one stops

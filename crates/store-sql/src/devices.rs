@@ -19,6 +19,9 @@ use crate::{
     is_unique_violation, ts, us,
 };
 
+/// How long a deleted device stays in `device_deletions`, in microseconds: a day.
+const DELETIONS_KEPT_US: i64 = 86_400_000_000;
+
 #[async_trait]
 impl<B: SqlBackend> DeviceStore for SqlStore<B> {
     async fn create_devices(&self, tenant: &str, devices: &[NewDevice], now: Timestamp) -> StoreResult<()> {
@@ -178,7 +181,7 @@ impl<B: SqlBackend> DeviceStore for SqlStore<B> {
         Ok(Ok(d))
     }
 
-    async fn delete_device(&self, tenant: &str, id: &str) -> StoreResult<()> {
+    async fn delete_device(&self, tenant: &str, id: &str, now: Timestamp) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
         // No foreign key ties executions to their device (writing one per device of a
         // big job would lock every device): the device's executions go first, with
@@ -206,9 +209,9 @@ impl<B: SqlBackend> DeviceStore for SqlStore<B> {
             }
         }
         Self::delete_in(&mut tx, "devices", "device", tenant, id).await?;
-        // Noted for the jobs whose scope was read before (see `SqlBackend::insert_executions`);
-        // a day is plenty for any of them to have been written.
-        let at = us(Timestamp::now());
+        // Noted for the jobs whose scope was read before (see `SqlBackend::insert_executions`),
+        // for as long as any of them may take to be written.
+        let at = us(now);
         query::<B>(
             "INSERT INTO device_deletions (tenant, id, deleted_at) VALUES ($1, $2, $3)
              ON CONFLICT (tenant, id) DO UPDATE SET deleted_at = excluded.deleted_at",
@@ -221,7 +224,7 @@ impl<B: SqlBackend> DeviceStore for SqlStore<B> {
         .map_err(db_err)?;
         query::<B>("DELETE FROM device_deletions WHERE tenant = $1 AND deleted_at < $2")
             .arg(tenant)
-            .arg(at - 86_400_000_000)
+            .arg(at.saturating_sub(DELETIONS_KEPT_US))
             .run(&mut *tx)
             .await
             .map_err(db_err)?;

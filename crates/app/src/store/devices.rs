@@ -175,7 +175,8 @@ pub trait DeviceStore: Send + Sync {
         reported: bool,
         now: Timestamp,
     ) -> StoreResult<Result<Device, Vec<FieldError>>>;
-    async fn delete_device(&self, tenant: &str, id: &str) -> StoreResult<()>;
+    /// Deletes a device with its executions and their histories, at `now`.
+    async fn delete_device(&self, tenant: &str, id: &str, now: Timestamp) -> StoreResult<()>;
 
     // --- device tokens and identity ------------------------------------------------------
 

@@ -79,7 +79,7 @@ pub async fn product_in_use_cannot_be_deleted(store: &dyn Store) {
     store.create_devices("acme", &[device("d1", "thermo")], t(5)).await.unwrap();
     let err = store.delete_product("acme", "thermo").await.unwrap_err();
     assert!(matches!(err, StoreError::InUse { .. }), "{err:?}");
-    store.delete_device("acme", "d1").await.unwrap();
+    store.delete_device("acme", "d1", t(50)).await.unwrap();
     store.create_firmware("acme", &firmware("fw1", "thermo", "1.0.0")).await.unwrap();
     assert!(matches!(store.delete_product("acme", "thermo").await, Err(StoreError::InUse { .. })));
     store.delete_firmware("acme", "fw1").await.unwrap();

@@ -86,8 +86,8 @@ pub async fn device_update_list_and_delete(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(sorted.items[0].id, "b", "sort by last_seen_at");
-    store.delete_device("acme", "b").await.unwrap();
-    assert!(matches!(store.delete_device("acme", "b").await, Err(StoreError::NotFound { .. })));
+    store.delete_device("acme", "b", t(50)).await.unwrap();
+    assert!(matches!(store.delete_device("acme", "b", t(50)).await, Err(StoreError::NotFound { .. })));
     let gone = store.modify_device("acme", "b", &|_| Ok(()), false, t(51)).await;
     assert!(matches!(gone, Err(StoreError::NotFound { .. })), "{gone:?}");
 }
@@ -148,7 +148,7 @@ pub async fn groups_and_membership(store: &dyn Store) {
     renamed.updated_at = t(20);
     store.update_group("acme", &renamed).await.unwrap();
     assert_eq!(store.get_group("acme", "lab").await.unwrap(), Some(renamed));
-    store.delete_device("acme", "t00").await.unwrap();
+    store.delete_device("acme", "t00", t(50)).await.unwrap();
     assert_eq!(store.get_group("acme", "any").await.unwrap().unwrap().member_count, 1, "deleted devices leave groups");
     store.delete_group("acme", "lab").await.unwrap();
     assert_eq!(store.get_group("acme", "lab").await.unwrap(), None);

@@ -78,7 +78,7 @@ pub async fn events_are_written_with_their_change_and_rolled_back_with_it(store:
     let tail = self::tail(store).await;
     let taken = store.create_devices("acme", &[device("d2", "thermo"), device("d0", "thermo")], t(6)).await;
     assert!(matches!(taken, Err(StoreError::Invalid(_))), "{taken:?}");
-    let missing = store.delete_device("acme", "ghost").await;
+    let missing = store.delete_device("acme", "ghost", t(50)).await;
     assert!(matches!(missing, Err(StoreError::NotFound { .. })), "{missing:?}");
     store.create_product("acme", &product("thermo")).await.unwrap_err();
     assert_eq!(read_after(store, tail).await, [], "no event without its change");
@@ -94,7 +94,7 @@ pub async fn events_are_written_with_their_change_and_rolled_back_with_it(store:
     assert_eq!(store.feed().published(), written[2].cursor.seq);
 
     // Paging through the stream.
-    store.delete_device("acme", "d1").await.unwrap();
+    store.delete_device("acme", "d1", t(50)).await.unwrap();
     read_after(store, start).await;
     let first = store.events_after(start, 2).await.unwrap();
     let rest = read_after(store, first[1].cursor).await;

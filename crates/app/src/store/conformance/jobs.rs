@@ -26,7 +26,7 @@ pub async fn jobs_and_executions(store: &dyn Store) {
     assert!(matches!(store.create_job("acme", &job("j1", "fw2"), &[], t(21)).await, Err(StoreError::Conflict { .. })));
     // A device deleted since it was read refuses the job.
     store.create_devices("acme", &[super::device("ghost", "thermo")], t(20)).await.unwrap();
-    store.delete_device("acme", "ghost").await.unwrap();
+    store.delete_device("acme", "ghost", t(50)).await.unwrap();
     let again = store
         .create_job(
             "acme",
@@ -454,7 +454,7 @@ pub async fn deleting_a_device_deletes_its_executions(store: &dyn Store) {
     store.create_job("acme", &job("j1", "fw2"), &tg(&all), t(20)).await.unwrap();
     assert_eq!(release(store, "j1", 1, t(21)).await, ["d0"]);
     let d0 = store.device_actions("acme", "d0").await.unwrap().active.unwrap();
-    store.delete_device("acme", "d0").await.unwrap();
+    store.delete_device("acme", "d0", t(50)).await.unwrap();
     assert_eq!(store.get_execution("acme", d0.action_id).await.unwrap(), None);
     assert!(store.execution_history("acme", d0.action_id).await.unwrap().is_empty());
     assert!(store.execution_by_action("acme", "d0", d0.action).await.unwrap().is_none());
@@ -463,7 +463,7 @@ pub async fn deleting_a_device_deletes_its_executions(store: &dyn Store) {
     let listed = store.list_executions("acme", &scope, &page("device", SortOrder::Asc, 10, 0, None)).await.unwrap();
     assert_eq!(listed.items.iter().map(|e| e.device.as_str()).collect::<Vec<_>>(), ["d1", "d2"]);
     // A continuous job's additions skip a device deleted since it was selected.
-    store.delete_device("acme", "d2").await.unwrap();
+    store.delete_device("acme", "d2", t(50)).await.unwrap();
     let mut j2 = job("j2", "fw2");
     j2.spec.recurrence = updraft_core::rollout::Recurrence::Continuous;
     store.create_job("acme", &j2, &[], t(22)).await.unwrap();
@@ -480,7 +480,7 @@ pub async fn deleting_a_device_deletes_its_executions(store: &dyn Store) {
         let racing = job(&format!("race{i}"), "fw2");
         let targets = tg(&[(id.as_str(), ExecutionState::Queued), ("d1", ExecutionState::Queued)]);
         let (started, deleted) =
-            tokio::join!(store.create_job("acme", &racing, &targets, t(26)), store.delete_device("acme", &id));
+            tokio::join!(store.create_job("acme", &racing, &targets, t(26)), store.delete_device("acme", &id, t(50)));
         deleted.unwrap();
         match started {
             Ok(()) => {
@@ -495,8 +495,8 @@ pub async fn deleting_a_device_deletes_its_executions(store: &dyn Store) {
     }
     // Deleting a device without executions, or one that is not there.
     store.create_devices("acme", &[super::device("d9", "thermo")], t(26)).await.unwrap();
-    store.delete_device("acme", "d9").await.unwrap();
-    assert!(matches!(store.delete_device("acme", "d9").await, Err(StoreError::NotFound { .. })));
+    store.delete_device("acme", "d9", t(50)).await.unwrap();
+    assert!(matches!(store.delete_device("acme", "d9", t(50)).await, Err(StoreError::NotFound { .. })));
 }
 
 /// The jobs engine's invariants under random interleavings of job creation,

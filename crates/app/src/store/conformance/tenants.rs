@@ -77,7 +77,7 @@ pub async fn tenants_never_see_each_other(store: &dyn Store) {
         1
     );
     assert!(matches!(store.delete_firmware("globex", "fw1").await, Err(StoreError::NotFound { .. })));
-    store.delete_device("globex", "d1").await.unwrap();
+    store.delete_device("globex", "d1", t(50)).await.unwrap();
     assert!(store.get_device("acme", "d1").await.unwrap().is_some(), "deleting in one tenant leaves the other");
 }
 
